@@ -1,0 +1,577 @@
+/* config.c — INI configuration driven by one table of keys. */
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define F(field) offsetof(struct config, field)
+
+static const char *const level_choices[] = {
+	"debug", "info", "notice", "warning", "warn", "error", NULL
+};
+static const int level_values[] = {
+	LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_NOTICE, LOG_LVL_WARN, LOG_LVL_WARN,
+	LOG_LVL_ERROR
+};
+
+/* For CFG_STRING/PATH/SECRET, min and max bound the length in bytes. */
+const struct config_key config_keys[] = {
+	{ "daemon", "log_level", CFG_ENUM, 0, 0, level_choices, level_values,
+	  "info", true, F(log_level),
+	  "least important level logged: debug, info, notice, warning or error" },
+	{ "daemon", "log_rate_burst", CFG_INT, 0, 1000000, NULL, NULL,
+	  "10", true, F(log_rate_burst),
+	  "lines of one kind logged per interval before repeats are counted, not printed (0: no limit)" },
+	{ "daemon", "log_rate_interval", CFG_INT, 1, 3600, NULL, NULL,
+	  "10", true, F(log_rate_interval),
+	  "seconds of the rate-limit window; the next line reports suppressed=N" },
+	{ "daemon", "state_dir", CFG_PATH, 1, PATH_MAX, NULL, NULL,
+	  "/var/lib/gridbridge", false, F(state_dir),
+	  "directory for the journal and other state; created if missing" },
+
+	{ "mqtt", "host", CFG_STRING, 1, 255, NULL, NULL,
+	  "127.0.0.1", false, F(mqtt_host),
+	  "broker host name or address" },
+	{ "mqtt", "port", CFG_INT, 1, 65535, NULL, NULL,
+	  "1883", false, F(mqtt_port),
+	  "broker TCP port" },
+	{ "mqtt", "client_id", CFG_STRING, 1, 65535, NULL, NULL,
+	  "gridbridge", false, F(mqtt_client_id),
+	  "MQTT client id; fixed, so the broker keeps our persistent session" },
+	{ "mqtt", "keepalive", CFG_INT, 5, 3600, NULL, NULL,
+	  "60", false, F(mqtt_keepalive),
+	  "MQTT keepalive in seconds" },
+	{ "mqtt", "username", CFG_STRING, 0, 65535, NULL, NULL,
+	  "", false, F(mqtt_username),
+	  "user name for the broker; empty: connect anonymously" },
+	{ "mqtt", "password", CFG_SECRET, 0, 65535, NULL, NULL,
+	  "", false, F(mqtt_password),
+	  "password for the broker; prefer password_file" },
+	{ "mqtt", "password_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
+	  "", false, F(mqtt_password_file),
+	  "file holding the broker password; a relative name is looked up in $CREDENTIALS_DIRECTORY" },
+
+	{ "store", "host", CFG_STRING, 1, 255, NULL, NULL,
+	  "127.0.0.1", false, F(store_host),
+	  "PostgreSQL server address (an IP address avoids a blocking DNS lookup) or socket directory" },
+	{ "store", "port", CFG_INT, 1, 65535, NULL, NULL,
+	  "5432", false, F(store_port),
+	  "PostgreSQL server port" },
+	{ "store", "dbname", CFG_STRING, 1, 63, NULL, NULL,
+	  "gridbridge", false, F(store_dbname),
+	  "database name" },
+	{ "store", "user", CFG_STRING, 1, 63, NULL, NULL,
+	  "gridbridge", false, F(store_user),
+	  "database role" },
+	{ "store", "password", CFG_SECRET, 0, 65535, NULL, NULL,
+	  "", false, F(store_password),
+	  "password of the database role; prefer password_file" },
+	{ "store", "password_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
+	  "", false, F(store_password_file),
+	  "file holding the database password; a relative name is looked up in $CREDENTIALS_DIRECTORY" },
+	{ "store", "connect_timeout", CFG_INT, 1, 300, NULL, NULL,
+	  "10", false, F(store_connect_timeout),
+	  "seconds allowed for connecting to the database before retrying" },
+};
+
+const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
+
+#define MAX_KEYS (sizeof(config_keys) / sizeof(config_keys[0]))
+
+_Static_assert(sizeof(char *) <= sizeof(long long), "reload swaps fields as bytes");
+
+static void *
+field(const struct config *cfg, const struct config_key *k)
+{
+	return (char *)cfg + k->offset;
+}
+
+static void
+add_error(struct config_errors *errs, const char *file, int line,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void
+add_error(struct config_errors *errs, const char *file, int line,
+    const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+
+	if (errs->n == errs->cap) {
+		size_t cap = errs->cap ? errs->cap * 2 : 8;
+		struct config_error *v = realloc(errs->v, cap * sizeof(*v));
+		if (v == NULL)
+			abort();
+		errs->v = v;
+		errs->cap = cap;
+	}
+	struct config_error *e = &errs->v[errs->n++];
+	e->file = strdup(file);
+	e->line = line;
+	e->message = strdup(msg);
+	if (e->file == NULL || e->message == NULL)
+		abort();
+}
+
+void
+config_errors_clear(struct config_errors *errs)
+{
+	for (size_t i = 0; i < errs->n; i++) {
+		free(errs->v[i].file);
+		free(errs->v[i].message);
+	}
+	free(errs->v);
+	errs->v = NULL;
+	errs->n = errs->cap = 0;
+}
+
+void
+config_errors_print(const struct config_errors *errs, FILE *out)
+{
+	for (size_t i = 0; i < errs->n; i++) {
+		const struct config_error *e = &errs->v[i];
+		if (e->line > 0)
+			fprintf(out, "%s:%d: %s\n", e->file, e->line, e->message);
+		else
+			fprintf(out, "%s: %s\n", e->file, e->message);
+	}
+}
+
+static bool
+parse_bool(const char *v, bool *out)
+{
+	static const char *const yes[] = { "true", "yes", "on", "1" };
+	static const char *const no[] = { "false", "no", "off", "0" };
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcmp(v, yes[i]) == 0) {
+			*out = true;
+			return true;
+		}
+		if (strcmp(v, no[i]) == 0) {
+			*out = false;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Sets one key from its text. Returns 0, or -1 with a message in `err`. */
+static int
+set_value(struct config *cfg, const struct config_key *k, const char *v,
+    char *err, size_t errlen)
+{
+	void *p = field(cfg, k);
+
+	switch (k->type) {
+	case CFG_BOOL: {
+		bool b;
+		if (!parse_bool(v, &b)) {
+			snprintf(err, errlen, "%s: '%s' is not a boolean (true or false)",
+			    k->name, v);
+			return -1;
+		}
+		*(bool *)p = b;
+		return 0;
+	}
+	case CFG_INT: {
+		char *end;
+		errno = 0;
+		long long n = strtoll(v, &end, 10);
+		if (v[0] == '\0' || *end != '\0') {
+			snprintf(err, errlen, "%s: '%s' is not an integer", k->name, v);
+			return -1;
+		}
+		if (errno == ERANGE || n < k->min || n > k->max) {
+			snprintf(err, errlen, "%s: %s is out of range %lld..%lld",
+			    k->name, v, k->min, k->max);
+			return -1;
+		}
+		*(long long *)p = n;
+		return 0;
+	}
+	case CFG_ENUM:
+		for (size_t i = 0; k->choices[i] != NULL; i++) {
+			if (strcmp(v, k->choices[i]) == 0) {
+				*(int *)p = k->choice_values[i];
+				return 0;
+			}
+		}
+		{
+			char list[256] = "";
+			size_t len = 0;
+			for (size_t i = 0; k->choices[i] != NULL && len < sizeof(list); i++)
+				len += (size_t)snprintf(list + len, sizeof(list) - len,
+				    "%s%s", i ? ", " : "", k->choices[i]);
+			snprintf(err, errlen, "%s: '%s' is not one of: %s", k->name, v, list);
+		}
+		return -1;
+	case CFG_STRING:
+	case CFG_PATH:
+	case CFG_SECRET: {
+		size_t len = strlen(v);
+		if ((long long)len < k->min) {
+			snprintf(err, errlen, "%s: must not be empty", k->name);
+			return -1;
+		}
+		if ((long long)len > k->max) {
+			snprintf(err, errlen, "%s: longer than %lld bytes", k->name, k->max);
+			return -1;
+		}
+		char *s = strdup(v);
+		if (s == NULL)
+			abort();
+		free(*(char **)p);
+		*(char **)p = s;
+		return 0;
+	}
+	}
+	snprintf(err, errlen, "%s: unsupported type", k->name);
+	return -1;
+}
+
+static const struct config_key *
+find_key(const char *section, const char *name, size_t *idx)
+{
+	for (size_t i = 0; i < config_nkeys; i++) {
+		if (strcmp(config_keys[i].section, section) == 0 &&
+		    strcmp(config_keys[i].name, name) == 0) {
+			*idx = i;
+			return &config_keys[i];
+		}
+	}
+	return NULL;
+}
+
+static bool
+known_section(const char *section)
+{
+	for (size_t i = 0; i < config_nkeys; i++)
+		if (strcmp(config_keys[i].section, section) == 0)
+			return true;
+	return false;
+}
+
+struct config *
+config_defaults(void)
+{
+	struct config *cfg = calloc(1, sizeof(*cfg));
+	char err[256];
+
+	if (cfg == NULL)
+		abort();
+	for (size_t i = 0; i < config_nkeys; i++) {
+		if (set_value(cfg, &config_keys[i], config_keys[i].def, err,
+		    sizeof(err)) != 0) {
+			fprintf(stderr, "bad built-in default: %s\n", err);
+			abort();
+		}
+	}
+	cfg->path = strdup("<defaults>");
+	if (cfg->path == NULL)
+		abort();
+	return cfg;
+}
+
+void
+config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+		if (k->type == CFG_STRING || k->type == CFG_PATH || k->type == CFG_SECRET)
+			free(*(char **)field(cfg, k));
+	}
+	free(cfg->path);
+	free(cfg);
+}
+
+enum section_state { SEC_NONE, SEC_KNOWN, SEC_UNKNOWN };
+
+struct parse {
+	FILE *f;
+	const char *name;
+	int line;
+	enum section_state sec;
+	struct config *cfg;
+	struct config_errors *errs;
+	size_t nerr_at_start;
+	int seen[MAX_KEYS];	/* line where each key was set, 0 if not */
+};
+
+static char *
+trim(char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' ||
+	    s[n - 1] == '\r'))
+		s[--n] = '\0';
+	return s;
+}
+
+/* inih calls the reader once per line and handles that line before reading
+ * the next, so p->line is the line the handler is looking at. The reader
+ * also does what inih does not report precisely: section names, lines
+ * without `=`, overlong lines. Leading blanks are removed so no line is
+ * ever taken as the continuation of the previous value. */
+static char *
+reader(char *str, int num, void *stream)
+{
+	struct parse *p = stream;
+
+	if (fgets(str, num, p->f) == NULL)
+		return NULL;
+	p->line++;
+
+	size_t len = strlen(str);
+	if (len > 0 && str[len - 1] != '\n' && !feof(p->f)) {
+		int c;
+		while ((c = fgetc(p->f)) != EOF && c != '\n')
+			;
+		add_error(p->errs, p->name, p->line,
+		    "line longer than %d characters", num - 2);
+		strcpy(str, "\n");
+		return str;
+	}
+
+	char *s = str;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (s != str)
+		memmove(str, s, strlen(s) + 1);
+
+	char copy[512];
+	snprintf(copy, sizeof(copy), "%s", str);
+	char *t = trim(copy);
+	if (t[0] == '\0' || t[0] == ';' || t[0] == '#')
+		return str;
+	if (t[0] == '[') {
+		char *end = strchr(t, ']');
+		if (end == NULL) {
+			add_error(p->errs, p->name, p->line, "expected ']' after section name");
+			p->sec = SEC_UNKNOWN;
+			strcpy(str, "\n");
+			return str;
+		}
+		*end = '\0';
+		char *sec = trim(t + 1);
+		if (known_section(sec)) {
+			p->sec = SEC_KNOWN;
+		} else {
+			add_error(p->errs, p->name, p->line, "unknown section [%s]", sec);
+			p->sec = SEC_UNKNOWN;
+		}
+		return str;
+	}
+	if (strchr(t, '=') == NULL && strchr(t, ':') == NULL) {
+		add_error(p->errs, p->name, p->line, "expected 'key = value'");
+		strcpy(str, "\n");
+	}
+	return str;
+}
+
+static int
+handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse *p = user;
+	const struct config_key *k;
+	size_t idx;
+	char err[512];
+
+	if (p->sec == SEC_UNKNOWN)
+		return 1;	/* the section was reported already */
+	if (p->sec == SEC_NONE) {
+		add_error(p->errs, p->name, p->line, "key '%s' outside of any section", name);
+		return 1;
+	}
+	k = find_key(section, name, &idx);
+	if (k == NULL) {
+		add_error(p->errs, p->name, p->line, "unknown key '%s' in [%s]", name, section);
+		return 1;
+	}
+	if (p->seen[idx] != 0) {
+		add_error(p->errs, p->name, p->line,
+		    "duplicate key '%s' in [%s] (first set on line %d)", name, section,
+		    p->seen[idx]);
+		return 1;
+	}
+	p->seen[idx] = p->line;
+	if (set_value(p->cfg, k, value, err, sizeof(err)) != 0)
+		add_error(p->errs, p->name, p->line, "%s", err);
+	return 1;
+}
+
+static void
+exclusive(struct parse *p, const char *section, const char *a, const char *b)
+{
+	size_t ia, ib;
+
+	if (find_key(section, a, &ia) == NULL || find_key(section, b, &ib) == NULL)
+		abort();
+	const char *va = *(char **)field(p->cfg, &config_keys[ia]);
+	const char *vb = *(char **)field(p->cfg, &config_keys[ib]);
+	if (va[0] != '\0' && vb[0] != '\0')
+		add_error(p->errs, p->name, p->seen[ib],
+		    "[%s] %s and %s are mutually exclusive", section, a, b);
+}
+
+/* Checks that involve more than one key. */
+static void
+validate(struct parse *p)
+{
+	exclusive(p, "mqtt", "password", "password_file");
+	exclusive(p, "store", "password", "password_file");
+	if (p->cfg->state_dir[0] != '/') {
+		size_t i;
+		find_key("daemon", "state_dir", &i);
+		add_error(p->errs, p->name, p->seen[i], "state_dir: must be an absolute path");
+	}
+}
+
+struct config *
+config_load_stream(FILE *f, const char *name, struct config_errors *errs)
+{
+	struct parse p = { .f = f, .name = name, .sec = SEC_NONE, .errs = errs,
+		.nerr_at_start = errs->n };
+
+	p.cfg = config_defaults();
+	free(p.cfg->path);
+	p.cfg->path = strdup(name);
+	if (p.cfg->path == NULL)
+		abort();
+
+	int rc = ini_parse_stream(reader, &p, handler, &p);
+	if (rc > 0) {
+		/* inih saw a syntax error the reader did not explain. */
+		bool explained = false;
+		for (size_t i = p.nerr_at_start; i < errs->n; i++)
+			if (errs->v[i].line == rc)
+				explained = true;
+		if (!explained)
+			add_error(errs, name, rc, "syntax error");
+	} else if (rc < 0) {
+		add_error(errs, name, 0, "cannot parse (out of memory)");
+	}
+	if (ferror(f))
+		add_error(errs, name, 0, "read error");
+	validate(&p);
+
+	if (errs->n > p.nerr_at_start) {
+		config_free(p.cfg);
+		return NULL;
+	}
+	return p.cfg;
+}
+
+struct config *
+config_load(const char *path, struct config_errors *errs)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		add_error(errs, path, 0, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	struct config *cfg = config_load_stream(f, path, errs);
+	fclose(f);
+	return cfg;
+}
+
+const char *
+config_value_str(const struct config *cfg, const struct config_key *k,
+    char *buf, size_t buflen)
+{
+	const void *p = field(cfg, k);
+
+	switch (k->type) {
+	case CFG_BOOL:
+		return *(const bool *)p ? "true" : "false";
+	case CFG_INT:
+		snprintf(buf, buflen, "%lld", *(const long long *)p);
+		return buf;
+	case CFG_ENUM:
+		for (size_t i = 0; k->choices[i] != NULL; i++)
+			if (k->choice_values[i] == *(const int *)p)
+				return k->choices[i];
+		return "?";
+	case CFG_SECRET:
+		return (*(char *const *)p)[0] != '\0' ? "<redacted>" : "";
+	case CFG_STRING:
+	case CFG_PATH:
+		return *(char *const *)p;
+	}
+	return "?";
+}
+
+void
+config_print(const struct config *cfg, FILE *out)
+{
+	const char *section = NULL;
+	char buf[64];
+
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+		if (section == NULL || strcmp(section, k->section) != 0) {
+			fprintf(out, "%s[%s]\n", section ? "\n" : "", k->section);
+			section = k->section;
+		}
+		const char *v = config_value_str(cfg, k, buf, sizeof(buf));
+		fprintf(out, "%s =%s%s\n", k->name, v[0] ? " " : "", v);
+	}
+}
+
+static bool
+same_value(const struct config *a, const struct config *b, const struct config_key *k)
+{
+	const void *pa = field(a, k), *pb = field(b, k);
+
+	switch (k->type) {
+	case CFG_BOOL:
+		return *(const bool *)pa == *(const bool *)pb;
+	case CFG_INT:
+		return *(const long long *)pa == *(const long long *)pb;
+	case CFG_ENUM:
+		return *(const int *)pa == *(const int *)pb;
+	case CFG_STRING:
+	case CFG_PATH:
+	case CFG_SECRET:
+		return strcmp(*(char *const *)pa, *(char *const *)pb) == 0;
+	}
+	return false;
+}
+
+void
+config_apply_reload(struct config *cur, struct config *next,
+    void (*changed)(const struct config_key *k, bool applied, void *ctx), void *ctx)
+{
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+		if (same_value(cur, next, k))
+			continue;
+		if (changed != NULL)
+			changed(k, k->reloadable, ctx);
+		if (!k->reloadable)
+			continue;
+		/* Swap the raw field bytes: strings change owner, nothing leaks. */
+		size_t sz = k->type == CFG_BOOL ? sizeof(bool) :
+		    k->type == CFG_INT ? sizeof(long long) :
+		    k->type == CFG_ENUM ? sizeof(int) : sizeof(char *);
+		unsigned char tmp[sizeof(long long)];
+		memcpy(tmp, field(cur, k), sz);
+		memcpy(field(cur, k), field(next, k), sz);
+		memcpy(field(next, k), tmp, sz);
+	}
+}

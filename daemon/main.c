@@ -1,0 +1,304 @@
+/* main.c — gridbridged: options, configuration, the event loop, and the
+ * wiring between the stages. */
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "mqtt.h"
+#include "notify.h"
+#include "secret.h"
+#include "store.h"
+#include "version.h"
+
+struct daemon {
+	struct event_base *base;
+	struct config *cfg;
+	struct notify *notify;
+	struct mqtt *mqtt;
+	struct store *store;
+	struct event *sig_term, *sig_int, *sig_hup;
+	struct event *tick;
+};
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+	    "usage: gridbridged [-c FILE] [-n [-v]]\n"
+	    "       gridbridged --version | -h\n"
+	    "\n"
+	    "  -c, --config FILE  configuration file (default %s)\n"
+	    "  -n, --check        check the configuration and exit: 0 valid, 1 invalid\n"
+	    "  -v, --verbose      with -n: print the effective configuration\n"
+	    "      --version      print the version and exit\n"
+	    "  -h, --help         print this help and exit\n",
+	    GRIDBRIDGE_DEFAULT_CONFIG);
+}
+
+static void
+apply_logging(const struct config *cfg)
+{
+	log_set_level(cfg->log_level);
+	log_set_ratelimit((unsigned)cfg->log_rate_burst,
+	    (uint64_t)cfg->log_rate_interval * 1000000ull);
+}
+
+static void
+log_config_errors(const struct config_errors *errs)
+{
+	for (size_t i = 0; i < errs->n; i++)
+		log_error("config", "invalid configuration", "file=%s line=%d error=%s",
+		    errs->v[i].file, errs->v[i].line, errs->v[i].message);
+}
+
+static void
+setting_changed(const struct config_key *k, bool applied, void *ctx)
+{
+	(void)ctx;
+	if (applied)
+		log_info("config", "setting changed", "section=%s key=%s", k->section,
+		    k->name);
+	else
+		log_notice("config", "changed setting needs a restart", "section=%s key=%s",
+		    k->section, k->name);
+}
+
+static void
+reload(struct daemon *d)
+{
+	struct config_errors errs = { 0 };
+
+	notify_reloading();
+	log_debug("config", "reload requested", "signal=HUP");
+	log_info("config", "reloading", "file=%s", d->cfg->path);
+	struct config *next = config_load(d->cfg->path, &errs);
+	if (next == NULL) {
+		log_config_errors(&errs);
+		log_error("config", "reload failed, keeping previous configuration",
+		    "file=%s errors=%zu", d->cfg->path, errs.n);
+	} else {
+		config_apply_reload(d->cfg, next, setting_changed, d);
+		apply_logging(d->cfg);
+		log_info("config", "configuration reloaded", "file=%s", d->cfg->path);
+	}
+	config_errors_clear(&errs);
+	config_free(next);
+	notify_ready("running");
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)what;
+	if (sig == SIGHUP) {
+		reload(d);
+		return;
+	}
+	notify_stopping();
+	log_info("main", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+	event_base_loopbreak(d->base);
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_flush_suppressed();
+}
+
+/* The state directory exists and is ours to write. */
+static int
+prepare_state_dir(const char *dir)
+{
+	struct stat st;
+
+	if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+		log_errno(LOG_LVL_ERROR, "main", "cannot create state directory", "dir=%s", dir);
+		return -1;
+	}
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		log_error("main", "state directory is not a directory", "dir=%s", dir);
+		return -1;
+	}
+	if (access(dir, W_OK | X_OK) != 0) {
+		log_errno(LOG_LVL_ERROR, "main", "state directory not writable", "dir=%s", dir);
+		return -1;
+	}
+	return 0;
+}
+
+static struct event *
+add_signal(struct daemon *d, int sig)
+{
+	struct event *ev = evsignal_new(d->base, sig, signal_cb, d);
+
+	if (ev == NULL || event_add(ev, NULL) != 0) {
+		log_error("main", "cannot watch signal", "signal=%d", sig);
+		if (ev != NULL)
+			event_free(ev);
+		return NULL;
+	}
+	return ev;
+}
+
+static int
+start_stages(struct daemon *d)
+{
+	const struct config *c = d->cfg;
+	char *mqtt_pw = NULL, *store_pw = NULL;
+	int rc = -1;
+
+	mqtt_pw = secret_load(c->mqtt_password, c->mqtt_password_file, "mqtt");
+	store_pw = secret_load(c->store_password, c->store_password_file, "store");
+	if (mqtt_pw == NULL || store_pw == NULL)
+		goto out;
+
+	struct mqtt_options mo = {
+		.host = c->mqtt_host,
+		.port = (int)c->mqtt_port,
+		.client_id = c->mqtt_client_id,
+		.keepalive = (int)c->mqtt_keepalive,
+		.username = c->mqtt_username,
+		.password = mqtt_pw,
+	};
+	struct store_options so = {
+		.host = c->store_host,
+		.port = (int)c->store_port,
+		.dbname = c->store_dbname,
+		.user = c->store_user,
+		.password = store_pw,
+		.connect_timeout = (int)c->store_connect_timeout,
+	};
+	d->mqtt = mqtt_new(d->base, &mo);
+	d->store = store_new(d->base, &so);
+	if (d->mqtt == NULL || d->store == NULL)
+		goto out;
+	if (mqtt_start(d->mqtt) != 0 || store_start(d->store) != 0)
+		goto out;
+	rc = 0;
+out:
+	secret_free(mqtt_pw);
+	secret_free(store_pw);
+	return rc;
+}
+
+static int
+run(struct daemon *d)
+{
+	struct timeval sec = { .tv_sec = 1, .tv_usec = 0 };
+
+	d->base = event_base_new();
+	if (d->base == NULL) {
+		log_error("main", "cannot create event loop", "");
+		return -1;
+	}
+	d->sig_term = add_signal(d, SIGTERM);
+	d->sig_int = add_signal(d, SIGINT);
+	d->sig_hup = add_signal(d, SIGHUP);
+	d->tick = event_new(d->base, -1, EV_PERSIST, tick_cb, d);
+	if (d->sig_term == NULL || d->sig_int == NULL || d->sig_hup == NULL ||
+	    d->tick == NULL || event_add(d->tick, &sec) != 0)
+		return -1;
+	d->notify = notify_new(d->base);
+	if (d->notify == NULL)
+		return -1;
+	if (start_stages(d) != 0)
+		return -1;
+
+	notify_ready("running");
+	log_info("main", "ready", "");
+	if (event_base_dispatch(d->base) < 0) {
+		log_error("main", "event loop failed", "");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+daemon_free(struct daemon *d)
+{
+	mqtt_free(d->mqtt);
+	store_free(d->store);
+	notify_free(d->notify);
+	if (d->tick != NULL)
+		event_free(d->tick);
+	if (d->sig_term != NULL)
+		event_free(d->sig_term);
+	if (d->sig_int != NULL)
+		event_free(d->sig_int);
+	if (d->sig_hup != NULL)
+		event_free(d->sig_hup);
+	if (d->base != NULL)
+		event_base_free(d->base);
+	config_free(d->cfg);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'n' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *path = GRIDBRIDGE_DEFAULT_CONFIG;
+	bool check = false, verbose = false;
+	struct config_errors errs = { 0 };
+	struct daemon d = { 0 };
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "c:nvh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': path = optarg; break;
+		case 'n': check = true; break;
+		case 'v': verbose = true; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("gridbridged %s\n", GRIDBRIDGE_VERSION); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc || (verbose && !check)) {
+		usage(stderr);
+		return 2;
+	}
+
+	d.cfg = config_load(path, &errs);
+	if (d.cfg == NULL) {
+		config_errors_print(&errs, stderr);
+		config_errors_clear(&errs);
+		return 1;
+	}
+	if (check) {
+		if (verbose)
+			config_print(d.cfg, stdout);
+		config_free(d.cfg);
+		return 0;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	apply_logging(d.cfg);
+	log_info("main", "started", "version=%s config=%s pid=%ld", GRIDBRIDGE_VERSION,
+	    path, (long)getpid());
+
+	int rc = 0;
+	if (prepare_state_dir(d.cfg->state_dir) != 0 || run(&d) != 0)
+		rc = 1;
+	daemon_free(&d);
+	log_info("main", "stopped", "exit_code=%d", rc);
+	return rc;
+}

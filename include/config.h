@@ -1,0 +1,113 @@
+/* config.c — the configuration: one table, one row per key.
+ *
+ * Every key is a row of config_keys[] (section, name, type, bounds, default,
+ * reloadable, description). Parsing, defaults, validation, `-nv` printing,
+ * reload and the documentation test all walk that table; adding a key is
+ * adding a field to struct config and a row to the table.
+ *
+ * Parsing collects every error as `FILE:LINE: message` and keeps going, so
+ * an operator sees all mistakes at once. A config with errors is never
+ * used: config_load() returns NULL and the caller keeps what it had.
+ */
+#ifndef GRIDBRIDGE_CONFIG_H
+#define GRIDBRIDGE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+enum config_type {
+	CFG_BOOL,
+	CFG_INT,	/* integer in [min, max] */
+	CFG_STRING,
+	CFG_PATH,	/* file system path; empty means unset */
+	CFG_SECRET,	/* printed as <redacted> when set */
+	CFG_ENUM,	/* one of choices[]; stored as its index or mapped value */
+};
+
+struct config_key {
+	const char *section;
+	const char *name;
+	enum config_type type;
+	long long min, max;		/* CFG_INT */
+	const char *const *choices;	/* CFG_ENUM, NULL-terminated */
+	const int *choice_values;	/* CFG_ENUM, parallel to choices */
+	const char *def;		/* default, as it would be written */
+	bool reloadable;		/* applied by SIGHUP without restart */
+	size_t offset;			/* of the field in struct config */
+	const char *help;		/* one line, also used in conf/ */
+};
+
+struct config {
+	/* [daemon] */
+	int log_level;
+	char *state_dir;
+	long long log_rate_burst;
+	long long log_rate_interval;
+
+	/* [mqtt] */
+	char *mqtt_host;
+	long long mqtt_port;
+	char *mqtt_client_id;
+	long long mqtt_keepalive;
+	char *mqtt_username;
+	char *mqtt_password;
+	char *mqtt_password_file;
+
+	/* [store] */
+	char *store_host;
+	long long store_port;
+	char *store_dbname;
+	char *store_user;
+	char *store_password;
+	char *store_password_file;
+	long long store_connect_timeout;
+
+	/* Where the configuration came from (for messages). */
+	char *path;
+};
+
+extern const struct config_key config_keys[];
+extern const size_t config_nkeys;
+
+/* One error: where and what. */
+struct config_error {
+	char *file;
+	int line;		/* 0 when not tied to a line */
+	char *message;
+};
+
+struct config_errors {
+	struct config_error *v;
+	size_t n, cap;
+};
+
+/* Parses `path`. Returns a new config, or NULL with every problem appended
+ * to `errs` (which the caller owns and frees with config_errors_clear()). */
+struct config *config_load(const char *path, struct config_errors *errs);
+/* Same, from an open stream; `name` is used in messages. */
+struct config *config_load_stream(FILE *f, const char *name, struct config_errors *errs);
+/* A config holding only the defaults. */
+struct config *config_defaults(void);
+void config_free(struct config *cfg);
+
+void config_errors_clear(struct config_errors *errs);
+/* Prints each error as `FILE:LINE: message` on `out`. */
+void config_errors_print(const struct config_errors *errs, FILE *out);
+
+/* Prints the effective configuration as INI, secrets redacted. */
+void config_print(const struct config *cfg, FILE *out);
+
+/* Value of a key as it would be printed (secrets redacted); `buf` is used
+ * for numbers. */
+const char *config_value_str(const struct config *cfg, const struct config_key *k,
+    char *buf, size_t buflen);
+
+/* Moves the reloadable settings of `next` into `cur`. For each setting that
+ * differs, calls `changed(k, applied, ctx)`: applied is false for settings
+ * that need a restart (cur keeps its value). `next` is left with `cur`'s old
+ * values and is still the caller's to free. */
+void config_apply_reload(struct config *cur, struct config *next,
+    void (*changed)(const struct config_key *k, bool applied, void *ctx), void *ctx);
+
+#endif

@@ -1,0 +1,259 @@
+/* Unit tests for config.c: what an operator sees for good and bad files.
+ *
+ * usage: test_config CONF_EXAMPLE MAN_PAGE
+ *   CONF_EXAMPLE  the shipped conf/gridbridge.conf
+ *   MAN_PAGE      man/gridbridge.conf.5
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "t.h"
+
+static struct config *
+parse(const char *text, struct config_errors *errs)
+{
+	FILE *f = fmemopen((void *)text, strlen(text), "r");
+	struct config *cfg = config_load_stream(f, "test.conf", errs);
+	fclose(f);
+	return cfg;
+}
+
+/* All errors as the operator reads them. */
+static char *
+errors_text(const struct config_errors *errs)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	config_errors_print(errs, f);
+	fclose(f);
+	return buf;
+}
+
+static char *
+print_text(const struct config *cfg)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	config_print(cfg, f);
+	fclose(f);
+	return buf;
+}
+
+static char *
+slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	int c;
+	while ((c = fgetc(f)) != EOF)
+		fputc(c, m);
+	fclose(m);
+	fclose(f);
+	return buf;
+}
+
+static int pending_count, applied_count;
+static void
+pending(const struct config_key *k, bool applied, void *ctx)
+{
+	(void)ctx;
+	if (!applied && strcmp(k->name, "host") == 0)
+		pending_count++;
+	if (applied)
+		applied_count++;
+}
+
+/* The example file documents key k of its section with its default, as a
+ * `name = default` line inside `[section]`, with a comment line above. */
+static int
+documented(const char *conf, const struct config_key *k)
+{
+	char header[128], want[512];
+	snprintf(header, sizeof(header), "\n[%s]\n", k->section);
+	const char *sec = strstr(conf, header);
+	if (sec == NULL)
+		return 0;
+	const char *end = strstr(sec + 1, "\n[");
+	snprintf(want, sizeof(want), "\n%s =%s%s\n", k->name, k->def[0] ? " " : "", k->def);
+	const char *hit = strstr(sec, want);
+	if (hit == NULL || (end != NULL && hit > end))
+		return 0;
+	/* the line before is a comment: `hit` is the newline ending it */
+	const char *prev = hit;
+	while (prev > conf && prev[-1] != '\n')
+		prev--;
+	return prev[0] == '#' || prev[0] == ';';
+}
+
+int
+main(int argc, char **argv)
+{
+	struct config_errors errs = { 0 };
+	struct config *cfg;
+	char *s;
+
+	log_set_fd(-1);
+	if (argc != 3) {
+		fprintf(stderr, "usage: test_config CONF_EXAMPLE MAN_PAGE\n");
+		return 99;
+	}
+
+	/* Defaults. */
+	cfg = config_defaults();
+	T_INTEQ(cfg->log_level, LOG_LVL_INFO);
+	T_INTEQ(cfg->mqtt_port, 1883);
+	T_STREQ(cfg->mqtt_client_id, "gridbridge");
+	T_STREQ(cfg->state_dir, "/var/lib/gridbridge");
+	config_free(cfg);
+	config_free(NULL);
+
+	/* A good file; comments, blanks, indentation, inline comments. */
+	cfg = parse("; comment\n"
+	    "# another\n"
+	    "[daemon]\n"
+	    "log_level = debug\n"
+	    "  state_dir = /tmp/gb   ; inline comment\n"
+	    "\n"
+	    "[mqtt]\n"
+	    "port=8883\n"
+	    "password = s3cret\n"
+	    "[store]\n"
+	    "password_file = store-password\n", &errs);
+	T_CHECK(cfg != NULL);
+	T_INTEQ(errs.n, 0);
+	if (cfg != NULL) {
+		T_INTEQ(cfg->log_level, LOG_LVL_DEBUG);
+		T_STREQ(cfg->state_dir, "/tmp/gb");
+		T_INTEQ(cfg->mqtt_port, 8883);
+		T_STREQ(cfg->mqtt_password, "s3cret");
+		T_STREQ(cfg->store_password_file, "store-password");
+		/* -nv: every key, secrets redacted, unset secrets empty. */
+		s = print_text(cfg);
+		T_CHECK(strstr(s, "[mqtt]\nhost = 127.0.0.1\nport = 8883\n") != NULL);
+		T_CHECK(strstr(s, "password = <redacted>\n") != NULL);
+		T_CHECK(strstr(s, "s3cret") == NULL);
+		T_CHECK(strstr(s, "\n[store]\n") != NULL);
+		T_CHECK(strstr(s, "password_file = store-password\n") != NULL);
+		int keys = 0;
+		for (char *p = s; (p = strstr(p, " =")) != NULL; p++)
+			keys++;
+		T_INTEQ(keys, config_nkeys);
+		free(s);
+	}
+	config_free(cfg);
+	config_errors_clear(&errs);
+
+	/* Every kind of mistake, all reported, with their lines. */
+	char longline[400];
+	memset(longline, 'a', sizeof(longline));
+	memcpy(longline, "host = ", 7);
+	longline[sizeof(longline) - 2] = '\n';
+	longline[sizeof(longline) - 1] = '\0';
+	char bad[1024];
+	snprintf(bad, sizeof(bad),
+	    "orphan = 1\n"			/* 1 */
+	    "[daemon]\n"			/* 2 */
+	    "log_level = loud\n"		/* 3 */
+	    "nosuchkey = 1\n"			/* 4 */
+	    "[mqtt]\n"				/* 5 */
+	    "port = abc\n"			/* 6 */
+	    "keepalive = 70000\n"		/* 7 */
+	    "port = 99999\n"			/* 8: duplicate (and out of range) */
+	    "just some words\n"			/* 9 */
+	    "[nosuch]\n"			/* 10 */
+	    "whatever = 1\n"			/* 11: inside the unknown section: quiet */
+	    "[store\n"				/* 12 */
+	    "[store]\n"				/* 13 */
+	    "%s"				/* 14 */
+	    "port = 5432junk\n"			/* 15 */
+	    "password = x\n"			/* 16 */
+	    "password_file = y\n"		/* 17 */
+	    "dbname =\n",			/* 18 */
+	    longline);
+	cfg = parse(bad, &errs);
+	T_CHECK(cfg == NULL);
+	s = errors_text(&errs);
+	T_STREQ(s,
+	    "test.conf:1: key 'orphan' outside of any section\n"
+	    "test.conf:3: log_level: 'loud' is not one of: debug, info, notice, warning, warn, error\n"
+	    "test.conf:4: unknown key 'nosuchkey' in [daemon]\n"
+	    "test.conf:6: port: 'abc' is not an integer\n"
+	    "test.conf:7: keepalive: 70000 is out of range 5..3600\n"
+	    "test.conf:8: duplicate key 'port' in [mqtt] (first set on line 6)\n"
+	    "test.conf:9: expected 'key = value'\n"
+	    "test.conf:10: unknown section [nosuch]\n"
+	    "test.conf:12: expected ']' after section name\n"
+	    "test.conf:14: line longer than 198 characters\n"
+	    "test.conf:15: port: '5432junk' is not an integer\n"
+	    "test.conf:18: dbname: must not be empty\n"
+	    "test.conf:17: [store] password and password_file are mutually exclusive\n");
+	free(s);
+	config_errors_clear(&errs);
+
+	/* Relative state_dir is refused. */
+	cfg = parse("[daemon]\nstate_dir = var/lib\n", &errs);
+	T_CHECK(cfg == NULL);
+	s = errors_text(&errs);
+	T_STREQ(s, "test.conf:2: state_dir: must be an absolute path\n");
+	free(s);
+	config_errors_clear(&errs);
+
+	/* A missing file is one clear error. */
+	cfg = config_load("/nonexistent/gridbridge.conf", &errs);
+	T_CHECK(cfg == NULL);
+	s = errors_text(&errs);
+	T_STREQ(s, "/nonexistent/gridbridge.conf: cannot open: No such file or directory\n");
+	free(s);
+	config_errors_clear(&errs);
+
+	/* Reload: reloadable keys move over, the others wait for a restart. */
+	struct config *cur = parse("[daemon]\nlog_level = info\n[mqtt]\nhost = 10.0.0.1\n", &errs);
+	struct config *next = parse("[daemon]\nlog_level = error\nlog_rate_burst = 5\n"
+	    "[mqtt]\nhost = 10.0.0.2\n", &errs);
+	T_CHECK(cur != NULL && next != NULL);
+	if (cur != NULL && next != NULL) {
+		config_apply_reload(cur, next, pending, NULL);
+		T_INTEQ(cur->log_level, LOG_LVL_ERROR);
+		T_INTEQ(cur->log_rate_burst, 5);
+		T_STREQ(cur->mqtt_host, "10.0.0.1");
+		T_INTEQ(pending_count, 1);
+		T_INTEQ(applied_count, 2);
+	}
+	config_free(cur);
+	config_free(next);
+	config_errors_clear(&errs);
+
+	/* The shipped example passes and documents every key with its default. */
+	cfg = config_load(argv[1], &errs);
+	T_CHECK(cfg != NULL);
+	s = errors_text(&errs);
+	T_STREQ(s, "");
+	free(s);
+	config_errors_clear(&errs);
+	config_free(cfg);
+	char *conf = slurp(argv[1]);
+	char *man = slurp(argv[2]);
+	T_CHECK(conf != NULL && man != NULL);
+	for (size_t i = 0; conf != NULL && man != NULL && i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+		char what[160], mark[160];
+		snprintf(what, sizeof(what), "conf documents [%s] %s with its default",
+		    k->section, k->name);
+		t_report(documented(conf, k), what, __FILE__, __LINE__);
+		snprintf(mark, sizeof(mark), "\n.It Cm %s", k->name);
+		snprintf(what, sizeof(what), "man page documents [%s] %s", k->section, k->name);
+		t_report(strstr(man, mark) != NULL, what, __FILE__, __LINE__);
+	}
+	free(conf);
+	free(man);
+	return t_done();
+}
