@@ -21,7 +21,11 @@ static const int level_values[] = {
 	LOG_LVL_ERROR
 };
 
-/* For CFG_STRING/PATH/SECRET, min and max bound the length in bytes. */
+static const char *const protocol_choices[] = { "3.1.1", "5", NULL };
+static const int protocol_values[] = { 4, 5 };
+
+/* For CFG_STRING/PATH/SECRET (and each CFG_LIST item), min and max bound
+ * the length in bytes. */
 const struct config_key config_keys[] = {
 	{ "daemon", "log_level", CFG_ENUM, 0, 0, level_choices, level_values,
 	  "info", true, F(log_level),
@@ -58,6 +62,47 @@ const struct config_key config_keys[] = {
 	  "", false, F(mqtt_password_file),
 	  "file holding the broker password; a relative name is looked up in $CREDENTIALS_DIRECTORY" },
 
+	{ "mqtt", "protocol", CFG_ENUM, 0, 0, protocol_choices, protocol_values,
+	  "3.1.1", false, F(mqtt_protocol),
+	  "MQTT protocol version: 3.1.1 or 5" },
+	{ "mqtt", "session_expiry", CFG_INT, 1, 4294967295LL, NULL, NULL,
+	  "4294967295", false, F(mqtt_session_expiry),
+	  "MQTT 5: seconds the broker keeps our session while we are away (4294967295: never expires)" },
+	{ "mqtt", "receive_maximum", CFG_INT, 1, 65535, NULL, NULL,
+	  "20", false, F(mqtt_receive_maximum),
+	  "MQTT 5: QoS 1 messages the broker may send before our acknowledgements (our in-flight window)" },
+	{ "mqtt", "subscribe", CFG_LIST, 1, 65535, NULL, NULL,
+	  "#", false, F(mqtt_subscribe),
+	  "topic filter subscribed with QoS 1; repeat the key for more filters" },
+	{ "mqtt", "shared_group", CFG_STRING, 0, 255, NULL, NULL,
+	  "", false, F(mqtt_shared_group),
+	  "when set, subscribe as $share/<group>/<filter> so several daemons share the load" },
+	{ "mqtt", "max_message_size", CFG_SIZE, 1024, 256LL << 20, NULL, NULL,
+	  "1M", false, F(mqtt_max_message_size),
+	  "larger messages are journaled as oversize (topic and length only) and quarantined" },
+	{ "mqtt", "tls", CFG_BOOL, 0, 0, NULL, NULL,
+	  "false", false, F(mqtt_tls),
+	  "connect with TLS (1.2 or newer), verifying the broker's certificate and host name" },
+	{ "mqtt", "ca_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
+	  "", false, F(mqtt_ca_file),
+	  "PEM file of the CA(s) that signed the broker's certificate; required with tls" },
+	{ "mqtt", "cert_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
+	  "", false, F(mqtt_cert_file),
+	  "PEM client certificate for brokers that require one (with key_file)" },
+	{ "mqtt", "key_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
+	  "", false, F(mqtt_key_file),
+	  "PEM private key of cert_file; a relative name is looked up in $CREDENTIALS_DIRECTORY" },
+
+	{ "journal", "segment_size", CFG_SIZE, 64LL << 10, 1LL << 30, NULL, NULL,
+	  "64M", false, F(journal_segment_size),
+	  "size at which a journal segment file is closed and a new one started" },
+	{ "journal", "disk_cap", CFG_SIZE, 64LL << 10, 1LL << 50, NULL, NULL,
+	  "8G", true, F(journal_disk_cap),
+	  "journal size at which ingest pauses (never drops) until space frees" },
+	{ "journal", "sync_batch", CFG_INT, 1, 100000, NULL, NULL,
+	  "1000", false, F(journal_sync_batch),
+	  "records appended before an fdatasync even if the broker is still sending" },
+
 	{ "store", "host", CFG_STRING, 1, 255, NULL, NULL,
 	  "127.0.0.1", false, F(store_host),
 	  "PostgreSQL server address (an IP address avoids a blocking DNS lookup) or socket directory" },
@@ -91,6 +136,32 @@ static void *
 field(const struct config *cfg, const struct config_key *k)
 {
 	return (char *)cfg + k->offset;
+}
+
+/* Bytes as written in a config file: the largest exact suffix. */
+static const char *
+format_size(long long v, char *buf, size_t len)
+{
+	static const char suffix[] = "KMGT";
+	int i = -1;
+
+	while (i < 3 && v != 0 && v % 1024 == 0) {
+		v /= 1024;
+		i++;
+	}
+	if (i < 0)
+		snprintf(buf, len, "%lld", v);
+	else
+		snprintf(buf, len, "%lld%c", v, suffix[i]);
+	return buf;
+}
+
+static void
+list_free(char **list)
+{
+	for (size_t i = 0; list != NULL && list[i] != NULL; i++)
+		free(list[i]);
+	free(list);
 }
 
 static void
@@ -217,6 +288,59 @@ set_value(struct config *cfg, const struct config_key *k, const char *v,
 			snprintf(err, errlen, "%s: '%s' is not one of: %s", k->name, v, list);
 		}
 		return -1;
+	case CFG_SIZE: {
+		char *end;
+		errno = 0;
+		unsigned long long n = strtoull(v, &end, 10);
+		unsigned shift = 0;
+		if (v[0] == '\0' || v[0] == '-' || end == v) {
+			snprintf(err, errlen, "%s: '%s' is not a size", k->name, v);
+			return -1;
+		}
+		switch (*end) {
+		case 'k': case 'K': shift = 10; end++; break;
+		case 'm': case 'M': shift = 20; end++; break;
+		case 'g': case 'G': shift = 30; end++; break;
+		case 't': case 'T': shift = 40; end++; break;
+		}
+		if (*end == 'B' || *end == 'b')
+			end++;
+		if (*end != '\0') {
+			snprintf(err, errlen, "%s: '%s' is not a size (bytes, or with K, M, G)",
+			    k->name, v);
+			return -1;
+		}
+		if (errno == ERANGE || n > (unsigned long long)(LLONG_MAX >> shift) ||
+		    (long long)(n << shift) < k->min || (long long)(n << shift) > k->max) {
+			char lo[32], hi[32];
+			snprintf(err, errlen, "%s: %s is out of range %s..%s", k->name, v,
+			    format_size(k->min, lo, sizeof(lo)), format_size(k->max, hi, sizeof(hi)));
+			return -1;
+		}
+		*(long long *)p = (long long)(n << shift);
+		return 0;
+	}
+	case CFG_LIST: {
+		size_t len = strlen(v);
+		if ((long long)len < k->min) {
+			snprintf(err, errlen, "%s: must not be empty", k->name);
+			return -1;
+		}
+		if ((long long)len > k->max) {
+			snprintf(err, errlen, "%s: longer than %lld bytes", k->name, k->max);
+			return -1;
+		}
+		char **list = *(char ***)p;
+		size_t n = 0;
+		while (list != NULL && list[n] != NULL)
+			n++;
+		char **nl = realloc(list, (n + 2) * sizeof(*nl));
+		if (nl == NULL || (nl[n] = strdup(v)) == NULL)
+			abort();
+		nl[n + 1] = NULL;
+		*(char ***)p = nl;
+		return 0;
+	}
 	case CFG_STRING:
 	case CFG_PATH:
 	case CFG_SECRET: {
@@ -293,6 +417,8 @@ config_free(struct config *cfg)
 		const struct config_key *k = &config_keys[i];
 		if (k->type == CFG_STRING || k->type == CFG_PATH || k->type == CFG_SECRET)
 			free(*(char **)field(cfg, k));
+		else if (k->type == CFG_LIST)
+			list_free(*(char ***)field(cfg, k));
 	}
 	free(cfg->path);
 	free(cfg);
@@ -403,13 +529,20 @@ handler(void *user, const char *section, const char *name, const char *value)
 		add_error(p->errs, p->name, p->line, "unknown key '%s' in [%s]", name, section);
 		return 1;
 	}
-	if (p->seen[idx] != 0) {
+	if (k->type == CFG_LIST) {
+		/* The file's values replace the default list. */
+		if (p->seen[idx] == 0) {
+			list_free(*(char ***)field(p->cfg, k));
+			*(char ***)field(p->cfg, k) = NULL;
+		}
+	} else if (p->seen[idx] != 0) {
 		add_error(p->errs, p->name, p->line,
 		    "duplicate key '%s' in [%s] (first set on line %d)", name, section,
 		    p->seen[idx]);
 		return 1;
 	}
-	p->seen[idx] = p->line;
+	if (p->seen[idx] == 0)
+		p->seen[idx] = p->line;
 	if (set_value(p->cfg, k, value, err, sizeof(err)) != 0)
 		add_error(p->errs, p->name, p->line, "%s", err);
 	return 1;
@@ -434,6 +567,22 @@ static void
 validate(struct parse *p)
 {
 	exclusive(p, "mqtt", "password", "password_file");
+	if (p->cfg->mqtt_tls && p->cfg->mqtt_ca_file[0] == '\0') {
+		size_t i;
+		find_key("mqtt", "tls", &i);
+		add_error(p->errs, p->name, p->seen[i], "[mqtt] tls needs ca_file");
+	}
+	if ((p->cfg->mqtt_cert_file[0] == '\0') != (p->cfg->mqtt_key_file[0] == '\0')) {
+		size_t i;
+		find_key("mqtt", p->cfg->mqtt_cert_file[0] ? "cert_file" : "key_file", &i);
+		add_error(p->errs, p->name, p->seen[i],
+		    "[mqtt] cert_file and key_file go together");
+	}
+	if (p->cfg->mqtt_cert_file[0] != '\0' && !p->cfg->mqtt_tls) {
+		size_t i;
+		find_key("mqtt", "cert_file", &i);
+		add_error(p->errs, p->name, p->seen[i], "[mqtt] cert_file needs tls = true");
+	}
 	exclusive(p, "store", "password", "password_file");
 	if (p->cfg->state_dir[0] != '/') {
 		size_t i;
@@ -502,6 +651,12 @@ config_value_str(const struct config *cfg, const struct config_key *k,
 	case CFG_INT:
 		snprintf(buf, buflen, "%lld", *(const long long *)p);
 		return buf;
+	case CFG_SIZE:
+		return format_size(*(const long long *)p, buf, buflen);
+	case CFG_LIST: {
+		char *const *list = *(char **const *)p;
+		return list != NULL && list[0] != NULL ? list[0] : "";
+	}
 	case CFG_ENUM:
 		for (size_t i = 0; k->choices[i] != NULL; i++)
 			if (k->choice_values[i] == *(const int *)p)
@@ -528,6 +683,12 @@ config_print(const struct config *cfg, FILE *out)
 			fprintf(out, "%s[%s]\n", section ? "\n" : "", k->section);
 			section = k->section;
 		}
+		if (k->type == CFG_LIST) {
+			char *const *list = *(char **const *)field(cfg, k);
+			for (size_t j = 0; list != NULL && list[j] != NULL; j++)
+				fprintf(out, "%s = %s\n", k->name, list[j]);
+			continue;
+		}
 		const char *v = config_value_str(cfg, k, buf, sizeof(buf));
 		fprintf(out, "%s =%s%s\n", k->name, v[0] ? " " : "", v);
 	}
@@ -542,7 +703,16 @@ same_value(const struct config *a, const struct config *b, const struct config_k
 	case CFG_BOOL:
 		return *(const bool *)pa == *(const bool *)pb;
 	case CFG_INT:
+	case CFG_SIZE:
 		return *(const long long *)pa == *(const long long *)pb;
+	case CFG_LIST: {
+		char *const *la = *(char **const *)pa, *const *lb = *(char **const *)pb;
+		size_t i = 0;
+		for (; la[i] != NULL && lb[i] != NULL; i++)
+			if (strcmp(la[i], lb[i]) != 0)
+				return false;
+		return la[i] == NULL && lb[i] == NULL;
+	}
 	case CFG_ENUM:
 		return *(const int *)pa == *(const int *)pb;
 	case CFG_STRING:
@@ -567,7 +737,7 @@ config_apply_reload(struct config *cur, struct config *next,
 			continue;
 		/* Swap the raw field bytes: strings change owner, nothing leaks. */
 		size_t sz = k->type == CFG_BOOL ? sizeof(bool) :
-		    k->type == CFG_INT ? sizeof(long long) :
+		    k->type == CFG_INT || k->type == CFG_SIZE ? sizeof(long long) :
 		    k->type == CFG_ENUM ? sizeof(int) : sizeof(char *);
 		unsigned char tmp[sizeof(long long)];
 		memcpy(tmp, field(cur, k), sz);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "journal.h"
 #include "log.h"
 #include "mqtt.h"
 #include "notify.h"
@@ -18,10 +19,23 @@
 #include "store.h"
 #include "version.h"
 
+/* Test hook: GRIDBRIDGE_CRASH_AT=before_append:N or after_append:N makes
+ * the process SIGKILL itself at the N-th received message, before or after
+ * appending it (after: buffered, not yet synced nor acknowledged). */
+struct crash_hook {
+	bool armed;
+	bool after;
+	unsigned long at;
+	unsigned long seen;
+};
+
 struct daemon {
 	struct event_base *base;
 	struct config *cfg;
 	struct notify *notify;
+	struct journal *journal;
+	bool journal_was_full;
+	struct crash_hook crash;
 	struct mqtt *mqtt;
 	struct store *store;
 	struct event *sig_term, *sig_int, *sig_hup;
@@ -87,6 +101,8 @@ reload(struct daemon *d)
 	} else {
 		config_apply_reload(d->cfg, next, setting_changed, d);
 		apply_logging(d->cfg);
+		if (d->journal != NULL)
+			journal_set_disk_cap(d->journal, (uint64_t)d->cfg->journal_disk_cap);
 		log_info("config", "configuration reloaded", "file=%s", d->cfg->path);
 	}
 	config_errors_clear(&errs);
@@ -153,6 +169,124 @@ add_signal(struct daemon *d, int sig)
 	return ev;
 }
 
+/* ---- mqtt -> journal ---------------------------------------------------- */
+
+static void
+crash_point(struct crash_hook *h, bool after)
+{
+	if (h->armed && h->after == after && h->seen == h->at)
+		raise(SIGKILL);
+}
+
+static int
+sink_message(void *ctx, const struct mqtt_message *msg)
+{
+	struct daemon *d = ctx;
+	struct journal_record rec = {
+		.qos = (uint8_t)msg->qos,
+		.flags = msg->oversize ? JOURNAL_OVERSIZE : 0,
+		.topic = msg->topic,
+		.topic_len = strlen(msg->topic),
+		.payload = msg->payload,
+		.payload_len = (uint32_t)msg->payload_len,
+	};
+
+	d->crash.seen++;
+	crash_point(&d->crash, false);
+	int rc = journal_append(d->journal, &rec);
+	crash_point(&d->crash, true);
+	return rc;
+}
+
+static int
+sink_flush(void *ctx)
+{
+	struct daemon *d = ctx;
+	return journal_sync(d->journal);
+}
+
+static size_t
+sink_pending(void *ctx)
+{
+	struct daemon *d = ctx;
+	return journal_pending(d->journal);
+}
+
+static bool
+sink_full(void *ctx)
+{
+	struct daemon *d = ctx;
+	bool full = journal_full(d->journal);
+
+	if (full != d->journal_was_full) {
+		struct journal_stat st;
+		journal_stat(d->journal, &st);
+		if (full)
+			log_warn("journal", "journal full, pausing ingest",
+			    "cap=%llu size=%llu", (unsigned long long)st.disk_cap,
+			    (unsigned long long)st.bytes);
+		else
+			log_info("journal", "journal has room again, resuming ingest",
+			    "cap=%llu size=%llu", (unsigned long long)st.disk_cap,
+			    (unsigned long long)st.bytes);
+		d->journal_was_full = full;
+	}
+	return full;
+}
+
+static void
+parse_crash_hook(struct crash_hook *h)
+{
+	const char *v = getenv("GRIDBRIDGE_CRASH_AT");
+	const char *n;
+
+	if (v == NULL || v[0] == '\0')
+		return;
+	if (strncmp(v, "before_append:", 14) == 0) {
+		n = v + 14;
+	} else if (strncmp(v, "after_append:", 13) == 0) {
+		n = v + 13;
+		h->after = true;
+	} else {
+		log_warn("main", "ignoring malformed GRIDBRIDGE_CRASH_AT", "");
+		return;
+	}
+	char *end;
+	h->at = strtoul(n, &end, 10);
+	h->armed = *end == '\0' && h->at > 0;
+	if (h->armed)
+		log_warn("main", "crash hook armed (testing only)", "after=%d at=%lu",
+		    h->after, h->at);
+}
+
+static int
+open_journal(struct daemon *d)
+{
+	char dir[4096];
+	const struct config *c = d->cfg;
+
+	snprintf(dir, sizeof(dir), "%s/journal", c->state_dir);
+	struct journal_options jo = {
+		.dir = dir,
+		.segment_size = (uint64_t)c->journal_segment_size,
+		.disk_cap = (uint64_t)c->journal_disk_cap,
+	};
+	d->journal = journal_open(&jo);
+	return d->journal != NULL ? 0 : -1;
+}
+
+/* A relative key file is looked up like a password file. */
+static const char *
+credential_path(const char *file, char *buf, size_t len)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+
+	if (file[0] == '\0' || file[0] == '/' || dir == NULL || dir[0] == '\0')
+		return file;
+	snprintf(buf, len, "%s/%s", dir, file);
+	return buf;
+}
+
 static int
 start_stages(struct daemon *d)
 {
@@ -165,6 +299,7 @@ start_stages(struct daemon *d)
 	if (mqtt_pw == NULL || store_pw == NULL)
 		goto out;
 
+	char keybuf[4096];
 	struct mqtt_options mo = {
 		.host = c->mqtt_host,
 		.port = (int)c->mqtt_port,
@@ -172,6 +307,24 @@ start_stages(struct daemon *d)
 		.keepalive = (int)c->mqtt_keepalive,
 		.username = c->mqtt_username,
 		.password = mqtt_pw,
+		.protocol = c->mqtt_protocol,
+		.session_expiry = (unsigned)c->mqtt_session_expiry,
+		.receive_maximum = (int)c->mqtt_receive_maximum,
+		.filters = c->mqtt_subscribe,
+		.shared_group = c->mqtt_shared_group,
+		.max_message_size = (size_t)c->mqtt_max_message_size,
+		.sync_batch = (size_t)c->journal_sync_batch,
+		.tls = c->mqtt_tls,
+		.ca_file = c->mqtt_ca_file,
+		.cert_file = c->mqtt_cert_file,
+		.key_file = credential_path(c->mqtt_key_file, keybuf, sizeof(keybuf)),
+	};
+	struct mqtt_sink sink = {
+		.message = sink_message,
+		.flush = sink_flush,
+		.pending = sink_pending,
+		.full = sink_full,
+		.ctx = d,
 	};
 	struct store_options so = {
 		.host = c->store_host,
@@ -181,7 +334,7 @@ start_stages(struct daemon *d)
 		.password = store_pw,
 		.connect_timeout = (int)c->store_connect_timeout,
 	};
-	d->mqtt = mqtt_new(d->base, &mo);
+	d->mqtt = mqtt_new(d->base, &mo, &sink);
 	d->store = store_new(d->base, &so);
 	if (d->mqtt == NULL || d->store == NULL)
 		goto out;
@@ -214,6 +367,9 @@ run(struct daemon *d)
 	d->notify = notify_new(d->base);
 	if (d->notify == NULL)
 		return -1;
+	parse_crash_hook(&d->crash);
+	if (open_journal(d) != 0)
+		return -1;
 	if (start_stages(d) != 0)
 		return -1;
 
@@ -229,7 +385,8 @@ run(struct daemon *d)
 static void
 daemon_free(struct daemon *d)
 {
-	mqtt_free(d->mqtt);
+	mqtt_free(d->mqtt);	/* flushes into the journal first */
+	journal_free(d->journal);
 	store_free(d->store);
 	notify_free(d->notify);
 	if (d->tick != NULL)

@@ -1,11 +1,15 @@
-/* mqtt.c — libmosquitto on the libevent loop. */
+/* mqtt.c — libmosquitto on the libevent loop; see mqtt.h for the contract. */
 #include "mqtt.h"
 
 #include <errno.h>
 #include <event2/event.h>
 #include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include "backoff.h"
 #include "log.h"
@@ -16,19 +20,33 @@
 struct mqtt {
 	struct event_base *base;
 	struct mosquitto *mosq;
+	struct mqtt_sink sink;
 	struct event *io;	/* on the current socket, NULL when none */
 	int io_fd;
 	short io_flags;
-	struct event *misc;	/* 1 s mosquitto_loop_misc() */
+	struct event *misc;	/* 1 s: mosquitto_loop_misc(), resume check */
 	struct event *retry;	/* reconnect timer */
 	struct backoff backoff;
+
 	char *host;
 	int port;
 	int keepalive;
-	bool started;		/* mosquitto_connect_async() was called once */
+	int protocol;
+	unsigned session_expiry;
+	char **filters;		/* as subscribed, with $share/ prefix */
+	int nfilters;
+	size_t max_message_size;
+	size_t sync_batch;
+	bool tls;
+
+	bool started;		/* the first connect was made */
 	bool connected;
+	bool subscribed_once;	/* subscribed since the process started */
 	bool stopping;
+	bool paused;		/* disconnected because the sink is full */
+	bool abort;		/* the sink failed: drop without acknowledging */
 	bool down_logged;	/* this outage was reported at warn */
+	char last_lib_error[256];
 };
 
 static void io_cb(evutil_socket_t fd, short what, void *arg);
@@ -61,7 +79,7 @@ update_io(struct mqtt *m)
 static void
 schedule_retry(struct mqtt *m)
 {
-	if (m->stopping || evtimer_pending(m->retry, NULL))
+	if (m->stopping || m->paused || evtimer_pending(m->retry, NULL))
 		return;
 	uint32_t ms = backoff_next(&m->backoff, backoff_random());
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
@@ -78,14 +96,114 @@ connection_failed(struct mqtt *m, int rc)
 	const char *err = rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc);
 
 	/* An outage is reported once at warn; the retries go to debug. */
-	if (!m->connected && !m->stopping) {
+	if (!m->connected && !m->stopping && !m->paused) {
 		log_emit(m->down_logged ? LOG_LVL_DEBUG : LOG_LVL_WARN, "mqtt",
-		    "connection failed", "host=%s port=%d error=%s", m->host, m->port, err);
+		    "connection failed", "host=%s port=%d error=%s", m->host, m->port,
+		    m->last_lib_error[0] ? m->last_lib_error : err);
 		m->down_logged = true;
 	}
+	m->last_lib_error[0] = '\0';
 	m->connected = false;
 	update_io(m);
 	schedule_retry(m);
+}
+
+/* Drops the connection without writing anything more: the PUBACKs queued
+ * for messages we could not keep never leave, so the broker redelivers. */
+static void
+abort_connection(struct mqtt *m)
+{
+	int fd = mosquitto_socket(m->mosq);
+
+	log_error("mqtt", "message not kept, dropping connection unacknowledged",
+	    "host=%s port=%d", m->host, m->port);
+	m->abort = false;
+	if (fd >= 0)
+		shutdown(fd, SHUT_RDWR);
+	/* The library notices the dead socket and discards its queue. */
+	mosquitto_loop_read(m->mosq, 1);
+	m->connected = false;
+	update_io(m);
+	schedule_retry(m);
+}
+
+/* Everything handed to the sink becomes durable before any byte goes to
+ * the broker: this is the PUBACK hold. */
+static int
+flush_sink(struct mqtt *m)
+{
+	if (m->sink.pending(m->sink.ctx) == 0)
+		return 0;
+	return m->sink.flush(m->sink.ctx);
+}
+
+static int
+write_out(struct mqtt *m)
+{
+	if (mosquitto_socket(m->mosq) < 0 || !mosquitto_want_write(m->mosq))
+		return MOSQ_ERR_SUCCESS;
+	if (flush_sink(m) != 0) {
+		m->abort = true;
+		return MOSQ_ERR_SUCCESS;
+	}
+	return mosquitto_loop_write(m->mosq, 1);
+}
+
+/* Reads while the socket has more and the group is not too big. */
+static int
+read_burst(struct mqtt *m)
+{
+	for (;;) {
+		int rc = mosquitto_loop_read(m->mosq, 1);
+		if (rc != MOSQ_ERR_SUCCESS || m->abort)
+			return rc;
+		if (m->sink.pending(m->sink.ctx) >= m->sync_batch)
+			return MOSQ_ERR_SUCCESS;
+		int fd = mosquitto_socket(m->mosq);
+		int avail = 0;
+		if (fd < 0 || ioctl(fd, FIONREAD, &avail) != 0 || avail <= 0)
+			return MOSQ_ERR_SUCCESS;
+	}
+}
+
+/* The sink is full: make everything durable, let the PUBACKs go, and leave
+ * cleanly so the broker queues for us in the persistent session. */
+static void
+pause_ingest(struct mqtt *m)
+{
+	m->paused = true;
+	if (flush_sink(m) != 0) {
+		abort_connection(m);
+		return;
+	}
+	mosquitto_loop_write(m->mosq, 1);
+	mosquitto_disconnect(m->mosq);
+	for (int i = 0; i < 10 && mosquitto_socket(m->mosq) >= 0 &&
+	    mosquitto_want_write(m->mosq); i++)
+		if (mosquitto_loop_write(m->mosq, 1) != MOSQ_ERR_SUCCESS)
+			break;
+	m->connected = false;
+	log_info("mqtt", "paused, disconnected from broker", "host=%s port=%d", m->host,
+	    m->port);
+	update_io(m);
+}
+
+static void
+after_io(struct mqtt *m, int rc)
+{
+	if (m->abort) {
+		abort_connection(m);
+		return;
+	}
+	if (rc != MOSQ_ERR_SUCCESS) {
+		connection_failed(m, rc);
+		return;
+	}
+	if (m->connected && !m->paused && m->sink.full(m->sink.ctx)) {
+		pause_ingest(m);
+		return;
+	}
+	update_io(m);
 }
 
 static void
@@ -96,14 +214,13 @@ io_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	if (what & EV_READ)
-		rc = mosquitto_loop_read(m->mosq, 1);
-	if (rc == MOSQ_ERR_SUCCESS && (what & EV_WRITE) && mosquitto_want_write(m->mosq))
-		rc = mosquitto_loop_write(m->mosq, 1);
-	if (rc != MOSQ_ERR_SUCCESS) {
-		connection_failed(m, rc);
-		return;
-	}
-	update_io(m);
+		rc = read_burst(m);
+	/* The group is complete: one sync covers it, then the PUBACKs. */
+	if (rc == MOSQ_ERR_SUCCESS && !m->abort && flush_sink(m) != 0)
+		m->abort = true;
+	if (rc == MOSQ_ERR_SUCCESS && !m->abort)
+		rc = write_out(m);
+	after_io(m, rc);
 }
 
 static void
@@ -113,12 +230,42 @@ misc_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	int rc = mosquitto_loop_misc(m->mosq);
-	if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN) {
-		connection_failed(m, rc);
+	if (m->paused) {
+		if (m->sink.full(m->sink.ctx))
+			return;
+		m->paused = false;
+		log_info("mqtt", "resuming, reconnecting to broker", "host=%s port=%d", m->host,
+		    m->port);
+		backoff_reset(&m->backoff);
+		struct timeval now = { 0, 0 };
+		evtimer_add(m->retry, &now);
 		return;
 	}
-	update_io(m);
+	int rc = mosquitto_loop_misc(m->mosq);
+	if (rc == MOSQ_ERR_NO_CONN)
+		rc = MOSQ_ERR_SUCCESS;
+	else if (rc == MOSQ_ERR_SUCCESS)
+		rc = write_out(m);	/* PINGREQ, after the hold */
+	after_io(m, rc);
+}
+
+static int
+first_connect(struct mqtt *m)
+{
+	if (m->protocol != 5)
+		return mosquitto_connect_async(m->mosq, m->host, m->port, m->keepalive);
+
+	/* CONNECT properties can only be given to the blocking connect call;
+	 * later reconnects reuse them. Without a Session Expiry Interval an
+	 * MQTT 5 session ends with the connection. */
+	mosquitto_property *props = NULL;
+	int rc = mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
+	    m->session_expiry);
+	if (rc == MOSQ_ERR_SUCCESS)
+		rc = mosquitto_connect_bind_v5(m->mosq, m->host, m->port, m->keepalive, NULL,
+		    props);
+	mosquitto_property_free_all(&props);
+	return rc;
 }
 
 static void
@@ -132,7 +279,7 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
 	/* libmosquitto resolves the name synchronously here; the host string
 	 * is also what TLS checks, so it is passed as it was configured. */
 	if (!m->started) {
-		rc = mosquitto_connect_async(m->mosq, m->host, m->port, m->keepalive);
+		rc = first_connect(m);
 		if (rc == MOSQ_ERR_SUCCESS)
 			m->started = true;
 	} else {
@@ -142,13 +289,24 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
 		connection_failed(m, rc);
 		return;
 	}
-	update_io(m);
+	rc = write_out(m);	/* CONNECT */
+	after_io(m, rc);
 }
 
 static void
-on_connect(struct mosquitto *mosq, void *arg, int rc)
+subscribe_all(struct mqtt *m)
+{
+	int rc = mosquitto_subscribe_multiple(m->mosq, NULL, m->nfilters, m->filters, 1, 0,
+	    NULL);
+	if (rc != MOSQ_ERR_SUCCESS)
+		log_error("mqtt", "cannot subscribe", "error=%s", mosquitto_strerror(rc));
+}
+
+static void
+on_connect(struct mosquitto *mosq, void *arg, int rc, int flags)
 {
 	struct mqtt *m = arg;
+	bool session = (flags & 1) != 0;
 
 	(void)mosq;
 	if (rc != 0) {
@@ -159,7 +317,34 @@ on_connect(struct mosquitto *mosq, void *arg, int rc)
 	m->connected = true;
 	m->down_logged = false;
 	backoff_reset(&m->backoff);
-	log_info("mqtt", "connected", "host=%s port=%d", m->host, m->port);
+	log_info("mqtt", "connected", "host=%s port=%d session_present=%d tls=%d protocol=%s",
+	    m->host, m->port, session, m->tls, m->protocol == 5 ? "5" : "3.1.1");
+	/* A broker without our session has no subscriptions for us. The first
+	 * connection of a process subscribes anyway, so a changed filter list
+	 * takes effect; the duplicates that may bring are removed by id. */
+	if (!session || !m->subscribed_once)
+		subscribe_all(m);
+}
+
+static void
+on_subscribe(struct mosquitto *mosq, void *arg, int mid, int count, const int *granted)
+{
+	struct mqtt *m = arg;
+	int refused = 0;
+
+	(void)mosq;
+	(void)mid;
+	for (int i = 0; i < count && i < m->nfilters; i++) {
+		if (granted[i] == 0x80 || granted[i] < 0) {
+			log_error("mqtt", "subscription refused", "filter=%s", m->filters[i]);
+			refused++;
+		} else if (granted[i] < 1) {
+			log_warn("mqtt", "subscription downgraded to QoS 0", "filter=%s",
+			    m->filters[i]);
+		}
+	}
+	m->subscribed_once = true;
+	log_info("mqtt", "subscribed", "filters=%d refused=%d", count, refused);
 }
 
 static void
@@ -168,7 +353,7 @@ on_disconnect(struct mosquitto *mosq, void *arg, int rc)
 	struct mqtt *m = arg;
 
 	(void)mosq;
-	if (m->connected && !m->stopping) {
+	if (m->connected && !m->stopping && !m->paused) {
 		log_warn("mqtt", "disconnected", "host=%s port=%d reason=%s",
 		    m->host, m->port, mosquitto_strerror(rc));
 		m->down_logged = true;
@@ -176,8 +361,93 @@ on_disconnect(struct mosquitto *mosq, void *arg, int rc)
 	m->connected = false;
 }
 
+static void
+on_message(struct mosquitto *mosq, void *arg, const struct mosquitto_message *msg)
+{
+	struct mqtt *m = arg;
+	struct mqtt_message mm = {
+		.topic = msg->topic,
+		.payload = msg->payload,
+		.payload_len = (size_t)msg->payloadlen,
+		.qos = msg->qos,
+		.retain = msg->retain,
+	};
+
+	(void)mosq;
+	if (m->abort)
+		return;		/* the connection is being dropped */
+	if (mm.payload_len > m->max_message_size) {
+		mm.oversize = true;
+		mm.payload = NULL;
+		log_warn("mqtt", "message over max_message_size", "topic_bytes=%zu bytes=%zu max=%zu",
+		    strlen(msg->topic), mm.payload_len, m->max_message_size);
+	}
+	if (m->sink.message(m->sink.ctx, &mm) != 0)
+		m->abort = true;
+}
+
+/* libmosquitto's own messages: its errors (TLS above all) explain what
+ * mosquitto_strerror() cannot. */
+static void
+on_log(struct mosquitto *mosq, void *arg, int level, const char *text)
+{
+	struct mqtt *m = arg;
+
+	(void)mosq;
+	if (level != MOSQ_LOG_ERR)
+		return;
+	snprintf(m->last_lib_error, sizeof(m->last_lib_error), "%s", text);
+	log_error("mqtt", "library error", "host=%s port=%d error=%s", m->host, m->port, text);
+}
+
+static int
+set_filters(struct mqtt *m, char *const *filters, const char *group)
+{
+	int n = 0;
+
+	while (filters != NULL && filters[n] != NULL)
+		n++;
+	m->filters = calloc((size_t)n + 1, sizeof(*m->filters));
+	if (m->filters == NULL)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		if (group != NULL && group[0] != '\0') {
+			size_t len = strlen(group) + strlen(filters[i]) + 9;
+			m->filters[i] = malloc(len);
+			if (m->filters[i] != NULL)
+				snprintf(m->filters[i], len, "$share/%s/%s", group, filters[i]);
+		} else {
+			m->filters[i] = strdup(filters[i]);
+		}
+		if (m->filters[i] == NULL)
+			return -1;
+		m->nfilters++;
+	}
+	return 0;
+}
+
+static int
+setup_tls(struct mqtt *m, const struct mqtt_options *o)
+{
+	int rc = mosquitto_tls_set(m->mosq, o->ca_file, NULL,
+	    o->cert_file != NULL && o->cert_file[0] ? o->cert_file : NULL,
+	    o->key_file != NULL && o->key_file[0] ? o->key_file : NULL, NULL);
+	if (rc == MOSQ_ERR_SUCCESS)
+		rc = mosquitto_tls_opts_set(m->mosq, 1 /* SSL_VERIFY_PEER */, "tlsv1.2", NULL);
+	if (rc == MOSQ_ERR_SUCCESS)
+		rc = mosquitto_tls_insecure_set(m->mosq, false);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		log_error("mqtt", "cannot set up TLS", "ca_file=%s cert_file=%s error=%s",
+		    o->ca_file, o->cert_file ? o->cert_file : "",
+		    rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
 struct mqtt *
-mqtt_new(struct event_base *base, const struct mqtt_options *o)
+mqtt_new(struct event_base *base, const struct mqtt_options *o,
+    const struct mqtt_sink *sink)
 {
 	static bool lib_ready;
 	struct mqtt *m = calloc(1, sizeof(*m));
@@ -189,12 +459,18 @@ mqtt_new(struct event_base *base, const struct mqtt_options *o)
 		lib_ready = true;
 	}
 	m->base = base;
+	m->sink = *sink;
 	m->io_fd = -1;
 	m->port = o->port;
 	m->keepalive = o->keepalive;
+	m->protocol = o->protocol == 5 ? 5 : 4;
+	m->session_expiry = o->session_expiry;
+	m->max_message_size = o->max_message_size;
+	m->sync_batch = o->sync_batch > 0 ? o->sync_batch : 1;
+	m->tls = o->tls;
 	backoff_init(&m->backoff, MQTT_RETRY_BASE_MS, MQTT_RETRY_CAP_MS);
 	m->host = strdup(o->host);
-	if (m->host == NULL)
+	if (m->host == NULL || set_filters(m, o->filters, o->shared_group) != 0)
 		goto fail;
 
 	/* clean_session=false: the broker keeps our subscriptions and queues
@@ -204,9 +480,19 @@ mqtt_new(struct event_base *base, const struct mqtt_options *o)
 		log_errno(LOG_LVL_ERROR, "mqtt", "cannot create client", "");
 		goto fail;
 	}
+	/* Queue every packet until we call mosquitto_loop_write(): the hold. */
 	mosquitto_threaded_set(m->mosq, true);
-	mosquitto_connect_callback_set(m->mosq, on_connect);
+	if (m->protocol == 5) {
+		mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+		mosquitto_int_option(m->mosq, MOSQ_OPT_RECEIVE_MAXIMUM, o->receive_maximum);
+	} else {
+		mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+	}
+	mosquitto_connect_with_flags_callback_set(m->mosq, on_connect);
 	mosquitto_disconnect_callback_set(m->mosq, on_disconnect);
+	mosquitto_subscribe_callback_set(m->mosq, on_subscribe);
+	mosquitto_message_callback_set(m->mosq, on_message);
+	mosquitto_log_callback_set(m->mosq, on_log);
 	if (o->username != NULL && o->username[0] != '\0') {
 		int rc = mosquitto_username_pw_set(m->mosq, o->username,
 		    o->password != NULL && o->password[0] != '\0' ? o->password : NULL);
@@ -216,6 +502,8 @@ mqtt_new(struct event_base *base, const struct mqtt_options *o)
 			goto fail;
 		}
 	}
+	if (o->tls && setup_tls(m, o) != 0)
+		goto fail;
 	m->misc = event_new(base, -1, EV_PERSIST, misc_cb, m);
 	m->retry = evtimer_new(base, retry_cb, m);
 	if (m->misc == NULL || m->retry == NULL)
@@ -236,7 +524,8 @@ mqtt_start(struct mqtt *m)
 		log_error("mqtt", "cannot start timers", "");
 		return -1;
 	}
-	log_info("mqtt", "connecting", "host=%s port=%d", m->host, m->port);
+	log_info("mqtt", "connecting", "host=%s port=%d filters=%d", m->host, m->port,
+	    m->nfilters);
 	return 0;
 }
 
@@ -254,12 +543,15 @@ mqtt_free(struct mqtt *m)
 	m->stopping = true;
 	if (m->mosq != NULL) {
 		if (m->connected) {
-			/* Queue DISCONNECT and push it out: a clean disconnect
-			 * keeps the session and sends no last will. */
-			mosquitto_disconnect(m->mosq);
-			for (int i = 0; i < 10 && mosquitto_want_write(m->mosq); i++)
-				if (mosquitto_loop_write(m->mosq, 1) != MOSQ_ERR_SUCCESS)
-					break;
+			/* Make what we hold durable, let the PUBACKs go, then
+			 * DISCONNECT: a clean disconnect keeps the session. */
+			if (flush_sink(m) == 0) {
+				mosquitto_disconnect(m->mosq);
+				for (int i = 0; i < 10 && mosquitto_socket(m->mosq) >= 0 &&
+				    mosquitto_want_write(m->mosq); i++)
+					if (mosquitto_loop_write(m->mosq, 1) != MOSQ_ERR_SUCCESS)
+						break;
+			}
 			log_info("mqtt", "disconnected", "host=%s port=%d", m->host, m->port);
 		}
 		mosquitto_destroy(m->mosq);
@@ -270,6 +562,9 @@ mqtt_free(struct mqtt *m)
 		event_free(m->misc);
 	if (m->retry != NULL)
 		event_free(m->retry);
+	for (int i = 0; m->filters != NULL && i < m->nfilters; i++)
+		free(m->filters[i]);
+	free(m->filters);
 	log_debug("mqtt", "stopped", "");
 	free(m->host);
 	free(m);

@@ -22,7 +22,9 @@ enum config_type {
 	CFG_STRING,
 	CFG_PATH,	/* file system path; empty means unset */
 	CFG_SECRET,	/* printed as <redacted> when set */
-	CFG_ENUM,	/* one of choices[]; stored as its index or mapped value */
+	CFG_ENUM,	/* one of choices[]; stored as its mapped value (int) */
+	CFG_SIZE,	/* bytes, with an optional K, M or G suffix (1024-based) */
+	CFG_LIST,	/* repeatable key; NULL-terminated char ** in file order */
 };
 
 struct config_key {
@@ -53,6 +55,21 @@ struct config {
 	char *mqtt_username;
 	char *mqtt_password;
 	char *mqtt_password_file;
+	int mqtt_protocol;		/* 4 (3.1.1) or 5 */
+	long long mqtt_session_expiry;
+	long long mqtt_receive_maximum;
+	char **mqtt_subscribe;
+	char *mqtt_shared_group;
+	long long mqtt_max_message_size;
+	bool mqtt_tls;
+	char *mqtt_ca_file;
+	char *mqtt_cert_file;
+	char *mqtt_key_file;
+
+	/* [journal] */
+	long long journal_segment_size;
+	long long journal_disk_cap;
+	long long journal_sync_batch;
 
 	/* [store] */
 	char *store_host;

@@ -7,10 +7,29 @@
  * after every call: it changes on reconnect. Reconnects use our own capped
  * exponential backoff with full jitter.
  *
- * mosquitto_threaded_set(mosq, true) is set from the start, so packets the
- * library queues (PUBACK, PINGREQ, SUBSCRIBE) leave only when this file
- * calls mosquitto_loop_write(); the journal relies on that to hold PUBACKs
- * until messages are on disk.
+ * Ack after durable. libmosquitto queues a QoS 1 message's PUBACK *before*
+ * it calls on_message, and in its default mode writes it at once. With
+ * mosquitto_threaded_set(mosq, true) (set here, though no library thread
+ * runs) queued packets are written only by mosquitto_loop_write(), which
+ * only this file calls, and only after sink->flush() has made every message
+ * handed to the sink durable. So a PUBACK never leaves before the message
+ * it acknowledges is on disk. This relies on libmosquitto internals
+ * (checked on 2.0.11); the integration tests that kill the daemon between
+ * append and sync pin it.
+ *
+ * Group commit. Reads continue while the socket has more bytes (FIONREAD)
+ * and fewer than sync_batch messages are pending; then one flush covers the
+ * group and the PUBACKs go out together. The broker sends at most its
+ * in-flight window of unacknowledged messages (mosquitto
+ * max_inflight_messages, MQTT 5 Receive Maximum), so that window bounds the
+ * group: see conf/gridbridge.conf for the settings. The hold lasts one
+ * read burst plus one fdatasync, far below any keepalive.
+ *
+ * Back-pressure. When sink->full() turns true the client flushes, sends the
+ * held PUBACKs and disconnects cleanly: the broker keeps the persistent
+ * session and queues for us. It reconnects when full() is false again.
+ * A message the sink cannot keep (sink->message() or flush() fail) drops
+ * the connection without sending anything: the broker redelivers.
  *
  * This is the only file that includes mosquitto.h.
  */
@@ -18,9 +37,33 @@
 #define GRIDBRIDGE_MQTT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct event_base;
 struct mqtt;
+
+struct mqtt_message {
+	const char *topic;
+	const void *payload;	/* NULL when oversize */
+	size_t payload_len;	/* when oversize: the size of the message */
+	int qos;
+	bool retain;
+	bool oversize;		/* larger than max_message_size */
+};
+
+/* Where received messages go (wired by main.c). */
+struct mqtt_sink {
+	/* Keeps one message (not yet durably). 0, or -1: it could not be
+	 * kept; the connection is dropped without acknowledging anything. */
+	int (*message)(void *ctx, const struct mqtt_message *msg);
+	/* Makes every message kept so far durable. 0, or -1 as above. */
+	int (*flush)(void *ctx);
+	/* Messages kept since the last flush. */
+	size_t (*pending)(void *ctx);
+	/* True while no more messages may be taken. */
+	bool (*full)(void *ctx);
+	void *ctx;
+};
 
 struct mqtt_options {
 	const char *host;
@@ -29,14 +72,25 @@ struct mqtt_options {
 	int keepalive;		/* seconds */
 	const char *username;	/* NULL or "" for anonymous */
 	const char *password;	/* NULL or "" for none */
+	int protocol;		/* 4 (3.1.1) or 5 */
+	unsigned session_expiry;	/* MQTT 5, seconds */
+	int receive_maximum;	/* MQTT 5 */
+	char *const *filters;	/* NULL-terminated */
+	const char *shared_group;	/* NULL or "" for none */
+	size_t max_message_size;
+	size_t sync_batch;
+	bool tls;
+	const char *ca_file, *cert_file, *key_file;
 };
 
 /* Copies what it needs from `o`. */
-struct mqtt *mqtt_new(struct event_base *base, const struct mqtt_options *o);
+struct mqtt *mqtt_new(struct event_base *base, const struct mqtt_options *o,
+    const struct mqtt_sink *sink);
 /* Starts connecting; failures are retried in the background. */
 int mqtt_start(struct mqtt *m);
 bool mqtt_connected(const struct mqtt *m);
-/* Disconnects cleanly (the broker keeps our session) and frees. */
+/* Flushes, sends what is held, disconnects cleanly (the broker keeps our
+ * session) and frees. */
 void mqtt_free(struct mqtt *m);
 
 #endif

@@ -1,0 +1,237 @@
+/* gridbridgectl — operator commands for a gridbridge installation.
+ *
+ *   gridbridgectl [-c FILE | -d DIR] journal stat
+ *   gridbridgectl [-c FILE | -d DIR] journal dump [--from SEQ]
+ *
+ * Reads only: safe while gridbridged runs. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "journal.h"
+#include "log.h"
+#include "version.h"
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+	    "usage: gridbridgectl [-c FILE | -d DIR] journal stat\n"
+	    "       gridbridgectl [-c FILE | -d DIR] journal dump [--from SEQ]\n"
+	    "       gridbridgectl --version | -h\n"
+	    "\n"
+	    "  -c, --config FILE  configuration file (default %s);\n"
+	    "                     the journal is <state_dir>/journal\n"
+	    "  -d, --dir DIR      journal directory, instead of the configuration\n"
+	    "\n"
+	    "  journal stat       segments, bytes, records, first/last/checkpoint seq\n"
+	    "  journal dump       every record as one JSON object per line\n",
+	    GRIDBRIDGE_DEFAULT_CONFIG);
+}
+
+static char *
+base64(const uint8_t *p, size_t n)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char *out = malloc(4 * ((n + 2) / 3) + 1), *o = out;
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < n)
+			v |= p[i + 2];
+		*o++ = tab[(v >> 18) & 63];
+		*o++ = tab[(v >> 12) & 63];
+		*o++ = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+		*o++ = i + 2 < n ? tab[v & 63] : '=';
+	}
+	*o = '\0';
+	return out;
+}
+
+/* A string field when the bytes are UTF-8, else NAME_base64. */
+static void
+set_bytes(json_t *obj, const char *name, const void *p, size_t n)
+{
+	json_t *s = json_stringn(p, n);
+	if (s != NULL) {
+		json_object_set_new(obj, name, s);
+		return;
+	}
+	char key[64];
+	char *b = base64(p, n);
+	snprintf(key, sizeof(key), "%s_base64", name);
+	json_object_set_new(obj, key, json_string(b != NULL ? b : ""));
+	free(b);
+}
+
+static void
+iso_time(int64_t us, char *buf, size_t len)
+{
+	time_t sec = (time_t)(us / 1000000);
+	long frac = (long)(us % 1000000);
+	struct tm tm;
+
+	if (frac < 0) {
+		frac += 1000000;
+		sec--;
+	}
+	gmtime_r(&sec, &tm);
+	size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%06ldZ", frac);
+}
+
+static int
+cmd_stat(const char *dir)
+{
+	struct journal_stat st;
+	uint64_t records, damaged;
+
+	if (journal_dir_stat(dir, &st, &records, &damaged) != 0)
+		return 1;
+	printf("dir %s\n", dir);
+	printf("segments %u\n", st.segments);
+	printf("bytes %" PRIu64 "\n", st.bytes);
+	printf("records %" PRIu64 "\n", records);
+	printf("first_seq %" PRIu64 "\n", st.first_seq);
+	printf("last_seq %" PRIu64 "\n", st.last_seq);
+	printf("checkpoint_seq %" PRIu64 "\n", st.checkpoint_seq);
+	printf("damaged %" PRIu64 "\n", damaged);
+	return damaged ? 1 : 0;
+}
+
+static int
+cmd_dump(const char *dir, uint64_t from)
+{
+	struct journal_reader *r = journal_reader_open(dir, from);
+	struct journal_record rec;
+	int rc, status = 0;
+	char when[64];
+
+	if (r == NULL)
+		return 1;
+	while ((rc = journal_reader_next(r, &rec)) != 0) {
+		if (rc < 0) {
+			status = 1;
+			continue;
+		}
+		json_t *o = json_object();
+		json_object_set_new(o, "seq", json_integer((json_int_t)rec.seq));
+		json_object_set_new(o, "received_time_us", json_integer(rec.received_us));
+		iso_time(rec.received_us, when, sizeof(when));
+		json_object_set_new(o, "received_at", json_string(when));
+		json_object_set_new(o, "qos", json_integer(rec.qos));
+		set_bytes(o, "topic", rec.topic, rec.topic_len);
+		json_object_set_new(o, "payload_len", json_integer(rec.payload_len));
+		bool oversize = (rec.flags & JOURNAL_OVERSIZE) != 0;
+		json_object_set_new(o, "oversize", json_boolean(oversize));
+		if (!oversize)
+			set_bytes(o, "payload", rec.payload, rec.payload_len);
+		char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		if (line != NULL) {
+			fputs(line, stdout);
+			fputc('\n', stdout);
+			free(line);
+		}
+		json_decref(o);
+	}
+	journal_reader_free(r);
+	if (fflush(stdout) != 0)
+		status = 1;
+	return status;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "dir", required_argument, NULL, 'd' },
+		{ "from", required_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config = GRIDBRIDGE_DEFAULT_CONFIG, *dir = NULL;
+	uint64_t from = 0;
+	char buf[4096];
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "+c:d:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': config = optarg; break;
+		case 'd': dir = optarg; break;
+		case 'f': {
+			char *end;
+			from = strtoull(optarg, &end, 10);
+			if (*end != '\0' || optarg[0] == '\0' || optarg[0] == '-') {
+				fprintf(stderr, "gridbridgectl: --from needs a sequence number\n");
+				return 2;
+			}
+			break;
+		}
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("gridbridgectl %s\n", GRIDBRIDGE_VERSION); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	/* Options may also follow the command words. */
+	const char *words[2] = { NULL, NULL };
+	int nwords = 0;
+	while (optind < argc) {
+		if (argv[optind][0] == '-') {
+			opt = getopt_long(argc, argv, "+c:d:h", longopts, NULL);
+			if (opt == 'f') {
+				char *end;
+				from = strtoull(optarg, &end, 10);
+				if (*end != '\0')
+					return 2;
+			} else if (opt == 'c') {
+				config = optarg;
+			} else if (opt == 'd') {
+				dir = optarg;
+			} else {
+				usage(stderr);
+				return 2;
+			}
+			continue;
+		}
+		if (nwords == 2) {
+			usage(stderr);
+			return 2;
+		}
+		words[nwords++] = argv[optind++];
+	}
+	if (nwords != 2 || strcmp(words[0], "journal") != 0) {
+		usage(stderr);
+		return 2;
+	}
+	log_set_ratelimit(0, 0);
+	if (dir == NULL) {
+		struct config_errors errs = { 0 };
+		struct config *cfg = config_load(config, &errs);
+		if (cfg == NULL) {
+			config_errors_print(&errs, stderr);
+			config_errors_clear(&errs);
+			return 1;
+		}
+		snprintf(buf, sizeof(buf), "%s/journal", cfg->state_dir);
+		config_free(cfg);
+		dir = buf;
+	}
+	if (strcmp(words[1], "stat") == 0)
+		return cmd_stat(dir);
+	if (strcmp(words[1], "dump") == 0)
+		return cmd_dump(dir, from);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,147 @@
+/* journal.c — the durable, append-only journal of received messages.
+ *
+ * Every message the broker hands us is appended here, and its PUBACK leaves
+ * only after an fdatasync() covers it (see "Ack after durable" below). Later
+ * stages read the journal by sequence number; a checkpoint says what they
+ * have made safe elsewhere, and segments wholly behind it are deleted.
+ *
+ * Files, in <state_dir>/journal/:
+ *
+ *   00000000000000000001.seg   segments, named by the first seq they hold
+ *   00000000000000004097.seg
+ *   checkpoint                 text: the highest seq that may be deleted
+ *   corrupt/                   damaged bytes moved aside by recovery
+ *
+ * Segment layout (all integers little-endian):
+ *
+ *   +------+---------+-----------+
+ *   | GBJ1 | version | first_seq |   header, 16 bytes
+ *   | 4 B  | u32 = 1 | u64       |
+ *   +------+---------+-----------+
+ *   record, record, ...
+ *
+ * Record layout:
+ *
+ *   0        4        8        12            20                28   29    30          32           36
+ *   +--------+--------+--------+-------------+-----------------+----+-----+-----------+------------+-------+---------+
+ *   | magic  | len    | crc32c | seq         | received_us     |qos |flags| topic_len | payload_len| topic | payload |
+ *   | "GBRJ" | u32    | u32    | u64         | i64 (UTC µs)    | u8 | u8  | u16       | u32        |       |         |
+ *   +--------+--------+--------+-------------+-----------------+----+-----+-----------+------------+-------+---------+
+ *                              \______________________ len bytes, covered by crc32c (Castagnoli) _______________/
+ *
+ *   flags bit 0 (JOURNAL_OVERSIZE): the message was larger than the
+ *   configured limit; payload_len is its size and no payload follows.
+ *
+ * Recovery at open: every segment is scanned and every CRC checked. A
+ * partial or damaged record at the very end of the last segment (a crash
+ * mid-write; never acknowledged, since it was never synced) is truncated
+ * and logged with its size. Damage anywhere else is never skipped silently:
+ * the bytes up to the next valid record are copied to corrupt/ (named after
+ * the segment and offset), logged at error, and the segment is rewritten
+ * without them. Sequence numbers resume after the highest seen (or the
+ * checkpoint, whichever is higher).
+ *
+ * Ack after durable: journal_append() only buffers; journal_sync() writes
+ * and fdatasync()s (and fsyncs the directory when a segment was created).
+ * The MQTT stage calls sync as soon as the socket has nothing more to read
+ * (or sync_batch records are pending), and before every write to the broker
+ * — PUBACKs wait in libmosquitto's queue until then.
+ *
+ * Disk cap: journal_full() turns true when the segments reach the cap; the
+ * MQTT stage then stops taking messages until journal_full() is false
+ * again (the checkpoint moved or the cap was raised). Appends are never
+ * refused for the cap: the messages already read must be kept.
+ */
+#ifndef GRIDBRIDGE_JOURNAL_H
+#define GRIDBRIDGE_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define JOURNAL_MAGIC_SEGMENT "GBJ1"
+#define JOURNAL_MAGIC_RECORD 0x4A524247u	/* "GBRJ" in file order */
+#define JOURNAL_VERSION 1
+#define JOURNAL_HEADER_SIZE 16
+#define JOURNAL_RECORD_HEAD 12			/* magic, len, crc */
+#define JOURNAL_RECORD_FIXED 24			/* seq .. payload_len */
+#define JOURNAL_OVERSIZE 0x01
+
+struct journal;
+struct journal_reader;
+
+struct journal_options {
+	const char *dir;	/* created if missing */
+	uint64_t segment_size;	/* bytes; a segment is rolled past this */
+	uint64_t disk_cap;	/* bytes; journal_full() at or above */
+};
+
+/* One message, as appended and as read back. `topic` and `payload` point
+ * into the caller's (append) or the reader's (read) memory. */
+struct journal_record {
+	uint64_t seq;
+	int64_t received_us;
+	uint8_t qos;
+	uint8_t flags;
+	const char *topic;
+	size_t topic_len;
+	const void *payload;	/* NULL for oversize records */
+	uint32_t payload_len;	/* oversize: the size of the message */
+};
+
+/* Opens `o->dir`, recovers it (see above) and logs what it found. Returns
+ * NULL after logging why. */
+struct journal *journal_open(const struct journal_options *o);
+/* Syncs what is pending, then closes. */
+void journal_free(struct journal *j);
+
+/* Buffers one record and gives it the next sequence number (also stored in
+ * rec->seq). received_us 0 means now. Returns 0, or -1 after logging. */
+int journal_append(struct journal *j, struct journal_record *rec);
+/* Writes and fdatasync()s everything appended. Returns 0, or -1 after
+ * logging (the unsynced records must then not be acknowledged). */
+int journal_sync(struct journal *j);
+/* Records appended but not yet synced. */
+size_t journal_pending(const struct journal *j);
+
+/* Everything up to and including `seq` is safe elsewhere: persists the
+ * checkpoint and deletes segments wholly behind it. */
+int journal_checkpoint(struct journal *j, uint64_t seq);
+
+void journal_set_disk_cap(struct journal *j, uint64_t cap);
+bool journal_full(const struct journal *j);
+
+struct journal_stat {
+	unsigned segments;
+	uint64_t bytes;		/* on disk, incl. headers */
+	uint64_t first_seq;	/* 0 when empty */
+	uint64_t last_seq;	/* 0 when nothing was ever appended */
+	uint64_t checkpoint_seq;
+	uint64_t disk_cap;
+	bool full;
+};
+void journal_stat(const struct journal *j, struct journal_stat *st);
+
+/* Reading, by sequence number, from a directory that a running daemon may
+ * be appending to: a partial record at the end is the end. Works without a
+ * struct journal, so operator tools can read a live journal. */
+struct journal_reader *journal_reader_open(const char *dir, uint64_t from_seq);
+/* 1 with the next record (valid until the next call), 0 at the end, -1 on
+ * an I/O error or damage in the middle (logged; the reader then moves on to
+ * the next valid record). */
+int journal_reader_next(struct journal_reader *r, struct journal_record *rec);
+void journal_reader_free(struct journal_reader *r);
+
+/* Statistics of a journal directory without opening it for writing (safe
+ * while the daemon runs): reads every record. `records` counts them;
+ * `damaged` counts damaged places. Returns 0 or -1. */
+int journal_dir_stat(const char *dir, struct journal_stat *st, uint64_t *records,
+    uint64_t *damaged);
+
+/* Reads the checkpoint of a journal directory (0 when none). */
+uint64_t journal_read_checkpoint(const char *dir);
+
+/* CRC-32C (Castagnoli) of `len` bytes, continuing from `crc` (start: 0). */
+uint32_t journal_crc32c(uint32_t crc, const void *buf, size_t len);
+
+#endif
