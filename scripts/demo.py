@@ -4,12 +4,15 @@
 Starts a private mosquitto broker, PostgreSQL database and HTTPS endpoint
 (tests/integration/services.py, the same ones the tests use), runs
 build/gridbridged against them, shows what it says, publishes the sample
-device events from tests/fixtures/devices/, stops everything.
+device events from tests/fixtures/devices/, shows them in the daemon's
+durable journal (gridbridgectl journal stat / dump), stops everything.
 Exit status 0 when all of it worked.
 """
 
 import contextlib
+import json
 import signal
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -84,6 +87,8 @@ def run(workdir: Path) -> bool:
             host = {broker.host}
             port = {broker.port}
             client_id = gridbridge-demo
+            subscribe = sac/#
+            subscribe = zigbee2mqtt/#
 
             [store]
             host = {db.host}
@@ -102,6 +107,8 @@ def run(workdir: Path) -> bool:
         say("-> daemon ready (READY=1 on the notify socket)")
         daemon.wait_log(r'mod=mqtt msg="connected"', timeout=15)
         say("-> connected to broker")
+        daemon.wait_log(r'mod=mqtt msg="subscribed"', timeout=15)
+        say("-> subscribed to sac/# and zigbee2mqtt/# with QoS 1")
         daemon.wait_log(r'mod=store msg="connected"', timeout=15)
         say("-> connected to database")
         say()
@@ -109,8 +116,31 @@ def run(workdir: Path) -> bool:
         acked = publish_fixtures(broker)
         total = len(services.device_fixtures())
         say(f"{acked} of {total} sample device events accepted by the broker.")
-        say("gridbridged does not consume them yet: the pipeline that stores and "
-            "forwards them comes next.")
+        say()
+
+        ctl = [str(build_dir / "gridbridgectl"), "-c", str(conf), "journal"]
+        records = 0
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            out = subprocess.run(ctl + ["stat"], capture_output=True, text=True,
+                                 timeout=10).stdout
+            stat = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+            records = int(stat.get("records", 0))
+            if records >= total:
+                break
+            time.sleep(0.2)
+        say(f"$ gridbridgectl -c {conf} journal stat")
+        say(textwrap.indent(out.rstrip(), "  "))
+        say()
+        dump = subprocess.run(ctl + ["dump"], capture_output=True, text=True,
+                              timeout=10).stdout.splitlines()
+        say("$ gridbridgectl journal dump   (seq, received at, topic, size)")
+        for line in dump:
+            r = json.loads(line)
+            say(f"  {r['seq']:>3}  {r['received_at']}  {r['topic']}  {r['payload_len']} bytes")
+        say(f"-> {records} of {total} events are in the durable journal "
+            "(each was fsynced before the broker got our PUBACK).")
+        say("   Decoding, storing and forwarding them come next.")
         say()
 
         say("stopping the daemon with SIGTERM")
@@ -120,7 +150,7 @@ def run(workdir: Path) -> bool:
         if report:
             say(f"sanitizer report:\n{report}")
         say("stopping services")
-    ok = status == 0 and acked == total and not report
+    ok = status == 0 and acked == total and records == total and not report
     return ok
 
 
