@@ -15,7 +15,7 @@
 #include "log.h"
 
 #define MQTT_RETRY_BASE_MS 500
-#define MQTT_RETRY_CAP_MS 30000
+#define MQTT_RETRY_CAP_MS 5000	/* a broker back up is found within 5 s */
 
 struct mqtt {
 	struct event_base *base;
