@@ -90,8 +90,9 @@ iso_time(int64_t us, char *buf, size_t len)
 	snprintf(buf + n, len - n, ".%06ldZ", frac);
 }
 
+/* disk_cap is 0 when unknown (-d without a configuration). */
 static int
-cmd_stat(const char *dir)
+cmd_stat(const char *dir, unsigned long long disk_cap)
 {
 	struct journal_stat st;
 	uint64_t records, damaged;
@@ -106,6 +107,10 @@ cmd_stat(const char *dir)
 	printf("last_seq %" PRIu64 "\n", st.last_seq);
 	printf("checkpoint_seq %" PRIu64 "\n", st.checkpoint_seq);
 	printf("damaged %" PRIu64 "\n", damaged);
+	if (disk_cap > 0) {
+		printf("disk_cap %llu\n", disk_cap);
+		printf("full %d\n", st.bytes >= disk_cap);
+	}
 	return damaged ? 1 : 0;
 }
 
@@ -163,6 +168,7 @@ main(int argc, char **argv)
 	};
 	const char *config = GRIDBRIDGE_DEFAULT_CONFIG, *dir = NULL;
 	uint64_t from = 0;
+	unsigned long long disk_cap = 0;
 	char buf[4096];
 	int opt;
 
@@ -225,11 +231,12 @@ main(int argc, char **argv)
 			return 1;
 		}
 		snprintf(buf, sizeof(buf), "%s/journal", cfg->state_dir);
+		disk_cap = (unsigned long long)cfg->journal_disk_cap;
 		config_free(cfg);
 		dir = buf;
 	}
 	if (strcmp(words[1], "stat") == 0)
-		return cmd_stat(dir);
+		return cmd_stat(dir, disk_cap);
 	if (strcmp(words[1], "dump") == 0)
 		return cmd_dump(dir, from);
 	usage(stderr);

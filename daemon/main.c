@@ -221,14 +221,21 @@ sink_full(void *ctx)
 	if (full != d->journal_was_full) {
 		struct journal_stat st;
 		journal_stat(d->journal, &st);
-		if (full)
+		char status[128];
+		if (full) {
 			log_warn("journal", "journal full, pausing ingest",
 			    "cap=%llu size=%llu", (unsigned long long)st.disk_cap,
 			    (unsigned long long)st.bytes);
-		else
+			snprintf(status, sizeof(status),
+			    "ingest paused: journal full (%llu of %llu bytes)",
+			    (unsigned long long)st.bytes, (unsigned long long)st.disk_cap);
+		} else {
 			log_info("journal", "journal has room again, resuming ingest",
 			    "cap=%llu size=%llu", (unsigned long long)st.disk_cap,
 			    (unsigned long long)st.bytes);
+			snprintf(status, sizeof(status), "running");
+		}
+		notify_status(status);
 		d->journal_was_full = full;
 	}
 	return full;
