@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <poll.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "backoff.h"
 #include "log.h"
@@ -166,22 +168,76 @@ read_burst(struct mqtt *m)
 	}
 }
 
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Leaves the broker without losing our last PUBACKs. Everything held is
+ * made durable and written, then DISCONNECT (plain TCP only: under TLS the
+ * record layer is libmosquitto's) and a FIN. Then we read to the broker's
+ * end of the stream, discarding what it still sent (unacknowledged, so it
+ * stays queued in our session): closing a socket with unread bytes sends a
+ * reset, and a broker that receives one may drop the PUBACKs it has not read
+ * yet. libmosquitto's own mosquitto_disconnect() closes straight after
+ * writing DISCONNECT, which is why this does not use it. Blocks for at most
+ * `timeout_ms`. Returns -1 when the held messages could not be made durable
+ * (nothing more was written). */
+static int
+graceful_close(struct mqtt *m, int timeout_ms)
+{
+	int fd = mosquitto_socket(m->mosq);
+	long long deadline = now_ms() + timeout_ms;
+
+	if (fd < 0)
+		return 0;
+	if (flush_sink(m) != 0)
+		return -1;
+	while (mosquitto_want_write(m->mosq) && now_ms() < deadline) {
+		if (mosquitto_loop_write(m->mosq, 1) != MOSQ_ERR_SUCCESS)
+			return 0;	/* the connection is gone already */
+		if (mosquitto_want_write(m->mosq)) {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+			poll(&p, 1, 50);
+		}
+	}
+	if (!m->tls)
+		(void)!send(fd, "\xe0\x00", 2, MSG_NOSIGNAL);	/* DISCONNECT */
+	shutdown(fd, SHUT_WR);
+	for (;;) {
+		long long left = deadline - now_ms();
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char scratch[16384];
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			break;
+		ssize_t n = recv(fd, scratch, sizeof(scratch), 0);
+		if (n <= 0)
+			break;
+	}
+	return 0;
+}
+
 /* The sink is full: make everything durable, let the PUBACKs go, and leave
- * cleanly so the broker queues for us in the persistent session. */
+ * so the broker queues for us in the persistent session. */
 static void
 pause_ingest(struct mqtt *m)
 {
 	m->paused = true;
-	if (flush_sink(m) != 0) {
+	if (graceful_close(m, 2000) != 0) {
 		abort_connection(m);
 		return;
 	}
-	mosquitto_loop_write(m->mosq, 1);
-	mosquitto_disconnect(m->mosq);
-	for (int i = 0; i < 10 && mosquitto_socket(m->mosq) >= 0 &&
-	    mosquitto_want_write(m->mosq); i++)
-		if (mosquitto_loop_write(m->mosq, 1) != MOSQ_ERR_SUCCESS)
-			break;
+	/* Both directions are finished: the library finds the closed stream
+	 * and lets go of the socket. */
+	int fd = mosquitto_socket(m->mosq);
+	if (fd >= 0) {
+		shutdown(fd, SHUT_RDWR);
+		mosquitto_loop_read(m->mosq, 1);
+	}
 	m->connected = false;
 	log_info("mqtt", "paused, disconnected from broker", "host=%s port=%d", m->host,
 	    m->port);
@@ -544,14 +600,8 @@ mqtt_free(struct mqtt *m)
 	if (m->mosq != NULL) {
 		if (m->connected) {
 			/* Make what we hold durable, let the PUBACKs go, then
-			 * DISCONNECT: a clean disconnect keeps the session. */
-			if (flush_sink(m) == 0) {
-				mosquitto_disconnect(m->mosq);
-				for (int i = 0; i < 10 && mosquitto_socket(m->mosq) >= 0 &&
-				    mosquitto_want_write(m->mosq); i++)
-					if (mosquitto_loop_write(m->mosq, 1) != MOSQ_ERR_SUCCESS)
-						break;
-			}
+			 * leave cleanly: the broker keeps the session. */
+			graceful_close(m, 2000);
 			log_info("mqtt", "disconnected", "host=%s port=%d", m->host, m->port);
 		}
 		mosquitto_destroy(m->mosq);
