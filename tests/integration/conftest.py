@@ -6,6 +6,10 @@
     https_endpoint    an mTLS endpoint per test
     daemon            a Daemon helper per test; fails the test on sanitizer reports
     build_dir         $GRIDBRIDGE_BUILD_DIR or <repo>/build
+    broker_factory    make_broker(extra_conf=..., tls=pki): brokers stopped at teardown
+    ingest_broker     a broker for heavy QoS 1 traffic (services.INGEST_BROKER_CONF)
+    pki               a services.TestPKI in the test's directory
+    report            report(text): a line for the summary at the end of the run
 """
 
 from pathlib import Path
@@ -80,3 +84,54 @@ def daemon(build_dir, tmp_path):
     if report:
         pytest.fail(f"sanitizer report on the daemon's stderr (log: {d.log_path}):\n{report}",
                     pytrace=False)
+
+
+@pytest.fixture
+def broker_factory(tmp_path):
+    """make_broker(**kwargs) -> a started services.Mosquitto; all stopped at teardown."""
+    brokers = []
+
+    def make_broker(**kwargs):
+        b = services.Mosquitto(tmp_path / f"mosquitto{len(brokers) or ''}", **kwargs)
+        brokers.append(b)
+        return b.start()
+    try:
+        yield make_broker
+    finally:
+        for b in brokers:
+            b.stop()
+
+
+@pytest.fixture
+def ingest_broker(broker_factory):
+    """A broker for heavy QoS 1 traffic that is not killed: the in-flight window
+    and unlimited queue of gridbridge.conf(5) BROKER SETTINGS, persistence on
+    but saved on a clean stop only. (autosave_on_changes, also recommended
+    there, fsyncs the whole database per loop pass: ~600 messages/s, and
+    quadratic while thousands are queued; test_faults.py uses it where the
+    broker is killed.)"""
+    return broker_factory(extra_conf=services.INGEST_BROKER_CONF, save_every_change=False)
+
+
+@pytest.fixture
+def pki(tmp_path):
+    return services.TestPKI(tmp_path / "pki")
+
+
+_reports: list[str] = []
+
+
+@pytest.fixture
+def report(request):
+    """report(text): printed in the terminal summary (e.g. duplicate counts)."""
+    def add(text: str) -> None:
+        _reports.append(f"{request.node.name}: {text}")
+        print(text)
+    return add
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _reports:
+        terminalreporter.section("gridbridge measurements")
+        for line in _reports:
+            terminalreporter.write_line(line)

@@ -139,6 +139,17 @@ def _stop_everything() -> None:
 # mosquitto
 
 
+# Broker settings for tests that push many QoS 1 messages through the
+# daemon, as gridbridge.conf(5) BROKER SETTINGS asks: an in-flight window of
+# 1000 (default 20; one fdatasync covers at most that many messages) and no
+# per-client queue limit (default 1000, past which mosquitto drops silently).
+INGEST_BROKER_INFLIGHT = 1000
+INGEST_BROKER_CONF = (
+    f"max_inflight_messages {INGEST_BROKER_INFLIGHT}",
+    "max_queued_messages 0",
+)
+
+
 class Mosquitto:
     """A private mosquitto broker on 127.0.0.1:<ephemeral>.
 
@@ -146,13 +157,31 @@ class Mosquitto:
     autosave_interval 1), so queued QoS 1 messages survive restart() and,
     short of the moment between PUBACK and the save, kill9().
     The port and the persistence directory stay the same across restarts.
+
+    save_every_change=False saves only on a clean stop (and every 30 min):
+    saving after every change fsyncs the whole database once per loop pass,
+    which caps a broker with a persistent subscriber at roughly 600 QoS 1
+    messages/s here. Use it where the broker is not killed.
+    extra_conf: more mosquitto.conf lines, e.g. INGEST_BROKER_CONF.
+    tls: a TestPKI; adds a listener on tls_port that requires a client
+    certificate signed by its CA (server certificate for 127.0.0.1/localhost).
     """
 
-    def __init__(self, tmpdir: Path | str, port: int | None = None):
+    def __init__(self, tmpdir: Path | str, port: int | None = None,
+                 extra_conf: list[str] | tuple = (), tls: "TestPKI | None" = None,
+                 tls_port: int | None = None, save_every_change: bool = True):
         self.dir = Path(tmpdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host = LOCALHOST
         self.port = port or free_port()
+        # mosquitto.conf lines added after the defaults (a later line wins
+        # for a repeated global option), e.g. ["max_queued_messages 0"]
+        self.extra_conf = list(extra_conf)
+        # with a TestPKI: a second listener on tls_port that requires a
+        # client certificate signed by pki.ca_file
+        self.pki = tls
+        self.save_every_change = save_every_change
+        self.tls_port = (tls_port or free_port()) if tls is not None else None
         self.conf_path = self.dir / "mosquitto.conf"
         self.log_path = self.dir / "mosquitto.log"
         self.stderr_path = self.dir / "mosquitto.stderr"
@@ -173,8 +202,8 @@ class Mosquitto:
             "persistence true",
             f"persistence_location {self.persistence_dir}/",
             "persistence_file mosquitto.db",
-            "autosave_on_changes true",
-            "autosave_interval 1",
+            *(["autosave_on_changes true", "autosave_interval 1"] if self.save_every_change
+              else ["autosave_interval 1800"]),
             f"log_dest file {self.log_path}",
             "log_type error",
             "log_type warning",
@@ -187,6 +216,16 @@ class Mosquitto:
             # mosquitto 2.0 drops to user "mosquitto" when started as root,
             # which could not write our directory; "root" keeps it as it is.
             lines.append("user root")
+        lines.extend(self.extra_conf)
+        if self.pki is not None:
+            # listener options (cafile ...) belong to the listener line before them
+            lines += [
+                f"listener {self.tls_port} {self.host}",
+                f"cafile {self.pki.ca_file}",
+                f"certfile {self.pki.server_cert}",
+                f"keyfile {self.pki.server_key}",
+                "require_certificate true",
+            ]
         self.conf_path.write_text("\n".join(lines) + "\n")
 
     @property
@@ -202,14 +241,16 @@ class Mosquitto:
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err,
                 start_new_session=True)
         _register(self)
-        if not wait_for_port(self.host, self.port, timeout, alive=lambda: self.running):
-            status = self.proc.poll()
-            self.kill9()
-            raise ServiceError(
-                f"mosquitto did not accept connections on {self.host}:{self.port} "
-                f"within {timeout}s (exit status {status})\n"
-                f"--- {self.log_path}\n{tail(self.log_path)}\n"
-                f"--- {self.stderr_path}\n{tail(self.stderr_path)}")
+        ports = [self.port] + ([self.tls_port] if self.tls_port else [])
+        for port in ports:
+            if not wait_for_port(self.host, port, timeout, alive=lambda: self.running):
+                status = self.proc.poll()
+                self.kill9()
+                raise ServiceError(
+                    f"mosquitto did not accept connections on {self.host}:{port} "
+                    f"within {timeout}s (exit status {status})\n"
+                    f"--- {self.log_path}\n{tail(self.log_path)}\n"
+                    f"--- {self.stderr_path}\n{tail(self.stderr_path)}")
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -242,29 +283,45 @@ class Mosquitto:
             self.stop()
         return self.start(timeout)
 
-    def client(self, client_id: str = "", clean_session: bool = True,
-               timeout: float = 5.0, on_message=None, **kwargs):
+    def tls_set(self, c, ca: Path | str | None = None, cert: Path | str | None = None,
+                key: Path | str | None = None) -> None:
+        """Make paho client c present our test client certificate and trust our CA."""
+        if self.pki is None:
+            raise ServiceError("this broker has no TLS listener (Mosquitto(..., tls=pki))")
+        ctx = ssl.create_default_context(cafile=str(ca or self.pki.ca_file))
+        ctx.load_cert_chain(str(cert or self.pki.client_cert), str(key or self.pki.client_key))
+        c.tls_set_context(ctx)
+
+    def client(self, client_id: str = "", clean_session: bool | None = True,
+               timeout: float = 5.0, on_message=None, tls: bool = False,
+               **kwargs):
         """A paho client connected to this broker, network loop running.
 
         on_message is installed before connecting, so messages the broker
-        queued for a persistent session are not missed. Call
-        client.disconnect() and client.loop_stop() when done.
+        queued for a persistent session are not missed. tls=True connects to
+        the TLS listener with the test client certificate. Pass
+        protocol=paho.mqtt.client.MQTTv5 (and clean_session=None) for MQTT v5.
+        Call client.disconnect() and client.loop_stop() when done.
         """
         import paho.mqtt.client as mqtt
 
         connected = threading.Event()
         result = {}
 
-        def on_connect(client, userdata, flags, rc):
+        def on_connect(client, userdata, flags, rc, properties=None):
             result["rc"] = rc
             result["flags"] = flags
             connected.set()
 
+        if kwargs.get("protocol") == mqtt.MQTTv5:
+            clean_session = None  # MQTT v5 has clean_start on connect() instead
         c = mqtt.Client(client_id=client_id, clean_session=clean_session, **kwargs)
         c.on_connect = on_connect
         if on_message is not None:
             c.on_message = on_message
-        c.connect(self.host, self.port, keepalive=30)
+        if tls:
+            self.tls_set(c)
+        c.connect(self.host, self.tls_port if tls else self.port, keepalive=30)
         c.loop_start()
         if not connected.wait(timeout) or result.get("rc") != 0:
             c.loop_stop()
@@ -274,9 +331,9 @@ class Mosquitto:
         return c
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1,
-                retain: bool = False, timeout: float = 5.0) -> None:
+                retain: bool = False, timeout: float = 5.0, tls: bool = False) -> None:
         """Publish one message and wait until the broker acknowledged it."""
-        c = self.client()
+        c = self.client(tls=tls)
         try:
             info = c.publish(topic, payload, qos=qos, retain=retain)
             info.wait_for_publish(timeout)
@@ -964,6 +1021,7 @@ class Daemon:
         self.proc: subprocess.Popen | None = None
         self._cond = threading.Condition()
         self._lines: list[str] = []
+        self._line_times: list[float] = []  # time.monotonic() each line was read
         self._notifications: list[str] = []
         self._all_stderr: list[str] = []  # every process and run(), for the sanitizer check
         self._reader: threading.Thread | None = None
@@ -1050,6 +1108,7 @@ class Daemon:
         self._close_notify_socket()
         with self._cond:
             self._lines = []
+            self._line_times = []
             self._notifications = []
         self._open_notify_socket()
         env = self._env(env)
@@ -1074,9 +1133,11 @@ class Daemon:
                 log.write(line + "\n")
                 log.flush()
                 with self._cond:
+                    now = time.monotonic()
                     self._lines.append(line)
+                    self._line_times.append(now)
                     self._all_stderr.append(line)
-                    self._last_line_at = time.monotonic()
+                    self._last_line_at = now
                     self._cond.notify_all()
                 if self.on_line is not None:
                     self.on_line(line)
@@ -1101,6 +1162,12 @@ class Daemon:
         """Every stderr line of the current process so far."""
         with self._cond:
             return list(self._lines)
+
+    @property
+    def line_times(self) -> list[float]:
+        """time.monotonic() at which each line of `lines` was read."""
+        with self._cond:
+            return list(self._line_times)
 
     @property
     def notifications(self) -> list[str]:
@@ -1146,6 +1213,14 @@ class Daemon:
                     return line
             return None
         return self._wait(f"log line {match!r}", find, timeout)
+
+    def wait_log_timed(self, match: str | re.Pattern | Callable[[str], bool],
+                       timeout: float = 10.0, since: int = 0) -> tuple[str, float]:
+        """Like wait_log; also returns the time.monotonic() the line was read."""
+        line = self.wait_log(match, timeout, since)
+        with self._cond:
+            i = self._lines.index(line, since)
+            return line, self._line_times[i]
 
     def wait_notify(self, prefix: str, timeout: float = 10.0, since: int = 0) -> str:
         """Wait for a notify assignment starting with prefix (from datagram `since`)."""

@@ -4,6 +4,7 @@ the daemon's tests will assume."""
 import http.client
 import os
 import signal
+import socket
 import ssl
 import stat
 import sys
@@ -15,6 +16,7 @@ import uuid
 import psycopg2
 import pytest
 
+import ingest
 import services
 from services import parse_logfmt
 
@@ -116,6 +118,65 @@ def test_mosquitto_keeps_queued_qos1_messages_across_restart(mosquitto, kill):
         c.disconnect()
         c.loop_stop()
     assert received == [payload]
+
+
+def test_mosquitto_extra_conf_and_tls_listener(broker_factory, pki):
+    """extra_conf lines reach mosquitto.conf; the TLS listener takes a client
+    with the test certificate and refuses one without a certificate."""
+    broker = broker_factory(extra_conf=services.INGEST_BROKER_CONF, tls=pki)
+    conf = broker.conf_path.read_text()
+    for line in services.INGEST_BROKER_CONF:
+        assert line in conf.splitlines()
+    assert "require_certificate true" in conf
+
+    received, got = [], threading.Event()
+    sub = broker.client("tls-sub", tls=True,
+                        on_message=lambda c, u, m: (received.append(m.payload), got.set()))
+    try:
+        subscribed = threading.Event()
+        sub.on_subscribe = lambda *a: subscribed.set()
+        sub.subscribe("tls/#", qos=1)
+        assert subscribed.wait(5)
+        broker.publish("tls/x", b"over tls", tls=True)
+        assert got.wait(5)
+    finally:
+        sub.disconnect()
+        sub.loop_stop()
+    assert received == [b"over tls"]
+
+    ctx = ssl.create_default_context(cafile=str(pki.ca_file))  # no client certificate
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        with socket.create_connection((broker.host, broker.tls_port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.sendall(b"\x10\x00")  # TLS 1.3 reports the refusal on first use
+                if not tls.recv(1):
+                    raise ConnectionError("closed")
+
+
+def test_mqtt5_client(broker_factory):
+    import paho.mqtt.client as paho
+
+    broker = broker_factory()
+    c = broker.client("v5-client", protocol=paho.MQTTv5)
+    c.disconnect()
+    c.loop_stop()
+    assert "as v5-client (p5," in broker.log_path.read_text()
+
+
+def test_journal_format_helpers():
+    assert ingest.crc32c(b"123456789") == 0xE3069283
+    rec = ingest.encode_record(7, "a/b", b"hello", received_time_us=1)
+    assert rec[:4] == b"GBRJ" and len(rec) == 12 + 24 + 3 + 5
+
+
+def test_publisher_group_counts_acknowledged_messages(broker_factory):
+    broker = broker_factory(extra_conf=services.INGEST_BROKER_CONF, save_every_change=False)
+    with ingest.PublisherGroup(broker, n=2, per_publisher=50, rate=1000) as pubs:
+        pubs.start()
+        assert pubs.finish(timeout=30) == pubs.expected()
+    assert len(pubs.expected()) == 100
+    assert set(pubs.topics().values()) == {f"sac/c{k}/gate/dev{k}{x}/event"
+                                           for k in (0, 1) for x in "ab"}
 
 
 # --------------------------------------------------------------------------

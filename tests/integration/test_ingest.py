@@ -1,0 +1,407 @@
+"""MQTT ingest into the durable journal: every QoS 1 message the broker hands
+the daemon is in <state_dir>/journal/, read back with `gridbridgectl journal
+dump`; PUBACK waits for the journal's fdatasync (checked by crashing the
+daemon inside on_message); oversize messages; the disk cap; MQTT v5 and
+shared subscriptions."""
+
+import re
+import signal
+import threading
+import time
+
+import pytest
+
+import services
+from ingest import (JournalCtl, JournalWatcher, PublisherGroup, daemon_config, describe_missing,
+                    journal_dir_of, key_counts, key_of, make_payload, payload_bytes,
+                    segment_files, start_daemon)
+from services import parse_logfmt
+
+# Generous, bounded: the suite also runs under ASan+UBSan (daemon ~3x slower).
+READY_TIMEOUT = 30.0
+INGEST_TIMEOUT = 120.0
+
+RECEIVED_AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+
+
+def fields_of(line):
+    return parse_logfmt(line)[1]
+
+
+def lines_with(lines, mod, msg):
+    out = []
+    for line in lines:
+        try:
+            f = fields_of(line)
+        except ValueError:
+            continue
+        if f.get("mod") == mod and f.get("msg") == msg:
+            out.append(line)
+    return out
+
+
+def ctl_for(build_dir, conf, daemon):
+    return JournalCtl(build_dir, conf=conf, log_path=daemon.dir / "gridbridgectl.log")
+
+
+def assert_record_shape(rec, topic=None):
+    """The documented fields of one dump record, for a normal (not oversize) message."""
+    for k in ("seq", "received_time_us", "received_at", "qos", "topic", "payload_len",
+              "oversize"):
+        assert k in rec, f"dump record without {k!r}: {rec}"
+    assert rec["qos"] == 1, rec
+    assert rec["oversize"] is False, rec
+    assert RECEIVED_AT.fullmatch(rec["received_at"]), rec
+    t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(rec["received_time_us"] // 1_000_000))
+    frac = rec["received_time_us"] % 1_000_000
+    assert rec["received_at"] == f"{t}.{frac:06d}Z", rec
+    assert abs(rec["received_time_us"] / 1e6 - time.time()) < 600, rec
+    raw = payload_bytes(rec)
+    assert raw is not None and len(raw) == rec["payload_len"], rec
+    if topic is not None:
+        assert rec["topic"] == topic, rec
+
+
+# --------------------------------------------------------------------------
+# 1. many publishers, exactly once, per-topic order
+
+
+def test_20000_messages_from_4_publishers_journaled_once_in_topic_order(
+        daemon, ingest_broker, build_dir, tmp_path, report):
+    conf = daemon.write_config(daemon_config(tmp_path, ingest_broker))
+    start_daemon(daemon, conf, timeout=READY_TIMEOUT)
+    ctl = ctl_for(build_dir, conf, daemon)
+    watcher = JournalWatcher(ctl)
+
+    t0 = time.monotonic()
+    with PublisherGroup(ingest_broker, n=4, per_publisher=5000) as pubs:
+        pubs.start()
+        acked = pubs.finish(timeout=INGEST_TIMEOUT)
+        t_published = time.monotonic() - t0
+        assert acked == pubs.expected()
+        watcher.wait_for_keys(acked, timeout=INGEST_TIMEOUT, alive=lambda: daemon.running)
+        t_journaled = time.monotonic() - t0
+        topic_of = pubs.topics()
+    report(f"20000 messages: published in {t_published:.1f}s, "
+           f"all in the journal after {t_journaled:.1f}s")
+
+    # nothing arrives late: the journal is complete and stays so
+    time.sleep(0.5)
+    records = ctl.dump()
+    counts = key_counts(records)
+    assert set(counts) == acked, describe_missing(acked - set(counts))
+    dups = {k: n for k, n in counts.items() if n > 1}
+    assert not dups, f"{len(dups)} message(s) journaled more than once, e.g. " \
+                     f"{list(dups.items())[:5]}"
+    assert len(records) == 20000, f"{len(records)} records for 20000 messages"
+
+    # seq numbers: 1, 2, 3, ... in journal order
+    assert [r["seq"] for r in records] == list(range(1, 20001))
+    # per-topic order: a publisher's seq rises along each of its topics
+    last = {}
+    for r in records:
+        pub, seq = key_of(r)
+        assert r["topic"] == topic_of[(pub, seq)], r
+        assert last.get(r["topic"], 0) < seq, \
+            f"topic {r['topic']}: seq {seq} journaled after {last[r['topic']]}"
+        last[r["topic"]] = seq
+    for r in records[:50] + records[-50:]:
+        assert_record_shape(r)
+
+    st = ctl.stat()
+    jdir = journal_dir_of(tmp_path)
+    assert st["records"] == 20000 and st["first_seq"] == 1 and st["last_seq"] == 20000, st
+    assert st["segments"] == len(segment_files(jdir)), st
+    assert st["bytes"] == sum(p.stat().st_size for p in segment_files(jdir)), st
+    assert st["dir"] == str(jdir), st
+    assert "checkpoint_seq" in st, st
+    # -d DIR reads the same journal as -c CONF
+    st_d = JournalCtl(build_dir, journal_dir=jdir).stat()
+    keys = ("dir", "segments", "bytes", "records", "first_seq", "last_seq", "checkpoint_seq")
+    assert {k: st_d.get(k) for k in keys} == {k: st[k] for k in keys}, (st_d, st)
+
+    assert daemon.stop(timeout=30) == 0
+
+
+# --------------------------------------------------------------------------
+# 3. crash inside on_message: PUBACK must not have left
+
+
+@pytest.mark.parametrize("point", ["before_append", "after_append"])
+def test_crash_in_on_message_then_broker_redelivers(daemon, ingest_broker, build_dir,
+                                                    tmp_path, point):
+    """GRIDBRIDGE_CRASH_AT makes the daemon SIGKILL itself when the N-th message
+    arrives in on_message, before appending it or after appending it to the
+    in-memory buffer (not written, not fsynced, PUBACK not sent).
+
+    This pins libmosquitto's behaviour that the daemon relies on: with
+    mosquitto_threaded_set(true) the library does not send the PUBACK before
+    on_message runs; it only queues it, and the queue leaves when the daemon
+    calls mosquitto_loop_write() after the journal's fdatasync. Had the
+    PUBACK left before on_message (the library's default), the broker would
+    consider message N delivered and never send it again: it would be lost.
+    """
+    N = 5
+    conf = daemon.write_config(daemon_config(tmp_path, ingest_broker))
+    ctl = ctl_for(build_dir, conf, daemon)
+    watcher = JournalWatcher(ctl)
+    start_daemon(daemon, conf, env={"GRIDBRIDGE_CRASH_AT": f"{point}:{N}"},
+                 timeout=READY_TIMEOUT)
+
+    topic = "sac/c1/door/dev1/event"
+    for seq in range(1, N):
+        ingest_broker.publish(topic, make_payload("crash", seq))
+    watcher.wait_for_keys({("crash", s) for s in range(1, N)}, timeout=30,
+                          alive=lambda: daemon.running)
+    for seq in range(N, N + 3):
+        ingest_broker.publish(topic, make_payload("crash", seq))
+
+    assert daemon.wait(30) == -signal.SIGKILL, "the daemon did not kill itself at message N"
+    watcher.poll()
+    assert ("crash", N) not in watcher.counts, \
+        f"message {N} is in the journal although the daemon died {point.replace('_', ' ')}"
+
+    # restart without the fault: the broker still holds message N (no PUBACK)
+    start_daemon(daemon, conf, timeout=READY_TIMEOUT, subscribed=False)
+    watcher.wait_for_keys({("crash", s) for s in range(1, N + 3)}, timeout=30,
+                          alive=lambda: daemon.running, what=f"after the crash {point}")
+    records = ctl.dump()
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    for r in records:
+        assert_record_shape(r, topic)
+    assert daemon.stop(timeout=30) == 0
+
+
+# --------------------------------------------------------------------------
+# 8. oversize messages
+
+
+def test_oversize_message_is_journaled_without_payload(daemon, ingest_broker, build_dir,
+                                                       tmp_path):
+    conf = daemon.write_config(daemon_config(tmp_path, ingest_broker,
+                                             mqtt={"max_message_size": "1K"}))
+    ctl = ctl_for(build_dir, conf, daemon)
+    start_daemon(daemon, conf, timeout=READY_TIMEOUT)
+
+    big_topic = "sac/c7/camera/cam1/event"
+    ingest_broker.publish(big_topic, b"\xff" + b"A" * 4095)  # 4 KiB, not UTF-8 either
+    watcher = JournalWatcher(ctl)
+    deadline = time.monotonic() + 30
+    while not watcher.records and time.monotonic() < deadline:
+        watcher.poll()
+        time.sleep(0.1)
+    assert watcher.records, "the oversize message never reached the journal"
+    big = watcher.records[0]
+    assert big["oversize"] is True, big
+    assert big["topic"] == big_topic, big
+    assert big["payload_len"] == 4096, big
+    assert "payload" not in big and "payload_base64" not in big, big
+    assert big["qos"] == 1 and big["seq"] == 1, big
+    assert daemon.running
+
+    small_topic = "sac/c7/camera/cam1/heartbeat"
+    ingest_broker.publish(small_topic, make_payload("small", 1))
+    watcher.wait_for_keys({("small", 1)}, timeout=30, alive=lambda: daemon.running)
+    small = watcher.records[-1]
+    assert small["seq"] == 2, small
+    assert_record_shape(small, small_topic)
+
+    # just under the limit: whole
+    edge = b'"' + b"e" * 998 + b'"'
+    ingest_broker.publish(small_topic, edge)
+    deadline = time.monotonic() + 30
+    while len(watcher.records) < 3 and time.monotonic() < deadline:
+        watcher.poll()
+        time.sleep(0.1)
+    assert len(watcher.records) == 3
+    assert watcher.records[2]["oversize"] is False and \
+        payload_bytes(watcher.records[2]) == edge, watcher.records[2]
+
+    assert daemon.running
+    assert daemon.stop(timeout=30) == 0
+
+
+def test_binary_payload_is_dumped_as_base64(daemon, ingest_broker, build_dir, tmp_path):
+    conf = daemon.write_config(daemon_config(tmp_path, ingest_broker))
+    ctl = ctl_for(build_dir, conf, daemon)
+    start_daemon(daemon, conf, timeout=READY_TIMEOUT)
+    payloads = [b"\x00\x01\xfe\xffbinary", "中文 ünïcode".encode(), b""]
+    for p in payloads:
+        ingest_broker.publish("sac/c1/peephole/p1/event", p)
+    watcher = JournalWatcher(ctl)
+    deadline = time.monotonic() + 30
+    while len(watcher.records) < 3 and time.monotonic() < deadline:
+        watcher.poll()
+        time.sleep(0.1)
+    recs = watcher.records
+    assert len(recs) == 3, recs
+    assert "payload_base64" in recs[0] and "payload" not in recs[0], recs[0]
+    assert recs[1].get("payload") == "中文 ünïcode", recs[1]
+    assert [payload_bytes(r) for r in recs] == payloads
+    assert [r["payload_len"] for r in recs] == [len(p) for p in payloads]
+    assert daemon.stop(timeout=30) == 0
+
+
+# --------------------------------------------------------------------------
+# 6. disk cap
+
+
+DISK_CAP = 256 * 1024
+
+
+def run_to_disk_cap_and_back(daemon, broker, build_dir, tmp_path, messages=5000):
+    """~300-byte messages into a 256K journal until ingest pauses; check the
+    pause; raise disk_cap with SIGHUP; wait until every message is journaled.
+
+    Returns (records before the resume, records at the end, stat while paused)."""
+    text = daemon_config(tmp_path, broker,
+                         journal={"segment_size": "64K", "disk_cap": "256K"})
+    conf = daemon.write_config(text)
+    ctl = ctl_for(build_dir, conf, daemon)
+    watcher = JournalWatcher(ctl)
+    start_daemon(daemon, conf, timeout=READY_TIMEOUT)
+
+    with PublisherGroup(broker, n=2, per_publisher=messages // 2, payload_size=300) as pubs:
+        pubs.start()
+        full = daemon.wait_log(r'mod=journal msg="journal full, pausing ingest"',
+                               timeout=INGEST_TIMEOUT)
+        f = fields_of(full)
+        assert f["level"] == "warn", full
+        assert int(f["cap"]) == DISK_CAP, full
+        # the broker keeps queueing for the persistent session: every message
+        # is acknowledged to the publishers although the daemon does not read
+        acked = pubs.finish(timeout=INGEST_TIMEOUT)
+        assert acked == pubs.expected()
+
+    # paused: nothing more is journaled, the size stays near the cap
+    time.sleep(1.0)
+    st1 = ctl.stat()
+    time.sleep(1.0)
+    st2 = ctl.stat()
+    assert st2["records"] == st1["records"] < messages, (st1, st2)
+    # appends are never refused: what was read with the last burst (at most
+    # the broker's in-flight window) may go past the cap
+    assert DISK_CAP <= st2["bytes"] < DISK_CAP + services.INGEST_BROKER_INFLIGHT * 1024, st2
+    assert len(lines_with(daemon.lines, "journal", "journal full, pausing ingest")) == 1
+    before = ctl.dump()
+    assert [r["seq"] for r in before] == list(range(1, len(before) + 1))
+
+    mark = daemon.wait_quiet()
+    daemon.write_config(text.replace("disk_cap = 256K", "disk_cap = 8M"))
+    daemon.signal(signal.SIGHUP)
+    room = daemon.wait_log(r'mod=journal msg="journal has room again, resuming ingest"',
+                           since=mark, timeout=30)
+    assert fields_of(room)["level"] == "info", room
+    watcher.wait_for_keys(acked, timeout=INGEST_TIMEOUT, alive=lambda: daemon.running)
+    time.sleep(0.5)
+    records = ctl.dump()
+    assert records[:len(before)] == before, "records journaled before the pause changed"
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    assert set(key_counts(records)) == acked
+    assert len(lines_with(daemon.lines, "journal", "journal full, pausing ingest")) == 1
+    assert daemon.running
+    return before, records, st2
+
+
+def test_disk_cap_pauses_ingest_and_sighup_resumes(daemon, ingest_broker, build_dir,
+                                                   tmp_path, report):
+    before, records, st = run_to_disk_cap_and_back(daemon, ingest_broker, build_dir, tmp_path)
+    report(f"disk cap: paused at {st['records']} records / {st['bytes']} bytes; "
+           f"{len(records)} records for 5000 messages in the end")
+    assert daemon.stop(timeout=30) == 0
+
+
+def test_disk_cap_pause_acknowledges_what_was_journaled(daemon, ingest_broker, build_dir,
+                                                        tmp_path, report):
+    """On reaching the cap the daemon syncs, sends the held PUBACKs and only then
+    disconnects, cleanly: the broker must not send again, after the resume,
+    what was journaled before the pause."""
+    before, records, _ = run_to_disk_cap_and_back(daemon, ingest_broker, build_dir, tmp_path)
+    again = key_counts(records[len(before):]) & key_counts(before)
+    gone = [x for x in ingest_broker.log_path.read_text().splitlines()
+            if re.search(r"Client gridbridge-test (disconnected|closed)", x)]
+    report(f"pause at the cap: {len(again)} of {len(before)} messages journaled before it "
+           f"were delivered again after resuming; broker: {gone[:1]}")
+    assert not again, \
+        f"{len(again)} message(s) journaled before the pause were delivered again after " \
+        f"it (seqs {[r['seq'] for r in before if key_of(r) in again][:3]}...): their " \
+        f"PUBACKs did not reach the broker. Broker log: {gone[:1]}"
+    assert daemon.stop(timeout=30) == 0
+
+
+# --------------------------------------------------------------------------
+# 9. MQTT v5, several filters, shared subscriptions
+
+
+def test_mqtt5_persistent_session_and_several_filters(daemon, ingest_broker, build_dir,
+                                                      tmp_path):
+    conf = daemon.write_config(daemon_config(
+        tmp_path, ingest_broker, subscribe=("sac/#", "other/+/x"),
+        mqtt={"protocol": 5, "session_expiry": 4294967295, "receive_maximum": 20}))
+    ctl = ctl_for(build_dir, conf, daemon)
+    watcher = JournalWatcher(ctl)
+    start_daemon(daemon, conf, timeout=READY_TIMEOUT)
+    assert re.search(r"New client connected from \S+ as gridbridge-test \(p5, c0,",
+                     ingest_broker.log_path.read_text()), \
+        "the broker did not see an MQTT v5 connection without clean start:\n" + \
+        services.tail(ingest_broker.log_path)
+
+    ingest_broker.publish("sac/c1/gate/g1/event", make_payload("v5", 1))
+    ingest_broker.publish("nomatch/a/x", make_payload("v5", 99))
+    ingest_broker.publish("other/a/x", make_payload("v5", 2))
+    watcher.wait_for_keys({("v5", 1), ("v5", 2)}, timeout=30, alive=lambda: daemon.running)
+
+    # the session (subscriptions and queue) outlives a stop: a message
+    # published while the daemon is down is delivered when it is back
+    assert daemon.stop(timeout=30) == 0
+    ingest_broker.publish("sac/c1/gate/g1/event", make_payload("v5", 3))
+    start_daemon(daemon, conf, timeout=READY_TIMEOUT, subscribed=False)
+    watcher.wait_for_keys({("v5", 3)}, timeout=30, alive=lambda: daemon.running,
+                          what="message published while the daemon was stopped")
+    time.sleep(0.3)
+    watcher.poll()
+    assert [key_of(r) for r in watcher.records] == [("v5", 1), ("v5", 2), ("v5", 3)]
+    assert daemon.stop(timeout=30) == 0
+
+
+def test_shared_group_subscription(daemon, ingest_broker, build_dir, tmp_path):
+    conf = daemon.write_config(daemon_config(tmp_path, ingest_broker,
+                                             mqtt={"shared_group": "g1"}))
+    ctl = ctl_for(build_dir, conf, daemon)
+    watcher = JournalWatcher(ctl)
+    start_daemon(daemon, conf, timeout=READY_TIMEOUT)
+
+    # a second member of group g1 on the same filter: each message goes to one
+    # of the two, so the daemon sees only part of them iff it is in the group
+    other = []
+    lock, subscribed = threading.Lock(), threading.Event()
+
+    def on_message(c, u, msg):
+        with lock:
+            other.append(key_of({"payload": msg.payload.decode()}))
+    member = ingest_broker.client("other-member", on_message=on_message)
+    try:
+        member.on_subscribe = lambda *a: subscribed.set()
+        member.subscribe("$share/g1/sac/#", qos=1)
+        assert subscribed.wait(5)
+        sent = {("shared", s) for s in range(1, 21)}
+        for _, s in sorted(sent):
+            ingest_broker.publish("sac/c2/barrier/b1/event", make_payload("shared", s))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            watcher.poll()
+            with lock:
+                got = set(watcher.counts) | set(other)
+            if got >= sent:
+                break
+            time.sleep(0.2)
+    finally:
+        member.disconnect()
+        member.loop_stop()
+    mine = set(watcher.counts)
+    assert mine | set(other) == sent, describe_missing(sent - mine - set(other))
+    assert not mine & set(other), \
+        f"delivered to both the daemon and the other group member: {sorted(mine & set(other))}"
+    assert mine, "the daemon journaled none of the messages to its shared subscription"
+    assert other, "the other member of $share/g1 got nothing: is the daemon in group g1?"
+    assert daemon.stop(timeout=30) == 0

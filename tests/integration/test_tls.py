@@ -1,0 +1,67 @@
+"""MQTT over TLS with client certificates: the broker's TLS listener requires
+a certificate signed by the test CA; the daemon presents one and verifies
+the broker's; publishers use TLS too."""
+
+import re
+import time
+
+import services
+from ingest import JournalCtl, JournalWatcher, daemon_config, make_payload, start_daemon
+from services import parse_logfmt
+
+READY_TIMEOUT = 30.0
+
+
+def fields_of(line):
+    return parse_logfmt(line)[1]
+
+
+def test_tls_with_client_certificate_journals(daemon, broker_factory, pki, build_dir,
+                                              tmp_path):
+    broker = broker_factory(extra_conf=services.INGEST_BROKER_CONF, tls=pki,
+                            save_every_change=False)
+    conf = daemon.write_config(daemon_config(tmp_path, broker, tls=True))
+    ctl = JournalCtl(build_dir, conf=conf, log_path=daemon.dir / "gridbridgectl.log")
+    start_daemon(daemon, conf, timeout=READY_TIMEOUT)
+    connected = fields_of(daemon.wait_log(r'mod=mqtt msg="connected"'))
+    assert connected["port"] == str(broker.tls_port), connected
+    assert re.search(rf"New connection from \S+ on port {broker.tls_port}\.",
+                     broker.log_path.read_text()), services.tail(broker.log_path)
+
+    topic = "sac/c3/vehicle/anpr1/event"
+    broker.publish(topic, make_payload("tls", 1), tls=True)
+    watcher = JournalWatcher(ctl)
+    watcher.wait_for_keys({("tls", 1)}, timeout=30, alive=lambda: daemon.running)
+    assert watcher.records[0]["topic"] == topic
+    assert daemon.stop(timeout=30) == 0
+
+
+def test_tls_with_wrong_ca_does_not_connect_and_says_why(daemon, broker_factory, pki,
+                                                         build_dir, tmp_path):
+    broker = broker_factory(extra_conf=services.INGEST_BROKER_CONF, tls=pki,
+                            save_every_change=False)
+    conf = daemon.write_config(daemon_config(tmp_path, broker, tls=True,
+                                             ca_file=pki.wrong_ca))
+    daemon.start(conf)
+    daemon.wait_notify("READY=1", timeout=READY_TIMEOUT)
+    err = daemon.wait_log(r'mod=mqtt msg="library error"', timeout=15)
+    f = fields_of(err)
+    assert f["level"] == "error", err
+    assert "certificate verify failed" in f["error"], err
+    failed = fields_of(daemon.wait_log(r'mod=mqtt msg="connection failed"', timeout=15))
+    assert failed["level"] == "warn" and failed.get("error"), failed
+
+    # it keeps trying (and failing) without connecting, and without exiting
+    time.sleep(2.0)
+    assert daemon.running
+    assert not [x for x in daemon.lines if 'mod=mqtt msg="connected"' in x]
+    assert not re.search(r"as gridbridge-test", broker.log_path.read_text()), \
+        services.tail(broker.log_path)
+    # the outage is reported once at warn, not once per retry
+    warns = [x for x in daemon.lines
+             if 'mod=mqtt msg="connection failed"' in x and "level=warn" in x]
+    assert len(warns) == 1, warns
+    # meanwhile a publisher over TLS with the right CA still gets through
+    broker.publish("sac/c3/vehicle/anpr1/event", make_payload("tls", 2), tls=True)
+    assert daemon.stop(timeout=30) == 0
+    assert JournalCtl(build_dir, conf=conf).stat()["records"] == 0
