@@ -114,7 +114,8 @@ main(int argc, char **argv)
 		buf = realloc(buf, cap);
 		if (buf == NULL)
 			abort();
-		memcpy(buf, src->data, size);
+		if (size > 0)
+			memcpy(buf, src->data, size);
 		int edits = 1 + (int)(rnd() % 8);
 		for (int e = 0; e < edits; e++) {
 			size_t pos = size ? rnd() % size : 0;
@@ -136,7 +137,7 @@ main(int argc, char **argv)
 			case 5: {
 				struct input *o = &inputs[rnd() % ninputs];
 				size_t n = o->size ? rnd() % o->size : 0;
-				if (pos + n <= cap) {
+				if (n > 0 && pos + n <= cap) {
 					memcpy(buf + pos, o->data, n);
 					if (pos + n > size)
 						size = pos + n;
