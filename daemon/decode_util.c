@@ -1,0 +1,275 @@
+/* decode_util.c — what decoders share: JSON, UTF-8, times, plates. */
+#include <ctype.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decode.h"
+
+bool
+utf8_valid(const uint8_t *p, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		uint8_t c = p[i];
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		size_t len;
+		uint32_t cp;
+		if (c >= 0xc2 && c <= 0xdf) {
+			len = 2;
+			cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			len = 3;
+			cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			len = 4;
+			cp = c & 0x07;
+		} else {
+			return false;
+		}
+		if (n - i < len)
+			return false;
+		for (size_t k = 1; k < len; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (p[i + k] & 0x3f);
+		}
+		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += len;
+	}
+	return true;
+}
+
+json_t *
+decode_json_object(const struct decode_in *in, struct decode_out *out)
+{
+	json_error_t err;
+
+	if (in->payload_len == 0) {
+		decode_reject(out, "empty");
+		return NULL;
+	}
+	if (!utf8_valid(in->payload, in->payload_len)) {
+		decode_reject(out, "bad_utf8");
+		return NULL;
+	}
+	json_t *j = json_loadb((const char *)in->payload, in->payload_len, 0, &err);
+	if (j == NULL) {
+		decode_reject(out, "bad_json");
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		decode_reject(out, "bad_json");
+		return NULL;
+	}
+	return j;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
+static int64_t
+days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	unsigned yoe = (unsigned)(y - era * 400);
+	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+static bool
+digits(const char *s, int n, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+int
+decode_time_iso8601(const char *s, int tz_offset_min, int64_t *us)
+{
+	int Y, M, D, h, m, sec;
+	const char *p = s;
+
+	if (strlen(s) < 19 || !digits(p, 4, &Y) || p[4] != '-' || !digits(p + 5, 2, &M) ||
+	    p[7] != '-' || !digits(p + 8, 2, &D) || (p[10] != 'T' && p[10] != 't' &&
+	    p[10] != ' ') || !digits(p + 11, 2, &h) || p[13] != ':' ||
+	    !digits(p + 14, 2, &m) || p[16] != ':' || !digits(p + 17, 2, &sec))
+		return -1;
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	if (Y < 1970 || Y > 2200 || M < 1 || M > 12 || D < 1 || D > mdays[M - 1] ||
+	    h > 23 || m > 59 || sec > 60)
+		return -1;
+	if (M == 2 && D == 29 && !((Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0))
+		return -1;
+	p += 19;
+	int64_t frac_us = 0;
+	if (*p == '.' || *p == ',') {
+		p++;
+		int nd = 0;
+		int64_t scale = 100000;
+		while (isdigit((unsigned char)*p)) {
+			if (nd < 6) {
+				frac_us += (*p - '0') * scale;
+				scale /= 10;
+			}
+			nd++;
+			p++;
+		}
+		if (nd == 0)
+			return -1;
+	}
+	int offset = tz_offset_min;
+	if (*p == 'Z' || *p == 'z') {
+		offset = 0;
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		int sign = *p == '-' ? -1 : 1, oh, om = 0;
+		p++;
+		if (!digits(p, 2, &oh))
+			return -1;
+		p += 2;
+		if (*p == ':')
+			p++;
+		if (isdigit((unsigned char)*p)) {
+			if (!digits(p, 2, &om))
+				return -1;
+			p += 2;
+		}
+		if (oh > 23 || om > 59)
+			return -1;
+		offset = sign * (oh * 60 + om);
+	}
+	if (*p != '\0')
+		return -1;
+	int64_t t = days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400 + h * 3600 + m * 60 +
+	    sec - (int64_t)offset * 60;
+	*us = t * 1000000 + frac_us;
+	return 0;
+}
+
+int
+decode_time_epoch(double v, int64_t *us)
+{
+	if (!isfinite(v) || v < 0)
+		return -1;
+	if (v >= 1e11)		/* milliseconds: 1e11 s would be the year 5138 */
+		v /= 1000.0;
+	if (v >= 7258118400.0)	/* 2200-01-01 */
+		return -1;
+	*us = (int64_t)llround(v * 1e6);
+	return 0;
+}
+
+int64_t
+decode_time_local_epoch(int64_t local_seconds, int tz_offset_min)
+{
+	return (local_seconds - (int64_t)tz_offset_min * 60) * 1000000;
+}
+
+char *
+decode_plate_normalize(struct arena *a, const char *plate)
+{
+	size_t n = strlen(plate);
+	char *out = arena_alloc(a, n + 1);
+	size_t o = 0;
+	const unsigned char *p = (const unsigned char *)plate;
+
+	for (size_t i = 0; i < n;) {
+		if (p[i] == ' ' || p[i] == '-' || p[i] == '.' || p[i] == '_' || p[i] == '\t') {
+			i++;
+		} else if (p[i] == 0xc2 && i + 1 < n && p[i + 1] == 0xb7) {	/* · */
+			i += 2;
+		} else if (p[i] == 0xe2 && i + 2 < n && p[i + 1] == 0x80 && p[i + 2] == 0xa2) {
+			i += 3;		/* • */
+		} else if (p[i] == 0xe3 && i + 2 < n && p[i + 1] == 0x80 && p[i + 2] == 0x80) {
+			i += 3;		/* ideographic space */
+		} else if (p[i] < 0x80) {
+			out[o++] = (char)toupper(p[i]);
+			i++;
+		} else {
+			out[o++] = (char)p[i++];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+Gridbridge__V1__Int32Value *
+decode_int32(struct arena *a, int32_t v)
+{
+	Gridbridge__V1__Int32Value *w = arena_alloc(a, sizeof(*w));
+	gridbridge__v1__int32_value__init(w);
+	w->value = v;
+	return w;
+}
+
+int
+decode_parse_tz(const char *s, int *minutes)
+{
+	int h, m = 0, sign;
+
+	if (strcmp(s, "Z") == 0 || strcmp(s, "UTC") == 0) {
+		*minutes = 0;
+		return 0;
+	}
+	if (s[0] != '+' && s[0] != '-')
+		return -1;
+	sign = s[0] == '-' ? -1 : 1;
+	if (!digits(s + 1, 2, &h))
+		return -1;
+	const char *p = s + 3;
+	if (*p == ':')
+		p++;
+	if (*p != '\0') {
+		if (!digits(p, 2, &m) || p[2] != '\0')
+			return -1;
+	}
+	if (h > 14 || m > 59)
+		return -1;
+	*minutes = sign * (h * 60 + m);
+	return 0;
+}
+
+static const char *const class_names[] = {
+	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_ACCESS_GATE] = "access_gate",
+	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_VEHICLE_BARRIER] = "vehicle_barrier",
+	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_CAMERA] = "camera",
+	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_DOOR_SENSOR] = "door_sensor",
+	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_PEEPHOLE] = "peephole",
+	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_GATEWAY] = "gateway",
+};
+
+int
+decode_class_by_name(const char *name, Gridbridge__V1__DeviceClass *c)
+{
+	for (size_t i = 1; i < sizeof(class_names) / sizeof(class_names[0]); i++) {
+		if (class_names[i] != NULL && strcmp(class_names[i], name) == 0) {
+			*c = (Gridbridge__V1__DeviceClass)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+const char *
+decode_class_name(Gridbridge__V1__DeviceClass c)
+{
+	if ((size_t)c < sizeof(class_names) / sizeof(class_names[0]) && class_names[c] != NULL)
+		return class_names[c];
+	return "unspecified";
+}

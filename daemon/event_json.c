@@ -1,0 +1,189 @@
+/* event_json.c — canonical proto3 JSON for protobuf-c messages. */
+#include "event_json.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void
+camel(const char *name, char *out, size_t len)
+{
+	size_t o = 0;
+	bool up = false;
+
+	for (const char *p = name; *p != '\0' && o + 1 < len; p++) {
+		if (*p == '_') {
+			up = true;
+			continue;
+		}
+		out[o++] = up && *p >= 'a' && *p <= 'z' ? (char)(*p - 'a' + 'A') : *p;
+		up = false;
+	}
+	out[o] = '\0';
+}
+
+static json_t *
+base64(const uint8_t *p, size_t n)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char *out = malloc(4 * ((n + 2) / 3) + 1), *o = out;
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)p[i + 1] << 8;
+		if (i + 2 < n)
+			v |= p[i + 2];
+		*o++ = tab[(v >> 18) & 63];
+		*o++ = tab[(v >> 12) & 63];
+		*o++ = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+		*o++ = i + 2 < n ? tab[v & 63] : '=';
+	}
+	*o = '\0';
+	json_t *s = json_string(out);
+	free(out);
+	return s;
+}
+
+static json_t *
+i64_string(long long v, bool is_unsigned)
+{
+	char buf[32];
+	if (is_unsigned)
+		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
+	else
+		snprintf(buf, sizeof(buf), "%lld", v);
+	return json_string(buf);
+}
+
+/* One value of field `f` at `p`; NULL when it has the default value and
+ * `skip_default` is set. */
+static json_t *
+value(const ProtobufCFieldDescriptor *f, const void *p, bool skip_default)
+{
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_INT32:
+	case PROTOBUF_C_TYPE_SINT32:
+	case PROTOBUF_C_TYPE_SFIXED32: {
+		int32_t v = *(const int32_t *)p;
+		return skip_default && v == 0 ? NULL : json_integer(v);
+	}
+	case PROTOBUF_C_TYPE_UINT32:
+	case PROTOBUF_C_TYPE_FIXED32: {
+		uint32_t v = *(const uint32_t *)p;
+		return skip_default && v == 0 ? NULL : json_integer(v);
+	}
+	case PROTOBUF_C_TYPE_INT64:
+	case PROTOBUF_C_TYPE_SINT64:
+	case PROTOBUF_C_TYPE_SFIXED64: {
+		int64_t v = *(const int64_t *)p;
+		return skip_default && v == 0 ? NULL : i64_string(v, false);
+	}
+	case PROTOBUF_C_TYPE_UINT64:
+	case PROTOBUF_C_TYPE_FIXED64: {
+		uint64_t v = *(const uint64_t *)p;
+		return skip_default && v == 0 ? NULL : i64_string((long long)v, true);
+	}
+	case PROTOBUF_C_TYPE_FLOAT: {
+		float v = *(const float *)p;
+		return skip_default && v == 0 ? NULL : json_real(v);
+	}
+	case PROTOBUF_C_TYPE_DOUBLE: {
+		double v = *(const double *)p;
+		return skip_default && v == 0 ? NULL : json_real(v);
+	}
+	case PROTOBUF_C_TYPE_BOOL: {
+		protobuf_c_boolean v = *(const protobuf_c_boolean *)p;
+		return skip_default && !v ? NULL : json_boolean(v);
+	}
+	case PROTOBUF_C_TYPE_ENUM: {
+		int v = *(const int *)p;
+		if (skip_default && v == 0)
+			return NULL;
+		const ProtobufCEnumValue *ev =
+		    protobuf_c_enum_descriptor_get_value(f->descriptor, v);
+		return ev != NULL ? json_string(ev->name) : json_integer(v);
+	}
+	case PROTOBUF_C_TYPE_STRING: {
+		const char *s = *(char *const *)p;
+		if (s == NULL || (skip_default && s[0] == '\0'))
+			return NULL;
+		return json_string(s);
+	}
+	case PROTOBUF_C_TYPE_BYTES: {
+		const ProtobufCBinaryData *b = p;
+		if (skip_default && b->len == 0)
+			return NULL;
+		return base64(b->data, b->len);
+	}
+	case PROTOBUF_C_TYPE_MESSAGE: {
+		const ProtobufCMessage *m = *(ProtobufCMessage *const *)p;
+		return m != NULL ? event_json(m) : NULL;
+	}
+	}
+	return NULL;
+}
+
+static size_t
+elem_size(ProtobufCType t)
+{
+	switch (t) {
+	case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64:
+	case PROTOBUF_C_TYPE_SFIXED64: case PROTOBUF_C_TYPE_UINT64:
+	case PROTOBUF_C_TYPE_FIXED64: case PROTOBUF_C_TYPE_DOUBLE:
+		return 8;
+	case PROTOBUF_C_TYPE_BOOL:
+		return sizeof(protobuf_c_boolean);
+	case PROTOBUF_C_TYPE_ENUM:
+		return sizeof(int);
+	case PROTOBUF_C_TYPE_STRING: case PROTOBUF_C_TYPE_MESSAGE:
+		return sizeof(void *);
+	case PROTOBUF_C_TYPE_BYTES:
+		return sizeof(ProtobufCBinaryData);
+	default:
+		return 4;
+	}
+}
+
+json_t *
+event_json(const ProtobufCMessage *msg)
+{
+	const ProtobufCMessageDescriptor *d = msg->descriptor;
+	json_t *o = json_object();
+	char name[128];
+
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const char *base = (const char *)msg;
+		json_t *v = NULL;
+
+		camel(f->name, name, sizeof(name));
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)(base + f->quantifier_offset);
+			const char *arr = *(char *const *)(base + f->offset);
+			if (n == 0)
+				continue;
+			v = json_array();
+			for (size_t k = 0; k < n; k++) {
+				json_t *e = value(f, arr + k * elem_size(f->type), false);
+				if (e != NULL)
+					json_array_append_new(v, e);
+			}
+		} else if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+			uint32_t which = *(const uint32_t *)(base + f->quantifier_offset);
+			if (which != f->id)
+				continue;
+			v = value(f, base + f->offset, false);
+		} else {
+			v = value(f, base + f->offset, f->label == PROTOBUF_C_LABEL_NONE);
+		}
+		if (v != NULL)
+			json_object_set_new(o, name, v);
+	}
+	return o;
+}

@@ -1,0 +1,16 @@
+/* event_json.c — protobuf messages as JSON, in the canonical proto3 JSON
+ * mapping (lowerCamelCase names, enums by name, 64-bit integers as
+ * strings, bytes as base64, fields at their default omitted), fields in
+ * field-number order so the output is stable. Generic: walks the
+ * protobuf-c descriptors, so new fields appear without code changes. */
+#ifndef GRIDBRIDGE_EVENT_JSON_H
+#define GRIDBRIDGE_EVENT_JSON_H
+
+#include <protobuf-c/protobuf-c.h>
+
+struct json_t;
+
+/* A new JSON object for `msg` (the caller json_decref()s it), or NULL. */
+struct json_t *event_json(const ProtobufCMessage *msg);
+
+#endif
