@@ -9,9 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decode.h"
 #include "log.h"
+#include "route.h"
 
 #define F(field) offsetof(struct config, field)
+#define R(field) offsetof(struct config_route, field)
 
 static const char *const level_choices[] = {
 	"debug", "info", "notice", "warning", "warn", "error", NULL
@@ -29,101 +32,131 @@ static const int protocol_values[] = { 4, 5 };
 const struct config_key config_keys[] = {
 	{ "daemon", "log_level", CFG_ENUM, 0, 0, level_choices, level_values,
 	  "info", true, F(log_level),
-	  "least important level logged: debug, info, notice, warning or error" },
+	  "least important level logged: debug, info, notice, warning or error", false },
 	{ "daemon", "log_rate_burst", CFG_INT, 0, 1000000, NULL, NULL,
 	  "10", true, F(log_rate_burst),
-	  "lines of one kind logged per interval before repeats are counted, not printed (0: no limit)" },
+	  "lines of one kind logged per interval before repeats are counted, not printed (0: no limit)", false },
 	{ "daemon", "log_rate_interval", CFG_INT, 1, 3600, NULL, NULL,
 	  "10", true, F(log_rate_interval),
-	  "seconds of the rate-limit window; the next line reports suppressed=N" },
+	  "seconds of the rate-limit window; the next line reports suppressed=N", false },
 	{ "daemon", "state_dir", CFG_PATH, 1, PATH_MAX, NULL, NULL,
 	  "/var/lib/gridbridge", false, F(state_dir),
-	  "directory for the journal and other state; created if missing" },
+	  "directory for the journal and other state; created if missing", false },
 
 	{ "mqtt", "host", CFG_STRING, 1, 255, NULL, NULL,
 	  "127.0.0.1", false, F(mqtt_host),
-	  "broker host name or address" },
+	  "broker host name or address", false },
 	{ "mqtt", "port", CFG_INT, 1, 65535, NULL, NULL,
 	  "1883", false, F(mqtt_port),
-	  "broker TCP port" },
+	  "broker TCP port", false },
 	{ "mqtt", "client_id", CFG_STRING, 1, 65535, NULL, NULL,
 	  "gridbridge", false, F(mqtt_client_id),
-	  "MQTT client id; fixed, so the broker keeps our persistent session" },
+	  "MQTT client id; fixed, so the broker keeps our persistent session", false },
 	{ "mqtt", "keepalive", CFG_INT, 5, 3600, NULL, NULL,
 	  "60", false, F(mqtt_keepalive),
-	  "MQTT keepalive in seconds" },
+	  "MQTT keepalive in seconds", false },
 	{ "mqtt", "username", CFG_STRING, 0, 65535, NULL, NULL,
 	  "", false, F(mqtt_username),
-	  "user name for the broker; empty: connect anonymously" },
+	  "user name for the broker; empty: connect anonymously", false },
 	{ "mqtt", "password", CFG_SECRET, 0, 65535, NULL, NULL,
 	  "", false, F(mqtt_password),
-	  "password for the broker; prefer password_file" },
+	  "password for the broker; prefer password_file", false },
 	{ "mqtt", "password_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
 	  "", false, F(mqtt_password_file),
-	  "file holding the broker password; a relative name is looked up in $CREDENTIALS_DIRECTORY" },
+	  "file holding the broker password; a relative name is looked up in $CREDENTIALS_DIRECTORY", false },
 
 	{ "mqtt", "protocol", CFG_ENUM, 0, 0, protocol_choices, protocol_values,
 	  "3.1.1", false, F(mqtt_protocol),
-	  "MQTT protocol version: 3.1.1 or 5" },
+	  "MQTT protocol version: 3.1.1 or 5", false },
 	{ "mqtt", "session_expiry", CFG_INT, 1, 4294967295LL, NULL, NULL,
 	  "4294967295", false, F(mqtt_session_expiry),
-	  "MQTT 5: seconds the broker keeps our session while we are away (4294967295: never expires)" },
+	  "MQTT 5: seconds the broker keeps our session while we are away (4294967295: never expires)", false },
 	{ "mqtt", "receive_maximum", CFG_INT, 1, 65535, NULL, NULL,
 	  "20", false, F(mqtt_receive_maximum),
-	  "MQTT 5: QoS 1 messages the broker may send before our acknowledgements (our in-flight window)" },
+	  "MQTT 5: QoS 1 messages the broker may send before our acknowledgements (our in-flight window)", false },
 	{ "mqtt", "subscribe", CFG_LIST, 1, 65535, NULL, NULL,
 	  "#", false, F(mqtt_subscribe),
-	  "topic filter subscribed with QoS 1; repeat the key for more filters" },
+	  "topic filter subscribed with QoS 1; repeat the key for more filters", false },
 	{ "mqtt", "shared_group", CFG_STRING, 0, 255, NULL, NULL,
 	  "", false, F(mqtt_shared_group),
-	  "when set, subscribe as $share/<group>/<filter> so several daemons share the load" },
+	  "when set, subscribe as $share/<group>/<filter> so several daemons share the load", false },
 	{ "mqtt", "max_message_size", CFG_SIZE, 1024, 256LL << 20, NULL, NULL,
 	  "1M", false, F(mqtt_max_message_size),
-	  "larger messages are journaled as oversize (topic and length only) and quarantined" },
+	  "larger messages are journaled as oversize (topic and length only) and quarantined", false },
 	{ "mqtt", "tls", CFG_BOOL, 0, 0, NULL, NULL,
 	  "false", false, F(mqtt_tls),
-	  "connect with TLS (1.2 or newer), verifying the broker's certificate and host name" },
+	  "connect with TLS (1.2 or newer), verifying the broker's certificate and host name", false },
 	{ "mqtt", "ca_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
 	  "", false, F(mqtt_ca_file),
-	  "PEM file of the CA(s) that signed the broker's certificate; required with tls" },
+	  "PEM file of the CA(s) that signed the broker's certificate; required with tls", false },
 	{ "mqtt", "cert_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
 	  "", false, F(mqtt_cert_file),
-	  "PEM client certificate for brokers that require one (with key_file)" },
+	  "PEM client certificate for brokers that require one (with key_file)", false },
 	{ "mqtt", "key_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
 	  "", false, F(mqtt_key_file),
-	  "PEM private key of cert_file; a relative name is looked up in $CREDENTIALS_DIRECTORY" },
+	  "PEM private key of cert_file; a relative name is looked up in $CREDENTIALS_DIRECTORY", false },
 
 	{ "journal", "segment_size", CFG_SIZE, 64LL << 10, 1LL << 30, NULL, NULL,
 	  "64M", false, F(journal_segment_size),
-	  "size at which a journal segment file is closed and a new one started" },
+	  "size at which a journal segment file is closed and a new one started", false },
 	{ "journal", "disk_cap", CFG_SIZE, 64LL << 10, 1LL << 50, NULL, NULL,
 	  "8G", true, F(journal_disk_cap),
-	  "journal size at which ingest pauses (never drops) until space frees" },
+	  "journal size at which ingest pauses (never drops) until space frees", false },
 	{ "journal", "sync_batch", CFG_INT, 1, 100000, NULL, NULL,
 	  "1000", false, F(journal_sync_batch),
-	  "records appended before an fdatasync even if the broker is still sending" },
+	  "records appended before an fdatasync even if the broker is still sending", false },
+
+	{ "decode", "max_clock_skew", CFG_INT, 1, 31536000, NULL, NULL,
+	  "300", true, F(decode_max_clock_skew),
+	  "seconds a device's clock may differ from ours before its records are flagged clock_skewed", false },
+
+	{ "route", "pattern", CFG_STRING, 0, 65535, NULL, NULL,
+	  "", false, R(pattern),
+	  "topic pattern: {name} captures a level, {name...} one or more, + matches one; required",
+	  true },
+	{ "route", "decoder", CFG_STRING, 0, 64, NULL, NULL,
+	  "", false, R(decoder),
+	  "payload format: hikvision, dahua, camera_alarm, peephole, gateway, z2m_device, "
+	  "z2m_availability, z2m_bridge, shelly_sensor, shelly_online or tasmota_lwt; required",
+	  true },
+	{ "route", "class", CFG_STRING, 0, 64, NULL, NULL,
+	  "", false, R(device_class),
+	  "device class: access_gate, vehicle_barrier, camera, door_sensor, peephole or gateway; required",
+	  true },
+	{ "route", "community", CFG_STRING, 0, 255, NULL, NULL,
+	  "", false, R(community),
+	  "community of the devices when the pattern has no {community}",
+	  true },
+	{ "route", "timezone", CFG_STRING, 1, 16, NULL, NULL,
+	  "+08:00", false, R(timezone),
+	  "zone of device times written without an offset, as +HH:MM",
+	  true },
+	{ "route", "utc_is_local", CFG_BOOL, 0, 0, NULL, NULL,
+	  "true", false, R(utc_is_local),
+	  "Dahua: the UTC field holds local wall-clock time (RealUTC is preferred when present)",
+	  true },
 
 	{ "store", "host", CFG_STRING, 1, 255, NULL, NULL,
 	  "127.0.0.1", false, F(store_host),
-	  "PostgreSQL server address (an IP address avoids a blocking DNS lookup) or socket directory" },
+	  "PostgreSQL server address (an IP address avoids a blocking DNS lookup) or socket directory", false },
 	{ "store", "port", CFG_INT, 1, 65535, NULL, NULL,
 	  "5432", false, F(store_port),
-	  "PostgreSQL server port" },
+	  "PostgreSQL server port", false },
 	{ "store", "dbname", CFG_STRING, 1, 63, NULL, NULL,
 	  "gridbridge", false, F(store_dbname),
-	  "database name" },
+	  "database name", false },
 	{ "store", "user", CFG_STRING, 1, 63, NULL, NULL,
 	  "gridbridge", false, F(store_user),
-	  "database role" },
+	  "database role", false },
 	{ "store", "password", CFG_SECRET, 0, 65535, NULL, NULL,
 	  "", false, F(store_password),
-	  "password of the database role; prefer password_file" },
+	  "password of the database role; prefer password_file", false },
 	{ "store", "password_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
 	  "", false, F(store_password_file),
-	  "file holding the database password; a relative name is looked up in $CREDENTIALS_DIRECTORY" },
+	  "file holding the database password; a relative name is looked up in $CREDENTIALS_DIRECTORY", false },
 	{ "store", "connect_timeout", CFG_INT, 1, 300, NULL, NULL,
 	  "10", false, F(store_connect_timeout),
-	  "seconds allowed for connecting to the database before retrying" },
+	  "seconds allowed for connecting to the database before retrying", false },
 };
 
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
@@ -132,10 +165,12 @@ const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
 
 _Static_assert(sizeof(char *) <= sizeof(long long), "reload swaps fields as bytes");
 
+/* `base` is the struct config, or the struct config_route of an
+ * instanced key. */
 static void *
-field(const struct config *cfg, const struct config_key *k)
+field(const void *base, const struct config_key *k)
 {
-	return (char *)cfg + k->offset;
+	return (char *)base + k->offset;
 }
 
 /* Bytes as written in a config file: the largest exact suffix. */
@@ -240,10 +275,10 @@ parse_bool(const char *v, bool *out)
 
 /* Sets one key from its text. Returns 0, or -1 with a message in `err`. */
 static int
-set_value(struct config *cfg, const struct config_key *k, const char *v,
+set_value(void *base, const struct config_key *k, const char *v,
     char *err, size_t errlen)
 {
-	void *p = field(cfg, k);
+	void *p = field(base, k);
 
 	switch (k->type) {
 	case CFG_BOOL: {
@@ -369,6 +404,8 @@ static const struct config_key *
 find_key(const char *section, const char *name, size_t *idx)
 {
 	for (size_t i = 0; i < config_nkeys; i++) {
+		if (config_keys[i].instanced)
+			continue;
 		if (strcmp(config_keys[i].section, section) == 0 &&
 		    strcmp(config_keys[i].name, name) == 0) {
 			*idx = i;
@@ -379,12 +416,40 @@ find_key(const char *section, const char *name, size_t *idx)
 }
 
 static bool
-known_section(const char *section)
+known_section(const char *section, bool instanced)
 {
 	for (size_t i = 0; i < config_nkeys; i++)
-		if (strcmp(config_keys[i].section, section) == 0)
+		if (config_keys[i].instanced == instanced &&
+		    strcmp(config_keys[i].section, section) == 0)
 			return true;
 	return false;
+}
+
+static const struct config_key *
+find_instanced_key(const char *type, const char *name, size_t *idx)
+{
+	for (size_t i = 0; i < config_nkeys; i++) {
+		if (config_keys[i].instanced && strcmp(config_keys[i].section, type) == 0 &&
+		    strcmp(config_keys[i].name, name) == 0) {
+			*idx = i;
+			return &config_keys[i];
+		}
+	}
+	return NULL;
+}
+
+static void
+free_strings(void *base, bool instanced)
+{
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+		if (k->instanced != instanced)
+			continue;
+		if (k->type == CFG_STRING || k->type == CFG_PATH || k->type == CFG_SECRET)
+			free(*(char **)field(base, k));
+		else if (k->type == CFG_LIST)
+			list_free(*(char ***)field(base, k));
+	}
 }
 
 struct config *
@@ -396,6 +461,8 @@ config_defaults(void)
 	if (cfg == NULL)
 		abort();
 	for (size_t i = 0; i < config_nkeys; i++) {
+		if (config_keys[i].instanced)
+			continue;
 		if (set_value(cfg, &config_keys[i], config_keys[i].def, err,
 		    sizeof(err)) != 0) {
 			fprintf(stderr, "bad built-in default: %s\n", err);
@@ -413,18 +480,17 @@ config_free(struct config *cfg)
 {
 	if (cfg == NULL)
 		return;
-	for (size_t i = 0; i < config_nkeys; i++) {
-		const struct config_key *k = &config_keys[i];
-		if (k->type == CFG_STRING || k->type == CFG_PATH || k->type == CFG_SECRET)
-			free(*(char **)field(cfg, k));
-		else if (k->type == CFG_LIST)
-			list_free(*(char ***)field(cfg, k));
+	free_strings(cfg, false);
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		free_strings(&cfg->routes[i], true);
+		free(cfg->routes[i].name);
 	}
+	free(cfg->routes);
 	free(cfg->path);
 	free(cfg);
 }
 
-enum section_state { SEC_NONE, SEC_KNOWN, SEC_UNKNOWN };
+enum section_state { SEC_NONE, SEC_KNOWN, SEC_UNKNOWN, SEC_INSTANCE };
 
 struct parse {
 	FILE *f;
@@ -435,7 +501,95 @@ struct parse {
 	struct config_errors *errs;
 	size_t nerr_at_start;
 	int seen[MAX_KEYS];	/* line where each key was set, 0 if not */
+	struct config_route *inst;	/* the [route NAME] being read */
+	char inst_type[32];
+	int inst_seen[MAX_KEYS];
 };
+
+/* Checks a finished [route NAME] section: required keys, and values that
+ * only the decoders and the route compiler can judge. */
+static void
+finish_instance(struct parse *p)
+{
+	struct config_route *r = p->inst;
+	char err[160];
+	size_t i;
+
+	if (r == NULL)
+		return;
+	p->inst = NULL;
+#define KEY_LINE(key) (find_instanced_key("route", key, &i) != NULL && p->inst_seen[i] ? \
+	p->inst_seen[i] : r->line)
+	if (r->pattern[0] == '\0') {
+		add_error(p->errs, p->name, r->line, "[route %s] pattern is required", r->name);
+	} else {
+		struct route_pattern rp;
+		if (route_compile(&rp, r->pattern, err, sizeof(err)) != 0)
+			add_error(p->errs, p->name, KEY_LINE("pattern"), "[route %s] pattern: %s",
+			    r->name, err);
+		else
+			route_pattern_free(&rp);
+	}
+	enum decoder_id d;
+	if (r->decoder[0] == '\0')
+		add_error(p->errs, p->name, r->line, "[route %s] decoder is required", r->name);
+	else if (decoder_by_name(r->decoder, &d) != 0)
+		add_error(p->errs, p->name, KEY_LINE("decoder"),
+		    "[route %s] decoder: unknown decoder '%s'", r->name, r->decoder);
+	Gridbridge__V1__DeviceClass dc;
+	if (r->device_class[0] == '\0')
+		add_error(p->errs, p->name, r->line, "[route %s] class is required", r->name);
+	else if (decode_class_by_name(r->device_class, &dc) != 0)
+		add_error(p->errs, p->name, KEY_LINE("class"),
+		    "[route %s] class: unknown device class '%s'", r->name, r->device_class);
+	int tz;
+	if (decode_parse_tz(r->timezone, &tz) != 0)
+		add_error(p->errs, p->name, KEY_LINE("timezone"),
+		    "[route %s] timezone: '%s' is not an offset like +08:00", r->name, r->timezone);
+#undef KEY_LINE
+}
+
+/* Starts a [TYPE NAME] section. */
+static void
+start_instance(struct parse *p, const char *type, const char *name)
+{
+	char err[256];
+
+	if (name[0] == '\0') {
+		add_error(p->errs, p->name, p->line, "[%s] needs a name: [%s NAME]", type, type);
+		p->sec = SEC_UNKNOWN;
+		return;
+	}
+	for (size_t i = 0; i < p->cfg->nroutes; i++) {
+		if (strcmp(p->cfg->routes[i].name, name) == 0) {
+			add_error(p->errs, p->name, p->line, "duplicate [%s %s] (first on line %d)",
+			    type, name, p->cfg->routes[i].line);
+			p->sec = SEC_UNKNOWN;
+			return;
+		}
+	}
+	struct config_route *v = realloc(p->cfg->routes,
+	    (p->cfg->nroutes + 1) * sizeof(*v));
+	if (v == NULL)
+		abort();
+	p->cfg->routes = v;
+	struct config_route *r = &v[p->cfg->nroutes++];
+	memset(r, 0, sizeof(*r));
+	r->name = strdup(name);
+	r->line = p->line;
+	if (r->name == NULL)
+		abort();
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+		if (k->instanced && strcmp(k->section, type) == 0 &&
+		    set_value(r, k, k->def, err, sizeof(err)) != 0)
+			abort();
+	}
+	p->inst = r;
+	snprintf(p->inst_type, sizeof(p->inst_type), "%s", type);
+	memset(p->inst_seen, 0, sizeof(p->inst_seen));
+	p->sec = SEC_INSTANCE;
+}
 
 static char *
 trim(char *s)
@@ -495,8 +649,21 @@ reader(char *str, int num, void *stream)
 		}
 		*end = '\0';
 		char *sec = trim(t + 1);
-		if (known_section(sec)) {
+		finish_instance(p);
+		char *space = strpbrk(sec, " \t");
+		if (space != NULL) {
+			*space = '\0';
+			char *inst = trim(space + 1);
+			if (known_section(sec, true)) {
+				start_instance(p, sec, inst);
+			} else {
+				add_error(p->errs, p->name, p->line, "unknown section [%s %s]", sec, inst);
+				p->sec = SEC_UNKNOWN;
+			}
+		} else if (known_section(sec, false)) {
 			p->sec = SEC_KNOWN;
+		} else if (known_section(sec, true)) {
+			start_instance(p, sec, "");
 		} else {
 			add_error(p->errs, p->name, p->line, "unknown section [%s]", sec);
 			p->sec = SEC_UNKNOWN;
@@ -522,6 +689,23 @@ handler(void *user, const char *section, const char *name, const char *value)
 		return 1;	/* the section was reported already */
 	if (p->sec == SEC_NONE) {
 		add_error(p->errs, p->name, p->line, "key '%s' outside of any section", name);
+		return 1;
+	}
+	if (p->sec == SEC_INSTANCE) {
+		k = find_instanced_key(p->inst_type, name, &idx);
+		if (k == NULL) {
+			add_error(p->errs, p->name, p->line, "unknown key '%s' in [%s]", name, section);
+			return 1;
+		}
+		if (p->inst_seen[idx] != 0) {
+			add_error(p->errs, p->name, p->line,
+			    "duplicate key '%s' in [%s] (first set on line %d)", name, section,
+			    p->inst_seen[idx]);
+			return 1;
+		}
+		p->inst_seen[idx] = p->line;
+		if (set_value(p->inst, k, value, err, sizeof(err)) != 0)
+			add_error(p->errs, p->name, p->line, "%s", err);
 		return 1;
 	}
 	k = find_key(section, name, &idx);
@@ -604,6 +788,7 @@ config_load_stream(FILE *f, const char *name, struct config_errors *errs)
 		abort();
 
 	int rc = ini_parse_stream(reader, &p, handler, &p);
+	finish_instance(&p);
 	if (rc > 0) {
 		/* inih saw a syntax error the reader did not explain. */
 		bool explained = false;
@@ -639,11 +824,10 @@ config_load(const char *path, struct config_errors *errs)
 	return cfg;
 }
 
-const char *
-config_value_str(const struct config *cfg, const struct config_key *k,
-    char *buf, size_t buflen)
+static const char *
+value_str(const void *base, const struct config_key *k, char *buf, size_t buflen)
 {
-	const void *p = field(cfg, k);
+	const void *p = field(base, k);
 
 	switch (k->type) {
 	case CFG_BOOL:
@@ -671,6 +855,13 @@ config_value_str(const struct config *cfg, const struct config_key *k,
 	return "?";
 }
 
+const char *
+config_value_str(const struct config *cfg, const struct config_key *k,
+    char *buf, size_t buflen)
+{
+	return value_str(cfg, k, buf, buflen);
+}
+
 void
 config_print(const struct config *cfg, FILE *out)
 {
@@ -679,6 +870,8 @@ config_print(const struct config *cfg, FILE *out)
 
 	for (size_t i = 0; i < config_nkeys; i++) {
 		const struct config_key *k = &config_keys[i];
+		if (k->instanced)
+			continue;
 		if (section == NULL || strcmp(section, k->section) != 0) {
 			fprintf(out, "%s[%s]\n", section ? "\n" : "", k->section);
 			section = k->section;
@@ -692,10 +885,21 @@ config_print(const struct config *cfg, FILE *out)
 		const char *v = config_value_str(cfg, k, buf, sizeof(buf));
 		fprintf(out, "%s =%s%s\n", k->name, v[0] ? " " : "", v);
 	}
+	for (size_t r = 0; r < cfg->nroutes; r++) {
+		const struct config_route *rt = &cfg->routes[r];
+		fprintf(out, "\n[route %s]\n", rt->name);
+		for (size_t i = 0; i < config_nkeys; i++) {
+			const struct config_key *k = &config_keys[i];
+			if (!k->instanced || strcmp(k->section, "route") != 0)
+				continue;
+			const char *v = value_str(rt, k, buf, sizeof(buf));
+			fprintf(out, "%s =%s%s\n", k->name, v[0] ? " " : "", v);
+		}
+	}
 }
 
 static bool
-same_value(const struct config *a, const struct config *b, const struct config_key *k)
+same_value(const void *a, const void *b, const struct config_key *k)
 {
 	const void *pa = field(a, k), *pb = field(b, k);
 
@@ -723,12 +927,34 @@ same_value(const struct config *a, const struct config *b, const struct config_k
 	return false;
 }
 
+static bool
+routes_equal(const struct config *a, const struct config *b)
+{
+	if (a->nroutes != b->nroutes)
+		return false;
+	for (size_t r = 0; r < a->nroutes; r++) {
+		if (strcmp(a->routes[r].name, b->routes[r].name) != 0)
+			return false;
+		for (size_t i = 0; i < config_nkeys; i++)
+			if (config_keys[i].instanced &&
+			    !same_value(&a->routes[r], &b->routes[r], &config_keys[i]))
+				return false;
+	}
+	return true;
+}
+
 void
 config_apply_reload(struct config *cur, struct config *next,
     void (*changed)(const struct config_key *k, bool applied, void *ctx), void *ctx)
 {
 	for (size_t i = 0; i < config_nkeys; i++) {
 		const struct config_key *k = &config_keys[i];
+		if (k->instanced) {
+			if (!routes_equal(cur, next) && changed != NULL &&
+			    strcmp(k->name, "pattern") == 0)
+				changed(k, false, ctx);
+			continue;
+		}
 		if (same_value(cur, next, k))
 			continue;
 		if (changed != NULL)

@@ -38,6 +38,20 @@ struct config_key {
 	bool reloadable;		/* applied by SIGHUP without restart */
 	size_t offset;			/* of the field in struct config */
 	const char *help;		/* one line, also used in conf/ */
+	bool instanced;			/* a key of [section NAME] sections */
+};
+
+/* One [route NAME] section: which topics, decoded how (checked when the
+ * file is loaded, so mistakes are reported with their line). */
+struct config_route {
+	char *name;
+	int line;			/* of the [route NAME] header */
+	char *pattern;
+	char *decoder;
+	char *device_class;
+	char *community;
+	char *timezone;
+	bool utc_is_local;
 };
 
 struct config {
@@ -79,6 +93,13 @@ struct config {
 	char *store_password;
 	char *store_password_file;
 	long long store_connect_timeout;
+
+	/* [decode] */
+	long long decode_max_clock_skew;
+
+	/* [route NAME] sections, in file order (first match wins). */
+	struct config_route *routes;
+	size_t nroutes;
 
 	/* Where the configuration came from (for messages). */
 	char *path;

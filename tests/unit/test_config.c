@@ -78,6 +78,19 @@ static int
 documented(const char *conf, const struct config_key *k)
 {
 	char header[128], want[512];
+	if (k->instanced) {
+		/* A [section NAME] example with the key and a comment above. */
+		snprintf(header, sizeof(header), "\n[%s ", k->section);
+		const char *sec = strstr(conf, header);
+		snprintf(want, sizeof(want), "\n%s =", k->name);
+		const char *hit = sec != NULL ? strstr(sec, want) : NULL;
+		if (hit == NULL)
+			return 0;
+		const char *prev = hit;
+		while (prev > conf && prev[-1] != '\n')
+			prev--;
+		return prev[0] == '#' || prev[0] == ';';
+	}
 	snprintf(header, sizeof(header), "\n[%s]\n", k->section);
 	const char *sec = strstr(conf, header);
 	if (sec == NULL)
@@ -146,7 +159,10 @@ main(int argc, char **argv)
 		int keys = 0;
 		for (char *p = s; (p = strstr(p, " =")) != NULL; p++)
 			keys++;
-		T_INTEQ(keys, config_nkeys);
+		size_t plain = 0;
+		for (size_t i = 0; i < config_nkeys; i++)
+			plain += !config_keys[i].instanced;
+		T_INTEQ(keys, plain);
 		free(s);
 	}
 	config_free(cfg);
@@ -196,6 +212,63 @@ main(int argc, char **argv)
 	    "test.conf:15: port: '5432junk' is not an integer\n"
 	    "test.conf:18: dbname: must not be empty\n"
 	    "test.conf:17: [store] password and password_file are mutually exclusive\n");
+	free(s);
+	config_errors_clear(&errs);
+
+	/* Routes: named sections, in file order, checked with their lines. */
+	cfg = parse("[route gate]\n"
+	    "pattern = sac/{community}/access/{device}/event\n"
+	    "decoder = hikvision\n"
+	    "class = access_gate\n"
+	    "[route door]\n"
+	    "pattern = zigbee2mqtt/{device...}\n"
+	    "decoder = z2m_device\n"
+	    "class = door_sensor\n"
+	    "community = c-7\n"
+	    "timezone = +05:30\n"
+	    "utc_is_local = false\n", &errs);
+	T_CHECK(cfg != NULL);
+	if (cfg != NULL) {
+		T_INTEQ(cfg->nroutes, 2);
+		T_STREQ(cfg->routes[0].name, "gate");
+		T_STREQ(cfg->routes[0].timezone, "+08:00");
+		T_CHECK(cfg->routes[0].utc_is_local);
+		T_STREQ(cfg->routes[1].name, "door");
+		T_STREQ(cfg->routes[1].community, "c-7");
+		T_CHECK(!cfg->routes[1].utc_is_local);
+		s = print_text(cfg);
+		T_CHECK(strstr(s, "\n[route gate]\npattern = sac/{community}/access/{device}/event\n"
+		    "decoder = hikvision\nclass = access_gate\ncommunity =\ntimezone = +08:00\n"
+		    "utc_is_local = true\n\n[route door]\n") != NULL);
+		free(s);
+	}
+	config_free(cfg);
+	config_errors_clear(&errs);
+
+	cfg = parse("[route a]\n"				/* 1 */
+	    "pattern = x/{}\n"				/* 2 */
+	    "decoder = nosuch\n"				/* 3 */
+	    "class = spaceship\n"				/* 4 */
+	    "timezone = Asia/Shanghai\n"			/* 5 */
+	    "colour = red\n"					/* 6 */
+	    "[route b]\n"					/* 7 */
+	    "decoder = dahua\n"				/* 8 */
+	    "[route a]\n"					/* 9 */
+	    "[route]\n"					/* 10 */
+	    "[rout x]\n", &errs);				/* 11 */
+	T_CHECK(cfg == NULL);
+	s = errors_text(&errs);
+	T_STREQ(s,
+	    "test.conf:6: unknown key 'colour' in [route a]\n"
+	    "test.conf:2: [route a] pattern: bad capture name in '{}'\n"
+	    "test.conf:3: [route a] decoder: unknown decoder 'nosuch'\n"
+	    "test.conf:4: [route a] class: unknown device class 'spaceship'\n"
+	    "test.conf:5: [route a] timezone: 'Asia/Shanghai' is not an offset like +08:00\n"
+	    "test.conf:7: [route b] pattern is required\n"
+	    "test.conf:7: [route b] class is required\n"
+	    "test.conf:9: duplicate [route a] (first on line 1)\n"
+	    "test.conf:10: [route] needs a name: [route NAME]\n"
+	    "test.conf:11: unknown section [rout x]\n");
 	free(s);
 	config_errors_clear(&errs);
 
