@@ -116,7 +116,7 @@ const struct config_key config_keys[] = {
 	  true },
 	{ "route", "decoder", CFG_STRING, 0, 64, NULL, NULL,
 	  "", false, R(decoder),
-	  "payload format: hikvision, dahua, camera_alarm, peephole, gateway, z2m_device, "
+	  "payload format: access, hikvision, dahua, camera_alarm, peephole, gateway, z2m_device, "
 	  "z2m_availability, z2m_bridge, shelly_sensor, shelly_online or tasmota_lwt; required",
 	  true },
 	{ "route", "class", CFG_STRING, 0, 64, NULL, NULL,

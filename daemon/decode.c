@@ -99,6 +99,7 @@ static const struct {
 	[DECODER_SHELLY_SENSOR] = { "shelly_sensor", "shelly", decode_shelly_sensor },
 	[DECODER_SHELLY_ONLINE] = { "shelly_online", "shelly", decode_shelly_online },
 	[DECODER_TASMOTA_LWT] = { "tasmota_lwt", "tasmota", decode_tasmota_lwt },
+	[DECODER_ACCESS] = { "access", "", decode_access },
 };
 
 const char *

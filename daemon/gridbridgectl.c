@@ -2,6 +2,7 @@
  *
  *   gridbridgectl [-c FILE | -d DIR] journal stat
  *   gridbridgectl [-c FILE | -d DIR] journal dump [--from SEQ]
+ *   gridbridgectl [-c FILE] [-d DIR] decode [--from SEQ]
  *
  * Reads only: safe while gridbridged runs. */
 #include <getopt.h>
@@ -13,8 +14,11 @@
 #include <time.h>
 
 #include "config.h"
+#include "decode.h"
+#include "event_json.h"
 #include "journal.h"
 #include "log.h"
+#include "routing.h"
 #include "version.h"
 
 static void
@@ -23,6 +27,7 @@ usage(FILE *out)
 	fprintf(out,
 	    "usage: gridbridgectl [-c FILE | -d DIR] journal stat\n"
 	    "       gridbridgectl [-c FILE | -d DIR] journal dump [--from SEQ]\n"
+	    "       gridbridgectl [-c FILE] [-d DIR] decode [--from SEQ]\n"
 	    "       gridbridgectl --version | -h\n"
 	    "\n"
 	    "  -c, --config FILE  configuration file (default %s);\n"
@@ -30,7 +35,10 @@ usage(FILE *out)
 	    "  -d, --dir DIR      journal directory, instead of the configuration\n"
 	    "\n"
 	    "  journal stat       segments, bytes, records, first/last/checkpoint seq\n"
-	    "  journal dump       every record as one JSON object per line\n",
+	    "  journal dump       every record as one JSON object per line\n"
+	    "  decode             every journal record decoded with the configured routes:\n"
+	    "                     the Event as JSON, or its rejection reason; counts per\n"
+	    "                     route and reason on stderr\n",
 	    GRIDBRIDGE_DEFAULT_CONFIG);
 }
 
@@ -155,6 +163,83 @@ cmd_dump(const char *dir, uint64_t from)
 	return status;
 }
 
+static void
+print_count(const char *route, const char *reason, uint64_t n, void *ctx)
+{
+	(void)ctx;
+	fprintf(stderr, "route=%s %s=%llu\n", route[0] ? route : "(none)",
+	    reason != NULL ? reason : "decoded", (unsigned long long)n);
+}
+
+static int
+cmd_decode(const struct config *cfg, const char *dir, uint64_t from)
+{
+	struct route *routes;
+	size_t nroutes;
+	struct decode_out out;
+	struct journal_record rec;
+	int rc, status = 0;
+
+	if (routes_build(cfg, &routes, &nroutes) != 0)
+		return 1;
+	struct journal_reader *r = journal_reader_open(dir, from);
+	struct decode_stats *stats = decode_stats_new();
+	if (r == NULL || stats == NULL) {
+		journal_reader_free(r);
+		decode_stats_free(stats);
+		routes_free(routes, nroutes);
+		return 1;
+	}
+	decode_out_init(&out);
+	while ((rc = journal_reader_next(r, &rec)) != 0) {
+		if (rc < 0) {
+			status = 1;
+			continue;
+		}
+		struct route_match m;
+		const struct route *rt = decode_find_route(routes, nroutes, rec.topic,
+		    rec.topic_len, &m);
+		json_t *j;
+		if (rt == NULL) {
+			decode_stats_count(stats, NULL, "no_route");
+			j = json_pack("{s:I,s:s%,s:s}", "journalSeq", (json_int_t)rec.seq,
+			    "sourceTopic", rec.topic, rec.topic_len, "rejected", "no_route");
+		} else {
+			struct decode_in in = {
+				.route = rt, .match = &m, .topic = rec.topic,
+				.topic_len = rec.topic_len, .payload = rec.payload,
+				.payload_len = rec.payload_len,
+				.oversize = (rec.flags & JOURNAL_OVERSIZE) != 0,
+				.received_us = rec.received_us, .journal_seq = rec.seq,
+				.max_skew_us = cfg->decode_max_clock_skew * 1000000LL,
+			};
+			if (decode_record(&in, &out) == 0) {
+				decode_stats_count(stats, rt->name, NULL);
+				j = event_json(&out.ev.base);
+			} else {
+				decode_stats_count(stats, rt->name, out.reason);
+				j = json_pack("{s:I,s:s%,s:s,s:s}", "journalSeq", (json_int_t)rec.seq,
+				    "sourceTopic", rec.topic, rec.topic_len, "route", rt->name,
+				    "rejected", out.reason);
+			}
+		}
+		char *line = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+		if (line != NULL) {
+			puts(line);
+			free(line);
+		}
+		json_decref(j);
+	}
+	decode_stats_foreach(stats, print_count, NULL);
+	decode_out_free(&out);
+	decode_stats_free(stats);
+	journal_reader_free(r);
+	routes_free(routes, nroutes);
+	if (fflush(stdout) != 0)
+		status = 1;
+	return status;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -211,17 +296,35 @@ main(int argc, char **argv)
 			}
 			continue;
 		}
-		if (nwords == 2) {
+		if (nwords == 2 || (nwords == 1 && strcmp(words[0], "decode") == 0)) {
 			usage(stderr);
 			return 2;
 		}
 		words[nwords++] = argv[optind++];
 	}
-	if (nwords != 2 || strcmp(words[0], "journal") != 0) {
+	bool decode = nwords == 1 && strcmp(words[0], "decode") == 0;
+	if (!decode && (nwords != 2 || strcmp(words[0], "journal") != 0)) {
 		usage(stderr);
 		return 2;
 	}
 	log_set_ratelimit(0, 0);
+	if (decode) {
+		/* Needs the routes, so always the configuration. */
+		struct config_errors errs = { 0 };
+		struct config *cfg = config_load(config, &errs);
+		if (cfg == NULL) {
+			config_errors_print(&errs, stderr);
+			config_errors_clear(&errs);
+			return 1;
+		}
+		if (dir == NULL) {
+			snprintf(buf, sizeof(buf), "%s/journal", cfg->state_dir);
+			dir = buf;
+		}
+		int rc = cmd_decode(cfg, dir, from);
+		config_free(cfg);
+		return rc;
+	}
 	if (dir == NULL) {
 		struct config_errors errs = { 0 };
 		struct config *cfg = config_load(config, &errs);
