@@ -59,11 +59,47 @@ def publish_fixtures(broker: services.Mosquitto) -> int:
     return acked
 
 
+def shipped_routes() -> str:
+    """The [decode] and [route ...] sections of the shipped configuration."""
+    text = (REPO / "conf" / "gridbridge.conf").read_text()
+    return "\n" + text[text.index("[decode]"):]
+
+
+def describe(record: dict) -> str:
+    """One line for a decoded record: what happened, where, to what."""
+    kind = record.get("eventType", "").replace("EVENT_TYPE_", "").lower()
+    sev = record.get("severity", "").replace("SEVERITY_", "").lower()
+    body = ""
+    if "person" in record:
+        p = record["person"]
+        body = (f"{p.get('result', '').replace('PASS_RESULT_', '').lower()} by "
+                f"{p.get('verifyMethod', '').replace('VERIFY_METHOD_', '').lower()}")
+        if "direction" in p:
+            body += ", " + p["direction"].replace("DIRECTION_", "").lower()
+    elif "vehicle" in record:
+        v = record["vehicle"]
+        body = f"plate {v.get('plateNormalized', '?')}, barrier {v.get('barrierAction', '').replace('BARRIER_ACTION_', '').lower()}"
+    elif "cameraAlarm" in record:
+        c = record["cameraAlarm"]
+        floor = c.get("estimatedFloor", {}).get("value", "?")
+        body = f"{c.get('kind', '').replace('ALARM_KIND_', '').lower()}, floor ~{floor}"
+    elif "door" in record:
+        body = record["door"].get("state", "").replace("DOOR_STATE_", "").lower()
+    elif "peephole" in record:
+        p = record["peephole"]
+        body = f"household {p.get('household', '?')}, {p.get('durationSec', {}).get('value', 0)} s"
+    elif "status" in record:
+        s = record["status"]
+        body = f"{s.get('state', '').replace('DEVICE_STATE_', '').lower()} via {s.get('source', '').replace('STATUS_SOURCE_', '').lower()}"
+    return f"{kind:<18} {sev:<8} {record.get('vendor', ''):<11} {record.get('deviceId', '')}: {body}"
+
+
 def run(workdir: Path) -> bool:
     build_dir = services.default_build_dir()
     daemon = services.Daemon(build_dir, workdir / "daemon", on_line=daemon_line)
     daemon.check_binary()
 
+    decoded = 0
     with contextlib.ExitStack() as stack:
         say("starting private services on 127.0.0.1 ...")
         broker = stack.enter_context(services.Mosquitto(workdir / "mosquitto"))
@@ -96,7 +132,7 @@ def run(workdir: Path) -> bool:
             dbname = {db.dbname}
             user = {db.user}
             password_file = {password_file}
-            """))
+            """) + shipped_routes())
         say(f"config written to {conf}; the database password is in {password_file}")
         say()
         say(f"starting {daemon.binary} -c {conf}")
@@ -140,7 +176,26 @@ def run(workdir: Path) -> bool:
             say(f"  {r['seq']:>3}  {r['received_at']}  {r['topic']}  {r['payload_len']} bytes")
         say(f"-> {records} of {total} events are in the durable journal "
             "(each was fsynced before the broker got our PUBACK).")
-        say("   Decoding, storing and forwarding them come next.")
+        say()
+
+        dec = subprocess.run([str(build_dir / "gridbridgectl"), "-c", str(conf), "decode"],
+                             capture_output=True, text=True, timeout=10)
+        say("$ gridbridgectl decode   (each journal record through the configured routes)")
+        decoded = 0
+        for line in dec.stdout.splitlines():
+            r = json.loads(line)
+            if "rejected" in r:
+                say(f"  {r['journalSeq']:>3}  QUARANTINE {r['rejected']} ({r['sourceTopic']})")
+            else:
+                decoded += 1
+                say(f"  {r['journalSeq']:>3}  {describe(r)}")
+        say(textwrap.indent(dec.stderr.rstrip(), "  counts: "))
+        say(f"-> {decoded} of {records} records decoded into gridbridge.v1.Event "
+            "(one full record below); storing and forwarding them come next.")
+        first = next((json.loads(l) for l in dec.stdout.splitlines()
+                      if "cameraAlarm" in l), None)
+        if first is not None:
+            say(textwrap.indent(json.dumps(first, indent=2, ensure_ascii=False), "    "))
         say()
 
         say("stopping the daemon with SIGTERM")
@@ -150,7 +205,8 @@ def run(workdir: Path) -> bool:
         if report:
             say(f"sanitizer report:\n{report}")
         say("stopping services")
-    ok = status == 0 and acked == total and records == total and not report
+    ok = (status == 0 and acked == total and records == total and decoded == total
+          and not report)
     return ok
 
 
