@@ -34,75 +34,6 @@ typedef Gridbridge__V1__PersonPassage PersonPassage;
 
 /* ---- small JSON helpers ------------------------------------------------- */
 
-static const char *
-str_member(json_t *o, const char *key)
-{
-	json_t *v = json_object_get(o, key);
-	const char *s = json_is_string(v) ? json_string_value(v) : NULL;
-	return s != NULL && s[0] != '\0' ? s : NULL;
-}
-
-/* A JSON integer, or a real with an integral value. */
-static bool
-int_value(json_t *v, long long *out)
-{
-	if (json_is_integer(v)) {
-		*out = json_integer_value(v);
-		return true;
-	}
-	if (json_is_real(v)) {
-		double d = json_real_value(v);
-		if (!isfinite(d) || d != floor(d) || fabs(d) > 9e15)
-			return false;
-		*out = (long long)d;
-		return true;
-	}
-	return false;
-}
-
-/* A non-empty string as is, or an integer as decimal text; NULL otherwise. */
-static char *
-ref_member(struct arena *a, json_t *o, const char *key)
-{
-	json_t *v = json_object_get(o, key);
-	long long n;
-	char buf[32];
-
-	if (json_is_string(v)) {
-		const char *s = json_string_value(v);
-		return s[0] != '\0' ? arena_strdup(a, s) : NULL;
-	}
-	if (int_value(v, &n)) {
-		snprintf(buf, sizeof(buf), "%lld", n);
-		return arena_strdup(a, buf);
-	}
-	return NULL;
-}
-
-static char *
-opt_str(struct arena *a, json_t *o, const char *key)
-{
-	const char *s = str_member(o, key);
-	return s != NULL ? arena_strdup(a, s) : NULL;
-}
-
-/* A value for a rejection reason: at most 40 bytes, cut on a UTF-8
- * boundary, control characters replaced. */
-static const char *
-clip(const char *s, char *buf, size_t size)
-{
-	size_t n = 0, max = size - 1 < 40 ? size - 1 : 40;
-
-	while (s[n] != '\0' && n < max)
-		n++;
-	while (n > 0 && s[n] != '\0' && ((unsigned char)s[n] & 0xc0) == 0x80)
-		n--;
-	for (size_t i = 0; i < n; i++)
-		buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
-	buf[n] = '\0';
-	return buf;
-}
-
 /* ---- open methods ------------------------------------------------------- */
 
 enum { CARD = GRIDBRIDGE__V1__VERIFY_METHOD__VERIFY_METHOD_CARD,
@@ -247,7 +178,7 @@ decode(const struct decode_in *in, struct decode_out *out, json_t *root)
 		return decode_reject(out, "bad_value:Code");
 	if (strcmp(json_string_value(code), "AccessControl") != 0)
 		return decode_reject(out, "unsupported:Code:%s",
-		    clip(json_string_value(code), buf, sizeof(buf)));
+		    decode_clip(json_string_value(code), buf, sizeof(buf)));
 
 	json_t *data = json_object_get(root, "Data");
 	if (data == NULL || json_is_null(data))
@@ -262,7 +193,7 @@ decode(const struct decode_in *in, struct decode_out *out, json_t *root)
 		return decode_reject(out, "missing_field:Status");
 	if (json_is_boolean(status))
 		granted = json_is_true(status);
-	else if (int_value(status, &st) && (st == 0 || st == 1))
+	else if (decode_json_int(status, false, &st) && (st == 0 || st == 1))
 		granted = st == 1;
 	else
 		return decode_reject(out, "bad_value:Status");
@@ -276,39 +207,39 @@ decode(const struct decode_in *in, struct decode_out *out, json_t *root)
 	    GRIDBRIDGE__V1__PASS_RESULT__PASS_RESULT_DENIED;
 
 	long long m;
-	if (int_value(json_object_get(data, "Method"), &m)) {
+	if (decode_json_int(json_object_get(data, "Method"), false, &m)) {
 		p->verify_method = method_of(m);
 		if (m >= INT32_MIN && m <= INT32_MAX)
 			p->vendor_code = (int32_t)m;
 	}
 
-	const char *type = str_member(data, "Type");
+	const char *type = decode_json_str(data, "Type");
 	if (type != NULL && strcmp(type, "Entry") == 0)
 		p->direction = GRIDBRIDGE__V1__DIRECTION__DIRECTION_IN;
 	else if (type != NULL && strcmp(type, "Exit") == 0)
 		p->direction = GRIDBRIDGE__V1__DIRECTION__DIRECTION_OUT;
 
 	char *s;
-	if ((s = ref_member(a, data, "CardNo")) != NULL)
+	if ((s = decode_json_ref(a, data, "CardNo")) != NULL)
 		p->card_ref = s;
-	if ((s = ref_member(a, data, "UserID")) != NULL)
+	if ((s = decode_json_ref(a, data, "UserID")) != NULL)
 		p->person_ref = s;
-	if ((s = opt_str(a, data, "CardName")) != NULL)
+	if ((s = decode_json_strdup(a, data, "CardName")) != NULL)
 		p->person_name = s;
-	if ((s = opt_str(a, data, "Name")) != NULL)
+	if ((s = decode_json_strdup(a, data, "Name")) != NULL)
 		p->door = s;
-	if ((s = opt_str(a, data, "SnapURL")) != NULL)
+	if ((s = decode_json_strdup(a, data, "SnapURL")) != NULL)
 		p->picture_url = s;
 
 	long long rec;
-	if (int_value(json_object_get(data, "RecNo"), &rec) && rec > 0) {
+	if (decode_json_int(json_object_get(data, "RecNo"), false, &rec) && rec > 0) {
 		char nb[32];
 		int n = snprintf(nb, sizeof(nb), "%lld", rec);
 		out->serial = arena_strdup(a, nb);
 		out->serial_len = (size_t)n;
 	}
 
-	if (ev->device_id[0] == '\0' && (s = opt_str(a, root, "serialNumber")) != NULL)
+	if (ev->device_id[0] == '\0' && (s = decode_json_strdup(a, root, "serialNumber")) != NULL)
 		ev->device_id = s;
 
 	ev->event_type = GRIDBRIDGE__V1__EVENT_TYPE__EVENT_TYPE_PERSON_PASSAGE;

@@ -67,95 +67,6 @@ icontains(const char *hay, const char *needle)
 	return false;
 }
 
-/* A non-empty string member, or NULL (absent, another type, or ""). */
-static const char *
-str_member(json_t *o, const char *key)
-{
-	json_t *v = json_object_get(o, key);
-	const char *s = json_is_string(v) ? json_string_value(v) : NULL;
-	return s != NULL && s[0] != '\0' ? s : NULL;
-}
-
-/* An integer: a JSON integer, a real with an integral value, or a decimal
- * string (some firmwares quote their numbers). */
-static bool
-int_value(json_t *v, long long *out)
-{
-	if (json_is_integer(v)) {
-		*out = json_integer_value(v);
-		return true;
-	}
-	if (json_is_real(v)) {
-		double d = json_real_value(v);
-		if (!isfinite(d) || d != floor(d) || fabs(d) > 9e15)
-			return false;
-		*out = (long long)d;
-		return true;
-	}
-	if (json_is_string(v)) {
-		const char *s = json_string_value(v);
-		bool neg = *s == '-';
-		long long r = 0;
-		int nd = 0;
-		if (neg)
-			s++;
-		for (; *s >= '0' && *s <= '9'; s++, nd++) {
-			if (nd >= 18)
-				return false;
-			r = r * 10 + (*s - '0');
-		}
-		if (nd == 0 || *s != '\0')
-			return false;
-		*out = neg ? -r : r;
-		return true;
-	}
-	return false;
-}
-
-/* A member that names something: a non-empty string as is, or an integer
- * as decimal text; NULL otherwise. In the arena. */
-static char *
-ref_member(struct arena *a, json_t *o, const char *key)
-{
-	json_t *v = json_object_get(o, key);
-	long long n;
-	char buf[32];
-
-	if (json_is_string(v)) {
-		const char *s = json_string_value(v);
-		return s[0] != '\0' ? arena_strdup(a, s) : NULL;
-	}
-	if ((json_is_integer(v) || json_is_real(v)) && int_value(v, &n)) {
-		snprintf(buf, sizeof(buf), "%lld", n);
-		return arena_strdup(a, buf);
-	}
-	return NULL;
-}
-
-static char *
-opt_str(struct arena *a, json_t *o, const char *key)
-{
-	const char *s = str_member(o, key);
-	return s != NULL ? arena_strdup(a, s) : NULL;
-}
-
-/* A value for a rejection reason: at most ~40 bytes, cut on a UTF-8
- * boundary, control characters replaced. */
-static const char *
-clip(const char *s, char *buf, size_t size)
-{
-	size_t n = 0, max = size - 1 < 40 ? size - 1 : 40;
-
-	while (s[n] != '\0' && n < max)
-		n++;
-	while (n > 0 && s[n] != '\0' && ((unsigned char)s[n] & 0xc0) == 0x80)
-		n--;	/* s[n] continues a sequence: cut before its lead byte */
-	for (size_t i = 0; i < n; i++)
-		buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
-	buf[n] = '\0';
-	return buf;
-}
-
 /* ---- access control: minor codes --------------------------------------- */
 
 enum { G = GRIDBRIDGE__V1__PASS_RESULT__PASS_RESULT_GRANTED,
@@ -332,7 +243,7 @@ required_int(struct decode_out *out, json_t *o, const char *key, long long *v)
 	json_t *j = json_object_get(o, key);
 	if (j == NULL || json_is_null(j))
 		return decode_reject(out, "missing_field:%s", key);
-	if (!int_value(j, v))
+	if (!decode_json_int(j, true, v))
 		return decode_reject(out, "bad_value:%s", key);
 	return 0;
 }
@@ -369,31 +280,31 @@ access_event(struct decode_out *out, json_t *root)
 		return decode_reject(out, "unsupported:majorEventType:%lld", major_type);
 	}
 	if (method == OTHER)
-		method = verify_mode(str_member(ace, "currentVerifyMode"));
+		method = verify_mode(decode_json_str(ace, "currentVerifyMode"));
 
 	PersonPassage *p = arena_alloc(a, sizeof(*p));
 	gridbridge__v1__person_passage__init(p);
 	p->result = (Gridbridge__V1__PassResult)result;
 	p->verify_method = (Gridbridge__V1__VerifyMethod)method;
-	p->direction = attendance_direction(str_member(ace, "attendanceStatus"));
+	p->direction = attendance_direction(decode_json_str(ace, "attendanceStatus"));
 	p->vendor_code = (int32_t)minor_type;	/* from the table: fits */
 	char *s;
-	if ((s = ref_member(a, ace, "employeeNoString")) != NULL ||
-	    (s = ref_member(a, ace, "employeeNo")) != NULL)
+	if ((s = decode_json_ref(a, ace, "employeeNoString")) != NULL ||
+	    (s = decode_json_ref(a, ace, "employeeNo")) != NULL)
 		p->person_ref = s;
-	if ((s = opt_str(a, ace, "name")) != NULL)
+	if ((s = decode_json_strdup(a, ace, "name")) != NULL)
 		p->person_name = s;
-	if ((s = ref_member(a, ace, "cardNo")) != NULL)
+	if ((s = decode_json_ref(a, ace, "cardNo")) != NULL)
 		p->card_ref = s;
-	if ((s = opt_str(a, ace, "pictureURL")) != NULL)
+	if ((s = decode_json_strdup(a, ace, "pictureURL")) != NULL)
 		p->picture_url = s;
-	if ((s = opt_str(a, ace, "deviceName")) != NULL)
+	if ((s = decode_json_strdup(a, ace, "deviceName")) != NULL)
 		p->door = s;
 
 	/* serialNo: the device's event counter. */
 	json_t *sn = json_object_get(ace, "serialNo");
 	long long serial;
-	if ((json_is_integer(sn) || json_is_real(sn)) && int_value(sn, &serial)) {
+	if ((json_is_integer(sn) || json_is_real(sn)) && decode_json_int(sn, true, &serial)) {
 		char buf[32];
 		int n = snprintf(buf, sizeof(buf), "%lld", serial);
 		out->serial = arena_strdup(a, buf);
@@ -464,25 +375,25 @@ anpr_event(struct decode_out *out, json_t *root)
 		return decode_reject(out, "missing_field:licensePlate");
 
 	char *s;
-	if ((s = opt_str(a, anpr, "plateColor")) != NULL)
+	if ((s = decode_json_strdup(a, anpr, "plateColor")) != NULL)
 		v->plate_color = s;
-	if ((s = opt_str(a, anpr, "vehicleType")) != NULL)
+	if ((s = decode_json_strdup(a, anpr, "vehicleType")) != NULL)
 		v->vehicle_type = s;
 	json_t *vi = json_object_get(anpr, "vehicleInfo");
-	if (json_is_object(vi) && (s = opt_str(a, vi, "color")) != NULL)
+	if (json_is_object(vi) && (s = decode_json_strdup(a, vi, "color")) != NULL)
 		v->vehicle_color = s;
-	v->direction = anpr_direction(str_member(anpr, "direction"));
-	if ((s = ref_member(a, anpr, "line")) != NULL)
+	v->direction = anpr_direction(decode_json_str(anpr, "direction"));
+	if ((s = decode_json_ref(a, anpr, "line")) != NULL)
 		v->lane = s;
 	long long conf;
 	json_t *cj = json_object_get(anpr, "confidenceLevel");
-	if (cj != NULL && int_value(cj, &conf) && conf >= 0 && conf <= 100)
+	if (cj != NULL && decode_json_int(cj, true, &conf) && conf >= 0 && conf <= 100)
 		v->confidence = decode_int32(a, (int32_t)conf);
-	if ((s = opt_str(a, anpr, "vehicleListName")) != NULL)
+	if ((s = decode_json_strdup(a, anpr, "vehicleListName")) != NULL)
 		v->list_name = s;
 	json_t *barrier = json_object_get(root, "barrier");
 	if (json_is_object(barrier))
-		v->barrier_action = barrier_action(str_member(barrier, "action"));
+		v->barrier_action = barrier_action(decode_json_str(barrier, "action"));
 
 	json_t *pics = json_object_get(root, "pictures");
 	if (json_is_array(pics) && json_array_size(pics) > 0) {
@@ -490,7 +401,7 @@ anpr_event(struct decode_out *out, json_t *root)
 		v->picture_urls = arena_alloc(a, n * sizeof(char *));
 		for (size_t i = 0; i < n; i++) {
 			json_t *pic = json_array_get(pics, i);
-			const char *url = json_is_object(pic) ? str_member(pic, "url") : NULL;
+			const char *url = json_is_object(pic) ? decode_json_str(pic, "url") : NULL;
 			if (url != NULL)
 				v->picture_urls[k++] = arena_strdup(a, url);
 		}
@@ -499,10 +410,10 @@ anpr_event(struct decode_out *out, json_t *root)
 
 	/* The camera's own id for the event, when the firmware sends one. */
 	char *id = NULL;
-	if ((id = opt_str(a, root, "UUID")) == NULL &&
-	    (id = opt_str(a, anpr, "UUID")) == NULL &&
-	    (id = ref_member(a, root, "serialNo")) == NULL)
-		id = ref_member(a, anpr, "serialNo");
+	if ((id = decode_json_strdup(a, root, "UUID")) == NULL &&
+	    (id = decode_json_strdup(a, anpr, "UUID")) == NULL &&
+	    (id = decode_json_ref(a, root, "serialNo")) == NULL)
+		id = decode_json_ref(a, anpr, "serialNo");
 	if (id != NULL) {
 		out->serial = id;
 		out->serial_len = strlen(id);
@@ -592,15 +503,15 @@ decode(const struct decode_in *in, struct decode_out *out, json_t *root)
 		body = videoloss_event;
 	else
 		return decode_reject(out, "unsupported:eventType:%s",
-		    clip(type, buf, sizeof(buf)));
+		    decode_clip(type, buf, sizeof(buf)));
 
 	if (device_time(in, out, root) != 0 || body(out, root) != 0)
 		return -1;
 
 	if (out->ev.device_id[0] == '\0') {
-		const char *id = str_member(root, "deviceID");
+		const char *id = decode_json_str(root, "deviceID");
 		if (id == NULL)
-			id = str_member(root, "macAddress");
+			id = decode_json_str(root, "macAddress");
 		if (id != NULL)
 			out->ev.device_id = arena_strdup(&out->arena, id);
 	}

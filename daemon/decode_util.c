@@ -273,3 +273,85 @@ decode_class_name(Gridbridge__V1__DeviceClass c)
 		return class_names[c];
 	return "unspecified";
 }
+
+const char *
+decode_json_str(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+	const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+	return s != NULL && s[0] != '\0' ? s : NULL;
+}
+
+char *
+decode_json_strdup(struct arena *a, json_t *o, const char *key)
+{
+	const char *s = decode_json_str(o, key);
+	return s != NULL ? arena_strdup(a, s) : NULL;
+}
+
+bool
+decode_json_int(json_t *v, bool quoted_ok, long long *out)
+{
+	if (json_is_integer(v)) {
+		*out = json_integer_value(v);
+		return true;
+	}
+	if (json_is_real(v)) {
+		double d = json_real_value(v);
+		if (!isfinite(d) || d != floor(d) || fabs(d) > 9e15)
+			return false;
+		*out = (long long)d;
+		return true;
+	}
+	if (quoted_ok && json_is_string(v)) {
+		const char *s = json_string_value(v);
+		bool neg = *s == '-';
+		long long r = 0;
+		int nd = 0;
+		if (neg)
+			s++;
+		for (; *s >= '0' && *s <= '9'; s++, nd++) {
+			if (nd >= 18)
+				return false;
+			r = r * 10 + (*s - '0');
+		}
+		if (nd == 0 || *s != '\0')
+			return false;
+		*out = neg ? -r : r;
+		return true;
+	}
+	return false;
+}
+
+char *
+decode_json_ref(struct arena *a, json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+	long long n;
+	char buf[32];
+
+	if (json_is_string(v)) {
+		const char *s = json_string_value(v);
+		return s[0] != '\0' ? arena_strdup(a, s) : NULL;
+	}
+	if ((json_is_integer(v) || json_is_real(v)) && decode_json_int(v, false, &n)) {
+		snprintf(buf, sizeof(buf), "%lld", n);
+		return arena_strdup(a, buf);
+	}
+	return NULL;
+}
+
+const char *
+decode_clip(const char *s, char *buf, size_t size)
+{
+	size_t n = 0, max = size - 1 < 40 ? size - 1 : 40;
+
+	while (s[n] != '\0' && n < max)
+		n++;
+	while (n > 0 && s[n] != '\0' && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;	/* s[n] continues a sequence: cut before its lead byte */
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+	buf[n] = '\0';
+	return buf;
+}

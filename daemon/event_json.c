@@ -24,8 +24,8 @@ camel(const char *name, char *out, size_t len)
 	out[o] = '\0';
 }
 
-static json_t *
-base64(const uint8_t *p, size_t n)
+char *
+base64_encode(const uint8_t *p, size_t n)
 {
 	static const char tab[] =
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -45,8 +45,15 @@ base64(const uint8_t *p, size_t n)
 		*o++ = i + 2 < n ? tab[v & 63] : '=';
 	}
 	*o = '\0';
-	json_t *s = json_string(out);
-	free(out);
+	return out;
+}
+
+static json_t *
+base64(const uint8_t *p, size_t n)
+{
+	char *b = base64_encode(p, n);
+	json_t *s = json_string(b != NULL ? b : "");
+	free(b);
 	return s;
 }
 

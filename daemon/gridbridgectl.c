@@ -42,30 +42,6 @@ usage(FILE *out)
 	    GRIDBRIDGE_DEFAULT_CONFIG);
 }
 
-static char *
-base64(const uint8_t *p, size_t n)
-{
-	static const char tab[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	char *out = malloc(4 * ((n + 2) / 3) + 1), *o = out;
-
-	if (out == NULL)
-		return NULL;
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)p[i + 1] << 8;
-		if (i + 2 < n)
-			v |= p[i + 2];
-		*o++ = tab[(v >> 18) & 63];
-		*o++ = tab[(v >> 12) & 63];
-		*o++ = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-		*o++ = i + 2 < n ? tab[v & 63] : '=';
-	}
-	*o = '\0';
-	return out;
-}
-
 /* A string field when the bytes are UTF-8, else NAME_base64. */
 static void
 set_bytes(json_t *obj, const char *name, const void *p, size_t n)
@@ -76,7 +52,7 @@ set_bytes(json_t *obj, const char *name, const void *p, size_t n)
 		return;
 	}
 	char key[64];
-	char *b = base64(p, n);
+	char *b = base64_encode(p, n);
 	snprintf(key, sizeof(key), "%s_base64", name);
 	json_object_set_new(obj, key, json_string(b != NULL ? b : ""));
 	free(b);

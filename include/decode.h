@@ -157,6 +157,20 @@ int decode_parse_tz(const char *s, int *minutes);
 int decode_class_by_name(const char *name, Gridbridge__V1__DeviceClass *c);
 const char *decode_class_name(Gridbridge__V1__DeviceClass c);
 
+/* JSON members. A non-empty string member, or NULL (absent, another
+ * type, or ""); the same copied into the arena. */
+const char *decode_json_str(struct json_t *o, const char *key);
+char *decode_json_strdup(struct arena *a, struct json_t *o, const char *key);
+/* An integer: a JSON integer, a real with an integral value, or (when
+ * quoted_ok) a decimal string, as some firmwares quote their numbers. */
+bool decode_json_int(struct json_t *v, bool quoted_ok, long long *out);
+/* A member that names something: a non-empty string as is, or an integer
+ * as decimal text; NULL otherwise. In the arena. */
+char *decode_json_ref(struct arena *a, struct json_t *o, const char *key);
+/* A value quoted in a rejection reason: at most 40 bytes, cut on a UTF-8
+ * boundary, control characters replaced by '?'. */
+const char *decode_clip(const char *s, char *buf, size_t size);
+
 /* A wrapped number in the arena. */
 Gridbridge__V1__Int32Value *decode_int32(struct arena *a, int32_t v);
 

@@ -13,4 +13,7 @@ struct json_t;
 /* A new JSON object for `msg` (the caller json_decref()s it), or NULL. */
 struct json_t *event_json(const ProtobufCMessage *msg);
 
+/* Standard base64 of `n` bytes; the caller frees the string. */
+char *base64_encode(const uint8_t *p, size_t n);
+
 #endif
