@@ -340,6 +340,8 @@ start_stages(struct daemon *d)
 		.user = c->store_user,
 		.password = store_pw,
 		.connect_timeout = (int)c->store_connect_timeout,
+		.partitions_ahead = (int)c->store_partitions_ahead,
+		.retention_days = (int)c->store_retention_days,
 	};
 	d->mqtt = mqtt_new(d->base, &mo, &sink);
 	d->store = store_new(d->base, &so);

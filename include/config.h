@@ -93,6 +93,8 @@ struct config {
 	char *store_password;
 	char *store_password_file;
 	long long store_connect_timeout;
+	long long store_partitions_ahead;
+	long long store_retention_days;
 
 	/* [decode] */
 	long long decode_max_clock_skew;

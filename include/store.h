@@ -6,6 +6,11 @@
  * change while libpq tries addresses. A lost connection is noticed from the
  * socket and retried with capped exponential backoff and full jitter.
  *
+ * Once connected it brings the schema up to date (schema.c: numbered
+ * migrations, each in a transaction under an advisory lock; a database
+ * newer than this binary is left alone and reported), makes the daily
+ * partitions ahead and applies the retention, then every hour again.
+ *
  * This is the only file that includes libpq-fe.h.
  */
 #ifndef GRIDBRIDGE_STORE_H
@@ -23,6 +28,8 @@ struct store_options {
 	const char *user;
 	const char *password;	/* NULL or "" for none */
 	int connect_timeout;	/* seconds */
+	int partitions_ahead;	/* daily partitions created ahead */
+	int retention_days;	/* partitions older are dropped; 0 keeps all */
 };
 
 /* Copies what it needs from `o`. */
@@ -30,6 +37,8 @@ struct store *store_new(struct event_base *base, const struct store_options *o);
 /* Starts connecting; failures are retried in the background. */
 int store_start(struct store *s);
 bool store_connected(const struct store *s);
+/* Connected, schema current, partitions made: ready to write. */
+bool store_ready(const struct store *s);
 void store_free(struct store *s);
 
 #endif

@@ -1,0 +1,130 @@
+/* schema.c — the database schema, as numbered migrations.
+ *
+ * Each migration is applied once, in its own transaction, and recorded in
+ * schema_migrations. Migrations are append-only: a released one never
+ * changes; a change to the schema is a new migration (and a note in the
+ * README). Several daemons may start together against one database: the
+ * store takes an advisory lock before it reads the version.
+ */
+#include "schema.h"
+
+#include <stddef.h>
+
+static const struct schema_migration migrations[] = {
+	{ 1, "events, quarantine, forward_outbox, ingest_checkpoint",
+	  /* Records, one row per event id. Partitioned by day on the device's
+	   * event time; the DEFAULT partition catches times outside every
+	   * daily partition (a device clock years off) so no insert fails. */
+	  "CREATE TABLE events ("
+	  "  id uuid NOT NULL,"
+	  "  event_time timestamptz NOT NULL,"
+	  "  received_at timestamptz NOT NULL,"
+	  "  community_id text NOT NULL,"
+	  "  device_id text NOT NULL,"
+	  "  device_class text NOT NULL,"
+	  "  event_type text NOT NULL,"
+	  "  severity text NOT NULL,"
+	  "  vendor text NOT NULL,"
+	  "  route text NOT NULL,"
+	  "  source_topic text NOT NULL,"
+	  "  journal_node text NOT NULL,"
+	  "  journal_seq bigint NOT NULL,"
+	  "  clock_skewed boolean NOT NULL DEFAULT false,"
+	  "  plate text,"
+	  "  record bytea NOT NULL,"
+	  "  attrs jsonb,"
+	  "  PRIMARY KEY (id, event_time)"
+	  ") PARTITION BY RANGE (event_time);"
+	  "CREATE TABLE events_default PARTITION OF events DEFAULT;"
+	  "CREATE INDEX events_device_time ON events (device_id, event_time);"
+	  "CREATE INDEX events_plate ON events (plate, event_time) WHERE plate IS NOT NULL;"
+	  "CREATE INDEX events_community_time ON events (community_id, event_time);"
+
+	  /* Messages no decoder took: raw bytes and the reason, never dropped. */
+	  "CREATE TABLE quarantine ("
+	  "  journal_node text NOT NULL,"
+	  "  journal_seq bigint NOT NULL,"
+	  "  received_at timestamptz NOT NULL,"
+	  "  topic text NOT NULL,"
+	  "  raw bytea NOT NULL,"
+	  "  reason text NOT NULL,"
+	  "  route text,"
+	  "  PRIMARY KEY (journal_node, journal_seq)"
+	  ");"
+	  "CREATE INDEX quarantine_received ON quarantine (received_at);"
+
+	  /* What goes to the police platform, and what became of it. */
+	  "CREATE TABLE forward_outbox ("
+	  "  event_id uuid NOT NULL,"
+	  "  event_time timestamptz NOT NULL,"
+	  "  target text NOT NULL,"
+	  "  priority smallint NOT NULL DEFAULT 0,"
+	  "  state text NOT NULL DEFAULT 'pending'"
+	  "    CHECK (state IN ('pending', 'sent', 'failed')),"
+	  "  attempts integer NOT NULL DEFAULT 0,"
+	  "  last_status integer,"
+	  "  last_error text,"
+	  "  next_attempt_at timestamptz NOT NULL DEFAULT now(),"
+	  "  created_at timestamptz NOT NULL DEFAULT now(),"
+	  "  sent_at timestamptz,"
+	  "  PRIMARY KEY (event_id, target)"
+	  ");"
+	  "CREATE INDEX forward_outbox_pending ON forward_outbox"
+	  "  (target, priority DESC, created_at) WHERE state = 'pending';"
+
+	  /* How far each daemon's journal is safely in the database. */
+	  "CREATE TABLE ingest_checkpoint ("
+	  "  journal_node text PRIMARY KEY,"
+	  "  journal_seq bigint NOT NULL,"
+	  "  updated_at timestamptz NOT NULL DEFAULT now()"
+	  ");"
+
+	  /* Daily partitions ahead of time, and retention: whole partitions
+	   * older than the retention are dropped (0 keeps everything), and so
+	   * are old rows of the DEFAULT partition and of quarantine. Rows that
+	   * landed in the DEFAULT partition for a day that now gets its own are
+	   * moved into it. Returns the names of the dropped partitions. */
+	  "CREATE FUNCTION gridbridge_maintain_partitions(ahead integer, retention_days integer)"
+	  " RETURNS SETOF text LANGUAGE plpgsql AS $fn$"
+	  "DECLARE d date; part text; r record;"
+	  "BEGIN"
+	  "  FOR d IN SELECT generate_series(current_date - 1, current_date + ahead, '1 day')::date LOOP"
+	  "    part := 'events_p' || to_char(d, 'YYYYMMDD');"
+	  "    IF to_regclass(part) IS NULL THEN"
+	  "      CREATE TEMP TABLE IF NOT EXISTS gridbridge_move (LIKE events) ON COMMIT DROP;"
+	  "      DELETE FROM gridbridge_move;"
+	  "      WITH moved AS (DELETE FROM events_default"
+	  "          WHERE event_time >= d AND event_time < d + 1 RETURNING *)"
+	  "        INSERT INTO gridbridge_move SELECT * FROM moved;"
+	  "      EXECUTE format('CREATE TABLE %I PARTITION OF events FOR VALUES FROM (%L) TO (%L)',"
+	  "        part, d::timestamptz, (d + 1)::timestamptz);"
+	  "      INSERT INTO events SELECT * FROM gridbridge_move;"
+	  "    END IF;"
+	  "  END LOOP;"
+	  "  IF retention_days > 0 THEN"
+	  "    FOR r IN SELECT c.relname FROM pg_inherits i"
+	  "        JOIN pg_class c ON c.oid = i.inhrelid"
+	  "        WHERE i.inhparent = 'events'::regclass AND c.relname ~ '^events_p[0-9]{8}$'"
+	  "          AND to_date(substr(c.relname, 9), 'YYYYMMDD') < current_date - retention_days"
+	  "        ORDER BY c.relname LOOP"
+	  "      EXECUTE format('DROP TABLE %I', r.relname);"
+	  "      RETURN NEXT r.relname;"
+	  "    END LOOP;"
+	  "    DELETE FROM events_default WHERE event_time < current_date - retention_days;"
+	  "    DELETE FROM quarantine WHERE received_at < current_date - retention_days;"
+	  "  END IF;"
+	  "END $fn$;" },
+};
+
+const struct schema_migration *
+schema_migrations(size_t *n)
+{
+	*n = sizeof(migrations) / sizeof(migrations[0]);
+	return migrations;
+}
+
+int
+schema_version(void)
+{
+	return migrations[sizeof(migrations) / sizeof(migrations[0]) - 1].version;
+}

@@ -1,0 +1,118 @@
+"""The store's schema on a real PostgreSQL: migrations applied once and
+recorded, a newer schema refused, daily partitions made ahead, retention
+dropping old partitions with a log line."""
+
+import datetime
+import textwrap
+
+READY = r'mod=store msg="ready"'
+
+
+def config(tmp_path, mosquitto, pg, retention_days=180, ahead=7):
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    pwfile = pg.write_password_file(tmp_path / "store-password")
+    return textwrap.dedent(f"""\
+        [daemon]
+        state_dir = {state}
+        [mqtt]
+        host = {mosquitto.host}
+        port = {mosquitto.port}
+        client_id = gridbridge-schema-test
+        [store]
+        host = {pg.host}
+        port = {pg.port}
+        dbname = {pg.dbname}
+        user = {pg.user}
+        password_file = {pwfile}
+        partitions_ahead = {ahead}
+        retention_days = {retention_days}
+        """)
+
+
+def query(pg, sql, *args):
+    with pg.connect() as conn, conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall() if cur.description else None
+
+
+def partitions(pg):
+    return sorted(r[0] for r in query(pg, """
+        SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'events'::regclass"""))
+
+
+def test_migrations_applied_once_with_partitions(daemon, mosquitto, private_postgres, tmp_path):
+    conf = daemon.write_config(config(tmp_path, mosquitto, private_postgres, ahead=3))
+    daemon.start(conf)
+    daemon.wait_log(READY, timeout=30)
+    assert daemon.wait_log(r'msg="schema migrated" from=0 to=1', timeout=1)
+
+    assert query(private_postgres, "SELECT version FROM schema_migrations") == [(1,)]
+    tables = {r[0] for r in query(private_postgres, """
+        SELECT tablename FROM pg_tables WHERE schemaname = 'public'""")}
+    assert {"events", "quarantine", "forward_outbox", "ingest_checkpoint",
+            "schema_migrations", "events_default"} <= tables
+    cols = {r[0] for r in query(private_postgres, """
+        SELECT column_name FROM information_schema.columns WHERE table_name = 'events'""")}
+    assert {"id", "event_time", "received_at", "community_id", "device_id", "device_class",
+            "event_type", "severity", "plate", "record", "attrs"} <= cols
+    pkey = query(private_postgres, """
+        SELECT a.attname FROM pg_index x JOIN pg_attribute a
+          ON a.attrelid = x.indrelid AND a.attnum = ANY(x.indkey)
+        WHERE x.indrelid = 'events'::regclass AND x.indisprimary ORDER BY a.attname""")
+    assert [r[0] for r in pkey] == ["event_time", "id"]
+
+    today = datetime.date.today()
+    want = {f"events_p{(today + datetime.timedelta(days=d)):%Y%m%d}" for d in range(-1, 4)}
+    assert want <= set(partitions(private_postgres))
+    assert "events_default" in partitions(private_postgres)
+
+    # A second start finds the schema current: nothing applied again.
+    assert daemon.stop() == 0
+    daemon.start(conf)
+    daemon.wait_log(READY, timeout=30)
+    assert not [x for x in daemon.lines if "schema migrated" in x]
+    assert query(private_postgres, "SELECT count(*) FROM schema_migrations") == [(1,)]
+    assert daemon.stop() == 0
+
+
+def test_newer_schema_is_refused(daemon, mosquitto, private_postgres, tmp_path):
+    conf = daemon.write_config(config(tmp_path, mosquitto, private_postgres))
+    daemon.start(conf)
+    daemon.wait_log(READY, timeout=30)
+    assert daemon.stop() == 0
+    query(private_postgres, "INSERT INTO schema_migrations (version, description) "
+          "VALUES (99, 'from the future')")
+
+    daemon.start(conf)
+    line = daemon.wait_log(r'msg="database schema is newer than this gridbridged', timeout=30)
+    assert "db_version=99" in line and "known_version=1" in line
+    assert line.startswith("<3>level=error mod=store")
+    daemon.wait_quiet()
+    assert not [x for x in daemon.lines if 'msg="ready"' in x and "mod=store" in x]
+    assert daemon.running          # the journal keeps taking messages
+    assert daemon.stop() == 0
+    # Nothing of ours was applied on top.
+    assert query(private_postgres, "SELECT version FROM schema_migrations ORDER BY 1") == [
+        (1,), (99,)]
+
+
+def test_retention_drops_old_partitions(daemon, mosquitto, private_postgres, tmp_path):
+    conf = daemon.write_config(config(tmp_path, mosquitto, private_postgres, retention_days=30))
+    daemon.start(conf)
+    daemon.wait_log(READY, timeout=30)
+    assert daemon.stop() == 0
+
+    old = datetime.date.today() - datetime.timedelta(days=45)
+    name = f"events_p{old:%Y%m%d}"
+    query(private_postgres, f"""CREATE TABLE {name} PARTITION OF events
+        FOR VALUES FROM ('{old}') TO ('{old + datetime.timedelta(days=1)}')""")
+    assert name in partitions(private_postgres)
+
+    daemon.start(conf)
+    daemon.wait_log(READY, timeout=30)
+    line = daemon.wait_log(r'msg="partition dropped by retention"', timeout=5)
+    assert f"partition={name}" in line and "days=30" in line
+    assert name not in partitions(private_postgres)
+    assert daemon.stop() == 0
