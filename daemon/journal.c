@@ -43,6 +43,7 @@ struct journal {
 	uint64_t first_pending_seq;
 
 	uint64_t next_seq;
+	uint64_t durable_seq;	/* covered by the last successful sync */
 	uint64_t checkpoint;
 };
 
@@ -487,6 +488,7 @@ recover(struct journal *j)
 		if (j->segs[i].last_seq > last)
 			last = j->segs[i].last_seq;
 	j->next_seq = (last > j->checkpoint ? last : j->checkpoint) + 1;
+	j->durable_seq = j->next_seq - 1;
 	if (n > 0)
 		log_info("journal", "recovered", "dir=%s segments=%zu records=%" PRIu64
 		    " last_seq=%" PRIu64 " checkpoint=%" PRIu64, j->dir, j->nsegs, records,
@@ -685,10 +687,17 @@ journal_sync(struct journal *j)
 		j->dir_dirty = false;
 	}
 	j->pending = 0;
+	j->durable_seq = j->next_seq - 1;
 	return 0;
 fail:
 	drop_pending(j);
 	return -1;
+}
+
+uint64_t
+journal_durable_seq(const struct journal *j)
+{
+	return j->durable_seq;
 }
 
 /* Closes the current segment (synced) and starts a new one at `first_seq`. */
@@ -888,6 +897,7 @@ dir_size(const char *dir, unsigned *segments, uint64_t *bytes)
 struct journal_reader {
 	char *dir;
 	uint64_t from_seq;
+	uint64_t limit;		/* 0: none */
 	uint64_t cur_first;	/* first seq of the open segment */
 	int fd;
 	uint64_t off;		/* of the next record in the open segment */
@@ -911,6 +921,12 @@ journal_reader_open(const char *dir, uint64_t from_seq)
 		return NULL;
 	}
 	return r;
+}
+
+void
+journal_reader_set_limit(struct journal_reader *r, uint64_t seq)
+{
+	r->limit = seq;
 }
 
 void
@@ -1064,6 +1080,8 @@ journal_reader_next(struct journal_reader *r, struct journal_record *rec)
 		}
 
 		if (n > 0) {
+			if (r->limit != 0 && rec->seq > r->limit)
+				return 0;	/* not durable yet: read it later */
 			r->off += (uint64_t)n;
 			if (rec->seq < r->from_seq)
 				continue;

@@ -15,6 +15,8 @@
 #include "log.h"
 #include "mqtt.h"
 #include "notify.h"
+#include "pipeline.h"
+#include "routing.h"
 #include "secret.h"
 #include "store.h"
 #include "version.h"
@@ -38,6 +40,9 @@ struct daemon {
 	struct crash_hook crash;
 	struct mqtt *mqtt;
 	struct store *store;
+	struct pipeline *pipeline;
+	struct route *routes;
+	size_t nroutes;
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *tick;
 };
@@ -202,7 +207,35 @@ static int
 sink_flush(void *ctx)
 {
 	struct daemon *d = ctx;
-	return journal_sync(d->journal);
+
+	if (journal_sync(d->journal) != 0)
+		return -1;
+	pipeline_kick(d->pipeline);
+	return 0;
+}
+
+/* ---- store -> pipeline ---------------------------------------------------- */
+
+static void
+store_ready_cb(void *ctx, uint64_t checkpoint)
+{
+	struct daemon *d = ctx;
+	pipeline_store_ready(d->pipeline, checkpoint);
+}
+
+static void
+store_committed_cb(void *ctx, uint64_t first, uint64_t last, uint64_t checkpoint)
+{
+	struct daemon *d = ctx;
+	pipeline_store_committed(d->pipeline, first, last, checkpoint);
+}
+
+static void
+store_rejected_cb(void *ctx, uint64_t first, uint64_t last, const char *sqlstate,
+    const char *message)
+{
+	struct daemon *d = ctx;
+	pipeline_store_rejected(d->pipeline, first, last, sqlstate, message);
 }
 
 static size_t
@@ -342,10 +375,39 @@ start_stages(struct daemon *d)
 		.connect_timeout = (int)c->store_connect_timeout,
 		.partitions_ahead = (int)c->store_partitions_ahead,
 		.retention_days = (int)c->store_retention_days,
+		.node = c->mqtt_client_id,
+		.max_inflight = (int)c->store_max_inflight,
 	};
+	struct store_sink ssink = {
+		.ready = store_ready_cb,
+		.committed = store_committed_cb,
+		.rejected = store_rejected_cb,
+		.ctx = d,
+	};
+	char jdir[4096];
+	snprintf(jdir, sizeof(jdir), "%s/journal", c->state_dir);
+	if (routes_build(c, &d->routes, &d->nroutes) != 0)
+		goto out;
+	if (d->nroutes == 0)
+		log_warn("main", "no [route] sections: every message will be quarantined", "");
 	d->mqtt = mqtt_new(d->base, &mo, &sink);
-	d->store = store_new(d->base, &so);
+	d->store = store_new(d->base, &so, &ssink);
 	if (d->mqtt == NULL || d->store == NULL)
+		goto out;
+	struct pipeline_options po = {
+		.journal_dir = jdir,
+		.node = c->mqtt_client_id,
+		.routes = d->routes,
+		.nroutes = d->nroutes,
+		.batch_rows = (size_t)c->store_batch_rows,
+		.batch_bytes = (size_t)c->store_batch_bytes,
+		.batch_ms = (int)c->store_batch_ms,
+		.max_backlog = (size_t)c->store_max_inflight * 2,
+		.attrs = c->store_attrs,
+		.max_skew_us = c->decode_max_clock_skew * 1000000LL,
+	};
+	d->pipeline = pipeline_new(d->base, &po, d->journal, d->store);
+	if (d->pipeline == NULL)
 		goto out;
 	if (mqtt_start(d->mqtt) != 0 || store_start(d->store) != 0)
 		goto out;
@@ -395,8 +457,10 @@ static void
 daemon_free(struct daemon *d)
 {
 	mqtt_free(d->mqtt);	/* flushes into the journal first */
-	journal_free(d->journal);
+	pipeline_free(d->pipeline);
 	store_free(d->store);
+	journal_free(d->journal);
+	routes_free(d->routes, d->nroutes);
 	notify_free(d->notify);
 	if (d->tick != NULL)
 		event_free(d->tick);

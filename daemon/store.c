@@ -2,6 +2,7 @@
 #include "store.h"
 
 #include <arpa/inet.h>
+#include <endian.h>
 #include <event2/event.h>
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -24,7 +25,8 @@ enum setup_step {
 	STEP_MIGRATE,		/* ... applies what is missing and commits */
 	STEP_ABANDON,		/* ... rolls back: the schema is newer than we are */
 	STEP_MAINTAIN,
-	STEP_READY,
+	STEP_CHECKPOINT,	/* read this node's committed journal sequence */
+	STEP_READY,		/* pipeline mode: batches */
 	STEP_INCOMPATIBLE,
 };
 
@@ -46,11 +48,51 @@ struct store {
 	enum setup_step step;
 	bool query_failed;	/* the running step got an error result */
 	int db_version;		/* read in STEP_READ_VERSION */
+	uint64_t db_checkpoint;	/* read in STEP_CHECKPOINT */
 	bool ready_logged;	/* "ready" said for this connection */
 	struct event *maintain;	/* hourly partition maintenance */
+	bool maintain_due;
+	struct store_sink sink;
+	char *node;
+	int max_inflight;
+	bool announced;		/* sink->ready() was called */
+	/* Batches: `queue` in submission order; the first `sent` of them are
+	 * in the current connection's pipeline. */
+	struct store_batch *queue, *queue_tail;
+	size_t queued, sent;
+	bool outage;		/* an outage is going on (for its duration) */
+	int64_t outage_started_ms;
+};
+
+#define EV_COLS 17
+#define Q_COLS 7
+
+/* A binary array parameter under construction (PostgreSQL's array_recv
+ * format: ndim, has_null, element oid, then per dimension size and lower
+ * bound, then length-prefixed elements). */
+struct pgarr {
+	uint8_t *buf;
+	size_t len, cap;
+	uint32_t n;
+	uint32_t oid;
+	bool has_null;
+};
+
+struct store_batch {
+	struct store_batch *next;
+	struct pgarr ev[EV_COLS];
+	struct pgarr q[Q_COLS];
+	size_t nevents, nquar, bytes;
+	uint64_t first_seq, last_seq, checkpoint;
+	char *node;
+	bool failed;
+	char sqlstate[6];
+	char error[256];
 };
 
 static void setup_next(struct store *s);
+static void send_more(struct store *s);
+static void maintain(struct store *s);
 
 static void io_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -97,6 +139,7 @@ drop_connection(struct store *s)
 {
 	s->step = STEP_NONE;
 	s->ready_logged = false;
+	s->sent = 0;		/* everything queued is sent again */
 	watch(s, 0);
 	evtimer_del(s->deadline);
 	if (s->conn != NULL) {
@@ -120,6 +163,12 @@ schedule_retry(struct store *s, const char *why)
 		log_warn("store", "database unavailable", "host=%s port=%s error=%s retry_in_ms=%u",
 		    s->host, s->port, err, ms);
 		s->down_logged = true;
+		if (!s->outage) {
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			s->outage = true;
+			s->outage_started_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+		}
 	} else {
 		log_debug("store", "database still unavailable", "error=%s retry_in_ms=%u attempt=%u",
 		    err, ms, s->backoff.attempt);
@@ -160,6 +209,453 @@ poll_connect(struct store *s)
 		schedule_retry(s, NULL);
 		return;
 	}
+}
+
+/* ---- batches ------------------------------------------------------------ */
+
+/* Element type oids (pg_type.h). */
+#define OID_BOOL 16
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_TEXT 25
+#define OID_TIMESTAMPTZ 1184
+#define OID_UUID 2950
+#define OID_JSONB 3802
+
+/* µs between the Unix epoch and PostgreSQL's (2000-01-01). */
+#define PG_EPOCH_US 946684800000000LL
+
+static const uint32_t ev_oids[EV_COLS] = {
+	OID_UUID, OID_TIMESTAMPTZ, OID_TIMESTAMPTZ, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT,
+	OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_INT8, OID_BOOL, OID_TEXT,
+	OID_BYTEA, OID_JSONB,
+};
+static const uint32_t q_oids[Q_COLS] = {
+	OID_TEXT, OID_INT8, OID_TIMESTAMPTZ, OID_TEXT, OID_BYTEA, OID_TEXT, OID_TEXT,
+};
+
+static const char insert_events[] =
+    "INSERT INTO events (id, event_time, received_at, community_id, device_id,"
+    " device_class, event_type, severity, vendor, route, source_topic, journal_node,"
+    " journal_seq, clock_skewed, plate, record, attrs)"
+    " SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::text[],"
+    " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
+    " $12::text[], $13::int8[], $14::bool[], $15::text[], $16::bytea[], $17::jsonb[])"
+    " ON CONFLICT DO NOTHING";
+static const char insert_quarantine[] =
+    "INSERT INTO quarantine (journal_node, journal_seq, received_at, topic, raw, reason, route)"
+    " SELECT * FROM unnest($1::text[], $2::int8[], $3::timestamptz[], $4::text[],"
+    " $5::bytea[], $6::text[], $7::text[])"
+    " ON CONFLICT DO NOTHING";
+static const char upsert_checkpoint[] =
+    "INSERT INTO ingest_checkpoint (journal_node, journal_seq) VALUES ($1, $2)"
+    " ON CONFLICT (journal_node) DO UPDATE SET"
+    " journal_seq = greatest(ingest_checkpoint.journal_seq, excluded.journal_seq),"
+    " updated_at = now()";
+
+#define ARR_HEADER 20
+
+static void
+arr_reserve(struct pgarr *a, size_t more)
+{
+	if (a->len + more <= a->cap)
+		return;
+	size_t cap = a->cap ? a->cap : 256;
+	while (cap < a->len + more)
+		cap *= 2;
+	uint8_t *b = realloc(a->buf, cap);
+	if (b == NULL)
+		abort();
+	a->buf = b;
+	a->cap = cap;
+}
+
+static void
+arr_init(struct pgarr *a, uint32_t oid)
+{
+	memset(a, 0, sizeof(*a));
+	a->oid = oid;
+	arr_reserve(a, ARR_HEADER);
+	a->len = ARR_HEADER;
+}
+
+static void
+put_be32(uint8_t *p, uint32_t v)
+{
+	v = htobe32(v);
+	memcpy(p, &v, 4);
+}
+
+/* One element; NULL data means SQL NULL. */
+static void
+arr_add(struct pgarr *a, const void *data, size_t len)
+{
+	arr_reserve(a, 4 + len);
+	if (data == NULL) {
+		put_be32(a->buf + a->len, 0xffffffffu);
+		a->len += 4;
+		a->has_null = true;
+	} else {
+		put_be32(a->buf + a->len, (uint32_t)len);
+		memcpy(a->buf + a->len + 4, data, len);
+		a->len += 4 + len;
+	}
+	a->n++;
+}
+
+static void
+arr_add_text(struct pgarr *a, const char *s)
+{
+	arr_add(a, s, s != NULL ? strlen(s) : 0);
+}
+
+static void
+arr_add_i64(struct pgarr *a, int64_t v)
+{
+	uint64_t be = htobe64((uint64_t)v);
+	arr_add(a, &be, 8);
+}
+
+static void
+arr_add_time(struct pgarr *a, int64_t unix_us)
+{
+	arr_add_i64(a, unix_us - PG_EPOCH_US);
+}
+
+/* The header, now that the count is known. An empty array has no
+ * dimensions. Returns the parameter's bytes. */
+static const uint8_t *
+arr_finish(struct pgarr *a, int *len)
+{
+	if (a->n == 0) {
+		put_be32(a->buf + 8, 0);
+		put_be32(a->buf + 12, 0);
+		put_be32(a->buf + 16, a->oid);
+		*len = 12;
+		return a->buf + 8;
+	}
+	put_be32(a->buf, 1);
+	put_be32(a->buf + 4, a->has_null ? 1 : 0);
+	put_be32(a->buf + 8, a->oid);
+	put_be32(a->buf + 12, a->n);
+	put_be32(a->buf + 16, 1);
+	*len = (int)a->len;
+	return a->buf;
+}
+
+struct store_batch *
+store_batch_new(const char *node)
+{
+	struct store_batch *b = calloc(1, sizeof(*b));
+
+	if (b == NULL || (b->node = strdup(node)) == NULL)
+		abort();
+	for (int i = 0; i < EV_COLS; i++)
+		arr_init(&b->ev[i], ev_oids[i]);
+	for (int i = 0; i < Q_COLS; i++)
+		arr_init(&b->q[i], q_oids[i]);
+	return b;
+}
+
+void
+store_batch_free(struct store_batch *b)
+{
+	if (b == NULL)
+		return;
+	for (int i = 0; i < EV_COLS; i++)
+		free(b->ev[i].buf);
+	for (int i = 0; i < Q_COLS; i++)
+		free(b->q[i].buf);
+	free(b->node);
+	free(b);
+}
+
+void
+store_batch_add_event(struct store_batch *b, const struct store_event *e)
+{
+	struct pgarr *c = b->ev;
+	uint8_t skewed = e->clock_skewed ? 1 : 0;
+	size_t before = 0;
+
+	for (int i = 0; i < EV_COLS; i++)
+		before += c[i].len;
+	arr_add(&c[0], e->id, 16);
+	arr_add_time(&c[1], e->event_time_us);
+	arr_add_time(&c[2], e->received_us);
+	arr_add_text(&c[3], e->community_id);
+	arr_add_text(&c[4], e->device_id);
+	arr_add_text(&c[5], e->device_class);
+	arr_add_text(&c[6], e->event_type);
+	arr_add_text(&c[7], e->severity);
+	arr_add_text(&c[8], e->vendor);
+	arr_add_text(&c[9], e->route);
+	arr_add_text(&c[10], e->source_topic);
+	arr_add_text(&c[11], b->node);
+	arr_add_i64(&c[12], (int64_t)e->journal_seq);
+	arr_add(&c[13], &skewed, 1);
+	if (e->plate != NULL)
+		arr_add_text(&c[14], e->plate);
+	else
+		arr_add(&c[14], NULL, 0);
+	arr_add(&c[15], e->record, e->record_len);
+	if (e->attrs != NULL) {
+		/* jsonb's binary input: a version byte, then the text. */
+		size_t n = strlen(e->attrs);
+		arr_reserve(&c[16], 4 + 1 + n);
+		put_be32(c[16].buf + c[16].len, (uint32_t)(n + 1));
+		c[16].buf[c[16].len + 4] = 1;
+		memcpy(c[16].buf + c[16].len + 5, e->attrs, n);
+		c[16].len += 5 + n;
+		c[16].n++;
+	} else {
+		arr_add(&c[16], NULL, 0);
+	}
+	size_t after = 0;
+	for (int i = 0; i < EV_COLS; i++)
+		after += c[i].len;
+	b->bytes += after - before;
+	b->nevents++;
+}
+
+void
+store_batch_add_quarantine(struct store_batch *b, const struct store_quarantine *q)
+{
+	struct pgarr *c = b->q;
+	size_t before = 0, after = 0;
+
+	for (int i = 0; i < Q_COLS; i++)
+		before += c[i].len;
+	arr_add_text(&c[0], b->node);
+	arr_add_i64(&c[1], (int64_t)q->journal_seq);
+	arr_add_time(&c[2], q->received_us);
+	arr_add(&c[3], q->topic, q->topic_len);
+	arr_add(&c[4], q->raw != NULL ? (const void *)q->raw : "", q->raw_len);
+	arr_add_text(&c[5], q->reason);
+	if (q->route != NULL)
+		arr_add_text(&c[6], q->route);
+	else
+		arr_add(&c[6], NULL, 0);
+	for (int i = 0; i < Q_COLS; i++)
+		after += c[i].len;
+	b->bytes += after - before;
+	b->nquar++;
+}
+
+size_t
+store_batch_rows(const struct store_batch *b)
+{
+	return b->nevents + b->nquar;
+}
+
+size_t
+store_batch_bytes(const struct store_batch *b)
+{
+	return b->bytes;
+}
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One transaction in the pipeline: events, quarantine, checkpoint, sync. */
+static int
+send_batch(struct store *s, struct store_batch *b)
+{
+	const char *vals[EV_COLS];
+	int lens[EV_COLS], fmts[EV_COLS];
+	char seq[32];
+
+	b->failed = false;
+	if (b->nevents > 0) {
+		for (int i = 0; i < EV_COLS; i++) {
+			vals[i] = (const char *)arr_finish(&b->ev[i], &lens[i]);
+			fmts[i] = 1;
+		}
+		if (PQsendQueryParams(s->conn, insert_events, EV_COLS, NULL, vals, lens, fmts, 0) == 0)
+			return -1;
+	}
+	if (b->nquar > 0) {
+		for (int i = 0; i < Q_COLS; i++) {
+			vals[i] = (const char *)arr_finish(&b->q[i], &lens[i]);
+			fmts[i] = 1;
+		}
+		if (PQsendQueryParams(s->conn, insert_quarantine, Q_COLS, NULL, vals, lens, fmts,
+		    0) == 0)
+			return -1;
+	}
+	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)b->checkpoint);
+	vals[0] = s->node;
+	vals[1] = seq;
+	if (PQsendQueryParams(s->conn, upsert_checkpoint, 2, NULL, vals, NULL, NULL, 0) == 0)
+		return -1;
+	if (PQpipelineSync(s->conn) == 0)
+		return -1;
+	return 0;
+}
+
+static void
+flush_out(struct store *s)
+{
+	int f = PQflush(s->conn);
+	if (f < 0) {
+		schedule_retry(s, NULL);
+		return;
+	}
+	watch(s, f == 1 ? (EV_READ | EV_WRITE | EV_PERSIST) : (EV_READ | EV_PERSIST));
+}
+
+/* Sends queued batches up to the in-flight limit. */
+static void
+send_more(struct store *s)
+{
+	if (s->step != STEP_READY || s->conn == NULL)
+		return;
+	if (s->maintain_due && s->sent == 0) {
+		s->maintain_due = false;
+		if (PQexitPipelineMode(s->conn) == 1) {
+			maintain(s);
+			return;
+		}
+	}
+	struct store_batch *b = s->queue;
+	for (size_t i = 0; i < s->sent && b != NULL; i++)
+		b = b->next;
+	bool any = false;
+	while (b != NULL && s->sent < (size_t)s->max_inflight) {
+		if (send_batch(s, b) != 0) {
+			char err[256];
+			conn_error(s->conn, err, sizeof(err));
+			log_warn("store", "cannot send batch", "error=%s", err);
+			schedule_retry(s, err);
+			return;
+		}
+		s->sent++;
+		any = true;
+		b = b->next;
+	}
+	if (any)
+		flush_out(s);
+}
+
+static bool
+data_error(const char *sqlstate)
+{
+	return sqlstate[0] == '2' && (sqlstate[1] == '2' || sqlstate[1] == '3');
+}
+
+/* The head batch's sync arrived: it committed, or its transaction failed. */
+static void
+batch_done(struct store *s)
+{
+	struct store_batch *b = s->queue;
+
+	if (b->failed && !data_error(b->sqlstate)) {
+		/* Not the data's fault: keep it and start again. */
+		log_warn("store", "batch failed, retrying", "sqlstate=%s error=%s first_seq=%llu",
+		    b->sqlstate, b->error, (unsigned long long)b->first_seq);
+		schedule_retry(s, b->error);
+		return;
+	}
+	s->queue = b->next;
+	if (s->queue == NULL)
+		s->queue_tail = NULL;
+	s->queued--;
+	s->sent--;
+	if (b->failed) {
+		log_warn("store", "batch refused by the database", "sqlstate=%s error=%s "
+		    "first_seq=%llu last_seq=%llu rows=%zu", b->sqlstate, b->error,
+		    (unsigned long long)b->first_seq, (unsigned long long)b->last_seq,
+		    store_batch_rows(b));
+		if (s->sink.rejected != NULL)
+			s->sink.rejected(s->sink.ctx, b->first_seq, b->last_seq, b->sqlstate, b->error);
+	} else {
+		log_debug("store", "batch committed", "events=%zu quarantined=%zu first_seq=%llu "
+		    "last_seq=%llu checkpoint=%llu", b->nevents, b->nquar,
+		    (unsigned long long)b->first_seq, (unsigned long long)b->last_seq,
+		    (unsigned long long)b->checkpoint);
+		if (s->sink.committed != NULL)
+			s->sink.committed(s->sink.ctx, b->first_seq, b->last_seq, b->checkpoint);
+	}
+	store_batch_free(b);
+}
+
+static void
+take_batch_results(struct store *s)
+{
+	while (s->conn != NULL && s->step == STEP_READY && s->sent > 0 && !PQisBusy(s->conn)) {
+		PGresult *r = PQgetResult(s->conn);
+		if (r == NULL)
+			continue;	/* between the results of two statements */
+		struct store_batch *b = s->queue;
+		ExecStatusType st = PQresultStatus(r);
+		if (st == PGRES_PIPELINE_SYNC) {
+			PQclear(r);
+			batch_done(s);
+			continue;
+		}
+		if (st == PGRES_FATAL_ERROR && b != NULL && !b->failed) {
+			const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+			b->failed = true;
+			snprintf(b->sqlstate, sizeof(b->sqlstate), "%s", code != NULL ? code : "");
+			snprintf(b->error, sizeof(b->error), "%s", PQresultErrorMessage(r));
+			b->error[strcspn(b->error, "\n")] = '\0';
+		}
+		PQclear(r);
+	}
+	send_more(s);
+}
+
+static void
+become_ready(struct store *s)
+{
+	if (PQenterPipelineMode(s->conn) != 1) {
+		schedule_retry(s, "cannot enter pipeline mode");
+		return;
+	}
+	s->step = STEP_READY;
+	if (!s->ready_logged)
+		log_info("store", "ready", "schema_version=%d checkpoint=%llu partitions_ahead=%d "
+		    "retention_days=%d", s->db_version, (unsigned long long)s->db_checkpoint,
+		    s->partitions_ahead, s->retention_days);
+	s->ready_logged = true;
+	if (s->outage) {
+		log_info("store", "database available again", "outage_ms=%lld",
+		    (long long)(mono_ms() - s->outage_started_ms));
+		s->outage = false;
+	}
+	if (!s->announced) {
+		s->announced = true;
+		if (s->sink.ready != NULL)
+			s->sink.ready(s->sink.ctx, s->db_checkpoint);
+	}
+	send_more(s);
+}
+
+void
+store_submit(struct store *s, struct store_batch *b, uint64_t first_seq, uint64_t last_seq,
+    uint64_t checkpoint)
+{
+	b->first_seq = first_seq;
+	b->last_seq = last_seq;
+	b->checkpoint = checkpoint;
+	b->next = NULL;
+	if (s->queue_tail != NULL)
+		s->queue_tail->next = b;
+	else
+		s->queue = b;
+	s->queue_tail = b;
+	s->queued++;
+	send_more(s);
+}
+
+size_t
+store_backlog(const struct store *s)
+{
+	return s->queued;
 }
 
 /* ---- setup: schema and partitions ------------------------------------ */
@@ -268,18 +764,22 @@ setup_next(struct store *s)
 		s->db_version = schema_version();
 		maintain(s);
 		break;
-	case STEP_MAINTAIN:
+	case STEP_MAINTAIN: {
 		if (!evtimer_pending(s->maintain, NULL)) {
 			struct timeval tv = { .tv_sec = STORE_MAINTAIN_SECONDS, .tv_usec = 0 };
 			evtimer_add(s->maintain, &tv);
 		}
-		if (!s->ready_logged)
-			log_info("store", "ready", "schema_version=%d partitions_ahead=%d "
-			    "retention_days=%d", s->db_version, s->partitions_ahead, s->retention_days);
-		else
-			log_debug("store", "partitions maintained", "");
-		s->ready_logged = true;
-		s->step = STEP_READY;
+		char *lit = PQescapeLiteral(s->conn, s->node, strlen(s->node));
+		char q[512];
+		snprintf(q, sizeof(q), "SELECT journal_seq FROM ingest_checkpoint"
+		    " WHERE journal_node = %s", lit != NULL ? lit : "''");
+		PQfreemem(lit);
+		s->db_checkpoint = 0;
+		send_query(s, STEP_CHECKPOINT, q);
+		break;
+	}
+	case STEP_CHECKPOINT:
+		become_ready(s);
 		break;
 	case STEP_READY:
 	case STEP_INCOMPATIBLE:
@@ -304,6 +804,8 @@ take_result(struct store *s, PGresult *r)
 	}
 	if (s->step == STEP_READ_VERSION && st == PGRES_TUPLES_OK && PQntuples(r) == 1)
 		s->db_version = atoi(PQgetvalue(r, 0, 0));
+	if (s->step == STEP_CHECKPOINT && st == PGRES_TUPLES_OK && PQntuples(r) == 1)
+		s->db_checkpoint = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
 	if (s->step == STEP_MAINTAIN && st == PGRES_TUPLES_OK) {
 		for (int i = 0; i < PQntuples(r); i++)
 			if (!PQgetisnull(r, i, 0) && PQgetvalue(r, i, 0)[0] != '\0')
@@ -316,6 +818,10 @@ take_result(struct store *s, PGresult *r)
 static void
 take_results(struct store *s)
 {
+	if (s->step == STEP_READY) {
+		take_batch_results(s);
+		return;
+	}
 	while (s->conn != NULL && !PQisBusy(s->conn)) {
 		PGresult *r = PQgetResult(s->conn);
 		if (r == NULL) {
@@ -328,7 +834,11 @@ take_results(struct store *s)
 				return;
 			}
 			setup_next(s);
-			if (s->step == STEP_READY || s->step == STEP_INCOMPATIBLE)
+			if (s->step == STEP_READY) {
+				take_batch_results(s);
+				return;
+			}
+			if (s->step == STEP_INCOMPATIBLE || s->conn == NULL)
 				return;
 			continue;
 		}
@@ -344,8 +854,10 @@ maintain_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	/* Run between batches: pipeline mode is left for it. */
+	s->maintain_due = true;
 	if (s->step == STEP_READY)
-		maintain(s);
+		send_more(s);
 	struct timeval tv = { .tv_sec = STORE_MAINTAIN_SECONDS, .tv_usec = 0 };
 	evtimer_add(s->maintain, &tv);
 }
@@ -432,7 +944,8 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct store *
-store_new(struct event_base *base, const struct store_options *o)
+store_new(struct event_base *base, const struct store_options *o,
+    const struct store_sink *sink)
 {
 	struct store *s = calloc(1, sizeof(*s));
 	char port[16];
@@ -444,6 +957,10 @@ store_new(struct event_base *base, const struct store_options *o)
 	s->connect_timeout = o->connect_timeout;
 	s->partitions_ahead = o->partitions_ahead;
 	s->retention_days = o->retention_days;
+	s->max_inflight = o->max_inflight > 0 ? o->max_inflight : 1;
+	if (sink != NULL)
+		s->sink = *sink;
+	s->node = strdup(o->node != NULL ? o->node : "gridbridge");
 	backoff_init(&s->backoff, STORE_RETRY_BASE_MS, STORE_RETRY_CAP_MS);
 	snprintf(port, sizeof(port), "%d", o->port);
 	s->host = strdup(o->host);
@@ -456,7 +973,7 @@ store_new(struct event_base *base, const struct store_options *o)
 	s->maintain = evtimer_new(base, maintain_cb, s);
 	if (s->host == NULL || s->port == NULL || s->dbname == NULL || s->user == NULL ||
 	    s->password == NULL || s->retry == NULL || s->deadline == NULL ||
-	    s->maintain == NULL) {
+	    s->maintain == NULL || s->node == NULL) {
 		store_free(s);
 		return NULL;
 	}
@@ -502,6 +1019,12 @@ store_free(struct store *s)
 		event_free(s->deadline);
 	if (s->maintain != NULL)
 		event_free(s->maintain);
+	while (s->queue != NULL) {
+		struct store_batch *b = s->queue;
+		s->queue = b->next;
+		store_batch_free(b);
+	}
+	free(s->node);
 	log_debug("store", "stopped", "");
 	free(s->host);
 	free(s->port);

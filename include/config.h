@@ -94,6 +94,11 @@ struct config {
 	char *store_password_file;
 	long long store_connect_timeout;
 	long long store_partitions_ahead;
+	long long store_batch_rows;
+	long long store_batch_bytes;
+	long long store_batch_ms;
+	long long store_max_inflight;
+	bool store_attrs;
 	long long store_retention_days;
 
 	/* [decode] */

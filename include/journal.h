@@ -103,6 +103,10 @@ int journal_append(struct journal *j, struct journal_record *rec);
 int journal_sync(struct journal *j);
 /* Records appended but not yet synced. */
 size_t journal_pending(const struct journal *j);
+/* The last sequence number an fdatasync covers: readers must not go past
+ * it (a record written but not synced can vanish in a crash, and its
+ * number be given again). */
+uint64_t journal_durable_seq(const struct journal *j);
 
 /* Everything up to and including `seq` is safe elsewhere: persists the
  * checkpoint and deletes segments wholly behind it. */
@@ -131,6 +135,8 @@ struct journal_reader *journal_reader_open(const char *dir, uint64_t from_seq);
  * the next valid record). */
 int journal_reader_next(struct journal_reader *r, struct journal_record *rec);
 void journal_reader_free(struct journal_reader *r);
+/* Records after `seq` are treated as not there yet (0: no limit). */
+void journal_reader_set_limit(struct journal_reader *r, uint64_t seq);
 
 /* Statistics of a journal directory without opening it for writing (safe
  * while the daemon runs): reads every record. `records` counts them;

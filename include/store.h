@@ -17,9 +17,54 @@
 #define GRIDBRIDGE_STORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct store;
+struct store_batch;
+
+/* One row for `events`. Strings are NUL-terminated; plate and attrs may be
+ * NULL. The batch copies what it needs. */
+struct store_event {
+	const uint8_t *id;		/* 16 bytes */
+	int64_t event_time_us;		/* UTC µs since the Unix epoch */
+	int64_t received_us;
+	const char *community_id, *device_id, *device_class, *event_type, *severity;
+	const char *vendor, *route, *source_topic;
+	uint64_t journal_seq;
+	bool clock_skewed;
+	const char *plate;
+	const uint8_t *record;		/* packed gridbridge.v1.Event */
+	size_t record_len;
+	const char *attrs;		/* the record as JSON */
+};
+
+/* One row for `quarantine`. */
+struct store_quarantine {
+	uint64_t journal_seq;
+	int64_t received_us;
+	const char *topic;
+	size_t topic_len;
+	const uint8_t *raw;
+	size_t raw_len;
+	const char *reason;
+	const char *route;		/* NULL: no route matched */
+};
+
+/* What the store tells the pipeline (wired by main.c). */
+struct store_sink {
+	/* The schema is ready; `checkpoint` is this node's committed journal
+	 * sequence. Called once, on the first successful setup. */
+	void (*ready)(void *ctx, uint64_t checkpoint);
+	/* A batch committed: its journal range and the checkpoint written. */
+	void (*committed)(void *ctx, uint64_t first_seq, uint64_t last_seq, uint64_t checkpoint);
+	/* The server refused a batch's data (SQLSTATE class 22 or 23); the
+	 * batch is dropped here and the pipeline decides (bisects). */
+	void (*rejected)(void *ctx, uint64_t first_seq, uint64_t last_seq, const char *sqlstate,
+	    const char *message);
+	void *ctx;
+};
 
 struct store_options {
 	const char *host;	/* IP address, host name or socket directory */
@@ -30,10 +75,31 @@ struct store_options {
 	int connect_timeout;	/* seconds */
 	int partitions_ahead;	/* daily partitions created ahead */
 	int retention_days;	/* partitions older are dropped; 0 keeps all */
+	const char *node;	/* journal_node: this daemon's name (MQTT client id) */
+	int max_inflight;	/* batches sent and not yet confirmed */
 };
 
+/* Batches: built row by row into binary array parameters, then submitted
+ * (the store owns them from then on). */
+/* `node` names this daemon's journal (journal_node). */
+struct store_batch *store_batch_new(const char *node);
+void store_batch_add_event(struct store_batch *b, const struct store_event *e);
+void store_batch_add_quarantine(struct store_batch *b, const struct store_quarantine *q);
+size_t store_batch_rows(const struct store_batch *b);
+size_t store_batch_bytes(const struct store_batch *b);
+void store_batch_free(struct store_batch *b);
+/* Queues `b` (journal range first..last; first > last for a checkpoint-only
+ * batch) to be written in one transaction with ingest_checkpoint =
+ * `checkpoint`. Sent at once when connected; kept and resent after a lost
+ * connection until the server confirms it. */
+void store_submit(struct store *s, struct store_batch *b, uint64_t first_seq,
+    uint64_t last_seq, uint64_t checkpoint);
+/* Batches submitted and not yet confirmed. */
+size_t store_backlog(const struct store *s);
+
 /* Copies what it needs from `o`. */
-struct store *store_new(struct event_base *base, const struct store_options *o);
+struct store *store_new(struct event_base *base, const struct store_options *o,
+    const struct store_sink *sink);
 /* Starts connecting; failures are retried in the background. */
 int store_start(struct store *s);
 bool store_connected(const struct store *s);

@@ -4,8 +4,9 @@
 Starts a private mosquitto broker, PostgreSQL database and HTTPS endpoint
 (tests/integration/services.py, the same ones the tests use), runs
 build/gridbridged against them, shows what it says, publishes the sample
-device events from tests/fixtures/devices/, shows them in the daemon's
-durable journal (gridbridgectl journal stat / dump), stops everything.
+device events from tests/fixtures/devices/, shows them decoded and stored
+in PostgreSQL and the journal reclaimed behind the checkpoint, stops
+everything.
 Exit status 0 when all of it worked.
 """
 
@@ -154,48 +155,36 @@ def run(workdir: Path) -> bool:
         say(f"{acked} of {total} sample device events accepted by the broker.")
         say()
 
-        ctl = [str(build_dir / "gridbridgectl"), "-c", str(conf), "journal"]
-        records = 0
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            out = subprocess.run(ctl + ["stat"], capture_output=True, text=True,
-                                 timeout=10).stdout
-            stat = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
-            records = int(stat.get("records", 0))
-            if records >= total:
-                break
-            time.sleep(0.2)
+        daemon.wait_log(r'mod=pipeline msg="caught up"', timeout=30)
+        say("-> every event journaled (fsynced before the broker got our PUBACK), decoded "
+            "and stored in PostgreSQL; the journal is reclaimed behind the checkpoint:")
+        ctl = [str(build_dir / "gridbridgectl"), "-c", str(conf), "journal", "stat"]
+        out = subprocess.run(ctl, capture_output=True, text=True, timeout=10).stdout
         say(f"$ gridbridgectl -c {conf} journal stat")
         say(textwrap.indent(out.rstrip(), "  "))
         say()
-        dump = subprocess.run(ctl + ["dump"], capture_output=True, text=True,
-                              timeout=10).stdout.splitlines()
-        say("$ gridbridgectl journal dump   (seq, received at, topic, size)")
-        for line in dump:
-            r = json.loads(line)
-            say(f"  {r['seq']:>3}  {r['received_at']}  {r['topic']}  {r['payload_len']} bytes")
-        say(f"-> {records} of {total} events are in the durable journal "
-            "(each was fsynced before the broker got our PUBACK).")
-        say()
 
-        dec = subprocess.run([str(build_dir / "gridbridgectl"), "-c", str(conf), "decode"],
-                             capture_output=True, text=True, timeout=10)
-        say("$ gridbridgectl decode   (each journal record through the configured routes)")
-        decoded = 0
-        for line in dec.stdout.splitlines():
-            r = json.loads(line)
-            if "rejected" in r:
-                say(f"  {r['journalSeq']:>3}  QUARANTINE {r['rejected']} ({r['sourceTopic']})")
-            else:
-                decoded += 1
-                say(f"  {r['journalSeq']:>3}  {describe(r)}")
-        say(textwrap.indent(dec.stderr.rstrip(), "  counts: "))
-        say(f"-> {decoded} of {records} records decoded into gridbridge.v1.Event "
-            "(one full record below); storing and forwarding them come next.")
-        first = next((json.loads(l) for l in dec.stdout.splitlines()
-                      if "cameraAlarm" in l), None)
+        with db.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT journal_seq, attrs FROM events ORDER BY journal_seq")
+            rows = cur.fetchall()
+            cur.execute("SELECT journal_seq, topic, reason FROM quarantine ORDER BY journal_seq")
+            quarantined = cur.fetchall()
+            cur.execute("SELECT journal_node, journal_seq FROM ingest_checkpoint")
+            checkpoints = cur.fetchall()
+        say("$ psql -c 'SELECT journal_seq, attrs FROM events'   (one line each)")
+        for seq, attrs in rows:
+            say(f"  {seq:>3}  {describe(attrs)}")
+        for seq, topic, reason in quarantined:
+            say(f"  {seq:>3}  QUARANTINE {reason} ({topic})")
+        decoded = len(rows)
+        say(f"-> {decoded} events and {len(quarantined)} quarantined messages in the database; "
+            f"checkpoint {checkpoints}")
+        first = next((a for _, a in rows if "cameraAlarm" in a), None)
         if first is not None:
+            say("   the high-altitude throwing alarm as stored (events.attrs; events.record "
+                "holds the same as a packed gridbridge.v1.Event):")
             say(textwrap.indent(json.dumps(first, indent=2, ensure_ascii=False), "    "))
+        say("   Forwarding to the police platform comes next.")
         say()
 
         say("stopping the daemon with SIGTERM")
@@ -205,8 +194,7 @@ def run(workdir: Path) -> bool:
         if report:
             say(f"sanitizer report:\n{report}")
         say("stopping services")
-    ok = (status == 0 and acked == total and records == total and decoded == total
-          and not report)
+    ok = status == 0 and acked == total and decoded == total and not report
     return ok
 
 

@@ -1,0 +1,444 @@
+/* pipeline.c — journal -> decode -> store; see pipeline.h. */
+#include "pipeline.h"
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "decode.h"
+#include "event_json.h"
+#include "journal.h"
+#include "log.h"
+#include "store.h"
+
+/* Records handled per loop turn before yielding to other events. */
+#define PUMP_TURN 2000
+
+struct range {
+	uint64_t first, last;	/* first > last: checkpoint-only */
+};
+
+struct pipeline {
+	struct event_base *base;
+	struct pipeline_options o;
+	char *dir;
+	char *node;
+	struct journal *journal;
+	struct store *store;
+	struct journal_reader *reader;
+	bool ready;
+
+	struct decode_out out;
+	uint8_t *pack;		/* packed Event scratch */
+	size_t packcap;
+
+	struct store_batch *cur;
+	uint64_t cur_first, cur_last;
+	struct event *age;	/* submits a partial batch */
+	struct event *pump;	/* deferred reading */
+
+	struct range *outstanding;	/* submitted, not confirmed, by first seq */
+	size_t nout, capout;
+	uint64_t read_through;		/* last seq read */
+	uint64_t committed;		/* checkpoint confirmed by the database */
+	bool catching_up;		/* a backlog is being stored */
+	uint64_t caught_up_rows;
+};
+
+static void submit_cur(struct pipeline *p);
+
+/* ---- outstanding ranges ------------------------------------------------ */
+
+static void
+out_add(struct pipeline *p, uint64_t first, uint64_t last)
+{
+	if (p->nout == p->capout) {
+		size_t cap = p->capout ? p->capout * 2 : 16;
+		struct range *v = realloc(p->outstanding, cap * sizeof(*v));
+		if (v == NULL)
+			abort();
+		p->outstanding = v;
+		p->capout = cap;
+	}
+	size_t i = p->nout;
+	while (i > 0 && p->outstanding[i - 1].first > first) {
+		p->outstanding[i] = p->outstanding[i - 1];
+		i--;
+	}
+	p->outstanding[i] = (struct range){ first, last };
+	p->nout++;
+}
+
+static void
+out_remove(struct pipeline *p, uint64_t first, uint64_t last)
+{
+	for (size_t i = 0; i < p->nout; i++) {
+		if (p->outstanding[i].first == first && p->outstanding[i].last == last) {
+			memmove(&p->outstanding[i], &p->outstanding[i + 1],
+			    (p->nout - i - 1) * sizeof(*p->outstanding));
+			p->nout--;
+			return;
+		}
+	}
+}
+
+/* The checkpoint a batch starting at `first` may write: just before the
+ * oldest record not yet confirmed. */
+static uint64_t
+safe_checkpoint(const struct pipeline *p, uint64_t first)
+{
+	uint64_t oldest = first;
+
+	for (size_t i = 0; i < p->nout; i++)
+		if (p->outstanding[i].first <= p->outstanding[i].last &&
+		    p->outstanding[i].first < oldest)
+			oldest = p->outstanding[i].first;
+	return oldest > 0 ? oldest - 1 : 0;
+}
+
+/* ---- one record -------------------------------------------------------- */
+
+static const char *
+enum_name(const ProtobufCEnumDescriptor *d, int v, size_t prefix, char *buf, size_t len)
+{
+	const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
+	const char *n = ev != NULL && strlen(ev->name) > prefix ? ev->name + prefix : "unspecified";
+	size_t i = 0;
+
+	for (; n[i] != '\0' && i + 1 < len; i++)
+		buf[i] = (char)(n[i] >= 'A' && n[i] <= 'Z' ? n[i] - 'A' + 'a' : n[i]);
+	buf[i] = '\0';
+	return buf;
+}
+
+static void
+add_quarantine(struct store_batch *b, const struct journal_record *rec, const char *reason,
+    const char *route)
+{
+	struct store_quarantine q = {
+		.journal_seq = rec->seq,
+		.received_us = rec->received_us,
+		.topic = rec->topic,
+		.topic_len = rec->topic_len,
+		.raw = rec->payload,
+		.raw_len = rec->payload != NULL ? rec->payload_len : 0,
+		.reason = reason,
+		.route = route,
+	};
+	store_batch_add_quarantine(b, &q);
+}
+
+/* Decodes one record into `b`: an event, or a quarantined message. With
+ * `force_reason` the record is quarantined with that reason. */
+static void
+add_record(struct pipeline *p, struct store_batch *b, const struct journal_record *rec,
+    const char *force_reason)
+{
+	struct route_match m;
+	const struct route *r = decode_find_route(p->o.routes, p->o.nroutes, rec->topic,
+	    rec->topic_len, &m);
+
+	if (force_reason != NULL) {
+		add_quarantine(b, rec, force_reason, r != NULL ? r->name : NULL);
+		return;
+	}
+	if (r == NULL) {
+		add_quarantine(b, rec, "no_route", NULL);
+		return;
+	}
+	struct decode_in in = {
+		.route = r, .match = &m, .topic = rec->topic, .topic_len = rec->topic_len,
+		.payload = rec->payload, .payload_len = rec->payload_len,
+		.oversize = (rec->flags & JOURNAL_OVERSIZE) != 0,
+		.received_us = rec->received_us, .journal_seq = rec->seq,
+		.max_skew_us = p->o.max_skew_us,
+	};
+	if (decode_record(&in, &p->out) != 0) {
+		add_quarantine(b, rec, p->out.reason, r->name);
+		return;
+	}
+	Event *ev = &p->out.ev;
+	size_t n = gridbridge__v1__event__get_packed_size(ev);
+	if (n > p->packcap) {
+		uint8_t *np = realloc(p->pack, n);
+		if (np == NULL)
+			abort();
+		p->pack = np;
+		p->packcap = n;
+	}
+	gridbridge__v1__event__pack(ev, p->pack);
+	char *attrs = NULL;
+	if (p->o.attrs) {
+		json_t *j = event_json(&ev->base);
+		attrs = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_decref(j);
+	}
+	char type[48], sev[24];
+	struct store_event e = {
+		.id = ev->id.data,
+		.event_time_us = ev->event_time_us,
+		.received_us = ev->received_time_us,
+		.community_id = ev->community_id,
+		.device_id = ev->device_id,
+		.device_class = decode_class_name(ev->device_class),
+		.event_type = enum_name(&gridbridge__v1__event_type__descriptor, ev->event_type,
+		    11, type, sizeof(type)),
+		.severity = enum_name(&gridbridge__v1__severity__descriptor, ev->severity, 9, sev,
+		    sizeof(sev)),
+		.vendor = ev->vendor,
+		.route = ev->route,
+		.source_topic = ev->source_topic,
+		.journal_seq = ev->journal_seq,
+		.clock_skewed = ev->clock_skewed,
+		.plate = ev->body_case == GRIDBRIDGE__V1__EVENT__BODY_VEHICLE && ev->vehicle != NULL &&
+		    ev->vehicle->plate_normalized != NULL && ev->vehicle->plate_normalized[0] ?
+		    ev->vehicle->plate_normalized : NULL,
+		.record = p->pack,
+		.record_len = n,
+		.attrs = attrs,
+	};
+	store_batch_add_event(b, &e);
+	free(attrs);
+}
+
+/* ---- batches ----------------------------------------------------------- */
+
+static void
+submit(struct pipeline *p, struct store_batch *b, uint64_t first, uint64_t last)
+{
+	uint64_t ckpt = safe_checkpoint(p, first);
+
+	out_add(p, first, last);
+	store_submit(p->store, b, first, last, ckpt);
+}
+
+static void
+submit_cur(struct pipeline *p)
+{
+	if (p->cur == NULL)
+		return;
+	evtimer_del(p->age);
+	struct store_batch *b = p->cur;
+	p->cur = NULL;
+	submit(p, b, p->cur_first, p->cur_last);
+}
+
+/* When nothing is in flight, bring the checkpoint to the last record read:
+ * the batches before wrote only "before the oldest unconfirmed". */
+static void
+maybe_idle_checkpoint(struct pipeline *p)
+{
+	if (p->cur != NULL || p->nout > 0 || p->read_through <= p->committed)
+		return;
+	submit(p, store_batch_new(p->node), p->read_through + 1, p->read_through);
+}
+
+static void
+pump(struct pipeline *p)
+{
+	struct journal_record rec;
+	int n = 0;
+
+	if (!p->ready)
+		return;
+	/* Only what an fdatasync covers: a record written but not synced could
+	 * vanish in a crash and its number be given to another message. */
+	journal_reader_set_limit(p->reader, journal_durable_seq(p->journal));
+	if (journal_durable_seq(p->journal) == 0)
+		return;
+	while (store_backlog(p->store) < p->o.max_backlog) {
+		if (n++ == PUMP_TURN) {
+			event_active(p->pump, 0, 0);	/* more next turn */
+			return;
+		}
+		int rc = journal_reader_next(p->reader, &rec);
+		if (rc == 0)
+			break;
+		if (rc < 0)
+			continue;	/* logged; the reader moved on */
+		if (rec.seq <= p->read_through)
+			continue;	/* already handed over */
+		if (p->cur == NULL) {
+			p->cur = store_batch_new(p->node);
+			p->cur_first = rec.seq;
+			struct timeval tv = { .tv_sec = p->o.batch_ms / 1000,
+				.tv_usec = (p->o.batch_ms % 1000) * 1000 };
+			evtimer_add(p->age, &tv);
+		}
+		add_record(p, p->cur, &rec, NULL);
+		p->cur_last = rec.seq;
+		p->read_through = rec.seq;
+		if (store_batch_rows(p->cur) >= p->o.batch_rows ||
+		    store_batch_bytes(p->cur) >= p->o.batch_bytes)
+			submit_cur(p);
+	}
+	/* At the end of what is durable: nothing in flight means nobody to
+	 * wait for, so send what there is now. */
+	if (p->cur != NULL && store_backlog(p->store) == 0)
+		submit_cur(p);
+	maybe_idle_checkpoint(p);
+}
+
+static void
+pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	pump(arg);
+}
+
+static void
+age_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pipeline *p = arg;
+
+	(void)fd;
+	(void)what;
+	submit_cur(p);
+}
+
+void
+pipeline_kick(struct pipeline *p)
+{
+	if (p != NULL && p->ready)
+		event_active(p->pump, 0, 0);
+}
+
+/* Re-reads [first, last] from the journal into a new batch. */
+static void
+resubmit(struct pipeline *p, uint64_t first, uint64_t last, const char *force_reason)
+{
+	struct journal_reader *r = journal_reader_open(p->dir, first);
+	struct journal_record rec;
+	struct store_batch *b = store_batch_new(p->node);
+	int rc;
+
+	while (r != NULL && (rc = journal_reader_next(r, &rec)) != 0) {
+		if (rc < 0)
+			continue;
+		if (rec.seq > last)
+			break;
+		add_record(p, b, &rec, force_reason);
+	}
+	journal_reader_free(r);
+	submit(p, b, first, last);
+}
+
+/* ---- the store's sink -------------------------------------------------- */
+
+void
+pipeline_store_ready(void *ctx, uint64_t checkpoint)
+{
+	struct pipeline *p = ctx;
+
+	p->committed = checkpoint;
+	p->read_through = checkpoint;
+	journal_checkpoint(p->journal, checkpoint);
+	p->reader = journal_reader_open(p->dir, checkpoint + 1);
+	if (p->reader == NULL) {
+		log_error("pipeline", "cannot read the journal", "dir=%s", p->dir);
+		return;
+	}
+	p->ready = true;
+	p->catching_up = true;
+	log_info("pipeline", "replaying journal", "from_seq=%llu",
+	    (unsigned long long)checkpoint + 1);
+	pump(p);
+}
+
+void
+pipeline_store_committed(void *ctx, uint64_t first_seq, uint64_t last_seq, uint64_t checkpoint)
+{
+	struct pipeline *p = ctx;
+
+	out_remove(p, first_seq, last_seq);
+	if (first_seq <= last_seq)
+		p->caught_up_rows += last_seq - first_seq + 1;
+	if (checkpoint > p->committed) {
+		p->committed = checkpoint;
+		journal_checkpoint(p->journal, checkpoint);
+	}
+	if (p->catching_up && p->nout == 0 && p->cur == NULL &&
+	    p->committed == p->read_through) {
+		log_info("pipeline", "caught up", "checkpoint=%llu stored=%llu",
+		    (unsigned long long)p->committed, (unsigned long long)p->caught_up_rows);
+		p->catching_up = false;
+		p->caught_up_rows = 0;
+	}
+	pump(p);
+}
+
+void
+pipeline_store_rejected(void *ctx, uint64_t first_seq, uint64_t last_seq,
+    const char *sqlstate, const char *message)
+{
+	struct pipeline *p = ctx;
+	char reason[96];
+
+	out_remove(p, first_seq, last_seq);
+	if (first_seq >= last_seq) {
+		/* One record (or none): it goes to quarantine with the reason. */
+		snprintf(reason, sizeof(reason), "db_rejected:%s:%s", sqlstate, message);
+		log_warn("pipeline", "record refused by the database, quarantined", "seq=%llu "
+		    "sqlstate=%s", (unsigned long long)first_seq, sqlstate);
+		resubmit(p, first_seq, last_seq, reason);
+		return;
+	}
+	uint64_t mid = first_seq + (last_seq - first_seq) / 2;
+	log_info("pipeline", "splitting refused batch", "first_seq=%llu last_seq=%llu",
+	    (unsigned long long)first_seq, (unsigned long long)last_seq);
+	resubmit(p, first_seq, mid, NULL);
+	resubmit(p, mid + 1, last_seq, NULL);
+}
+
+/* ---- life -------------------------------------------------------------- */
+
+struct pipeline *
+pipeline_new(struct event_base *base, const struct pipeline_options *o,
+    struct journal *journal, struct store *store)
+{
+	struct pipeline *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return NULL;
+	p->base = base;
+	p->o = *o;
+	if (p->o.batch_rows == 0)
+		p->o.batch_rows = 1;
+	if (p->o.max_backlog == 0)
+		p->o.max_backlog = 1;
+	p->journal = journal;
+	p->store = store;
+	p->dir = strdup(o->journal_dir);
+	p->node = strdup(o->node);
+	p->age = evtimer_new(base, age_cb, p);
+	p->pump = event_new(base, -1, 0, pump_cb, p);
+	decode_out_init(&p->out);
+	if (p->dir == NULL || p->node == NULL || p->age == NULL || p->pump == NULL) {
+		pipeline_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+void
+pipeline_free(struct pipeline *p)
+{
+	if (p == NULL)
+		return;
+	if (p->age != NULL)
+		event_free(p->age);
+	if (p->pump != NULL)
+		event_free(p->pump);
+	store_batch_free(p->cur);
+	journal_reader_free(p->reader);
+	decode_out_free(&p->out);
+	free(p->pack);
+	free(p->outstanding);
+	free(p->dir);
+	free(p->node);
+	free(p);
+}

@@ -1,0 +1,61 @@
+/* pipeline.c — journal -> decode -> store: the daemon's write path.
+ *
+ * Reads durable journal records (after each group commit) from the
+ * checkpoint the database holds, decodes each with the routes, and hands
+ * the store batches (by rows, bytes and age) of events and quarantined
+ * messages. Glue between stages, like main.c: it includes their headers.
+ *
+ * Exactly once: every batch is one transaction that also writes this
+ * node's checkpoint, and ids make inserts idempotent, so anything replayed
+ * after a crash or a lost connection lands once. The checkpoint written
+ * with a batch is the journal position before the oldest batch not yet
+ * confirmed: it never passes a record that is not in the database, even
+ * when a later batch commits before an earlier one is retried. When the
+ * pipeline is idle a checkpoint-only transaction brings it to the last
+ * record read, and journal segments behind it are deleted.
+ *
+ * A batch the server refuses for its data (SQLSTATE class 22/23) is split
+ * in two and retried; a single record the server refuses is quarantined
+ * with the server's message. Nothing loops forever on one bad row.
+ */
+#ifndef GRIDBRIDGE_PIPELINE_H
+#define GRIDBRIDGE_PIPELINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct journal;
+struct store;
+struct route;
+struct pipeline;
+
+struct pipeline_options {
+	const char *journal_dir;
+	const char *node;		/* journal_node in the database */
+	const struct route *routes;	/* borrowed; outlive the pipeline */
+	size_t nroutes;
+	size_t batch_rows;
+	size_t batch_bytes;
+	int batch_ms;			/* a partial batch waits at most this long */
+	size_t max_backlog;		/* batches queued in the store before reading pauses */
+	bool attrs;			/* also store the record as JSON */
+	int64_t max_skew_us;
+};
+
+struct pipeline *pipeline_new(struct event_base *base, const struct pipeline_options *o,
+    struct journal *journal, struct store *store);
+void pipeline_free(struct pipeline *p);
+
+/* New records are durable in the journal. */
+void pipeline_kick(struct pipeline *p);
+
+/* The store's sink (see store.h), wired by main.c with the pipeline as ctx. */
+void pipeline_store_ready(void *ctx, uint64_t checkpoint);
+void pipeline_store_committed(void *ctx, uint64_t first_seq, uint64_t last_seq,
+    uint64_t checkpoint);
+void pipeline_store_rejected(void *ctx, uint64_t first_seq, uint64_t last_seq,
+    const char *sqlstate, const char *message);
+
+#endif
