@@ -32,6 +32,7 @@ struct crash_hook {
 };
 
 struct daemon {
+	char status[160];	/* last STATUS= sent to systemd */
 	struct event_base *base;
 	struct config *cfg;
 	struct notify *notify;
@@ -130,13 +131,33 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(d->base);
 }
 
+/* What `systemctl status` shows: what the daemon cannot do right now. */
+static void
+update_status(struct daemon *d)
+{
+	char status[160];
+
+	if (d->journal != NULL && d->journal_was_full)
+		snprintf(status, sizeof(status), "ingest paused: journal full");
+	else if (d->store != NULL && !store_ready(d->store))
+		snprintf(status, sizeof(status), "database unavailable: journaling, not storing");
+	else if (d->mqtt != NULL && !mqtt_connected(d->mqtt))
+		snprintf(status, sizeof(status), "broker unavailable");
+	else
+		snprintf(status, sizeof(status), "running");
+	if (strcmp(status, d->status) != 0) {
+		snprintf(d->status, sizeof(d->status), "%s", status);
+		notify_status(status);
+	}
+}
+
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	(void)arg;
 	log_flush_suppressed();
+	update_status(arg);
 }
 
 /* The state directory exists and is ours to write. */
@@ -254,22 +275,16 @@ sink_full(void *ctx)
 	if (full != d->journal_was_full) {
 		struct journal_stat st;
 		journal_stat(d->journal, &st);
-		char status[128];
-		if (full) {
+		if (full)
 			log_warn("journal", "journal full, pausing ingest",
 			    "cap=%llu size=%llu", (unsigned long long)st.disk_cap,
 			    (unsigned long long)st.bytes);
-			snprintf(status, sizeof(status),
-			    "ingest paused: journal full (%llu of %llu bytes)",
-			    (unsigned long long)st.bytes, (unsigned long long)st.disk_cap);
-		} else {
+		else
 			log_info("journal", "journal has room again, resuming ingest",
 			    "cap=%llu size=%llu", (unsigned long long)st.disk_cap,
 			    (unsigned long long)st.bytes);
-			snprintf(status, sizeof(status), "running");
-		}
-		notify_status(status);
 		d->journal_was_full = full;
+		update_status(d);
 	}
 	return full;
 }

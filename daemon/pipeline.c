@@ -376,7 +376,7 @@ pipeline_store_rejected(void *ctx, uint64_t first_seq, uint64_t last_seq,
     const char *sqlstate, const char *message)
 {
 	struct pipeline *p = ctx;
-	char reason[96];
+	char reason[320];
 
 	out_remove(p, first_seq, last_seq);
 	if (first_seq >= last_seq) {

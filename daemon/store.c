@@ -601,7 +601,9 @@ take_batch_results(struct store *s)
 			const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 			b->failed = true;
 			snprintf(b->sqlstate, sizeof(b->sqlstate), "%s", code != NULL ? code : "");
-			snprintf(b->error, sizeof(b->error), "%s", PQresultErrorMessage(r));
+			const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+			snprintf(b->error, sizeof(b->error), "%s",
+			    msg != NULL ? msg : PQresultErrorMessage(r));
 			b->error[strcspn(b->error, "\n")] = '\0';
 		}
 		PQclear(r);
