@@ -676,12 +676,7 @@ send_query(struct store *s, enum setup_step step, const char *sql)
 		schedule_retry(s, err);
 		return;
 	}
-	int f = PQflush(s->conn);
-	if (f < 0) {
-		schedule_retry(s, NULL);
-		return;
-	}
-	watch(s, f == 1 ? (EV_READ | EV_WRITE | EV_PERSIST) : (EV_READ | EV_PERSIST));
+	flush_out(s);
 }
 
 static void
