@@ -1,0 +1,1434 @@
+/* bench_store — rows/s into `events`, the daemon's way against the
+ * alternatives, in one run against a freshly created schema:
+ *
+ *   a  unnest_bin        INSERT INTO events SELECT * FROM unnest($1::uuid[], ...)
+ *                        ON CONFLICT DO NOTHING, 17 binary array parameters
+ *                        (what daemon/store.c sends), attrs on
+ *   b  unnest_bin_noattrs  the same, attrs NULL ([store] attrs = false)
+ *   c  copy_staging      COPY events_staging FROM STDIN (FORMAT binary) into a
+ *                        TEMP table (created once per connection, ON COMMIT
+ *                        DELETE ROWS), then INSERT INTO events SELECT * FROM
+ *                        events_staging ON CONFLICT DO NOTHING, attrs on
+ *   d  unnest_text       as a, the arrays as text literals (reference)
+ *   e  copy_staging_noattrs  as c, attrs NULL
+ *   f  copy_direct       COPY straight into events, no ON CONFLICT: a ceiling
+ *                        only — the daemon cannot use it (one redelivered row
+ *                        fails the whole batch)
+ *   g  unnest_bin_noconflict  as a without ON CONFLICT DO NOTHING (reference:
+ *                        what the conflict check costs; not usable either)
+ *
+ * Every batch is one transaction, and as in the daemon it also upserts the
+ * ingest_checkpoint row: the unnest variants send INSERT + upsert + Sync in
+ * pipeline mode (one round trip, like store.c); the COPY variants send one
+ * simple query "BEGIN; COPY ...; INSERT ...; upsert; COMMIT" and stream the
+ * COPY data in the middle of it (also one round trip).
+ *
+ * Rows: the device samples (FIXTURES, NAME.topic.txt + NAME.json) decoded by
+ * the real routes and decoders, then per row a unique id (UUIDv8 from
+ * SHA-256, random-looking like the real ids), an event time today (ascending,
+ * between midnight and now in the server's time zone, so in today's
+ * partition), received time, journal seq, one of 4 communities and 8 devices
+ * per sample; `record` is the packed gridbridge.v1.Event and `attrs` its
+ * canonical JSON, exactly as daemon/pipeline.c makes them. All rows are made
+ * before the timing; the timed part is building the parameters (or COPY
+ * data) from the rows, sending, and the server's work up to the commit.
+ *
+ * The schema: `DROP SCHEMA bench_store CASCADE`, CREATE, then the daemon's
+ * migrations (schema_migrations()) and gridbridge_maintain_partitions(7, 0)
+ * in it. A warm-up pass (untimed, method a), then before every variant:
+ * TRUNCATE events, CHECKPOINT (when the role may: pg_checkpoint), a new
+ * connection.
+ *
+ * usage: bench_store [-v VARIANTS] [-f FIXTURES] [-s SEED] [-k] [-W]
+ *                    [-p RECORD_FACTOR:ATTRS_FACTOR] CONNINFO [ROWS [BATCH]]
+ *   VARIANTS  letters in the order to run, default "abcdef"
+ *   ROWS      default 200000; BATCH default 500 (the daemon's batch_rows)
+ *   -k        keep the bench_store schema afterwards
+ *   -W        no warm-up (by default all rows are inserted once by method a,
+ *             untimed, before the variants: WAL segment files, caches)
+ *   -p        make every row's record and attrs that many times bigger
+ *             (padding, see pad_row), e.g. -p 2:1.6: bigger devices' rows
+ *
+ * After each variant the stored rows are checksummed (untimed): variants
+ * with the same attrs setting must have stored the same rows, or it fails.
+ *
+ * One line per variant on stdout:
+ *   variant=a method=unnest_bin attrs=on rows=... seconds=... rows_per_s=...
+ *   ratio=... client_cpu_us_row=... server_cpu_us_row=... wal_bytes_row=...
+ *   table_bytes_row=...
+ * ratio is rows/s over variant a's in this run ("-" without a). server CPU
+ * is the backend's utime+stime from /proc (same machine), 10 ms ticks.
+ * Exit status 0, 1 on a database error, 2 on a usage error.
+ */
+#include <dirent.h>
+#include <endian.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "decode.h"
+#include "event_json.h"
+#include "schema.h"
+#include "sha256.h"
+
+#ifndef FIXTURES_DIR
+#define FIXTURES_DIR "tests/fixtures/devices"
+#endif
+
+#define SCHEMA "bench_store"
+#define NODE "bench-store"
+#define EV_COLS 17
+
+/* ---- rows ------------------------------------------------------------- */
+
+struct row {
+	uint8_t id[16];
+	int64_t event_time_us, received_us;
+	const char *community_id, *device_id;	/* shared strings */
+	const char *device_class, *event_type, *severity, *vendor, *route, *source_topic;
+	uint64_t journal_seq;
+	bool clock_skewed;
+	const char *plate;
+	uint8_t *record;
+	size_t record_len;
+	char *attrs;
+	size_t attrs_len;
+};
+
+struct sample {
+	char name[64];
+	char topic[256];
+	char *payload;
+	size_t len;
+	/* strings of the decoded sample, shared by its rows */
+	char *device_class, *event_type, *severity, *vendor, *route, *source_topic, *plate;
+	char *devices[8];
+};
+
+static const struct {
+	const char *name, *pattern, *decoder, *class;
+} routes_def[] = {
+	{ "access", "sac/{community}/access/{device}/event", "access", "access_gate" },
+	{ "vehicle", "sac/{community}/vehicle/{device}/event", "hikvision", "vehicle_barrier" },
+	{ "camera", "sac/{community}/camera/{device}/alarm", "camera_alarm", "camera" },
+	{ "peephole", "sac/{community}/peephole/{device}/event", "peephole", "peephole" },
+	{ "gateway", "sac/{community}/gateway/{device}/status", "gateway", "gateway" },
+	{ "z2m-bridge", "zigbee2mqtt/bridge/state", "z2m_bridge", "gateway" },
+	{ "z2m-avail", "zigbee2mqtt/{device...}/availability", "z2m_availability", "door_sensor" },
+	{ "z2m", "zigbee2mqtt/{device...}", "z2m_device", "door_sensor" },
+};
+#define NROUTES (sizeof(routes_def) / sizeof(routes_def[0]))
+
+/* The stored events of a community, by sample: gate and door events
+ * dominate, heartbeats and availability are stored too. Weights in
+ * percent; samples not listed are not used. */
+static const struct {
+	const char *name;
+	int weight;
+} mix[] = {
+	{ "gate_person_access_hikvision", 22 },
+	{ "gate_person_access_dahua", 12 },
+	{ "vehicle_barrier_anpr_hikvision", 14 },
+	{ "door_contact_z2m_state", 14 },
+	{ "door_contact_z2m_availability", 8 },
+	{ "device_heartbeat_hikvision", 14 },
+	{ "gateway_heartbeat", 6 },
+	{ "peephole_linger_event", 5 },
+	{ "camera_alarm_high_altitude_throwing", 4 },
+	{ "gateway_lwt", 1 },
+};
+
+static const char *communities[4] = {
+	"340104050101", "340104050102", "340104050103", "340104050104",
+};
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double
+cpu_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void *
+xmalloc(size_t n)
+{
+	void *p = malloc(n != 0 ? n : 1);
+	if (p == NULL) {
+		fprintf(stderr, "bench_store: out of memory\n");
+		exit(1);
+	}
+	return p;
+}
+
+static char *
+xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	return memcpy(xmalloc(n), s, n);
+}
+
+static char *
+slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *b = xmalloc((size_t)n + 1);
+	if (n < 0 || fread(b, 1, (size_t)n, f) != (size_t)n) {
+		fclose(f);
+		free(b);
+		return NULL;
+	}
+	fclose(f);
+	b[n] = '\0';
+	*len = (size_t)n;
+	return b;
+}
+
+/* The enum value's name in lower case without its prefix (as pipeline.c). */
+static char *
+enum_name(const ProtobufCEnumDescriptor *d, int v, size_t prefix)
+{
+	const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
+	const char *n = ev != NULL && strlen(ev->name) > prefix ? ev->name + prefix : "unspecified";
+	char *s = xstrdup(n);
+
+	for (char *p = s; *p != '\0'; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	return s;
+}
+
+static int
+load_samples(const char *dir, struct sample *samples, size_t max, size_t *ns)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	*ns = 0;
+	if (d == NULL) {
+		fprintf(stderr, "bench_store: cannot open %s\n", dir);
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL && *ns < max) {
+		size_t l = strlen(de->d_name);
+		if (l < 6 || strcmp(de->d_name + l - 5, ".json") != 0)
+			continue;
+		char path[1024];
+		size_t tl;
+		struct sample *s = &samples[*ns];
+		memset(s, 0, sizeof(*s));
+		snprintf(path, sizeof(path), "%s/%.*s.topic.txt", dir, (int)(l - 5), de->d_name);
+		char *t = slurp(path, &tl);
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		s->payload = slurp(path, &s->len);
+		if (t == NULL || s->payload == NULL) {
+			free(t);
+			free(s->payload);
+			continue;
+		}
+		/* Devices send compact JSON; the fixtures are pretty-printed. */
+		json_t *j = json_loadb(s->payload, s->len, 0, NULL);
+		if (j != NULL) {
+			char *c = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+			json_decref(j);
+			free(s->payload);
+			s->payload = c;
+			s->len = strlen(c);
+		}
+		t[strcspn(t, "\r\n")] = '\0';
+		snprintf(s->topic, sizeof(s->topic), "%s", t);
+		snprintf(s->name, sizeof(s->name), "%.*s", (int)(l - 5), de->d_name);
+		free(t);
+		(*ns)++;
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Padding (-p): rows made bigger than the samples' by factors, with
+ * pseudo-random lower-case text (about as compressible as URLs and ids):
+ * `record` gets an unknown length-delimited field (number 15000; a decoder
+ * skips it, so the bytes stay a valid Event), `attrs` a "pad" member. */
+static uint32_t pad_state = 12345;
+
+static void
+pad_text(char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		pad_state = pad_state * 1664525u + 1013904223u;
+		p[i] = (char)('a' + (pad_state >> 8) % 26);
+	}
+}
+
+static size_t
+put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		p[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+static void
+pad_row(struct row *r, double rec_factor, double attrs_factor)
+{
+	size_t want = (size_t)((double)r->record_len * rec_factor);
+	if (want > r->record_len + 8) {
+		size_t body = want - r->record_len - 6;
+		uint8_t *n = xmalloc(want + 16);
+		memcpy(n, r->record, r->record_len);
+		size_t o = r->record_len;
+		o += put_varint(n + o, (15000u << 3) | 2);
+		o += put_varint(n + o, body);
+		pad_text((char *)n + o, body);
+		o += body;
+		free(r->record);
+		r->record = n;
+		r->record_len = o;
+	}
+	want = (size_t)((double)r->attrs_len * attrs_factor);
+	if (want > r->attrs_len + 12 && r->attrs_len >= 2 && r->attrs[r->attrs_len - 1] == '}') {
+		size_t body = want - r->attrs_len - 10;
+		char *n = xmalloc(want + 16);
+		memcpy(n, r->attrs, r->attrs_len - 1);
+		size_t o = r->attrs_len - 1;
+		memcpy(n + o, ",\"pad\":\"", 8);
+		o += 8;
+		pad_text(n + o, body);
+		o += body;
+		memcpy(n + o, "\"}", 3);
+		o += 2;
+		free(r->attrs);
+		r->attrs = n;
+		r->attrs_len = o;
+	}
+}
+
+struct gen_stats {
+	double pack_s, json_s;
+	size_t record_bytes, attrs_bytes;
+	size_t record_min, record_max, attrs_min, attrs_max;
+};
+
+/* Makes `n` rows with event times spread over [t0, t1]. */
+static struct row *
+make_rows(size_t n, struct sample *samples, size_t ns, struct route *routes, uint32_t seed,
+    int64_t t0, int64_t t1, double rec_factor, double attrs_factor, struct gen_stats *st)
+{
+	size_t order[100], norder = 0;
+	struct row *rows = calloc(n, sizeof(*rows));
+	struct decode_out out;
+	uint8_t *pack = NULL;
+	size_t packcap = 0;
+
+	if (rows == NULL) {
+		fprintf(stderr, "bench_store: out of memory\n");
+		exit(1);
+	}
+	for (size_t m = 0; m < sizeof(mix) / sizeof(mix[0]); m++)
+		for (size_t i = 0; i < ns; i++)
+			if (strcmp(samples[i].name, mix[m].name) == 0)
+				for (int w = 0; w < mix[m].weight && norder < 100; w++)
+					order[norder++] = i;
+	if (norder == 0) {
+		fprintf(stderr, "bench_store: none of the mix's samples found\n");
+		exit(1);
+	}
+	/* A fixed shuffle of the schedule, so classes interleave. */
+	uint32_t x = seed * 2654435761u + 1;
+	for (size_t i = norder - 1; i > 0; i--) {
+		x = x * 1664525u + 1013904223u;
+		size_t j = (x >> 8) % (i + 1);
+		size_t t = order[i];
+		order[i] = order[j];
+		order[j] = t;
+	}
+
+	memset(st, 0, sizeof(*st));
+	st->record_min = st->attrs_min = SIZE_MAX;
+	decode_out_init(&out);
+	for (size_t i = 0; i < n; i++) {
+		struct sample *s = &samples[order[i % norder]];
+		struct row *r = &rows[i];
+		struct route_match m;
+		const struct route *rt = decode_find_route(routes, NROUTES, s->topic,
+		    strlen(s->topic), &m);
+		int64_t et = t0 + (int64_t)((double)(t1 - t0) * (double)i / (double)n);
+		if (rt == NULL) {
+			fprintf(stderr, "bench_store: no route for %s\n", s->topic);
+			exit(1);
+		}
+		struct decode_in in = {
+			.route = rt, .match = &m, .topic = s->topic, .topic_len = strlen(s->topic),
+			.payload = (const uint8_t *)s->payload, .payload_len = s->len,
+			.received_us = et + 150000, .journal_seq = i + 1,
+			.max_skew_us = 300000000LL,
+		};
+		if (decode_record(&in, &out) != 0) {
+			fprintf(stderr, "bench_store: %s does not decode: %s\n", s->name, out.reason);
+			exit(1);
+		}
+		Event *ev = &out.ev;
+		/* Unique id: a UUIDv8 over SHA-256 of (seed, row), as random as the
+		 * daemon's. */
+		struct sha256 h;
+		uint8_t dig[32];
+		char key[64];
+		int kl = snprintf(key, sizeof(key), "bench_store/%u/%zu", seed, i);
+		sha256_init(&h);
+		sha256_update(&h, key, (size_t)kl);
+		sha256_final(&h, dig);
+		memcpy(r->id, dig, 16);
+		r->id[6] = (uint8_t)((r->id[6] & 0x0f) | 0x80);
+		r->id[8] = (uint8_t)((r->id[8] & 0x3f) | 0x80);
+		ev->id.data = r->id;
+		ev->id.len = 16;
+		ev->event_time_us = et;
+		ev->received_time_us = et + 150000;
+		ev->clock_skewed = false;
+		size_t dev = (i / norder + i) % 8;
+		if (s->devices[0] == NULL) {
+			/* The sample's own strings, once. */
+			for (int k = 0; k < 8; k++) {
+				char b[256];
+				snprintf(b, sizeof(b), "%s-%02d", ev->device_id, k + 1);
+				s->devices[k] = xstrdup(b);
+			}
+			s->device_class = xstrdup(decode_class_name(ev->device_class));
+			s->event_type = enum_name(&gridbridge__v1__event_type__descriptor,
+			    ev->event_type, 11);
+			s->severity = enum_name(&gridbridge__v1__severity__descriptor, ev->severity, 9);
+			s->vendor = xstrdup(ev->vendor);
+			s->route = xstrdup(ev->route);
+			s->source_topic = xstrdup(ev->source_topic);
+			if (ev->body_case == GRIDBRIDGE__V1__EVENT__BODY_VEHICLE && ev->vehicle != NULL &&
+			    ev->vehicle->plate_normalized != NULL && ev->vehicle->plate_normalized[0])
+				s->plate = xstrdup(ev->vehicle->plate_normalized);
+		}
+		ev->device_id = s->devices[dev];
+		ev->community_id = (char *)communities[(i / 8) % 4];
+
+		double c0 = cpu_s();
+		size_t pn = gridbridge__v1__event__get_packed_size(ev);
+		if (pn > packcap) {
+			free(pack);
+			packcap = pn * 2;
+			pack = xmalloc(packcap);
+		}
+		gridbridge__v1__event__pack(ev, pack);
+		r->record = xmalloc(pn);
+		memcpy(r->record, pack, pn);
+		r->record_len = pn;
+		double c1 = cpu_s();
+		json_t *j = event_json(&ev->base);
+		r->attrs = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_decref(j);
+		double c2 = cpu_s();
+		if (r->attrs == NULL) {
+			fprintf(stderr, "bench_store: event_json failed\n");
+			exit(1);
+		}
+		r->attrs_len = strlen(r->attrs);
+		st->pack_s += c1 - c0;
+		st->json_s += c2 - c1;
+		if (rec_factor > 1 || attrs_factor > 1) {
+			pad_row(r, rec_factor, attrs_factor);
+			Event *chk = gridbridge__v1__event__unpack(NULL, r->record_len, r->record);
+			if (chk == NULL || chk->journal_seq != i + 1) {
+				fprintf(stderr, "bench_store: padded record does not unpack\n");
+				exit(1);
+			}
+			gridbridge__v1__event__free_unpacked(chk, NULL);
+		}
+
+		r->event_time_us = et;
+		r->received_us = et + 150000;
+		r->community_id = ev->community_id;
+		r->device_id = ev->device_id;
+		r->device_class = s->device_class;
+		r->event_type = s->event_type;
+		r->severity = s->severity;
+		r->vendor = s->vendor;
+		r->route = s->route;
+		r->source_topic = s->source_topic;
+		r->journal_seq = i + 1;
+		r->clock_skewed = false;
+		r->plate = s->plate;
+
+		st->record_bytes += r->record_len;
+		st->attrs_bytes += r->attrs_len;
+		if (r->record_len < st->record_min)
+			st->record_min = r->record_len;
+		if (r->record_len > st->record_max)
+			st->record_max = r->record_len;
+		if (r->attrs_len < st->attrs_min)
+			st->attrs_min = r->attrs_len;
+		if (r->attrs_len > st->attrs_max)
+			st->attrs_max = r->attrs_len;
+	}
+	decode_out_free(&out);
+	free(pack);
+	return rows;
+}
+
+/* ---- a growable buffer ------------------------------------------------ */
+
+struct buf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+static void
+buf_reserve(struct buf *b, size_t more)
+{
+	if (b->len + more <= b->cap)
+		return;
+	size_t cap = b->cap ? b->cap : 4096;
+	while (cap < b->len + more)
+		cap *= 2;
+	uint8_t *n = realloc(b->p, cap);
+	if (n == NULL) {
+		fprintf(stderr, "bench_store: out of memory\n");
+		exit(1);
+	}
+	b->p = n;
+	b->cap = cap;
+}
+
+static void
+buf_put(struct buf *b, const void *d, size_t n)
+{
+	buf_reserve(b, n);
+	memcpy(b->p + b->len, d, n);
+	b->len += n;
+}
+
+static void
+buf_be16(struct buf *b, uint16_t v)
+{
+	v = htobe16(v);
+	buf_put(b, &v, 2);
+}
+
+static void
+buf_be32(struct buf *b, uint32_t v)
+{
+	v = htobe32(v);
+	buf_put(b, &v, 4);
+}
+
+static void
+buf_be64(struct buf *b, uint64_t v)
+{
+	v = htobe64(v);
+	buf_put(b, &v, 8);
+}
+
+static void
+buf_str(struct buf *b, const char *s)
+{
+	buf_put(b, s, strlen(s));
+}
+
+/* ---- binary arrays: as daemon/store.c's pgarr ------------------------- */
+
+#define OID_BOOL 16
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_TEXT 25
+#define OID_TIMESTAMPTZ 1184
+#define OID_UUID 2950
+#define OID_JSONB 3802
+
+/* µs between the Unix epoch and PostgreSQL's (2000-01-01). */
+#define PG_EPOCH_US 946684800000000LL
+
+static const uint32_t ev_oids[EV_COLS] = {
+	OID_UUID, OID_TIMESTAMPTZ, OID_TIMESTAMPTZ, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT,
+	OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_INT8, OID_BOOL, OID_TEXT,
+	OID_BYTEA, OID_JSONB,
+};
+
+#define ARR_HEADER 20
+
+struct pgarr {
+	struct buf b;
+	uint32_t n, oid;
+	bool has_null;
+};
+
+static void
+arr_reset(struct pgarr *a, uint32_t oid)
+{
+	a->b.len = 0;
+	buf_reserve(&a->b, ARR_HEADER);
+	a->b.len = ARR_HEADER;
+	a->n = 0;
+	a->oid = oid;
+	a->has_null = false;
+}
+
+static void
+arr_add(struct pgarr *a, const void *data, size_t len)
+{
+	if (data == NULL) {
+		buf_be32(&a->b, 0xffffffffu);
+		a->has_null = true;
+	} else {
+		buf_be32(&a->b, (uint32_t)len);
+		buf_put(&a->b, data, len);
+	}
+	a->n++;
+}
+
+static void
+arr_add_text(struct pgarr *a, const char *s)
+{
+	if (s == NULL)
+		arr_add(a, NULL, 0);
+	else
+		arr_add(a, s, strlen(s));
+}
+
+static void
+arr_add_i64(struct pgarr *a, int64_t v)
+{
+	uint64_t be = htobe64((uint64_t)v);
+	arr_add(a, &be, 8);
+}
+
+static void
+arr_add_jsonb(struct pgarr *a, const char *j, size_t n)
+{
+	/* jsonb's binary input: a version byte, then the text. */
+	buf_be32(&a->b, (uint32_t)(n + 1));
+	uint8_t v = 1;
+	buf_put(&a->b, &v, 1);
+	buf_put(&a->b, j, n);
+	a->n++;
+}
+
+static const uint8_t *
+arr_finish(struct pgarr *a, int *len)
+{
+	uint8_t *p = a->b.p;
+	uint32_t v[5] = { htobe32(1), htobe32(a->has_null ? 1 : 0), htobe32(a->oid),
+		htobe32(a->n), htobe32(1) };
+
+	if (a->n == 0) {
+		uint32_t e[3] = { 0, 0, htobe32(a->oid) };
+		memcpy(p + 8, e, 12);
+		*len = 12;
+		return p + 8;
+	}
+	memcpy(p, v, 20);
+	*len = (int)a->b.len;
+	return p;
+}
+
+/* ---- text arrays ------------------------------------------------------ */
+
+static const char hexd[] = "0123456789abcdef";
+
+/* One quoted element of an array literal; `s` escaped for it. */
+static void
+tarr_quoted(struct buf *b, const char *s, size_t n)
+{
+	buf_reserve(b, 2 * n + 3);
+	b->p[b->len++] = '"';
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (c == '"' || c == '\\')
+			b->p[b->len++] = '\\';
+		b->p[b->len++] = (uint8_t)c;
+	}
+	b->p[b->len++] = '"';
+}
+
+static void
+tarr_sep(struct buf *b, size_t i)
+{
+	buf_put(b, i == 0 ? "{" : ",", 1);
+}
+
+static void
+tarr_text(struct buf *b, size_t i, const char *s)
+{
+	tarr_sep(b, i);
+	if (s == NULL)
+		buf_str(b, "NULL");
+	else
+		tarr_quoted(b, s, strlen(s));
+}
+
+static void
+tarr_time(struct buf *b, size_t i, int64_t us)
+{
+	char t[64];
+	time_t sec = (time_t)(us / 1000000);
+	struct tm tm;
+	gmtime_r(&sec, &tm);
+	size_t n = strftime(t, sizeof(t), "%Y-%m-%d %H:%M:%S", &tm);
+	snprintf(t + n, sizeof(t) - n, ".%06lld+00", (long long)(us % 1000000));
+	tarr_sep(b, i);
+	tarr_quoted(b, t, strlen(t));
+}
+
+static void
+tarr_uuid(struct buf *b, size_t i, const uint8_t *id)
+{
+	char t[40];
+	size_t o = 0;
+	for (int k = 0; k < 16; k++) {
+		if (k == 4 || k == 6 || k == 8 || k == 10)
+			t[o++] = '-';
+		t[o++] = hexd[id[k] >> 4];
+		t[o++] = hexd[id[k] & 15];
+	}
+	t[o] = '\0';
+	tarr_sep(b, i);
+	buf_str(b, t);
+}
+
+static void
+tarr_bytea(struct buf *b, size_t i, const uint8_t *p, size_t n)
+{
+	tarr_sep(b, i);
+	buf_reserve(b, 2 * n + 6);
+	/* "\\x..." : the array literal's backslash escapes bytea's. */
+	memcpy(b->p + b->len, "\"\\\\x", 4);
+	b->len += 4;
+	for (size_t k = 0; k < n; k++) {
+		b->p[b->len++] = (uint8_t)hexd[p[k] >> 4];
+		b->p[b->len++] = (uint8_t)hexd[p[k] & 15];
+	}
+	b->p[b->len++] = '"';
+}
+
+static void
+tarr_raw(struct buf *b, size_t i, const char *s)
+{
+	tarr_sep(b, i);
+	buf_str(b, s);
+}
+
+static void
+tarr_end(struct buf *b)
+{
+	buf_put(b, "}", 2);	/* with the NUL: text parameters are C strings */
+}
+
+/* ---- the database ----------------------------------------------------- */
+
+static const char insert_events[] =
+    "INSERT INTO events (id, event_time, received_at, community_id, device_id,"
+    " device_class, event_type, severity, vendor, route, source_topic, journal_node,"
+    " journal_seq, clock_skewed, plate, record, attrs)"
+    " SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::text[],"
+    " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
+    " $12::text[], $13::int8[], $14::bool[], $15::text[], $16::bytea[], $17::jsonb[])"
+    " ON CONFLICT DO NOTHING";
+static const char insert_events_noconflict[] =
+    "INSERT INTO events (id, event_time, received_at, community_id, device_id,"
+    " device_class, event_type, severity, vendor, route, source_topic, journal_node,"
+    " journal_seq, clock_skewed, plate, record, attrs)"
+    " SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::text[],"
+    " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
+    " $12::text[], $13::int8[], $14::bool[], $15::text[], $16::bytea[], $17::jsonb[])";
+static const char upsert_checkpoint[] =
+    "INSERT INTO ingest_checkpoint (journal_node, journal_seq) VALUES ($1, $2)"
+    " ON CONFLICT (journal_node) DO UPDATE SET"
+    " journal_seq = greatest(ingest_checkpoint.journal_seq, excluded.journal_seq),"
+    " updated_at = now()";
+#define EVENT_COLUMNS "id, event_time, received_at, community_id, device_id," \
+    " device_class, event_type, severity, vendor, route, source_topic, journal_node," \
+    " journal_seq, clock_skewed, plate, record, attrs"
+
+static PGconn *
+db_connect(const char *conninfo)
+{
+	PGconn *c = PQconnectdb(conninfo);
+
+	if (PQstatus(c) != CONNECTION_OK) {
+		fprintf(stderr, "bench_store: cannot connect: %s", PQerrorMessage(c));
+		exit(1);
+	}
+	PGresult *r = PQexec(c, "SET search_path = " SCHEMA "; SET client_min_messages = warning");
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		fprintf(stderr, "bench_store: %s", PQerrorMessage(c));
+		exit(1);
+	}
+	PQclear(r);
+	return c;
+}
+
+/* Runs `sql`; exits on an error unless `may_fail`. Returns the result
+ * (the caller PQclear()s it) or NULL when it failed. */
+static PGresult *
+db_exec(PGconn *c, const char *sql, bool may_fail)
+{
+	PGresult *r = PQexec(c, sql);
+	ExecStatusType st = PQresultStatus(r);
+
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		if (!may_fail) {
+			fprintf(stderr, "bench_store: %.60s...: %s", sql, PQerrorMessage(c));
+			exit(1);
+		}
+		PQclear(r);
+		return NULL;
+	}
+	return r;
+}
+
+static long long
+db_int8(PGconn *c, const char *sql)
+{
+	PGresult *r = db_exec(c, sql, false);
+	long long v = PQntuples(r) > 0 && !PQgetisnull(r, 0, 0) ?
+	    strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+	PQclear(r);
+	return v;
+}
+
+static void
+create_schema(const char *conninfo)
+{
+	PGconn *c = PQconnectdb(conninfo);
+	size_t n;
+	const struct schema_migration *m = schema_migrations(&n);
+
+	if (PQstatus(c) != CONNECTION_OK) {
+		fprintf(stderr, "bench_store: cannot connect: %s", PQerrorMessage(c));
+		exit(1);
+	}
+	PQclear(db_exec(c, "SET client_min_messages = warning;"
+	    "DROP SCHEMA IF EXISTS " SCHEMA " CASCADE; CREATE SCHEMA " SCHEMA ";"
+	    "SET search_path = " SCHEMA ";"
+	    "CREATE TABLE schema_migrations (version integer PRIMARY KEY,"
+	    " applied_at timestamptz NOT NULL DEFAULT now(), description text NOT NULL)",
+	    false));
+	for (size_t i = 0; i < n; i++) {
+		PQclear(db_exec(c, "BEGIN", false));
+		PQclear(db_exec(c, m[i].sql, false));
+		char q[512];
+		snprintf(q, sizeof(q), "INSERT INTO schema_migrations (version, description)"
+		    " VALUES (%d, '%s')", m[i].version, m[i].description);
+		PQclear(db_exec(c, q, false));
+		PQclear(db_exec(c, "COMMIT", false));
+	}
+	PQclear(db_exec(c, "SELECT gridbridge_maintain_partitions(7, 0)", false));
+	PQfinish(c);
+}
+
+static void
+drop_schema(const char *conninfo)
+{
+	PGconn *c = PQconnectdb(conninfo);
+	if (PQstatus(c) == CONNECTION_OK)
+		PQclear(db_exec(c, "SET client_min_messages = warning;"
+		    "DROP SCHEMA IF EXISTS " SCHEMA " CASCADE", true));
+	PQfinish(c);
+}
+
+/* utime + stime of process `pid` in seconds, or -1. */
+static double
+proc_cpu_s(int pid)
+{
+	char path[64], line[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	size_t n = fread(line, 1, sizeof(line) - 1, f);
+	fclose(f);
+	line[n] = '\0';
+	char *p = strrchr(line, ')');
+	if (p == NULL)
+		return -1;
+	unsigned long long ut = 0, st = 0;
+	/* after ")": state(3) ... utime(14) stime(15) */
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+	    &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* ---- variants --------------------------------------------------------- */
+
+enum method { M_UNNEST_BIN, M_UNNEST_TEXT, M_COPY_STAGING, M_COPY_DIRECT,
+	M_UNNEST_BIN_NOCONFLICT };
+
+struct variant {
+	char letter;
+	const char *name;
+	enum method method;
+	bool attrs;
+};
+
+static const struct variant variants[] = {
+	{ 'a', "unnest_bin", M_UNNEST_BIN, true },
+	{ 'b', "unnest_bin_noattrs", M_UNNEST_BIN, false },
+	{ 'c', "copy_staging", M_COPY_STAGING, true },
+	{ 'd', "unnest_text", M_UNNEST_TEXT, true },
+	{ 'e', "copy_staging_noattrs", M_COPY_STAGING, false },
+	{ 'f', "copy_direct", M_COPY_DIRECT, true },
+	{ 'g', "unnest_bin_noconflict", M_UNNEST_BIN_NOCONFLICT, true },
+};
+
+struct enc {
+	struct pgarr arr[EV_COLS];
+	struct buf text[EV_COLS];
+	struct buf copy;
+	char sql[1024];
+};
+
+/* Reads results up to the pipeline's Sync; exits on an error. */
+static void
+pipeline_results(PGconn *c)
+{
+	for (;;) {
+		PGresult *r = PQgetResult(c);
+		if (r == NULL) {
+			if (PQstatus(c) != CONNECTION_OK) {
+				fprintf(stderr, "bench_store: connection lost: %s", PQerrorMessage(c));
+				exit(1);
+			}
+			continue;	/* between two statements' results */
+		}
+		ExecStatusType st = PQresultStatus(r);
+		if (st == PGRES_PIPELINE_SYNC) {
+			PQclear(r);
+			return;
+		}
+		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+			fprintf(stderr, "bench_store: batch failed: %s", PQresultErrorMessage(r));
+			exit(1);
+		}
+		PQclear(r);
+	}
+}
+
+static void
+batch_unnest_bin(PGconn *c, struct enc *e, const struct row *rows, size_t n, bool attrs,
+    const char *sql)
+{
+	struct pgarr *a = e->arr;
+	const char *vals[EV_COLS];
+	int lens[EV_COLS], fmts[EV_COLS];
+
+	for (int k = 0; k < EV_COLS; k++)
+		arr_reset(&a[k], ev_oids[k]);
+	for (size_t i = 0; i < n; i++) {
+		const struct row *r = &rows[i];
+		uint8_t skewed = r->clock_skewed ? 1 : 0;
+		arr_add(&a[0], r->id, 16);
+		arr_add_i64(&a[1], r->event_time_us - PG_EPOCH_US);
+		arr_add_i64(&a[2], r->received_us - PG_EPOCH_US);
+		arr_add_text(&a[3], r->community_id);
+		arr_add_text(&a[4], r->device_id);
+		arr_add_text(&a[5], r->device_class);
+		arr_add_text(&a[6], r->event_type);
+		arr_add_text(&a[7], r->severity);
+		arr_add_text(&a[8], r->vendor);
+		arr_add_text(&a[9], r->route);
+		arr_add_text(&a[10], r->source_topic);
+		arr_add_text(&a[11], NODE);
+		arr_add_i64(&a[12], (int64_t)r->journal_seq);
+		arr_add(&a[13], &skewed, 1);
+		arr_add_text(&a[14], r->plate);
+		arr_add(&a[15], r->record, r->record_len);
+		if (attrs)
+			arr_add_jsonb(&a[16], r->attrs, r->attrs_len);
+		else
+			arr_add(&a[16], NULL, 0);
+	}
+	for (int k = 0; k < EV_COLS; k++) {
+		vals[k] = (const char *)arr_finish(&a[k], &lens[k]);
+		fmts[k] = 1;
+	}
+	char seq[32];
+	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)rows[n - 1].journal_seq);
+	const char *cvals[2] = { NODE, seq };
+	if (PQsendQueryParams(c, sql, EV_COLS, NULL, vals, lens, fmts, 0) == 0 ||
+	    PQsendQueryParams(c, upsert_checkpoint, 2, NULL, cvals, NULL, NULL, 0) == 0 ||
+	    PQpipelineSync(c) == 0) {
+		fprintf(stderr, "bench_store: send failed: %s", PQerrorMessage(c));
+		exit(1);
+	}
+	pipeline_results(c);
+}
+
+static void
+batch_unnest_text(PGconn *c, struct enc *e, const struct row *rows, size_t n, bool attrs)
+{
+	struct buf *t = e->text;
+	const char *vals[EV_COLS];
+	char num[32];
+
+	for (int k = 0; k < EV_COLS; k++)
+		t[k].len = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct row *r = &rows[i];
+		tarr_uuid(&t[0], i, r->id);
+		tarr_time(&t[1], i, r->event_time_us);
+		tarr_time(&t[2], i, r->received_us);
+		tarr_text(&t[3], i, r->community_id);
+		tarr_text(&t[4], i, r->device_id);
+		tarr_text(&t[5], i, r->device_class);
+		tarr_text(&t[6], i, r->event_type);
+		tarr_text(&t[7], i, r->severity);
+		tarr_text(&t[8], i, r->vendor);
+		tarr_text(&t[9], i, r->route);
+		tarr_text(&t[10], i, r->source_topic);
+		tarr_text(&t[11], i, NODE);
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)r->journal_seq);
+		tarr_raw(&t[12], i, num);
+		tarr_raw(&t[13], i, r->clock_skewed ? "t" : "f");
+		tarr_text(&t[14], i, r->plate);
+		tarr_bytea(&t[15], i, r->record, r->record_len);
+		if (attrs) {
+			tarr_sep(&t[16], i);
+			tarr_quoted(&t[16], r->attrs, r->attrs_len);
+		} else {
+			tarr_raw(&t[16], i, "NULL");
+		}
+	}
+	for (int k = 0; k < EV_COLS; k++) {
+		tarr_end(&t[k]);
+		vals[k] = (const char *)t[k].p;
+	}
+	char seq[32];
+	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)rows[n - 1].journal_seq);
+	const char *cvals[2] = { NODE, seq };
+	if (PQsendQueryParams(c, insert_events, EV_COLS, NULL, vals, NULL, NULL, 0) == 0 ||
+	    PQsendQueryParams(c, upsert_checkpoint, 2, NULL, cvals, NULL, NULL, 0) == 0 ||
+	    PQpipelineSync(c) == 0) {
+		fprintf(stderr, "bench_store: send failed: %s", PQerrorMessage(c));
+		exit(1);
+	}
+	pipeline_results(c);
+}
+
+/* One field of a binary COPY tuple. */
+static void
+copy_field(struct buf *b, const void *d, size_t n)
+{
+	if (d == NULL) {
+		buf_be32(b, 0xffffffffu);
+		return;
+	}
+	buf_be32(b, (uint32_t)n);
+	buf_put(b, d, n);
+}
+
+static void
+copy_text(struct buf *b, const char *s)
+{
+	copy_field(b, s, s != NULL ? strlen(s) : 0);
+}
+
+static void
+copy_i64(struct buf *b, int64_t v)
+{
+	buf_be32(b, 8);
+	buf_be64(b, (uint64_t)v);
+}
+
+static void
+batch_copy(PGconn *c, struct enc *e, const struct row *rows, size_t n, bool attrs,
+    bool direct)
+{
+	struct buf *b = &e->copy;
+	static const uint8_t sig[11] = { 'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0 };
+
+	b->len = 0;
+	buf_put(b, sig, sizeof(sig));
+	buf_be32(b, 0);		/* flags */
+	buf_be32(b, 0);		/* header extension */
+	for (size_t i = 0; i < n; i++) {
+		const struct row *r = &rows[i];
+		uint8_t skewed = r->clock_skewed ? 1 : 0;
+		buf_be16(b, EV_COLS);
+		copy_field(b, r->id, 16);
+		copy_i64(b, r->event_time_us - PG_EPOCH_US);
+		copy_i64(b, r->received_us - PG_EPOCH_US);
+		copy_text(b, r->community_id);
+		copy_text(b, r->device_id);
+		copy_text(b, r->device_class);
+		copy_text(b, r->event_type);
+		copy_text(b, r->severity);
+		copy_text(b, r->vendor);
+		copy_text(b, r->route);
+		copy_text(b, r->source_topic);
+		copy_text(b, NODE);
+		copy_i64(b, (int64_t)r->journal_seq);
+		copy_field(b, &skewed, 1);
+		copy_text(b, r->plate);
+		copy_field(b, r->record, r->record_len);
+		if (attrs) {
+			buf_be32(b, (uint32_t)(r->attrs_len + 1));
+			uint8_t v = 1;
+			buf_put(b, &v, 1);
+			buf_put(b, r->attrs, r->attrs_len);
+		} else {
+			copy_field(b, NULL, 0);
+		}
+	}
+	buf_be16(b, 0xffff);	/* trailer */
+
+	/* One simple query, the COPY data streamed in its middle: one round
+	 * trip, one transaction. */
+	if (direct)
+		snprintf(e->sql, sizeof(e->sql), "BEGIN;"
+		    "COPY events (" EVENT_COLUMNS ") FROM STDIN (FORMAT binary);"
+		    "INSERT INTO ingest_checkpoint (journal_node, journal_seq) VALUES ('" NODE "', %llu)"
+		    " ON CONFLICT (journal_node) DO UPDATE SET"
+		    " journal_seq = greatest(ingest_checkpoint.journal_seq, excluded.journal_seq),"
+		    " updated_at = now();COMMIT",
+		    (unsigned long long)rows[n - 1].journal_seq);
+	else
+		snprintf(e->sql, sizeof(e->sql), "BEGIN;"
+		    "COPY events_staging FROM STDIN (FORMAT binary);"
+		    "INSERT INTO events SELECT * FROM events_staging ON CONFLICT DO NOTHING;"
+		    "INSERT INTO ingest_checkpoint (journal_node, journal_seq) VALUES ('" NODE "', %llu)"
+		    " ON CONFLICT (journal_node) DO UPDATE SET"
+		    " journal_seq = greatest(ingest_checkpoint.journal_seq, excluded.journal_seq),"
+		    " updated_at = now();COMMIT",
+		    (unsigned long long)rows[n - 1].journal_seq);
+	if (PQsendQuery(c, e->sql) == 0) {
+		fprintf(stderr, "bench_store: send failed: %s", PQerrorMessage(c));
+		exit(1);
+	}
+	PGresult *r;
+	bool copied = false;
+	while ((r = PQgetResult(c)) != NULL) {
+		ExecStatusType st = PQresultStatus(r);
+		if (st == PGRES_COPY_IN && !copied) {
+			copied = true;
+			PQclear(r);
+			if (PQputCopyData(c, (const char *)b->p, (int)b->len) != 1 ||
+			    PQputCopyEnd(c, NULL) != 1) {
+				fprintf(stderr, "bench_store: COPY failed: %s", PQerrorMessage(c));
+				exit(1);
+			}
+			continue;
+		}
+		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+			fprintf(stderr, "bench_store: batch failed: %s", PQresultErrorMessage(r));
+			exit(1);
+		}
+		PQclear(r);
+	}
+	if (!copied) {
+		fprintf(stderr, "bench_store: the server asked for no COPY data\n");
+		exit(1);
+	}
+}
+
+struct result {
+	double seconds, client_cpu, server_cpu;
+	long long wal_bytes, table_bytes, rows_stored, rows_default;
+	char content[64];	/* a checksum of every stored row's text */
+};
+
+static const char table_size_sql[] =
+    "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0)::int8 FROM pg_inherits"
+    " WHERE inhparent = '" SCHEMA ".events'::regclass";
+
+static struct result
+run_variant(const char *conninfo, const struct variant *v, const struct row *rows, size_t n,
+    size_t batch, bool *checkpoint_ok)
+{
+	struct result res = { 0 };
+	struct enc e;
+	PGconn *c = db_connect(conninfo);
+
+	memset(&e, 0, sizeof(e));
+	PQclear(db_exec(c, "TRUNCATE events; TRUNCATE ingest_checkpoint", false));
+	PGresult *cr = db_exec(c, "CHECKPOINT", true);
+	*checkpoint_ok = cr != NULL;
+	PQclear(cr);
+	if (v->method == M_COPY_STAGING)
+		PQclear(db_exec(c, "CREATE TEMP TABLE events_staging (LIKE events)"
+		    " ON COMMIT DELETE ROWS", false));
+	long long wal0 = db_int8(c, "SELECT (pg_current_wal_lsn() - '0/0')::int8");
+	int pid = PQbackendPID(c);
+	if ((v->method == M_UNNEST_BIN || v->method == M_UNNEST_TEXT ||
+	    v->method == M_UNNEST_BIN_NOCONFLICT) &&
+	    PQenterPipelineMode(c) != 1) {
+		fprintf(stderr, "bench_store: cannot enter pipeline mode\n");
+		exit(1);
+	}
+
+	double s0 = proc_cpu_s(pid), c0 = cpu_s(), t0 = now_s();
+	for (size_t i = 0; i < n; i += batch) {
+		size_t k = n - i < batch ? n - i : batch;
+		switch (v->method) {
+		case M_UNNEST_BIN:
+			batch_unnest_bin(c, &e, rows + i, k, v->attrs, insert_events);
+			break;
+		case M_UNNEST_BIN_NOCONFLICT:
+			batch_unnest_bin(c, &e, rows + i, k, v->attrs, insert_events_noconflict);
+			break;
+		case M_UNNEST_TEXT:
+			batch_unnest_text(c, &e, rows + i, k, v->attrs);
+			break;
+		case M_COPY_STAGING:
+			batch_copy(c, &e, rows + i, k, v->attrs, false);
+			break;
+		case M_COPY_DIRECT:
+			batch_copy(c, &e, rows + i, k, v->attrs, true);
+			break;
+		}
+	}
+	res.seconds = now_s() - t0;
+	res.client_cpu = cpu_s() - c0;
+	double s1 = proc_cpu_s(pid);
+	res.server_cpu = s0 >= 0 && s1 >= 0 ? s1 - s0 : -1;
+
+	if (PQpipelineStatus(c) != PQ_PIPELINE_OFF)
+		PQexitPipelineMode(c);
+	res.wal_bytes = db_int8(c, "SELECT (pg_current_wal_lsn() - '0/0')::int8") - wal0;
+	res.rows_stored = db_int8(c, "SELECT count(*) FROM events");
+	res.rows_default = db_int8(c, "SELECT count(*) FROM events_default");
+	res.table_bytes = db_int8(c, table_size_sql);
+	PGresult *h = db_exec(c, "SELECT sum(hashtextextended(e::text, 0))::text FROM events e",
+	    false);
+	snprintf(res.content, sizeof(res.content), "%s", PQgetvalue(h, 0, 0));
+	PQclear(h);
+	PQfinish(c);
+	for (int k = 0; k < EV_COLS; k++) {
+		free(e.arr[k].b.p);
+		free(e.text[k].p);
+	}
+	free(e.copy.p);
+	return res;
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: bench_store [-v VARIANTS] [-f FIXTURES] [-s SEED] [-k] [-W]"
+	    " [-p RECORD_FACTOR:ATTRS_FACTOR]"
+	    " CONNINFO [ROWS [BATCH]]\n"
+	    "  VARIANTS: letters, default abcdef: a unnest_bin, b unnest_bin_noattrs,"
+	    " c copy_staging, d unnest_text, e copy_staging_noattrs, f copy_direct,"
+	    " g unnest_bin_noconflict\n");
+	exit(2);
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *vlist = "abcdef", *fixtures = FIXTURES_DIR;
+	uint32_t seed = 1;
+	bool keep = false, warmup = true;
+	int opt;
+
+	double rec_factor = 1, attrs_factor = 1;
+	while ((opt = getopt(argc, argv, "v:f:s:kp:W")) != -1) {
+		switch (opt) {
+		case 'W':
+			warmup = false;
+			break;
+		case 'p':
+			if (sscanf(optarg, "%lf:%lf", &rec_factor, &attrs_factor) != 2 ||
+			    rec_factor < 1 || attrs_factor < 1 || rec_factor > 100 || attrs_factor > 100)
+				usage();
+			break;
+		case 'v':
+			vlist = optarg;
+			break;
+		case 'f':
+			fixtures = optarg;
+			break;
+		case 's':
+			seed = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'k':
+			keep = true;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind >= argc || argc - optind > 3)
+		usage();
+	const char *conninfo = argv[optind];
+	long nrows = optind + 1 < argc ? strtol(argv[optind + 1], NULL, 10) : 200000;
+	long batch = optind + 2 < argc ? strtol(argv[optind + 2], NULL, 10) : 500;
+	if (nrows <= 0 || batch <= 0)
+		usage();
+	const struct variant *run[16];
+	size_t nrun = 0;
+	for (const char *p = vlist; *p != '\0'; p++) {
+		const struct variant *v = NULL;
+		for (size_t k = 0; k < sizeof(variants) / sizeof(variants[0]); k++)
+			if (variants[k].letter == *p)
+				v = &variants[k];
+		if (v == NULL || nrun == 16)
+			usage();
+		run[nrun++] = v;
+	}
+
+	/* Rows, decoded by the real routes and decoders. */
+	struct sample samples[64];
+	size_t ns;
+	struct route routes[NROUTES];
+	char err[128];
+	if (load_samples(fixtures, samples, 64, &ns) != 0 || ns == 0) {
+		fprintf(stderr, "bench_store: no samples in %s\n", fixtures);
+		return 1;
+	}
+	for (size_t i = 0; i < NROUTES; i++) {
+		memset(&routes[i], 0, sizeof(routes[i]));
+		routes[i].name = (char *)routes_def[i].name;
+		routes[i].community = (char *)"";
+		routes[i].tz_offset_min = 480;
+		routes[i].utc_is_local = true;
+		if (route_compile(&routes[i].pattern, routes_def[i].pattern, err, sizeof(err)) != 0 ||
+		    decoder_by_name(routes_def[i].decoder, &routes[i].decoder) != 0 ||
+		    decode_class_by_name(routes_def[i].class, &routes[i].device_class) != 0) {
+			fprintf(stderr, "bench_store: route %s: %s\n", routes_def[i].name, err);
+			return 1;
+		}
+	}
+
+	create_schema(conninfo);
+	/* Event times: today in the server's time zone, before now. */
+	PGconn *c = db_connect(conninfo);
+	int64_t now_us = db_int8(c, "SELECT (extract(epoch FROM now()) * 1000000)::int8");
+	int64_t day_us = db_int8(c,
+	    "SELECT (extract(epoch FROM current_date::timestamptz) * 1000000)::int8");
+	char sv[16];
+	snprintf(sv, sizeof(sv), "%d", PQserverVersion(c));
+	PQfinish(c);
+	int64_t span = (int64_t)nrows * 1000;	/* 1 ms apart */
+	int64_t t1 = now_us - 1000000;
+	if (t1 - span < day_us)
+		span = t1 - day_us > 0 ? t1 - day_us : 0;
+	if (t1 < day_us)
+		t1 = day_us;
+
+	struct gen_stats gs;
+	double g0 = now_s();
+	struct row *rows = make_rows((size_t)nrows, samples, ns, routes, seed, t1 - span, t1,
+	    rec_factor, attrs_factor, &gs);
+	printf("rows=%ld batch=%ld pad=%g:%g server_version=%s samples=%zu gen_seconds=%.1f"
+	    " record_bytes_mean=%zu record_bytes_min=%zu record_bytes_max=%zu"
+	    " attrs_bytes_mean=%zu attrs_bytes_min=%zu attrs_bytes_max=%zu"
+	    " pack_us_row=%.2f attrs_json_us_row=%.2f\n",
+	    nrows, batch, rec_factor, attrs_factor, sv, ns, now_s() - g0,
+	    gs.record_bytes / (size_t)nrows, gs.record_min, gs.record_max,
+	    gs.attrs_bytes / (size_t)nrows, gs.attrs_min, gs.attrs_max,
+	    gs.pack_s * 1e6 / (double)nrows, gs.json_s * 1e6 / (double)nrows);
+	fflush(stdout);
+
+	double base_rate = -1;	/* variant a's rows/s */
+	struct result res[16];
+	bool ckpt = true;
+	if (warmup) {
+		/* Untimed: a fresh cluster creates its WAL segment files (zero-filled)
+		 * as it first needs them, later runs recycle them; and caches warm
+		 * up. Without this the first variant pays for both. */
+		bool ok;
+		struct result w = run_variant(conninfo, &variants[0], rows, (size_t)nrows,
+		    (size_t)batch, &ok);
+		printf("warmup method=%s seconds=%.2f rows_per_s=%.0f (not counted)\n",
+		    variants[0].name, w.seconds, (double)nrows / w.seconds);
+		fflush(stdout);
+	}
+	for (size_t k = 0; k < nrun; k++) {
+		bool ok;
+		res[k] = run_variant(conninfo, run[k], rows, (size_t)nrows, (size_t)batch, &ok);
+		ckpt = ckpt && ok;
+		if (res[k].rows_stored != nrows) {
+			fprintf(stderr, "bench_store: variant %c stored %lld rows of %ld\n",
+			    run[k]->letter, res[k].rows_stored, nrows);
+			return 1;
+		}
+		if (res[k].rows_default != 0)
+			fprintf(stderr, "bench_store: warning: variant %c: %lld rows in"
+			    " events_default, not in a daily partition\n", run[k]->letter,
+			    res[k].rows_default);
+		/* Every variant with the same attrs setting stores the same rows. */
+		for (size_t j = 0; j < k; j++)
+			if (run[j]->attrs == run[k]->attrs &&
+			    strcmp(res[j].content, res[k].content) != 0) {
+				fprintf(stderr, "bench_store: variants %c and %c stored different rows\n",
+				    run[j]->letter, run[k]->letter);
+				return 1;
+			}
+		if (run[k]->letter == 'a')
+			base_rate = (double)nrows / res[k].seconds;
+	}
+	for (size_t k = 0; k < nrun; k++) {
+		const struct result *r = &res[k];
+		double rate = (double)nrows / r->seconds;
+		char ratio[16], scpu[32];
+		if (base_rate > 0)
+			snprintf(ratio, sizeof(ratio), "%.2f", rate / base_rate);
+		else
+			snprintf(ratio, sizeof(ratio), "-");
+		if (r->server_cpu >= 0)
+			snprintf(scpu, sizeof(scpu), "%.1f", r->server_cpu * 1e6 / (double)nrows);
+		else
+			snprintf(scpu, sizeof(scpu), "-");
+		printf("variant=%c method=%s attrs=%s rows=%ld seconds=%.2f rows_per_s=%.0f"
+		    " ratio=%s client_cpu_us_row=%.1f server_cpu_us_row=%s wal_bytes_row=%lld"
+		    " table_bytes_row=%lld\n", run[k]->letter, run[k]->name,
+		    run[k]->attrs ? "on" : "off", nrows, r->seconds, rate, ratio,
+		    r->client_cpu * 1e6 / (double)nrows, scpu, r->wal_bytes / nrows,
+		    r->table_bytes / nrows);
+	}
+	if (!ckpt)
+		printf("note: CHECKPOINT not permitted for this role (grant pg_checkpoint);"
+		    " variants ran without one before them\n");
+	if (!keep)
+		drop_schema(conninfo);
+
+	for (long i = 0; i < nrows; i++) {
+		free(rows[i].record);
+		free(rows[i].attrs);
+	}
+	free(rows);
+	for (size_t i = 0; i < ns; i++) {
+		free(samples[i].payload);
+		free(samples[i].device_class);
+		free(samples[i].event_type);
+		free(samples[i].severity);
+		free(samples[i].vendor);
+		free(samples[i].route);
+		free(samples[i].source_topic);
+		free(samples[i].plate);
+		for (int k = 0; k < 8; k++)
+			free(samples[i].devices[k]);
+	}
+	for (size_t i = 0; i < NROUTES; i++)
+		route_pattern_free(&routes[i].pattern);
+	return 0;
+}
