@@ -245,6 +245,13 @@ store_ready_cb(void *ctx, uint64_t checkpoint)
 }
 
 static void
+store_back_cb(void *ctx)
+{
+	struct daemon *d = ctx;
+	pipeline_store_back(d->pipeline);
+}
+
+static void
 store_committed_cb(void *ctx, uint64_t first, uint64_t last, uint64_t checkpoint)
 {
 	struct daemon *d = ctx;
@@ -395,6 +402,7 @@ start_stages(struct daemon *d)
 	};
 	struct store_sink ssink = {
 		.ready = store_ready_cb,
+		.back = store_back_cb,
 		.committed = store_committed_cb,
 		.rejected = store_rejected_cb,
 		.ctx = d,

@@ -327,6 +327,19 @@ resubmit(struct pipeline *p, uint64_t first, uint64_t last, const char *force_re
 	submit(p, b, first, last);
 }
 
+/* Logs the end of a backlog: everything read is confirmed. */
+static void
+check_caught_up(struct pipeline *p)
+{
+	if (!p->catching_up || p->nout > 0 || p->cur != NULL ||
+	    p->committed != p->read_through)
+		return;
+	log_info("pipeline", "caught up", "checkpoint=%llu stored=%llu",
+	    (unsigned long long)p->committed, (unsigned long long)p->caught_up_rows);
+	p->catching_up = false;
+	p->caught_up_rows = 0;
+}
+
 /* ---- the store's sink -------------------------------------------------- */
 
 void
@@ -347,6 +360,7 @@ pipeline_store_ready(void *ctx, uint64_t checkpoint)
 	log_info("pipeline", "replaying journal", "from_seq=%llu",
 	    (unsigned long long)checkpoint + 1);
 	pump(p);
+	check_caught_up(p);
 }
 
 void
@@ -361,14 +375,19 @@ pipeline_store_committed(void *ctx, uint64_t first_seq, uint64_t last_seq, uint6
 		p->committed = checkpoint;
 		journal_checkpoint(p->journal, checkpoint);
 	}
-	if (p->catching_up && p->nout == 0 && p->cur == NULL &&
-	    p->committed == p->read_through) {
-		log_info("pipeline", "caught up", "checkpoint=%llu stored=%llu",
-		    (unsigned long long)p->committed, (unsigned long long)p->caught_up_rows);
-		p->catching_up = false;
-		p->caught_up_rows = 0;
-	}
 	pump(p);
+	check_caught_up(p);
+}
+
+void
+pipeline_store_back(void *ctx)
+{
+	struct pipeline *p = ctx;
+
+	/* What piled up in the journal meanwhile is the new backlog. */
+	p->catching_up = true;
+	pump(p);
+	check_caught_up(p);
 }
 
 void

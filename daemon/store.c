@@ -14,7 +14,7 @@
 #include "schema.h"
 
 #define STORE_RETRY_BASE_MS 500
-#define STORE_RETRY_CAP_MS 30000
+#define STORE_RETRY_CAP_MS 5000	/* a database back up is found within 5 s */
 #define STORE_MAINTAIN_SECONDS 3600	/* partitions ahead, retention */
 
 /* After connecting: schema, then partitions, then ready. */
@@ -619,20 +619,20 @@ become_ready(struct store *s)
 		return;
 	}
 	s->step = STEP_READY;
-	if (!s->ready_logged)
-		log_info("store", "ready", "schema_version=%d checkpoint=%llu partitions_ahead=%d "
-		    "retention_days=%d", s->db_version, (unsigned long long)s->db_checkpoint,
-		    s->partitions_ahead, s->retention_days);
-	s->ready_logged = true;
 	if (s->outage) {
 		log_info("store", "database available again", "outage_ms=%lld",
 		    (long long)(mono_ms() - s->outage_started_ms));
 		s->outage = false;
 	}
 	if (!s->announced) {
+		log_info("store", "ready", "schema_version=%d checkpoint=%llu partitions_ahead=%d "
+		    "retention_days=%d", s->db_version, (unsigned long long)s->db_checkpoint,
+		    s->partitions_ahead, s->retention_days);
 		s->announced = true;
 		if (s->sink.ready != NULL)
 			s->sink.ready(s->sink.ctx, s->db_checkpoint);
+	} else if (s->sink.back != NULL) {
+		s->sink.back(s->sink.ctx);
 	}
 	send_more(s);
 }
@@ -875,7 +875,7 @@ io_cb(evutil_socket_t fd, short what, void *arg)
 	if (PQconsumeInput(s->conn) == 0 || PQstatus(s->conn) != CONNECTION_OK) {
 		char err[256];
 		conn_error(s->conn, err, sizeof(err));
-		log_warn("store", "connection lost", "error=%s", err);
+		log_info("store", "connection lost", "error=%s", err);
 		schedule_retry(s, err);
 		return;
 	}

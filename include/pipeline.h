@@ -53,6 +53,7 @@ void pipeline_kick(struct pipeline *p);
 
 /* The store's sink (see store.h), wired by main.c with the pipeline as ctx. */
 void pipeline_store_ready(void *ctx, uint64_t checkpoint);
+void pipeline_store_back(void *ctx);
 void pipeline_store_committed(void *ctx, uint64_t first_seq, uint64_t last_seq,
     uint64_t checkpoint);
 void pipeline_store_rejected(void *ctx, uint64_t first_seq, uint64_t last_seq,

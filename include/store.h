@@ -57,6 +57,9 @@ struct store_sink {
 	/* The schema is ready; `checkpoint` is this node's committed journal
 	 * sequence. Called once, on the first successful setup. */
 	void (*ready)(void *ctx, uint64_t checkpoint);
+	/* Connected again after an outage; unconfirmed batches are being sent
+	 * again. */
+	void (*back)(void *ctx);
 	/* A batch committed: its journal range and the checkpoint written. */
 	void (*committed)(void *ctx, uint64_t first_seq, uint64_t last_seq, uint64_t checkpoint);
 	/* The server refused a batch's data (SQLSTATE class 22 or 23); the

@@ -1,8 +1,11 @@
 """Helpers for the MQTT ingest and journal tests.
 
     daemon_config(...)        gridbridge.conf text for a broker from services.py
+                              (optionally a real database and the shipped routes)
+    shipped_routes()          the [decode] and [route ...] sections of conf/gridbridge.conf
     PublisherGroup / Publisher  paho publishers in threads, QoS 1, unique ids,
                               counting only what the broker PUBACKed
+    MessagePublisher          a Publisher of given (topic, payload) messages
     JournalCtl                `gridbridgectl journal stat|dump` as Python data
     JournalWatcher            incremental `dump --from`, waits for message ids
     read_segment, encode_record, crc32c   the on-disk format, for recovery tests
@@ -45,15 +48,21 @@ def daemon_config(tmp_path: Path, broker: services.Mosquitto, *,
                   subscribe: Iterable[str] = ("sac/#",),
                   mqtt: dict | None = None, journal: dict | None = None,
                   tls: bool = False, ca_file: Path | str | None = None,
-                  log_level: str = "info", keepalive: int = 30) -> str:
+                  log_level: str = "info", keepalive: int = 30,
+                  store_db: "services.Postgres | None" = None, store: dict | None = None,
+                  routes: bool = False) -> str:
     """A gridbridge.conf for `broker` with the journal under tmp_path/state.
 
     mqtt / journal: more keys of those sections ({"protocol": 5}). tls=True
     points the daemon at the broker's TLS listener with the test PKI's client
     certificate (ca_file overrides the CA it trusts).
 
-    The store points at a port where nothing listens: no database consumes
-    the journal, so the journal keeps every record the daemon received.
+    Without store_db the store points at a port where nothing listens: no
+    database consumes the journal, so the journal keeps every record the
+    daemon received. With store_db (a services.Postgres) it uses that
+    database, the password in tmp_path/store-password. store: more [store]
+    keys ({"batch_rows": 500}). routes=True appends the shipped [decode] and
+    [route ...] sections (shipped_routes()).
     """
     state = tmp_path / "state"
     state.mkdir(parents=True, exist_ok=True)
@@ -72,9 +81,24 @@ def daemon_config(tmp_path: Path, broker: services.Mosquitto, *,
     lines += [f"{k} = {v}" for k, v in mq.items()]
     lines += [f"subscribe = {f}" for f in subscribe]
     lines += ["", "[journal]"] + [f"{k} = {v}" for k, v in (journal or {}).items()]
-    lines += ["", "[store]", "host = 127.0.0.1", f"port = {free_port()}",
-              "connect_timeout = 2", ""]
-    return "\n".join(lines)
+    if store_db is None:
+        st = {"host": "127.0.0.1", "port": free_port(), "connect_timeout": 2}
+    else:
+        pwfile = store_db.write_password_file(tmp_path / "store-password")
+        st = {"host": store_db.host, "port": store_db.port, "dbname": store_db.dbname,
+              "user": store_db.user, "password_file": pwfile, "connect_timeout": 2}
+    st.update(store or {})
+    lines += ["", "[store]"] + [f"{k} = {v}" for k, v in st.items()] + [""]
+    text = "\n".join(lines)
+    if routes:
+        text += shipped_routes()
+    return text
+
+
+def shipped_routes() -> str:
+    """The [decode] and [route ...] sections of the shipped conf/gridbridge.conf."""
+    text = (services.REPO_ROOT / "conf" / "gridbridge.conf").read_text()
+    return "\n" + text[text.index("[decode]"):]
 
 
 def journal_dir_of(tmp_path: Path) -> Path:
@@ -164,10 +188,14 @@ class Publisher:
                 if self._stop:
                     return
             seq = self.first + i
-            topic = self.topics[i % len(self.topics)]
-            info = self.client.publish(topic, make_payload(self.name, seq, self.payload_size),
-                                       qos=1)
+            topic, payload = self._message(i, seq)
+            info = self.client.publish(topic, payload, qos=1)
             self.sent.append((seq, topic, info))
+
+    def _message(self, i: int, seq: int) -> tuple[str, bytes]:
+        """The i-th message to publish (seq = first + i): (topic, payload)."""
+        return (self.topics[i % len(self.topics)],
+                make_payload(self.name, seq, self.payload_size))
 
     @property
     def done_publishing(self) -> bool:
@@ -203,6 +231,21 @@ class Publisher:
             self.client = None
 
 
+class MessagePublisher(Publisher):
+    """A Publisher of the given messages [(topic, payload), ...] in order;
+    seq i (acked(), topic_of()) is the index into `messages`."""
+
+    def __init__(self, broker: services.Mosquitto, name: str,
+                 messages: list[tuple[str, bytes]], *, rate: float | None = None,
+                 window: int = 100, tls: bool = False):
+        super().__init__(broker, name, [t for t, _ in messages[:1]] or ["unused"],
+                         len(messages), first=0, rate=rate, window=window, tls=tls)
+        self.messages = messages
+
+    def _message(self, i: int, seq: int) -> tuple[str, bytes]:
+        return self.messages[i]
+
+
 class PublisherGroup:
     """n Publishers, `per_publisher` messages each, two device topics each:
 
@@ -221,6 +264,13 @@ class PublisherGroup:
                       per_publisher, rate=(rate / n if rate else None),
                       payload_size=payload_size, window=window, tls=tls)
             for k in range(n)]
+
+    @classmethod
+    def of(cls, publishers: Iterable[Publisher]) -> "PublisherGroup":
+        """A group of publishers made elsewhere (e.g. MessagePublishers)."""
+        group = cls.__new__(cls)
+        group.publishers = list(publishers)
+        return group
 
     def __enter__(self) -> "PublisherGroup":
         return self

@@ -989,6 +989,22 @@ class HttpsEndpoint:
 # --------------------------------------------------------------------------
 # the daemon under test
 
+def sanitized_binary(binary: Path | str) -> bool:
+    """True when `binary` was built with AddressSanitizer (linked to libasan,
+    or with the runtime linked in statically): it runs ~3x slower, so heavy
+    tests scale down."""
+    try:
+        r = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, timeout=10)
+        if "libasan" in r.stdout:
+            return True
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        return b"__asan_init" in Path(binary).read_bytes()
+    except OSError:
+        return False
+
+
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "WARNING: ThreadSanitizer", "ERROR: MemorySanitizer")
 
