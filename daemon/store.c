@@ -49,7 +49,6 @@ struct store {
 	bool query_failed;	/* the running step got an error result */
 	int db_version;		/* read in STEP_READ_VERSION */
 	uint64_t db_checkpoint;	/* read in STEP_CHECKPOINT */
-	bool ready_logged;	/* "ready" said for this connection */
 	struct event *maintain;	/* hourly partition maintenance */
 	bool maintain_due;
 	struct store_sink sink;
@@ -138,7 +137,6 @@ static void
 drop_connection(struct store *s)
 {
 	s->step = STEP_NONE;
-	s->ready_logged = false;
 	s->sent = 0;		/* everything queued is sent again */
 	watch(s, 0);
 	evtimer_del(s->deadline);
@@ -985,12 +983,6 @@ store_start(struct store *s)
 	log_info("store", "connecting", "host=%s port=%s dbname=%s", s->host, s->port,
 	    s->dbname);
 	return evtimer_add(s->retry, &now) == 0 ? 0 : -1;
-}
-
-bool
-store_connected(const struct store *s)
-{
-	return s->connected;
 }
 
 bool

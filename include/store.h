@@ -105,7 +105,6 @@ struct store *store_new(struct event_base *base, const struct store_options *o,
     const struct store_sink *sink);
 /* Starts connecting; failures are retried in the background. */
 int store_start(struct store *s);
-bool store_connected(const struct store *s);
 /* Connected, schema current, partitions made: ready to write. */
 bool store_ready(const struct store *s);
 void store_free(struct store *s);
