@@ -12,9 +12,12 @@
 #include "decode.h"
 #include "log.h"
 #include "route.h"
+#include "rules.h"
 
 #define F(field) offsetof(struct config, field)
 #define R(field) offsetof(struct config_route, field)
+#define T(field) offsetof(struct config_target, field)
+#define U(field) offsetof(struct config_rule, field)
 
 static const char *const level_choices[] = {
 	"debug", "info", "notice", "warning", "warn", "error", NULL
@@ -23,6 +26,9 @@ static const int level_values[] = {
 	LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_NOTICE, LOG_LVL_WARN, LOG_LVL_WARN,
 	LOG_LVL_ERROR
 };
+
+static const char *const format_choices[] = { "protobuf", "json", NULL };
+static const int format_values[] = { FORWARD_PROTOBUF, FORWARD_JSON };
 
 static const char *const protocol_choices[] = { "3.1.1", "5", NULL };
 static const int protocol_values[] = { 4, 5 };
@@ -135,6 +141,76 @@ const struct config_key config_keys[] = {
 	  "true", false, R(utc_is_local),
 	  "Dahua: the UTC field holds local wall-clock time (RealUTC is preferred when present)",
 	  true },
+
+	{ "forward.target", "url", CFG_STRING, 0, 4096, NULL, NULL,
+	  "", false, T(url),
+	  "https:// URL the event batches are POSTed to; required", true },
+	{ "forward.target", "format", CFG_ENUM, 0, 0, format_choices, format_values,
+	  "protobuf", false, T(format),
+	  "body: protobuf (an EventBatch, application/x-protobuf) or json (its proto3 JSON mapping)",
+	  true },
+	{ "forward.target", "ca_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
+	  "", false, T(ca_file),
+	  "CA certificates the platform's certificate is verified against; empty: the system's", true },
+	{ "forward.target", "cert_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
+	  "", false, T(cert_file),
+	  "our client certificate (PEM) for mutual TLS; goes with key_file", true },
+	{ "forward.target", "key_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
+	  "", false, T(key_file),
+	  "private key of cert_file (PEM); a relative name is looked up in $CREDENTIALS_DIRECTORY", true },
+	{ "forward.target", "token_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
+	  "", false, T(token_file),
+	  "file holding a bearer token sent as Authorization; a relative name is looked up in "
+	  "$CREDENTIALS_DIRECTORY; empty: none", true },
+	{ "forward.target", "proxy", CFG_STRING, 0, 4096, NULL, NULL,
+	  "", false, T(proxy),
+	  "proxy URL (http://host:port); empty: none (proxy environment variables are ignored)", true },
+	{ "forward.target", "connect_timeout", CFG_INT, 1, 300, NULL, NULL,
+	  "10", false, T(connect_timeout),
+	  "seconds allowed for the TCP and TLS handshake", true },
+	{ "forward.target", "timeout", CFG_INT, 1, 3600, NULL, NULL,
+	  "30", false, T(timeout),
+	  "seconds allowed for a whole request; then it is retried", true },
+	{ "forward.target", "batch_rows", CFG_INT, 1, 10000, NULL, NULL,
+	  "100", false, T(batch_rows),
+	  "events per request at most", true },
+	{ "forward.target", "batch_bytes", CFG_SIZE, 1024, 64LL << 20, NULL, NULL,
+	  "1M", false, T(batch_bytes),
+	  "bytes of records per request at most (a single larger record is sent alone)", true },
+	{ "forward.target", "max_inflight", CFG_INT, 1, 64, NULL, NULL,
+	  "4", false, T(max_inflight),
+	  "requests in flight at once", true },
+	{ "forward.target", "retry_base_ms", CFG_INT, 1, 3600000, NULL, NULL,
+	  "1000", false, T(retry_base_ms),
+	  "first retry waits up to this long; doubles per failure (full jitter)", true },
+	{ "forward.target", "retry_cap_ms", CFG_INT, 1, 86400000, NULL, NULL,
+	  "60000", false, T(retry_cap_ms),
+	  "longest wait between retries (a longer Retry-After is honoured)", true },
+	{ "forward.target", "max_attempts", CFG_INT, 0, 1000000, NULL, NULL,
+	  "0", false, T(max_attempts),
+	  "requests tried before the rows are marked failed (0: retry for ever)", true },
+
+	{ "forward.rule", "target", CFG_STRING, 0, 255, NULL, NULL,
+	  "", false, U(target),
+	  "the [forward.target NAME] the selected events go to; required", true },
+	{ "forward.rule", "priority", CFG_INT, 0, 9, NULL, NULL,
+	  "5", false, U(priority),
+	  "0-9, higher is sent first; an event several rules select goes once, at the highest", true },
+	{ "forward.rule", "class", CFG_STRING, 0, 1024, NULL, NULL,
+	  "", false, U(device_class),
+	  "device classes selected (comma-separated, e.g. access_gate, camera); empty: any", true },
+	{ "forward.rule", "event_type", CFG_STRING, 0, 1024, NULL, NULL,
+	  "", false, U(event_type),
+	  "event types selected (e.g. person_passage, device_offline); empty: any", true },
+	{ "forward.rule", "severity", CFG_STRING, 0, 1024, NULL, NULL,
+	  "", false, U(severity),
+	  "severities selected (info, notice, warning, critical); empty: any", true },
+	{ "forward.rule", "community", CFG_STRING, 0, 4096, NULL, NULL,
+	  "", false, U(community),
+	  "community ids selected; empty: any", true },
+	{ "forward.rule", "route", CFG_STRING, 0, 4096, NULL, NULL,
+	  "", false, U(route),
+	  "names of the [route NAME] sections selected; empty: any", true },
 
 	{ "store", "host", CFG_STRING, 1, 255, NULL, NULL,
 	  "127.0.0.1", false, F(store_host),
@@ -459,12 +535,53 @@ find_instanced_key(const char *type, const char *name, size_t *idx)
 	return NULL;
 }
 
+struct parse;
+static void finish_route(struct parse *p, void *inst);
+static void finish_target(struct parse *p, void *inst);
+static void finish_rule(struct parse *p, void *inst);
+
+/* The kinds of [TYPE NAME] sections and where their arrays live. */
+struct instance_type {
+	const char *type;
+	size_t size;
+	size_t array;			/* offset of the array in struct config */
+	size_t count;			/* offset of its length */
+	void (*finish)(struct parse *p, void *inst);
+};
+
+static const struct instance_type instance_types[] = {
+	{ "route", sizeof(struct config_route), F(routes), F(nroutes), finish_route },
+	{ "forward.target", sizeof(struct config_target), F(targets), F(ntargets), finish_target },
+	{ "forward.rule", sizeof(struct config_rule), F(rules), F(nrules), finish_rule },
+};
+#define NTYPES (sizeof(instance_types) / sizeof(instance_types[0]))
+
+static size_t *
+inst_count(const struct config *cfg, const struct instance_type *it)
+{
+	return (size_t *)((char *)cfg + it->count);
+}
+
+static void **
+inst_array(const struct config *cfg, const struct instance_type *it)
+{
+	return (void **)((char *)cfg + it->array);
+}
+
+static struct config_instance *
+inst_at(const struct config *cfg, const struct instance_type *it, size_t i)
+{
+	return (struct config_instance *)((char *)*inst_array(cfg, it) + i * it->size);
+}
+
 static void
-free_strings(void *base, bool instanced)
+free_strings(void *base, bool instanced, const char *type)
 {
 	for (size_t i = 0; i < config_nkeys; i++) {
 		const struct config_key *k = &config_keys[i];
 		if (k->instanced != instanced)
+			continue;
+		if (type != NULL && strcmp(k->section, type) != 0)
 			continue;
 		if (k->type == CFG_STRING || k->type == CFG_PATH || k->type == CFG_SECRET)
 			free(*(char **)field(base, k));
@@ -501,12 +618,17 @@ config_free(struct config *cfg)
 {
 	if (cfg == NULL)
 		return;
-	free_strings(cfg, false);
-	for (size_t i = 0; i < cfg->nroutes; i++) {
-		free_strings(&cfg->routes[i], true);
-		free(cfg->routes[i].name);
+	free_strings(cfg, false, NULL);
+	for (size_t t = 0; t < NTYPES; t++) {
+		const struct instance_type *it = &instance_types[t];
+		size_t n = *inst_count(cfg, it);
+		for (size_t i = 0; i < n; i++) {
+			struct config_instance *in = inst_at(cfg, it, i);
+			free_strings(in, true, it->type);
+			free(in->name);
+		}
+		free(*inst_array(cfg, it));
 	}
-	free(cfg->routes);
 	free(cfg->path);
 	free(cfg);
 }
@@ -522,31 +644,36 @@ struct parse {
 	struct config_errors *errs;
 	size_t nerr_at_start;
 	int seen[MAX_KEYS];	/* line where each key was set, 0 if not */
-	struct config_route *inst;	/* the [route NAME] being read */
-	char inst_type[32];
+	struct config_instance *inst;	/* the [TYPE NAME] being read */
+	const struct instance_type *inst_type;
 	int inst_seen[MAX_KEYS];
 };
+
+/* Line of `key` in the instance being read, else of its header. */
+static int
+key_line(const struct parse *p, const char *key)
+{
+	size_t i;
+
+	if (find_instanced_key(p->inst_type->type, key, &i) != NULL && p->inst_seen[i] != 0)
+		return p->inst_seen[i];
+	return p->inst->line;
+}
 
 /* Checks a finished [route NAME] section: required keys, and values that
  * only the decoders and the route compiler can judge. */
 static void
-finish_instance(struct parse *p)
+finish_route(struct parse *p, void *inst)
 {
-	struct config_route *r = p->inst;
+	struct config_route *r = inst;
 	char err[160];
-	size_t i;
 
-	if (r == NULL)
-		return;
-	p->inst = NULL;
-#define KEY_LINE(key) (find_instanced_key("route", key, &i) != NULL && p->inst_seen[i] ? \
-	p->inst_seen[i] : r->line)
 	if (r->pattern[0] == '\0') {
 		add_error(p->errs, p->name, r->line, "[route %s] pattern is required", r->name);
 	} else {
 		struct route_pattern rp;
 		if (route_compile(&rp, r->pattern, err, sizeof(err)) != 0)
-			add_error(p->errs, p->name, KEY_LINE("pattern"), "[route %s] pattern: %s",
+			add_error(p->errs, p->name, key_line(p, "pattern"), "[route %s] pattern: %s",
 			    r->name, err);
 		else
 			route_pattern_free(&rp);
@@ -555,25 +682,117 @@ finish_instance(struct parse *p)
 	if (r->decoder[0] == '\0')
 		add_error(p->errs, p->name, r->line, "[route %s] decoder is required", r->name);
 	else if (decoder_by_name(r->decoder, &d) != 0)
-		add_error(p->errs, p->name, KEY_LINE("decoder"),
+		add_error(p->errs, p->name, key_line(p, "decoder"),
 		    "[route %s] decoder: unknown decoder '%s'", r->name, r->decoder);
 	Gridbridge__V1__DeviceClass dc;
 	if (r->device_class[0] == '\0')
 		add_error(p->errs, p->name, r->line, "[route %s] class is required", r->name);
 	else if (decode_class_by_name(r->device_class, &dc) != 0)
-		add_error(p->errs, p->name, KEY_LINE("class"),
+		add_error(p->errs, p->name, key_line(p, "class"),
 		    "[route %s] class: unknown device class '%s'", r->name, r->device_class);
 	int tz;
 	if (decode_parse_tz(r->timezone, &tz) != 0)
-		add_error(p->errs, p->name, KEY_LINE("timezone"),
+		add_error(p->errs, p->name, key_line(p, "timezone"),
 		    "[route %s] timezone: '%s' is not an offset like +08:00", r->name, r->timezone);
-#undef KEY_LINE
+}
+
+static void
+finish_target(struct parse *p, void *inst)
+{
+	struct config_target *t = inst;
+
+	if (t->url[0] == '\0')
+		add_error(p->errs, p->name, t->line, "[forward.target %s] url is required", t->name);
+	else if (strncmp(t->url, "https://", 8) != 0 && strncmp(t->url, "http://", 7) != 0)
+		add_error(p->errs, p->name, key_line(p, "url"),
+		    "[forward.target %s] url: must start with https:// (or http://)", t->name);
+	if ((t->cert_file[0] == '\0') != (t->key_file[0] == '\0'))
+		add_error(p->errs, p->name, key_line(p, t->cert_file[0] ? "cert_file" : "key_file"),
+		    "[forward.target %s] cert_file and key_file go together", t->name);
+	if (t->retry_cap_ms < t->retry_base_ms)
+		add_error(p->errs, p->name, key_line(p, "retry_cap_ms"),
+		    "[forward.target %s] retry_cap_ms is less than retry_base_ms", t->name);
+}
+
+/* Each item of a comma-separated list must be one `valid()` accepts. */
+static void
+check_names(struct parse *p, const struct config_rule *r, const char *key, const char *list,
+    bool (*valid)(const char *name))
+{
+	const char *s = list;
+
+	while (*s != '\0') {
+		while (*s == ' ' || *s == '\t' || *s == ',')
+			s++;
+		size_t n = strcspn(s, ",");
+		size_t len = n;
+		while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+			len--;
+		if (n == 0)
+			break;
+		char name[256];
+		snprintf(name, sizeof(name), "%.*s", (int)(len < 255 ? len : 255), s);
+		if (!valid(name))
+			add_error(p->errs, p->name, key_line(p, key),
+			    "[forward.rule %s] %s: unknown name '%s'", r->name, key, name);
+		s += n;
+	}
+}
+
+static bool
+valid_class(const char *name)
+{
+	Gridbridge__V1__DeviceClass c;
+	return decode_class_by_name(name, &c) == 0;
+}
+
+static bool
+valid_event_type(const char *name)
+{
+	return rules_valid_event_type(name);
+}
+
+static bool
+valid_severity(const char *name)
+{
+	return rules_valid_severity(name);
+}
+
+static void
+finish_rule(struct parse *p, void *inst)
+{
+	struct config_rule *r = inst;
+
+	if (r->target[0] == '\0')
+		add_error(p->errs, p->name, r->line, "[forward.rule %s] target is required", r->name);
+	check_names(p, r, "class", r->device_class, valid_class);
+	check_names(p, r, "event_type", r->event_type, valid_event_type);
+	check_names(p, r, "severity", r->severity, valid_severity);
+}
+
+static const struct instance_type *
+find_instance_type(const char *type)
+{
+	for (size_t i = 0; i < NTYPES; i++)
+		if (strcmp(instance_types[i].type, type) == 0)
+			return &instance_types[i];
+	return NULL;
+}
+
+static void
+finish_instance(struct parse *p)
+{
+	if (p->inst == NULL)
+		return;
+	p->inst_type->finish(p, p->inst);
+	p->inst = NULL;
 }
 
 /* Starts a [TYPE NAME] section. */
 static void
 start_instance(struct parse *p, const char *type, const char *name)
 {
+	const struct instance_type *it = find_instance_type(type);
 	char err[256];
 
 	if (name[0] == '\0') {
@@ -581,33 +800,36 @@ start_instance(struct parse *p, const char *type, const char *name)
 		p->sec = SEC_UNKNOWN;
 		return;
 	}
-	for (size_t i = 0; i < p->cfg->nroutes; i++) {
-		if (strcmp(p->cfg->routes[i].name, name) == 0) {
+	size_t *n = inst_count(p->cfg, it);
+	for (size_t i = 0; i < *n; i++) {
+		const struct config_instance *in = inst_at(p->cfg, it, i);
+		if (strcmp(in->name, name) == 0) {
 			add_error(p->errs, p->name, p->line, "duplicate [%s %s] (first on line %d)",
-			    type, name, p->cfg->routes[i].line);
+			    type, name, in->line);
 			p->sec = SEC_UNKNOWN;
 			return;
 		}
 	}
-	struct config_route *v = realloc(p->cfg->routes,
-	    (p->cfg->nroutes + 1) * sizeof(*v));
+	void **arr = inst_array(p->cfg, it);
+	char *v = realloc(*arr, (*n + 1) * it->size);
 	if (v == NULL)
 		abort();
-	p->cfg->routes = v;
-	struct config_route *r = &v[p->cfg->nroutes++];
-	memset(r, 0, sizeof(*r));
-	r->name = strdup(name);
-	r->line = p->line;
-	if (r->name == NULL)
+	*arr = v;
+	struct config_instance *in = (struct config_instance *)(v + *n * it->size);
+	(*n)++;
+	memset(in, 0, it->size);
+	in->name = strdup(name);
+	in->line = p->line;
+	if (in->name == NULL)
 		abort();
 	for (size_t i = 0; i < config_nkeys; i++) {
 		const struct config_key *k = &config_keys[i];
 		if (k->instanced && strcmp(k->section, type) == 0 &&
-		    set_value(r, k, k->def, err, sizeof(err)) != 0)
+		    set_value(in, k, k->def, err, sizeof(err)) != 0)
 			abort();
 	}
-	p->inst = r;
-	snprintf(p->inst_type, sizeof(p->inst_type), "%s", type);
+	p->inst = in;
+	p->inst_type = it;
 	memset(p->inst_seen, 0, sizeof(p->inst_seen));
 	p->sec = SEC_INSTANCE;
 }
@@ -713,7 +935,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 		return 1;
 	}
 	if (p->sec == SEC_INSTANCE) {
-		k = find_instanced_key(p->inst_type, name, &idx);
+		k = find_instanced_key(p->inst_type->type, name, &idx);
 		if (k == NULL) {
 			add_error(p->errs, p->name, p->line, "unknown key '%s' in [%s]", name, section);
 			return 1;
@@ -789,6 +1011,15 @@ validate(struct parse *p)
 		add_error(p->errs, p->name, p->seen[i], "[mqtt] cert_file needs tls = true");
 	}
 	exclusive(p, "store", "password", "password_file");
+	for (size_t i = 0; i < p->cfg->nrules; i++) {
+		const struct config_rule *r = &p->cfg->rules[i];
+		size_t t = 0;
+		while (t < p->cfg->ntargets && strcmp(p->cfg->targets[t].name, r->target) != 0)
+			t++;
+		if (r->target[0] != '\0' && t == p->cfg->ntargets)
+			add_error(p->errs, p->name, r->line,
+			    "[forward.rule %s] target: no [forward.target %s]", r->name, r->target);
+	}
 	if (p->cfg->state_dir[0] != '/') {
 		size_t i;
 		find_key("daemon", "state_dir", &i);
@@ -906,15 +1137,18 @@ config_print(const struct config *cfg, FILE *out)
 		const char *v = config_value_str(cfg, k, buf, sizeof(buf));
 		fprintf(out, "%s =%s%s\n", k->name, v[0] ? " " : "", v);
 	}
-	for (size_t r = 0; r < cfg->nroutes; r++) {
-		const struct config_route *rt = &cfg->routes[r];
-		fprintf(out, "\n[route %s]\n", rt->name);
-		for (size_t i = 0; i < config_nkeys; i++) {
-			const struct config_key *k = &config_keys[i];
-			if (!k->instanced || strcmp(k->section, "route") != 0)
-				continue;
-			const char *v = value_str(rt, k, buf, sizeof(buf));
-			fprintf(out, "%s =%s%s\n", k->name, v[0] ? " " : "", v);
+	for (size_t t = 0; t < NTYPES; t++) {
+		const struct instance_type *it = &instance_types[t];
+		for (size_t r = 0; r < *inst_count(cfg, it); r++) {
+			const struct config_instance *in = inst_at(cfg, it, r);
+			fprintf(out, "\n[%s %s]\n", it->type, in->name);
+			for (size_t i = 0; i < config_nkeys; i++) {
+				const struct config_key *k = &config_keys[i];
+				if (!k->instanced || strcmp(k->section, it->type) != 0)
+					continue;
+				const char *v = value_str(in, k, buf, sizeof(buf));
+				fprintf(out, "%s =%s%s\n", k->name, v[0] ? " " : "", v);
+			}
 		}
 	}
 }
@@ -948,17 +1182,19 @@ same_value(const void *a, const void *b, const struct config_key *k)
 	return false;
 }
 
+/* Whether the [TYPE NAME] sections of one type are the same in both. */
 static bool
-routes_equal(const struct config *a, const struct config *b)
+instances_equal(const struct config *a, const struct config *b, const struct instance_type *it)
 {
-	if (a->nroutes != b->nroutes)
+	if (*inst_count(a, it) != *inst_count(b, it))
 		return false;
-	for (size_t r = 0; r < a->nroutes; r++) {
-		if (strcmp(a->routes[r].name, b->routes[r].name) != 0)
+	for (size_t r = 0; r < *inst_count(a, it); r++) {
+		const struct config_instance *ia = inst_at(a, it, r), *ib = inst_at(b, it, r);
+		if (strcmp(ia->name, ib->name) != 0)
 			return false;
 		for (size_t i = 0; i < config_nkeys; i++)
-			if (config_keys[i].instanced &&
-			    !same_value(&a->routes[r], &b->routes[r], &config_keys[i]))
+			if (config_keys[i].instanced && strcmp(config_keys[i].section, it->type) == 0 &&
+			    !same_value(ia, ib, &config_keys[i]))
 				return false;
 	}
 	return true;
@@ -971,8 +1207,11 @@ config_apply_reload(struct config *cur, struct config *next,
 	for (size_t i = 0; i < config_nkeys; i++) {
 		const struct config_key *k = &config_keys[i];
 		if (k->instanced) {
-			if (!routes_equal(cur, next) && changed != NULL &&
-			    strcmp(k->name, "pattern") == 0)
+			/* Sections are not reloaded; reported once per type, by
+			 * the type's first key. */
+			const struct instance_type *it = find_instance_type(k->section);
+			if (changed != NULL && (i == 0 || strcmp(config_keys[i - 1].section,
+			    k->section) != 0) && !instances_equal(cur, next, it))
 				changed(k, false, ctx);
 			continue;
 		}

@@ -12,10 +12,12 @@
 
 #include "config.h"
 #include "journal.h"
+#include "forward.h"
 #include "log.h"
 #include "mqtt.h"
 #include "notify.h"
 #include "pipeline.h"
+#include "rules.h"
 #include "routing.h"
 #include "secret.h"
 #include "store.h"
@@ -42,6 +44,8 @@ struct daemon {
 	struct mqtt *mqtt;
 	struct store *store;
 	struct pipeline *pipeline;
+	struct forward *forward;
+	struct rules *rules;
 	struct route *routes;
 	size_t nroutes;
 	struct event *sig_term, *sig_int, *sig_hup;
@@ -413,10 +417,19 @@ start_stages(struct daemon *d)
 		goto out;
 	if (d->nroutes == 0)
 		log_warn("main", "no [route] sections: every message will be quarantined", "");
+	d->rules = rules_build(c);
+	if (c->nrules == 0 && c->ntargets > 0)
+		log_warn("main", "no [forward.rule] sections: nothing will be forwarded", "");
 	d->mqtt = mqtt_new(d->base, &mo, &sink);
 	d->store = store_new(d->base, &so, &ssink);
 	if (d->mqtt == NULL || d->store == NULL)
 		goto out;
+	if (c->ntargets > 0) {
+		d->forward = forward_new(d->base, d->store, c->targets, c->ntargets);
+		if (d->forward == NULL)
+			goto out;
+		store_set_outbox_hook(d->store, forward_kick, d->forward);
+	}
 	struct pipeline_options po = {
 		.journal_dir = jdir,
 		.node = c->mqtt_client_id,
@@ -428,12 +441,15 @@ start_stages(struct daemon *d)
 		.max_backlog = (size_t)c->store_max_inflight * 2,
 		.attrs = c->store_attrs,
 		.max_skew_us = c->decode_max_clock_skew * 1000000LL,
+		.rules = d->rules,
 	};
 	d->pipeline = pipeline_new(d->base, &po, d->journal, d->store);
 	if (d->pipeline == NULL)
 		goto out;
 	if (mqtt_start(d->mqtt) != 0 || store_start(d->store) != 0)
 		goto out;
+	if (d->forward != NULL)
+		forward_start(d->forward);
 	rc = 0;
 out:
 	secret_free(mqtt_pw);
@@ -481,7 +497,9 @@ daemon_free(struct daemon *d)
 {
 	mqtt_free(d->mqtt);	/* flushes into the journal first */
 	pipeline_free(d->pipeline);
+	forward_free(d->forward);
 	store_free(d->store);
+	rules_free(d->rules);
 	journal_free(d->journal);
 	routes_free(d->routes, d->nroutes);
 	notify_free(d->notify);

@@ -12,6 +12,7 @@
 #include "event_json.h"
 #include "journal.h"
 #include "log.h"
+#include "rules.h"
 #include "store.h"
 
 /* Records handled per loop turn before yielding to other events. */
@@ -33,6 +34,7 @@ struct pipeline {
 
 	struct decode_out out;
 	uint8_t *pack;		/* packed Event scratch */
+	struct rule_match *matches;	/* rules_select() scratch */
 	size_t packcap;
 
 	struct store_batch *cur;
@@ -202,6 +204,16 @@ add_record(struct pipeline *p, struct store_batch *b, const struct journal_recor
 	};
 	store_batch_add_event(b, &e);
 	free(attrs);
+	if (p->o.rules != NULL && p->matches != NULL) {
+		struct rule_event re = {
+			.device_class = e.device_class, .event_type = e.event_type,
+			.severity = e.severity, .community = e.community_id, .route = e.route,
+		};
+		size_t nm = rules_select(p->o.rules, &re, p->matches);
+		for (size_t i = 0; i < nm; i++)
+			store_batch_add_outbox(b, e.id, e.event_time_us, p->matches[i].target,
+			    p->matches[i].priority);
+	}
 }
 
 /* ---- batches ----------------------------------------------------------- */
@@ -436,6 +448,13 @@ pipeline_new(struct event_base *base, const struct pipeline_options *o,
 	p->age = evtimer_new(base, age_cb, p);
 	p->pump = event_new(base, -1, 0, pump_cb, p);
 	decode_out_init(&p->out);
+	if (o->rules != NULL && rules_max_targets(o->rules) > 0) {
+		p->matches = calloc(rules_max_targets(o->rules), sizeof(*p->matches));
+		if (p->matches == NULL) {
+			pipeline_free(p);
+			return NULL;
+		}
+	}
 	if (p->dir == NULL || p->node == NULL || p->age == NULL || p->pump == NULL) {
 		pipeline_free(p);
 		return NULL;
@@ -456,6 +475,7 @@ pipeline_free(struct pipeline *p)
 	journal_reader_free(p->reader);
 	decode_out_free(&p->out);
 	free(p->pack);
+	free(p->matches);
 	free(p->outstanding);
 	free(p->dir);
 	free(p->node);

@@ -114,6 +114,24 @@ static const struct schema_migration migrations[] = {
 	  "    DELETE FROM quarantine WHERE received_at < current_date - retention_days;"
 	  "  END IF;"
 	  "END $fn$;" },
+	{ 2, "forward_outbox leases and retention",
+	  /* The daemon that leased a row to send it (see the claim in
+	   * store.c); NULL when nobody holds it. */
+	  "ALTER TABLE forward_outbox ADD COLUMN claimed_by text;"
+	  "CREATE INDEX forward_outbox_state ON forward_outbox (state, target);"
+	  /* Outbox rows that are settled (sent or failed) are kept as the
+	   * audit trail for as long as the events are. */
+	  "CREATE FUNCTION gridbridge_maintain_outbox(retention_days integer)"
+	  " RETURNS bigint LANGUAGE plpgsql AS $fn$"
+	  "DECLARE n bigint := 0;"
+	  "BEGIN"
+	  "  IF retention_days > 0 THEN"
+	  "    DELETE FROM forward_outbox WHERE state <> 'pending'"
+	  "      AND created_at < current_date - retention_days;"
+	  "    GET DIAGNOSTICS n = ROW_COUNT;"
+	  "  END IF;"
+	  "  RETURN n;"
+	  "END $fn$;" },
 };
 
 const struct schema_migration *

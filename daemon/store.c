@@ -61,10 +61,13 @@ struct store {
 	size_t queued, sent;
 	bool outage;		/* an outage is going on (for its duration) */
 	int64_t outage_started_ms;
+	void (*outbox_hook)(void *ctx, int priority);
+	void *outbox_ctx;
 };
 
 #define EV_COLS 17
 #define Q_COLS 7
+#define O_COLS 4
 
 /* A binary array parameter under construction (PostgreSQL's array_recv
  * format: ndim, has_null, element oid, then per dimension size and lower
@@ -77,11 +80,30 @@ struct pgarr {
 	bool has_null;
 };
 
+/* A query of the forwarder (claim, settle, release) queued with the
+ * batches: its own transaction in the pipeline. */
+struct store_op {
+	enum { OP_CLAIM, OP_SETTLE, OP_RELEASE } kind;
+	const char *sql;
+	int nparams;
+	char *text[6];			/* text parameters (NULL: SQL NULL) */
+	struct pgarr ids;		/* $2 of settle: uuid[] */
+	store_claim_fn claim_done;
+	void (*settle_done)(void *ctx, bool ok);
+	void *ctx;
+	struct store_outbox_row *rows;
+	size_t nrows;
+	uint8_t *data;			/* the rows' records */
+};
+
 struct store_batch {
 	struct store_batch *next;
+	struct store_op *op;		/* non-NULL: not a batch but an op */
 	struct pgarr ev[EV_COLS];
 	struct pgarr q[Q_COLS];
-	size_t nevents, nquar, bytes;
+	struct pgarr o[O_COLS];
+	size_t nevents, nquar, nout, bytes;
+	int out_priority;		/* highest priority among the outbox rows */
 	uint64_t first_seq, last_seq, checkpoint;
 	char *node;
 	bool failed;
@@ -215,6 +237,7 @@ poll_connect(struct store *s)
 #define OID_BOOL 16
 #define OID_BYTEA 17
 #define OID_INT8 20
+#define OID_INT2 21
 #define OID_TEXT 25
 #define OID_TIMESTAMPTZ 1184
 #define OID_UUID 2950
@@ -232,6 +255,10 @@ static const uint32_t q_oids[Q_COLS] = {
 	OID_TEXT, OID_INT8, OID_TIMESTAMPTZ, OID_TEXT, OID_BYTEA, OID_TEXT, OID_TEXT,
 };
 
+static const uint32_t o_oids[O_COLS] = {
+	OID_UUID, OID_TIMESTAMPTZ, OID_TEXT, OID_INT2,
+};
+
 static const char insert_events[] =
     "INSERT INTO events (id, event_time, received_at, community_id, device_id,"
     " device_class, event_type, severity, vendor, route, source_topic, journal_node,"
@@ -244,6 +271,10 @@ static const char insert_quarantine[] =
     "INSERT INTO quarantine (journal_node, journal_seq, received_at, topic, raw, reason, route)"
     " SELECT * FROM unnest($1::text[], $2::int8[], $3::timestamptz[], $4::text[],"
     " $5::bytea[], $6::text[], $7::text[])"
+    " ON CONFLICT DO NOTHING";
+static const char insert_outbox[] =
+    "INSERT INTO forward_outbox (event_id, event_time, target, priority)"
+    " SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::int2[])"
     " ON CONFLICT DO NOTHING";
 static const char upsert_checkpoint[] =
     "INSERT INTO ingest_checkpoint (journal_node, journal_seq) VALUES ($1, $2)"
@@ -352,6 +383,8 @@ store_batch_new(const char *node)
 		arr_init(&b->ev[i], ev_oids[i]);
 	for (int i = 0; i < Q_COLS; i++)
 		arr_init(&b->q[i], q_oids[i]);
+	for (int i = 0; i < O_COLS; i++)
+		arr_init(&b->o[i], o_oids[i]);
 	return b;
 }
 
@@ -364,6 +397,16 @@ store_batch_free(struct store_batch *b)
 		free(b->ev[i].buf);
 	for (int i = 0; i < Q_COLS; i++)
 		free(b->q[i].buf);
+	for (int i = 0; i < O_COLS; i++)
+		free(b->o[i].buf);
+	if (b->op != NULL) {
+		for (int i = 0; i < 6; i++)
+			free(b->op->text[i]);
+		free(b->op->ids.buf);
+		free(b->op->rows);
+		free(b->op->data);
+		free(b->op);
+	}
 	free(b->node);
 	free(b);
 }
@@ -439,6 +482,28 @@ store_batch_add_quarantine(struct store_batch *b, const struct store_quarantine 
 	b->nquar++;
 }
 
+void
+store_batch_add_outbox(struct store_batch *b, const uint8_t *event_id, int64_t event_time_us,
+    const char *target, int priority)
+{
+	struct pgarr *c = b->o;
+	size_t before = 0, after = 0;
+	uint16_t prio = htobe16((uint16_t)priority);
+
+	for (int i = 0; i < O_COLS; i++)
+		before += c[i].len;
+	arr_add(&c[0], event_id, 16);
+	arr_add_time(&c[1], event_time_us);
+	arr_add_text(&c[2], target);
+	arr_add(&c[3], &prio, 2);
+	for (int i = 0; i < O_COLS; i++)
+		after += c[i].len;
+	b->bytes += after - before;
+	if (b->nout == 0 || priority > b->out_priority)
+		b->out_priority = priority;
+	b->nout++;
+}
+
 size_t
 store_batch_rows(const struct store_batch *b)
 {
@@ -459,6 +524,253 @@ mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* ---- the forwarder's queries ----------------------------------------- */
+
+/* Takes up to $2 rows (and about $3 bytes of records) of target $1 that
+ * are due, highest priority first, and leases them to this node ($5) for
+ * $4 seconds: another daemon (or this one after a restart, see release)
+ * takes them only when the lease has run out. */
+static const char outbox_claim_sql[] =
+    "WITH c AS ("
+    "  SELECT o.event_id, o.target, o.priority, o.created_at, e.record"
+    "  FROM forward_outbox o"
+    "  LEFT JOIN events e ON e.id = o.event_id AND e.event_time = o.event_time"
+    "  WHERE o.target = $1 AND o.state = 'pending' AND o.next_attempt_at <= now()"
+    "  ORDER BY o.priority DESC, o.created_at"
+    "  LIMIT $2::int FOR UPDATE OF o SKIP LOCKED"
+    "), w AS ("
+    "  SELECT c.*, sum(coalesce(length(c.record), 0)) OVER (ORDER BY c.priority DESC,"
+    "    c.created_at, c.event_id ROWS UNBOUNDED PRECEDING)"
+    "    - coalesce(length(c.record), 0) AS before"
+    "  FROM c"
+    ")"
+    " UPDATE forward_outbox o SET next_attempt_at = now() + make_interval(secs => $4::int),"
+    "   claimed_by = $5"
+    " FROM w WHERE o.event_id = w.event_id AND o.target = w.target AND w.before < $3::bigint"
+    " RETURNING o.event_id, o.priority::int4, o.attempts, w.record, w.before";
+
+static const char outbox_sent_sql[] =
+    "UPDATE forward_outbox SET state = 'sent', sent_at = now(), attempts = attempts + 1,"
+    " last_status = $3::int, last_error = NULL, claimed_by = NULL"
+    " WHERE target = $1 AND event_id = ANY($2::uuid[]) AND state = 'pending'";
+static const char outbox_retry_sql[] =
+    "UPDATE forward_outbox SET attempts = attempts + 1, last_status = $3::int,"
+    " last_error = $4, next_attempt_at = now() + make_interval(secs => $5::double precision)"
+    " WHERE target = $1 AND event_id = ANY($2::uuid[]) AND state = 'pending'";
+static const char outbox_failed_sql[] =
+    "UPDATE forward_outbox SET state = 'failed', attempts = attempts + 1, last_status = $3::int,"
+    " last_error = $4, claimed_by = NULL"
+    " WHERE target = $1 AND event_id = ANY($2::uuid[]) AND state = 'pending'";
+/* After a restart: what this node had leased is due again at once. */
+static const char outbox_release_sql[] =
+    "UPDATE forward_outbox SET next_attempt_at = now(), claimed_by = NULL"
+    " WHERE claimed_by = $1 AND state = 'pending'";
+
+static int
+send_op(struct store *s, struct store_op *op)
+{
+	const char *vals[6];
+	int lens[6], fmts[6];
+
+	free(op->rows);
+	free(op->data);
+	op->rows = NULL;
+	op->data = NULL;
+	op->nrows = 0;
+	for (int i = 0; i < op->nparams; i++) {
+		vals[i] = op->text[i];
+		lens[i] = 0;
+		fmts[i] = 0;
+	}
+	if (op->kind == OP_SETTLE) {
+		vals[1] = (const char *)arr_finish(&op->ids, &lens[1]);
+		fmts[1] = 1;
+	}
+	/* Binary results: uuids as 16 bytes, records as they are. */
+	if (PQsendQueryParams(s->conn, op->sql, op->nparams, NULL, vals, lens, fmts,
+	    op->kind == OP_CLAIM ? 1 : 0) == 0)
+		return -1;
+	return PQpipelineSync(s->conn) == 0 ? -1 : 0;
+}
+
+static uint32_t
+get_be32(const char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return be32toh(v);
+}
+
+/* The claim's rows, copied out of the result. */
+static void
+take_claim_rows(struct store_op *op, PGresult *r)
+{
+	int n = PQntuples(r);
+	size_t bytes = 0;
+
+	if (n <= 0 || PQnfields(r) != 5)
+		return;
+	for (int i = 0; i < n; i++)
+		bytes += (size_t)PQgetlength(r, i, 3);
+	op->rows = calloc((size_t)n, sizeof(*op->rows));
+	op->data = malloc(bytes ? bytes : 1);
+	if (op->rows == NULL || op->data == NULL)
+		abort();
+	size_t off = 0;
+	for (int i = 0; i < n; i++) {
+		struct store_outbox_row *row = &op->rows[op->nrows];
+		if (PQgetlength(r, i, 0) != 16 || PQgetlength(r, i, 1) != 4 ||
+		    PQgetlength(r, i, 2) != 4)
+			continue;
+		memcpy(row->event_id, PQgetvalue(r, i, 0), 16);
+		row->priority = (int)get_be32(PQgetvalue(r, i, 1));
+		row->attempts = (int)get_be32(PQgetvalue(r, i, 2));
+		if (PQgetisnull(r, i, 3)) {
+			row->record = NULL;
+			row->record_len = 0;
+		} else {
+			size_t len = (size_t)PQgetlength(r, i, 3);
+			memcpy(op->data + off, PQgetvalue(r, i, 3), len);
+			row->record = op->data + off;
+			row->record_len = len;
+			off += len;
+		}
+		uint64_t before = 0;
+		if (PQgetlength(r, i, 4) == 8)
+			memcpy(&before, PQgetvalue(r, i, 4), 8);
+		row->order = (int64_t)be64toh(before);
+		op->nrows++;
+	}
+}
+
+/* Queues an op ahead of the batches not yet sent (after earlier ops):
+ * the forwarder does not wait for ingest's backlog. */
+static void
+queue_op(struct store *s, struct store_op *op)
+{
+	struct store_batch *b = calloc(1, sizeof(*b));
+	if (b == NULL || (b->node = strdup(s->node)) == NULL)
+		abort();
+	b->op = op;
+	struct store_batch **at = &s->queue;
+	size_t i = 0;
+	while (*at != NULL && (i < s->sent || (*at)->op != NULL)) {
+		at = &(*at)->next;
+		i++;
+	}
+	b->next = *at;
+	*at = b;
+	if (b->next == NULL)
+		s->queue_tail = b;
+	s->queued++;
+	send_more(s);
+}
+
+static struct store_op *
+new_op(int kind, const char *sql, int nparams)
+{
+	struct store_op *op = calloc(1, sizeof(*op));
+	if (op == NULL)
+		abort();
+	op->kind = kind;
+	op->sql = sql;
+	op->nparams = nparams;
+	return op;
+}
+
+static char *
+xstrdup(const char *v)
+{
+	char *d = strdup(v);
+	if (d == NULL)
+		abort();
+	return d;
+}
+
+static char *
+fmt_ll(long long v)
+{
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%lld", v);
+	return xstrdup(buf);
+}
+
+void
+store_outbox_claim(struct store *s, const char *target, size_t max_rows, size_t max_bytes,
+    int lease_s, store_claim_fn done, void *ctx)
+{
+	struct store_op *op = new_op(OP_CLAIM, outbox_claim_sql, 5);
+
+	op->text[0] = xstrdup(target);
+	op->text[1] = fmt_ll((long long)max_rows);
+	op->text[2] = fmt_ll((long long)max_bytes);
+	op->text[3] = fmt_ll(lease_s);
+	op->text[4] = xstrdup(s->node);
+	op->claim_done = done;
+	op->ctx = ctx;
+	queue_op(s, op);
+}
+
+void
+store_outbox_settle(struct store *s, const char *target, const uint8_t *ids, size_t n,
+    enum store_outcome outcome, int status, const char *error, int64_t retry_in_ms,
+    void (*done)(void *ctx, bool ok), void *ctx)
+{
+	const char *sql = outcome == OUTBOX_SENT ? outbox_sent_sql :
+	    outcome == OUTBOX_RETRY ? outbox_retry_sql : outbox_failed_sql;
+	struct store_op *op = new_op(OP_SETTLE, sql, outcome == OUTBOX_SENT ? 3 :
+	    outcome == OUTBOX_RETRY ? 5 : 4);
+	char secs[32];
+
+	op->text[0] = xstrdup(target);
+	arr_init(&op->ids, OID_UUID);
+	for (size_t i = 0; i < n; i++)
+		arr_add(&op->ids, ids + 16 * i, 16);
+	op->text[2] = status > 0 ? fmt_ll(status) : NULL;
+	if (outcome != OUTBOX_SENT)
+		op->text[3] = xstrdup(error != NULL ? error : "");
+	if (outcome == OUTBOX_RETRY) {
+		snprintf(secs, sizeof(secs), "%.3f", (double)retry_in_ms / 1000.0);
+		op->text[4] = xstrdup(secs);
+	}
+	op->settle_done = done;
+	op->ctx = ctx;
+	queue_op(s, op);
+}
+
+void
+store_outbox_release(struct store *s)
+{
+	struct store_op *op = new_op(OP_RELEASE, outbox_release_sql, 1);
+
+	op->text[0] = xstrdup(s->node);
+	queue_op(s, op);
+}
+
+void
+store_set_outbox_hook(struct store *s, void (*fn)(void *ctx, int priority), void *ctx)
+{
+	s->outbox_hook = fn;
+	s->outbox_ctx = ctx;
+}
+
+/* An op's sync arrived. */
+static void
+op_done(struct store *s, struct store_batch *b)
+{
+	struct store_op *op = b->op;
+
+	if (b->failed)
+		log_error("store", "outbox query failed", "sqlstate=%s error=%s", b->sqlstate,
+		    b->error);
+	(void)s;
+	if (op->kind == OP_CLAIM && op->claim_done != NULL)
+		op->claim_done(op->ctx, b->failed ? NULL : op->rows, b->failed ? 0 : op->nrows,
+		    !b->failed);
+	else if (op->kind == OP_SETTLE && op->settle_done != NULL)
+		op->settle_done(op->ctx, !b->failed);
+}
+
 /* One transaction in the pipeline: events, quarantine, checkpoint, sync. */
 static int
 send_batch(struct store *s, struct store_batch *b)
@@ -468,6 +780,8 @@ send_batch(struct store *s, struct store_batch *b)
 	char seq[32];
 
 	b->failed = false;
+	if (b->op != NULL)
+		return send_op(s, b->op);
 	if (b->nevents > 0) {
 		for (int i = 0; i < EV_COLS; i++) {
 			vals[i] = (const char *)arr_finish(&b->ev[i], &lens[i]);
@@ -483,6 +797,14 @@ send_batch(struct store *s, struct store_batch *b)
 		}
 		if (PQsendQueryParams(s->conn, insert_quarantine, Q_COLS, NULL, vals, lens, fmts,
 		    0) == 0)
+			return -1;
+	}
+	if (b->nout > 0) {
+		for (int i = 0; i < O_COLS; i++) {
+			vals[i] = (const char *)arr_finish(&b->o[i], &lens[i]);
+			fmts[i] = 1;
+		}
+		if (PQsendQueryParams(s->conn, insert_outbox, O_COLS, NULL, vals, lens, fmts, 0) == 0)
 			return -1;
 	}
 	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)b->checkpoint);
@@ -551,6 +873,16 @@ batch_done(struct store *s)
 {
 	struct store_batch *b = s->queue;
 
+	if (b->op != NULL) {
+		s->queue = b->next;
+		if (s->queue == NULL)
+			s->queue_tail = NULL;
+		s->queued--;
+		s->sent--;
+		op_done(s, b);
+		store_batch_free(b);
+		return;
+	}
 	if (b->failed && !data_error(b->sqlstate)) {
 		/* Not the data's fault: keep it and start again. */
 		log_warn("store", "batch failed, retrying", "sqlstate=%s error=%s first_seq=%llu",
@@ -577,6 +909,8 @@ batch_done(struct store *s)
 		    (unsigned long long)b->checkpoint);
 		if (s->sink.committed != NULL)
 			s->sink.committed(s->sink.ctx, b->first_seq, b->last_seq, b->checkpoint);
+		if (b->nout > 0 && s->outbox_hook != NULL)
+			s->outbox_hook(s->outbox_ctx, b->out_priority);
 	}
 	store_batch_free(b);
 }
@@ -595,6 +929,8 @@ take_batch_results(struct store *s)
 			batch_done(s);
 			continue;
 		}
+		if (st == PGRES_TUPLES_OK && b != NULL && b->op != NULL && b->op->kind == OP_CLAIM)
+			take_claim_rows(b->op, r);
 		if (st == PGRES_FATAL_ERROR && b != NULL && !b->failed) {
 			const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 			b->failed = true;
@@ -680,10 +1016,11 @@ send_query(struct store *s, enum setup_step step, const char *sql)
 static void
 maintain(struct store *s)
 {
-	char sql[160];
+	char sql[256];
 
-	snprintf(sql, sizeof(sql), "SELECT gridbridge_maintain_partitions(%d, %d)",
-	    s->partitions_ahead, s->retention_days);
+	snprintf(sql, sizeof(sql), "SELECT gridbridge_maintain_partitions(%d, %d);"
+	    "SELECT gridbridge_maintain_outbox(%d)",
+	    s->partitions_ahead, s->retention_days, s->retention_days);
 	send_query(s, STEP_MAINTAIN, sql);
 }
 
@@ -801,6 +1138,13 @@ take_result(struct store *s, PGresult *r)
 		s->db_version = atoi(PQgetvalue(r, 0, 0));
 	if (s->step == STEP_CHECKPOINT && st == PGRES_TUPLES_OK && PQntuples(r) == 1)
 		s->db_checkpoint = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+	if (s->step == STEP_MAINTAIN && st == PGRES_TUPLES_OK && PQnfields(r) == 1 &&
+	    strcmp(PQfname(r, 0), "gridbridge_maintain_outbox") == 0) {
+		if (PQntuples(r) == 1 && atoll(PQgetvalue(r, 0, 0)) > 0)
+			log_info("store", "outbox rows deleted by retention", "rows=%s days=%d",
+			    PQgetvalue(r, 0, 0), s->retention_days);
+		return;
+	}
 	if (s->step == STEP_MAINTAIN && st == PGRES_TUPLES_OK) {
 		for (int i = 0; i < PQntuples(r); i++)
 			if (!PQgetisnull(r, i, 0) && PQgetvalue(r, i, 0)[0] != '\0')

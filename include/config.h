@@ -41,6 +41,12 @@ struct config_key {
 	bool instanced;			/* a key of [section NAME] sections */
 };
 
+/* Instanced sections ([TYPE NAME]) all begin with these two fields. */
+struct config_instance {
+	char *name;
+	int line;			/* of the [TYPE NAME] header */
+};
+
 /* One [route NAME] section: which topics, decoded how (checked when the
  * file is loaded, so mistakes are reported with their line). */
 struct config_route {
@@ -52,6 +58,44 @@ struct config_route {
 	char *community;
 	char *timezone;
 	bool utc_is_local;
+};
+
+enum forward_format { FORWARD_PROTOBUF = 0, FORWARD_JSON = 1 };
+
+/* One [forward.target NAME] section: an HTTPS endpoint of the platform. */
+struct config_target {
+	char *name;
+	int line;
+	char *url;
+	int format;			/* enum forward_format */
+	char *ca_file;
+	char *cert_file;
+	char *key_file;
+	char *token_file;
+	char *proxy;
+	long long connect_timeout;	/* seconds */
+	long long timeout;		/* seconds, whole request */
+	long long batch_rows;
+	long long batch_bytes;
+	long long max_inflight;
+	long long retry_base_ms;
+	long long retry_cap_ms;
+	long long max_attempts;		/* 0: no limit */
+};
+
+/* One [forward.rule NAME] section: which events go to which target. Each
+ * criterion is a comma-separated list of accepted names; empty accepts
+ * everything. */
+struct config_rule {
+	char *name;
+	int line;
+	char *target;
+	long long priority;
+	char *device_class;
+	char *event_type;
+	char *severity;
+	char *community;
+	char *route;
 };
 
 struct config {
@@ -107,6 +151,11 @@ struct config {
 	/* [route NAME] sections, in file order (first match wins). */
 	struct config_route *routes;
 	size_t nroutes;
+	/* [forward.target NAME] and [forward.rule NAME] sections. */
+	struct config_target *targets;
+	size_t ntargets;
+	struct config_rule *rules;
+	size_t nrules;
 
 	/* Where the configuration came from (for messages). */
 	char *path;

@@ -29,6 +29,7 @@ struct event_base;
 struct journal;
 struct store;
 struct route;
+struct rules;
 struct pipeline;
 
 struct pipeline_options {
@@ -42,6 +43,7 @@ struct pipeline_options {
 	size_t max_backlog;		/* batches queued in the store before reading pauses */
 	bool attrs;			/* also store the record as JSON */
 	int64_t max_skew_us;
+	const struct rules *rules;	/* borrowed; NULL: nothing is forwarded */
 };
 
 struct pipeline *pipeline_new(struct event_base *base, const struct pipeline_options *o,

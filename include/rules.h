@@ -1,0 +1,51 @@
+/* rules.c — which stored events are forwarded, to which target, how soon.
+ *
+ * Pure code: the [forward.rule NAME] sections of the configuration compiled
+ * into lists of accepted names. An event is selected by a rule when every
+ * criterion the rule sets (class, event type, severity, community, route)
+ * lists the event's value. Every rule that selects an event adds its target;
+ * an event goes to each target once, at the highest priority of the rules
+ * that chose that target.
+ */
+#ifndef GRIDBRIDGE_RULES_H
+#define GRIDBRIDGE_RULES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct config;
+struct rules;
+
+/* What the rules look at; the names as stored in the events table
+ * (access_gate, person_passage, critical, ...). */
+struct rule_event {
+	const char *device_class;
+	const char *event_type;
+	const char *severity;
+	const char *community;
+	const char *route;
+};
+
+/* One (target, priority) an event goes to. `target` is the target's name,
+ * owned by the rules. */
+struct rule_match {
+	const char *target;
+	int priority;
+};
+
+/* Compiles cfg->rules (already checked by config_load). Never NULL. */
+struct rules *rules_build(const struct config *cfg);
+void rules_free(struct rules *r);
+size_t rules_count(const struct rules *r);
+/* The most targets a single event can go to (the size `out` needs). */
+size_t rules_max_targets(const struct rules *r);
+
+/* Fills `out` (room for rules_max_targets()) with the targets `e` goes to;
+ * returns how many. */
+size_t rules_select(const struct rules *r, const struct rule_event *e, struct rule_match *out);
+
+/* Names the rules accept, for the configuration's checks. */
+bool rules_valid_event_type(const char *name);
+bool rules_valid_severity(const char *name);
+
+#endif
