@@ -3,8 +3,12 @@
  *   gridbridgectl [-c FILE | -d DIR] journal stat
  *   gridbridgectl [-c FILE | -d DIR] journal dump [--from SEQ]
  *   gridbridgectl [-c FILE] [-d DIR] decode [--from SEQ]
+ *   gridbridgectl [-c FILE] outbox stat
+ *   gridbridgectl [-c FILE] outbox retry [--target NAME]
+ *   gridbridgectl [-c FILE] outbox show EVENT_ID
  *
- * Reads only: safe while gridbridged runs. */
+ * Safe while gridbridged runs: only `outbox retry` writes (it re-queues
+ * failed outbox rows, which the daemon then sends). */
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -19,6 +23,8 @@
 #include "journal.h"
 #include "log.h"
 #include "routing.h"
+#include "secret.h"
+#include "store.h"
 #include "version.h"
 
 static void
@@ -28,6 +34,9 @@ usage(FILE *out)
 	    "usage: gridbridgectl [-c FILE | -d DIR] journal stat\n"
 	    "       gridbridgectl [-c FILE | -d DIR] journal dump [--from SEQ]\n"
 	    "       gridbridgectl [-c FILE] [-d DIR] decode [--from SEQ]\n"
+	    "       gridbridgectl [-c FILE] outbox stat\n"
+	    "       gridbridgectl [-c FILE] outbox retry [--target NAME]\n"
+	    "       gridbridgectl [-c FILE] outbox show EVENT_ID\n"
 	    "       gridbridgectl --version | -h\n"
 	    "\n"
 	    "  -c, --config FILE  configuration file (default %s);\n"
@@ -38,7 +47,11 @@ usage(FILE *out)
 	    "  journal dump       every record as one JSON object per line\n"
 	    "  decode             every journal record decoded with the configured routes:\n"
 	    "                     the Event as JSON, or its rejection reason; counts per\n"
-	    "                     route and reason on stderr\n",
+	    "                     route and reason on stderr\n"
+	    "  outbox stat        forwarding outbox rows per target and priority: pending,\n"
+	    "                     sent, failed, age of the oldest pending (database of [store])\n"
+	    "  outbox retry       re-queue failed rows (of one target with --target)\n"
+	    "  outbox show ID     the outbox rows of one event\n",
 	    GRIDBRIDGE_DEFAULT_CONFIG);
 }
 
@@ -216,6 +229,64 @@ cmd_decode(const struct config *cfg, const char *dir, uint64_t from)
 	return status;
 }
 
+/* outbox stat | retry | show ID: the words after the options. */
+static int
+cmd_outbox(const char *config, int argc, char **argv, const char *target)
+{
+	const char *words[3] = { NULL, NULL, NULL };
+	int n = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (argv[i][0] == '-') {
+			if (strcmp(argv[i], "--target") == 0 && i + 1 < argc)
+				target = argv[i + 1];
+			else if (strncmp(argv[i], "--target=", 9) == 0)
+				target = argv[i] + 9;
+			if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0 ||
+			    strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "--dir") == 0 ||
+			    strcmp(argv[i], "--target") == 0 || strcmp(argv[i], "--from") == 0)
+				i++;
+			continue;
+		}
+		if (n == 3) {
+			usage(stderr);
+			return 2;
+		}
+		words[n++] = argv[i];
+	}
+	bool ok = (n == 2 && (strcmp(words[1], "stat") == 0 || strcmp(words[1], "retry") == 0)) ||
+	    (n == 3 && strcmp(words[1], "show") == 0);
+	if (!ok || (target != NULL && strcmp(words[1], "retry") != 0)) {
+		usage(stderr);
+		return 2;
+	}
+	log_set_ratelimit(0, 0);
+	struct config_errors errs = { 0 };
+	struct config *cfg = config_load(config, &errs);
+	if (cfg == NULL) {
+		config_errors_print(&errs, stderr);
+		config_errors_clear(&errs);
+		return 1;
+	}
+	char *pw = secret_load(cfg->store_password, cfg->store_password_file, "store");
+	if (pw == NULL) {
+		config_free(cfg);
+		return 1;
+	}
+	struct store_options so = {
+		.host = cfg->store_host,
+		.port = (int)cfg->store_port,
+		.dbname = cfg->store_dbname,
+		.user = cfg->store_user,
+		.password = pw,
+		.connect_timeout = (int)cfg->store_connect_timeout,
+	};
+	int rc = store_ctl_outbox(&so, words[1], n == 3 ? words[2] : target, stdout, stderr);
+	secret_free(pw);
+	config_free(cfg);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -223,11 +294,12 @@ main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "dir", required_argument, NULL, 'd' },
 		{ "from", required_argument, NULL, 'f' },
+		{ "target", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *config = GRIDBRIDGE_DEFAULT_CONFIG, *dir = NULL;
+	const char *config = GRIDBRIDGE_DEFAULT_CONFIG, *dir = NULL, *target = NULL;
 	uint64_t from = 0;
 	unsigned long long disk_cap = 0;
 	char buf[4096];
@@ -237,6 +309,7 @@ main(int argc, char **argv)
 		switch (opt) {
 		case 'c': config = optarg; break;
 		case 'd': dir = optarg; break;
+		case 't': target = optarg; break;
 		case 'f': {
 			char *end;
 			from = strtoull(optarg, &end, 10);
@@ -266,18 +339,24 @@ main(int argc, char **argv)
 				config = optarg;
 			} else if (opt == 'd') {
 				dir = optarg;
+			} else if (opt == 't') {
+				target = optarg;
 			} else {
 				usage(stderr);
 				return 2;
 			}
 			continue;
 		}
+		if (nwords == 1 && strcmp(words[0], "outbox") == 0)
+			break;	/* its words and options are read by cmd_outbox */
 		if (nwords == 2 || (nwords == 1 && strcmp(words[0], "decode") == 0)) {
 			usage(stderr);
 			return 2;
 		}
 		words[nwords++] = argv[optind++];
 	}
+	if (nwords >= 1 && strcmp(words[0], "outbox") == 0)
+		return cmd_outbox(config, argc, argv, target);
 	bool decode = nwords == 1 && strcmp(words[0], "decode") == 0;
 	if (!decode && (nwords != 2 || strcmp(words[0], "journal") != 0)) {
 		usage(stderr);

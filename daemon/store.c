@@ -1368,3 +1368,144 @@ store_free(struct store *s)
 	free(s->password);
 	free(s);
 }
+
+/* ---- gridbridgectl outbox: blocking, for the operator's tool ---------- */
+
+static PGconn *
+ctl_connect(const struct store_options *o, FILE *err)
+{
+	const char *keys[8], *vals[8];
+	char port[16], timeout[16];
+	int i = 0;
+
+	snprintf(port, sizeof(port), "%d", o->port);
+	snprintf(timeout, sizeof(timeout), "%d", o->connect_timeout > 0 ? o->connect_timeout : 10);
+	keys[i] = is_ip_address(o->host) ? "hostaddr" : "host"; vals[i++] = o->host;
+	keys[i] = "port"; vals[i++] = port;
+	keys[i] = "dbname"; vals[i++] = o->dbname;
+	keys[i] = "user"; vals[i++] = o->user;
+	if (o->password != NULL && o->password[0] != '\0') {
+		keys[i] = "password";
+		vals[i++] = o->password;
+	}
+	keys[i] = "connect_timeout"; vals[i++] = timeout;
+	keys[i] = "application_name"; vals[i++] = "gridbridgectl";
+	keys[i] = NULL; vals[i] = NULL;
+	PGconn *c = PQconnectdbParams(keys, vals, 0);
+	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+		char e[256];
+		conn_error(c, e, sizeof(e));
+		fprintf(err, "gridbridgectl: cannot connect to the database: %s\n", e);
+		PQfinish(c);
+		return NULL;
+	}
+	PQsetNoticeProcessor(c, notice_cb, NULL);
+	return c;
+}
+
+static PGresult *
+ctl_exec(PGconn *c, const char *sql, int n, const char *const *vals, FILE *err)
+{
+	PGresult *r = PQexecParams(c, sql, n, NULL, vals, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(r);
+
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+		char e[512];
+		snprintf(e, sizeof(e), "%s", PQresultErrorMessage(r));
+		e[strcspn(e, "\n")] = '\0';
+		fprintf(err, "gridbridgectl: query failed: %s\n", e);
+		PQclear(r);
+		return NULL;
+	}
+	return r;
+}
+
+static int
+ctl_stat(PGconn *c, FILE *out, FILE *err)
+{
+	PGresult *r = ctl_exec(c,
+	    "SELECT target, priority,"
+	    " count(*) FILTER (WHERE state = 'pending'),"
+	    " count(*) FILTER (WHERE state = 'sent'),"
+	    " count(*) FILTER (WHERE state = 'failed'),"
+	    " coalesce(round(extract(epoch FROM now() - min(created_at)"
+	    "   FILTER (WHERE state = 'pending'))::numeric, 1)::text, '-')"
+	    " FROM forward_outbox GROUP BY target, priority ORDER BY target, priority DESC",
+	    0, NULL, err);
+	if (r == NULL)
+		return 1;
+	fprintf(out, "%-16s %8s %10s %10s %10s %16s\n", "target", "priority", "pending", "sent",
+	    "failed", "oldest_pending_s");
+	for (int i = 0; i < PQntuples(r); i++)
+		fprintf(out, "%-16s %8s %10s %10s %10s %16s\n", PQgetvalue(r, i, 0),
+		    PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
+		    PQgetvalue(r, i, 4), PQgetvalue(r, i, 5));
+	PQclear(r);
+	return 0;
+}
+
+static int
+ctl_retry(PGconn *c, const char *target, FILE *out, FILE *err)
+{
+	const char *vals[1] = { target };
+	PGresult *r = ctl_exec(c,
+	    "UPDATE forward_outbox SET state = 'pending', next_attempt_at = now(), claimed_by = NULL"
+	    " WHERE state = 'failed' AND ($1::text IS NULL OR target = $1)", 1, vals, err);
+	if (r == NULL)
+		return 1;
+	fprintf(out, "requeued %s rows\n", PQcmdTuples(r));
+	PQclear(r);
+	return 0;
+}
+
+static int
+ctl_show(PGconn *c, const char *id, FILE *out, FILE *err)
+{
+	const char *vals[1] = { id };
+	PGresult *r = ctl_exec(c,
+	    "SELECT o.event_id, o.target, o.priority, o.state, o.attempts,"
+	    " coalesce(o.last_status::text, ''), coalesce(o.last_error, ''), o.created_at,"
+	    " coalesce(o.sent_at::text, ''), o.next_attempt_at, coalesce(o.claimed_by, ''),"
+	    " o.event_time, coalesce(e.device_class || ' ' || e.event_type || ' ' || e.severity,"
+	    "   '(event no longer stored)')"
+	    " FROM forward_outbox o LEFT JOIN events e"
+	    "   ON e.id = o.event_id AND e.event_time = o.event_time"
+	    " WHERE o.event_id = $1::uuid ORDER BY o.target", 1, vals, err);
+	if (r == NULL)
+		return 1;
+	static const char *const names[] = { "event_id", "target", "priority", "state",
+		"attempts", "last_status", "last_error", "created_at", "sent_at",
+		"next_attempt_at", "claimed_by", "event_time", "event" };
+	int n = PQntuples(r);
+	for (int i = 0; i < n; i++) {
+		if (i > 0)
+			fputc('\n', out);
+		for (int j = 0; j < PQnfields(r) && j < 13; j++)
+			fprintf(out, "%s: %s\n", names[j], PQgetvalue(r, i, j));
+	}
+	PQclear(r);
+	if (n == 0) {
+		fprintf(err, "gridbridgectl: no outbox rows for event %s\n", id);
+		return 1;
+	}
+	return 0;
+}
+
+int
+store_ctl_outbox(const struct store_options *o, const char *cmd, const char *arg, FILE *out,
+    FILE *err)
+{
+	PGconn *c = ctl_connect(o, err);
+	int rc;
+
+	if (c == NULL)
+		return 1;
+	if (strcmp(cmd, "stat") == 0)
+		rc = ctl_stat(c, out, err);
+	else if (strcmp(cmd, "retry") == 0)
+		rc = ctl_retry(c, arg, out, err);
+	else
+		rc = ctl_show(c, arg, out, err);
+	PQfinish(c);
+	return rc;
+}

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct event_base;
 struct store;
@@ -147,5 +148,11 @@ int store_start(struct store *s);
 /* Connected, schema current, partitions made: ready to write. */
 bool store_ready(const struct store *s);
 void store_free(struct store *s);
+
+/* gridbridgectl: `cmd` stat, retry (`arg`: a target or NULL for all) or
+ * show (`arg`: an event id), on a blocking connection of its own. Prints
+ * to `out`, errors to `err`; returns the exit status. */
+int store_ctl_outbox(const struct store_options *o, const char *cmd, const char *arg,
+    FILE *out, FILE *err);
 
 #endif
