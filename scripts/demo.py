@@ -66,6 +66,12 @@ def shipped_routes() -> str:
     return "\n" + text[text.index("[decode]"):]
 
 
+def shipped_rules() -> str:
+    """The [forward.rule ...] sections of the shipped configuration."""
+    text = (REPO / "conf" / "gridbridge.conf").read_text()
+    return text[text.index("\n[forward.rule "):text.index("\n[decode]")] + "\n"
+
+
 def describe(record: dict) -> str:
     """One line for a decoded record: what happened, where, to what."""
     kind = record.get("eventType", "").replace("EVENT_TYPE_", "").lower()
@@ -93,6 +99,57 @@ def describe(record: dict) -> str:
         s = record["status"]
         body = f"{s.get('state', '').replace('DEVICE_STATE_', '').lower()} via {s.get('source', '').replace('STATUS_SOURCE_', '').lower()}"
     return f"{kind:<18} {sev:<8} {record.get('vendor', ''):<11} {record.get('deviceId', '')}: {body}"
+
+
+def forward_report(db, endpoint, build_dir: Path, conf: Path) -> int:
+    """Waits until the outbox is sent, shows what the endpoint received.
+    Returns the number of events the endpoint got."""
+    deadline = time.monotonic() + 30
+    while True:
+        with db.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FILTER (WHERE state = 'sent'), count(*)"
+                        " FROM forward_outbox")
+            sent, total = cur.fetchone()
+        if total > 0 and sent == total:
+            break
+        if time.monotonic() > deadline:
+            say(f"forwarding did not finish: {sent} of {total} outbox rows sent")
+            return 0
+        time.sleep(0.2)
+    say("-> the rules selected events for the police platform; the store wrote an outbox row "
+        "for each in the same transaction, and the forwarder POSTed them over mutual TLS:")
+    ctl = [str(build_dir / "gridbridgectl"), "-c", str(conf), "outbox", "stat"]
+    out = subprocess.run(ctl, capture_output=True, text=True, timeout=10).stdout
+    say(f"$ gridbridgectl -c {conf} outbox stat")
+    say(textwrap.indent(out.rstrip(), "  "))
+    n = 0
+    pb = event_pb2()
+    for req in endpoint.requests:
+        say(f"  POST {req.path} from {req.client_cn} ({req.headers['content-type']}, "
+            f"{len(req.body)} bytes, Idempotency-Key {req.headers['idempotency-key']})")
+        if pb is None:
+            continue
+        batch = pb.EventBatch()
+        batch.ParseFromString(req.body)
+        for ev in batch.events:
+            n += 1
+            kind = pb.EventType.Name(ev.event_type).replace("EVENT_TYPE_", "").lower()
+            sev = pb.Severity.Name(ev.severity).replace("SEVERITY_", "").lower()
+            say(f"      {kind:<18} {sev:<8} {ev.vendor:<11} {ev.device_id}")
+    if pb is None:
+        n = sum(1 for _ in endpoint.requests)
+    say(f"-> the endpoint received {n} events in {len(endpoint.requests)} requests, "
+        "highest priority first")
+    return n
+
+
+def event_pb2():
+    """The .proto compiled for Python with protoc, or None."""
+    try:
+        from test_store import event_pb2 as compile_pb2
+    except ImportError:
+        return None
+    return compile_pb2()
 
 
 def run(workdir: Path) -> bool:
@@ -133,7 +190,15 @@ def run(workdir: Path) -> bool:
             dbname = {db.dbname}
             user = {db.user}
             password_file = {password_file}
-            """) + shipped_routes())
+
+            # the shipped target, pointed at the local endpoint
+            [forward.target police]
+            url = {endpoint.url}
+            format = protobuf
+            ca_file = {endpoint.ca_file}
+            cert_file = {endpoint.client_cert}
+            key_file = {endpoint.client_key}
+            """) + shipped_rules() + shipped_routes())
         say(f"config written to {conf}; the database password is in {password_file}")
         say()
         say(f"starting {daemon.binary} -c {conf}")
@@ -184,7 +249,9 @@ def run(workdir: Path) -> bool:
             say("   the high-altitude throwing alarm as stored (events.attrs; events.record "
                 "holds the same as a packed gridbridge.v1.Event):")
             say(textwrap.indent(json.dumps(first, indent=2, ensure_ascii=False), "    "))
-        say("   Forwarding to the police platform comes next.")
+        say()
+
+        forwarded = forward_report(db, endpoint, build_dir, conf)
         say()
 
         say("stopping the daemon with SIGTERM")
@@ -194,7 +261,8 @@ def run(workdir: Path) -> bool:
         if report:
             say(f"sanitizer report:\n{report}")
         say("stopping services")
-    ok = status == 0 and acked == total and decoded == total and not report
+    ok = (status == 0 and acked == total and decoded == total and not report and
+          forwarded > 0)
     return ok
 
 
