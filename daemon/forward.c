@@ -691,6 +691,15 @@ forward_stats(const struct forward *f, void (*fn)(const struct forward_stats *st
 		fn(&f->targets[i].st, ctx);
 }
 
+const char *
+forward_unavailable(const struct forward *f)
+{
+	for (size_t i = 0; i < f->ntargets; i++)
+		if (!f->targets[i].healthy)
+			return f->targets[i].name;
+	return NULL;
+}
+
 static int
 target_init(struct forward *f, struct target *t, const struct config_target *c)
 {
@@ -778,6 +787,18 @@ forward_free(struct forward *f)
 		return;
 	for (size_t i = 0; i < f->ntargets; i++) {
 		struct target *t = &f->targets[i];
+		if (t->name != NULL)
+			log_info("forward", "totals", "target=%s sent=%llu requests=%llu retried=%llu "
+			    "failed_4xx=%llu failed_other=%llu tls_errors=%llu latency_ms_avg=%llu "
+			    "latency_ms_max=%llu", t->name, (unsigned long long)t->st.sent_rows,
+			    (unsigned long long)t->st.sent_requests,
+			    (unsigned long long)t->st.retried_requests,
+			    (unsigned long long)t->st.failed_rows_4xx,
+			    (unsigned long long)t->st.failed_rows_other,
+			    (unsigned long long)t->st.tls_errors,
+			    (unsigned long long)(t->st.latency_count ?
+			    t->st.latency_ms_sum / t->st.latency_count : 0),
+			    (unsigned long long)t->st.latency_ms_max);
 		for (size_t j = 0; t->slots != NULL && j < t->nslots; j++) {
 			struct slot *sl = &t->slots[j];
 			if (sl->easy != NULL) {

@@ -147,6 +147,9 @@ update_status(struct daemon *d)
 		snprintf(status, sizeof(status), "database unavailable: journaling, not storing");
 	else if (d->mqtt != NULL && !mqtt_connected(d->mqtt))
 		snprintf(status, sizeof(status), "broker unavailable");
+	else if (d->forward != NULL && forward_unavailable(d->forward) != NULL)
+		snprintf(status, sizeof(status), "target %s unavailable: events kept in the outbox",
+		    forward_unavailable(d->forward));
 	else
 		snprintf(status, sizeof(status), "running");
 	if (strcmp(status, d->status) != 0) {

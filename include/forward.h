@@ -61,6 +61,8 @@ void forward_start(struct forward *f);
 void forward_kick(void *forward, int priority);
 void forward_stats(const struct forward *f,
     void (*fn)(const struct forward_stats *st, void *ctx), void *ctx);
+/* The name of a target that is failing, or NULL when all are well. */
+const char *forward_unavailable(const struct forward *f);
 /* Requests in flight are abandoned: their rows are leased to this daemon
  * and sent again after a restart. */
 void forward_free(struct forward *f);
