@@ -145,6 +145,8 @@ update_status(struct daemon *d)
 		snprintf(status, sizeof(status), "ingest paused: journal full");
 	else if (d->store != NULL && !store_ready(d->store))
 		snprintf(status, sizeof(status), "database unavailable: journaling, not storing");
+	else if (d->pipeline != NULL && pipeline_catching_up(d->pipeline))
+		snprintf(status, sizeof(status), "catching up: storing the journal's backlog");
 	else if (d->mqtt != NULL && !mqtt_connected(d->mqtt))
 		snprintf(status, sizeof(status), "broker unavailable");
 	else if (d->forward != NULL && forward_unavailable(d->forward) != NULL)

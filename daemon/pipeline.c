@@ -352,6 +352,12 @@ check_caught_up(struct pipeline *p)
 	p->caught_up_rows = 0;
 }
 
+bool
+pipeline_catching_up(const struct pipeline *p)
+{
+	return p->catching_up;
+}
+
 /* ---- the store's sink -------------------------------------------------- */
 
 void

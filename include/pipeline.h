@@ -50,6 +50,10 @@ struct pipeline *pipeline_new(struct event_base *base, const struct pipeline_opt
     struct journal *journal, struct store *store);
 void pipeline_free(struct pipeline *p);
 
+/* A backlog (the journal since the checkpoint, at start or after an
+ * outage) is being stored and not all of it is in the database yet. */
+bool pipeline_catching_up(const struct pipeline *p);
+
 /* New records are durable in the journal. */
 void pipeline_kick(struct pipeline *p);
 
