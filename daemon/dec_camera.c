@@ -287,7 +287,7 @@ decode_camera_alarm(const struct decode_in *in, struct decode_out *out)
 	ev->camera_alarm = c;
 	rc = 0;
 done:
-	json_decref(o);
+	decode_json_free(o);
 	return rc;
 }
 
@@ -390,7 +390,7 @@ decode_peephole(const struct decode_in *in, struct decode_out *out)
 	ev->peephole = p;
 	rc = 0;
 done:
-	json_decref(o);
+	decode_json_free(o);
 	return rc;
 }
 
@@ -530,6 +530,6 @@ decode_gateway(const struct decode_in *in, struct decode_out *out)
 	set_status(out, st);
 	rc = 0;
 done:
-	json_decref(o);
+	decode_json_free(o);
 	return rc;
 }

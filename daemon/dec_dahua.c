@@ -258,6 +258,6 @@ decode_dahua(const struct decode_in *in, struct decode_out *out)
 	if (root == NULL)
 		return -1;
 	int rc = decode(in, out, root);
-	json_decref(root);
+	decode_json_free(root);
 	return rc;
 }

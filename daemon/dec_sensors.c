@@ -216,7 +216,7 @@ z2m_state(const struct decode_in *in, struct decode_out *out, bool *online)
 	if (json_is_string(st))
 		v = word_lookup(online_offline, NWORDS(online_offline),
 		    (const uint8_t *)json_string_value(st), json_string_length(st));
-	json_decref(j);
+	decode_json_free(j);
 	if (st == NULL)
 		return decode_reject(out, "missing_field:state");
 	if (v < 0)
@@ -297,7 +297,7 @@ decode_z2m_device(const struct decode_in *in, struct decode_out *out)
 			out->ev.device_id = arena_strdup(&out->arena, name);
 	}
 done:
-	json_decref(j);
+	decode_json_free(j);
 	return rc;
 }
 

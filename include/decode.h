@@ -133,9 +133,20 @@ int decode_reject(struct decode_out *out, const char *fmt, ...)
 /* True when the bytes are valid UTF-8. */
 bool utf8_valid(const uint8_t *p, size_t n);
 
-/* Parses a JSON object payload; on failure sets the reason (bad_json) and
- * returns NULL. The caller json_decref()s the result. */
+/* Parses a JSON object payload; on failure sets the reason (bad_json or
+ * bad_utf8) and returns NULL. The caller releases the result with
+ * decode_json_free() (json_decref() also works). */
 struct json_t *decode_json_object(const struct decode_in *in, struct decode_out *out);
+
+/* decode_record() brackets its decoder with these: in between, jansson
+ * allocates on this thread from a bump arena that the end rewinds, so
+ * every jansson value made in between must be dropped by then (see
+ * decode_util.c). Outside, jansson uses malloc() and free() as usual. */
+void decode_json_begin(void);
+void decode_json_end(void);
+/* Releases a parsed value: nothing to do inside a decode (the arena goes
+ * at its end), json_decref() outside. */
+void decode_json_free(struct json_t *j);
 
 /* Times. All return 0 and set *us (UTC µs since the epoch), or -1.
  * ISO 8601 "2025-03-18T07:42:15+08:00", "...Z", "...15.123+0800"; without
