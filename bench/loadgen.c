@@ -3,7 +3,8 @@
  *
  * usage: loadgen [-h host] [-p port] [-n count] [-q qos] [-c clients]
  *                [-r rate] [-w window] [-s seed] [-C communities]
- *                [-D devices] [-V 311|5] [-i id-prefix] [-t timeout] [-d]
+ *                [-D devices] [-V 311|5] [-i id-prefix] [-t timeout]
+ *                [-e now|SECONDS] [-u] [-P file] [-d]
  *
  * Every message is one line of JSON (no newline inside, so a subscriber that
  * prints one message per line can be counted with wc -l), 300..1200 bytes,
@@ -37,6 +38,22 @@
  *
  * -d prints the messages as `topic<TAB>payload` lines instead of sending
  * them (no broker needed).
+ *
+ * For the end-to-end benchmark (bench/e2e.py):
+ *   -e now      device times are the wall clock when the message is made
+ *               (instead of 2025-03-18 + n/2 s), as a live device's would
+ *               be: the events land in today's partition, none is
+ *               clock-skewed (the content of message n then also depends
+ *               on when it is made);
+ *   -e SECONDS  the same with a fixed base (Unix time) + n/2 s;
+ *   -u          every access event gets its own serialNo (10000 + n): the
+ *               daemon's event id of an access event is made from device,
+ *               serial, type and time, and the default serial (a counter
+ *               shared by 7 messages) can give two messages the same id;
+ *   -P file     writes `seq<TAB>unix_time` (CLOCK_REALTIME, µs) for every
+ *               message when mosquitto_publish() took it, at the end.
+ * The start line also gives `realtime=SECONDS` (CLOCK_REALTIME at the same
+ * moment as `monotonic`).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -72,6 +89,10 @@ struct options {
 	const char *id_prefix;
 	double timeout;		/* seconds for the whole run */
 	bool dump;
+	bool event_now;		/* -e now: device times from the wall clock */
+	long event_base;	/* -e SECONDS: base of the device times */
+	bool unique_serial;	/* -u */
+	const char *pubtimes;	/* -P file */
 };
 
 static struct options opt = {
@@ -89,7 +110,23 @@ static struct options opt = {
 	.id_prefix = NULL,
 	.timeout = 300,
 	.dump = false,
+	.event_now = false,
+	.event_base = 1742227200L,	/* 2025-03-18T00:00:00+08:00 */
+	.unique_serial = false,
+	.pubtimes = NULL,
 };
+
+/* -P: CLOCK_REALTIME of each message's publish, indexed by seq. */
+static double *pub_times;
+
+static double
+wall_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static double
 now_s(void)
@@ -151,9 +188,6 @@ static const char *const models[] = { "MCCGQ11LM", "MCCGQ01LM", "SNZB-04" };
 enum kind { KIND_ACCESS, KIND_VEHICLE, KIND_DOOR };
 static const char *const kind_class[] = { "access", "vehicle", "door" };
 
-/* 2025-03-18T00:00:00+08:00; message n happens about n/2 seconds later. */
-#define EPOCH_BASE 1742227200L
-
 static void
 format_time(char *buf, size_t size, long t, bool compact)
 {
@@ -184,7 +218,8 @@ make_message(long seq, char *topic, size_t tsize, char *p, size_t psize)
 	enum kind kind = r < 45 ? KIND_ACCESS : r < 70 ? KIND_VEHICLE : KIND_DOOR;
 	unsigned comm = pick(&s, (unsigned)opt.communities);
 	unsigned dev = pick(&s, (unsigned)opt.devices);
-	long t = EPOCH_BASE + seq / 2 + (long)pick(&s, 3);
+	long t = opt.event_now ? (long)time(NULL) - (long)pick(&s, 3) :
+	    opt.event_base + seq / 2 + (long)pick(&s, 3);
 	char community[32], device[64], when[64], stamp[64], day[64];
 	int n;
 
@@ -217,7 +252,8 @@ make_message(long seq, char *topic, size_t tsize, char *p, size_t psize)
 		static const unsigned minors[] = { 75, 75, 75, 1, 1, 76, 9 };
 		unsigned minor = PICK(&s, minors);
 		bool pass = minor == 75 || minor == 1;
-		unsigned serial = 10000 + (unsigned)(seq / 7 % 80000);
+		unsigned serial = opt.unique_serial ? 10000 + (unsigned)seq :
+		    10000 + (unsigned)(seq / 7 % 80000);
 		bool picture = minor != 1 && minor != 9;
 		unsigned room = 100 * (1 + pick(&s, 30)) + 1 + pick(&s, 4);
 		char url[320] = "";
@@ -466,6 +502,8 @@ run(struct client *c)
 				return;
 			}
 			c->inflight++;
+			if (pub_times != NULL)
+				pub_times[seq] = wall_s();
 			rc = mosquitto_publish(c->mosq, NULL, topic, len, payload, opt.qos, false);
 			if (rc != MOSQ_ERR_SUCCESS) {
 				c->inflight--;
@@ -532,7 +570,8 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: loadgen [-h host] [-p port] [-n count] [-q qos] [-c clients]\n"
 	    "               [-r rate] [-w window] [-s seed] [-C communities] [-D devices]\n"
-	    "               [-V 311|5] [-i id-prefix] [-t timeout] [-d]\n"
+	    "               [-V 311|5] [-i id-prefix] [-t timeout] [-e now|SECONDS]\n"
+	    "               [-u] [-P file] [-d]\n"
 	    "  -h host         broker address (127.0.0.1)\n"
 	    "  -p port         broker port (1883)\n"
 	    "  -n count        messages in all (10000)\n"
@@ -547,6 +586,10 @@ usage(FILE *f)
 	    "  -V 311|5        MQTT protocol version (311)\n"
 	    "  -i prefix       client id prefix (loadgen-<pid>)\n"
 	    "  -t seconds      give up after this long (300)\n"
+	    "  -e now|SECONDS  device times: the wall clock, or SECONDS (Unix) + n/2\n"
+	    "                  (default 2025-03-18T00:00:00+08:00 + n/2)\n"
+	    "  -u              a unique serialNo for every access event\n"
+	    "  -P file         write `seq<TAB>publish time` (Unix, µs) per message\n"
 	    "  -d              print `topic<TAB>payload` lines, do not connect\n"
 	    "  -?              this help\n");
 }
@@ -599,7 +642,7 @@ main(int argc, char **argv)
 	int ch;
 	long v;
 
-	while ((ch = getopt(argc, argv, "h:p:n:q:c:r:w:s:C:D:V:i:t:d?")) != -1) {
+	while ((ch = getopt(argc, argv, "h:p:n:q:c:r:w:s:C:D:V:i:t:e:uP:d?")) != -1) {
 		bool ok = true;
 
 		switch (ch) {
@@ -620,6 +663,14 @@ main(int argc, char **argv)
 		case 'i': opt.id_prefix = optarg; break;
 		case 't': ok = parse_double(optarg, 0.001, &opt.timeout); break;
 		case 'd': opt.dump = true; break;
+		case 'e':
+			if (strcmp(optarg, "now") == 0)
+				opt.event_now = true;
+			else
+				ok = parse_long(optarg, 0, LONG_MAX / 2, &opt.event_base);
+			break;
+		case 'u': opt.unique_serial = true; break;
+		case 'P': opt.pubtimes = optarg; break;
 		case '?':
 			if (optopt == 0 || optopt == '?') {
 				usage(stdout);
@@ -643,6 +694,13 @@ main(int argc, char **argv)
 	if (opt.dump)
 		return dump();
 
+	if (opt.pubtimes != NULL) {
+		pub_times = calloc((size_t)opt.count, sizeof(*pub_times));
+		if (pub_times == NULL) {
+			perror("loadgen: calloc");
+			return 1;
+		}
+	}
 	mosquitto_lib_init();
 	struct client *clients = calloc((size_t)opt.clients, sizeof(*clients));
 	if (clients == NULL) {
@@ -666,7 +724,7 @@ main(int argc, char **argv)
 	pthread_barrier_wait(&connected_barrier);
 	start_time = now_s();
 	if (!atomic_load(&abort_run)) {
-		fprintf(stderr, "start monotonic=%.6f\n", start_time);
+		fprintf(stderr, "start monotonic=%.6f realtime=%.6f\n", start_time, wall_s());
 		fflush(stderr);
 	}
 	pthread_barrier_wait(&go_barrier);
@@ -701,6 +759,21 @@ main(int argc, char **argv)
 		    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
 	printf("\n");
 	fflush(stdout);
+	if (pub_times != NULL) {
+		FILE *f = fopen(opt.pubtimes, "w");
+		if (f == NULL) {
+			fprintf(stderr, "loadgen: %s: %s\n", opt.pubtimes, strerror(errno));
+			status = 1;
+		} else {
+			for (long i = 0; i < opt.count; i++)
+				fprintf(f, "%ld\t%.6f\n", i, pub_times[i]);
+			if (fclose(f) != 0) {
+				fprintf(stderr, "loadgen: %s: %s\n", opt.pubtimes, strerror(errno));
+				status = 1;
+			}
+		}
+		free(pub_times);
+	}
 	pthread_barrier_destroy(&connected_barrier);
 	pthread_barrier_destroy(&go_barrier);
 	free(clients);
