@@ -42,13 +42,17 @@ def partitions(pg):
         WHERE i.inhparent = 'events'::regclass"""))
 
 
+SCHEMA_VERSION = 2   # the last migration in daemon/schema.c
+
+
 def test_migrations_applied_once_with_partitions(daemon, mosquitto, private_postgres, tmp_path):
     conf = daemon.write_config(config(tmp_path, mosquitto, private_postgres, ahead=3))
     daemon.start(conf)
     daemon.wait_log(READY, timeout=30)
-    assert daemon.wait_log(r'msg="schema migrated" from=0 to=1', timeout=1)
+    assert daemon.wait_log(rf'msg="schema migrated" from=0 to={SCHEMA_VERSION}', timeout=1)
 
-    assert query(private_postgres, "SELECT version FROM schema_migrations") == [(1,)]
+    assert query(private_postgres, "SELECT version FROM schema_migrations ORDER BY 1") == [
+        (v,) for v in range(1, SCHEMA_VERSION + 1)]
     tables = {r[0] for r in query(private_postgres, """
         SELECT tablename FROM pg_tables WHERE schemaname = 'public'""")}
     assert {"events", "quarantine", "forward_outbox", "ingest_checkpoint",
@@ -73,7 +77,8 @@ def test_migrations_applied_once_with_partitions(daemon, mosquitto, private_post
     daemon.start(conf)
     daemon.wait_log(READY, timeout=30)
     assert not [x for x in daemon.lines if "schema migrated" in x]
-    assert query(private_postgres, "SELECT count(*) FROM schema_migrations") == [(1,)]
+    assert query(private_postgres, "SELECT count(*) FROM schema_migrations") == [
+        (SCHEMA_VERSION,)]
     assert daemon.stop() == 0
 
 
@@ -87,7 +92,7 @@ def test_newer_schema_is_refused(daemon, mosquitto, private_postgres, tmp_path):
 
     daemon.start(conf)
     line = daemon.wait_log(r'msg="database schema is newer than this gridbridged', timeout=30)
-    assert "db_version=99" in line and "known_version=1" in line
+    assert "db_version=99" in line and f"known_version={SCHEMA_VERSION}" in line
     assert line.startswith("<3>level=error mod=store")
     daemon.wait_quiet()
     assert not [x for x in daemon.lines if 'msg="ready"' in x and "mod=store" in x]
@@ -95,7 +100,33 @@ def test_newer_schema_is_refused(daemon, mosquitto, private_postgres, tmp_path):
     assert daemon.stop() == 0
     # Nothing of ours was applied on top.
     assert query(private_postgres, "SELECT version FROM schema_migrations ORDER BY 1") == [
-        (1,), (99,)]
+        (v,) for v in range(1, SCHEMA_VERSION + 1)] + [(99,)]
+
+
+def test_version_1_database_is_migrated_to_2(daemon, mosquitto, private_postgres, tmp_path):
+    """A database a version-1 gridbridged made gets migration 2 (outbox
+    leases and retention) at the next start, its rows untouched."""
+    conf = daemon.write_config(config(tmp_path, mosquitto, private_postgres))
+    daemon.start(conf)
+    daemon.wait_log(READY, timeout=30)
+    assert daemon.stop() == 0
+    # Back to what version 1 left: no claimed_by, no outbox maintenance.
+    query(private_postgres, """
+        DROP FUNCTION gridbridge_maintain_outbox(integer);
+        DROP INDEX forward_outbox_state;
+        ALTER TABLE forward_outbox DROP COLUMN claimed_by;
+        DELETE FROM schema_migrations WHERE version > 1;
+        INSERT INTO forward_outbox (event_id, event_time, target)
+          VALUES ('00000000-0000-8000-8000-000000000001', now(), 'police')""")
+    daemon.start(conf)
+    daemon.wait_log(READY, timeout=30)
+    assert daemon.wait_log(r'msg="schema migrated" from=1 to=2', timeout=1)
+    assert query(private_postgres, "SELECT version FROM schema_migrations ORDER BY 1") == [
+        (1,), (2,)]
+    assert query(private_postgres, "SELECT event_id::text, state, claimed_by FROM forward_outbox"
+                 ) == [("00000000-0000-8000-8000-000000000001", "pending", None)]
+    assert query(private_postgres, "SELECT gridbridge_maintain_outbox(180)") == [(0,)]
+    assert daemon.stop() == 0
 
 
 def test_retention_drops_old_partitions(daemon, mosquitto, private_postgres, tmp_path):
