@@ -70,6 +70,7 @@ struct target {
 	struct backoff backoff;
 	struct event *retry;		/* the probe after a failure */
 	int64_t outage_started_ms;
+	bool tls_outage;		/* the failures began with a TLS error */
 	struct forward_stats st;
 };
 
@@ -373,7 +374,10 @@ claimed(void *ctx, struct store_outbox_row *rows, size_t n, bool ok)
 		hex(digest, 16, sl->key);
 		sl->body = t->format == FORWARD_JSON ? body_json(rows, keep, &sl->body_len) :
 		    body_protobuf(rows, keep, &sl->body_len);
-		start_request(sl);
+		if (t->healthy)
+			start_request(sl);
+		else
+			sl->state = SLOT_WAITING;	/* goes with the others */
 	}
 	pump(t);	/* more rows may be due: fill the other slots */
 }
@@ -517,6 +521,7 @@ target_up(struct target *t)
 		t->st.healthy = 1;
 		evtimer_del(t->retry);
 	}
+	t->tls_outage = false;
 	backoff_reset(&t->backoff);
 	for (size_t i = 0; i < t->nslots; i++)
 		if (t->slots[i].state == SLOT_WAITING)
@@ -590,7 +595,17 @@ request_done(struct slot *sl, CURLcode code)
 		t->st.retried_requests++;
 		sl->state = SLOT_WAITING;
 	}
-	if (tls_error(code)) {
+	/* The platform refusing our certificate shows, with TLS 1.3, after our
+	 * side of the handshake: as an alert, or on later attempts as a
+	 * connection the server already closed. Such failures stay TLS
+	 * failures until a request succeeds. */
+	bool tls = tls_error(code) || (code != CURLE_OK && strstr(why, "alert") != NULL);
+	if (tls)
+		t->tls_outage = true;
+	else if (t->tls_outage && (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR ||
+	    code == CURLE_GOT_NOTHING))
+		tls = true;
+	if (tls) {
 		t->st.tls_errors++;
 		log_error("forward", "TLS failed, nothing sent", "target=%s error=%s retry_in_ms=%lld",
 		    t->name, why, (long long)delay);

@@ -620,22 +620,31 @@ class TestPKI:
 
     EC P-256 keys, valid for two days. Also a second, unrelated CA (wrong_ca)
     and a client certificate it signed, for negative tests.
+
+    server_san: the server certificate's subjectAltName (openssl syntax);
+    a name other than 127.0.0.1/localhost makes a certificate a client
+    connecting to 127.0.0.1 must refuse (wrong host name).
     """
 
     __test__ = False  # not a pytest test class
 
     SERVER_CN = "127.0.0.1"
+    SERVER_SAN = "IP:127.0.0.1, DNS:localhost"
     CLIENT_CN = "gridbridge-test-client"
 
-    def __init__(self, directory: Path | str, days: int = 2):
+    def __init__(self, directory: Path | str, days: int = 2, server_san: str | None = None):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.days = days
+        self.server_san = server_san or self.SERVER_SAN
         self.cnf = self.dir / "openssl.cnf"
-        self.cnf.write_text(_OPENSSL_CNF)
+        self.cnf.write_text(_OPENSSL_CNF.replace(
+            f"subjectAltName = {self.SERVER_SAN}", f"subjectAltName = {self.server_san}"))
+        server_cn = self.SERVER_CN if server_san is None else \
+            self.server_san.split(",")[0].split(":", 1)[-1].strip()
         self.ca_file, self.ca_key = self._ca("ca", "gridbridge test CA")
         self.server_cert, self.server_key = self._leaf(
-            "server", self.SERVER_CN, "server_ext", self.ca_file, self.ca_key)
+            "server", server_cn, "server_ext", self.ca_file, self.ca_key)
         self.client_cert, self.client_key = self._leaf(
             "client", self.CLIENT_CN, "client_ext", self.ca_file, self.ca_key)
         self.wrong_ca, self.wrong_ca_key = self._ca("wrong-ca", "gridbridge wrong CA")
@@ -748,6 +757,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                               body=body, received_at=time.time(), client_subject=subject,
                               client_cn=cn, client_address=self.client_address)
         resp = endpoint._next_response()
+        endpoint._begin(req)
         if resp.delay:
             time.sleep(resp.delay)
         if resp.drop:
@@ -817,13 +827,15 @@ class HttpsEndpoint:
         ep.respond(status=200, body=b"", headers={}, delay=0)   # default answer
         ep.push_response(status=503)                           # one-shot, used first
         ep.requests, ep.wait_for_requests(n, timeout)
+        ep.in_flight, ep.wait_for_in_flight(n, timeout)        # read, not answered yet
         ep.close_port() / ep.reopen()                           # down, then up again
     """
 
-    def __init__(self, tmpdir: Path | str):
+    def __init__(self, tmpdir: Path | str, server_san: str | None = None):
         self.dir = Path(tmpdir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.pki = TestPKI(self.dir / "pki")
+        # server_san: see TestPKI (e.g. "DNS:platform.example" for a wrong host name)
+        self.pki = TestPKI(self.dir / "pki", server_san=server_san)
         self.host = LOCALHOST
         self.port: int | None = None
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -834,6 +846,7 @@ class HttpsEndpoint:
 
         self._cond = threading.Condition()
         self._requests: list[RecordedRequest] = []
+        self._in_flight: list[RecordedRequest] = []
         self._tls_failures: list[tuple[tuple, str]] = []
         self._default = Response()
         self._oneshot: list[Response] = []
@@ -923,8 +936,14 @@ class HttpsEndpoint:
             return self._oneshot.pop(0) if self._oneshot else self._default
 
     # recording
+    def _begin(self, req: RecordedRequest) -> None:
+        with self._cond:
+            self._in_flight.append(req)
+            self._cond.notify_all()
+
     def _record(self, req: RecordedRequest) -> None:
         with self._cond:
+            self._in_flight = [r for r in self._in_flight if r is not req]
             self._requests.append(req)
             self._cond.notify_all()
 
@@ -942,6 +961,21 @@ class HttpsEndpoint:
         """A copy of every request received so far, oldest first."""
         with self._cond:
             return list(self._requests)
+
+    @property
+    def in_flight(self) -> list[RecordedRequest]:
+        """Requests read but not answered yet (a delay is running); they move
+        to `requests` when the answer is sent (or the connection dropped)."""
+        with self._cond:
+            return list(self._in_flight)
+
+    def wait_for_in_flight(self, n: int, timeout: float = 10.0) -> list[RecordedRequest]:
+        """Wait until at least n requests are being answered at once; return them."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._in_flight) >= n, timeout):
+                raise TimeoutError(f"endpoint had {len(self._in_flight)} request(s) in "
+                                   f"flight, wanted {n}, within {timeout}s")
+            return list(self._in_flight)
 
     @property
     def tls_failures(self) -> list[tuple[tuple, str]]:
