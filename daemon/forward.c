@@ -71,6 +71,7 @@ struct target {
 	struct event *retry;		/* the probe after a failure */
 	int64_t outage_started_ms;
 	bool tls_outage;		/* the failures began with a TLS error */
+	struct slot *probe;		/* the batch probing a failing target */
 	struct forward_stats st;
 };
 
@@ -463,6 +464,27 @@ setup_easy(struct slot *sl)
 }
 
 static void
+arm_retry(struct target *t, int64_t ms)
+{
+	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+	evtimer_add(t->retry, &tv);
+}
+
+/* A request that could not start: its rows are claimed again when their
+ * lease runs out; a failing target gets its next probe. */
+static void
+not_started(struct slot *sl)
+{
+	struct target *t = sl->t;
+
+	slot_clear(sl);
+	if (t->probe == sl) {
+		t->probe = NULL;
+		arm_retry(t, backoff_next(&t->backoff, backoff_random()));
+	}
+}
+
+static void
 start_request(struct slot *sl)
 {
 	struct target *t = sl->t;
@@ -471,8 +493,7 @@ start_request(struct slot *sl)
 		sl->easy = curl_easy_init();
 	if (sl->easy == NULL || setup_easy(sl) != 0) {
 		log_error("forward", "cannot set up request", "target=%s", t->name);
-		/* The lease runs out and the rows are claimed again. */
-		slot_clear(sl);
+		not_started(sl);
 		return;
 	}
 	sl->state = SLOT_SENDING;
@@ -481,7 +502,7 @@ start_request(struct slot *sl)
 	if (mc != CURLM_OK) {
 		log_error("forward", "cannot start request", "target=%s error=%s", t->name,
 		    curl_multi_strerror(mc));
-		slot_clear(sl);
+		not_started(sl);
 	}
 }
 
@@ -503,12 +524,6 @@ printable(char *s)
 			*p = ' ';
 }
 
-static void
-arm_retry(struct target *t, int64_t ms)
-{
-	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
-	evtimer_add(t->retry, &tv);
-}
 
 /* Back to health: the waiting batches go now, new rows are claimed. */
 static void
@@ -522,6 +537,7 @@ target_up(struct target *t)
 		evtimer_del(t->retry);
 	}
 	t->tls_outage = false;
+	t->probe = NULL;
 	backoff_reset(&t->backoff);
 	for (size_t i = 0; i < t->nslots; i++)
 		if (t->slots[i].state == SLOT_WAITING)
@@ -621,7 +637,11 @@ request_done(struct slot *sl, CURLcode code)
 		t->st.healthy = 0;
 		t->outage_started_ms = mono_ms();
 	}
-	if (!evtimer_pending(t->retry, NULL))
+	/* One probe at a time: requests that were in flight when the target
+	 * failed do not start another while the probe is out. */
+	if (t->probe == sl)
+		t->probe = NULL;
+	if (t->probe == NULL && !evtimer_pending(t->retry, NULL))
 		arm_retry(t, delay);
 }
 
@@ -635,6 +655,7 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	for (size_t i = 0; i < t->nslots; i++) {
 		if (t->slots[i].state == SLOT_WAITING) {
+			t->probe = &t->slots[i];
 			start_request(&t->slots[i]);
 			return;
 		}
