@@ -5,8 +5,8 @@ Starts a private mosquitto broker, PostgreSQL database and HTTPS endpoint
 (tests/integration/services.py, the same ones the tests use), runs
 build/gridbridged against them, shows what it says, publishes the sample
 device events from tests/fixtures/devices/, shows them decoded and stored
-in PostgreSQL and the journal reclaimed behind the checkpoint, stops
-everything.
+in PostgreSQL and the journal reclaimed behind the checkpoint, the selected
+events forwarded to the HTTPS endpoint over mutual TLS, stops everything.
 Exit status 0 when all of it worked.
 """
 
