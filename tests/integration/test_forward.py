@@ -977,3 +977,78 @@ def test_ctl_outbox_stat_show_retry(daemon, mosquitto, private_postgres, https_e
     assert all(v["pending"] == v["failed"] == 0 and v["oldest_pending_s"] is None
                for v in got.values()), got
     assert daemon.stop(timeout=30) == 0
+
+
+# --------------------------------------------------------------------------
+# the backlog of a long outage waits in PostgreSQL, not in memory; bearer token
+
+
+def vm_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def part(stream: FwdStream, a: int, b: int) -> FwdStream:
+    """Messages a..b-1 of `stream`, as a stream of their own."""
+    p = FwdStream.__new__(FwdStream)
+    p.seed = stream.seed
+    p.messages = stream.messages[a:b]
+    p.by_key = {m.key: m for m in p.messages}
+    p.want = collections.Counter(m.key for m in p.messages)
+    p.published = list(p.messages)
+    p.repeated = []
+    return p
+
+
+def test_backlog_waits_in_database_memory_bounded_token_sent(daemon, ingest_broker,
+                                                             private_postgres, https_endpoint,
+                                                             tmp_path, sanitized, report):
+    pb = need_pb2()
+    ep, pg = https_endpoint, private_postgres
+    token = tmp_path / "platform-token"
+    token.write_text("s3cr3t-t0ken\n")
+    conf = daemon.write_config(forward_config(
+        tmp_path, ingest_broker, pg, ep,
+        target={"token_file": token, "batch_rows": 100, "max_inflight": 4}))
+    ep.close_port()                       # the platform is down from the start
+    mark = start_forwarding(daemon, conf)
+    pid = daemon.proc.pid
+
+    # a first wave while down: the memory the daemon needs to run at all
+    n = 4_000 if sanitized else 10_000
+    whole = FwdStream(1_000 + 2 * n, seed_of())
+    first, more, third = (part(whole, 0, 1_000), part(whole, 1_000, 1_000 + n),
+                          part(whole, 1_000 + n, 1_000 + 2 * n))
+    publish_all(first, ingest_broker, timeout=60)
+    wait_events(pg, daemon, 1_000, timeout=60)
+    daemon.wait_log(UNAVAILABLE, since=mark, timeout=10)
+    base = vm_kib(pid, "VmRSS")
+
+    # ten times as many while still down: the outbox grows, the daemon does not
+    publish_all(more, ingest_broker, timeout=120)
+    wait_events(pg, daemon, 1_000 + n, timeout=120)
+    grown = vm_kib(pid, "VmRSS") - base
+    publish_all(third, ingest_broker, timeout=120)
+    wait_events(pg, daemon, 1_000 + 2 * n, timeout=120)
+    grown3 = vm_kib(pid, "VmRSS") - base - grown
+    pending = outbox_counts(pg)["pending"]
+    report(f"endpoint down, {pending} events pending in the outbox: RSS {base} KiB after "
+           f"1,000, +{grown} KiB after {n:,} more, +{grown3} KiB after {n:,} more again")
+    assert pending == 1_000 + 2 * n
+    assert ep.requests == []
+    if not sanitized:   # AddressSanitizer keeps freed memory in quarantine
+        assert grown < 16 * 1024, f"RSS grew by {grown} KiB while {n} more events waited"
+        assert grown3 < 8 * 1024, f"RSS grew by {grown3} KiB again for {n} more events"
+    # only the probe goes out while the target is down
+    assert not lines_matching(daemon, r'msg="target available again"', mark)
+
+    ep.reopen()
+    wait_all_sent(pg, daemon, 1_000 + 2 * n, timeout=120)
+    got = [i for r in ep.requests for i in batch_ids(r)]
+    assert len(set(got)) == 1_000 + 2 * n
+    assert {r.headers["authorization"] for r in ep.requests} == {"Bearer s3cr3t-t0ken"}
+    # the token is never logged
+    assert not [x for x in daemon.lines if "s3cr3t" in x]
+    assert daemon.stop() == 0
