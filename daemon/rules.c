@@ -81,7 +81,7 @@ rules_build(const struct config *cfg)
 	struct rules *r = xcalloc(1, sizeof(*r));
 
 	r->v = xcalloc(cfg->nrules, sizeof(*r->v));
-	r->targets = xcalloc(cfg->nrules, sizeof(*r->targets));
+	r->targets = xcalloc(cfg->nrules + 1, sizeof(*r->targets));	/* NULL-terminated */
 	for (size_t i = 0; i < cfg->nrules; i++) {
 		const struct config_rule *c = &cfg->rules[i];
 		struct rule *u = &r->v[r->n++];
@@ -114,7 +114,7 @@ rules_free(struct rules *r)
 		for (int c = 0; c < NCRIT; c++)
 			strv_free(r->v[i].names[c]);
 	free(r->v);
-	strv_free(r->targets ? r->targets : NULL);
+	strv_free(r->targets);
 	free(r);
 }
 

@@ -102,6 +102,16 @@ main(void)
 	rules_free(r);
 	config_free(cfg);
 
+	/* As many targets as rules (the target list is freed whole). */
+	cfg = load("[forward.target a]\nurl = https://a/\n[forward.target b]\nurl = https://b/\n"
+	    "[forward.rule ra]\ntarget = a\n[forward.rule rb]\ntarget = b\npriority = 8\n");
+	r = rules_build(cfg);
+	T_INTEQ(rules_select(r, &beat, m), 2);
+	T_STREQ(m[1].target, "b");
+	T_INTEQ(m[1].priority, 8);
+	rules_free(r);
+	config_free(cfg);
+
 	/* No rules: nothing is forwarded. */
 	cfg = load("[daemon]\nlog_level = info\n");
 	r = rules_build(cfg);
