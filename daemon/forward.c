@@ -24,6 +24,7 @@
 #define REPLY_KEEP 512		/* bytes of a refusal's reply kept */
 #define LEASE_MARGIN_S 30
 #define RETRY_AFTER_MAX_S 86400
+#define TLS_REFUSAL_US 20000	/* see request_done() */
 
 enum slot_state {
 	SLOT_IDLE,
@@ -616,6 +617,22 @@ request_done(struct slot *sl, CURLcode code)
 	 * connection the server already closed. Such failures stay TLS
 	 * failures until a request succeeds. */
 	bool tls = tls_error(code) || (code != CURLE_OK && strstr(why, "alert") != NULL);
+	/* ... or as a new connection closed at once after our handshake,
+	 * before any answer (a server that merely went away does that at
+	 * a random moment, not within milliseconds of the handshake). */
+	curl_off_t app_us = 0, total_us = 0;
+	curl_easy_getinfo(sl->easy, CURLINFO_APPCONNECT_TIME_T, &app_us);
+	curl_easy_getinfo(sl->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+	if (!tls && (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR ||
+	    code == CURLE_GOT_NOTHING) && status == 0 && app_us > 0 &&
+	    total_us - app_us < TLS_REFUSAL_US) {
+		static const char hint[] = " (closed right after the TLS handshake: is our "
+		    "client certificate refused?)";
+		size_t n = strlen(why);
+		if (n + sizeof(hint) <= sizeof(why))
+			memcpy(why + n, hint, sizeof(hint));
+		tls = true;
+	}
 	if (tls)
 		t->tls_outage = true;
 	else if (t->tls_outage && (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR ||

@@ -706,10 +706,6 @@ def test_bad_server_certificate_nothing_sent(daemon, mosquitto, private_postgres
             ep.stop()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "with TLS 1.3 the platform's refusal of our certificate can reach libcurl only as a "
-    "closed connection after the handshake (getpeername()/broken pipe, no alert), which "
-    "cannot be told from a dropped connection; such attempts are logged at warn/debug"))
 def test_client_certificate_refused_by_platform(daemon, mosquitto, private_postgres,
                                                 https_endpoint, tmp_path):
     """The platform refuses our client certificate (here: signed by another CA).
