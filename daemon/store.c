@@ -62,6 +62,7 @@ struct store {
 	bool outage;		/* an outage is going on (for its duration) */
 	int64_t outage_started_ms;
 	void (*outbox_hook)(void *ctx, int priority);
+	uint32_t claims;		/* names the next claim's lease */
 	void *outbox_ctx;
 };
 
@@ -86,6 +87,7 @@ struct store_op {
 	enum { OP_CLAIM, OP_SETTLE, OP_RELEASE } kind;
 	const char *sql;
 	int nparams;
+	bool resend;			/* sent before, on a connection since lost */
 	char *text[6];			/* text parameters (NULL: SQL NULL) */
 	struct pgarr ids;		/* $2 of settle: uuid[] */
 	store_claim_fn claim_done;
@@ -561,10 +563,17 @@ static const char outbox_failed_sql[] =
     "UPDATE forward_outbox SET state = 'failed', attempts = attempts + 1, last_status = $3::int,"
     " last_error = $4, claimed_by = NULL"
     " WHERE target = $1 AND event_id = ANY($2::uuid[]) AND state = 'pending'";
-/* After a restart: what this node had leased is due again at once. */
+/* After a restart: what this node had leased is due again at once. A
+ * claim leases its rows to NODE/TOKEN, a name of its own. */
 static const char outbox_release_sql[] =
     "UPDATE forward_outbox SET next_attempt_at = now(), claimed_by = NULL"
-    " WHERE claimed_by = $1 AND state = 'pending'";
+    " WHERE state = 'pending' AND (claimed_by = $1 OR starts_with(claimed_by, $1 || '/'))";
+/* A claim sent again after a lost connection first gives back what its
+ * first sending may have leased (committed, but the answer lost), in the
+ * same transaction: no rows wait out a lease nobody holds. */
+static const char outbox_unclaim_sql[] =
+    "UPDATE forward_outbox SET next_attempt_at = now(), claimed_by = NULL"
+    " WHERE target = $1 AND state = 'pending' AND claimed_by = $2";
 
 static int
 send_op(struct store *s, struct store_op *op)
@@ -586,6 +595,12 @@ send_op(struct store *s, struct store_op *op)
 		vals[1] = (const char *)arr_finish(&op->ids, &lens[1]);
 		fmts[1] = 1;
 	}
+	if (op->kind == OP_CLAIM && op->resend) {
+		const char *un[2] = { op->text[0], op->text[4] };
+		if (PQsendQueryParams(s->conn, outbox_unclaim_sql, 2, NULL, un, NULL, NULL, 0) == 0)
+			return -1;
+	}
+	op->resend = true;
 	/* Binary results: uuids as 16 bytes, records as they are. */
 	if (PQsendQueryParams(s->conn, op->sql, op->nparams, NULL, vals, lens, fmts,
 	    op->kind == OP_CLAIM ? 1 : 0) == 0)
@@ -705,7 +720,9 @@ store_outbox_claim(struct store *s, const char *target, size_t max_rows, size_t 
 	op->text[1] = fmt_ll((long long)max_rows);
 	op->text[2] = fmt_ll((long long)max_bytes);
 	op->text[3] = fmt_ll(lease_s);
-	op->text[4] = xstrdup(s->node);
+	char token[300];
+	snprintf(token, sizeof(token), "%s/%08x", s->node, s->claims++);
+	op->text[4] = xstrdup(token);
 	op->claim_done = done;
 	op->ctx = ctx;
 	queue_op(s, op);
@@ -1300,6 +1317,7 @@ store_new(struct event_base *base, const struct store_options *o,
 	if (sink != NULL)
 		s->sink = *sink;
 	s->node = strdup(o->node != NULL ? o->node : "gridbridge");
+	s->claims = backoff_random();
 	backoff_init(&s->backoff, STORE_RETRY_BASE_MS, STORE_RETRY_CAP_MS);
 	snprintf(port, sizeof(port), "%d", o->port);
 	s->host = strdup(o->host);

@@ -1048,3 +1048,48 @@ def test_backlog_waits_in_database_memory_bounded_token_sent(daemon, ingest_brok
     # the token is never logged
     assert not [x for x in daemon.lines if "s3cr3t" in x]
     assert daemon.stop() == 0
+
+
+# --------------------------------------------------------------------------
+# a claim in flight when the database connection is lost is sent again
+
+
+def test_claim_sent_again_after_lost_connection(daemon, mosquitto, private_postgres,
+                                                https_endpoint, tmp_path):
+    need_pb2()
+    ep, pg = https_endpoint, private_postgres
+    conf = daemon.write_config(forward_config(tmp_path, mosquitto, pg, ep))
+    mark = start_forwarding(daemon, conf)
+    first = one_alarm(mosquitto, pg, daemon, n=0)
+    wait_until(lambda: first in [i for r in ep.requests for i in batch_ids(r)], 20,
+               "the first alarm forwarded")
+
+    # The outbox locked: the daemon's next batch and its claims (the poll
+    # claims every second) wait in the server, in flight.
+    lock = pg.superuser_connect(dbname=pg.dbname)
+    try:
+        cur = lock.cursor()
+        cur.execute("LOCK TABLE forward_outbox IN EXCLUSIVE MODE")
+        topic, payload = throwing_alarm(n=1)
+        mosquitto.publish(topic, payload)
+        time.sleep(2.5)
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                    " 'gridbridged' AND wait_event_type = 'Lock'")
+        assert cur.fetchone()[0] == 1, "the daemon is not waiting for the lock"
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = 'gridbridged'")
+        daemon.wait_log(r'mod=store msg="connected"', since=mark + 1, timeout=15)
+        time.sleep(1.5)          # the batch and the claim sent again, waiting again
+    finally:
+        lock.commit()            # the lock goes
+        lock.close()
+    second = wait_until(lambda: (r := db_query(pg, "SELECT id::text FROM events WHERE"
+                                                   " source_topic = %s", topic)) and r[0][0],
+                        20, "the second alarm stored")
+    wait_all_sent(pg, daemon, 2, timeout=20)
+    got = collections.Counter(i for r in ep.requests for i in batch_ids(r))
+    assert got[second] == 1 and got[first] == 1, got
+    assert db_query(pg, "SELECT count(*) FROM forward_outbox WHERE claimed_by IS NOT NULL"
+                    ) == [(0,)]
+    assert not lines_matching(daemon, r'msg="outbox query failed"', mark)
+    assert daemon.stop() == 0
