@@ -11,13 +11,10 @@
 #include <time.h>
 
 #include "backoff.h"
-#include "config.h"
 #include "event.pb-c.h"
 #include "event_json.h"
 #include "log.h"
-#include "secret.h"
 #include "sha256.h"
-#include "store.h"
 #include "version.h"
 
 #define POLL_MS 1000		/* due rows (retries, requeued) are looked for */
@@ -34,6 +31,19 @@ enum slot_state {
 };
 
 struct target;
+
+/* Counters of one target, since start (logged at stop). */
+struct forward_stats {
+	uint64_t sent_rows;
+	uint64_t sent_requests;
+	uint64_t retried_requests;	/* attempts that will be tried again */
+	uint64_t failed_rows_4xx;	/* refused by the platform */
+	uint64_t failed_rows_other;	/* gone from events, or max_attempts */
+	uint64_t tls_errors;
+	uint64_t latency_ms_sum;	/* of answered requests */
+	uint64_t latency_ms_max;
+	uint64_t latency_count;
+};
 
 struct slot {
 	struct target *t;
@@ -56,7 +66,7 @@ struct target {
 	struct forward *f;
 	char *name;
 	char *url;
-	int format;
+	bool json;
 	char *ca_file, *cert_file, *key_file, *proxy;
 	char *auth;			/* "Authorization: Bearer ..." or NULL */
 	long connect_timeout, timeout;
@@ -78,7 +88,7 @@ struct target {
 
 struct forward {
 	struct event_base *base;
-	struct store *store;
+	struct outbox outbox;
 	CURLM *multi;
 	struct event *timeout;		/* libcurl's timer */
 	struct event *poll;
@@ -110,19 +120,6 @@ xstrdup(const char *s)
 	if (d == NULL)
 		abort();
 	return d;
-}
-
-/* A relative key file is looked up in systemd's credentials directory. */
-static char *
-credential_path(const char *file)
-{
-	const char *dir = getenv("CREDENTIALS_DIRECTORY");
-	char buf[4096];
-
-	if (file[0] == '\0' || file[0] == '/' || dir == NULL || dir[0] == '\0')
-		return xstrdup(file);
-	snprintf(buf, sizeof(buf), "%s/%s", dir, file);
-	return xstrdup(buf);
 }
 
 /* ---- libcurl on libevent ---------------------------------------------- */
@@ -250,7 +247,7 @@ put_varint(uint8_t *p, uint64_t v)
 static int
 cmp_rows(const void *a, const void *b)
 {
-	const struct store_outbox_row *x = a, *y = b;
+	const struct outbox_row *x = a, *y = b;
 
 	if (x->order != y->order)
 		return x->order < y->order ? -1 : 1;
@@ -261,7 +258,7 @@ cmp_rows(const void *a, const void *b)
 
 /* An EventBatch: field 1 (events), length-delimited, once per record. */
 static char *
-body_protobuf(const struct store_outbox_row *rows, size_t n, size_t *len)
+body_protobuf(const struct outbox_row *rows, size_t n, size_t *len)
 {
 	size_t cap = 0;
 	for (size_t i = 0; i < n; i++)
@@ -281,7 +278,7 @@ body_protobuf(const struct store_outbox_row *rows, size_t n, size_t *len)
 
 /* The EventBatch's proto3 JSON mapping: {"events":[...]}. */
 static char *
-body_json(const struct store_outbox_row *rows, size_t n, size_t *len)
+body_json(const struct outbox_row *rows, size_t n, size_t *len)
 {
 	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++) {
@@ -315,22 +312,16 @@ slot_clear(struct slot *sl)
 }
 
 static void
-settled(void *ctx, bool ok)
-{
-	(void)ctx;
-	(void)ok;	/* a failed update leaves the rows pending: sent again */
-}
-
-static void
-settle(struct slot *sl, const uint8_t *ids, size_t n, enum store_outcome o, int status,
+settle(struct slot *sl, const uint8_t *ids, size_t n, enum outbox_outcome o, int status,
     const char *error, int64_t retry_in_ms)
 {
-	store_outbox_settle(sl->t->f->store, sl->t->name, ids, n, o, status, error, retry_in_ms,
-	    settled, NULL);
+	const struct outbox *ob = &sl->t->f->outbox;
+
+	ob->settle(ob->ctx, sl->t->name, ids, n, o, status, error, retry_in_ms);
 }
 
 static void
-claimed(void *ctx, struct store_outbox_row *rows, size_t n, bool ok)
+claimed(void *ctx, struct outbox_row *rows, size_t n, bool ok)
 {
 	struct slot *sl = ctx;
 	struct target *t = sl->t;
@@ -374,7 +365,7 @@ claimed(void *ctx, struct store_outbox_row *rows, size_t n, bool ok)
 		sha256_update(&h, sl->ids, 16 * keep);
 		sha256_final(&h, digest);
 		hex(digest, 16, sl->key);
-		sl->body = t->format == FORWARD_JSON ? body_json(rows, keep, &sl->body_len) :
+		sl->body = t->json ? body_json(rows, keep, &sl->body_len) :
 		    body_protobuf(rows, keep, &sl->body_len);
 		if (t->healthy)
 			start_request(sl);
@@ -401,8 +392,8 @@ pump(struct target *t)
 		sl->state = SLOT_CLAIMING;
 		t->claiming = true;
 		t->again = false;
-		store_outbox_claim(t->f->store, t->name, t->batch_rows, t->batch_bytes, t->lease_s,
-		    claimed, sl);
+		t->f->outbox.claim(t->f->outbox.ctx, t->name, t->batch_rows, t->batch_bytes,
+		    t->lease_s, claimed, sl);
 		return;
 	}
 }
@@ -421,7 +412,7 @@ setup_easy(struct slot *sl)
 	char key[64];
 	snprintf(key, sizeof(key), "Idempotency-Key: %s", sl->key);
 	struct curl_slist *h = NULL;
-	h = curl_slist_append(h, t->format == FORWARD_JSON ? "Content-Type: application/json" :
+	h = curl_slist_append(h, t->json ? "Content-Type: application/json" :
 	    "Content-Type: application/x-protobuf");
 	h = curl_slist_append(h, key);
 	h = curl_slist_append(h, "Expect:");
@@ -534,7 +525,6 @@ target_up(struct target *t)
 		log_info("forward", "target available again", "target=%s outage_ms=%lld", t->name,
 		    (long long)(mono_ms() - t->outage_started_ms));
 		t->healthy = true;
-		t->st.healthy = 1;
 		evtimer_del(t->retry);
 	}
 	t->tls_outage = false;
@@ -651,7 +641,6 @@ request_done(struct slot *sl, CURLcode code)
 	}
 	if (t->healthy) {
 		t->healthy = false;
-		t->st.healthy = 0;
 		t->outage_started_ms = mono_ms();
 	}
 	/* One probe at a time: requests that were in flight when the target
@@ -679,7 +668,6 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	/* Nothing waiting (given up on): claim again. */
 	t->healthy = true;
-	t->st.healthy = 1;
 	pump(t);
 }
 
@@ -713,11 +701,10 @@ poll_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 void
-forward_kick(void *forward, int priority)
+forward_kick(void *forward)
 {
 	struct forward *f = forward;
 
-	(void)priority;	/* the claim takes the highest first anyway */
 	for (size_t i = 0; i < f->ntargets; i++)
 		pump(&f->targets[i]);
 }
@@ -727,21 +714,13 @@ forward_start(struct forward *f)
 {
 	struct timeval tv = { .tv_sec = POLL_MS / 1000, .tv_usec = (POLL_MS % 1000) * 1000 };
 
-	store_outbox_release(f->store);
+	f->outbox.release(f->outbox.ctx);
 	evtimer_add(f->poll, &tv);
 	for (size_t i = 0; i < f->ntargets; i++) {
 		log_info("forward", "target", "target=%s format=%s max_inflight=%zu", f->targets[i].name,
-		    f->targets[i].format == FORWARD_JSON ? "json" : "protobuf", f->targets[i].nslots);
+		    f->targets[i].json ? "json" : "protobuf", f->targets[i].nslots);
 		pump(&f->targets[i]);
 	}
-}
-
-void
-forward_stats(const struct forward *f, void (*fn)(const struct forward_stats *st, void *ctx),
-    void *ctx)
-{
-	for (size_t i = 0; i < f->ntargets; i++)
-		fn(&f->targets[i].st, ctx);
 }
 
 const char *
@@ -754,57 +733,51 @@ forward_unavailable(const struct forward *f)
 }
 
 static int
-target_init(struct forward *f, struct target *t, const struct config_target *c)
+target_init(struct forward *f, struct target *t, const struct forward_target *c)
 {
 	t->f = f;
 	t->name = xstrdup(c->name);
 	t->url = xstrdup(c->url);
-	t->format = c->format;
+	t->json = c->json;
 	t->ca_file = xstrdup(c->ca_file);
 	t->cert_file = xstrdup(c->cert_file);
-	t->key_file = credential_path(c->key_file);
+	t->key_file = xstrdup(c->key_file);
 	t->proxy = xstrdup(c->proxy);
-	t->connect_timeout = (long)c->connect_timeout;
-	t->timeout = (long)c->timeout;
-	t->batch_rows = (size_t)c->batch_rows;
-	t->batch_bytes = (size_t)c->batch_bytes;
+	t->connect_timeout = c->connect_timeout;
+	t->timeout = c->timeout;
+	t->batch_rows = c->batch_rows;
+	t->batch_bytes = c->batch_bytes;
 	t->lease_s = (int)(c->connect_timeout + c->timeout + LEASE_MARGIN_S);
 	t->max_attempts = c->max_attempts;
 	t->healthy = true;
-	t->st.healthy = 1;
-	t->st.target = t->name;
-	backoff_init(&t->backoff, (uint32_t)c->retry_base_ms, (uint32_t)c->retry_cap_ms);
+	backoff_init(&t->backoff, c->retry_base_ms, c->retry_cap_ms);
 	t->retry = evtimer_new(f->base, retry_cb, t);
-	t->nslots = (size_t)c->max_inflight;
+	t->nslots = c->max_inflight;
 	t->slots = calloc(t->nslots, sizeof(*t->slots));
 	if (t->retry == NULL || t->slots == NULL)
 		return -1;
 	for (size_t i = 0; i < t->nslots; i++)
 		t->slots[i].t = t;
-	if (c->token_file[0] != '\0') {
-		char *tok = secret_load(NULL, c->token_file, "forward");
-		if (tok == NULL)
-			return -1;
-		size_t n = strlen(tok) + 32;
+	if (c->token != NULL && c->token[0] != '\0') {
+		size_t n = strlen(c->token) + 32;
 		t->auth = malloc(n);
 		if (t->auth == NULL)
 			abort();
-		snprintf(t->auth, n, "Authorization: Bearer %s", tok);
-		secret_free(tok);
+		snprintf(t->auth, n, "Authorization: Bearer %s", c->token);
 	}
 	return 0;
 }
 
 struct forward *
-forward_new(struct event_base *base, struct store *store, const struct config_target *targets,
-    size_t ntargets)
+forward_new(struct event_base *base, const struct outbox *outbox,
+    const struct forward_target *targets, size_t ntargets)
 {
 	struct forward *f = calloc(1, sizeof(*f));
 
 	if (f == NULL)
 		return NULL;
 	f->base = base;
-	f->store = store;
+	f->outbox = *outbox;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_error("forward", "cannot initialise libcurl", "");
 		free(f);

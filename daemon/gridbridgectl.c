@@ -229,6 +229,20 @@ cmd_decode(const struct config *cfg, const char *dir, uint64_t from)
 	return status;
 }
 
+/* The configuration, or NULL after printing its errors. */
+static struct config *
+load_config(const char *path)
+{
+	struct config_errors errs = { 0 };
+	struct config *cfg = config_load(path, &errs);
+
+	if (cfg == NULL) {
+		config_errors_print(&errs, stderr);
+		config_errors_clear(&errs);
+	}
+	return cfg;
+}
+
 /* outbox stat | retry | show ID: the words after the options. */
 static int
 cmd_outbox(const char *config, int argc, char **argv, const char *target)
@@ -261,13 +275,9 @@ cmd_outbox(const char *config, int argc, char **argv, const char *target)
 		return 2;
 	}
 	log_set_ratelimit(0, 0);
-	struct config_errors errs = { 0 };
-	struct config *cfg = config_load(config, &errs);
-	if (cfg == NULL) {
-		config_errors_print(&errs, stderr);
-		config_errors_clear(&errs);
+	struct config *cfg = load_config(config);
+	if (cfg == NULL)
 		return 1;
-	}
 	char *pw = secret_load(cfg->store_password, cfg->store_password_file, "store");
 	if (pw == NULL) {
 		config_free(cfg);
@@ -365,13 +375,9 @@ main(int argc, char **argv)
 	log_set_ratelimit(0, 0);
 	if (decode) {
 		/* Needs the routes, so always the configuration. */
-		struct config_errors errs = { 0 };
-		struct config *cfg = config_load(config, &errs);
-		if (cfg == NULL) {
-			config_errors_print(&errs, stderr);
-			config_errors_clear(&errs);
+		struct config *cfg = load_config(config);
+		if (cfg == NULL)
 			return 1;
-		}
 		if (dir == NULL) {
 			snprintf(buf, sizeof(buf), "%s/journal", cfg->state_dir);
 			dir = buf;
@@ -381,13 +387,9 @@ main(int argc, char **argv)
 		return rc;
 	}
 	if (dir == NULL) {
-		struct config_errors errs = { 0 };
-		struct config *cfg = config_load(config, &errs);
-		if (cfg == NULL) {
-			config_errors_print(&errs, stderr);
-			config_errors_clear(&errs);
+		struct config *cfg = load_config(config);
+		if (cfg == NULL)
 			return 1;
-		}
 		snprintf(buf, sizeof(buf), "%s/journal", cfg->state_dir);
 		disk_cap = (unsigned long long)cfg->journal_disk_cap;
 		config_free(cfg);

@@ -358,6 +358,58 @@ credential_path(const char *file, char *buf, size_t len)
 	return buf;
 }
 
+/* The forwarder for the [forward.target] sections, on the store's outbox. */
+static int
+new_forward(struct daemon *d)
+{
+	const struct config *c = d->cfg;
+	struct forward_target *ft = calloc(c->ntargets, sizeof(*ft));
+	char (*keys)[4096] = calloc(c->ntargets, sizeof(*keys));
+	char **tokens = calloc(c->ntargets, sizeof(*tokens));
+	int rc = -1;
+
+	if (ft == NULL || keys == NULL || tokens == NULL)
+		goto out;
+	for (size_t i = 0; i < c->ntargets; i++) {
+		const struct config_target *t = &c->targets[i];
+		if (t->token_file[0] != '\0' &&
+		    (tokens[i] = secret_load(NULL, t->token_file, "forward")) == NULL)
+			goto out;
+		ft[i] = (struct forward_target){
+			.name = t->name,
+			.url = t->url,
+			.json = t->format == FORWARD_JSON,
+			.ca_file = t->ca_file,
+			.cert_file = t->cert_file,
+			.key_file = credential_path(t->key_file, keys[i], sizeof(keys[i])),
+			.token = tokens[i],
+			.proxy = t->proxy,
+			.connect_timeout = (long)t->connect_timeout,
+			.timeout = (long)t->timeout,
+			.batch_rows = (size_t)t->batch_rows,
+			.batch_bytes = (size_t)t->batch_bytes,
+			.max_inflight = (size_t)t->max_inflight,
+			.retry_base_ms = (uint32_t)t->retry_base_ms,
+			.retry_cap_ms = (uint32_t)t->retry_cap_ms,
+			.max_attempts = t->max_attempts,
+		};
+	}
+	struct outbox ob;
+	store_outbox(d->store, &ob);
+	d->forward = forward_new(d->base, &ob, ft, c->ntargets);
+	if (d->forward == NULL)
+		goto out;
+	store_set_outbox_hook(d->store, forward_kick, d->forward);
+	rc = 0;
+out:
+	for (size_t i = 0; tokens != NULL && i < c->ntargets; i++)
+		secret_free(tokens[i]);
+	free(tokens);
+	free(keys);
+	free(ft);
+	return rc;
+}
+
 static int
 start_stages(struct daemon *d)
 {
@@ -429,12 +481,8 @@ start_stages(struct daemon *d)
 	d->store = store_new(d->base, &so, &ssink);
 	if (d->mqtt == NULL || d->store == NULL)
 		goto out;
-	if (c->ntargets > 0) {
-		d->forward = forward_new(d->base, d->store, c->targets, c->ntargets);
-		if (d->forward == NULL)
-			goto out;
-		store_set_outbox_hook(d->store, forward_kick, d->forward);
-	}
+	if (c->ntargets > 0 && new_forward(d) != 0)
+		goto out;
 	struct pipeline_options po = {
 		.journal_dir = jdir,
 		.node = c->mqtt_client_id,

@@ -61,7 +61,7 @@ struct store {
 	size_t queued, sent;
 	bool outage;		/* an outage is going on (for its duration) */
 	int64_t outage_started_ms;
-	void (*outbox_hook)(void *ctx, int priority);
+	void (*outbox_hook)(void *ctx);
 	uint32_t claims;		/* names the next claim's lease */
 	void *outbox_ctx;
 };
@@ -90,10 +90,9 @@ struct store_op {
 	bool resend;			/* sent before, on a connection since lost */
 	char *text[6];			/* text parameters (NULL: SQL NULL) */
 	struct pgarr ids;		/* $2 of settle: uuid[] */
-	store_claim_fn claim_done;
-	void (*settle_done)(void *ctx, bool ok);
+	outbox_claim_fn claim_done;
 	void *ctx;
-	struct store_outbox_row *rows;
+	struct outbox_row *rows;
 	size_t nrows;
 	uint8_t *data;			/* the rows' records */
 };
@@ -105,7 +104,6 @@ struct store_batch {
 	struct pgarr q[Q_COLS];
 	struct pgarr o[O_COLS];
 	size_t nevents, nquar, nout, bytes;
-	int out_priority;		/* highest priority among the outbox rows */
 	uint64_t first_seq, last_seq, checkpoint;
 	char *node;
 	bool failed;
@@ -501,8 +499,6 @@ store_batch_add_outbox(struct store_batch *b, const uint8_t *event_id, int64_t e
 	for (int i = 0; i < O_COLS; i++)
 		after += c[i].len;
 	b->bytes += after - before;
-	if (b->nout == 0 || priority > b->out_priority)
-		b->out_priority = priority;
 	b->nout++;
 }
 
@@ -633,7 +629,7 @@ take_claim_rows(struct store_op *op, PGresult *r)
 		abort();
 	size_t off = 0;
 	for (int i = 0; i < n; i++) {
-		struct store_outbox_row *row = &op->rows[op->nrows];
+		struct outbox_row *row = &op->rows[op->nrows];
 		if (PQgetlength(r, i, 0) != 16 || PQgetlength(r, i, 1) != 4 ||
 		    PQgetlength(r, i, 2) != 4)
 			continue;
@@ -710,10 +706,11 @@ fmt_ll(long long v)
 	return xstrdup(buf);
 }
 
-void
-store_outbox_claim(struct store *s, const char *target, size_t max_rows, size_t max_bytes,
-    int lease_s, store_claim_fn done, void *ctx)
+static void
+outbox_claim(void *ctx, const char *target, size_t max_rows, size_t max_bytes, int lease_s,
+    outbox_claim_fn done, void *done_ctx)
 {
+	struct store *s = ctx;
 	struct store_op *op = new_op(OP_CLAIM, outbox_claim_sql, 5);
 
 	op->text[0] = xstrdup(target);
@@ -724,15 +721,15 @@ store_outbox_claim(struct store *s, const char *target, size_t max_rows, size_t 
 	snprintf(token, sizeof(token), "%s/%08x", s->node, s->claims++);
 	op->text[4] = xstrdup(token);
 	op->claim_done = done;
-	op->ctx = ctx;
+	op->ctx = done_ctx;
 	queue_op(s, op);
 }
 
-void
-store_outbox_settle(struct store *s, const char *target, const uint8_t *ids, size_t n,
-    enum store_outcome outcome, int status, const char *error, int64_t retry_in_ms,
-    void (*done)(void *ctx, bool ok), void *ctx)
+static void
+outbox_settle(void *ctx, const char *target, const uint8_t *ids, size_t n,
+    enum outbox_outcome outcome, int status, const char *error, int64_t retry_in_ms)
 {
+	struct store *s = ctx;
 	const char *sql = outcome == OUTBOX_SENT ? outbox_sent_sql :
 	    outcome == OUTBOX_RETRY ? outbox_retry_sql : outbox_failed_sql;
 	struct store_op *op = new_op(OP_SETTLE, sql, outcome == OUTBOX_SENT ? 3 :
@@ -750,14 +747,13 @@ store_outbox_settle(struct store *s, const char *target, const uint8_t *ids, siz
 		snprintf(secs, sizeof(secs), "%.3f", (double)retry_in_ms / 1000.0);
 		op->text[4] = xstrdup(secs);
 	}
-	op->settle_done = done;
-	op->ctx = ctx;
 	queue_op(s, op);
 }
 
-void
-store_outbox_release(struct store *s)
+static void
+outbox_release(void *ctx)
 {
+	struct store *s = ctx;
 	struct store_op *op = new_op(OP_RELEASE, outbox_release_sql, 1);
 
 	op->text[0] = xstrdup(s->node);
@@ -765,7 +761,16 @@ store_outbox_release(struct store *s)
 }
 
 void
-store_set_outbox_hook(struct store *s, void (*fn)(void *ctx, int priority), void *ctx)
+store_outbox(struct store *s, struct outbox *out)
+{
+	out->claim = outbox_claim;
+	out->settle = outbox_settle;
+	out->release = outbox_release;
+	out->ctx = s;
+}
+
+void
+store_set_outbox_hook(struct store *s, void (*fn)(void *ctx), void *ctx)
 {
 	s->outbox_hook = fn;
 	s->outbox_ctx = ctx;
@@ -773,19 +778,16 @@ store_set_outbox_hook(struct store *s, void (*fn)(void *ctx, int priority), void
 
 /* An op's sync arrived. */
 static void
-op_done(struct store *s, struct store_batch *b)
+op_done(struct store_batch *b)
 {
 	struct store_op *op = b->op;
 
 	if (b->failed)
 		log_error("store", "outbox query failed", "sqlstate=%s error=%s", b->sqlstate,
 		    b->error);
-	(void)s;
 	if (op->kind == OP_CLAIM && op->claim_done != NULL)
 		op->claim_done(op->ctx, b->failed ? NULL : op->rows, b->failed ? 0 : op->nrows,
 		    !b->failed);
-	else if (op->kind == OP_SETTLE && op->settle_done != NULL)
-		op->settle_done(op->ctx, !b->failed);
 }
 
 /* One transaction in the pipeline: events, quarantine, checkpoint, sync. */
@@ -896,7 +898,7 @@ batch_done(struct store *s)
 			s->queue_tail = NULL;
 		s->queued--;
 		s->sent--;
-		op_done(s, b);
+		op_done(b);
 		store_batch_free(b);
 		return;
 	}
@@ -927,7 +929,7 @@ batch_done(struct store *s)
 		if (s->sink.committed != NULL)
 			s->sink.committed(s->sink.ctx, b->first_seq, b->last_seq, b->checkpoint);
 		if (b->nout > 0 && s->outbox_hook != NULL)
-			s->outbox_hook(s->outbox_ctx, b->out_priority);
+			s->outbox_hook(s->outbox_ctx);
 	}
 	store_batch_free(b);
 }

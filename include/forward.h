@@ -28,39 +28,44 @@
 #ifndef GRIDBRIDGE_FORWARD_H
 #define GRIDBRIDGE_FORWARD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "outbox.h"
+
 struct event_base;
-struct store;
-struct config_target;
 struct forward;
 
-/* Counters of one target, since start (for logs and metrics). */
-struct forward_stats {
-	const char *target;
-	uint64_t sent_rows;
-	uint64_t sent_requests;
-	uint64_t retried_requests;	/* attempts that will be tried again */
-	uint64_t failed_rows_4xx;	/* refused by the platform */
-	uint64_t failed_rows_other;	/* gone from events, or max_attempts */
-	uint64_t tls_errors;
-	uint64_t latency_ms_sum;	/* of answered requests */
-	uint64_t latency_ms_max;
-	uint64_t latency_count;
-	int healthy;
+/* One target, as main.c makes it from a [forward.target NAME] section
+ * (paths resolved, the token read). */
+struct forward_target {
+	const char *name;
+	const char *url;
+	bool json;			/* else protobuf */
+	const char *ca_file;		/* "" for the system's */
+	const char *cert_file;		/* "" for none */
+	const char *key_file;
+	const char *token;		/* bearer token; NULL or "" for none */
+	const char *proxy;		/* "" for none */
+	long connect_timeout;		/* seconds */
+	long timeout;			/* seconds, whole request */
+	size_t batch_rows;
+	size_t batch_bytes;
+	size_t max_inflight;
+	uint32_t retry_base_ms;
+	uint32_t retry_cap_ms;
+	long long max_attempts;		/* 0: no limit */
 };
 
-/* `targets` are copied. Returns NULL after logging (a token or key file
- * that cannot be read, libcurl that cannot start). */
-struct forward *forward_new(struct event_base *base, struct store *store,
-    const struct config_target *targets, size_t ntargets);
+/* Copies what it needs from `outbox` and `targets`. Returns NULL after
+ * logging (libcurl that cannot start). */
+struct forward *forward_new(struct event_base *base, const struct outbox *outbox,
+    const struct forward_target *targets, size_t ntargets);
 /* Makes this daemon's leased rows due again, and starts polling. */
 void forward_start(struct forward *f);
 /* New outbox rows were committed (the store's outbox hook). */
-void forward_kick(void *forward, int priority);
-void forward_stats(const struct forward *f,
-    void (*fn)(const struct forward_stats *st, void *ctx), void *ctx);
+void forward_kick(void *forward);
 /* The name of a target that is failing, or NULL when all are well. */
 const char *forward_unavailable(const struct forward *f);
 /* Requests in flight are abandoned: their rows are leased to this daemon

@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "outbox.h"
+
 struct event_base;
 struct store;
 struct store_batch;
@@ -101,44 +103,16 @@ void store_submit(struct store *s, struct store_batch *b, uint64_t first_seq,
 /* Batches submitted and not yet confirmed. */
 size_t store_backlog(const struct store *s);
 
-/* One row the outbox gives the forwarder. */
-struct store_outbox_row {
-	uint8_t event_id[16];
-	int priority;
-	int attempts;			/* requests tried so far */
-	const uint8_t *record;		/* packed Event; NULL: no longer stored */
-	size_t record_len;
-	int64_t order;			/* record bytes before it in the claim */
-};
-
-/* `rows` live until the callback returns; ok false: the query failed
- * (logged). */
-typedef void (*store_claim_fn)(void *ctx, struct store_outbox_row *rows, size_t n, bool ok);
-
-enum store_outcome { OUTBOX_SENT, OUTBOX_RETRY, OUTBOX_FAILED };
-
 /* An outbox row for an event of the batch (written with it, once per
  * event and target). */
 void store_batch_add_outbox(struct store_batch *b, const uint8_t *event_id,
     int64_t event_time_us, const char *target, int priority);
 
-/* The forwarder's queries, sent ahead of batches not yet sent, each its own
- * transaction. Claim: up to `max_rows` due pending rows of `target` (and
- * about `max_bytes` of records; at least one row), highest priority first,
- * leased to this node for `lease_s` seconds. */
-void store_outbox_claim(struct store *s, const char *target, size_t max_rows, size_t max_bytes,
-    int lease_s, store_claim_fn done, void *ctx);
-/* Records the outcome of a request for rows `ids` (16 bytes each) of
- * `target`: sent (status), retry (due again in `retry_in_ms`) or failed;
- * `status` 0 when there was no HTTP answer; `error` for retry and failed. */
-void store_outbox_settle(struct store *s, const char *target, const uint8_t *ids, size_t n,
-    enum store_outcome outcome, int status, const char *error, int64_t retry_in_ms,
-    void (*done)(void *ctx, bool ok), void *ctx);
-/* Makes the rows this node had leased due again (once, at start). */
-void store_outbox_release(struct store *s);
-/* Called after a batch with outbox rows committed, with their highest
- * priority. */
-void store_set_outbox_hook(struct store *s, void (*fn)(void *ctx, int priority), void *ctx);
+/* The outbox for the forwarder (see outbox.h): its queries go ahead of
+ * batches not yet sent, each its own transaction. */
+void store_outbox(struct store *s, struct outbox *out);
+/* Called after a batch with outbox rows committed. */
+void store_set_outbox_hook(struct store *s, void (*fn)(void *ctx), void *ctx);
 
 /* Copies what it needs from `o`. */
 struct store *store_new(struct event_base *base, const struct store_options *o,
