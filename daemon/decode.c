@@ -189,6 +189,118 @@ put_i64(struct sha256 *h, int64_t v)
 	put_field(h, b, 8);
 }
 
+/* ---- limits ------------------------------------------------------------- */
+
+/* The length limit of every string field of the record, by its .proto
+ * name (event.proto says the same). A longer value from a payload or a
+ * topic rejects the message as too_long:<field>, except for the fields
+ * marked `cut`, which are cut on a UTF-8 boundary. Repeated fields hold at
+ * most `items` values (more: rejected, or the rest dropped when `cut`).
+ * Indexed columns (community, device, plate) stay far below PostgreSQL's
+ * ~2,700-byte limit for an index entry. */
+struct field_limit {
+	const char *name;
+	size_t max;
+	size_t items;
+	bool cut;
+};
+
+#define LIMIT_DEFAULT 256
+#define LIMIT_ITEMS 16
+
+static const struct field_limit field_limits[] = {
+	{ "community_id", 64, 0, false },
+	{ "device_id", 128, 0, false },
+	{ "source_topic", 1024, 0, false },
+	{ "plate", 32, 0, false },
+	{ "plate_normalized", 32, 0, false },
+	{ "plate_color", 32, 0, false },
+	{ "vehicle_type", 64, 0, false },
+	{ "vehicle_color", 32, 0, false },
+	{ "picture_url", 2048, 0, false },
+	{ "picture_urls", 2048, 8, false },
+	{ "clip_url", 2048, 0, false },
+	{ "snapshot_url", 2048, 0, false },
+	{ "reason", 256, 0, true },
+	{ "offline_devices", 128, 256, true },
+};
+
+static const struct field_limit *
+limit_of(const char *name)
+{
+	static const struct field_limit def = { "", LIMIT_DEFAULT, LIMIT_ITEMS, false };
+
+	for (size_t i = 0; i < sizeof(field_limits) / sizeof(field_limits[0]); i++)
+		if (strcmp(field_limits[i].name, name) == 0)
+			return &field_limits[i];
+	return &def;
+}
+
+/* `s` cut to at most `max` bytes, on a UTF-8 boundary, in the arena. */
+static char *
+cut_utf8(struct arena *a, const char *s, size_t max)
+{
+	size_t n = max;
+
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	return arena_strndup(a, s, n);
+}
+
+/* Checks (and where allowed cuts) every string of `m` and its
+ * sub-messages. Returns 0, or -1 with the reason set. */
+static int
+check_limits(ProtobufCMessage *m, struct decode_out *out)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		char *member = (char *)m + f->offset;
+		if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+			uint32_t which = *(const uint32_t *)((const char *)m + f->quantifier_offset);
+			if (which != f->id)
+				continue;
+		}
+		if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		const struct field_limit *lim = limit_of(f->name);
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t *n = (size_t *)((char *)m + f->quantifier_offset);
+			if (*n > lim->items) {
+				if (!lim->cut)
+					return decode_reject(out, "too_long:%s", f->name);
+				*n = lim->items;
+			}
+			for (size_t k = 0; k < *n; k++) {
+				void *item = (*(void ***)member)[k];
+				if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+					if (item != NULL && check_limits(item, out) != 0)
+						return -1;
+				} else if (item != NULL && strlen(item) > lim->max) {
+					if (!lim->cut)
+						return decode_reject(out, "too_long:%s", f->name);
+					(*(char ***)member)[k] = cut_utf8(&out->arena, item, lim->max);
+				}
+			}
+			continue;
+		}
+		if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+			ProtobufCMessage *sub = *(ProtobufCMessage **)member;
+			if (sub != NULL && check_limits(sub, out) != 0)
+				return -1;
+			continue;
+		}
+		char **sp = (char **)member;
+		if (*sp != NULL && strlen(*sp) > lim->max) {
+			if (!lim->cut)
+				return decode_reject(out, "too_long:%s", f->name);
+			*sp = cut_utf8(&out->arena, *sp, lim->max);
+		}
+	}
+	return 0;
+}
+
 /* UUIDv8 (RFC 9562): 122 bits of SHA-256 over length-prefixed fields. */
 static void
 make_id(const struct decode_in *in, struct decode_out *out, uint8_t id[16])
@@ -259,6 +371,10 @@ decode_record(const struct decode_in *in, struct decode_out *out)
 	}
 	if (ev->device_id[0] == '\0')
 		return decode_reject(out, "missing_field:device");
+	if (check_limits(&ev->base, out) != 0)
+		return -1;
+	if (out->serial != NULL && out->serial_len > DECODE_SERIAL_MAX)
+		return decode_reject(out, "too_long:serial");
 	if (!out->has_device_time)
 		ev->event_time_us = in->received_us;
 	int64_t skew = ev->event_time_us - in->received_us;

@@ -18,7 +18,13 @@
  *
  * Rejection reasons are machine-readable: no_route, oversize, empty,
  * bad_utf8, bad_json, missing_field:<name>, bad_value:<name>,
- * unsupported:<what>.
+ * unsupported:<what>, too_long:<field>.
+ *
+ * Limits: every string field of the record has a length limit (decode.c,
+ * also written in event.proto); a longer value, from the payload or the
+ * topic, rejects the message as too_long:<field> (a few free-text fields
+ * are cut instead, as event.proto says). The device's serial is at most
+ * DECODE_SERIAL_MAX bytes.
  *
  * Identity: id = UUIDv8 over SHA-256("gridbridge/v1", vendor, community,
  * device id, then either the device's serial ("s", serial, event type and
@@ -40,6 +46,8 @@
 #include "route.h"
 
 typedef Gridbridge__V1__Event Event;
+
+#define DECODE_SERIAL_MAX 256
 
 /* The decoders, by configuration name. */
 enum decoder_id {
