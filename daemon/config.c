@@ -115,6 +115,14 @@ const struct config_key config_keys[] = {
 	{ "decode", "max_clock_skew", CFG_INT, 1, 31536000, NULL, NULL,
 	  "300", true, F(decode_max_clock_skew),
 	  "seconds a device's clock may differ from ours before its records are flagged clock_skewed", false },
+	{ "decode", "repeat_window", CFG_INT, 0, 604800, NULL, NULL,
+	  "600", true, F(decode_repeat_window),
+	  "seconds within which a report with neither device time nor serial, identical to the "
+	  "previous one on its topic, is the same event (0: only retained copies are)", false },
+	{ "decode", "repeat_topics", CFG_INT, 1, 10000000, NULL, NULL,
+	  "100000", false, F(decode_repeat_topics),
+	  "topics whose last such report is remembered (the least recently reported is "
+	  "forgotten first)", false },
 
 	{ "route", "pattern", CFG_STRING, 0, 65535, NULL, NULL,
 	  "", false, R(pattern),

@@ -96,7 +96,9 @@ cmd_stat(const char *dir, unsigned long long disk_cap)
 
 	if (journal_dir_stat(dir, &st, &records, &damaged) != 0)
 		return 1;
+	char id[JOURNAL_ID_LEN + 1];
 	printf("dir %s\n", dir);
+	printf("journal_id %s\n", journal_read_id(dir, id) == 0 ? id : "-");
 	printf("segments %u\n", st.segments);
 	printf("bytes %" PRIu64 "\n", st.bytes);
 	printf("records %" PRIu64 "\n", records);
@@ -136,6 +138,7 @@ cmd_dump(const char *dir, uint64_t from)
 		json_object_set_new(o, "payload_len", json_integer(rec.payload_len));
 		bool oversize = (rec.flags & JOURNAL_OVERSIZE) != 0;
 		json_object_set_new(o, "oversize", json_boolean(oversize));
+		json_object_set_new(o, "retained", json_boolean((rec.flags & JOURNAL_RETAIN) != 0));
 		if (!oversize)
 			set_bytes(o, "payload", rec.payload, rec.payload_len);
 		char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);

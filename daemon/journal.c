@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,11 +19,32 @@
  * long burst does not grow memory. */
 #define JOURNAL_WRITE_CHUNK (1u << 20)
 #define SEG_NAME_LEN 24		/* 20 digits + ".seg" */
+/* The smallest record: head and fixed fields, empty topic and payload. */
+#define RECORD_MIN (JOURNAL_RECORD_HEAD + JOURNAL_RECORD_FIXED)
+/* After ENOSPC the journal counts as full this long (or until space is
+ * freed), so ingest pauses instead of failing every message. */
+#define NOSPACE_PAUSE_MS 5000
+
+/* The checkpoint file: two slots written in turn, each "GBCK", the seq
+ * and a CRC-32C of both. */
+#define CKPT_MAGIC "GBCK"
+#define CKPT_SLOT 16
+#define CKPT_FILE "checkpoint"
+#define ID_FILE "id"
 
 struct segment {
 	uint64_t first_seq;
 	uint64_t last_seq;	/* 0 while empty */
 	uint64_t bytes;
+	uint32_t version;	/* 1: records' CRCs from 0; 2: from the seed */
+	uint32_t seed;
+};
+
+/* How the records of one segment are checked. */
+struct seg_check {
+	uint32_t version;
+	uint32_t seed;
+	uint64_t expect;	/* version 2: the next record's seq */
 };
 
 struct journal {
@@ -30,6 +52,8 @@ struct journal {
 	int dirfd;
 	uint64_t segment_size;
 	uint64_t disk_cap;
+	uint8_t id[16];
+	char id_text[JOURNAL_ID_LEN + 1];
 
 	struct segment *segs;	/* oldest first; the last one is `cur` if fd >= 0 */
 	size_t nsegs, capsegs;
@@ -39,13 +63,27 @@ struct journal {
 	uint8_t *buf;		/* appended, not yet written */
 	size_t buflen, bufcap;
 	uint64_t written;	/* bytes of the current segment already written */
+	uint64_t synced;	/* ... of which the last good fdatasync covers */
 	size_t pending;		/* records appended since the last sync */
-	uint64_t first_pending_seq;
 
 	uint64_t next_seq;
 	uint64_t durable_seq;	/* covered by the last successful sync */
 	uint64_t checkpoint;
+	uint64_t checkpoint_synced;	/* the checkpoint file says at least this, durably */
+	int ckfd;		/* the checkpoint file, or -1 */
+	unsigned ckslot;	/* the slot written last */
+	bool broken;
+	bool header_missing;	/* the current segment's header is still to write */
+	int64_t nospace_until_ms;
 };
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ---- CRC-32C ------------------------------------------------------------ */
 
@@ -119,11 +157,40 @@ record_size(const struct journal_record *rec)
 	return JOURNAL_RECORD_HEAD + JOURNAL_RECORD_FIXED + rec->topic_len + payload;
 }
 
+/* A segment header: fills `c` (expect = first_seq) and, for version 2,
+ * `id`. Returns the header's size, 0 when `size` is too short to tell, or
+ * -1 when it is not a header we can read. */
+static long
+parse_header(const uint8_t *buf, size_t size, struct seg_check *c, uint64_t *first_seq,
+    uint8_t id[16])
+{
+	if (size < JOURNAL_HEADER_SIZE_V1)
+		return 0;
+	if (memcmp(buf, JOURNAL_MAGIC_SEGMENT, 4) != 0)
+		return -1;
+	uint32_t version = get32(buf + 4);
+	*first_seq = get64(buf + 8);
+	*c = (struct seg_check){ .version = version, .expect = *first_seq };
+	if (version == 1)
+		return JOURNAL_HEADER_SIZE_V1;
+	if (version != 2)
+		return -1;
+	if (size < JOURNAL_HEADER_SIZE)
+		return 0;
+	if (journal_crc32c(0, buf, JOURNAL_HEADER_SIZE - 4) != get32(buf + 36))
+		return -1;
+	c->seed = get32(buf + 32);
+	if (id != NULL)
+		memcpy(id, buf + 16, 16);
+	return JOURNAL_HEADER_SIZE;
+}
+
 /* Parses the record at buf[off]. Returns its total size when it is whole
  * and its CRC matches, 0 when it is incomplete (runs past `size`), or -1
- * when it is damaged. */
+ * when it is damaged. The sequence rule is the caller's (seq_fits). */
 static long long
-parse_record(const uint8_t *buf, size_t size, size_t off, struct journal_record *rec)
+parse_record(const uint8_t *buf, size_t size, size_t off, const struct seg_check *c,
+    struct journal_record *rec)
 {
 	if (size - off < JOURNAL_RECORD_HEAD)
 		return 0;
@@ -136,7 +203,7 @@ parse_record(const uint8_t *buf, size_t size, size_t off, struct journal_record 
 	if (size - off - JOURNAL_RECORD_HEAD < len)
 		return 0;
 	const uint8_t *body = p + JOURNAL_RECORD_HEAD;
-	if (journal_crc32c(0, body, len) != get32(p + 8))
+	if (journal_crc32c(c->version >= 2 ? c->seed : 0, body, len) != get32(p + 8))
 		return -1;
 	uint8_t flags = body[17];
 	uint16_t topic_len = get16(body + 18);
@@ -158,14 +225,32 @@ parse_record(const uint8_t *buf, size_t size, size_t off, struct journal_record 
 	return (long long)JOURNAL_RECORD_HEAD + len;
 }
 
-/* The offset of the next whole, valid record after `from`, or `size`. */
-static size_t
-find_next_valid(const uint8_t *buf, size_t size, size_t from)
+/* Version 2: numbers only go up from the header's first_seq (a segment
+ * rewritten around damage has gaps); a record found by scanning past
+ * `skipped` damaged bytes must be no further ahead than those bytes could
+ * hold records. Version 1 segments have no such rule. */
+static bool
+seq_fits(const struct seg_check *c, uint64_t seq, size_t skipped)
 {
+	if (c->version < 2)
+		return true;
+	if (seq < c->expect)
+		return false;
+	return skipped == 0 || seq - c->expect <= skipped / RECORD_MIN;
+}
+
+/* The offset of the next whole, valid record after `from`, or `size`;
+ * `damage` is where the damage began. */
+static size_t
+find_next_valid(const uint8_t *buf, size_t size, size_t from, size_t damage,
+    const struct seg_check *c)
+{
+	struct journal_record rec;
+
 	for (size_t off = from; off + JOURNAL_RECORD_HEAD <= size; off++) {
 		if (buf[off] != 'G' || get32(buf + off) != JOURNAL_MAGIC_RECORD)
 			continue;
-		if (parse_record(buf, size, off, NULL) > 0)
+		if (parse_record(buf, size, off, c, &rec) > 0 && seq_fits(c, rec.seq, off - damage))
 			return off;
 	}
 	return size;
@@ -301,8 +386,10 @@ write_file_atomic(int dirfd, const char *name, const void *buf, size_t len)
 	if (fd < 0)
 		return -1;
 	if (write_all(fd, buf, len) != 0 || fsync(fd) != 0) {
+		int err = errno;
 		close(fd);
 		unlinkat(dirfd, tmp, 0);
+		errno = err;
 		return -1;
 	}
 	close(fd);
@@ -329,6 +416,259 @@ move_aside(struct journal *j, const char *seg, size_t off, const uint8_t *bytes,
 	return write_file_atomic(j->dirfd, name, bytes, len);
 }
 
+/* ---- identity ----------------------------------------------------------- */
+
+static void
+id_to_text(const uint8_t id[16], char out[JOURNAL_ID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[id[i] >> 4];
+		out[o++] = hex[id[i] & 15];
+	}
+	out[o] = '\0';
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static int
+id_from_text(const char *s, uint8_t id[16])
+{
+	size_t o = 0;
+
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10) {
+			if (s[o++] != '-')
+				return -1;
+		}
+		int hi = hexval(s[o]), lo = hi < 0 ? -1 : hexval(s[o + 1]);
+		if (hi < 0 || lo < 0)
+			return -1;
+		id[i] = (uint8_t)(hi << 4 | lo);
+		o += 2;
+	}
+	return s[o] == '\0' || s[o] == '\n' ? 0 : -1;
+}
+
+static int
+random_bytes(void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = getrandom(p, len, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+journal_read_id(const char *dir, char *out)
+{
+	char path[4096], buf[64];
+	uint8_t id[16];
+	FILE *f;
+	int rc = -1;
+
+	snprintf(path, sizeof(path), "%s/" ID_FILE, dir);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	if (fgets(buf, sizeof(buf), f) != NULL && id_from_text(buf, id) == 0) {
+		id_to_text(id, out);
+		rc = 0;
+	}
+	fclose(f);
+	return rc;
+}
+
+/* The id of the newest version 2 segment, for a journal whose id file is
+ * gone. Returns 0 when one was found. */
+static int
+id_from_segments(struct journal *j, const uint64_t *firsts, size_t n)
+{
+	for (size_t i = n; i-- > 0;) {
+		char name[64];
+		uint8_t hdr[JOURNAL_HEADER_SIZE];
+		struct seg_check c;
+		uint64_t first;
+		seg_name(name, sizeof(name), firsts[i]);
+		int fd = openat(j->dirfd, name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t got = pread(fd, hdr, sizeof(hdr), 0);
+		close(fd);
+		if (got == (ssize_t)sizeof(hdr) &&
+		    parse_header(hdr, sizeof(hdr), &c, &first, j->id) == JOURNAL_HEADER_SIZE)
+			return 0;
+	}
+	return -1;
+}
+
+/* Reads, takes back from the segments, or makes the journal's id. */
+static int
+establish_id(struct journal *j)
+{
+	uint64_t *firsts;
+	size_t n;
+
+	if (journal_read_id(j->dir, j->id_text) == 0) {
+		id_from_text(j->id_text, j->id);
+		return 0;
+	}
+	if (list_segments(j->dir, &firsts, &n) != 0) {
+		log_errno(LOG_LVL_ERROR, "journal", "cannot list journal", "dir=%s", j->dir);
+		return -1;
+	}
+	const char *how;
+	if (id_from_segments(j, firsts, n) == 0) {
+		how = "segments";
+	} else {
+		if (random_bytes(j->id, sizeof(j->id)) != 0) {
+			log_errno(LOG_LVL_ERROR, "journal", "cannot make a journal id", "");
+			free(firsts);
+			return -1;
+		}
+		j->id[6] = (uint8_t)((j->id[6] & 0x0f) | 0x40);	/* UUID version 4 */
+		j->id[8] = (uint8_t)((j->id[8] & 0x3f) | 0x80);
+		how = n > 0 ? "new_for_existing" : "new";
+	}
+	free(firsts);
+	id_to_text(j->id, j->id_text);
+	char text[JOURNAL_ID_LEN + 2];
+	int len = snprintf(text, sizeof(text), "%s\n", j->id_text);
+	if (write_file_atomic(j->dirfd, ID_FILE, text, (size_t)len) != 0) {
+		log_errno(LOG_LVL_ERROR, "journal", "cannot write journal id", "dir=%s", j->dir);
+		return -1;
+	}
+	log_info("journal", "journal id created", "dir=%s journal_id=%s from=%s", j->dir,
+	    j->id_text, how);
+	return 0;
+}
+
+const char *
+journal_id(const struct journal *j)
+{
+	return j->id_text;
+}
+
+bool
+journal_broken(const struct journal *j)
+{
+	return j->broken;
+}
+
+/* ---- the checkpoint file ------------------------------------------------ */
+
+static void
+ckpt_slot(uint8_t out[CKPT_SLOT], uint64_t seq)
+{
+	memcpy(out, CKPT_MAGIC, 4);
+	put64(out + 4, seq);
+	put32(out + 12, journal_crc32c(0, out, 12));
+}
+
+/* The checkpoint in `buf`: the better of two slots, or the text an
+ * earlier release wrote. */
+static uint64_t
+ckpt_parse(const uint8_t *buf, size_t len)
+{
+	uint64_t v = 0;
+
+	if (len > 0 && buf[0] >= '0' && buf[0] <= '9') {
+		char text[32];
+		size_t n = len < sizeof(text) - 1 ? len : sizeof(text) - 1;
+		memcpy(text, buf, n);
+		text[n] = '\0';
+		char *end;
+		errno = 0;
+		unsigned long long x = strtoull(text, &end, 10);
+		return errno == 0 && end != text ? x : 0;
+	}
+	for (size_t s = 0; s + CKPT_SLOT <= len && s < 2 * CKPT_SLOT; s += CKPT_SLOT) {
+		const uint8_t *p = buf + s;
+		if (memcmp(p, CKPT_MAGIC, 4) == 0 && journal_crc32c(0, p, 12) == get32(p + 12) &&
+		    get64(p + 4) > v)
+			v = get64(p + 4);
+	}
+	return v;
+}
+
+uint64_t
+journal_read_checkpoint(const char *dir)
+{
+	char path[4096];
+	uint8_t buf[2 * CKPT_SLOT];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/" CKPT_FILE, dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = pread(fd, buf, sizeof(buf), 0);
+	close(fd);
+	return n > 0 ? ckpt_parse(buf, (size_t)n) : 0;
+}
+
+/* Opens the checkpoint file for writing in place, making it (or turning
+ * an earlier release's text into two slots) when needed. */
+static int
+ckpt_open(struct journal *j)
+{
+	uint8_t buf[2 * CKPT_SLOT];
+	struct stat st;
+
+	j->checkpoint = journal_read_checkpoint(j->dir);
+	j->checkpoint_synced = j->checkpoint;
+	int fd = openat(j->dirfd, CKPT_FILE, O_RDWR | O_CLOEXEC);
+	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size == (off_t)sizeof(buf) &&
+	    pread(fd, buf, 1, 0) == 1 && buf[0] == CKPT_MAGIC[0]) {
+		/* What it says may still be only in the page cache: segments
+		 * are deleted behind it only once it is on disk. */
+		if (fdatasync(fd) != 0) {
+			log_errno(LOG_LVL_ERROR, "journal", "cannot sync checkpoint", "dir=%s", j->dir);
+			close(fd);
+			return -1;
+		}
+		j->ckfd = fd;
+		return 0;
+	}
+	if (fd >= 0)
+		close(fd);
+	ckpt_slot(buf, j->checkpoint);
+	ckpt_slot(buf + CKPT_SLOT, j->checkpoint);
+	if (write_file_atomic(j->dirfd, CKPT_FILE, buf, sizeof(buf)) != 0) {
+		log_errno(LOG_LVL_ERROR, "journal", "cannot write checkpoint", "dir=%s", j->dir);
+		return -1;
+	}
+	j->ckfd = openat(j->dirfd, CKPT_FILE, O_RDWR | O_CLOEXEC);
+	if (j->ckfd < 0) {
+		log_errno(LOG_LVL_ERROR, "journal", "cannot open checkpoint", "dir=%s", j->dir);
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- recovery ----------------------------------------------------------- */
 
 static struct segment *
@@ -347,8 +687,25 @@ add_segment(struct journal *j, uint64_t first_seq)
 	return s;
 }
 
+/* Keeps the bytes of a whole file aside and removes it from the journal. */
+static int
+drop_segment_file(struct journal *j, const char *name, const uint8_t *buf, size_t size,
+    const char *msg)
+{
+	char aside[512];
+
+	if (move_aside(j, name, 0, buf, size, aside, sizeof(aside)) != 0 ||
+	    unlinkat(j->dirfd, name, 0) != 0) {
+		log_errno(LOG_LVL_ERROR, "journal", "cannot move bad segment aside", "file=%s", name);
+		return -1;
+	}
+	log_error("journal", msg, "file=%s bytes=%zu to=%s", name, size, aside);
+	return 0;
+}
+
 /* Scans one segment: checks every record, moves damage aside, truncates a
- * torn tail when `last`. Fills in `s`. */
+ * torn tail when `last`. Fills in `s`. Returns 0, 1 when the file was
+ * moved aside whole, or -1. */
 static int
 recover_segment(struct journal *j, const char *name, bool last, struct segment *s,
     uint64_t *records)
@@ -357,47 +714,68 @@ recover_segment(struct journal *j, const char *name, bool last, struct segment *
 	size_t size;
 	char aside[512];
 	int rc = -1;
+	struct seg_check c;
+	uint64_t first;
+	uint8_t id[16];
 
 	if (read_file(j->dirfd, name, &buf, &size) != 0) {
 		log_errno(LOG_LVL_ERROR, "journal", "cannot read segment", "file=%s", name);
 		return -1;
 	}
-	if (size < JOURNAL_HEADER_SIZE || memcmp(buf, JOURNAL_MAGIC_SEGMENT, 4) != 0 ||
-	    get32(buf + 4) != JOURNAL_VERSION) {
-		/* Not a segment we can read (or a header torn at creation):
-		 * keep the bytes, drop the file from the journal. */
-		if (move_aside(j, name, 0, buf, size, aside, sizeof(aside)) != 0 ||
-		    unlinkat(j->dirfd, name, 0) != 0) {
-			log_errno(LOG_LVL_ERROR, "journal", "cannot move bad segment aside",
-			    "file=%s", name);
+	if (size == 0) {
+		/* Made, then cut back to nothing after a failed write: empty. */
+		if (unlinkat(j->dirfd, name, 0) != 0) {
+			log_errno(LOG_LVL_ERROR, "journal", "cannot remove empty segment", "file=%s",
+			    name);
 			goto out;
 		}
-		log_error("journal", "unreadable segment moved aside", "file=%s bytes=%zu to=%s",
-		    name, size, aside);
-		s->bytes = 0;
-		rc = 1;		/* gone */
+		log_info("journal", "empty segment removed", "file=%s", name);
+		rc = 1;
 		goto out;
 	}
+	long hdrlen = parse_header(buf, size, &c, &first, id);
+	if (hdrlen <= 0) {
+		/* Not a segment we can read (or a header torn at creation):
+		 * keep the bytes, drop the file from the journal. */
+		rc = drop_segment_file(j, name, buf, size, "unreadable segment moved aside") == 0 ?
+		    1 : -1;
+		goto out;
+	}
+	if (first != s->first_seq) {
+		rc = drop_segment_file(j, name, buf, size,
+		    "segment whose header does not match its name moved aside") == 0 ? 1 : -1;
+		goto out;
+	}
+	if (c.version >= 2 && memcmp(id, j->id, 16) != 0) {
+		rc = drop_segment_file(j, name, buf, size,
+		    "segment of another journal moved aside") == 0 ? 1 : -1;
+		goto out;
+	}
+	s->version = c.version;
+	s->seed = c.seed;
 
 	/* Valid ranges, for a rewrite if damage is found in the middle. */
 	uint8_t *keep = NULL;
 	size_t keeplen = 0;
 	bool damaged = false;
-	size_t off = JOURNAL_HEADER_SIZE;
+	size_t off = (size_t)hdrlen;
+	size_t damage = SIZE_MAX;	/* where skipped bytes began */
 	while (off < size) {
 		struct journal_record rec;
-		long long n = parse_record(buf, size, off, &rec);
-		if (n > 0) {
+		long long n = parse_record(buf, size, off, &c, &rec);
+		if (n > 0 && seq_fits(&c, rec.seq, damage != SIZE_MAX ? off - damage : 0)) {
+			damage = SIZE_MAX;
 			if (keep != NULL) {
 				memcpy(keep + keeplen, buf + off, (size_t)n);
 				keeplen += (size_t)n;
 			}
 			s->last_seq = rec.seq;
+			c.expect = rec.seq + 1;
 			(*records)++;
 			off += (size_t)n;
 			continue;
 		}
-		size_t next = find_next_valid(buf, size, off + 1);
+		size_t next = find_next_valid(buf, size, off + 1, off, &c);
 		if (next == size && last) {
 			/* A torn tail: never synced, never acknowledged. Keep the
 			 * bytes for inspection anyway, then cut them off. */
@@ -436,6 +814,7 @@ recover_segment(struct journal *j, const char *name, bool last, struct segment *
 			keeplen = off;
 		}
 		damaged = true;
+		damage = off;
 		off = next;
 	}
 	if (damaged) {
@@ -490,35 +869,13 @@ recover(struct journal *j)
 	j->next_seq = (last > j->checkpoint ? last : j->checkpoint) + 1;
 	j->durable_seq = j->next_seq - 1;
 	if (n > 0)
-		log_info("journal", "recovered", "dir=%s segments=%zu records=%" PRIu64
-		    " last_seq=%" PRIu64 " checkpoint=%" PRIu64, j->dir, j->nsegs, records,
-		    last, j->checkpoint);
+		log_info("journal", "recovered", "dir=%s journal_id=%s segments=%zu records=%" PRIu64
+		    " last_seq=%" PRIu64 " checkpoint=%" PRIu64, j->dir, j->id_text, j->nsegs,
+		    records, last, j->checkpoint);
 	return 0;
 }
 
 /* ---- open, append, sync ------------------------------------------------- */
-
-uint64_t
-journal_read_checkpoint(const char *dir)
-{
-	char path[4096], buf[32];
-	FILE *f;
-	uint64_t v = 0;
-
-	snprintf(path, sizeof(path), "%s/checkpoint", dir);
-	f = fopen(path, "r");
-	if (f == NULL)
-		return 0;
-	if (fgets(buf, sizeof(buf), f) != NULL) {
-		char *end;
-		errno = 0;
-		unsigned long long n = strtoull(buf, &end, 10);
-		if (errno == 0 && end != buf)
-			v = n;
-	}
-	fclose(f);
-	return v;
-}
 
 static uint64_t
 total_bytes(const struct journal *j)
@@ -529,21 +886,31 @@ total_bytes(const struct journal *j)
 	return b;
 }
 
-/* Deletes segments wholly at or behind the checkpoint, except the one being
- * appended to while it has unsynced data. */
+/* Whether a segment lies wholly at or behind `seq` and may go. */
+static bool
+segment_behind(const struct journal *j, size_t i, uint64_t seq)
+{
+	const struct segment *s = &j->segs[i];
+	bool is_cur = j->fd >= 0 && i + 1 == j->nsegs;
+	uint64_t last = s->last_seq;
+
+	if (i + 1 < j->nsegs && last == 0)
+		last = j->segs[i + 1].first_seq - 1;
+	return last != 0 && last <= seq && !(is_cur && (j->buflen > 0 || j->pending > 0));
+}
+
+/* Deletes segments wholly at or behind the durable checkpoint, except the
+ * one being appended to while it has unsynced data. */
 static void
 reclaim(struct journal *j)
 {
 	size_t out = 0;
+	bool freed = false;
 
 	for (size_t i = 0; i < j->nsegs; i++) {
 		struct segment *s = &j->segs[i];
 		bool is_cur = j->fd >= 0 && i + 1 == j->nsegs;
-		uint64_t last = s->last_seq;
-		if (i + 1 < j->nsegs && last == 0)
-			last = j->segs[i + 1].first_seq - 1;
-		bool behind = last != 0 && last <= j->checkpoint;
-		if (behind && !(is_cur && j->buflen > 0)) {
+		if (segment_behind(j, i, j->checkpoint_synced)) {
 			char name[64];
 			seg_name(name, sizeof(name), s->first_seq);
 			if (unlinkat(j->dirfd, name, 0) == 0 || errno == ENOENT) {
@@ -554,6 +921,7 @@ reclaim(struct journal *j)
 					j->fd = -1;
 				}
 				j->dir_dirty = true;
+				freed = true;
 				continue;
 			}
 			log_errno(LOG_LVL_WARN, "journal", "cannot delete segment", "file=%s", name);
@@ -561,6 +929,10 @@ reclaim(struct journal *j)
 		j->segs[out++] = *s;
 	}
 	j->nsegs = out;
+	if (freed && j->nospace_until_ms != 0) {
+		log_info("journal", "journal disk has room again", "dir=%s", j->dir);
+		j->nospace_until_ms = 0;
+	}
 }
 
 struct journal *
@@ -572,6 +944,7 @@ journal_open(const struct journal_options *o)
 		return NULL;
 	j->fd = -1;
 	j->dirfd = -1;
+	j->ckfd = -1;
 	j->segment_size = o->segment_size;
 	j->disk_cap = o->disk_cap;
 	j->dir = strdup(o->dir);
@@ -588,16 +961,21 @@ journal_open(const struct journal_options *o)
 		    j->dir);
 		goto fail;
 	}
-	unlinkat(j->dirfd, "checkpoint.tmp", 0);
-	j->checkpoint = journal_read_checkpoint(j->dir);
+	unlinkat(j->dirfd, CKPT_FILE ".tmp", 0);
+	unlinkat(j->dirfd, ID_FILE ".tmp", 0);
+	if (establish_id(j) != 0 || ckpt_open(j) != 0)
+		goto fail;
 	if (recover(j) != 0)
 		goto fail;
 	reclaim(j);
 
-	/* Keep appending to the last segment if it has room. */
+	/* Keep appending to the last segment if it has room and is of this
+	 * version (earlier segments are read, never appended to). */
 	if (j->nsegs > 0) {
 		struct segment *s = &j->segs[j->nsegs - 1];
-		if (s->bytes < j->segment_size) {
+		uint64_t next = s->last_seq != 0 ? s->last_seq + 1 : s->first_seq;
+		if (s->bytes < j->segment_size && s->version == JOURNAL_VERSION &&
+		    next == j->next_seq) {
 			char name[64];
 			seg_name(name, sizeof(name), s->first_seq);
 			j->fd = openat(j->dirfd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
@@ -607,6 +985,7 @@ journal_open(const struct journal_options *o)
 				goto fail;
 			}
 			j->written = s->bytes;
+			j->synced = s->bytes;
 		}
 	}
 	return j;
@@ -631,8 +1010,73 @@ buf_reserve(struct journal *j, size_t more)
 	return 0;
 }
 
-/* Writes the buffer to the current segment, without syncing. On failure the
- * segment is cut back to what was written before. */
+/* After a failed write or sync: the records since the last good sync are
+ * gone. The segment is cut back to what that sync covered (a segment made
+ * since then to its header, or to nothing when the header could not be
+ * written) and the cut is synced. The file stays: a reader may have it
+ * open, and a new file of the same name would be another file to it. Only
+ * when the cut worked are the lost numbers given out again; otherwise the
+ * journal is broken. */
+static void
+cut_back(struct journal *j, int err)
+{
+	j->buflen = 0;
+	j->pending = 0;
+	if (j->fd >= 0) {
+		struct segment *s = &j->segs[j->nsegs - 1];
+		char name[64];
+		seg_name(name, sizeof(name), s->first_seq);
+		uint64_t keep = j->synced;
+		if (keep == 0 && j->written >= JOURNAL_HEADER_SIZE && !j->header_missing)
+			keep = JOURNAL_HEADER_SIZE;
+		if (ftruncate(j->fd, (off_t)keep) != 0 || fdatasync(j->fd) != 0) {
+			log_errno(LOG_LVL_ERROR, "journal", "cannot cut back the segment, journal broken",
+			    "file=%s bytes=%" PRIu64, name, keep);
+			j->broken = true;
+			return;
+		}
+		j->written = j->synced = keep;
+		j->header_missing = keep == 0;
+		s->bytes = keep;
+		s->last_seq = j->durable_seq >= s->first_seq ? j->durable_seq : 0;
+	}
+	j->next_seq = j->durable_seq + 1;
+	if ((err == ENOSPC || err == EDQUOT) && j->nospace_until_ms == 0)
+		log_error("journal", "journal disk full, ingest paused", "dir=%s bytes=%" PRIu64,
+		    j->dir, total_bytes(j));
+	if (err == ENOSPC || err == EDQUOT)
+		j->nospace_until_ms = mono_ms() + NOSPACE_PAUSE_MS;
+}
+
+/* Writes the current segment's header (an empty file's). */
+static int
+write_header(struct journal *j)
+{
+	struct segment *s = &j->segs[j->nsegs - 1];
+	uint8_t hdr[JOURNAL_HEADER_SIZE];
+	char name[64];
+
+	memcpy(hdr, JOURNAL_MAGIC_SEGMENT, 4);
+	put32(hdr + 4, JOURNAL_VERSION);
+	put64(hdr + 8, s->first_seq);
+	memcpy(hdr + 16, j->id, 16);
+	put32(hdr + 32, s->seed);
+	put32(hdr + 36, journal_crc32c(0, hdr, JOURNAL_HEADER_SIZE - 4));
+	j->header_missing = true;
+	if (write_all(j->fd, hdr, sizeof(hdr)) != 0) {
+		int err = errno;
+		seg_name(name, sizeof(name), s->first_seq);
+		log_errno(LOG_LVL_ERROR, "journal", "cannot write segment header", "file=%s", name);
+		cut_back(j, err);
+		return -1;
+	}
+	j->header_missing = false;
+	j->written = sizeof(hdr);
+	s->bytes = j->written;
+	return 0;
+}
+
+/* Writes the buffer to the current segment, without syncing. */
 static int
 flush_buffer(struct journal *j)
 {
@@ -640,10 +1084,9 @@ flush_buffer(struct journal *j)
 		return 0;
 	if (write_all(j->fd, j->buf, j->buflen) != 0) {
 		int err = errno;
-		if (ftruncate(j->fd, (off_t)j->written) != 0)
-			log_errno(LOG_LVL_ERROR, "journal", "cannot cut back failed write", "");
-		errno = err;
-		log_errno(LOG_LVL_ERROR, "journal", "write failed", "bytes=%zu", j->buflen);
+		log_errno(LOG_LVL_ERROR, "journal", "write failed, not acknowledged", "bytes=%zu "
+		    "records=%zu", j->buflen, j->pending);
+		cut_back(j, err);
 		return -1;
 	}
 	j->written += j->buflen;
@@ -652,46 +1095,43 @@ flush_buffer(struct journal *j)
 	return 0;
 }
 
-/* The unsynced records are lost to the journal: they were never
- * acknowledged, and their sequence numbers are given out again. */
-static void
-drop_pending(struct journal *j)
-{
-	if (j->pending == 0)
-		return;
-	j->next_seq = j->first_pending_seq;
-	j->buflen = 0;
-	j->pending = 0;
-	if (j->nsegs > 0) {
-		struct segment *s = &j->segs[j->nsegs - 1];
-		s->last_seq = j->next_seq - 1 >= s->first_seq ? j->next_seq - 1 : 0;
-	}
-}
-
 int
 journal_sync(struct journal *j)
 {
+	if (j->broken)
+		return -1;
 	if (j->pending == 0 && !j->dir_dirty && j->buflen == 0)
 		return 0;
 	if (j->fd >= 0 && flush_buffer(j) != 0)
-		goto fail;
+		return -1;
 	if (j->fd >= 0 && j->pending > 0 && fdatasync(j->fd) != 0) {
-		log_errno(LOG_LVL_ERROR, "journal", "fdatasync failed", "");
-		goto fail;
+		int err = errno;
+		/* What reached the disk is unknown now: never sync again as
+		 * if it had worked. */
+		log_errno(LOG_LVL_ERROR, "journal", "fdatasync failed, not acknowledged",
+		    "records=%zu", j->pending);
+		cut_back(j, err);
+		return -1;
 	}
 	if (j->dir_dirty) {
 		if (fsync(j->dirfd) != 0) {
-			log_errno(LOG_LVL_ERROR, "journal", "directory fsync failed", "dir=%s", j->dir);
-			goto fail;
+			/* A segment's name may not be on disk: only recovery can
+			 * tell what is. */
+			log_errno(LOG_LVL_ERROR, "journal", "directory fsync failed, journal broken",
+			    "dir=%s", j->dir);
+			j->broken = true;
+			return -1;
 		}
 		j->dir_dirty = false;
 	}
 	j->pending = 0;
+	j->synced = j->written;
 	j->durable_seq = j->next_seq - 1;
+	if (j->nospace_until_ms != 0 && mono_ms() >= j->nospace_until_ms) {
+		log_info("journal", "journal disk has room again", "dir=%s", j->dir);
+		j->nospace_until_ms = 0;
+	}
 	return 0;
-fail:
-	drop_pending(j);
-	return -1;
 }
 
 uint64_t
@@ -705,7 +1145,7 @@ static int
 roll(struct journal *j, uint64_t first_seq)
 {
 	char name[64];
-	uint8_t hdr[JOURNAL_HEADER_SIZE];
+	uint32_t seed = 0;
 
 	if (j->fd >= 0) {
 		if (journal_sync(j) != 0)
@@ -713,32 +1153,31 @@ roll(struct journal *j, uint64_t first_seq)
 		close(j->fd);
 		j->fd = -1;
 	}
+	while (seed == 0)
+		if (random_bytes(&seed, sizeof(seed)) != 0) {
+			log_errno(LOG_LVL_ERROR, "journal", "cannot make a segment seed", "");
+			return -1;
+		}
 	seg_name(name, sizeof(name), first_seq);
 	j->fd = openat(j->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0640);
 	if (j->fd < 0) {
 		log_errno(LOG_LVL_ERROR, "journal", "cannot create segment", "file=%s", name);
 		return -1;
 	}
-	if (add_segment(j, first_seq) == NULL) {
+	struct segment *s = add_segment(j, first_seq);
+	if (s == NULL) {
 		close(j->fd);
 		j->fd = -1;
 		unlinkat(j->dirfd, name, 0);
 		return -1;
 	}
-	memcpy(hdr, JOURNAL_MAGIC_SEGMENT, 4);
-	put32(hdr + 4, JOURNAL_VERSION);
-	put64(hdr + 8, first_seq);
-	if (write_all(j->fd, hdr, sizeof(hdr)) != 0) {
-		log_errno(LOG_LVL_ERROR, "journal", "cannot write segment header", "file=%s", name);
-		close(j->fd);
-		j->fd = -1;
-		unlinkat(j->dirfd, name, 0);
-		j->nsegs--;
-		return -1;
-	}
-	j->written = sizeof(hdr);
-	j->segs[j->nsegs - 1].bytes = j->written;
+	s->version = JOURNAL_VERSION;
+	s->seed = seed;
+	j->written = 0;
+	j->synced = 0;
 	j->dir_dirty = true;
+	if (write_header(j) != 0)
+		return -1;
 	log_debug("journal", "segment created", "file=%s", name);
 	return 0;
 }
@@ -748,6 +1187,8 @@ journal_append(struct journal *j, struct journal_record *rec)
 {
 	size_t n = record_size(rec);
 
+	if (j->broken)
+		return -1;
 	if (rec->topic_len > UINT16_MAX) {
 		log_error("journal", "topic too long", "bytes=%zu", rec->topic_len);
 		return -1;
@@ -756,6 +1197,8 @@ journal_append(struct journal *j, struct journal_record *rec)
 	    j->segs[j->nsegs - 1].last_seq != 0)) {
 		if (roll(j, j->next_seq) != 0)
 			return -1;
+	} else if (j->header_missing && write_header(j) != 0) {
+		return -1;
 	}
 	if (buf_reserve(j, n) != 0) {
 		log_error("journal", "out of memory", "bytes=%zu", n);
@@ -766,9 +1209,8 @@ journal_append(struct journal *j, struct journal_record *rec)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		rec->received_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 	}
+	struct segment *s = &j->segs[j->nsegs - 1];
 	rec->seq = j->next_seq++;
-	if (j->pending == 0)
-		j->first_pending_seq = rec->seq;
 
 	uint8_t *p = j->buf + j->buflen;
 	uint32_t len = (uint32_t)(n - JOURNAL_RECORD_HEAD);
@@ -786,15 +1228,13 @@ journal_append(struct journal *j, struct journal_record *rec)
 	if (!(rec->flags & JOURNAL_OVERSIZE) && rec->payload_len > 0)
 		memcpy(body + JOURNAL_RECORD_FIXED + rec->topic_len, rec->payload,
 		    rec->payload_len);
-	put32(p + 8, journal_crc32c(0, body, len));
+	put32(p + 8, journal_crc32c(s->seed, body, len));
 	j->buflen += n;
 	j->pending++;
-	j->segs[j->nsegs - 1].last_seq = rec->seq;
+	s->last_seq = rec->seq;
 
-	if (j->buflen >= JOURNAL_WRITE_CHUNK && flush_buffer(j) != 0) {
-		drop_pending(j);
+	if (j->buflen >= JOURNAL_WRITE_CHUNK && flush_buffer(j) != 0)
 		return -1;
-	}
 	return 0;
 }
 
@@ -807,17 +1247,31 @@ journal_pending(const struct journal *j)
 int
 journal_checkpoint(struct journal *j, uint64_t seq)
 {
-	char text[32];
-	int n;
+	uint8_t slot[CKPT_SLOT];
 
 	if (seq <= j->checkpoint)
 		return 0;
-	n = snprintf(text, sizeof(text), "%" PRIu64 "\n", seq);
-	if (write_file_atomic(j->dirfd, "checkpoint", text, (size_t)n) != 0) {
+	j->ckslot ^= 1;
+	ckpt_slot(slot, seq);
+	if (pwrite(j->ckfd, slot, sizeof(slot), (off_t)(j->ckslot * CKPT_SLOT)) !=
+	    (ssize_t)sizeof(slot)) {
 		log_errno(LOG_LVL_ERROR, "journal", "cannot write checkpoint", "seq=%" PRIu64, seq);
 		return -1;
 	}
 	j->checkpoint = seq;
+	/* Segments go only behind a checkpoint that is on disk: after a crash
+	 * the numbering must go on from it. */
+	bool any = false;
+	for (size_t i = 0; i < j->nsegs && !any; i++)
+		any = segment_behind(j, i, seq);
+	if (!any)
+		return 0;
+	if (fdatasync(j->ckfd) != 0) {
+		log_errno(LOG_LVL_ERROR, "journal", "cannot sync checkpoint, segments kept",
+		    "seq=%" PRIu64, seq);
+		return -1;
+	}
+	j->checkpoint_synced = seq;
 	reclaim(j);
 	return 0;
 }
@@ -831,6 +1285,8 @@ journal_set_disk_cap(struct journal *j, uint64_t cap)
 bool
 journal_full(const struct journal *j)
 {
+	if (j->nospace_until_ms != 0 && mono_ms() < j->nospace_until_ms)
+		return true;
 	return total_bytes(j) >= j->disk_cap;
 }
 
@@ -860,6 +1316,11 @@ journal_free(struct journal *j)
 	if (j->fd >= 0) {
 		journal_sync(j);
 		close(j->fd);
+	}
+	if (j->ckfd >= 0) {
+		if (j->checkpoint != j->checkpoint_synced)
+			fdatasync(j->ckfd);
+		close(j->ckfd);
 	}
 	if (j->dirfd >= 0)
 		close(j->dirfd);
@@ -900,6 +1361,8 @@ struct journal_reader {
 	uint64_t limit;		/* 0: none */
 	uint64_t cur_first;	/* first seq of the open segment */
 	int fd;
+	bool have_header;	/* of the open segment */
+	struct seg_check check;
 	uint64_t off;		/* of the next record in the open segment */
 	uint8_t *buf;
 	size_t bufcap;
@@ -985,7 +1448,7 @@ reader_advance(struct journal_reader *r)
 		close(r->fd);
 	r->fd = fd;
 	r->cur_first = first;
-	r->off = JOURNAL_HEADER_SIZE;
+	r->have_header = false;
 	r->started = true;
 	return 1;
 }
@@ -1042,12 +1505,45 @@ reader_has_next(struct journal_reader *r)
 	return yes;
 }
 
+/* Reads the open segment's header. 1: read; 0: not all there yet (the
+ * writer is making it); -1: unreadable (logged; the segment is left). */
+static int
+reader_header(struct journal_reader *r)
+{
+	uint8_t hdr[JOURNAL_HEADER_SIZE];
+	uint64_t first;
+	ssize_t got = pread_all(r->fd, hdr, sizeof(hdr), 0);
+
+	if (got < 0) {
+		log_errno(LOG_LVL_ERROR, "journal", "read failed", "");
+		return -1;
+	}
+	long len = parse_header(hdr, (size_t)got, &r->check, &first, NULL);
+	if (len > 0) {
+		r->off = (uint64_t)len;
+		r->have_header = true;
+		return 1;
+	}
+	if (len == 0 && !reader_has_next(r))
+		return 0;
+	log_error("journal", "unreadable segment skipped by reader", "segment=%" PRIu64,
+	    r->cur_first);
+	close(r->fd);
+	r->fd = -1;
+	return -1;
+}
+
 int
 journal_reader_next(struct journal_reader *r, struct journal_record *rec)
 {
 	for (;;) {
 		if (r->fd < 0) {
 			int rc = reader_advance(r);
+			if (rc <= 0)
+				return rc;
+		}
+		if (!r->have_header) {
+			int rc = reader_header(r);
 			if (rc <= 0)
 				return rc;
 		}
@@ -1070,7 +1566,9 @@ journal_reader_next(struct journal_reader *r, struct journal_record *rec)
 			    r->off + JOURNAL_RECORD_HEAD);
 			if (b < 0)
 				return -1;
-			n = parse_record(r->buf, JOURNAL_RECORD_HEAD + (size_t)b, 0, rec);
+			n = parse_record(r->buf, JOURNAL_RECORD_HEAD + (size_t)b, 0, &r->check, rec);
+			if (n > 0 && !seq_fits(&r->check, rec->seq, 0))
+				n = -1;
 		} else if (got > 0 && got < (ssize_t)sizeof(head)) {
 			n = 0;		/* incomplete head */
 		} else if (got == 0) {
@@ -1083,6 +1581,7 @@ journal_reader_next(struct journal_reader *r, struct journal_record *rec)
 			if (r->limit != 0 && rec->seq > r->limit)
 				return 0;	/* not durable yet: read it later */
 			r->off += (uint64_t)n;
+			r->check.expect = rec->seq + 1;
 			if (rec->seq < r->from_seq)
 				continue;
 			return 1;
@@ -1105,12 +1604,16 @@ journal_reader_next(struct journal_reader *r, struct journal_record *rec)
 		ssize_t b = pread_all(r->fd, r->buf, rest, r->off);
 		if (b < 0)
 			return -1;
-		if (parse_record(r->buf, (size_t)b, 0, NULL) > 0)
+		struct journal_record probe;
+		if (parse_record(r->buf, (size_t)b, 0, &r->check, &probe) > 0 &&
+		    seq_fits(&r->check, probe.seq, 0))
 			continue;	/* completed by the writer meanwhile */
-		size_t next = find_next_valid(r->buf, (size_t)b, 1);
+		size_t next = find_next_valid(r->buf, (size_t)b, 1, 0, &r->check);
 		log_error("journal", "damaged record skipped by reader", "segment=%" PRIu64
 		    " offset=%" PRIu64 " bytes=%zu", r->cur_first, r->off, next);
 		r->off += next;
+		if (next < (size_t)b && parse_record(r->buf, (size_t)b, next, &r->check, &probe) > 0)
+			r->check.expect = probe.seq;
 		if (next >= (size_t)b) {
 			close(r->fd);
 			r->fd = -1;

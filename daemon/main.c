@@ -50,6 +50,7 @@ struct daemon {
 	size_t nroutes;
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *tick;
+	int exit_code;		/* 1 after a fatal error in a stage */
 };
 
 static void
@@ -113,6 +114,9 @@ reload(struct daemon *d)
 		apply_logging(d->cfg);
 		if (d->journal != NULL)
 			journal_set_disk_cap(d->journal, (uint64_t)d->cfg->journal_disk_cap);
+		if (d->pipeline != NULL)
+			pipeline_set_decode(d->pipeline, d->cfg->decode_max_clock_skew * 1000000LL,
+			    d->cfg->decode_repeat_window * 1000000LL);
 		log_info("config", "configuration reloaded", "file=%s", d->cfg->path);
 	}
 	config_errors_clear(&errs);
@@ -204,6 +208,27 @@ add_signal(struct daemon *d, int sig)
 	return ev;
 }
 
+/* A stage cannot go on: stop with exit status 1 (systemd restarts us;
+ * recovery at start reads what is on disk). */
+static void
+fatal_stop(struct daemon *d, const char *why)
+{
+	if (d->exit_code != 0)
+		return;
+	log_error("main", "stopping after a fatal error", "reason=%s", why);
+	d->exit_code = 1;
+	notify_stopping();
+	event_base_loopbreak(d->base);
+}
+
+/* The journal could not vouch for what is on disk after a failed write. */
+static void
+check_journal(struct daemon *d)
+{
+	if (journal_broken(d->journal))
+		fatal_stop(d, "journal broken");
+}
+
 /* ---- mqtt -> journal ---------------------------------------------------- */
 
 static void
@@ -219,7 +244,8 @@ sink_message(void *ctx, const struct mqtt_message *msg)
 	struct daemon *d = ctx;
 	struct journal_record rec = {
 		.qos = (uint8_t)msg->qos,
-		.flags = msg->oversize ? JOURNAL_OVERSIZE : 0,
+		.flags = (uint8_t)((msg->oversize ? JOURNAL_OVERSIZE : 0) |
+		    (msg->retain ? JOURNAL_RETAIN : 0)),
 		.topic = msg->topic,
 		.topic_len = strlen(msg->topic),
 		.payload = msg->payload,
@@ -230,6 +256,8 @@ sink_message(void *ctx, const struct mqtt_message *msg)
 	crash_point(&d->crash, false);
 	int rc = journal_append(d->journal, &rec);
 	crash_point(&d->crash, true);
+	if (rc != 0)
+		check_journal(d);
 	return rc;
 }
 
@@ -238,8 +266,10 @@ sink_flush(void *ctx)
 {
 	struct daemon *d = ctx;
 
-	if (journal_sync(d->journal) != 0)
+	if (journal_sync(d->journal) != 0) {
+		check_journal(d);
 		return -1;
+	}
 	pipeline_kick(d->pipeline);
 	return 0;
 }
@@ -251,6 +281,19 @@ store_ready_cb(void *ctx, uint64_t checkpoint)
 {
 	struct daemon *d = ctx;
 	pipeline_store_ready(d->pipeline, checkpoint);
+}
+
+static void
+store_report_cb(void *ctx, const struct store_report *r)
+{
+	struct daemon *d = ctx;
+	pipeline_store_report(d->pipeline, r);
+}
+
+static void
+store_fatal_cb(void *ctx, const char *why)
+{
+	fatal_stop(ctx, why);
 }
 
 static void
@@ -459,9 +502,13 @@ start_stages(struct daemon *d)
 		.partitions_ahead = (int)c->store_partitions_ahead,
 		.retention_days = (int)c->store_retention_days,
 		.node = c->mqtt_client_id,
+		.journal_id = journal_id(d->journal),
+		.max_reports = (size_t)c->decode_repeat_topics,
 		.max_inflight = (int)c->store_max_inflight,
 	};
 	struct store_sink ssink = {
+		.report = store_report_cb,
+		.fatal = store_fatal_cb,
 		.ready = store_ready_cb,
 		.back = store_back_cb,
 		.committed = store_committed_cb,
@@ -494,6 +541,8 @@ start_stages(struct daemon *d)
 		.max_backlog = (size_t)c->store_max_inflight * 2,
 		.attrs = c->store_attrs,
 		.max_skew_us = c->decode_max_clock_skew * 1000000LL,
+		.repeat_window_us = c->decode_repeat_window * 1000000LL,
+		.repeat_max_topics = (size_t)c->decode_repeat_topics,
 		.rules = d->rules,
 	};
 	d->pipeline = pipeline_new(d->base, &po, d->journal, d->store);
@@ -542,7 +591,7 @@ run(struct daemon *d)
 		log_error("main", "event loop failed", "");
 		return -1;
 	}
-	return 0;
+	return d->exit_code != 0 ? -1 : 0;
 }
 
 static void

@@ -126,6 +126,14 @@ abort_connection(struct mqtt *m)
 	mosquitto_loop_read(m->mosq, 1);
 	m->connected = false;
 	update_io(m);
+	/* The journal's disk is full: wait for room (misc_cb) instead of
+	 * taking the redelivered messages only to fail again. */
+	if (m->sink.full(m->sink.ctx)) {
+		m->paused = true;
+		log_info("mqtt", "paused, disconnected from broker", "host=%s port=%d", m->host,
+		    m->port);
+		return;
+	}
 	schedule_retry(m);
 }
 

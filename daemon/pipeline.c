@@ -12,11 +12,16 @@
 #include "event_json.h"
 #include "journal.h"
 #include "log.h"
+#include "repeats.h"
 #include "rules.h"
+#include "sha256.h"
 #include "store.h"
 
 /* Records handled per loop turn before yielding to other events. */
 #define PUMP_TURN 2000
+/* A record whose quarantine row the database refuses too is tried again
+ * after this long. */
+#define PIPELINE_REFUSED_RETRY_MS 5000
 
 struct range {
 	uint64_t first, last;	/* first > last: checkpoint-only */
@@ -27,6 +32,8 @@ struct pipeline {
 	struct pipeline_options o;
 	char *dir;
 	char *node;
+	char journal_id[JOURNAL_ID_LEN + 1];
+	struct repeats *repeats;
 	struct journal *journal;
 	struct store *store;
 	struct journal_reader *reader;
@@ -48,6 +55,10 @@ struct pipeline {
 	uint64_t committed;		/* checkpoint confirmed by the database */
 	bool catching_up;		/* a backlog is being stored */
 	uint64_t caught_up_rows;
+	uint64_t refused_quarantine;	/* seq whose quarantine row was refused */
+	struct range *later;		/* resubmitted after a pause */
+	size_t nlater, caplater;
+	struct event *later_ev;
 };
 
 static void submit_cur(struct pipeline *p);
@@ -133,6 +144,36 @@ add_quarantine(struct store_batch *b, const struct journal_record *rec, const ch
 	store_batch_add_quarantine(b, &q);
 }
 
+/* A report with neither device time nor serial: the same as the last
+ * report of its route and topic, it is that event (see repeats.h). */
+static void
+check_repeat(struct pipeline *p, const struct journal_record *rec, const struct route *r,
+    Event *ev)
+{
+	struct repeat_state st;
+	struct sha256 h;
+	uint8_t d[32];
+
+	sha256_init(&h);
+	sha256_update(&h, r->name, strlen(r->name) + 1);
+	sha256_update(&h, rec->topic, rec->topic_len);
+	sha256_final(&h, d);
+	memcpy(st.key, d, 16);
+	sha256_init(&h);
+	if (rec->payload != NULL)
+		sha256_update(&h, rec->payload, rec->payload_len);
+	sha256_final(&h, d);
+	memcpy(st.digest, d, 16);
+	memcpy(st.id, ev->id.data, 16);
+	st.event_time_us = ev->event_time_us;
+	st.last_us = rec->received_us;
+	if (repeats_decide(p->repeats, rec->seq, (rec->flags & JOURNAL_RETAIN) != 0,
+	    p->o.repeat_window_us, &st)) {
+		memcpy(ev->id.data, st.id, 16);
+		ev->event_time_us = st.event_time_us;
+	}
+}
+
 /* Decodes one record into `b`: an event, or a quarantined message. With
  * `force_reason` the record is quarantined with that reason. */
 static void
@@ -163,6 +204,8 @@ add_record(struct pipeline *p, struct store_batch *b, const struct journal_recor
 		return;
 	}
 	Event *ev = &p->out.ev;
+	if (!p->out.has_device_time && p->out.serial == NULL)
+		check_repeat(p, rec, r, ev);
 	size_t n = gridbridge__v1__event__get_packed_size(ev);
 	if (n > p->packcap) {
 		uint8_t *np = realloc(p->pack, n);
@@ -219,12 +262,31 @@ add_record(struct pipeline *p, struct store_batch *b, const struct journal_recor
 /* ---- batches ----------------------------------------------------------- */
 
 static void
+add_report(void *ctx, const struct repeat_state *st)
+{
+	struct store_report r = {
+		.key = st->key, .digest = st->digest, .event_id = st->id,
+		.event_time_us = st->event_time_us, .last_us = st->last_us,
+	};
+	store_batch_add_report(ctx, &r);
+}
+
+/* The batch writes the checkpoint and, with it, the repeated-report
+ * states as they were there. */
+static void
 submit(struct pipeline *p, struct store_batch *b, uint64_t first, uint64_t last)
 {
 	uint64_t ckpt = safe_checkpoint(p, first);
 
+	repeats_pending(p->repeats, ckpt, add_report, b);
 	out_add(p, first, last);
 	store_submit(p->store, b, first, last, ckpt);
+}
+
+static struct store_batch *
+new_batch(struct pipeline *p)
+{
+	return store_batch_new(p->node, p->journal_id);
 }
 
 static void
@@ -245,7 +307,7 @@ maybe_idle_checkpoint(struct pipeline *p)
 {
 	if (p->cur != NULL || p->nout > 0 || p->read_through <= p->committed)
 		return;
-	submit(p, store_batch_new(p->node), p->read_through + 1, p->read_through);
+	submit(p, new_batch(p), p->read_through + 1, p->read_through);
 }
 
 static void
@@ -274,7 +336,7 @@ pump(struct pipeline *p)
 		if (rec.seq <= p->read_through)
 			continue;	/* already handed over */
 		if (p->cur == NULL) {
-			p->cur = store_batch_new(p->node);
+			p->cur = new_batch(p);
 			p->cur_first = rec.seq;
 			struct timeval tv = { .tv_sec = p->o.batch_ms / 1000,
 				.tv_usec = (p->o.batch_ms % 1000) * 1000 };
@@ -325,7 +387,7 @@ resubmit(struct pipeline *p, uint64_t first, uint64_t last, const char *force_re
 {
 	struct journal_reader *r = journal_reader_open(p->dir, first);
 	struct journal_record rec;
-	struct store_batch *b = store_batch_new(p->node);
+	struct store_batch *b = new_batch(p);
 	int rc;
 
 	while (r != NULL && (rc = journal_reader_next(r, &rec)) != 0) {
@@ -337,6 +399,42 @@ resubmit(struct pipeline *p, uint64_t first, uint64_t last, const char *force_re
 	}
 	journal_reader_free(r);
 	submit(p, b, first, last);
+}
+
+/* Resubmits (as quarantine) what was put off by later(). */
+static void
+later_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pipeline *p = arg;
+
+	(void)fd;
+	(void)what;
+	size_t n = p->nlater;
+	p->nlater = 0;
+	for (size_t i = 0; i < n; i++) {
+		out_remove(p, p->later[i].first, p->later[i].last);
+		resubmit(p, p->later[i].first, p->later[i].last, "db_rejected:quarantine_refused");
+	}
+}
+
+/* Puts a range off for a while; it stays outstanding meanwhile, so the
+ * checkpoint does not pass it. */
+static void
+later(struct pipeline *p, uint64_t first, uint64_t last)
+{
+	if (p->nlater == p->caplater) {
+		size_t cap = p->caplater ? p->caplater * 2 : 4;
+		struct range *v = realloc(p->later, cap * sizeof(*v));
+		if (v == NULL)
+			abort();
+		p->later = v;
+		p->caplater = cap;
+	}
+	p->later[p->nlater++] = (struct range){ first, last };
+	out_add(p, first, last);
+	struct timeval tv = { .tv_sec = PIPELINE_REFUSED_RETRY_MS / 1000,
+		.tv_usec = (PIPELINE_REFUSED_RETRY_MS % 1000) * 1000 };
+	evtimer_add(p->later_ev, &tv);
 }
 
 /* Logs the end of a backlog: everything read is confirmed. */
@@ -358,13 +456,41 @@ pipeline_catching_up(const struct pipeline *p)
 	return p->catching_up;
 }
 
+void
+pipeline_set_decode(struct pipeline *p, int64_t max_skew_us, int64_t repeat_window_us)
+{
+	p->o.max_skew_us = max_skew_us;
+	p->o.repeat_window_us = repeat_window_us;
+}
+
 /* ---- the store's sink -------------------------------------------------- */
+
+void
+pipeline_store_report(void *ctx, const struct store_report *r)
+{
+	struct pipeline *p = ctx;
+	struct repeat_state st;
+
+	memcpy(st.key, r->key, 16);
+	memcpy(st.digest, r->digest, 16);
+	memcpy(st.id, r->event_id, 16);
+	st.event_time_us = r->event_time_us;
+	st.last_us = r->last_us;
+	repeats_load(p->repeats, &st);
+}
 
 void
 pipeline_store_ready(void *ctx, uint64_t checkpoint)
 {
 	struct pipeline *p = ctx;
+	struct journal_stat js;
 
+	/* The database's checkpoint is this journal's (it is keyed by the
+	 * journal's id); the journal's own can only be behind it, or alone
+	 * (a database that never saw this journal). */
+	journal_stat(p->journal, &js);
+	if (js.checkpoint_seq > checkpoint)
+		checkpoint = js.checkpoint_seq;
 	p->committed = checkpoint;
 	p->read_through = checkpoint;
 	journal_checkpoint(p->journal, checkpoint);
@@ -391,6 +517,7 @@ pipeline_store_committed(void *ctx, uint64_t first_seq, uint64_t last_seq, uint6
 		p->caught_up_rows += last_seq - first_seq + 1;
 	if (checkpoint > p->committed) {
 		p->committed = checkpoint;
+		repeats_persisted(p->repeats, checkpoint);
 		journal_checkpoint(p->journal, checkpoint);
 	}
 	pump(p);
@@ -417,10 +544,20 @@ pipeline_store_rejected(void *ctx, uint64_t first_seq, uint64_t last_seq,
 
 	out_remove(p, first_seq, last_seq);
 	if (first_seq >= last_seq) {
+		if (first_seq == p->refused_quarantine) {
+			/* Even its quarantine row was refused: nowhere to put it.
+			 * It is not skipped; tried again after a pause. */
+			log_error("pipeline", "quarantine row refused by the database, retrying",
+			    "seq=%llu sqlstate=%s retry_in_ms=%d", (unsigned long long)first_seq,
+			    sqlstate, PIPELINE_REFUSED_RETRY_MS);
+			later(p, first_seq, last_seq);
+			return;
+		}
 		/* One record (or none): it goes to quarantine with the reason. */
 		snprintf(reason, sizeof(reason), "db_rejected:%s:%s", sqlstate, message);
 		log_warn("pipeline", "record refused by the database, quarantined", "seq=%llu "
 		    "sqlstate=%s", (unsigned long long)first_seq, sqlstate);
+		p->refused_quarantine = first_seq;
 		resubmit(p, first_seq, last_seq, reason);
 		return;
 	}
@@ -451,8 +588,11 @@ pipeline_new(struct event_base *base, const struct pipeline_options *o,
 	p->store = store;
 	p->dir = strdup(o->journal_dir);
 	p->node = strdup(o->node);
+	snprintf(p->journal_id, sizeof(p->journal_id), "%s", journal_id(journal));
+	p->repeats = repeats_new(o->repeat_max_topics);
 	p->age = evtimer_new(base, age_cb, p);
 	p->pump = event_new(base, -1, 0, pump_cb, p);
+	p->later_ev = evtimer_new(base, later_cb, p);
 	decode_out_init(&p->out);
 	if (o->rules != NULL && rules_max_targets(o->rules) > 0) {
 		p->matches = calloc(rules_max_targets(o->rules), sizeof(*p->matches));
@@ -461,7 +601,8 @@ pipeline_new(struct event_base *base, const struct pipeline_options *o,
 			return NULL;
 		}
 	}
-	if (p->dir == NULL || p->node == NULL || p->age == NULL || p->pump == NULL) {
+	if (p->dir == NULL || p->node == NULL || p->age == NULL || p->pump == NULL ||
+	    p->later_ev == NULL) {
 		pipeline_free(p);
 		return NULL;
 	}
@@ -477,6 +618,10 @@ pipeline_free(struct pipeline *p)
 		event_free(p->age);
 	if (p->pump != NULL)
 		event_free(p->pump);
+	if (p->later_ev != NULL)
+		event_free(p->later_ev);
+	free(p->later);
+	repeats_free(p->repeats);
 	store_batch_free(p->cur);
 	journal_reader_free(p->reader);
 	decode_out_free(&p->out);

@@ -132,6 +132,86 @@ static const struct schema_migration migrations[] = {
 	  "  END IF;"
 	  "  RETURN n;"
 	  "END $fn$;" },
+	{ 3, "journal identity, one row per event id, receive-time retention, repeated reports",
+	  /* A checkpoint belongs to one journal (its id), not to a node name
+	   * that a new or copied journal can share. Rows of version 2 keep
+	   * journal_id NULL and are no longer read. */
+	  "ALTER TABLE ingest_checkpoint ADD COLUMN journal_id uuid;"
+	  "ALTER TABLE ingest_checkpoint DROP CONSTRAINT ingest_checkpoint_pkey;"
+	  "CREATE UNIQUE INDEX ingest_checkpoint_journal_id ON ingest_checkpoint (journal_id);"
+	  "CREATE INDEX ingest_checkpoint_node ON ingest_checkpoint (journal_node);"
+	  /* Journal sequence numbers start again in a new journal: quarantine
+	   * rows are keyed by the journal too (earlier rows: the nil id). */
+	  "ALTER TABLE quarantine ADD COLUMN journal_id uuid NOT NULL"
+	  "  DEFAULT '00000000-0000-0000-0000-000000000000';"
+	  "ALTER TABLE quarantine ALTER COLUMN journal_id DROP DEFAULT;"
+	  "ALTER TABLE quarantine DROP CONSTRAINT quarantine_pkey;"
+	  "ALTER TABLE quarantine ADD PRIMARY KEY (journal_node, journal_id, journal_seq);"
+	  /* One row per event id, whatever the partition key: an event whose
+	   * time is its receive time (no device time) comes back with another
+	   * event_time when it is delivered again. Kept as long as events. */
+	  "CREATE TABLE event_ids ("
+	  "  id uuid PRIMARY KEY,"
+	  "  received_at timestamptz NOT NULL"
+	  ");"
+	  "CREATE INDEX event_ids_received ON event_ids USING brin (received_at);"
+	  "INSERT INTO event_ids (id, received_at)"
+	  "  SELECT id, min(received_at) FROM events GROUP BY id;"
+	  /* The last report of each topic that carries neither a device time
+	   * nor a serial (see pipeline.c): an identical report within the
+	   * repeat window, or retained, is the same event. */
+	  "CREATE TABLE report_state ("
+	  "  report_key bytea PRIMARY KEY,"
+	  "  digest bytea NOT NULL,"
+	  "  event_id uuid NOT NULL,"
+	  "  event_time timestamptz NOT NULL,"
+	  "  last_at timestamptz NOT NULL"
+	  ");"
+	  /* Retention follows the receive time: a device whose clock was reset
+	   * to 1970 or 2000 sends events that arrived today. A daily partition
+	   * past the retention is dropped, but the rows it holds that were
+	   * received since the cutoff are moved to the DEFAULT partition first
+	   * (one scan of that partition, once); DEFAULT, quarantine, event ids
+	   * and report states go by their receive time. */
+	  "CREATE OR REPLACE FUNCTION gridbridge_maintain_partitions(ahead integer,"
+	  "  retention_days integer)"
+	  " RETURNS SETOF text LANGUAGE plpgsql AS $fn$"
+	  "DECLARE d date; part text; r record; cutoff timestamptz;"
+	  "BEGIN"
+	  "  FOR d IN SELECT generate_series(current_date - 1, current_date + ahead, '1 day')::date LOOP"
+	  "    part := 'events_p' || to_char(d, 'YYYYMMDD');"
+	  "    IF to_regclass(part) IS NULL THEN"
+	  "      CREATE TEMP TABLE IF NOT EXISTS gridbridge_move (LIKE events) ON COMMIT DROP;"
+	  "      DELETE FROM gridbridge_move;"
+	  "      WITH moved AS (DELETE FROM events_default"
+	  "          WHERE event_time >= d AND event_time < d + 1 RETURNING *)"
+	  "        INSERT INTO gridbridge_move SELECT * FROM moved;"
+	  "      EXECUTE format('CREATE TABLE %I PARTITION OF events FOR VALUES FROM (%L) TO (%L)',"
+	  "        part, d::timestamptz, (d + 1)::timestamptz);"
+	  "      INSERT INTO events SELECT * FROM gridbridge_move;"
+	  "    END IF;"
+	  "  END LOOP;"
+	  "  IF retention_days > 0 THEN"
+	  "    cutoff := (current_date - retention_days)::timestamptz;"
+	  "    FOR r IN SELECT c.relname FROM pg_inherits i"
+	  "        JOIN pg_class c ON c.oid = i.inhrelid"
+	  "        WHERE i.inhparent = 'events'::regclass AND c.relname ~ '^events_p[0-9]{8}$'"
+	  "          AND to_date(substr(c.relname, 9), 'YYYYMMDD') < current_date - retention_days"
+	  "        ORDER BY c.relname LOOP"
+	  "      CREATE TEMP TABLE IF NOT EXISTS gridbridge_keep (LIKE events) ON COMMIT DROP;"
+	  "      DELETE FROM gridbridge_keep;"
+	  "      EXECUTE format('INSERT INTO gridbridge_keep SELECT * FROM %I WHERE received_at >= %L',"
+	  "        r.relname, cutoff);"
+	  "      EXECUTE format('DROP TABLE %I', r.relname);"
+	  "      INSERT INTO events SELECT * FROM gridbridge_keep;"
+	  "      RETURN NEXT r.relname;"
+	  "    END LOOP;"
+	  "    DELETE FROM events_default WHERE received_at < cutoff;"
+	  "    DELETE FROM quarantine WHERE received_at < cutoff;"
+	  "    DELETE FROM event_ids WHERE received_at < cutoff;"
+	  "    DELETE FROM report_state WHERE last_at < cutoff;"
+	  "  END IF;"
+	  "END $fn$;" },
 };
 
 const struct schema_migration *

@@ -16,6 +16,7 @@
 #define STORE_RETRY_BASE_MS 500
 #define STORE_RETRY_CAP_MS 5000	/* a database back up is found within 5 s */
 #define STORE_MAINTAIN_SECONDS 3600	/* partitions ahead, retention */
+#define STORE_LOCK_ATTEMPTS 5		/* a lock held by another session */
 
 /* After connecting: schema, then partitions, then ready. */
 enum setup_step {
@@ -24,8 +25,10 @@ enum setup_step {
 	STEP_READ_VERSION,	/* in a transaction holding the advisory lock */
 	STEP_MIGRATE,		/* ... applies what is missing and commits */
 	STEP_ABANDON,		/* ... rolls back: the schema is newer than we are */
+	STEP_LOCK,		/* session advisory locks: node name, journal id */
 	STEP_MAINTAIN,
-	STEP_CHECKPOINT,	/* read this node's committed journal sequence */
+	STEP_CHECKPOINT,	/* read this journal's committed sequence */
+	STEP_REPORTS,		/* read the last repeated-report states */
 	STEP_READY,		/* pipeline mode: batches */
 	STEP_INCOMPATIBLE,
 };
@@ -53,6 +56,13 @@ struct store {
 	bool maintain_due;
 	struct store_sink sink;
 	char *node;
+	char *journal_id;	/* the journal's UUID as text */
+	uint8_t journal_uuid[16];
+	bool locked_before;	/* this process held the locks on an earlier connection */
+	bool lock_node_ok, lock_journal_ok;
+	bool lock_wait_logged;
+	int lock_attempts;
+	size_t max_reports;
 	int max_inflight;
 	bool announced;		/* sink->ready() was called */
 	/* Batches: `queue` in submission order; the first `sent` of them are
@@ -67,8 +77,12 @@ struct store {
 };
 
 #define EV_COLS 17
-#define Q_COLS 7
+#define Q_COLS 8
 #define O_COLS 4
+#define R_COLS 5
+/* A batch that fails for a reason neither about its data nor about the
+ * connection is tried this often, then split like a refused one. */
+#define STORE_BATCH_ATTEMPTS 3
 
 /* A binary array parameter under construction (PostgreSQL's array_recv
  * format: ndim, has_null, element oid, then per dimension size and lower
@@ -103,9 +117,12 @@ struct store_batch {
 	struct pgarr ev[EV_COLS];
 	struct pgarr q[Q_COLS];
 	struct pgarr o[O_COLS];
-	size_t nevents, nquar, nout, bytes;
+	struct pgarr r[R_COLS];
+	size_t nevents, nquar, nout, nreports, bytes;
 	uint64_t first_seq, last_seq, checkpoint;
 	char *node;
+	uint8_t journal_uuid[16];
+	int failures;			/* attempts that failed, not for the data */
 	bool failed;
 	char sqlstate[6];
 	char error[256];
@@ -197,6 +214,19 @@ schedule_retry(struct store *s, const char *why)
 	evtimer_add(s->retry, &tv);
 }
 
+/* Starts again on a fresh connection after a pause, for a reason that is
+ * not the database being down (a batch or a setup query failed; logged
+ * where it happened): no outage is reported. */
+static void
+reconnect_quietly(struct store *s, const char *why)
+{
+	drop_connection(s);
+	uint32_t ms = backoff_next(&s->backoff, backoff_random());
+	log_debug("store", "reconnecting", "reason=%s retry_in_ms=%u", why, ms);
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	evtimer_add(s->retry, &tv);
+}
+
 static void
 poll_connect(struct store *s)
 {
@@ -252,35 +282,67 @@ static const uint32_t ev_oids[EV_COLS] = {
 	OID_BYTEA, OID_JSONB,
 };
 static const uint32_t q_oids[Q_COLS] = {
-	OID_TEXT, OID_INT8, OID_TIMESTAMPTZ, OID_TEXT, OID_BYTEA, OID_TEXT, OID_TEXT,
+	OID_TEXT, OID_UUID, OID_INT8, OID_TIMESTAMPTZ, OID_TEXT, OID_BYTEA, OID_TEXT, OID_TEXT,
 };
 
 static const uint32_t o_oids[O_COLS] = {
 	OID_UUID, OID_TIMESTAMPTZ, OID_TEXT, OID_INT2,
 };
 
+static const uint32_t r_oids[R_COLS] = {
+	OID_BYTEA, OID_BYTEA, OID_UUID, OID_TIMESTAMPTZ, OID_TIMESTAMPTZ,
+};
+
+/* Events and their outbox rows, in one statement: an id new to event_ids
+ * makes one row in events (the first of its copies in the batch) and the
+ * outbox rows of that copy; an id seen before makes nothing, whatever its
+ * event_time (a message with no device time, delivered again, has another
+ * one). */
 static const char insert_events[] =
-    "INSERT INTO events (id, event_time, received_at, community_id, device_id,"
-    " device_class, event_type, severity, vendor, route, source_topic, journal_node,"
-    " journal_seq, clock_skewed, plate, record, attrs)"
-    " SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::text[],"
-    " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
-    " $12::text[], $13::int8[], $14::bool[], $15::text[], $16::bytea[], $17::jsonb[])"
+    "WITH r AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[],"
+    "  $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],"
+    "  $11::text[], $12::text[], $13::int8[], $14::bool[], $15::text[], $16::bytea[],"
+    "  $17::jsonb[]) WITH ORDINALITY AS r(id, event_time, received_at, community_id,"
+    "  device_id, device_class, event_type, severity, vendor, route, source_topic,"
+    "  journal_node, journal_seq, clock_skewed, plate, record, attrs, ord)),"
+    " n AS (INSERT INTO event_ids (id, received_at) SELECT id, received_at FROM r"
+    "  ON CONFLICT DO NOTHING RETURNING id),"
+    " e AS (INSERT INTO events (id, event_time, received_at, community_id, device_id,"
+    "  device_class, event_type, severity, vendor, route, source_topic, journal_node,"
+    "  journal_seq, clock_skewed, plate, record, attrs)"
+    "  SELECT DISTINCT ON (r.id) r.id, r.event_time, r.received_at, r.community_id,"
+    "  r.device_id, r.device_class, r.event_type, r.severity, r.vendor, r.route,"
+    "  r.source_topic, r.journal_node, r.journal_seq, r.clock_skewed, r.plate, r.record,"
+    "  r.attrs FROM r JOIN n ON n.id = r.id ORDER BY r.id, r.ord"
+    "  ON CONFLICT DO NOTHING)"
+    " INSERT INTO forward_outbox (event_id, event_time, target, priority)"
+    " SELECT DISTINCT ON (o.event_id, o.target) o.event_id, o.event_time, o.target,"
+    "  o.priority FROM unnest($18::uuid[], $19::timestamptz[], $20::text[], $21::int2[])"
+    "  WITH ORDINALITY AS o(event_id, event_time, target, priority, ord)"
+    "  JOIN n ON n.id = o.event_id ORDER BY o.event_id, o.target, o.ord"
     " ON CONFLICT DO NOTHING";
 static const char insert_quarantine[] =
-    "INSERT INTO quarantine (journal_node, journal_seq, received_at, topic, raw, reason, route)"
-    " SELECT * FROM unnest($1::text[], $2::int8[], $3::timestamptz[], $4::text[],"
-    " $5::bytea[], $6::text[], $7::text[])"
+    "INSERT INTO quarantine (journal_node, journal_id, journal_seq, received_at, topic, raw,"
+    " reason, route)"
+    " SELECT * FROM unnest($1::text[], $2::uuid[], $3::int8[], $4::timestamptz[], $5::text[],"
+    " $6::bytea[], $7::text[], $8::text[])"
     " ON CONFLICT DO NOTHING";
-static const char insert_outbox[] =
-    "INSERT INTO forward_outbox (event_id, event_time, target, priority)"
-    " SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::int2[])"
-    " ON CONFLICT DO NOTHING";
+/* The states are those as of the batch's checkpoint; a batch committed
+ * late never takes one back. */
+static const char upsert_reports[] =
+    "INSERT INTO report_state (report_key, digest, event_id, event_time, last_at)"
+    " SELECT DISTINCT ON (k) k, d, i, t, l FROM unnest($1::bytea[], $2::bytea[],"
+    "  $3::uuid[], $4::timestamptz[], $5::timestamptz[]) WITH ORDINALITY AS u(k, d, i, t, l, ord)"
+    "  ORDER BY k, ord DESC"
+    " ON CONFLICT (report_key) DO UPDATE SET digest = excluded.digest,"
+    " event_id = excluded.event_id, event_time = excluded.event_time,"
+    " last_at = excluded.last_at WHERE report_state.last_at <= excluded.last_at";
 static const char upsert_checkpoint[] =
-    "INSERT INTO ingest_checkpoint (journal_node, journal_seq) VALUES ($1, $2)"
-    " ON CONFLICT (journal_node) DO UPDATE SET"
+    "INSERT INTO ingest_checkpoint (journal_node, journal_id, journal_seq)"
+    " VALUES ($1, $2::uuid, $3)"
+    " ON CONFLICT (journal_id) DO UPDATE SET"
     " journal_seq = greatest(ingest_checkpoint.journal_seq, excluded.journal_seq),"
-    " updated_at = now()";
+    " journal_node = excluded.journal_node, updated_at = now()";
 
 #define ARR_HEADER 20
 
@@ -372,12 +434,31 @@ arr_finish(struct pgarr *a, int *len)
 	return a->buf;
 }
 
+static int
+uuid_parse(const char *s, uint8_t out[16])
+{
+	size_t o = 0;
+
+	for (int i = 0; i < 16; i++) {
+		if (s[o] == '-')
+			o++;
+		unsigned v;
+		if (sscanf(s + o, "%2x", &v) != 1)
+			return -1;
+		out[i] = (uint8_t)v;
+		o += 2;
+	}
+	return s[o] == '\0' ? 0 : -1;
+}
+
 struct store_batch *
-store_batch_new(const char *node)
+store_batch_new(const char *node, const char *journal_id)
 {
 	struct store_batch *b = calloc(1, sizeof(*b));
 
 	if (b == NULL || (b->node = strdup(node)) == NULL)
+		abort();
+	if (journal_id != NULL && uuid_parse(journal_id, b->journal_uuid) != 0)
 		abort();
 	for (int i = 0; i < EV_COLS; i++)
 		arr_init(&b->ev[i], ev_oids[i]);
@@ -385,6 +466,8 @@ store_batch_new(const char *node)
 		arr_init(&b->q[i], q_oids[i]);
 	for (int i = 0; i < O_COLS; i++)
 		arr_init(&b->o[i], o_oids[i]);
+	for (int i = 0; i < R_COLS; i++)
+		arr_init(&b->r[i], r_oids[i]);
 	return b;
 }
 
@@ -399,6 +482,8 @@ store_batch_free(struct store_batch *b)
 		free(b->q[i].buf);
 	for (int i = 0; i < O_COLS; i++)
 		free(b->o[i].buf);
+	for (int i = 0; i < R_COLS; i++)
+		free(b->r[i].buf);
 	if (b->op != NULL) {
 		for (int i = 0; i < 6; i++)
 			free(b->op->text[i]);
@@ -467,15 +552,16 @@ store_batch_add_quarantine(struct store_batch *b, const struct store_quarantine 
 	for (int i = 0; i < Q_COLS; i++)
 		before += c[i].len;
 	arr_add_text(&c[0], b->node);
-	arr_add_i64(&c[1], (int64_t)q->journal_seq);
-	arr_add_time(&c[2], q->received_us);
-	arr_add(&c[3], q->topic, q->topic_len);
-	arr_add(&c[4], q->raw != NULL ? (const void *)q->raw : "", q->raw_len);
-	arr_add_text(&c[5], q->reason);
+	arr_add(&c[1], b->journal_uuid, 16);
+	arr_add_i64(&c[2], (int64_t)q->journal_seq);
+	arr_add_time(&c[3], q->received_us);
+	arr_add(&c[4], q->topic, q->topic_len);
+	arr_add(&c[5], q->raw != NULL ? (const void *)q->raw : "", q->raw_len);
+	arr_add_text(&c[6], q->reason);
 	if (q->route != NULL)
-		arr_add_text(&c[6], q->route);
+		arr_add_text(&c[7], q->route);
 	else
-		arr_add(&c[6], NULL, 0);
+		arr_add(&c[7], NULL, 0);
 	for (int i = 0; i < Q_COLS; i++)
 		after += c[i].len;
 	b->bytes += after - before;
@@ -500,6 +586,25 @@ store_batch_add_outbox(struct store_batch *b, const uint8_t *event_id, int64_t e
 		after += c[i].len;
 	b->bytes += after - before;
 	b->nout++;
+}
+
+void
+store_batch_add_report(struct store_batch *b, const struct store_report *r)
+{
+	struct pgarr *c = b->r;
+	size_t before = 0, after = 0;
+
+	for (int i = 0; i < R_COLS; i++)
+		before += c[i].len;
+	arr_add(&c[0], r->key, 16);
+	arr_add(&c[1], r->digest, 16);
+	arr_add(&c[2], r->event_id, 16);
+	arr_add_time(&c[3], r->event_time_us);
+	arr_add_time(&c[4], r->last_us);
+	for (int i = 0; i < R_COLS; i++)
+		after += c[i].len;
+	b->bytes += after - before;
+	b->nreports++;
 }
 
 size_t
@@ -794,8 +899,8 @@ op_done(struct store_batch *b)
 static int
 send_batch(struct store *s, struct store_batch *b)
 {
-	const char *vals[EV_COLS];
-	int lens[EV_COLS], fmts[EV_COLS];
+	const char *vals[EV_COLS + O_COLS];
+	int lens[EV_COLS + O_COLS], fmts[EV_COLS + O_COLS];
 	char seq[32];
 
 	b->failed = false;
@@ -806,7 +911,12 @@ send_batch(struct store *s, struct store_batch *b)
 			vals[i] = (const char *)arr_finish(&b->ev[i], &lens[i]);
 			fmts[i] = 1;
 		}
-		if (PQsendQueryParams(s->conn, insert_events, EV_COLS, NULL, vals, lens, fmts, 0) == 0)
+		for (int i = 0; i < O_COLS; i++) {
+			vals[EV_COLS + i] = (const char *)arr_finish(&b->o[i], &lens[EV_COLS + i]);
+			fmts[EV_COLS + i] = 1;
+		}
+		if (PQsendQueryParams(s->conn, insert_events, EV_COLS + O_COLS, NULL, vals, lens,
+		    fmts, 0) == 0)
 			return -1;
 	}
 	if (b->nquar > 0) {
@@ -818,18 +928,19 @@ send_batch(struct store *s, struct store_batch *b)
 		    0) == 0)
 			return -1;
 	}
-	if (b->nout > 0) {
-		for (int i = 0; i < O_COLS; i++) {
-			vals[i] = (const char *)arr_finish(&b->o[i], &lens[i]);
+	if (b->nreports > 0) {
+		for (int i = 0; i < R_COLS; i++) {
+			vals[i] = (const char *)arr_finish(&b->r[i], &lens[i]);
 			fmts[i] = 1;
 		}
-		if (PQsendQueryParams(s->conn, insert_outbox, O_COLS, NULL, vals, lens, fmts, 0) == 0)
+		if (PQsendQueryParams(s->conn, upsert_reports, R_COLS, NULL, vals, lens, fmts, 0) == 0)
 			return -1;
 	}
 	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)b->checkpoint);
 	vals[0] = s->node;
-	vals[1] = seq;
-	if (PQsendQueryParams(s->conn, upsert_checkpoint, 2, NULL, vals, NULL, NULL, 0) == 0)
+	vals[1] = s->journal_id;
+	vals[2] = seq;
+	if (PQsendQueryParams(s->conn, upsert_checkpoint, 3, NULL, vals, NULL, NULL, 0) == 0)
 		return -1;
 	if (PQpipelineSync(s->conn) == 0)
 		return -1;
@@ -880,10 +991,34 @@ send_more(struct store *s)
 		flush_out(s);
 }
 
-static bool
-data_error(const char *sqlstate)
+/* What a failed batch's SQLSTATE says. */
+enum failure_kind {
+	FAIL_DATA,	/* about its rows: split it, quarantine the offender */
+	FAIL_SERVER,	/* about the server, the connection or the schema: try again */
+	FAIL_OTHER,	/* neither: tried STORE_BATCH_ATTEMPTS times, then split */
+};
+
+static enum failure_kind
+classify(const char *sqlstate)
 {
-	return sqlstate[0] == '2' && (sqlstate[1] == '2' || sqlstate[1] == '3');
+	/* 22 data exception, 23 integrity constraint, 54 program limit
+	 * (an index entry over ~2,700 bytes). */
+	static const char *const data[] = { "22", "23", "54" };
+	/* 08 connection, 25 transaction state, 28 authorization, 3D
+	 * database, 40 rollback (serialization, deadlock), 42 statement
+	 * (privileges, missing tables: never a row's fault), 53 resources
+	 * (disk full), 55 object state (locks), 57 operator intervention
+	 * (shutdown, cancel, statement timeout), 58 system (I/O). */
+	static const char *const server[] = { "08", "25", "28", "3D", "40", "42", "53", "55",
+		"57", "58" };
+
+	for (size_t i = 0; i < sizeof(data) / sizeof(data[0]); i++)
+		if (strncmp(sqlstate, data[i], 2) == 0)
+			return FAIL_DATA;
+	for (size_t i = 0; i < sizeof(server) / sizeof(server[0]); i++)
+		if (strncmp(sqlstate, server[i], 2) == 0)
+			return FAIL_SERVER;
+	return FAIL_OTHER;
 }
 
 /* The head batch's sync arrived: it committed, or its transaction failed. */
@@ -902,11 +1037,16 @@ batch_done(struct store *s)
 		store_batch_free(b);
 		return;
 	}
-	if (b->failed && !data_error(b->sqlstate)) {
-		/* Not the data's fault: keep it and start again. */
-		log_warn("store", "batch failed, retrying", "sqlstate=%s error=%s first_seq=%llu",
-		    b->sqlstate, b->error, (unsigned long long)b->first_seq);
-		schedule_retry(s, b->error);
+	enum failure_kind kind = b->failed ? classify(b->sqlstate) : FAIL_DATA;
+	if (b->failed && kind == FAIL_OTHER && ++b->failures >= STORE_BATCH_ATTEMPTS)
+		kind = FAIL_DATA;	/* it keeps failing: find the row */
+	if (b->failed && kind != FAIL_DATA) {
+		/* Not (yet) the data's fault: keep it and start again. */
+		log_warn("store", "batch failed, retrying", "sqlstate=%s error=%s first_seq=%llu "
+		    "last_seq=%llu attempt=%d", b->sqlstate, b->error,
+		    (unsigned long long)b->first_seq, (unsigned long long)b->last_seq,
+		    b->failures + 1);
+		reconnect_quietly(s, "batch failed");
 		return;
 	}
 	s->queue = b->next;
@@ -1074,6 +1214,96 @@ migrate(struct store *s)
 	free(sql);
 }
 
+/* This daemon's node name and journal are its own: session advisory
+ * locks, held as long as the connection. */
+static void
+take_locks(struct store *s)
+{
+	char *node = PQescapeLiteral(s->conn, s->node, strlen(s->node));
+	size_t len = 1024 + (node != NULL ? strlen(node) : 0);
+	char *sql = malloc(len);
+
+	if (node == NULL || sql == NULL) {
+		PQfreemem(node);
+		free(sql);
+		reconnect_quietly(s, "out of memory");
+		return;
+	}
+	snprintf(sql, len,
+	    "SELECT pg_try_advisory_lock(hashtextextended('" SCHEMA_NODE_LOCK "' || %s, 0)),"
+	    " pg_try_advisory_lock(hashtextextended('" SCHEMA_JOURNAL_LOCK "%s', 0))",
+	    node, s->journal_id);
+	PQfreemem(node);
+	s->lock_node_ok = s->lock_journal_ok = false;
+	send_query(s, STEP_LOCK, sql);
+	free(sql);
+}
+
+/* Another session holds a lock: another daemon runs with our node name or
+ * our journal, or a session of ours that the server has not seen end yet
+ * (a connection we gave up on; a daemon of ours whose host died). Having
+ * held the locks on an earlier connection, this process waits for the
+ * server to end that session (its keepalive, about a minute); at start it
+ * tries a few times, then stops: two writers of one checkpoint lose data. */
+static void
+lock_refused(struct store *s)
+{
+	if (s->locked_before || ++s->lock_attempts < STORE_LOCK_ATTEMPTS) {
+		if (!s->lock_wait_logged)
+			log_warn("store", "lock held by another session, waiting", "node=%s "
+			    "journal_id=%s", s->node, s->journal_id);
+		s->lock_wait_logged = true;
+		reconnect_quietly(s, "lock held");
+		return;
+	}
+	if (!s->lock_node_ok)
+		log_error("store", "another gridbridged runs with this node name, not starting",
+		    "node=%s key=\"[mqtt] client_id\" hint=%s", s->node,
+		    "give each daemon its own [mqtt] client_id");
+	else
+		log_error("store", "another gridbridged uses this journal, not starting",
+		    "journal_id=%s hint=%s", s->journal_id,
+		    "a copied state directory: give this daemon an empty [daemon] state_dir");
+	drop_connection(s);
+	if (s->sink.fatal != NULL)
+		s->sink.fatal(s->sink.ctx, !s->lock_node_ok ? "node name in use" : "journal in use");
+}
+
+static int
+hex_bytes(const char *h, uint8_t *out, size_t n)
+{
+	if (strlen(h) != 2 * n)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+		if (sscanf(h + 2 * i, "%2x", &v) != 1)
+			return -1;
+		out[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
+/* The last repeated-report states, for the pipeline (before ready). */
+static void
+take_reports(struct store *s, PGresult *r)
+{
+	for (int i = 0; i < PQntuples(r); i++) {
+		struct store_report rep;
+		uint8_t key[16], digest[16], id[16];
+		if (hex_bytes(PQgetvalue(r, i, 0), key, 16) != 0 ||
+		    hex_bytes(PQgetvalue(r, i, 1), digest, 16) != 0 ||
+		    uuid_parse(PQgetvalue(r, i, 2), id) != 0)
+			continue;
+		rep.key = key;
+		rep.digest = digest;
+		rep.event_id = id;
+		rep.event_time_us = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+		rep.last_us = strtoll(PQgetvalue(r, i, 4), NULL, 10);
+		if (s->sink.report != NULL)
+			s->sink.report(s->sink.ctx, &rep);
+	}
+}
+
 /* The step that just finished decides what comes next. */
 static void
 setup_next(struct store *s)
@@ -1113,23 +1343,42 @@ setup_next(struct store *s)
 			log_info("store", "schema migrated", "from=%d to=%d", s->db_version,
 			    schema_version());
 		s->db_version = schema_version();
-		maintain(s);
+		take_locks(s);
+		break;
+	case STEP_LOCK:
+		if (s->lock_node_ok && s->lock_journal_ok) {
+			s->lock_attempts = 0;
+			s->locked_before = true;
+			s->lock_wait_logged = false;
+			maintain(s);
+		} else {
+			lock_refused(s);
+		}
 		break;
 	case STEP_MAINTAIN: {
 		if (!evtimer_pending(s->maintain, NULL)) {
 			struct timeval tv = { .tv_sec = STORE_MAINTAIN_SECONDS, .tv_usec = 0 };
 			evtimer_add(s->maintain, &tv);
 		}
-		char *lit = PQescapeLiteral(s->conn, s->node, strlen(s->node));
 		char q[512];
 		snprintf(q, sizeof(q), "SELECT journal_seq FROM ingest_checkpoint"
-		    " WHERE journal_node = %s", lit != NULL ? lit : "''");
-		PQfreemem(lit);
+		    " WHERE journal_id = '%s'", s->journal_id);
 		s->db_checkpoint = 0;
 		send_query(s, STEP_CHECKPOINT, q);
 		break;
 	}
 	case STEP_CHECKPOINT:
+		if (s->announced || s->max_reports == 0) {
+			become_ready(s);
+			break;
+		}
+		snprintf(sql, sizeof(sql), "SELECT encode(report_key, 'hex'), encode(digest, 'hex'),"
+		    " event_id, (extract(epoch FROM event_time) * 1000000)::int8,"
+		    " (extract(epoch FROM last_at) * 1000000)::int8"
+		    " FROM report_state ORDER BY last_at DESC LIMIT %zu", s->max_reports);
+		send_query(s, STEP_REPORTS, sql);
+		break;
+	case STEP_REPORTS:
 		become_ready(s);
 		break;
 	case STEP_READY:
@@ -1157,6 +1406,13 @@ take_result(struct store *s, PGresult *r)
 		s->db_version = atoi(PQgetvalue(r, 0, 0));
 	if (s->step == STEP_CHECKPOINT && st == PGRES_TUPLES_OK && PQntuples(r) == 1)
 		s->db_checkpoint = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+	if (s->step == STEP_LOCK && st == PGRES_TUPLES_OK && PQnfields(r) == 2 &&
+	    PQntuples(r) == 1) {
+		s->lock_node_ok = PQgetvalue(r, 0, 0)[0] == 't';
+		s->lock_journal_ok = PQgetvalue(r, 0, 1)[0] == 't';
+	}
+	if (s->step == STEP_REPORTS && st == PGRES_TUPLES_OK && PQnfields(r) == 5)
+		take_reports(s, r);
 	if (s->step == STEP_MAINTAIN && st == PGRES_TUPLES_OK && PQnfields(r) == 1 &&
 	    strcmp(PQfname(r, 0), "gridbridge_maintain_outbox") == 0) {
 		if (PQntuples(r) == 1 && atoll(PQgetvalue(r, 0, 0)) > 0)
@@ -1188,7 +1444,7 @@ take_results(struct store *s)
 				return;
 			if (s->query_failed) {
 				/* Start over on a fresh connection, after a pause. */
-				schedule_retry(s, "setup query failed");
+				reconnect_quietly(s, "setup query failed");
 				return;
 			}
 			setup_next(s);
@@ -1262,7 +1518,7 @@ static void
 connect_now(evutil_socket_t fd, short what, void *arg)
 {
 	struct store *s = arg;
-	const char *keys[8], *vals[8];
+	const char *keys[10], *vals[10];
 	int i = 0;
 
 	(void)fd;
@@ -1276,7 +1532,13 @@ connect_now(evutil_socket_t fd, short what, void *arg)
 		keys[i] = "password";
 		vals[i++] = s->password;
 	}
+	/* Keepalive probes make the server end the session of a daemon whose
+	 * host died (or of a connection we gave up on) within about a
+	 * minute, releasing its locks (see take_locks). */
 	keys[i] = "application_name"; vals[i++] = "gridbridged";
+	keys[i] = "options";
+	vals[i++] = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 "
+	    "-c tcp_keepalives_count=3";
 	keys[i] = NULL; vals[i] = NULL;
 
 	s->conn = PQconnectStartParams(keys, vals, 0);
@@ -1319,6 +1581,13 @@ store_new(struct event_base *base, const struct store_options *o,
 	if (sink != NULL)
 		s->sink = *sink;
 	s->node = strdup(o->node != NULL ? o->node : "gridbridge");
+	s->journal_id = strdup(o->journal_id != NULL ? o->journal_id :
+	    "00000000-0000-0000-0000-000000000000");
+	if (s->journal_id == NULL || uuid_parse(s->journal_id, s->journal_uuid) != 0) {
+		free(s->journal_id);
+		s->journal_id = NULL;
+	}
+	s->max_reports = o->max_reports;
 	s->claims = backoff_random();
 	backoff_init(&s->backoff, STORE_RETRY_BASE_MS, STORE_RETRY_CAP_MS);
 	snprintf(port, sizeof(port), "%d", o->port);
@@ -1332,7 +1601,7 @@ store_new(struct event_base *base, const struct store_options *o,
 	s->maintain = evtimer_new(base, maintain_cb, s);
 	if (s->host == NULL || s->port == NULL || s->dbname == NULL || s->user == NULL ||
 	    s->password == NULL || s->retry == NULL || s->deadline == NULL ||
-	    s->maintain == NULL || s->node == NULL) {
+	    s->maintain == NULL || s->node == NULL || s->journal_id == NULL) {
 		store_free(s);
 		return NULL;
 	}
@@ -1378,6 +1647,7 @@ store_free(struct store *s)
 		store_batch_free(b);
 	}
 	free(s->node);
+	free(s->journal_id);
 	log_debug("store", "stopped", "");
 	free(s->host);
 	free(s->port);

@@ -147,6 +147,8 @@ struct config {
 
 	/* [decode] */
 	long long decode_max_clock_skew;
+	long long decode_repeat_window;
+	long long decode_repeat_topics;
 
 	/* [route NAME] sections, in file order (first match wins). */
 	struct config_route *routes;

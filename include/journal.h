@@ -7,18 +7,30 @@
  *
  * Files, in <state_dir>/journal/:
  *
+ *   id                         the journal's identity: a random UUID made
+ *                              with the journal, also in every segment
  *   00000000000000000001.seg   segments, named by the first seq they hold
  *   00000000000000004097.seg
- *   checkpoint                 text: the highest seq that may be deleted
+ *   checkpoint                 the highest seq that may be deleted
  *   corrupt/                   damaged bytes moved aside by recovery
  *
- * Segment layout (all integers little-endian):
+ * Identity. A database checkpoint belongs to one journal: the store keys
+ * it by this id, never by a name that a new or copied journal could share.
+ * A state directory replaced by an empty one (new disk, reinstall) gets a
+ * new id and starts from its first record. When `id` is lost but segments
+ * remain, the id is taken back from their headers.
  *
- *   +------+---------+-----------+
- *   | GBJ1 | version | first_seq |   header, 16 bytes
- *   | 4 B  | u32 = 1 | u64       |
- *   +------+---------+-----------+
+ * Segment layout (all integers little-endian), version 2:
+ *
+ *   +------+---------+-----------+------------+------+------------+
+ *   | GBJ1 | version | first_seq | journal id | seed | header crc |   40 bytes
+ *   | 4 B  | u32 = 2 | u64       | 16 B       | u32  | u32        |
+ *   +------+---------+-----------+------------+------+------------+
  *   record, record, ...
+ *
+ * Version 1 segments (16-byte header: magic, version, first_seq; record
+ * CRCs from 0) written by earlier releases are still read; new records
+ * always go to a version 2 segment.
  *
  * Record layout:
  *
@@ -31,8 +43,16 @@
  *
  *   flags bit 0 (JOURNAL_OVERSIZE): the message was larger than the
  *   configured limit; payload_len is its size and no payload follows.
+ *   flags bit 1 (JOURNAL_RETAIN): the broker sent it as a retained message.
  *
- * Recovery at open: every segment is scanned and every CRC checked. A
+ * Frames cannot be forged from payload bytes. In a version 2 segment the
+ * CRC starts from the segment's random seed, which no device ever sees,
+ * and records carry consecutive sequence numbers from the header's
+ * first_seq: a frame is accepted only with the expected next number (after
+ * damaged bytes, a number no further ahead than the damaged bytes could
+ * hold records).
+ *
+ * Recovery at open: every segment is scanned and every record checked. A
  * partial or damaged record at the very end of the last segment (a crash
  * mid-write; never acknowledged, since it was never synced) is truncated
  * and logged with its size. Damage anywhere else is never skipped silently:
@@ -47,10 +67,27 @@
  * (or sync_batch records are pending), and before every write to the broker
  * — PUBACKs wait in libmosquitto's queue until then.
  *
+ * A failed write or fdatasync (EIO, ENOSPC, ...): the records since the
+ * last good sync are not acknowledged, and the page cache can no longer be
+ * trusted to say what is on disk, so the same sync is never tried again.
+ * The segment is cut back to the size the last good sync covered and that
+ * cut is synced; only then are the lost records' sequence numbers given
+ * out again (they exist nowhere). If the cut cannot be made durable, the
+ * journal is broken: it refuses everything and the daemon exits non-zero,
+ * so that recovery at the next start reads what is really on disk. After
+ * ENOSPC the journal counts as full for a few seconds (ingest pauses) and
+ * until a checkpoint frees space.
+ *
  * Disk cap: journal_full() turns true when the segments reach the cap; the
  * MQTT stage then stops taking messages until journal_full() is false
  * again (the checkpoint moved or the cap was raised). Appends are never
  * refused for the cap: the messages already read must be kept.
+ *
+ * The checkpoint file holds two slots (magic, seq, CRC), written in turn in
+ * place, so that a torn write leaves the other; it is fdatasync()ed before
+ * any segment behind it is deleted, and otherwise not synced at all: a
+ * checkpoint lost in a crash only means records are read again (the
+ * database has them and skips them).
  */
 #ifndef GRIDBRIDGE_JOURNAL_H
 #define GRIDBRIDGE_JOURNAL_H
@@ -61,11 +98,14 @@
 
 #define JOURNAL_MAGIC_SEGMENT "GBJ1"
 #define JOURNAL_MAGIC_RECORD 0x4A524247u	/* "GBRJ" in file order */
-#define JOURNAL_VERSION 1
-#define JOURNAL_HEADER_SIZE 16
+#define JOURNAL_VERSION 2
+#define JOURNAL_HEADER_SIZE 40			/* version 2 */
+#define JOURNAL_HEADER_SIZE_V1 16
 #define JOURNAL_RECORD_HEAD 12			/* magic, len, crc */
 #define JOURNAL_RECORD_FIXED 24			/* seq .. payload_len */
 #define JOURNAL_OVERSIZE 0x01
+#define JOURNAL_RETAIN 0x02
+#define JOURNAL_ID_LEN 36			/* a UUID as text */
 
 struct journal;
 struct journal_reader;
@@ -95,11 +135,18 @@ struct journal *journal_open(const struct journal_options *o);
 /* Syncs what is pending, then closes. */
 void journal_free(struct journal *j);
 
+/* The journal's identity, a UUID as text (JOURNAL_ID_LEN characters). */
+const char *journal_id(const struct journal *j);
+/* A failure left the segment in a state the journal cannot vouch for:
+ * nothing more is taken; the daemon must exit so recovery runs. */
+bool journal_broken(const struct journal *j);
+
 /* Buffers one record and gives it the next sequence number (also stored in
  * rec->seq). received_us 0 means now. Returns 0, or -1 after logging. */
 int journal_append(struct journal *j, struct journal_record *rec);
 /* Writes and fdatasync()s everything appended. Returns 0, or -1 after
- * logging (the unsynced records must then not be acknowledged). */
+ * logging: the unsynced records are gone and must not be acknowledged
+ * (see "A failed write or fdatasync" above). */
 int journal_sync(struct journal *j);
 /* Records appended but not yet synced. */
 size_t journal_pending(const struct journal *j);
@@ -146,6 +193,9 @@ int journal_dir_stat(const char *dir, struct journal_stat *st, uint64_t *records
 
 /* Reads the checkpoint of a journal directory (0 when none). */
 uint64_t journal_read_checkpoint(const char *dir);
+/* Reads the identity of a journal directory into `out` (JOURNAL_ID_LEN + 1
+ * bytes). Returns 0, or -1 when it has none yet. */
+int journal_read_id(const char *dir, char *out);
 
 /* CRC-32C (Castagnoli) of `len` bytes, continuing from `crc` (start: 0). */
 uint32_t journal_crc32c(uint32_t crc, const void *buf, size_t len);

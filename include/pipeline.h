@@ -14,9 +14,18 @@
  * pipeline is idle a checkpoint-only transaction brings it to the last
  * record read, and journal segments behind it are deleted.
  *
- * A batch the server refuses for its data (SQLSTATE class 22/23) is split
- * in two and retried; a single record the server refuses is quarantined
- * with the server's message. Nothing loops forever on one bad row.
+ * A batch the server refuses for its data (see store.h) is split in two
+ * and retried; a single record the server refuses is quarantined with the
+ * server's message. Nothing loops forever on one bad row; a record whose
+ * quarantine row is refused too is tried again every few seconds, and the
+ * checkpoint waits for it.
+ *
+ * Records with neither a device time nor a serial go through repeats.c:
+ * a repeated identical report is the event it repeats.
+ *
+ * The checkpoint the pipeline starts from is the database's for this
+ * journal (keyed by the journal's id), or the journal's own when that is
+ * further on (a database that never saw this journal).
  */
 #ifndef GRIDBRIDGE_PIPELINE_H
 #define GRIDBRIDGE_PIPELINE_H
@@ -43,6 +52,8 @@ struct pipeline_options {
 	size_t max_backlog;		/* batches queued in the store before reading pauses */
 	bool attrs;			/* also store the record as JSON */
 	int64_t max_skew_us;
+	int64_t repeat_window_us;	/* see repeats.h */
+	size_t repeat_max_topics;
 	const struct rules *rules;	/* borrowed; NULL: nothing is forwarded */
 };
 
@@ -57,7 +68,13 @@ bool pipeline_catching_up(const struct pipeline *p);
 /* New records are durable in the journal. */
 void pipeline_kick(struct pipeline *p);
 
+/* [decode] settings changed by a reload: used for the records decoded
+ * from now on. */
+void pipeline_set_decode(struct pipeline *p, int64_t max_skew_us, int64_t repeat_window_us);
+
 /* The store's sink (see store.h), wired by main.c with the pipeline as ctx. */
+struct store_report;
+void pipeline_store_report(void *ctx, const struct store_report *r);
 void pipeline_store_ready(void *ctx, uint64_t checkpoint);
 void pipeline_store_back(void *ctx);
 void pipeline_store_committed(void *ctx, uint64_t first_seq, uint64_t last_seq,

@@ -8,11 +8,16 @@
  *   quarantine         messages no decoder took: raw bytes and the reason
  *   forward_outbox     one row per (event, target): what went to the police
  *                      platform and when
- *   ingest_checkpoint  per daemon (journal_node): the journal sequence
- *                      number committed with the rows
+ *   event_ids          one row per event id (the partition key of events
+ *                      is not a function of the id for every event)
+ *   report_state       the last report of each topic whose messages carry
+ *                      neither a device time nor a serial
+ *   ingest_checkpoint  per journal (journal_id; journal_node names the
+ *                      daemon): the journal sequence number committed with
+ *                      the rows
  *
  * gridbridge_maintain_partitions(ahead, retention_days) creates daily
- * partitions ahead and drops those past the retention.
+ * partitions ahead and applies the retention by receive time.
  */
 #ifndef GRIDBRIDGE_SCHEMA_H
 #define GRIDBRIDGE_SCHEMA_H
@@ -22,6 +27,10 @@
 /* Advisory lock key held while migrating (several daemons may start at
  * once). */
 #define SCHEMA_LOCK_KEY 7262000100LL
+/* Session advisory locks of a running daemon: hashtextextended() of this
+ * prefix and its node name, and of this prefix and its journal id. */
+#define SCHEMA_NODE_LOCK "gridbridge/node/"
+#define SCHEMA_JOURNAL_LOCK "gridbridge/journal/"
 
 struct schema_migration {
 	int version;

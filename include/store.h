@@ -55,8 +55,17 @@ struct store_quarantine {
 	const char *route;		/* NULL: no route matched */
 };
 
+/* One repeated-report state (see pipeline.c): all 16-byte values. */
+struct store_report {
+	const uint8_t *key, *digest, *event_id;
+	int64_t event_time_us;
+	int64_t last_us;
+};
+
 /* What the store tells the pipeline (wired by main.c). */
 struct store_sink {
+	/* A repeated-report state from the database, before ready(). */
+	void (*report)(void *ctx, const struct store_report *r);
 	/* The schema is ready; `checkpoint` is this node's committed journal
 	 * sequence. Called once, on the first successful setup. */
 	void (*ready)(void *ctx, uint64_t checkpoint);
@@ -65,10 +74,15 @@ struct store_sink {
 	void (*back)(void *ctx);
 	/* A batch committed: its journal range and the checkpoint written. */
 	void (*committed)(void *ctx, uint64_t first_seq, uint64_t last_seq, uint64_t checkpoint);
-	/* The server refused a batch's data (SQLSTATE class 22 or 23); the
-	 * batch is dropped here and the pipeline decides (bisects). */
+	/* The server refused a batch's data (SQLSTATE class 22, 23 or 54,
+	 * or another error STORE_BATCH_ATTEMPTS times that is not about the
+	 * server or the connection); the batch is dropped here and the
+	 * pipeline decides (bisects). */
 	void (*rejected)(void *ctx, uint64_t first_seq, uint64_t last_seq, const char *sqlstate,
 	    const char *message);
+	/* The daemon must not go on (logged): another daemon holds our node
+	 * name or our journal. */
+	void (*fatal)(void *ctx, const char *why);
 	void *ctx;
 };
 
@@ -82,15 +96,19 @@ struct store_options {
 	int partitions_ahead;	/* daily partitions created ahead */
 	int retention_days;	/* partitions older are dropped; 0 keeps all */
 	const char *node;	/* journal_node: this daemon's name (MQTT client id) */
+	const char *journal_id;	/* the journal's id (UUID text): keys the checkpoint */
+	size_t max_reports;	/* repeated-report states read at start */
 	int max_inflight;	/* batches sent and not yet confirmed */
 };
 
 /* Batches: built row by row into binary array parameters, then submitted
  * (the store owns them from then on). */
-/* `node` names this daemon's journal (journal_node). */
-struct store_batch *store_batch_new(const char *node);
+/* `node` names this daemon (journal_node), `journal_id` its journal. */
+struct store_batch *store_batch_new(const char *node, const char *journal_id);
 void store_batch_add_event(struct store_batch *b, const struct store_event *e);
 void store_batch_add_quarantine(struct store_batch *b, const struct store_quarantine *q);
+/* A repeated-report state, written with the batch (newer states win). */
+void store_batch_add_report(struct store_batch *b, const struct store_report *r);
 size_t store_batch_rows(const struct store_batch *b);
 size_t store_batch_bytes(const struct store_batch *b);
 void store_batch_free(struct store_batch *b);

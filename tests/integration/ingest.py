@@ -489,18 +489,24 @@ class JournalWatcher:
 # --------------------------------------------------------------------------
 # on-disk format (little-endian)
 #
-#   segment  %020llu.seg:  "GBJ1" | u32 version=1 | u64 first_seq       16 bytes
-#   record:  u32 magic 0x4A524247 ("GBRJ") | u32 len | u32 crc32c(body)
+#   segment  %020llu.seg, version 2 (40 bytes):
+#            "GBJ1" | u32 version=2 | u64 first_seq | 16 B journal id |
+#            u32 seed | u32 crc32c(the 36 bytes before)
+#            version 1 (earlier releases, 16 bytes): "GBJ1" | u32 1 | u64 first_seq
+#   record:  u32 magic 0x4A524247 ("GBRJ") | u32 len | u32 crc32c(body),
+#            the CRC starting from the segment's seed (version 1: from 0)
 #            body (len bytes): u64 seq | i64 received_time_us | u8 qos |
-#            u8 flags (bit0 oversize) | u16 topic_len | u32 payload_len |
-#            topic | payload
+#            u8 flags (bit0 oversize, bit1 retained) | u16 topic_len |
+#            u32 payload_len | topic | payload
 
 SEG_MAGIC = b"GBJ1"
 SEG_HEADER = struct.Struct("<4sIQ")
+SEG_HEADER_V2 = struct.Struct("<4sIQ16sII")
 REC_MAGIC = 0x4A524247
 REC_HEAD = struct.Struct("<III")
 REC_FIXED = struct.Struct("<QqBBHI")
 FLAG_OVERSIZE = 0x01
+FLAG_RETAIN = 0x02
 
 
 def _crc32c_table() -> list[int]:
@@ -516,9 +522,10 @@ def _crc32c_table() -> list[int]:
 _CRC32C = _crc32c_table()
 
 
-def crc32c(data: bytes) -> int:
-    """CRC-32C (Castagnoli), as in iSCSI / ext4: crc32c(b"123456789") == 0xE3069283."""
-    crc = 0xFFFFFFFF
+def crc32c(data: bytes, init: int = 0) -> int:
+    """CRC-32C (Castagnoli), as in iSCSI / ext4: crc32c(b"123456789") == 0xE3069283.
+    `init` continues from a previous CRC (the journal starts from a seed)."""
+    crc = init ^ 0xFFFFFFFF
     t = _CRC32C
     for b in data:
         crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
@@ -547,40 +554,65 @@ class Record:
         return self.offset + REC_HEAD.size + REC_FIXED.size + len(self.topic.encode())
 
 
+@dataclass
+class SegmentHeader:
+    version: int
+    first_seq: int
+    journal_id: bytes      # version 2
+    seed: int              # version 2; 0 for version 1
+    size: int
+
+
+def read_header(data: bytes) -> SegmentHeader:
+    magic, version, first_seq = SEG_HEADER.unpack_from(data, 0)
+    if magic != SEG_MAGIC or version not in (1, 2):
+        raise AssertionError(f"bad segment header {data[:16]!r}")
+    if version == 1:
+        return SegmentHeader(1, first_seq, b"", 0, SEG_HEADER.size)
+    _, _, _, jid, seed, crc = SEG_HEADER_V2.unpack_from(data, 0)
+    if crc32c(data[:SEG_HEADER_V2.size - 4]) != crc:
+        raise AssertionError(f"segment header CRC mismatch {data[:40]!r}")
+    return SegmentHeader(2, first_seq, jid, seed, SEG_HEADER_V2.size)
+
+
 def encode_record(seq: int, topic: str, payload: bytes, qos: int = 1,
-                  received_time_us: int | None = None, oversize_len: int | None = None) -> bytes:
-    """A record as the daemon writes it (oversize_len: an oversize record)."""
+                  received_time_us: int | None = None, oversize_len: int | None = None,
+                  seed: int = 0, flags: int = 0) -> bytes:
+    """A record as the daemon writes it into a segment whose seed is `seed`
+    (oversize_len: an oversize record)."""
     t = topic.encode()
     if received_time_us is None:
         received_time_us = int(time.time() * 1e6)
-    flags, plen = 0, len(payload)
+    plen = len(payload)
     if oversize_len is not None:
-        flags, plen, payload = FLAG_OVERSIZE, oversize_len, b""
+        flags, plen, payload = flags | FLAG_OVERSIZE, oversize_len, b""
     body = REC_FIXED.pack(seq, received_time_us, qos, flags, len(t), plen) + t + payload
-    return REC_HEAD.pack(REC_MAGIC, len(body), crc32c(body)) + body
+    return REC_HEAD.pack(REC_MAGIC, len(body), crc32c(body, seed)) + body
 
 
 def read_segment(path: Path | str) -> tuple[int, list[Record], int]:
     """(first_seq, valid records from the start, offset where parsing stopped)."""
     data = Path(path).read_bytes()
-    magic, version, first_seq = SEG_HEADER.unpack_from(data, 0)
-    if magic != SEG_MAGIC or version != 1:
-        raise AssertionError(f"{path}: bad segment header {data[:16]!r}")
-    off, recs = SEG_HEADER.size, []
+    hdr = read_header(data)
+    off, recs = hdr.size, []
     while off + REC_HEAD.size <= len(data):
         magic, length, crc = REC_HEAD.unpack_from(data, off)
         end = off + REC_HEAD.size + length
         if magic != REC_MAGIC or length < REC_FIXED.size or end > len(data):
             break
         body = data[off + REC_HEAD.size:end]
-        if crc32c(body) != crc:
+        if crc32c(body, hdr.seed) != crc:
             break
         seq, rtime, qos, flags, tlen, plen = REC_FIXED.unpack_from(body, 0)
         topic = body[REC_FIXED.size:REC_FIXED.size + tlen].decode("utf-8", "replace")
         payload = body[REC_FIXED.size + tlen:]
         recs.append(Record(off, data[off:end], seq, rtime, qos, flags, topic, payload, plen))
         off = end
-    return first_seq, recs, off
+    return hdr.first_seq, recs, off
+
+
+def segment_seed(path: Path | str) -> int:
+    return read_header(Path(path).read_bytes()[:SEG_HEADER_V2.size]).seed
 
 
 def segment_files(journal_dir: Path | str) -> list[Path]:

@@ -11,6 +11,7 @@ import pytest
 
 from ingest import (REC_MAGIC, JournalCtl, JournalWatcher, PublisherGroup, daemon_config,
                     encode_record, journal_dir_of, key_of, make_payload, read_segment,
+                    segment_seed,
                     segment_files, start_daemon)
 from services import parse_logfmt
 
@@ -65,7 +66,7 @@ def test_torn_tail_is_truncated(daemon, ingest_broker, tmp_path, filled_journal,
     size = last.stat().st_size
     if tail == "half_record":
         rec = encode_record(MESSAGES + 1, "sac/c0/gate/dev0a/event",
-                            make_payload("torn", 1, 300))
+                            make_payload("torn", 1, 300), seed=segment_seed(last))
         extra = rec[:len(rec) // 2]
     else:
         extra = secrets.token_bytes(37)

@@ -42,7 +42,21 @@ def partitions(pg):
         WHERE i.inhparent = 'events'::regclass"""))
 
 
-SCHEMA_VERSION = 2   # the last migration in daemon/schema.c
+SCHEMA_VERSION = 3   # the last migration in daemon/schema.c
+
+# What migration 3 added, taken back: a database as version 2 left it.
+UNDO_3 = """
+    DROP TABLE event_ids;
+    DROP TABLE report_state;
+    ALTER TABLE quarantine DROP CONSTRAINT quarantine_pkey;
+    ALTER TABLE quarantine DROP COLUMN journal_id;
+    ALTER TABLE quarantine ADD PRIMARY KEY (journal_node, journal_seq);
+    DROP INDEX ingest_checkpoint_journal_id;
+    DROP INDEX ingest_checkpoint_node;
+    ALTER TABLE ingest_checkpoint DROP COLUMN journal_id;
+    ALTER TABLE ingest_checkpoint ADD PRIMARY KEY (journal_node);
+    DELETE FROM schema_migrations WHERE version > 2;
+"""
 
 
 def test_migrations_applied_once_with_partitions(daemon, mosquitto, private_postgres, tmp_path):
@@ -56,7 +70,7 @@ def test_migrations_applied_once_with_partitions(daemon, mosquitto, private_post
     tables = {r[0] for r in query(private_postgres, """
         SELECT tablename FROM pg_tables WHERE schemaname = 'public'""")}
     assert {"events", "quarantine", "forward_outbox", "ingest_checkpoint",
-            "schema_migrations", "events_default"} <= tables
+            "schema_migrations", "events_default", "event_ids", "report_state"} <= tables
     cols = {r[0] for r in query(private_postgres, """
         SELECT column_name FROM information_schema.columns WHERE table_name = 'events'""")}
     assert {"id", "event_time", "received_at", "community_id", "device_id", "device_class",
@@ -103,7 +117,7 @@ def test_newer_schema_is_refused(daemon, mosquitto, private_postgres, tmp_path):
         (v,) for v in range(1, SCHEMA_VERSION + 1)] + [(99,)]
 
 
-def test_version_1_database_is_migrated_to_2(daemon, mosquitto, private_postgres, tmp_path):
+def test_version_1_database_is_migrated(daemon, mosquitto, private_postgres, tmp_path):
     """A database a version-1 gridbridged made gets migration 2 (outbox
     leases and retention) at the next start, its rows untouched."""
     conf = daemon.write_config(config(tmp_path, mosquitto, private_postgres))
@@ -111,6 +125,7 @@ def test_version_1_database_is_migrated_to_2(daemon, mosquitto, private_postgres
     daemon.wait_log(READY, timeout=30)
     assert daemon.stop() == 0
     # Back to what version 1 left: no claimed_by, no outbox maintenance.
+    query(private_postgres, UNDO_3)
     query(private_postgres, """
         DROP FUNCTION gridbridge_maintain_outbox(integer);
         DROP INDEX forward_outbox_state;
@@ -120,9 +135,9 @@ def test_version_1_database_is_migrated_to_2(daemon, mosquitto, private_postgres
           VALUES ('00000000-0000-8000-8000-000000000001', now(), 'police')""")
     daemon.start(conf)
     daemon.wait_log(READY, timeout=30)
-    assert daemon.wait_log(r'msg="schema migrated" from=1 to=2', timeout=1)
+    assert daemon.wait_log(rf'msg="schema migrated" from=1 to={SCHEMA_VERSION}', timeout=1)
     assert query(private_postgres, "SELECT version FROM schema_migrations ORDER BY 1") == [
-        (1,), (2,)]
+        (v,) for v in range(1, SCHEMA_VERSION + 1)]
     assert query(private_postgres, "SELECT event_id::text, state, claimed_by FROM forward_outbox"
                  ) == [("00000000-0000-8000-8000-000000000001", "pending", None)]
     assert query(private_postgres, "SELECT gridbridge_maintain_outbox(180)") == [(0,)]

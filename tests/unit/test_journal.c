@@ -87,6 +87,261 @@ file_size(const char *name)
 	return stat(path, &st) == 0 ? st.st_size : -1;
 }
 
+
+static void
+rm_rf(const char *d)
+{
+	char cmd[160];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
+	if (system(cmd) != 0)
+		abort();
+}
+
+static void
+fresh_dir(void)
+{
+	rm_rf(dir);
+	if (mkdir(dir, 0700) != 0)
+		abort();
+}
+
+static void
+put_le32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void
+put_le64(unsigned char *p, uint64_t v)
+{
+	put_le32(p, (uint32_t)v);
+	put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* A record as a device could write it into its payload: every field right,
+ * the CRC computed from 0 (the device cannot know the segment's seed). */
+static size_t
+forge_frame(unsigned char *out, uint64_t seq, const char *topic, const char *payload)
+{
+	size_t tl = strlen(topic), pl = strlen(payload);
+	uint32_t len = (uint32_t)(JOURNAL_RECORD_FIXED + tl + pl);
+	unsigned char *body = out + JOURNAL_RECORD_HEAD;
+
+	put_le32(out, JOURNAL_MAGIC_RECORD);
+	put_le32(out + 4, len);
+	put_le64(body, seq);
+	put_le64(body + 8, 1700000000000000ull);
+	body[16] = 1;
+	body[17] = 0;
+	body[18] = (unsigned char)tl;
+	body[19] = 0;
+	put_le32(body + 20, (uint32_t)pl);
+	memcpy(body + JOURNAL_RECORD_FIXED, topic, tl);
+	memcpy(body + JOURNAL_RECORD_FIXED + tl, payload, pl);
+	put_le32(out + 8, journal_crc32c(0, body, len));
+	return JOURNAL_RECORD_HEAD + len;
+}
+
+static int
+read_topics(char topics[][64], int max)
+{
+	struct journal_reader *r = journal_reader_open(dir, 0);
+	struct journal_record rec;
+	int n = 0, rc;
+
+	while ((rc = journal_reader_next(r, &rec)) != 0) {
+		if (rc < 0 || n >= max)
+			continue;
+		snprintf(topics[n++], 64, "%.*s", (int)rec.topic_len, rec.topic);
+	}
+	journal_reader_free(r);
+	return n;
+}
+
+/* A journal has an id of its own: kept across restarts, taken back from
+ * the segments when the id file is lost, new for a new directory. */
+static void
+identity_tests(void)
+{
+	char id1[JOURNAL_ID_LEN + 1], id2[JOURNAL_ID_LEN + 1], got[JOURNAL_ID_LEN + 1];
+
+	fresh_dir();
+	struct journal *j = open_j(1 << 20, 1 << 30);
+	T_CHECK(j != NULL);
+	snprintf(id1, sizeof(id1), "%s", journal_id(j));
+	T_INTEQ(strlen(id1), JOURNAL_ID_LEN);
+	T_CHECK(id1[14] == '4');	/* UUID version 4 */
+	append_n(j, 1, 10);
+	journal_free(j);
+	T_INTEQ(journal_read_id(dir, got), 0);
+	T_STREQ(got, id1);
+
+	j = open_j(1 << 20, 1 << 30);
+	T_STREQ(journal_id(j), id1);
+	journal_free(j);
+
+	/* The id file lost: the segments say whose they are. */
+	char path[160];
+	snprintf(path, sizeof(path), "%s/id", dir);
+	T_INTEQ(unlink(path), 0);
+	j = open_j(1 << 20, 1 << 30);
+	T_STREQ(journal_id(j), id1);
+	journal_free(j);
+	T_INTEQ(journal_read_id(dir, got), 0);
+	T_STREQ(got, id1);
+
+	/* A segment of another journal (copied in) is moved aside, not read. */
+	char other[64];
+	snprintf(other, sizeof(other), "%s.other", dir);
+	rm_rf(other);
+	char saved[64];
+	snprintf(saved, sizeof(saved), "%s", dir);
+	snprintf(dir, sizeof(dir), "%s", other);
+	j = open_j(1 << 20, 1 << 30);
+	snprintf(id2, sizeof(id2), "%s", journal_id(j));
+	T_CHECK(strcmp(id1, id2) != 0);
+	append_n(j, 500, 3);	/* seqs 1..3 of the other journal */
+	journal_free(j);
+	snprintf(dir, sizeof(dir), "%s", saved);
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "cp %s/%020d.seg %s/%020d.seg", other, 1, dir, 11);
+	T_INTEQ(system(cmd), 0);
+	rm_rf(other);
+	j = open_j(1 << 20, 1 << 30);
+	T_CHECK(j != NULL);
+	T_INTEQ(count_files("corrupt", ".bad"), 1);
+	struct journal_stat st;
+	journal_stat(j, &st);
+	T_INTEQ(st.last_seq, 10);
+	journal_free(j);
+	int a, b;
+	T_INTEQ(read_all(0, &a, &b), 10);
+
+	/* An empty directory is a new journal. */
+	fresh_dir();
+	j = open_j(1 << 20, 1 << 30);
+	T_CHECK(strcmp(journal_id(j), id1) != 0);
+	journal_stat(j, &st);
+	T_INTEQ(st.last_seq, 0);
+	journal_free(j);
+}
+
+/* Frames forged inside a payload are never taken for records: not after
+ * a torn record, not with a number far ahead, not wrapping to 0. */
+static void
+forgery_tests(void)
+{
+	static const uint64_t seqs[] = { 3, 4, 1000, UINT64_MAX };
+
+	for (size_t k = 0; k < sizeof(seqs) / sizeof(seqs[0]); k++) {
+		fresh_dir();
+		struct journal *j = open_j(1 << 20, 1 << 30);
+		append_n(j, 1, 2);
+		/* A payload holding a complete frame: a fake throwing alarm. */
+		unsigned char frame[512];
+		size_t fl = forge_frame(frame, seqs[k], "sac/other/camera/cam9/alarm",
+		    "{\"eventType\":\"HighAltitudeThrowing\"}");
+		unsigned char payload[1024];
+		memcpy(payload, "junk", 4);
+		memcpy(payload + 4, frame, fl);
+		memcpy(payload + 4 + fl, "tail-bytes-of-the-payload", 25);
+		struct journal_record r = { .qos = 1, .topic = "sac/c1/camera/cam1/alarm",
+			.topic_len = 24, .payload = payload, .payload_len = (uint32_t)(4 + fl + 25) };
+		T_INTEQ(journal_append(j, &r), 0);
+		journal_free(j);
+
+		/* Tear the record inside the payload, after the forged frame. */
+		char name[64], path[160];
+		snprintf(name, sizeof(name), "%020d.seg", 1);
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		off_t size = file_size(name);
+		T_INTEQ(truncate(path, size - 10), 0);
+
+		char topics[8][64];
+		int n = read_topics(topics, 8);
+		T_INTEQ(n, 2);	/* the reader sees neither the torn record nor the fake */
+		j = open_j(1 << 20, 1 << 30);
+		T_CHECK(j != NULL);
+		struct journal_stat st;
+		journal_stat(j, &st);
+		T_INTEQ(st.last_seq, 2);	/* torn tail cut off, fake not taken */
+		append_n(j, 3, 1);
+		journal_stat(j, &st);
+		T_INTEQ(st.last_seq, 3);
+		journal_free(j);
+		n = read_topics(topics, 8);
+		T_INTEQ(n, 3);
+		for (int i = 0; i < n; i++)
+			T_CHECK(strstr(topics[i], "other") == NULL);
+	}
+
+	/* Damage in the middle: the next record is taken with a plausible
+	 * number, a forged frame further on is not. */
+	fresh_dir();
+	struct journal *j = open_j(1 << 20, 1 << 30);
+	append_n(j, 1, 1);
+	unsigned char frame[512], payload[1024];
+	size_t fl = forge_frame(frame, 1000000, "sac/other/camera/cam9/alarm", "{}");
+	memcpy(payload, frame, fl);
+	struct journal_record r = { .qos = 1, .topic = "t/a", .topic_len = 3,
+		.payload = payload, .payload_len = (uint32_t)fl };
+	T_INTEQ(journal_append(j, &r), 0);
+	append_n(j, 3, 1);
+	journal_free(j);
+	char name[64], path[160];
+	snprintf(name, sizeof(name), "%020d.seg", 1);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	/* Break the head of record 2 (its magic): the scan starts in its bytes. */
+	int fd = open(path, O_RDWR);
+	unsigned char h[12];
+	T_CHECK(pread(fd, h, 12, JOURNAL_HEADER_SIZE) == 12);
+	uint32_t len0 = h[4] | h[5] << 8 | h[6] << 16 | (uint32_t)h[7] << 24;
+	off_t second = JOURNAL_HEADER_SIZE + 12 + (off_t)len0;
+	T_CHECK(pwrite(fd, "XXXX", 4, second) == 4);
+	close(fd);
+	j = open_j(1 << 20, 1 << 30);
+	struct journal_stat st;
+	journal_stat(j, &st);
+	T_INTEQ(st.last_seq, 3);
+	journal_free(j);
+	char topics[8][64];
+	T_INTEQ(read_topics(topics, 8), 2);
+	T_CHECK(strstr(topics[1], "other") == NULL);
+}
+
+/* The checkpoint file: written in place, read back by a fresh process;
+ * an earlier release's text file is taken over. */
+static void
+checkpoint_file_tests(void)
+{
+	fresh_dir();
+	struct journal *j = open_j(4096, 1 << 30);
+	append_n(j, 1, 300);
+	journal_sync(j);
+	for (uint64_t c = 10; c <= 200; c += 10)
+		T_INTEQ(journal_checkpoint(j, c), 0);
+	T_INTEQ(journal_read_checkpoint(dir), 200);
+	journal_free(j);
+	T_INTEQ(journal_read_checkpoint(dir), 200);
+
+	char path[160];
+	snprintf(path, sizeof(path), "%s/checkpoint", dir);
+	FILE *f = fopen(path, "w");
+	fprintf(f, "250\n");
+	fclose(f);
+	T_INTEQ(journal_read_checkpoint(dir), 250);
+	j = open_j(4096, 1 << 30);
+	struct journal_stat st;
+	journal_stat(j, &st);
+	T_INTEQ(st.checkpoint_seq, 250);
+	T_CHECK(st.first_seq > 200);
+	T_INTEQ(journal_checkpoint(j, 260), 0);
+	journal_free(j);
+	T_INTEQ(journal_read_checkpoint(dir), 260);
+	T_INTEQ(file_size("checkpoint"), 32);
+}
+
 int
 main(void)
 {
@@ -190,11 +445,11 @@ main(void)
 
 	/* Corrupt middle record: moved aside, the rest survives. */
 	fd = open(path, O_RDWR);
-	/* second record of the segment: header 16 + first record */
+	/* second record of the segment: header + first record */
 	unsigned char hdr[12];
-	T_CHECK(pread(fd, hdr, 12, 16) == 12);
+	T_CHECK(pread(fd, hdr, 12, JOURNAL_HEADER_SIZE) == 12);
 	uint32_t len0 = hdr[4] | hdr[5] << 8 | hdr[6] << 16 | (uint32_t)hdr[7] << 24;
-	off_t second = 16 + 12 + (off_t)len0;
+	off_t second = JOURNAL_HEADER_SIZE + 12 + (off_t)len0;
 	unsigned char c;
 	T_CHECK(pread(fd, &c, 1, second + 12 + 30) == 1);
 	c ^= 0xff;
@@ -226,6 +481,10 @@ main(void)
 	T_CHECK(rec.flags & JOURNAL_OVERSIZE);
 	T_INTEQ(journal_reader_next(r, &rec), 0);
 	journal_reader_free(r);
+
+	identity_tests();
+	forgery_tests();
+	checkpoint_file_tests();
 
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
