@@ -1,0 +1,119 @@
+"""A daemon that cannot start exits 1 and says why in its log: the error
+that stopped it as a logfmt line at error, then `mod=main msg="cannot start"`
+naming the stage, also for a configuration with errors (whose
+`FILE:LINE: message` lines stay on stderr for people)."""
+
+import os
+import re
+import textwrap
+
+import pytest
+
+from services import LEVEL_PRIORITY, free_port, parse_logfmt
+
+FILE_LINE = re.compile(r"^\S+?:(\d+:)? ")
+
+
+def base_config(tmp_path, mqtt="", store="", state=None):
+    state = state or tmp_path / "state"
+    return textwrap.dedent(f"""\
+        [daemon]
+        state_dir = {state}
+        [mqtt]
+        host = 127.0.0.1
+        port = {free_port()}
+        {mqtt}
+        [store]
+        host = 127.0.0.1
+        port = {free_port()}
+        connect_timeout = 2
+        {store}
+        """)
+
+
+def logfmt_lines(lines):
+    """(fields) of every logfmt line; other lines must be FILE:LINE errors."""
+    out = []
+    for line in lines:
+        if line.startswith("<"):
+            prio, f = parse_logfmt(line)
+            assert list(f)[:3] == ["level", "mod", "msg"], line
+            assert prio == LEVEL_PRIORITY[f["level"]], line
+            out.append(f)
+        else:
+            assert FILE_LINE.match(line), f"neither logfmt nor FILE:LINE: {line!r}"
+    return out
+
+
+def failed_start(daemon, conf, env=None):
+    daemon.start(conf, env=env)
+    assert daemon.wait(10) == 1
+    assert "READY=1" not in daemon.notify_assignments()
+    fields = logfmt_lines(daemon.lines)
+    last = [f for f in fields if f["mod"] == "main" and f["msg"] == "cannot start"]
+    assert len(last) == 1, daemon.lines
+    assert last[0]["level"] == "error", last
+    return fields, last[0]
+
+
+def errors_of(fields, mod, msg):
+    return [f for f in fields if f["mod"] == mod and f["msg"] == msg and f["level"] == "error"]
+
+
+def test_config_errors_at_start_are_logged_too(daemon, tmp_path):
+    conf = daemon.write_config(base_config(tmp_path) + "no_such_key = 1\n[journal]\nsync_batch = x\n")
+    fields, last = failed_start(daemon, conf)
+    human = [x for x in daemon.lines if x.startswith(f"{conf}:")]
+    assert len(human) == 2, daemon.lines
+    logged = errors_of(fields, "config", "invalid configuration")
+    assert len(logged) == 2, fields
+    assert {(f["file"], f["line"]) for f in logged} == \
+        {(str(conf), x.split(":")[1]) for x in human}
+    assert last["stage"] == "config" and last["errors"] == "2", last
+
+
+def test_missing_config_file(daemon, tmp_path):
+    fields, last = failed_start(daemon, tmp_path / "nowhere.conf")
+    logged = errors_of(fields, "config", "invalid configuration")
+    assert logged and "No such file" in logged[0]["error"], fields
+    assert last["stage"] == "config", last
+
+
+def test_state_dir_that_is_a_file(daemon, tmp_path):
+    state = tmp_path / "state-file"
+    state.write_text("")
+    fields, last = failed_start(daemon, daemon.write_config(base_config(tmp_path, state=state)))
+    assert errors_of(fields, "main", "state directory is not a directory"), fields
+    assert last["stage"] == "state_dir", last
+
+
+def test_journal_that_cannot_be_opened(daemon, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "journal").write_text("not a directory")
+    fields, last = failed_start(daemon, daemon.write_config(base_config(tmp_path)))
+    assert errors_of(fields, "journal", "cannot open journal directory"), fields
+    assert last["stage"] == "journal", last
+
+
+def test_missing_password_file(daemon, tmp_path):
+    conf = daemon.write_config(base_config(
+        tmp_path, store=f"password_file = {tmp_path / 'no-such-password'}"))
+    fields, last = failed_start(daemon, conf)
+    assert errors_of(fields, "store", "cannot open password file"), fields
+    assert last["stage"] == "secrets", last
+
+
+def test_relative_password_file_without_credentials(daemon, tmp_path):
+    conf = daemon.write_config(base_config(tmp_path, mqtt="password_file = mqtt-password"))
+    fields, last = failed_start(daemon, conf)
+    assert errors_of(fields, "mqtt", "relative password file without CREDENTIALS_DIRECTORY")
+    assert last["stage"] == "secrets", last
+
+
+def test_mqtt_tls_with_missing_ca_file(daemon, tmp_path):
+    conf = daemon.write_config(base_config(
+        tmp_path, mqtt=f"tls = true\nca_file = {tmp_path / 'no-ca.pem'}"))
+    fields, last = failed_start(daemon, conf)
+    assert errors_of(fields, "mqtt", "cannot set up TLS"), fields
+    assert last["stage"] == "mqtt", last
