@@ -33,8 +33,8 @@ static const int format_values[] = { FORWARD_PROTOBUF, FORWARD_JSON };
 static const char *const protocol_choices[] = { "3.1.1", "5", NULL };
 static const int protocol_values[] = { 4, 5 };
 
-/* For CFG_STRING/PATH/SECRET (and each CFG_LIST item), min and max bound
- * the length in bytes. */
+/* For CFG_STRING/PATH/SECRET/URL (and each CFG_LIST item), min and max
+ * bound the length in bytes. */
 const struct config_key config_keys[] = {
 	{ "daemon", "log_level", CFG_ENUM, 0, 0, level_choices, level_values,
 	  "info", true, F(log_level),
@@ -142,7 +142,7 @@ const struct config_key config_keys[] = {
 	  "Dahua: the UTC field holds local wall-clock time (RealUTC is preferred when present)",
 	  true },
 
-	{ "forward.target", "url", CFG_STRING, 0, 4096, NULL, NULL,
+	{ "forward.target", "url", CFG_URL, 0, 4096, NULL, NULL,
 	  "", false, T(url),
 	  "https:// URL the event batches are POSTed to; required", true },
 	{ "forward.target", "format", CFG_ENUM, 0, 0, format_choices, format_values,
@@ -162,7 +162,7 @@ const struct config_key config_keys[] = {
 	  "", false, T(token_file),
 	  "file holding a bearer token sent as Authorization; a relative name is looked up in "
 	  "$CREDENTIALS_DIRECTORY; empty: none", true },
-	{ "forward.target", "proxy", CFG_STRING, 0, 4096, NULL, NULL,
+	{ "forward.target", "proxy", CFG_URL, 0, 4096, NULL, NULL,
 	  "", false, T(proxy),
 	  "proxy URL (http://host:port); empty: none (proxy environment variables are ignored)", true },
 	{ "forward.target", "connect_timeout", CFG_INT, 1, 300, NULL, NULL,
@@ -475,7 +475,8 @@ set_value(void *base, const struct config_key *k, const char *v,
 	}
 	case CFG_STRING:
 	case CFG_PATH:
-	case CFG_SECRET: {
+	case CFG_SECRET:
+	case CFG_URL: {
 		size_t len = strlen(v);
 		if ((long long)len < k->min) {
 			snprintf(err, errlen, "%s: must not be empty", k->name);
@@ -583,7 +584,8 @@ free_strings(void *base, bool instanced, const char *type)
 			continue;
 		if (type != NULL && strcmp(k->section, type) != 0)
 			continue;
-		if (k->type == CFG_STRING || k->type == CFG_PATH || k->type == CFG_SECRET)
+		if (k->type == CFG_STRING || k->type == CFG_PATH || k->type == CFG_SECRET ||
+		    k->type == CFG_URL)
 			free(*(char **)field(base, k));
 		else if (k->type == CFG_LIST)
 			list_free(*(char ***)field(base, k));
@@ -1076,6 +1078,29 @@ config_load(const char *path, struct config_errors *errs)
 	return cfg;
 }
 
+/* `v` with the password of its user info replaced: the part between the
+ * first ':' and the last '@' of the authority (what follows "://", or the
+ * whole start of a proxy written user:password@host:port, up to the first
+ * '/', '?' or '#'). A user name alone is kept. */
+static const char *
+redact_url(const char *v, char *buf, size_t buflen)
+{
+	const char *auth = strstr(v, "://");
+	const char *at = NULL;
+
+	auth = auth != NULL ? auth + 3 : v;
+	for (const char *p = auth; *p != '\0' && strchr("/?#", *p) == NULL; p++)
+		if (*p == '@')
+			at = p;
+	const char *colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+	if (colon == NULL)
+		return v;
+	int n = snprintf(buf, buflen, "%.*s<redacted>%s", (int)(colon + 1 - v), v, at);
+	if (n < 0 || (size_t)n >= buflen)
+		return "<redacted>";
+	return buf;
+}
+
 static const char *
 value_str(const void *base, const struct config_key *k, char *buf, size_t buflen)
 {
@@ -1100,6 +1125,8 @@ value_str(const void *base, const struct config_key *k, char *buf, size_t buflen
 		return "?";
 	case CFG_SECRET:
 		return (*(char *const *)p)[0] != '\0' ? "<redacted>" : "";
+	case CFG_URL:
+		return redact_url(*(char *const *)p, buf, buflen);
 	case CFG_STRING:
 	case CFG_PATH:
 		return *(char *const *)p;
@@ -1118,7 +1145,7 @@ void
 config_print(const struct config *cfg, FILE *out)
 {
 	const char *section = NULL;
-	char buf[64];
+	char buf[4200];		/* numbers, and a redacted URL */
 
 	for (size_t i = 0; i < config_nkeys; i++) {
 		const struct config_key *k = &config_keys[i];
@@ -1177,6 +1204,7 @@ same_value(const void *a, const void *b, const struct config_key *k)
 	case CFG_STRING:
 	case CFG_PATH:
 	case CFG_SECRET:
+	case CFG_URL:
 		return strcmp(*(char *const *)pa, *(char *const *)pb) == 0;
 	}
 	return false;

@@ -22,6 +22,8 @@ enum config_type {
 	CFG_STRING,
 	CFG_PATH,	/* file system path; empty means unset */
 	CFG_SECRET,	/* printed as <redacted> when set */
+	CFG_URL,	/* a string; a password in it (scheme://user:PASSWORD@host,
+			 * or user:PASSWORD@host:port) is printed as <redacted> */
 	CFG_ENUM,	/* one of choices[]; stored as its mapped value (int) */
 	CFG_SIZE,	/* bytes, with an optional K, M or G suffix (1024-based) */
 	CFG_LIST,	/* repeatable key; NULL-terminated char ** in file order */
