@@ -385,13 +385,16 @@ new_forward(struct daemon *d)
 		if (t->token_file[0] != '\0' &&
 		    (tokens[i] = secret_load(NULL, t->token_file, "forward")) == NULL)
 			goto out;
+		const char *key = credential_path(t->key_file, keys[i], sizeof(keys[i]));
+		if (key[0] != '\0' && secret_check_file(key, "forward") != 0)
+			goto out;
 		ft[i] = (struct forward_target){
 			.name = t->name,
 			.url = t->url,
 			.json = t->format == FORWARD_JSON,
 			.ca_file = t->ca_file,
 			.cert_file = t->cert_file,
-			.key_file = credential_path(t->key_file, keys[i], sizeof(keys[i])),
+			.key_file = key,
 			.token = tokens[i],
 			.proxy = t->proxy,
 			.connect_timeout = (long)t->connect_timeout,
@@ -482,6 +485,10 @@ start_stages(struct daemon *d)
 	};
 	char jdir[4096];
 	snprintf(jdir, sizeof(jdir), "%s/journal", c->state_dir);
+	if (c->mqtt_key_file[0] != '\0' && secret_check_file(mo.key_file, "mqtt") != 0) {
+		start_failed(d, "secrets");
+		goto out;
+	}
 	if (routes_build(c, &d->routes, &d->nroutes) != 0) {
 		start_failed(d, "routes");
 		goto out;

@@ -117,3 +117,97 @@ def test_mqtt_tls_with_missing_ca_file(daemon, tmp_path):
     fields, last = failed_start(daemon, conf)
     assert errors_of(fields, "mqtt", "cannot set up TLS"), fields
     assert last["stage"] == "mqtt", last
+
+
+# --------------------------------------------------------------------------
+# secret files other users may read
+
+
+def fix_of(fields):
+    refused = [f for f in fields if f["msg"] == "secret file readable by other users"]
+    assert len(refused) == 1 and refused[0]["level"] == "error", fields
+    return refused[0]
+
+
+def expected_fix(path, mode):
+    """The chmod gridbridge.conf(5) says the daemon asks for."""
+    st = path.stat()
+    group_read = st.st_uid == 0 and (st.st_gid == os.getegid() or st.st_gid in os.getgroups())
+    refused = 0o007 | (0o030 if group_read else 0o070)
+    return f"chmod {(mode & ~refused) | 0o400:o} {path}"
+
+
+def start_after_fix(daemon, conf, fix, env=None):
+    """Run the chmod the daemon asked for: then it starts."""
+    mode, path = fix.split()[1:]
+    os.chmod(path, int(mode, 8))
+    daemon.start(conf, env=env)
+    daemon.wait_notify("READY=1", timeout=10)
+    assert daemon.stop() == 0
+
+
+def test_world_readable_password_file_is_refused_with_the_chmod(daemon, tmp_path):
+    pw = tmp_path / "store-password"
+    pw.write_text("not-shown-4e1\n")
+    pw.chmod(0o644)
+    conf = daemon.write_config(base_config(tmp_path, store=f"password_file = {pw}"))
+    fields, last = failed_start(daemon, conf)
+    refused = fix_of(fields)
+    assert refused["mod"] == "store" and refused["file"] == str(pw), refused
+    assert refused["mode"] == "0644", refused
+    assert refused["fix"] == expected_fix(pw, 0o644), refused
+    assert last["stage"] == "secrets", last
+    assert not [x for x in daemon.lines if "not-shown-4e1" in x]
+    start_after_fix(daemon, conf, refused["fix"])
+
+
+def test_readable_mqtt_key_file_is_refused(daemon, pki, tmp_path):
+    key = tmp_path / "client.key"
+    key.write_bytes(pki.client_key.read_bytes())
+    key.chmod(0o604)
+    conf = daemon.write_config(base_config(tmp_path, mqtt=textwrap.dedent(f"""\
+        tls = true
+        ca_file = {pki.ca_file}
+        cert_file = {pki.client_cert}
+        key_file = {key}""").replace("\n", "\n        ")))
+    fields, last = failed_start(daemon, conf)
+    refused = fix_of(fields)
+    assert refused["mod"] == "mqtt" and refused["fix"] == f"chmod 600 {key}", refused
+    assert last["stage"] == "secrets", last
+    start_after_fix(daemon, conf, refused["fix"])
+
+
+def test_readable_token_file_is_refused(daemon, tmp_path):
+    token = tmp_path / "platform-token"
+    token.write_text("t0ken\n")
+    token.chmod(0o664)
+    conf = daemon.write_config(base_config(tmp_path) + textwrap.dedent(f"""\
+        [forward.target police]
+        url = https://127.0.0.1:{free_port()}/events
+        token_file = {token}
+        """))
+    fields, last = failed_start(daemon, conf)
+    refused = fix_of(fields)
+    assert refused["mod"] == "forward" and refused["fix"] == expected_fix(token, 0o664)
+    assert last["stage"] == "forward", last
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the file to another user")
+def test_systemd_credential_is_accepted(daemon, tmp_path):
+    """LoadCredential= files are 0400 for the service's user, or 0440 with an
+    ACL granting it read; here one owned by another user, 0440."""
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    pw = creds / "store-password"
+    pw.write_text("pw\n")
+    pw.chmod(0o440)
+    os.chown(pw, 65534, 65534)
+    conf = daemon.write_config(base_config(tmp_path, store="password_file = store-password"))
+    env = {"CREDENTIALS_DIRECTORY": str(creds)}
+    daemon.start(conf, env=env)
+    daemon.wait_notify("READY=1", timeout=10)
+    assert daemon.stop() == 0
+    # others may not read even a credential
+    pw.chmod(0o444)
+    fields, last = failed_start(daemon, conf, env=env)
+    assert fix_of(fields)["fix"] == f"chmod 440 {pw}"
