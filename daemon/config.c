@@ -33,6 +33,14 @@ static const int format_values[] = { FORWARD_PROTOBUF, FORWARD_JSON };
 static const char *const protocol_choices[] = { "3.1.1", "5", NULL };
 static const int protocol_values[] = { 4, 5 };
 
+static const char *const sslmode_choices[] = {
+	"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL
+};
+static const int sslmode_values[] = {
+	SSLMODE_DISABLE, SSLMODE_ALLOW, SSLMODE_PREFER, SSLMODE_REQUIRE, SSLMODE_VERIFY_CA,
+	SSLMODE_VERIFY_FULL,
+};
+
 /* For CFG_STRING/PATH/SECRET/URL (and each CFG_LIST item), min and max
  * bound the length in bytes. */
 const struct config_key config_keys[] = {
@@ -254,6 +262,21 @@ const struct config_key config_keys[] = {
 	{ "store", "connect_timeout", CFG_INT, 1, 300, NULL, NULL,
 	  "10", false, F(store_connect_timeout),
 	  "seconds allowed for connecting to the database before retrying", false },
+	{ "store", "sslmode", CFG_ENUM, 0, 0, sslmode_choices, sslmode_values,
+	  "prefer", false, F(store_sslmode),
+	  "TLS to the server: disable, allow, prefer (TLS if offered, unverified), require, "
+	  "verify-ca or verify-full (certificate and host name verified)", false },
+	{ "store", "sslrootcert", CFG_PATH, 0, PATH_MAX, NULL, NULL,
+	  "", false, F(store_sslrootcert),
+	  "PEM file of the CA(s) that signed the server's certificate; required with verify-ca "
+	  "and verify-full", false },
+	{ "store", "sslcert", CFG_PATH, 0, PATH_MAX, NULL, NULL,
+	  "", false, F(store_sslcert),
+	  "PEM client certificate for servers that ask for one (with sslkey)", false },
+	{ "store", "sslkey", CFG_PATH, 0, PATH_MAX, NULL, NULL,
+	  "", false, F(store_sslkey),
+	  "PEM private key of sslcert; a relative name is looked up in $CREDENTIALS_DIRECTORY",
+	  false },
 };
 
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
@@ -1013,6 +1036,17 @@ validate(struct parse *p)
 		add_error(p->errs, p->name, p->seen[i], "[mqtt] cert_file needs tls = true");
 	}
 	exclusive(p, "store", "password", "password_file");
+	if (p->cfg->store_sslmode >= SSLMODE_VERIFY_CA && p->cfg->store_sslrootcert[0] == '\0') {
+		size_t i;
+		find_key("store", "sslmode", &i);
+		add_error(p->errs, p->name, p->seen[i], "[store] sslmode = %s needs sslrootcert",
+		    sslmode_choices[p->cfg->store_sslmode]);
+	}
+	if ((p->cfg->store_sslcert[0] == '\0') != (p->cfg->store_sslkey[0] == '\0')) {
+		size_t i;
+		find_key("store", p->cfg->store_sslcert[0] ? "sslcert" : "sslkey", &i);
+		add_error(p->errs, p->name, p->seen[i], "[store] sslcert and sslkey go together");
+	}
 	for (size_t i = 0; i < p->cfg->nrules; i++) {
 		const struct config_rule *r = &p->cfg->rules[i];
 		size_t t = 0;
@@ -1132,6 +1166,18 @@ value_str(const void *base, const struct config_key *k, char *buf, size_t buflen
 		return *(char *const *)p;
 	}
 	return "?";
+}
+
+const char *
+config_enum_name(const char *section, const char *name, int value)
+{
+	size_t i;
+	const struct config_key *k = find_key(section, name, &i);
+
+	for (size_t c = 0; k != NULL && k->type == CFG_ENUM && k->choices[c] != NULL; c++)
+		if (k->choice_values[c] == value)
+			return k->choices[c];
+	return NULL;
 }
 
 const char *

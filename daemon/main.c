@@ -356,18 +356,6 @@ open_journal(struct daemon *d)
 	return d->journal != NULL ? 0 : -1;
 }
 
-/* A relative key file is looked up like a password file. */
-static const char *
-credential_path(const char *file, char *buf, size_t len)
-{
-	const char *dir = getenv("CREDENTIALS_DIRECTORY");
-
-	if (file[0] == '\0' || file[0] == '/' || dir == NULL || dir[0] == '\0')
-		return file;
-	snprintf(buf, len, "%s/%s", dir, file);
-	return buf;
-}
-
 /* The forwarder for the [forward.target] sections, on the store's outbox. */
 static int
 new_forward(struct daemon *d)
@@ -385,7 +373,7 @@ new_forward(struct daemon *d)
 		if (t->token_file[0] != '\0' &&
 		    (tokens[i] = secret_load(NULL, t->token_file, "forward")) == NULL)
 			goto out;
-		const char *key = credential_path(t->key_file, keys[i], sizeof(keys[i]));
+		const char *key = secret_path(t->key_file, keys[i], sizeof(keys[i]));
 		if (key[0] != '\0' && secret_check_file(key, "forward") != 0)
 			goto out;
 		ft[i] = (struct forward_target){
@@ -437,7 +425,7 @@ start_stages(struct daemon *d)
 		goto out;
 	}
 
-	char keybuf[4096];
+	char keybuf[4096], sslkeybuf[4096];
 	struct mqtt_options mo = {
 		.host = c->mqtt_host,
 		.port = (int)c->mqtt_port,
@@ -455,7 +443,7 @@ start_stages(struct daemon *d)
 		.tls = c->mqtt_tls,
 		.ca_file = c->mqtt_ca_file,
 		.cert_file = c->mqtt_cert_file,
-		.key_file = credential_path(c->mqtt_key_file, keybuf, sizeof(keybuf)),
+		.key_file = secret_path(c->mqtt_key_file, keybuf, sizeof(keybuf)),
 	};
 	struct mqtt_sink sink = {
 		.message = sink_message,
@@ -475,6 +463,10 @@ start_stages(struct daemon *d)
 		.retention_days = (int)c->store_retention_days,
 		.node = c->mqtt_client_id,
 		.max_inflight = (int)c->store_max_inflight,
+		.sslmode = config_enum_name("store", "sslmode", c->store_sslmode),
+		.sslrootcert = c->store_sslrootcert,
+		.sslcert = c->store_sslcert,
+		.sslkey = secret_path(c->store_sslkey, sslkeybuf, sizeof(sslkeybuf)),
 	};
 	struct store_sink ssink = {
 		.ready = store_ready_cb,
@@ -485,7 +477,8 @@ start_stages(struct daemon *d)
 	};
 	char jdir[4096];
 	snprintf(jdir, sizeof(jdir), "%s/journal", c->state_dir);
-	if (c->mqtt_key_file[0] != '\0' && secret_check_file(mo.key_file, "mqtt") != 0) {
+	if ((c->mqtt_key_file[0] != '\0' && secret_check_file(mo.key_file, "mqtt") != 0) ||
+	    (c->store_sslkey[0] != '\0' && secret_check_file(so.sslkey, "store") != 0)) {
 		start_failed(d, "secrets");
 		goto out;
 	}

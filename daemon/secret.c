@@ -12,6 +12,17 @@
 
 #include "log.h"
 
+const char *
+secret_path(const char *file, char *buf, size_t len)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+
+	if (file[0] == '\0' || file[0] == '/' || dir == NULL || dir[0] == '\0')
+		return file;
+	snprintf(buf, len, "%s/%s", dir, file);
+	return buf;
+}
+
 /* Whether `path` names a file systemd put in $CREDENTIALS_DIRECTORY. */
 static bool
 is_credential(const char *path)

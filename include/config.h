@@ -64,6 +64,12 @@ struct config_route {
 
 enum forward_format { FORWARD_PROTOBUF = 0, FORWARD_JSON = 1 };
 
+/* [store] sslmode, in libpq's order (config_enum_name() gives its name). */
+enum config_sslmode {
+	SSLMODE_DISABLE, SSLMODE_ALLOW, SSLMODE_PREFER, SSLMODE_REQUIRE,
+	SSLMODE_VERIFY_CA, SSLMODE_VERIFY_FULL,
+};
+
 /* One [forward.target NAME] section: an HTTPS endpoint of the platform. */
 struct config_target {
 	char *name;
@@ -146,6 +152,10 @@ struct config {
 	long long store_max_inflight;
 	bool store_attrs;
 	long long store_retention_days;
+	int store_sslmode;		/* enum config_sslmode */
+	char *store_sslrootcert;
+	char *store_sslcert;
+	char *store_sslkey;
 
 	/* [decode] */
 	long long decode_max_clock_skew;
@@ -193,6 +203,10 @@ void config_errors_print(const struct config_errors *errs, FILE *out);
 
 /* Prints the effective configuration as INI, secrets redacted. */
 void config_print(const struct config *cfg, FILE *out);
+
+/* The name of the CFG_ENUM key's value `value` ("verify-full" for [store]
+ * sslmode SSLMODE_VERIFY_FULL), or NULL. */
+const char *config_enum_name(const char *section, const char *name, int value);
 
 /* Value of a key as it would be printed (secrets redacted); `buf` is used
  * for numbers. */

@@ -16,6 +16,11 @@
 char *secret_load(const char *inline_value, const char *file, const char *mod);
 void secret_free(char *secret);
 
+/* The file a key file name stands for: a relative name is looked up in
+ * $CREDENTIALS_DIRECTORY when that is set, else used as it is. Returns
+ * `file` or `buf` (of `len` bytes). */
+const char *secret_path(const char *file, char *buf, size_t len);
+
 /* A file holding a secret (a password, a token, a private key) may be read
  * by its owner only:
  *   - others (the last octal digit) have no access at all;
