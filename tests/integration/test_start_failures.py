@@ -211,3 +211,21 @@ def test_systemd_credential_is_accepted(daemon, tmp_path):
     pw.chmod(0o444)
     fields, last = failed_start(daemon, conf, env=env)
     assert fix_of(fields)["fix"] == f"chmod 440 {pw}"
+
+
+def test_readable_store_sslkey_is_refused(daemon, pki, tmp_path):
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    key = creds / "db-client.key"
+    key.write_bytes(pki.client_key.read_bytes())
+    key.chmod(0o644)
+    conf = daemon.write_config(base_config(tmp_path, store=textwrap.dedent(f"""\
+        sslcert = {pki.client_cert}
+        sslkey = db-client.key""").replace("\n", "\n        ")))
+    env = {"CREDENTIALS_DIRECTORY": str(creds)}
+    fields, last = failed_start(daemon, conf, env=env)
+    refused = fix_of(fields)
+    assert refused["mod"] == "store" and refused["file"] == str(key), refused
+    assert refused["fix"] == f"chmod 640 {key}", refused   # a credential: group read is fine
+    assert last["stage"] == "secrets", last
+    start_after_fix(daemon, conf, refused["fix"], env=env)
