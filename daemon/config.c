@@ -33,8 +33,16 @@ static const int format_values[] = { FORWARD_PROTOBUF, FORWARD_JSON };
 static const char *const protocol_choices[] = { "3.1.1", "5", NULL };
 static const int protocol_values[] = { 4, 5 };
 
-/* For CFG_STRING/PATH/SECRET (and each CFG_LIST item), min and max bound
- * the length in bytes. */
+static const char *const sslmode_choices[] = {
+	"disable", "allow", "prefer", "require", "verify-ca", "verify-full", NULL
+};
+static const int sslmode_values[] = {
+	SSLMODE_DISABLE, SSLMODE_ALLOW, SSLMODE_PREFER, SSLMODE_REQUIRE, SSLMODE_VERIFY_CA,
+	SSLMODE_VERIFY_FULL,
+};
+
+/* For CFG_STRING/PATH/SECRET/URL (and each CFG_LIST item), min and max
+ * bound the length in bytes. */
 const struct config_key config_keys[] = {
 	{ "daemon", "log_level", CFG_ENUM, 0, 0, level_choices, level_values,
 	  "info", true, F(log_level),
@@ -150,7 +158,7 @@ const struct config_key config_keys[] = {
 	  "Dahua: the UTC field holds local wall-clock time (RealUTC is preferred when present)",
 	  true },
 
-	{ "forward.target", "url", CFG_STRING, 0, 4096, NULL, NULL,
+	{ "forward.target", "url", CFG_URL, 0, 4096, NULL, NULL,
 	  "", false, T(url),
 	  "https:// URL the event batches are POSTed to; required", true },
 	{ "forward.target", "format", CFG_ENUM, 0, 0, format_choices, format_values,
@@ -170,7 +178,7 @@ const struct config_key config_keys[] = {
 	  "", false, T(token_file),
 	  "file holding a bearer token sent as Authorization; a relative name is looked up in "
 	  "$CREDENTIALS_DIRECTORY; empty: none", true },
-	{ "forward.target", "proxy", CFG_STRING, 0, 4096, NULL, NULL,
+	{ "forward.target", "proxy", CFG_URL, 0, 4096, NULL, NULL,
 	  "", false, T(proxy),
 	  "proxy URL (http://host:port); empty: none (proxy environment variables are ignored)", true },
 	{ "forward.target", "connect_timeout", CFG_INT, 1, 300, NULL, NULL,
@@ -262,6 +270,21 @@ const struct config_key config_keys[] = {
 	{ "store", "connect_timeout", CFG_INT, 1, 300, NULL, NULL,
 	  "10", false, F(store_connect_timeout),
 	  "seconds allowed for connecting to the database before retrying", false },
+	{ "store", "sslmode", CFG_ENUM, 0, 0, sslmode_choices, sslmode_values,
+	  "prefer", false, F(store_sslmode),
+	  "TLS to the server: disable, allow, prefer (TLS if offered, unverified), require, "
+	  "verify-ca or verify-full (certificate and host name verified)", false },
+	{ "store", "sslrootcert", CFG_PATH, 0, PATH_MAX, NULL, NULL,
+	  "", false, F(store_sslrootcert),
+	  "PEM file of the CA(s) that signed the server's certificate; required with verify-ca "
+	  "and verify-full", false },
+	{ "store", "sslcert", CFG_PATH, 0, PATH_MAX, NULL, NULL,
+	  "", false, F(store_sslcert),
+	  "PEM client certificate for servers that ask for one (with sslkey)", false },
+	{ "store", "sslkey", CFG_PATH, 0, PATH_MAX, NULL, NULL,
+	  "", false, F(store_sslkey),
+	  "PEM private key of sslcert; a relative name is looked up in $CREDENTIALS_DIRECTORY",
+	  false },
 };
 
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
@@ -483,7 +506,8 @@ set_value(void *base, const struct config_key *k, const char *v,
 	}
 	case CFG_STRING:
 	case CFG_PATH:
-	case CFG_SECRET: {
+	case CFG_SECRET:
+	case CFG_URL: {
 		size_t len = strlen(v);
 		if ((long long)len < k->min) {
 			snprintf(err, errlen, "%s: must not be empty", k->name);
@@ -591,7 +615,8 @@ free_strings(void *base, bool instanced, const char *type)
 			continue;
 		if (type != NULL && strcmp(k->section, type) != 0)
 			continue;
-		if (k->type == CFG_STRING || k->type == CFG_PATH || k->type == CFG_SECRET)
+		if (k->type == CFG_STRING || k->type == CFG_PATH || k->type == CFG_SECRET ||
+		    k->type == CFG_URL)
 			free(*(char **)field(base, k));
 		else if (k->type == CFG_LIST)
 			list_free(*(char ***)field(base, k));
@@ -1019,6 +1044,17 @@ validate(struct parse *p)
 		add_error(p->errs, p->name, p->seen[i], "[mqtt] cert_file needs tls = true");
 	}
 	exclusive(p, "store", "password", "password_file");
+	if (p->cfg->store_sslmode >= SSLMODE_VERIFY_CA && p->cfg->store_sslrootcert[0] == '\0') {
+		size_t i;
+		find_key("store", "sslmode", &i);
+		add_error(p->errs, p->name, p->seen[i], "[store] sslmode = %s needs sslrootcert",
+		    sslmode_choices[p->cfg->store_sslmode]);
+	}
+	if ((p->cfg->store_sslcert[0] == '\0') != (p->cfg->store_sslkey[0] == '\0')) {
+		size_t i;
+		find_key("store", p->cfg->store_sslcert[0] ? "sslcert" : "sslkey", &i);
+		add_error(p->errs, p->name, p->seen[i], "[store] sslcert and sslkey go together");
+	}
 	for (size_t i = 0; i < p->cfg->nrules; i++) {
 		const struct config_rule *r = &p->cfg->rules[i];
 		size_t t = 0;
@@ -1084,6 +1120,29 @@ config_load(const char *path, struct config_errors *errs)
 	return cfg;
 }
 
+/* `v` with the password of its user info replaced: the part between the
+ * first ':' and the last '@' of the authority (what follows "://", or the
+ * whole start of a proxy written user:password@host:port, up to the first
+ * '/', '?' or '#'). A user name alone is kept. */
+static const char *
+redact_url(const char *v, char *buf, size_t buflen)
+{
+	const char *auth = strstr(v, "://");
+	const char *at = NULL;
+
+	auth = auth != NULL ? auth + 3 : v;
+	for (const char *p = auth; *p != '\0' && strchr("/?#", *p) == NULL; p++)
+		if (*p == '@')
+			at = p;
+	const char *colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+	if (colon == NULL)
+		return v;
+	int n = snprintf(buf, buflen, "%.*s<redacted>%s", (int)(colon + 1 - v), v, at);
+	if (n < 0 || (size_t)n >= buflen)
+		return "<redacted>";
+	return buf;
+}
+
 static const char *
 value_str(const void *base, const struct config_key *k, char *buf, size_t buflen)
 {
@@ -1108,11 +1167,25 @@ value_str(const void *base, const struct config_key *k, char *buf, size_t buflen
 		return "?";
 	case CFG_SECRET:
 		return (*(char *const *)p)[0] != '\0' ? "<redacted>" : "";
+	case CFG_URL:
+		return redact_url(*(char *const *)p, buf, buflen);
 	case CFG_STRING:
 	case CFG_PATH:
 		return *(char *const *)p;
 	}
 	return "?";
+}
+
+const char *
+config_enum_name(const char *section, const char *name, int value)
+{
+	size_t i;
+	const struct config_key *k = find_key(section, name, &i);
+
+	for (size_t c = 0; k != NULL && k->type == CFG_ENUM && k->choices[c] != NULL; c++)
+		if (k->choice_values[c] == value)
+			return k->choices[c];
+	return NULL;
 }
 
 const char *
@@ -1126,7 +1199,7 @@ void
 config_print(const struct config *cfg, FILE *out)
 {
 	const char *section = NULL;
-	char buf[64];
+	char buf[4200];		/* numbers, and a redacted URL */
 
 	for (size_t i = 0; i < config_nkeys; i++) {
 		const struct config_key *k = &config_keys[i];
@@ -1185,6 +1258,7 @@ same_value(const void *a, const void *b, const struct config_key *k)
 	case CFG_STRING:
 	case CFG_PATH:
 	case CFG_SECRET:
+	case CFG_URL:
 		return strcmp(*(char *const *)pa, *(char *const *)pb) == 0;
 	}
 	return false;

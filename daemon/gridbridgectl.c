@@ -286,6 +286,7 @@ cmd_outbox(const char *config, int argc, char **argv, const char *target)
 		config_free(cfg);
 		return 1;
 	}
+	char sslkey[4096];
 	struct store_options so = {
 		.host = cfg->store_host,
 		.port = (int)cfg->store_port,
@@ -293,8 +294,13 @@ cmd_outbox(const char *config, int argc, char **argv, const char *target)
 		.user = cfg->store_user,
 		.password = pw,
 		.connect_timeout = (int)cfg->store_connect_timeout,
+		.sslmode = config_enum_name("store", "sslmode", cfg->store_sslmode),
+		.sslrootcert = cfg->store_sslrootcert,
+		.sslcert = cfg->store_sslcert,
+		.sslkey = secret_path(cfg->store_sslkey, sslkey, sizeof(sslkey)),
 	};
-	int rc = store_ctl_outbox(&so, words[1], n == 3 ? words[2] : target, stdout, stderr);
+	int rc = so.sslkey[0] != '\0' && secret_check_file(so.sslkey, "store") != 0 ? 1 :
+	    store_ctl_outbox(&so, words[1], n == 3 ? words[2] : target, stdout, stderr);
 	secret_free(pw);
 	config_free(cfg);
 	return rc;

@@ -51,6 +51,7 @@ struct daemon {
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *tick;
 	int exit_code;		/* 1 after a fatal error in a stage */
+	const char *failed;	/* the part that could not start */
 };
 
 static void
@@ -192,6 +193,15 @@ prepare_state_dir(const char *dir)
 		return -1;
 	}
 	return 0;
+}
+
+/* Starting failed at `stage`; main() says so once the failure's own line
+ * (logged where it was found) is out. */
+static int
+start_failed(struct daemon *d, const char *stage)
+{
+	d->failed = stage;
+	return -1;
 }
 
 static struct event *
@@ -389,18 +399,6 @@ open_journal(struct daemon *d)
 	return d->journal != NULL ? 0 : -1;
 }
 
-/* A relative key file is looked up like a password file. */
-static const char *
-credential_path(const char *file, char *buf, size_t len)
-{
-	const char *dir = getenv("CREDENTIALS_DIRECTORY");
-
-	if (file[0] == '\0' || file[0] == '/' || dir == NULL || dir[0] == '\0')
-		return file;
-	snprintf(buf, len, "%s/%s", dir, file);
-	return buf;
-}
-
 /* The forwarder for the [forward.target] sections, on the store's outbox. */
 static int
 new_forward(struct daemon *d)
@@ -418,13 +416,16 @@ new_forward(struct daemon *d)
 		if (t->token_file[0] != '\0' &&
 		    (tokens[i] = secret_load(NULL, t->token_file, "forward")) == NULL)
 			goto out;
+		const char *key = secret_path(t->key_file, keys[i], sizeof(keys[i]));
+		if (key[0] != '\0' && secret_check_file(key, "forward") != 0)
+			goto out;
 		ft[i] = (struct forward_target){
 			.name = t->name,
 			.url = t->url,
 			.json = t->format == FORWARD_JSON,
 			.ca_file = t->ca_file,
 			.cert_file = t->cert_file,
-			.key_file = credential_path(t->key_file, keys[i], sizeof(keys[i])),
+			.key_file = key,
 			.token = tokens[i],
 			.proxy = t->proxy,
 			.connect_timeout = (long)t->connect_timeout,
@@ -462,10 +463,12 @@ start_stages(struct daemon *d)
 
 	mqtt_pw = secret_load(c->mqtt_password, c->mqtt_password_file, "mqtt");
 	store_pw = secret_load(c->store_password, c->store_password_file, "store");
-	if (mqtt_pw == NULL || store_pw == NULL)
+	if (mqtt_pw == NULL || store_pw == NULL) {
+		start_failed(d, "secrets");
 		goto out;
+	}
 
-	char keybuf[4096];
+	char keybuf[4096], sslkeybuf[4096];
 	struct mqtt_options mo = {
 		.host = c->mqtt_host,
 		.port = (int)c->mqtt_port,
@@ -483,7 +486,7 @@ start_stages(struct daemon *d)
 		.tls = c->mqtt_tls,
 		.ca_file = c->mqtt_ca_file,
 		.cert_file = c->mqtt_cert_file,
-		.key_file = credential_path(c->mqtt_key_file, keybuf, sizeof(keybuf)),
+		.key_file = secret_path(c->mqtt_key_file, keybuf, sizeof(keybuf)),
 	};
 	struct mqtt_sink sink = {
 		.message = sink_message,
@@ -505,6 +508,10 @@ start_stages(struct daemon *d)
 		.journal_id = journal_id(d->journal),
 		.max_reports = (size_t)c->decode_repeat_topics,
 		.max_inflight = (int)c->store_max_inflight,
+		.sslmode = config_enum_name("store", "sslmode", c->store_sslmode),
+		.sslrootcert = c->store_sslrootcert,
+		.sslcert = c->store_sslcert,
+		.sslkey = secret_path(c->store_sslkey, sslkeybuf, sizeof(sslkeybuf)),
 	};
 	struct store_sink ssink = {
 		.report = store_report_cb,
@@ -517,8 +524,15 @@ start_stages(struct daemon *d)
 	};
 	char jdir[4096];
 	snprintf(jdir, sizeof(jdir), "%s/journal", c->state_dir);
-	if (routes_build(c, &d->routes, &d->nroutes) != 0)
+	if ((c->mqtt_key_file[0] != '\0' && secret_check_file(mo.key_file, "mqtt") != 0) ||
+	    (c->store_sslkey[0] != '\0' && secret_check_file(so.sslkey, "store") != 0)) {
+		start_failed(d, "secrets");
 		goto out;
+	}
+	if (routes_build(c, &d->routes, &d->nroutes) != 0) {
+		start_failed(d, "routes");
+		goto out;
+	}
 	if (d->nroutes == 0)
 		log_warn("main", "no [route] sections: every message will be quarantined", "");
 	d->rules = rules_build(c);
@@ -526,10 +540,14 @@ start_stages(struct daemon *d)
 		log_warn("main", "no [forward.rule] sections: nothing will be forwarded", "");
 	d->mqtt = mqtt_new(d->base, &mo, &sink);
 	d->store = store_new(d->base, &so, &ssink);
-	if (d->mqtt == NULL || d->store == NULL)
+	if (d->mqtt == NULL || d->store == NULL) {
+		start_failed(d, d->mqtt == NULL ? "mqtt" : "store");
 		goto out;
-	if (c->ntargets > 0 && new_forward(d) != 0)
+	}
+	if (c->ntargets > 0 && new_forward(d) != 0) {
+		start_failed(d, "forward");
 		goto out;
+	}
 	struct pipeline_options po = {
 		.journal_dir = jdir,
 		.node = c->mqtt_client_id,
@@ -546,10 +564,18 @@ start_stages(struct daemon *d)
 		.rules = d->rules,
 	};
 	d->pipeline = pipeline_new(d->base, &po, d->journal, d->store);
-	if (d->pipeline == NULL)
+	if (d->pipeline == NULL) {
+		start_failed(d, "pipeline");
 		goto out;
-	if (mqtt_start(d->mqtt) != 0 || store_start(d->store) != 0)
+	}
+	if (mqtt_start(d->mqtt) != 0) {
+		start_failed(d, "mqtt");
 		goto out;
+	}
+	if (store_start(d->store) != 0) {
+		start_failed(d, "store");
+		goto out;
+	}
 	if (d->forward != NULL)
 		forward_start(d->forward);
 	rc = 0;
@@ -567,23 +593,26 @@ run(struct daemon *d)
 	d->base = event_base_new();
 	if (d->base == NULL) {
 		log_error("main", "cannot create event loop", "");
-		return -1;
+		return start_failed(d, "event_loop");
 	}
 	d->sig_term = add_signal(d, SIGTERM);
 	d->sig_int = add_signal(d, SIGINT);
 	d->sig_hup = add_signal(d, SIGHUP);
+	if (d->sig_term == NULL || d->sig_int == NULL || d->sig_hup == NULL)
+		return start_failed(d, "signals");
 	d->tick = event_new(d->base, -1, EV_PERSIST, tick_cb, d);
-	if (d->sig_term == NULL || d->sig_int == NULL || d->sig_hup == NULL ||
-	    d->tick == NULL || event_add(d->tick, &sec) != 0)
-		return -1;
+	if (d->tick == NULL || event_add(d->tick, &sec) != 0) {
+		log_error("main", "cannot start status timer", "");
+		return start_failed(d, "event_loop");
+	}
 	d->notify = notify_new(d->base);
 	if (d->notify == NULL)
-		return -1;
+		return start_failed(d, "notify");
 	parse_crash_hook(&d->crash);
 	if (open_journal(d) != 0)
-		return -1;
+		return start_failed(d, "journal");
 	if (start_stages(d) != 0)
-		return -1;
+		return -1;	/* start_stages() said where */
 
 	notify_ready("running");
 	log_info("main", "ready", "");
@@ -653,6 +682,12 @@ main(int argc, char **argv)
 	d.cfg = config_load(path, &errs);
 	if (d.cfg == NULL) {
 		config_errors_print(&errs, stderr);
+		if (!check) {
+			/* FILE:LINE lines are for people; the log gets its own. */
+			log_config_errors(&errs);
+			log_error("main", "cannot start", "stage=config file=%s errors=%zu", path,
+			    errs.n);
+		}
 		config_errors_clear(&errs);
 		return 1;
 	}
@@ -669,8 +704,14 @@ main(int argc, char **argv)
 	    path, (long)getpid());
 
 	int rc = 0;
-	if (prepare_state_dir(d.cfg->state_dir) != 0 || run(&d) != 0)
+	if (prepare_state_dir(d.cfg->state_dir) != 0)
+		start_failed(&d, "state_dir");
+	else if (run(&d) != 0)
 		rc = 1;
+	if (d.failed != NULL) {
+		log_error("main", "cannot start", "stage=%s", d.failed);
+		rc = 1;
+	}
 	daemon_free(&d);
 	log_info("main", "stopped", "exit_code=%d", rc);
 	return rc;

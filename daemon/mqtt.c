@@ -95,7 +95,8 @@ schedule_retry(struct mqtt *m)
 static void
 connection_failed(struct mqtt *m, int rc)
 {
-	const char *err = rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc);
+	const char *err = rc == MOSQ_ERR_ERRNO ? strerror(errno) :
+	    rc == MOSQ_ERR_KEEPALIVE ? "no answer within keepalive" : mosquitto_strerror(rc);
 
 	/* An outage is reported once at warn; the retries go to debug. */
 	if (!m->connected && !m->stopping && !m->paused) {
@@ -313,23 +314,46 @@ misc_cb(evutil_socket_t fd, short what, void *arg)
 	after_io(m, rc);
 }
 
+/* MQTT 5: without a Session Expiry Interval the session ends with the
+ * connection. CONNECT properties can only be given to the blocking
+ * mosquitto_connect_bind_v5(), which would stall the loop for as long as
+ * the broker does not answer. That call keeps a copy of the properties
+ * (every later connect of the client sends them) before it checks its
+ * other arguments; given an invalid port it returns MOSQ_ERR_INVAL right
+ * there, with the properties kept and no connection tried. Then the
+ * non-blocking connect sends them. libmosquitto 2.0.x (checked on 2.0.11
+ * to 2.0.20); test_mqtt_connect.py pins it: a session that outlives the
+ * connection after a first connect to a broker that did not answer. */
 static int
-first_connect(struct mqtt *m)
+keep_connect_properties(struct mqtt *m)
 {
-	if (m->protocol != 5)
-		return mosquitto_connect_async(m->mosq, m->host, m->port, m->keepalive);
-
-	/* CONNECT properties can only be given to the blocking connect call;
-	 * later reconnects reuse them. Without a Session Expiry Interval an
-	 * MQTT 5 session ends with the connection. */
 	mosquitto_property *props = NULL;
 	int rc = mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
 	    m->session_expiry);
-	if (rc == MOSQ_ERR_SUCCESS)
-		rc = mosquitto_connect_bind_v5(m->mosq, m->host, m->port, m->keepalive, NULL,
-		    props);
+
+	if (rc == MOSQ_ERR_SUCCESS) {
+		rc = mosquitto_connect_bind_v5(m->mosq, m->host, -1, m->keepalive, NULL, props);
+		if (rc == MOSQ_ERR_INVAL)
+			rc = MOSQ_ERR_SUCCESS;	/* the port, as intended */
+	}
 	mosquitto_property_free_all(&props);
+	if (rc != MOSQ_ERR_SUCCESS)
+		log_error("mqtt", "cannot set CONNECT properties", "error=%s",
+		    mosquitto_strerror(rc));
 	return rc;
+}
+
+/* Never blocks on the network (the host name is still resolved
+ * synchronously, see retry_cb()). */
+static int
+first_connect(struct mqtt *m)
+{
+	if (m->protocol == 5) {
+		int rc = keep_connect_properties(m);
+		if (rc != MOSQ_ERR_SUCCESS)
+			return rc;
+	}
+	return mosquitto_connect_async(m->mosq, m->host, m->port, m->keepalive);
 }
 
 static void

@@ -3,12 +3,92 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
+
+const char *
+secret_path(const char *file, char *buf, size_t len)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+
+	if (file[0] == '\0' || file[0] == '/' || dir == NULL || dir[0] == '\0')
+		return file;
+	snprintf(buf, len, "%s/%s", dir, file);
+	return buf;
+}
+
+/* Whether `path` names a file systemd put in $CREDENTIALS_DIRECTORY. */
+static bool
+is_credential(const char *path)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	size_t n = dir != NULL ? strlen(dir) : 0;
+
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	return n > 0 && strncmp(path, dir, n) == 0 && path[n] == '/' &&
+	    strchr(path + n + 1, '/') == NULL;
+}
+
+/* Whether the daemon is in group `gid` (its own or a supplementary one). */
+static bool
+in_group(gid_t gid)
+{
+	gid_t groups[256];
+	int n = getgroups(256, groups);
+
+	if (gid == getegid())
+		return true;
+	for (int i = 0; i < n; i++)
+		if (groups[i] == gid)
+			return true;
+	return false;
+}
+
+/* The rules of secret_check_file(), on the file's status. */
+static int
+check_mode(const char *path, const struct stat *st, const char *mod)
+{
+	bool group_read = is_credential(path) || (st->st_uid == 0 && in_group(st->st_gid));
+	mode_t refused = 0007 | (group_read ? 0030 : 0070);
+	mode_t mode = st->st_mode & 07777;
+	char fix[4200], octal[8];
+
+	if ((mode & refused) == 0)
+		return 0;
+	snprintf(octal, sizeof(octal), "%04o", (unsigned)mode);
+	snprintf(fix, sizeof(fix), "chmod %o %s", (unsigned)((mode & 0777 & ~refused) | 0400),
+	    path);
+	log_error(mod, "secret file readable by other users",
+	    "file=%s mode=%s uid=%u gid=%u fix=%s", path, octal, (unsigned)st->st_uid,
+	    (unsigned)st->st_gid, fix);
+	return -1;
+}
+
+int
+secret_check_file(const char *path, const char *mod)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int rc = -1;
+
+	if (fd < 0) {
+		log_errno(LOG_LVL_ERROR, mod, "cannot open key file", "file=%s", path);
+		return -1;
+	}
+	if (fstat(fd, &st) != 0)
+		log_errno(LOG_LVL_ERROR, mod, "cannot stat key file", "file=%s", path);
+	else
+		rc = check_mode(path, &st, mod);
+	close(fd);
+	return rc;
+}
 
 char *
 secret_load(const char *inline_value, const char *file, const char *mod)
@@ -42,6 +122,13 @@ secret_load(const char *inline_value, const char *file, const char *mod)
 		log_errno(LOG_LVL_ERROR, mod, "cannot open password file", "file=%s", path);
 		return NULL;
 	}
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		log_errno(LOG_LVL_ERROR, mod, "cannot stat password file", "file=%s", path);
+		goto fail;
+	}
+	if (check_mode(path, &st, mod) != 0)
+		goto fail;
 	buf = calloc(1, SECRET_MAX + 2);
 	if (buf == NULL)
 		goto fail;

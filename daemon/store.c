@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "backoff.h"
 #include "log.h"
@@ -43,6 +44,7 @@ struct store {
 	struct event *deadline;	/* connect timeout */
 	struct backoff backoff;
 	char *host, *port, *dbname, *user, *password;
+	char *sslmode, *sslrootcert, *sslcert, *sslkey;	/* "" for libpq's default */
 	int connect_timeout;
 	int partitions_ahead;
 	int retention_days;
@@ -140,6 +142,88 @@ is_ip_address(const char *s)
 	unsigned char buf[16];
 
 	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* One host of a list: see store_host_is_local(). */
+static bool
+one_host_is_local(const char *h, size_t len)
+{
+	char s[256];
+	unsigned char a[16];
+
+	if (len == 0 || len >= sizeof(s))
+		return false;
+	memcpy(s, h, len);
+	s[len] = '\0';
+	if (s[0] == '/' || s[0] == '@')
+		return true;	/* a Unix socket */
+	if (strcasecmp(s, "localhost") == 0 || strcasecmp(s, "localhost.") == 0)
+		return true;
+	if (inet_pton(AF_INET, s, a) == 1)
+		return a[0] == 127;
+	if (inet_pton(AF_INET6, s, a) == 1) {
+		static const unsigned char loop6[16] = { [15] = 1 };
+		static const unsigned char mapped[12] = { [10] = 0xff, [11] = 0xff };
+		return memcmp(a, loop6, 16) == 0 ||
+		    (memcmp(a, mapped, 12) == 0 && a[12] == 127);
+	}
+	return false;
+}
+
+bool
+store_host_is_local(const char *host)
+{
+	const char *h = host;
+
+	for (;;) {
+		size_t n = strcspn(h, ",");
+		if (!one_host_is_local(h, n))
+			return false;
+		if (h[n] == '\0')
+			return true;
+		h += n + 1;
+	}
+}
+
+/* libpq connection parameters, empty values left out. */
+#define CONN_PARAMS_MAX 16
+struct conn_params {
+	const char *keys[CONN_PARAMS_MAX + 1], *vals[CONN_PARAMS_MAX + 1];
+	int n;
+};
+
+static void
+param(struct conn_params *p, const char *key, const char *val)
+{
+	if (val == NULL || val[0] == '\0' || p->n == CONN_PARAMS_MAX)
+		return;
+	p->keys[p->n] = key;
+	p->vals[p->n++] = val;
+	p->keys[p->n] = NULL;
+	p->vals[p->n] = NULL;
+}
+
+/* Where and how to connect, for the daemon and for gridbridgectl. An IP
+ * address is passed as hostaddr, so no DNS lookup blocks, and as host, which
+ * sslmode verify-full checks the server's certificate against. */
+static void
+conn_params_init(struct conn_params *p, const char *host, const char *port,
+    const char *dbname, const char *user, const char *password, const char *sslmode,
+    const char *sslrootcert, const char *sslcert, const char *sslkey)
+{
+	p->n = 0;
+	p->keys[0] = p->vals[0] = NULL;
+	if (is_ip_address(host))
+		param(p, "hostaddr", host);
+	param(p, "host", host);
+	param(p, "port", port);
+	param(p, "dbname", dbname);
+	param(p, "user", user);
+	param(p, "password", password);
+	param(p, "sslmode", sslmode);
+	param(p, "sslrootcert", sslrootcert);
+	param(p, "sslcert", sslcert);
+	param(p, "sslkey", sslkey);
 }
 
 static void
@@ -1518,30 +1602,20 @@ static void
 connect_now(evutil_socket_t fd, short what, void *arg)
 {
 	struct store *s = arg;
-	const char *keys[10], *vals[10];
-	int i = 0;
+	struct conn_params p;
 
 	(void)fd;
 	(void)what;
-	keys[i] = is_ip_address(s->host) ? "hostaddr" : "host";
-	vals[i++] = s->host;
-	keys[i] = "port"; vals[i++] = s->port;
-	keys[i] = "dbname"; vals[i++] = s->dbname;
-	keys[i] = "user"; vals[i++] = s->user;
-	if (s->password[0] != '\0') {
-		keys[i] = "password";
-		vals[i++] = s->password;
-	}
+	conn_params_init(&p, s->host, s->port, s->dbname, s->user, s->password, s->sslmode,
+	    s->sslrootcert, s->sslcert, s->sslkey);
+	param(&p, "application_name", "gridbridged");
 	/* Keepalive probes make the server end the session of a daemon whose
 	 * host died (or of a connection we gave up on) within about a
 	 * minute, releasing its locks (see take_locks). */
-	keys[i] = "application_name"; vals[i++] = "gridbridged";
-	keys[i] = "options";
-	vals[i++] = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 "
-	    "-c tcp_keepalives_count=3";
-	keys[i] = NULL; vals[i] = NULL;
+	param(&p, "options", "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 "
+	    "-c tcp_keepalives_count=3");
 
-	s->conn = PQconnectStartParams(keys, vals, 0);
+	s->conn = PQconnectStartParams(p.keys, p.vals, 0);
 	if (s->conn == NULL || PQstatus(s->conn) == CONNECTION_BAD) {
 		schedule_retry(s, NULL);
 		return;
@@ -1596,15 +1670,26 @@ store_new(struct event_base *base, const struct store_options *o,
 	s->dbname = strdup(o->dbname);
 	s->user = strdup(o->user);
 	s->password = strdup(o->password != NULL ? o->password : "");
+	s->sslmode = strdup(o->sslmode != NULL ? o->sslmode : "");
+	s->sslrootcert = strdup(o->sslrootcert != NULL ? o->sslrootcert : "");
+	s->sslcert = strdup(o->sslcert != NULL ? o->sslcert : "");
+	s->sslkey = strdup(o->sslkey != NULL ? o->sslkey : "");
 	s->retry = evtimer_new(base, connect_now, s);
 	s->deadline = evtimer_new(base, deadline_cb, s);
 	s->maintain = evtimer_new(base, maintain_cb, s);
 	if (s->host == NULL || s->port == NULL || s->dbname == NULL || s->user == NULL ||
 	    s->password == NULL || s->retry == NULL || s->deadline == NULL ||
-	    s->maintain == NULL || s->node == NULL || s->journal_id == NULL) {
+	    s->maintain == NULL || s->node == NULL || s->journal_id == NULL ||
+	    s->sslmode == NULL || s->sslrootcert == NULL || s->sslcert == NULL ||
+	    s->sslkey == NULL) {
 		store_free(s);
 		return NULL;
 	}
+	/* Only verify-full checks that the server is the one named. */
+	if (!store_host_is_local(s->host) && strcmp(s->sslmode, "verify-full") != 0)
+		log_warn("store", "database server not verified",
+		    "host=%s sslmode=%s section=store key=sslmode want=verify-full", s->host,
+		    s->sslmode[0] != '\0' ? s->sslmode : "prefer");
 	return s;
 }
 
@@ -1653,6 +1738,10 @@ store_free(struct store *s)
 	free(s->port);
 	free(s->dbname);
 	free(s->user);
+	free(s->sslmode);
+	free(s->sslrootcert);
+	free(s->sslcert);
+	free(s->sslkey);
 	if (s->password != NULL)
 		memset(s->password, 0, strlen(s->password));
 	free(s->password);
@@ -1664,24 +1753,16 @@ store_free(struct store *s)
 static PGconn *
 ctl_connect(const struct store_options *o, FILE *err)
 {
-	const char *keys[8], *vals[8];
+	struct conn_params p;
 	char port[16], timeout[16];
-	int i = 0;
 
 	snprintf(port, sizeof(port), "%d", o->port);
 	snprintf(timeout, sizeof(timeout), "%d", o->connect_timeout > 0 ? o->connect_timeout : 10);
-	keys[i] = is_ip_address(o->host) ? "hostaddr" : "host"; vals[i++] = o->host;
-	keys[i] = "port"; vals[i++] = port;
-	keys[i] = "dbname"; vals[i++] = o->dbname;
-	keys[i] = "user"; vals[i++] = o->user;
-	if (o->password != NULL && o->password[0] != '\0') {
-		keys[i] = "password";
-		vals[i++] = o->password;
-	}
-	keys[i] = "connect_timeout"; vals[i++] = timeout;
-	keys[i] = "application_name"; vals[i++] = "gridbridgectl";
-	keys[i] = NULL; vals[i] = NULL;
-	PGconn *c = PQconnectdbParams(keys, vals, 0);
+	conn_params_init(&p, o->host, port, o->dbname, o->user, o->password, o->sslmode,
+	    o->sslrootcert, o->sslcert, o->sslkey);
+	param(&p, "connect_timeout", timeout);
+	param(&p, "application_name", "gridbridgectl");
+	PGconn *c = PQconnectdbParams(p.keys, p.vals, 0);
 	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
 		char e[256];
 		conn_error(c, e, sizeof(e));

@@ -22,6 +22,8 @@ enum config_type {
 	CFG_STRING,
 	CFG_PATH,	/* file system path; empty means unset */
 	CFG_SECRET,	/* printed as <redacted> when set */
+	CFG_URL,	/* a string; a password in it (scheme://user:PASSWORD@host,
+			 * or user:PASSWORD@host:port) is printed as <redacted> */
 	CFG_ENUM,	/* one of choices[]; stored as its mapped value (int) */
 	CFG_SIZE,	/* bytes, with an optional K, M or G suffix (1024-based) */
 	CFG_LIST,	/* repeatable key; NULL-terminated char ** in file order */
@@ -61,6 +63,12 @@ struct config_route {
 };
 
 enum forward_format { FORWARD_PROTOBUF = 0, FORWARD_JSON = 1 };
+
+/* [store] sslmode, in libpq's order (config_enum_name() gives its name). */
+enum config_sslmode {
+	SSLMODE_DISABLE, SSLMODE_ALLOW, SSLMODE_PREFER, SSLMODE_REQUIRE,
+	SSLMODE_VERIFY_CA, SSLMODE_VERIFY_FULL,
+};
 
 /* One [forward.target NAME] section: an HTTPS endpoint of the platform. */
 struct config_target {
@@ -144,6 +152,10 @@ struct config {
 	long long store_max_inflight;
 	bool store_attrs;
 	long long store_retention_days;
+	int store_sslmode;		/* enum config_sslmode */
+	char *store_sslrootcert;
+	char *store_sslcert;
+	char *store_sslkey;
 
 	/* [decode] */
 	long long decode_max_clock_skew;
@@ -193,6 +205,10 @@ void config_errors_print(const struct config_errors *errs, FILE *out);
 
 /* Prints the effective configuration as INI, secrets redacted. */
 void config_print(const struct config *cfg, FILE *out);
+
+/* The name of the CFG_ENUM key's value `value` ("verify-full" for [store]
+ * sslmode SSLMODE_VERIFY_FULL), or NULL. */
+const char *config_enum_name(const char *section, const char *name, int value);
 
 /* Value of a key as it would be printed (secrets redacted); `buf` is used
  * for numbers. */

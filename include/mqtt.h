@@ -5,7 +5,10 @@
  * mosquitto_want_write()) calls mosquitto_loop_write(), and a separate 1 s
  * timer calls mosquitto_loop_misc() for keepalive. The socket is re-read
  * after every call: it changes on reconnect. Reconnects use our own capped
- * exponential backoff with full jitter.
+ * exponential backoff with full jitter. Every connect is non-blocking, the
+ * first MQTT 5 one too (its CONNECT properties are set without connecting,
+ * see first_connect()); only a host name is resolved synchronously. A
+ * connect the broker does not answer is given up after keepalive seconds.
  *
  * Ack after durable. libmosquitto queues a QoS 1 message's PUBACK *before*
  * it calls on_message, and in its default mode writes it at once. With

@@ -5,6 +5,10 @@
  * blocks the loop. PQsocket() is re-read after every PQconnectPoll(): it can
  * change while libpq tries addresses. A lost connection is noticed from the
  * socket and retried with capped exponential backoff and full jitter.
+ * TLS settings (sslmode, sslrootcert, sslcert, sslkey) go to libpq as they
+ * are; with an IP address as `host` it is passed as host too, so that
+ * verify-full checks the certificate against it (libpq 15 matches IP
+ * addresses in subjectAltName).
  *
  * Once connected it brings the schema up to date (schema.c: numbered
  * migrations, each in a transaction under an advisory lock; a database
@@ -99,7 +103,19 @@ struct store_options {
 	const char *journal_id;	/* the journal's id (UUID text): keys the checkpoint */
 	size_t max_reports;	/* repeated-report states read at start */
 	int max_inflight;	/* batches sent and not yet confirmed */
+	/* TLS, as libpq's parameters of those names; NULL or "" leaves
+	 * libpq's default (sslmode prefer). */
+	const char *sslmode;
+	const char *sslrootcert, *sslcert, *sslkey;
 };
+
+/* Whether `host` is this machine by its spelling: a socket directory (or
+ * abstract socket), 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z), or the
+ * name localhost. A comma-separated list is local when every entry is.
+ * Anything else, even a name that resolves to 127.0.0.1, is not: the
+ * daemon warns at start when such a server is not verified by name
+ * (sslmode verify-full). */
+bool store_host_is_local(const char *host);
 
 /* Batches: built row by row into binary array parameters, then submitted
  * (the store owns them from then on). */

@@ -374,11 +374,16 @@ class Postgres:
 
     stop(mode) / start() keep the data directory and port; close() (and
     leaving the context manager) stops the server and deletes everything.
+
+    ssl: a TestPKI; the server then also takes TLS (ssl = on) with the PKI's
+    server certificate (for 127.0.0.1/localhost) and asks clients for a
+    certificate signed by its CA (optional: pg_stat_ssl.client_dn shows it).
     """
 
     SUPERUSER = "postgres"
 
-    def __init__(self, tmpdir: Path | str | None = None, port: int | None = None):
+    def __init__(self, tmpdir: Path | str | None = None, port: int | None = None,
+                 ssl: "TestPKI | None" = None):
         self.tmpdir = Path(tmpdir) if tmpdir is not None else None
         if self.tmpdir is not None:
             self.tmpdir.mkdir(parents=True, exist_ok=True)
@@ -388,6 +393,7 @@ class Postgres:
         self.user = "gridbridge"
         self.password = secrets.token_hex(16)
         self.as_postgres = os.geteuid() == 0
+        self.pki = ssl
         self.base: Path | None = None
         self.initialized = False
         self._running = False
@@ -453,6 +459,19 @@ class Postgres:
             "shared_buffers": "32MB",
             "logging_collector": "off",
         }
+        if self.pki is not None:
+            # the server reads its key as the cluster's owner, mode 0600
+            for src, name in ((self.pki.server_cert, "server.crt"),
+                              (self.pki.server_key, "server.key"),
+                              (self.pki.ca_file, "ca.crt")):
+                dst = self.data_dir / name
+                shutil.copyfile(src, dst)
+                os.chmod(dst, 0o600)
+                if self.as_postgres:
+                    pw = pwd.getpwnam("postgres")
+                    os.chown(dst, pw.pw_uid, pw.pw_gid)
+            settings.update(ssl="on", ssl_cert_file="'server.crt'",
+                            ssl_key_file="'server.key'", ssl_ca_file="'ca.crt'")
         with open(self.data_dir / "postgresql.conf", "a") as f:
             f.write("\n# gridbridge tests\n")
             for k, v in settings.items():

@@ -1005,6 +1005,7 @@ def test_backlog_waits_in_database_memory_bounded_token_sent(daemon, ingest_brok
     ep, pg = https_endpoint, private_postgres
     token = tmp_path / "platform-token"
     token.write_text("s3cr3t-t0ken\n")
+    token.chmod(0o600)                    # the daemon refuses a token others may read
     conf = daemon.write_config(forward_config(
         tmp_path, ingest_broker, pg, ep,
         target={"token_file": token, "batch_rows": 100, "max_inflight": 4}))

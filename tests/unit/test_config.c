@@ -272,6 +272,39 @@ main(int argc, char **argv)
 	free(s);
 	config_errors_clear(&errs);
 
+	/* [store] TLS: verification needs a CA, a client certificate its key. */
+	cfg = parse("[store]\n"
+	    "sslmode = verify-full\n"
+	    "sslrootcert = /etc/gridbridge/db-ca.pem\n"
+	    "sslcert = /etc/gridbridge/db.pem\n"
+	    "sslkey = db.key\n", &errs);
+	T_CHECK(cfg != NULL);
+	if (cfg != NULL) {
+		T_INTEQ(cfg->store_sslmode, SSLMODE_VERIFY_FULL);
+		T_STREQ(config_enum_name("store", "sslmode", cfg->store_sslmode), "verify-full");
+		T_STREQ(cfg->store_sslkey, "db.key");
+	}
+	config_free(cfg);
+	config_errors_clear(&errs);
+	cfg = config_defaults();
+	T_STREQ(config_enum_name("store", "sslmode", cfg->store_sslmode), "prefer");
+	T_CHECK(config_enum_name("store", "host", 0) == NULL);
+	config_free(cfg);
+	cfg = parse("[store]\nsslmode = verify-ca\nsslkey = k\n", &errs);
+	T_CHECK(cfg == NULL);
+	s = errors_text(&errs);
+	T_STREQ(s, "test.conf:2: [store] sslmode = verify-ca needs sslrootcert\n"
+	    "test.conf:3: [store] sslcert and sslkey go together\n");
+	free(s);
+	config_errors_clear(&errs);
+	cfg = parse("[store]\nsslmode = on\n", &errs);
+	T_CHECK(cfg == NULL);
+	s = errors_text(&errs);
+	T_STREQ(s, "test.conf:2: sslmode: 'on' is not one of: disable, allow, prefer, require, "
+	    "verify-ca, verify-full\n");
+	free(s);
+	config_errors_clear(&errs);
+
 	/* Relative state_dir is refused. */
 	cfg = parse("[daemon]\nstate_dir = var/lib\n", &errs);
 	T_CHECK(cfg == NULL);
