@@ -19,6 +19,7 @@
 
 #define POLL_MS 1000		/* due rows (retries, requeued) are looked for */
 #define REPLY_KEEP 512		/* bytes of a refusal's reply kept */
+#define REPLY_TEXT (4 * REPLY_KEEP + 1)	/* ... as text: each byte \xNN at worst */
 #define LEASE_MARGIN_S 30
 #define RETRY_AFTER_MAX_S 86400
 #define TLS_REFUSAL_US 20000	/* see request_done() */
@@ -56,8 +57,9 @@ struct slot {
 	char *body;
 	size_t body_len;
 	char key[33];			/* Idempotency-Key */
-	char reply[REPLY_KEEP + 1];
+	unsigned char reply[REPLY_KEEP];
 	size_t reply_len;
+	bool reply_cut;			/* the reply was longer */
 	char errbuf[CURL_ERROR_SIZE];
 	int64_t started_ms;
 };
@@ -214,8 +216,89 @@ write_fn(char *data, size_t size, size_t nmemb, void *userp)
 
 	memcpy(sl->reply + sl->reply_len, data, take);
 	sl->reply_len += take;
-	sl->reply[sl->reply_len] = '\0';
+	if (take < n)
+		sl->reply_cut = true;
 	return n;		/* the rest is read and dropped */
+}
+
+/* ---- text for the outbox ----------------------------------------------- */
+
+/* The length of the UTF-8 sequence at p (of n bytes), its code point in
+ * *cp; 0 when it is not valid UTF-8 (overlong, surrogate, past U+10FFFF,
+ * a stray continuation byte); -1 when the n bytes end inside a sequence
+ * that is valid so far. */
+static int
+utf8_seq(const unsigned char *p, size_t n, uint32_t *cp)
+{
+	unsigned char c = p[0];
+	uint32_t v, min;
+	int len;
+
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+		v = c & 0x1f;
+		min = 0x80;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		v = c & 0x0f;
+		min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		v = c & 0x07;
+		min = 0x10000;
+	} else {
+		return 0;
+	}
+	for (int i = 1; i < len; i++) {
+		if ((size_t)i >= n)
+			return -1;
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		v = (v << 6) | (p[i] & 0x3f);
+	}
+	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	*cp = v;
+	return len;
+}
+
+/* Bytes from outside (a reply) as text the database takes: valid UTF-8 is
+ * kept, any other byte becomes \xNN, control characters (C0, DEL, C1, NUL
+ * included) become spaces, and a character that `cut` (the bytes were cut
+ * from a longer text) broke at the end is dropped. `out` holds at least
+ * 4 * n + 1 bytes. */
+static void
+safe_text(const unsigned char *p, size_t n, bool cut, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i = 0, o = 0;
+
+	while (i < n) {
+		uint32_t cp = 0;
+		int len = utf8_seq(p + i, n - i, &cp);
+		if (len < 0 && cut)
+			break;
+		if (len <= 0) {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = digits[p[i] >> 4];
+			out[o++] = digits[p[i] & 15];
+			i++;
+			continue;
+		}
+		if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) {
+			out[o++] = ' ';
+		} else {
+			memcpy(out + o, p + i, (size_t)len);
+			o += (size_t)len;
+		}
+		i += (size_t)len;
+	}
+	out[o] = '\0';
 }
 
 /* ---- batches ----------------------------------------------------------- */
@@ -422,7 +505,7 @@ setup_easy(struct slot *sl)
 		return -1;
 	sl->headers = h;
 	sl->reply_len = 0;
-	sl->reply[0] = '\0';
+	sl->reply_cut = false;
 	sl->errbuf[0] = '\0';
 	if (curl_easy_setopt(e, CURLOPT_URL, t->url) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https,http") != CURLE_OK)
@@ -507,7 +590,7 @@ tls_error(CURLcode c)
 	    c == CURLE_SSL_INVALIDCERTSTATUS || c == CURLE_SSL_CRL_BADFILE;
 }
 
-/* Printable text of a reply, for the outbox's last_error. */
+/* Printable text of an error, for logs and the outbox. */
 static void
 printable(char *s)
 {
@@ -568,10 +651,11 @@ request_done(struct slot *sl, CURLcode code)
 	if (code == CURLE_OK && status >= 400 && status < 500 && status != 408 && status != 429) {
 		/* Refused: sending it again will not help until someone
 		 * fixes the cause (`gridbridgectl outbox retry`). */
-		printable(sl->reply);
+		char text[REPLY_TEXT];
+		safe_text(sl->reply, sl->reply_len, sl->reply_cut, text);
 		log_error("forward", "events refused by the platform", "target=%s status=%ld "
 		    "events=%zu key=%s", t->name, status, sl->n, sl->key);
-		settle(sl, sl->ids, sl->n, OUTBOX_FAILED, (int)status, sl->reply, 0);
+		settle(sl, sl->ids, sl->n, OUTBOX_FAILED, (int)status, text, 0);
 		t->st.failed_rows_4xx += sl->n;
 		slot_clear(sl);
 		target_up(t);	/* the platform answered: it is up */

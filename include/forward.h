@@ -12,7 +12,8 @@
  *                                     jitter, or Retry-After; the rows stay
  *                                     pending, their attempts counted
  *   other 4xx                         rows failed, with the status and the
- *                                     first 512 bytes of the reply
+ *                                     first 512 bytes of the reply (as
+ *                                     UTF-8 text)
  *
  * While a target fails, no new rows are claimed and only one waiting batch
  * probes it; the backlog stays in PostgreSQL. The first success sends the

@@ -35,8 +35,9 @@ struct outbox {
 	    int lease_s, outbox_claim_fn done, void *done_ctx);
 	/* The outcome of a request for rows `ids` (16 bytes each): sent
 	 * (status), retry (due again in `retry_in_ms`) or failed; `status` 0
-	 * when there was no HTTP answer; `error` for retry and failed. An
-	 * update that fails leaves the rows pending: they are sent again. */
+	 * when there was no HTTP answer; `error` for retry and failed, UTF-8
+	 * text without NUL. An update that fails leaves the rows pending:
+	 * they are sent again. */
 	void (*settle)(void *ctx, const char *target, const uint8_t *ids, size_t n,
 	    enum outbox_outcome outcome, int status, const char *error, int64_t retry_in_ms);
 	/* Makes the rows this daemon had leased due again (once, at start). */
