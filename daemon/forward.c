@@ -21,7 +21,6 @@
 #define REPLY_KEEP 512		/* bytes of a refusal's reply kept */
 #define REPLY_TEXT (4 * REPLY_KEEP + 1)	/* ... as text: each byte \xNN at worst */
 #define LEASE_MARGIN_S 30
-#define RETRY_AFTER_MAX_S 86400
 #define TLS_REFUSAL_US 20000	/* see request_done() */
 
 enum slot_state {
@@ -75,6 +74,7 @@ struct target {
 	size_t batch_rows, batch_bytes;
 	int lease_s;
 	long long max_attempts;
+	long long retry_after_max_s;
 	struct slot *slots;
 	size_t nslots;
 	bool claiming;			/* a claim is in the store's queue */
@@ -670,9 +670,15 @@ request_done(struct slot *sl, CURLcode code)
 		snprintf(why, sizeof(why), "HTTP %ld", status);
 	printable(why);
 	int64_t delay = backoff_next(&t->backoff, backoff_random());
-	if (retry_after > 0)
-		delay = (int64_t)(retry_after < RETRY_AFTER_MAX_S ? retry_after :
-		    RETRY_AFTER_MAX_S) * 1000;
+	if (retry_after > 0) {
+		if (retry_after > t->retry_after_max_s) {
+			log_warn("forward", "Retry-After capped", "target=%s retry_after_s=%lld "
+			    "retry_in_ms=%lld", t->name, (long long)retry_after,
+			    t->retry_after_max_s * 1000);
+			retry_after = t->retry_after_max_s;
+		}
+		delay = (int64_t)retry_after * 1000;
+	}
 	if (t->max_attempts > 0 && sl->attempts >= t->max_attempts) {
 		char msg[CURL_ERROR_SIZE + 96];
 		snprintf(msg, sizeof(msg), "gave up after %d attempts: %s", sl->attempts, why);
@@ -833,6 +839,7 @@ target_init(struct forward *f, struct target *t, const struct forward_target *c)
 	t->batch_bytes = c->batch_bytes;
 	t->lease_s = (int)(c->connect_timeout + c->timeout + LEASE_MARGIN_S);
 	t->max_attempts = c->max_attempts;
+	t->retry_after_max_s = c->retry_after_max > 0 ? c->retry_after_max : 1;
 	t->healthy = true;
 	backoff_init(&t->backoff, c->retry_base_ms, c->retry_cap_ms);
 	t->retry = evtimer_new(f->base, retry_cb, t);

@@ -392,6 +392,7 @@ new_forward(struct daemon *d)
 			.retry_base_ms = (uint32_t)t->retry_base_ms,
 			.retry_cap_ms = (uint32_t)t->retry_cap_ms,
 			.max_attempts = t->max_attempts,
+			.retry_after_max = t->retry_after_max,
 		};
 	}
 	struct outbox ob;

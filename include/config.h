@@ -81,6 +81,7 @@ struct config_target {
 	long long retry_base_ms;
 	long long retry_cap_ms;
 	long long max_attempts;		/* 0: no limit */
+	long long retry_after_max;	/* seconds */
 };
 
 /* One [forward.rule NAME] section: which events go to which target. Each

@@ -9,7 +9,8 @@
  *   408, 429, 5xx, timeout, network,  the same batch (same bytes, same
  *   TLS                               Idempotency-Key) is sent again after a
  *                                     capped exponential backoff with full
- *                                     jitter, or Retry-After; the rows stay
+ *                                     jitter, or Retry-After (at most
+ *                                     retry_after_max); the rows stay
  *                                     pending, their attempts counted
  *   other 4xx                         rows failed, with the status and the
  *                                     first 512 bytes of the reply (as
@@ -57,6 +58,7 @@ struct forward_target {
 	uint32_t retry_base_ms;
 	uint32_t retry_cap_ms;
 	long long max_attempts;		/* 0: no limit */
+	long long retry_after_max;	/* seconds: the longest Retry-After honoured */
 };
 
 /* Copies what it needs from `outbox` and `targets`. Returns NULL after

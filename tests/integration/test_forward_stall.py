@@ -2,7 +2,8 @@
 and 7): against the real HTTPS endpoint (mTLS), PostgreSQL and mosquitto.
 
   5. a refusal whose reply is not UTF-8 (GBK, control bytes) or is cut
-     inside a character is stored as valid text, and the row failed at once.
+     inside a character is stored as valid text, and the row failed at once;
+  6. Retry-After is capped by retry_after_max, and the cap is logged.
 """
 
 from __future__ import annotations
@@ -125,4 +126,26 @@ def test_refusal_reply_not_utf8_stored_safely(daemon, mosquitto, private_postgre
     assert not lines_matching(daemon, r'msg="outbox query failed"', mark)
     time.sleep(0.5)
     assert len(ep.requests) == 1
+    assert daemon.stop(timeout=30) == 0
+
+
+# --------------------------------------------------------------------------
+# 6. Retry-After capped
+
+
+def test_retry_after_capped(daemon, mosquitto, private_postgres, https_endpoint, tmp_path):
+    need_pb2()
+    ep, pg = https_endpoint, private_postgres
+    conf = daemon.write_config(forward_config(tmp_path, mosquitto, pg, ep,
+                                              target={"retry_after_max": 1}))
+    mark = start_forwarding(daemon, conf)
+    ep.push_response(503, body="maintenance", headers={"Retry-After": "86400"})
+    eid = one_alarm(mosquitto, pg, daemon)
+    reqs = ep.wait_for_requests(2, timeout=6)
+    gap = reqs[1].received_at - reqs[0].received_at
+    assert 0.9 <= gap <= 2.5, f"retried {gap:.2f}s after Retry-After: 86400 (cap 1 s)"
+    wait_until(lambda: outbox_row(pg, eid)["state"] == "sent", 5, "the row sent")
+    line = daemon.wait_log(CAPPED, since=mark, timeout=1)
+    f = fields_of(line)
+    assert (f["level"], f["retry_after_s"], f["retry_in_ms"]) == ("warn", "86400", "1000"), line
     assert daemon.stop(timeout=30) == 0
