@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "decode.h"
 #include "log.h"
@@ -145,6 +146,9 @@ const struct config_key config_keys[] = {
 	{ "forward.target", "url", CFG_STRING, 0, 4096, NULL, NULL,
 	  "", false, T(url),
 	  "https:// URL the event batches are POSTed to; required", true },
+	{ "forward.target", "allow_http", CFG_BOOL, 0, 0, NULL, NULL,
+	  "false", false, T(allow_http),
+	  "accept an http:// url: events go out in clear (never with a token_file)", true },
 	{ "forward.target", "format", CFG_ENUM, 0, 0, format_choices, format_values,
 	  "protobuf", false, T(format),
 	  "body: protobuf (an EventBatch, application/x-protobuf) or json (its proto3 JSON mapping)",
@@ -705,11 +709,20 @@ finish_target(struct parse *p, void *inst)
 {
 	struct config_target *t = inst;
 
+	bool http = strncasecmp(t->url, "http://", 7) == 0;
 	if (t->url[0] == '\0')
 		add_error(p->errs, p->name, t->line, "[forward.target %s] url is required", t->name);
-	else if (strncmp(t->url, "https://", 8) != 0 && strncmp(t->url, "http://", 7) != 0)
+	else if (strncasecmp(t->url, "https://", 8) != 0 && !http)
 		add_error(p->errs, p->name, key_line(p, "url"),
-		    "[forward.target %s] url: must start with https:// (or http://)", t->name);
+		    "[forward.target %s] url: must start with https://", t->name);
+	else if (http && !t->allow_http)
+		add_error(p->errs, p->name, key_line(p, "url"),
+		    "[forward.target %s] url: http:// sends events in clear; use https:// "
+		    "(or set allow_http = true)", t->name);
+	if (http && t->token_file[0] != '\0')
+		add_error(p->errs, p->name, key_line(p, "token_file"),
+		    "[forward.target %s] token_file: a bearer token is never sent over http://",
+		    t->name);
 	if ((t->cert_file[0] == '\0') != (t->key_file[0] == '\0'))
 		add_error(p->errs, p->name, key_line(p, t->cert_file[0] ? "cert_file" : "key_file"),
 		    "[forward.target %s] cert_file and key_file go together", t->name);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "backoff.h"
@@ -68,6 +69,7 @@ struct target {
 	char *name;
 	char *url;
 	bool json;
+	bool allow_http;
 	char *ca_file, *cert_file, *key_file, *proxy;
 	char *auth;			/* "Authorization: Bearer ..." or NULL */
 	long connect_timeout, timeout;
@@ -122,6 +124,12 @@ xstrdup(const char *s)
 	if (d == NULL)
 		abort();
 	return d;
+}
+
+static bool
+is_https(const char *url)
+{
+	return strncasecmp(url, "https://", 8) == 0;
 }
 
 /* ---- libcurl on libevent ---------------------------------------------- */
@@ -488,6 +496,7 @@ setup_easy(struct slot *sl)
 {
 	struct target *t = sl->t;
 	CURL *e = sl->easy;
+	const char *protocols = t->allow_http ? "https,http" : "https";
 
 	curl_easy_reset(e);
 	curl_slist_free_all(sl->headers);
@@ -508,7 +517,8 @@ setup_easy(struct slot *sl)
 	sl->reply_cut = false;
 	sl->errbuf[0] = '\0';
 	if (curl_easy_setopt(e, CURLOPT_URL, t->url) != CURLE_OK ||
-	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https,http") != CURLE_OK)
+	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, protocols) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, protocols) != CURLE_OK)
 		return -1;
 	curl_easy_setopt(e, CURLOPT_PRIVATE, sl);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -829,6 +839,7 @@ target_init(struct forward *f, struct target *t, const struct forward_target *c)
 	t->name = xstrdup(c->name);
 	t->url = xstrdup(c->url);
 	t->json = c->json;
+	t->allow_http = c->allow_http;
 	t->ca_file = xstrdup(c->ca_file);
 	t->cert_file = xstrdup(c->cert_file);
 	t->key_file = xstrdup(c->key_file);
@@ -849,7 +860,16 @@ target_init(struct forward *f, struct target *t, const struct forward_target *c)
 		return -1;
 	for (size_t i = 0; i < t->nslots; i++)
 		t->slots[i].t = t;
+	if (!is_https(c->url) && !(c->allow_http && strncasecmp(c->url, "http://", 7) == 0)) {
+		log_error("forward", "URL refused: not https", "target=%s", c->name);
+		return -1;
+	}
 	if (c->token != NULL && c->token[0] != '\0') {
+		if (!is_https(c->url)) {
+			log_error("forward", "bearer token refused over plain HTTP", "target=%s",
+			    c->name);
+			return -1;
+		}
 		size_t n = strlen(c->token) + 32;
 		t->auth = malloc(n);
 		if (t->auth == NULL)

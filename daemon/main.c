@@ -393,6 +393,7 @@ new_forward(struct daemon *d)
 			.retry_cap_ms = (uint32_t)t->retry_cap_ms,
 			.max_attempts = t->max_attempts,
 			.retry_after_max = t->retry_after_max,
+			.allow_http = t->allow_http,
 		};
 	}
 	struct outbox ob;

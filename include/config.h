@@ -82,6 +82,7 @@ struct config_target {
 	long long retry_cap_ms;
 	long long max_attempts;		/* 0: no limit */
 	long long retry_after_max;	/* seconds */
+	bool allow_http;
 };
 
 /* One [forward.rule NAME] section: which events go to which target. Each

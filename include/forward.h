@@ -59,6 +59,7 @@ struct forward_target {
 	uint32_t retry_cap_ms;
 	long long max_attempts;		/* 0: no limit */
 	long long retry_after_max;	/* seconds: the longest Retry-After honoured */
+	bool allow_http;		/* http:// URLs (never with a token) */
 };
 
 /* Copies what it needs from `outbox` and `targets`. Returns NULL after

@@ -3,7 +3,9 @@ and 7): against the real HTTPS endpoint (mTLS), PostgreSQL and mosquitto.
 
   5. a refusal whose reply is not UTF-8 (GBK, control bytes) or is cut
      inside a character is stored as valid text, and the row failed at once;
-  6. Retry-After is capped by retry_after_max, and the cap is logged.
+  6. Retry-After is capped by retry_after_max, and the cap is logged;
+  7. http:// targets are refused unless allow_http = true, never with a
+     token, and with it allowed events go out in clear without one.
 """
 
 from __future__ import annotations
@@ -149,3 +151,58 @@ def test_retry_after_capped(daemon, mosquitto, private_postgres, https_endpoint,
     f = fields_of(line)
     assert (f["level"], f["retry_after_s"], f["retry_in_ms"]) == ("warn", "86400", "1000"), line
     assert daemon.stop(timeout=30) == 0
+
+
+# --------------------------------------------------------------------------
+# 7. plain HTTP
+
+
+def http_target_config(tmp_path, url: str, extra: str = "") -> str:
+    return (f"[daemon]\nstate_dir = {tmp_path / 'state'}\n\n"
+            f"[forward.target p]\nformat = json\nurl = {url}\n{extra}\n"
+            f"[forward.rule r]\ntarget = p\n")
+
+
+@pytest.mark.parametrize("case", ["http", "http_allowed", "http_token", "https"])
+def test_http_target_refused_unless_allowed(daemon, tmp_path, case):
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    url, extra = {
+        "http": ("http://127.0.0.1:8080/events", ""),
+        "http_allowed": ("http://127.0.0.1:8080/events", "allow_http = true\n"),
+        "http_token": ("HTTP://127.0.0.1:8080/events",
+                       f"allow_http = true\ntoken_file = {token}\n"),
+        "https": ("https://127.0.0.1:8443/events", f"token_file = {token}\n"),
+    }[case]
+    conf = daemon.write_config(http_target_config(tmp_path, url, extra))
+    r = daemon.run(["-n", "-c", conf.name])
+    if case in ("http_allowed", "https"):
+        assert r.returncode == 0, r.stderr
+        return
+    assert r.returncode == 1, r
+    lines = conf.read_text().splitlines()
+    if case == "http":
+        at = next(i for i, x in enumerate(lines, 1) if x.startswith("url ="))
+        assert f"gridbridge.conf:{at}: [forward.target p] url: " in r.stderr, r.stderr
+        assert "allow_http" in r.stderr, r.stderr
+    else:
+        at = next(i for i, x in enumerate(lines, 1) if x.startswith("token_file ="))
+        assert f"gridbridge.conf:{at}: [forward.target p] token_file: " in r.stderr, r.stderr
+
+
+def test_http_allowed_sends_without_token(daemon, mosquitto, private_postgres, tmp_path):
+    need_pb2()
+    pg = private_postgres
+    ep = services.HttpsEndpoint(tmp_path / "http", plain=True).start()
+    try:
+        assert ep.url.startswith("http://")
+        conf = daemon.write_config(forward_config(tmp_path, mosquitto, pg, ep,
+                                                  target={"allow_http": "true"}))
+        start_forwarding(daemon, conf)
+        eid = one_alarm(mosquitto, pg, daemon)
+        wait_until(lambda: outbox_row(pg, eid)["state"] == "sent", 10, "the alarm sent")
+        assert all_received(ep)[eid] == 1
+        assert all("authorization" not in r.headers for r in ep.requests)
+        assert daemon.stop(timeout=30) == 0
+    finally:
+        ep.stop()
