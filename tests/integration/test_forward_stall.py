@@ -1,11 +1,23 @@
 """Forwarding never stalls, and what it sends is safe (issue 10, sections 6
 and 7): against the real HTTPS endpoint (mTLS), PostgreSQL and mosquitto.
 
+  1. a 4xx on a batch splits it until the one refused event is failed with
+     the status and the reply; the other events of the batch are sent;
+  2. an event the platform always answers with 5xx is split away from its
+     batch and given up by max_attempts (failed, a reason, logged at error);
+     the other events are sent, and the target is not reported down for it;
+  3. alarms are claimed and sent while every routine batch fails (5xx, or a
+     request that hangs past the timeout);
+  4. max_age: a row that keeps failing is given up once older than it;
   5. a refusal whose reply is not UTF-8 (GBK, control bytes) or is cut
      inside a character is stored as valid text, and the row failed at once;
   6. Retry-After is capped by retry_after_max, and the cap is logged;
   7. http:// targets are refused unless allow_http = true, never with a
      token, and with it allowed events go out in clear without one.
+
+Backlogs are made with the endpoint down and the daemon stopped, so that the
+next start claims them together, as one batch (the lease is given back at
+start).
 """
 
 from __future__ import annotations
@@ -79,6 +91,145 @@ def accepted(ep) -> collections.Counter:
     return collections.Counter(i for r in ep.requests
                                if r.response_status and 200 <= r.response_status < 300
                                for i in batch_ids(r))
+
+
+# --------------------------------------------------------------------------
+# 1. a 4xx finds the event at fault
+
+
+def test_refused_event_found_in_its_batch(daemon, mosquitto, private_postgres,
+                                          https_endpoint, tmp_path):
+    need_pb2()
+    ep, pg = https_endpoint, private_postgres
+    n = 20
+    conf = backlog(daemon, mosquitto, pg, ep, tmp_path, routine_messages(n, poison_at=7),
+                   target={"batch_rows": 32})
+    bad = event_of_device(pg, POISON)
+    reply = '{"error":"invalid_event","detail":"unknown device"}'
+    ep.answer_with(lambda req: {"status": 422, "body": reply}
+                   if POISON.encode() in req.body else None)
+    mark = start_forwarding(daemon, conf)
+    wait_all_sent(pg, daemon, n, timeout=20, failed=1)
+
+    row = outbox_row(pg, bad)
+    assert (row["state"], row["last_status"], row["last_error"], row["claimed_by"]) == \
+        ("failed", 422, reply, None), row
+    first = ep.requests[0]
+    assert len(batch_ids(first)) == n, "the backlog was not claimed as one batch"
+    got = accepted(ep)
+    assert set(got) == {r[0] for r in db_query(pg, "SELECT event_id::text FROM forward_outbox"
+                                                   " WHERE state = 'sent'")}
+    assert bad not in got and len(got) == n - 1 and max(got.values()) == 1, got
+    # halving: about two requests per level, not one per event
+    assert len(ep.requests) <= 2 * 5 + 1, f"{len(ep.requests)} requests to find one event"
+    refused = lines_matching(daemon, REFUSED, mark)
+    assert refused and fields_of(refused[-1])["events"] == "1", refused
+    assert all(fields_of(x)["level"] == "error" for x in refused)
+    assert daemon.stop(timeout=30) == 0
+
+
+# --------------------------------------------------------------------------
+# 2. an event that always gets a 5xx is split away and given up
+
+
+def test_poison_5xx_event_split_away_and_given_up(daemon, mosquitto, private_postgres,
+                                                  https_endpoint, tmp_path):
+    need_pb2()
+    ep, pg = https_endpoint, private_postgres
+    n = 60
+    conf = backlog(daemon, mosquitto, pg, ep, tmp_path, routine_messages(n, poison_at=3),
+                   target={"batch_rows": 10, "max_inflight": 2, "max_attempts": 6,
+                           **FAST_RETRY})
+    bad = event_of_device(pg, POISON)
+    ep.answer_with(lambda req: {"status": 500, "body": "internal error"}
+                   if POISON.encode() in req.body else None)
+    mark = start_forwarding(daemon, conf)
+    wait_all_sent(pg, daemon, n, timeout=40, failed=1)
+
+    row = outbox_row(pg, bad)
+    assert (row["state"], row["last_status"], row["claimed_by"]) == ("failed", 500, None), row
+    assert row["attempts"] >= 6, row
+    assert row["last_error"].startswith("gave up after ") and "HTTP 500" in row["last_error"], \
+        row["last_error"]
+    got = accepted(ep)
+    assert bad not in got and len(got) == n - 1 and max(got.values()) == 1
+    carrying = [len(batch_ids(r)) for r in ep.requests if bad in batch_ids(r)]
+    assert carrying[0] == 10 and carrying[-1] == 1, carrying
+    gave_up = lines_matching(daemon, EXHAUSTED, mark)
+    assert len(gave_up) == 1, gave_up
+    f = fields_of(gave_up[0])
+    assert (f["level"], f["events"]) == ("error", "1"), gave_up[0]
+    # one event at fault does not make a working platform look down
+    assert len(lines_matching(daemon, UNAVAILABLE, mark)) <= 2, \
+        lines_matching(daemon, UNAVAILABLE, mark)
+    assert daemon.stop(timeout=30) == 0
+
+
+# --------------------------------------------------------------------------
+# 3. the alarm lane moves while routine batches fail
+
+
+@pytest.mark.parametrize("failure", ["503", "hang"])
+def test_alarms_sent_while_routine_batches_fail(daemon, mosquitto, private_postgres,
+                                                https_endpoint, tmp_path, failure):
+    pb = need_pb2()
+    ep, pg = https_endpoint, private_postgres
+    n = 30
+    conf = backlog(daemon, mosquitto, pg, ep, tmp_path, routine_messages(n),
+                   target={"batch_rows": 10, "max_inflight": 2, "timeout": 1,
+                           "connect_timeout": 1, **FAST_RETRY})
+
+    def answer(req):
+        b = pb.EventBatch()
+        b.ParseFromString(req.body)
+        if any(e.event_type != pb.EVENT_TYPE_CAMERA_ALARM for e in b.events):
+            return {"status": 503, "body": "busy"} if failure == "503" else {"delay": 2.5}
+        return None
+    ep.answer_with(answer)
+    mark = start_forwarding(daemon, conf)
+    daemon.wait_log(UNAVAILABLE, since=mark, timeout=10)
+    time.sleep(1.0)
+    for k in range(3):
+        t0 = time.time()
+        eid = one_alarm(mosquitto, pg, daemon, n=k)
+        wait_until(lambda: outbox_row(pg, eid)["state"] == "sent", 5,
+                   f"alarm {k} sent while routine batches fail")
+        at = min(r.received_at for r in ep.requests if eid in batch_ids(r))
+        assert at - t0 < 3.0, f"alarm {k} reached the endpoint {at - t0:.1f}s after publishing"
+    c = outbox_counts(pg)
+    assert (c["sent"], c["pending"], c["failed"]) == (3, n, 0), c
+    tried = db_query(pg, "SELECT min(attempts) FROM forward_outbox WHERE priority = 3"
+                         " AND attempts > 0")[0][0]
+    assert tried is not None, "the routine rows were not tried"
+    assert daemon.stop(timeout=30) == 0
+
+
+# --------------------------------------------------------------------------
+# 4. max_age
+
+
+def test_max_age_gives_up_old_rows(daemon, mosquitto, private_postgres, https_endpoint,
+                                   tmp_path):
+    need_pb2()
+    ep, pg = https_endpoint, private_postgres
+    conf = daemon.write_config(forward_config(tmp_path, mosquitto, pg, ep,
+                                              target={"max_age": 2, **FAST_RETRY}))
+    ep.respond(503, body="down for maintenance")
+    mark = start_forwarding(daemon, conf)
+    eid = one_alarm(mosquitto, pg, daemon)
+    t0 = time.monotonic()
+    row = wait_until(lambda: (r := outbox_row(pg, eid))["state"] == "failed" and r, 10,
+                     "the old row failed")
+    assert time.monotonic() - t0 >= 1.0
+    assert row["attempts"] >= 2 and row["last_status"] == 503, row
+    assert "max_age" in row["last_error"] and "HTTP 503" in row["last_error"], row
+    line = daemon.wait_log(TOO_OLD, since=mark, timeout=5)
+    f = fields_of(line)
+    assert (f["level"], f["events"], f["max_age_s"]) == ("error", "1", "2"), line
+    n = len(ep.requests)
+    time.sleep(1.0)
+    assert len(ep.requests) == n, "a row given up is still sent"
+    assert daemon.stop(timeout=30) == 0
 
 
 # --------------------------------------------------------------------------
@@ -206,3 +357,16 @@ def test_http_allowed_sends_without_token(daemon, mosquitto, private_postgres, t
         assert daemon.stop(timeout=30) == 0
     finally:
         ep.stop()
+
+
+def test_forward_ready_line_names_lanes(daemon, mosquitto, private_postgres, https_endpoint,
+                                        tmp_path):
+    """The start line of each target says which priorities go in the alarm lane."""
+    ep, pg = https_endpoint, private_postgres
+    conf = daemon.write_config(forward_config(tmp_path, mosquitto, pg, ep,
+                                              target={"alarm_priority": 8}))
+    mark = start_forwarding(daemon, conf)
+    f = fields_of(lines_matching(daemon, FWD_READY, 0)[0])
+    assert (f["target"], f["alarm_priority"]) == ("platform", "8"), f
+    assert daemon.stop(timeout=30) == 0
+    assert mark
