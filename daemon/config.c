@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "decode.h"
 #include "log.h"
@@ -161,6 +162,9 @@ const struct config_key config_keys[] = {
 	{ "forward.target", "url", CFG_URL, 0, 4096, NULL, NULL,
 	  "", false, T(url),
 	  "https:// URL the event batches are POSTed to; required", true },
+	{ "forward.target", "allow_http", CFG_BOOL, 0, 0, NULL, NULL,
+	  "false", false, T(allow_http),
+	  "accept an http:// url: events go out in clear (never with a token_file)", true },
 	{ "forward.target", "format", CFG_ENUM, 0, 0, format_choices, format_values,
 	  "protobuf", false, T(format),
 	  "body: protobuf (an EventBatch, application/x-protobuf) or json (its proto3 JSON mapping)",
@@ -195,16 +199,26 @@ const struct config_key config_keys[] = {
 	  "bytes of records per request at most (a single larger record is sent alone)", true },
 	{ "forward.target", "max_inflight", CFG_INT, 1, 64, NULL, NULL,
 	  "4", false, T(max_inflight),
-	  "requests in flight at once", true },
+	  "requests in flight at once in each lane (alarm, routine)", true },
 	{ "forward.target", "retry_base_ms", CFG_INT, 1, 3600000, NULL, NULL,
 	  "1000", false, T(retry_base_ms),
 	  "first retry waits up to this long; doubles per failure (full jitter)", true },
 	{ "forward.target", "retry_cap_ms", CFG_INT, 1, 86400000, NULL, NULL,
 	  "60000", false, T(retry_cap_ms),
-	  "longest wait between retries (a longer Retry-After is honoured)", true },
+	  "longest wait between retries (a longer Retry-After is honoured, up to retry_after_max)",
+	  true },
 	{ "forward.target", "max_attempts", CFG_INT, 0, 1000000, NULL, NULL,
 	  "0", false, T(max_attempts),
 	  "requests tried before the rows are marked failed (0: retry for ever)", true },
+	{ "forward.target", "max_age", CFG_INT, 0, 315360000, NULL, NULL,
+	  "0", false, T(max_age),
+	  "seconds after its creation a row that fails again is marked failed (0: no limit)", true },
+	{ "forward.target", "retry_after_max", CFG_INT, 1, 86400, NULL, NULL,
+	  "300", false, T(retry_after_max),
+	  "longest Retry-After honoured, in seconds (a longer one is cut to this, logged)", true },
+	{ "forward.target", "alarm_priority", CFG_INT, 1, 10, NULL, NULL,
+	  "7", false, T(alarm_priority),
+	  "rows of this priority and above travel in the alarm lane (10: no alarm lane)", true },
 
 	{ "forward.rule", "target", CFG_STRING, 0, 255, NULL, NULL,
 	  "", false, U(target),
@@ -734,11 +748,20 @@ finish_target(struct parse *p, void *inst)
 {
 	struct config_target *t = inst;
 
+	bool http = strncasecmp(t->url, "http://", 7) == 0;
 	if (t->url[0] == '\0')
 		add_error(p->errs, p->name, t->line, "[forward.target %s] url is required", t->name);
-	else if (strncmp(t->url, "https://", 8) != 0 && strncmp(t->url, "http://", 7) != 0)
+	else if (strncasecmp(t->url, "https://", 8) != 0 && !http)
 		add_error(p->errs, p->name, key_line(p, "url"),
-		    "[forward.target %s] url: must start with https:// (or http://)", t->name);
+		    "[forward.target %s] url: must start with https://", t->name);
+	else if (http && !t->allow_http)
+		add_error(p->errs, p->name, key_line(p, "url"),
+		    "[forward.target %s] url: http:// sends events in clear; use https:// "
+		    "(or set allow_http = true)", t->name);
+	if (http && t->token_file[0] != '\0')
+		add_error(p->errs, p->name, key_line(p, "token_file"),
+		    "[forward.target %s] token_file: a bearer token is never sent over http://",
+		    t->name);
 	if ((t->cert_file[0] == '\0') != (t->key_file[0] == '\0'))
 		add_error(p->errs, p->name, key_line(p, t->cert_file[0] ? "cert_file" : "key_file"),
 		    "[forward.target %s] cert_file and key_file go together", t->name);

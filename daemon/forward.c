@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "backoff.h"
@@ -19,18 +20,17 @@
 
 #define POLL_MS 1000		/* due rows (retries, requeued) are looked for */
 #define REPLY_KEEP 512		/* bytes of a refusal's reply kept */
+#define REPLY_TEXT (4 * REPLY_KEEP + 1)	/* ... as text: each byte \xNN at worst */
 #define LEASE_MARGIN_S 30
-#define RETRY_AFTER_MAX_S 86400
-#define TLS_REFUSAL_US 20000	/* see request_done() */
+#define SPLIT_AFTER 3		/* answers in a row that may be about a batch's content */
+#define TLS_REFUSAL_US 20000	/* see batch_failed() */
 
-enum slot_state {
-	SLOT_IDLE,
-	SLOT_CLAIMING,		/* waiting for the store's rows */
-	SLOT_SENDING,		/* request in libcurl */
-	SLOT_WAITING,		/* failed; sent again after the backoff */
+enum batch_state {
+	BATCH_READY,		/* goes when a slot of its lane is free */
+	BATCH_SENDING,
+	BATCH_WAITING,		/* failed: sent again by a probe, when the lane is
+				 * back, or (suspect) at due_ms */
 };
-
-struct target;
 
 /* Counters of one target, since start (logged at stop). */
 struct forward_stats {
@@ -38,28 +38,80 @@ struct forward_stats {
 	uint64_t sent_requests;
 	uint64_t retried_requests;	/* attempts that will be tried again */
 	uint64_t failed_rows_4xx;	/* refused by the platform */
-	uint64_t failed_rows_other;	/* gone from events, or max_attempts */
+	uint64_t failed_rows_other;	/* gone from events, max_attempts or max_age */
+	uint64_t splits;		/* batches split to find the rows at fault */
 	uint64_t tls_errors;
 	uint64_t latency_ms_sum;	/* of answered requests */
 	uint64_t latency_ms_max;
 	uint64_t latency_count;
 };
 
-struct slot {
-	struct target *t;
-	enum slot_state state;
-	CURL *easy;
-	struct curl_slist *headers;
-	uint8_t *ids;			/* 16 bytes per event, in body order */
+/* An outbox row the forwarder holds. */
+struct row {
+	uint8_t id[16];
+	int priority;
+	int attempts;		/* requests with an outcome for it, by any process */
+	int64_t born_ms;	/* the outbox row's creation, on mono_ms()'s clock */
+	uint8_t *record;	/* packed Event */
+	size_t record_len;
+};
+
+struct target;
+struct lane;
+struct slot;
+
+/* Rows sent together: one body, one Idempotency-Key. */
+struct batch {
+	struct lane *l;
+	struct batch *next;
+	enum batch_state state;
+	struct row *rows;	/* in body order */
 	size_t n;
-	int attempts;			/* of these rows, before this process + ours */
 	char *body;
 	size_t body_len;
-	char key[33];			/* Idempotency-Key */
-	char reply[REPLY_KEEP + 1];
+	char key[33];		/* Idempotency-Key */
+	int streak;		/* retryable failures in a row */
+	int content_fails;	/* ... that may be about its content (since a split) */
+	bool suspect;		/* failed again after other requests of the lane passed */
+	uint64_t seen_ok;	/* the lane's `oks` at its last failure */
+	int64_t due_ms;		/* a suspect batch waits until then */
+	int64_t tried_ms;	/* its last request started */
+	struct slot *slot;	/* while sending */
+};
+
+/* One request at a time. */
+struct slot {
+	struct lane *l;
+	CURL *easy;
+	struct curl_slist *headers;
+	struct batch *b;		/* NULL: idle */
+	unsigned char reply[REPLY_KEEP];
 	size_t reply_len;
+	bool reply_cut;			/* the reply was longer */
 	char errbuf[CURL_ERROR_SIZE];
 	int64_t started_ms;
+};
+
+/* The rows of a range of priorities, with their own slots and health. */
+struct lane {
+	struct target *t;
+	const char *name;		/* "alarm" or "routine" */
+	int min_priority, max_priority;
+	struct slot *slots;
+	size_t nslots;
+	struct batch *batches;		/* held, in claim order */
+	size_t nrows;			/* rows held */
+	size_t nbytes;			/* ... their records' bytes */
+	bool claiming;			/* a claim is in the store's queue */
+	bool again;			/* pump again when the claim is back */
+	bool probe_claim;		/* that claim is the probe */
+	bool healthy;
+	struct backoff backoff;
+	struct event *timer;		/* failing: the probe; else the next due batch */
+	int64_t outage_started_ms;
+	bool tls_outage;		/* the failures began with a TLS error */
+	struct batch *probe;		/* the batch probing a failing lane */
+	uint64_t oks;			/* requests the platform answered (2xx, 4xx) */
 };
 
 struct target {
@@ -67,22 +119,19 @@ struct target {
 	char *name;
 	char *url;
 	bool json;
+	bool allow_http;
 	char *ca_file, *cert_file, *key_file, *proxy;
 	char *auth;			/* "Authorization: Bearer ..." or NULL */
 	long connect_timeout, timeout;
 	size_t batch_rows, batch_bytes;
 	int lease_s;
 	long long max_attempts;
-	struct slot *slots;
-	size_t nslots;
-	bool claiming;			/* a claim is in the store's queue */
-	bool again;			/* pump again when the claim is back */
-	bool healthy;
-	struct backoff backoff;
-	struct event *retry;		/* the probe after a failure */
-	int64_t outage_started_ms;
-	bool tls_outage;		/* the failures began with a TLS error */
-	struct slot *probe;		/* the batch probing a failing target */
+	int64_t max_age_ms;		/* 0: no limit */
+	long long retry_after_max_s;
+	int alarm_priority;
+	uint32_t retry_base_ms, retry_cap_ms;
+	struct lane lanes[2];
+	size_t nlanes;
 	struct forward_stats st;
 };
 
@@ -102,8 +151,8 @@ struct sock {
 	struct forward *f;
 };
 
-static void pump(struct target *t);
-static void start_request(struct slot *sl);
+static void lane_pump(struct lane *l);
+static void request_done(struct slot *sl, CURLcode code);
 
 static int64_t
 mono_ms(void)
@@ -120,6 +169,21 @@ xstrdup(const char *s)
 	if (d == NULL)
 		abort();
 	return d;
+}
+
+static void *
+xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+static bool
+is_https(const char *url)
+{
+	return strncasecmp(url, "https://", 8) == 0;
 }
 
 /* ---- libcurl on libevent ---------------------------------------------- */
@@ -214,8 +278,89 @@ write_fn(char *data, size_t size, size_t nmemb, void *userp)
 
 	memcpy(sl->reply + sl->reply_len, data, take);
 	sl->reply_len += take;
-	sl->reply[sl->reply_len] = '\0';
+	if (take < n)
+		sl->reply_cut = true;
 	return n;		/* the rest is read and dropped */
+}
+
+/* ---- text for the outbox ----------------------------------------------- */
+
+/* The length of the UTF-8 sequence at p (of n bytes), its code point in
+ * *cp; 0 when it is not valid UTF-8 (overlong, surrogate, past U+10FFFF,
+ * a stray continuation byte); -1 when the n bytes end inside a sequence
+ * that is valid so far. */
+static int
+utf8_seq(const unsigned char *p, size_t n, uint32_t *cp)
+{
+	unsigned char c = p[0];
+	uint32_t v, min;
+	int len;
+
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+		v = c & 0x1f;
+		min = 0x80;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		v = c & 0x0f;
+		min = 0x800;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		v = c & 0x07;
+		min = 0x10000;
+	} else {
+		return 0;
+	}
+	for (int i = 1; i < len; i++) {
+		if ((size_t)i >= n)
+			return -1;
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		v = (v << 6) | (p[i] & 0x3f);
+	}
+	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	*cp = v;
+	return len;
+}
+
+/* Bytes from outside (a reply) as text the database takes: valid UTF-8 is
+ * kept, any other byte becomes \xNN, control characters (C0, DEL, C1, NUL
+ * included) become spaces, and a character that `cut` (the bytes were cut
+ * from a longer text) broke at the end is dropped. `out` holds at least
+ * 4 * n + 1 bytes. */
+static void
+safe_text(const unsigned char *p, size_t n, bool cut, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i = 0, o = 0;
+
+	while (i < n) {
+		uint32_t cp = 0;
+		int len = utf8_seq(p + i, n - i, &cp);
+		if (len < 0 && cut)
+			break;
+		if (len <= 0) {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = digits[p[i] >> 4];
+			out[o++] = digits[p[i] & 15];
+			i++;
+			continue;
+		}
+		if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) {
+			out[o++] = ' ';
+		} else {
+			memcpy(out + o, p + i, (size_t)len);
+			o += (size_t)len;
+		}
+		i += (size_t)len;
+	}
+	out[o] = '\0';
 }
 
 /* ---- batches ----------------------------------------------------------- */
@@ -258,14 +403,12 @@ cmp_rows(const void *a, const void *b)
 
 /* An EventBatch: field 1 (events), length-delimited, once per record. */
 static char *
-body_protobuf(const struct outbox_row *rows, size_t n, size_t *len)
+body_protobuf(const struct row *rows, size_t n, size_t *len)
 {
 	size_t cap = 0;
 	for (size_t i = 0; i < n; i++)
 		cap += rows[i].record_len + 11;
-	uint8_t *b = malloc(cap ? cap : 1), *p = b;
-	if (b == NULL)
-		abort();
+	uint8_t *b = xmalloc(cap), *p = b;
 	for (size_t i = 0; i < n; i++) {
 		*p++ = 0x0a;
 		p += put_varint(p, rows[i].record_len);
@@ -278,7 +421,7 @@ body_protobuf(const struct outbox_row *rows, size_t n, size_t *len)
 
 /* The EventBatch's proto3 JSON mapping: {"events":[...]}. */
 static char *
-body_json(const struct outbox_row *rows, size_t n, size_t *len)
+body_json(const struct row *rows, size_t n, size_t *len)
 {
 	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++) {
@@ -299,118 +442,340 @@ body_json(const struct outbox_row *rows, size_t n, size_t *len)
 	return s;
 }
 
+/* The body and the Idempotency-Key of the batch's rows: the first 128 bits
+ * of the SHA-256 of the event ids, in body order. */
 static void
-slot_clear(struct slot *sl)
+batch_seal(struct batch *b)
 {
-	free(sl->ids);
-	free(sl->body);
-	sl->ids = NULL;
-	sl->body = NULL;
-	sl->n = 0;
-	sl->body_len = 0;
-	sl->state = SLOT_IDLE;
+	struct target *t = b->l->t;
+	struct sha256 h;
+	uint8_t digest[32];
+
+	sha256_init(&h);
+	for (size_t i = 0; i < b->n; i++)
+		sha256_update(&h, b->rows[i].id, 16);
+	sha256_final(&h, digest);
+	hex(digest, 16, b->key);
+	free(b->body);
+	b->body = t->json ? body_json(b->rows, b->n, &b->body_len) :
+	    body_protobuf(b->rows, b->n, &b->body_len);
+}
+
+/* The ids of rows [from, from + n) of `b`, 16 bytes each. */
+static uint8_t *
+batch_ids(const struct batch *b, size_t from, size_t n)
+{
+	uint8_t *ids = xmalloc(16 * n);
+	for (size_t i = 0; i < n; i++)
+		memcpy(ids + 16 * i, b->rows[from + i].id, 16);
+	return ids;
+}
+
+/* A new batch of `rows` (which it owns from now on), last of its lane. */
+static struct batch *
+batch_new(struct lane *l, struct row *rows, size_t n, enum batch_state state)
+{
+	struct batch *b = calloc(1, sizeof(*b));
+	if (b == NULL)
+		abort();
+	b->l = l;
+	b->rows = rows;
+	b->n = n;
+	b->state = state;
+	batch_seal(b);
+	struct batch **at = &l->batches;
+	while (*at != NULL)
+		at = &(*at)->next;
+	*at = b;
+	l->nrows += n;
+	for (size_t i = 0; i < n; i++)
+		l->nbytes += rows[i].record_len;
+	return b;
+}
+
+/* Unlinks `b` from its lane and frees it. */
+static void
+batch_drop(struct batch *b)
+{
+	struct lane *l = b->l;
+
+	for (struct batch **at = &l->batches; *at != NULL; at = &(*at)->next) {
+		if (*at == b) {
+			*at = b->next;
+			break;
+		}
+	}
+	if (l->probe == b)
+		l->probe = NULL;
+	l->nrows -= b->n;
+	for (size_t i = 0; i < b->n; i++) {
+		l->nbytes -= b->rows[i].record_len;
+		free(b->rows[i].record);
+	}
+	free(b->rows);
+	free(b->body);
+	free(b);
+}
+
+/* Rows for which `drop[i]` is set leave `b` (which may end empty). */
+static void
+batch_remove(struct batch *b, const bool *drop)
+{
+	size_t keep = 0;
+
+	for (size_t i = 0; i < b->n; i++) {
+		if (drop[i]) {
+			b->l->nbytes -= b->rows[i].record_len;
+			free(b->rows[i].record);
+		} else {
+			b->rows[keep++] = b->rows[i];
+		}
+	}
+	b->l->nrows -= b->n - keep;
+	b->n = keep;
+	if (keep > 0)
+		batch_seal(b);
+}
+
+/* Splits `b` in halves, the second right after it; both keep b's state
+ * and history, each its own body and key. */
+static void
+batch_split(struct batch *b, const char *why)
+{
+	struct lane *l = b->l;
+	size_t half = b->n / 2;
+	struct row *rest = xmalloc((b->n - half) * sizeof(*rest));
+	struct batch *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		abort();
+	log_info("forward", "batch split", "target=%s lane=%s events=%zu halves=%zu+%zu why=%s",
+	    l->t->name, l->name, b->n, half, b->n - half, why);
+	l->t->st.splits++;
+	memcpy(rest, b->rows + half, (b->n - half) * sizeof(*rest));
+	*c = *b;
+	c->rows = rest;
+	c->n = b->n - half;
+	c->body = NULL;
+	c->slot = NULL;
+	c->content_fails = 0;
+	b->n = half;
+	b->content_fails = 0;
+	b->next = c;
+	batch_seal(b);
+	batch_seal(c);
 }
 
 static void
-settle(struct slot *sl, const uint8_t *ids, size_t n, enum outbox_outcome o, int status,
+settle(struct lane *l, const uint8_t *ids, size_t n, enum outbox_outcome o, int status,
     const char *error, int64_t retry_in_ms)
 {
-	const struct outbox *ob = &sl->t->f->outbox;
+	const struct outbox *ob = &l->t->f->outbox;
 
-	ob->settle(ob->ctx, sl->t->name, ids, n, o, status, error, retry_in_ms);
+	ob->settle(ob->ctx, l->t->name, ids, n, o, status, error, retry_in_ms);
 }
+
+static void
+settle_batch(struct batch *b, enum outbox_outcome o, int status, const char *error,
+    int64_t retry_in_ms)
+{
+	uint8_t *ids = batch_ids(b, 0, b->n);
+
+	settle(b->l, ids, b->n, o, status, error, retry_in_ms);
+	free(ids);
+}
+
+/* A lane holds at most one batch's worth of rows and bytes more than its
+ * slots send at once (the probe's, while it fails). */
+static bool
+lane_full(const struct lane *l)
+{
+	return l->nrows >= (l->nslots + 1) * l->t->batch_rows ||
+	    l->nbytes >= (l->nslots + 1) * l->t->batch_bytes;
+}
+
+static struct slot *
+free_slot(struct lane *l)
+{
+	for (size_t i = 0; i < l->nslots; i++)
+		if (l->slots[i].b == NULL)
+			return &l->slots[i];
+	return NULL;
+}
+
+static void
+arm(struct lane *l, int64_t ms)
+{
+	if (ms < 0)
+		ms = 0;
+	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+	evtimer_add(l->timer, &tv);
+}
+
+/* Waiting batches that may go now become ready: all of them but the
+ * suspect ones not yet due, for which the timer is armed. */
+static void
+promote(struct lane *l)
+{
+	int64_t now = mono_ms(), next = -1;
+
+	for (struct batch *b = l->batches; b != NULL; b = b->next) {
+		if (b->state != BATCH_WAITING)
+			continue;
+		if (!b->suspect || b->due_ms <= now)
+			b->state = BATCH_READY;
+		else if (next < 0 || b->due_ms < next)
+			next = b->due_ms;
+	}
+	if (next >= 0)
+		arm(l, next - now);
+}
+
+/* ---- claims ------------------------------------------------------------ */
+
+static void probe(struct lane *l, bool may_claim);
+static bool start_batch(struct batch *b);
 
 static void
 claimed(void *ctx, struct outbox_row *rows, size_t n, bool ok)
 {
-	struct slot *sl = ctx;
-	struct target *t = sl->t;
+	struct lane *l = ctx;
+	struct target *t = l->t;
+	bool probing = l->probe_claim && !l->healthy;
+	struct batch *b = NULL;
 
-	t->claiming = false;
-	sl->state = SLOT_IDLE;
-	if (!ok || n == 0) {
-		/* Rows committed while the claim ran are taken now; the
-		 * rest is found by the poll. */
-		if (ok && t->again)
-			pump(t);
+	l->claiming = false;
+	l->probe_claim = false;
+	if (ok && n > 0) {
+		qsort(rows, n, sizeof(*rows), cmp_rows);
+		struct row *rs = xmalloc(n * sizeof(*rs));
+		size_t keep = 0;
+		int64_t now = mono_ms();
+		for (size_t i = 0; i < n; i++) {
+			/* Rows whose event retention already removed cannot be sent. */
+			if (rows[i].record == NULL) {
+				settle(l, rows[i].event_id, 1, OUTBOX_FAILED, 0, "event no longer stored", 0);
+				t->st.failed_rows_other++;
+				log_error("forward", "event no longer stored, not sent", "target=%s", t->name);
+				continue;
+			}
+			struct row *r = &rs[keep++];
+			memcpy(r->id, rows[i].event_id, 16);
+			r->priority = rows[i].priority;
+			r->attempts = rows[i].attempts;
+			r->born_ms = now - rows[i].age_ms;
+			r->record_len = rows[i].record_len;
+			r->record = xmalloc(r->record_len);
+			memcpy(r->record, rows[i].record, r->record_len);
+		}
+		if (keep > 0)
+			b = batch_new(l, rs, keep, l->healthy ? BATCH_READY : BATCH_WAITING);
+		else
+			free(rs);
+	}
+	if (probing) {
+		if (b != NULL) {
+			l->probe = b;
+			if (!start_batch(b))
+				l->probe = NULL;	/* the requests in flight tell */
+		} else if (ok) {
+			probe(l, false);	/* with a waiting batch */
+		} else {
+			arm(l, backoff_next(&l->backoff, backoff_random()));
+		}
 		return;
 	}
-	qsort(rows, n, sizeof(*rows), cmp_rows);
-	/* Rows whose event retention already removed cannot be sent. */
-	size_t keep = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (rows[i].record != NULL) {
-			rows[keep++] = rows[i];
-			continue;
-		}
-		settle(sl, rows[i].event_id, 1, OUTBOX_FAILED, 0, "event no longer stored", 0);
-		t->st.failed_rows_other++;
-		log_error("forward", "event no longer stored, not sent", "target=%s", t->name);
-	}
-	if (keep > 0) {
-		sl->ids = malloc(16 * keep);
-		if (sl->ids == NULL)
-			abort();
-		int attempts = 0;
-		for (size_t i = 0; i < keep; i++) {
-			memcpy(sl->ids + 16 * i, rows[i].event_id, 16);
-			if (rows[i].attempts > attempts)
-				attempts = rows[i].attempts;
-		}
-		sl->n = keep;
-		sl->attempts = attempts;
-		struct sha256 h;
-		uint8_t digest[32];
-		sha256_init(&h);
-		sha256_update(&h, sl->ids, 16 * keep);
-		sha256_final(&h, digest);
-		hex(digest, 16, sl->key);
-		sl->body = t->json ? body_json(rows, keep, &sl->body_len) :
-		    body_protobuf(rows, keep, &sl->body_len);
-		if (t->healthy)
-			start_request(sl);
-		else
-			sl->state = SLOT_WAITING;	/* goes with the others */
-	}
-	pump(t);	/* more rows may be due: fill the other slots */
+	/* More rows may be due (or were committed while the claim ran):
+	 * fill the other slots. The rest is found by the poll. */
+	if (ok && (n > 0 || l->again))
+		lane_pump(l);
 }
 
-/* Claims rows for an idle slot, one claim at a time per target. */
+/* Claims rows for the lane: never rows it holds already. */
 static void
-pump(struct target *t)
+claim(struct lane *l, bool probing)
 {
-	if (!t->healthy)
+	struct target *t = l->t;
+	uint8_t *held = xmalloc(16 * l->nrows);
+	size_t k = 0;
+
+	for (struct batch *b = l->batches; b != NULL; b = b->next)
+		for (size_t i = 0; i < b->n; i++)
+			memcpy(held + 16 * k++, b->rows[i].id, 16);
+	struct outbox_claim c = {
+		.target = t->name,
+		.min_priority = l->min_priority,
+		.max_priority = l->max_priority,
+		.max_rows = t->batch_rows,
+		.max_bytes = t->batch_bytes,
+		.lease_s = t->lease_s,
+		.exclude = held,
+		.nexclude = k,
+	};
+	l->claiming = true;
+	l->again = false;
+	l->probe_claim = probing;
+	t->f->outbox.claim(t->f->outbox.ctx, &c, claimed, l);
+	free(held);
+}
+
+/* Suspect batches do not keep a lane from claiming: when they fill what
+ * it may hold, the one due last goes back to the outbox until its due
+ * time (claimed again then, with other rows). */
+static void
+make_room(struct lane *l)
+{
+	while (lane_full(l)) {
+		struct batch *last = NULL;
+		for (struct batch *b = l->batches; b != NULL; b = b->next)
+			if (b->state == BATCH_WAITING && b->suspect &&
+			    (last == NULL || b->due_ms >= last->due_ms))
+				last = b;
+		if (last == NULL)
+			return;
+		int64_t in = last->due_ms - mono_ms();
+		log_debug("forward", "batch back to the outbox", "target=%s lane=%s events=%zu "
+		    "due_in_ms=%lld", l->t->name, l->name, last->n, (long long)in);
+		settle_batch(last, OUTBOX_DEFER, 0, NULL, in > 0 ? in : 0);
+		batch_drop(last);
+	}
+}
+
+/* A healthy lane sends what is ready and claims rows for idle slots, one
+ * claim at a time. */
+static void
+lane_pump(struct lane *l)
+{
+	if (!l->healthy)
 		return;
-	if (t->claiming) {
-		t->again = true;
+	for (struct batch *b = l->batches; b != NULL; b = b->next)
+		if (b->state == BATCH_READY && !start_batch(b))
+			return;		/* no slot free */
+	if (l->claiming) {
+		l->again = true;
 		return;
 	}
-	for (size_t i = 0; i < t->nslots; i++) {
-		struct slot *sl = &t->slots[i];
-		if (sl->state != SLOT_IDLE)
-			continue;
-		sl->state = SLOT_CLAIMING;
-		t->claiming = true;
-		t->again = false;
-		t->f->outbox.claim(t->f->outbox.ctx, t->name, t->batch_rows, t->batch_bytes,
-		    t->lease_s, claimed, sl);
+	if (free_slot(l) == NULL)
 		return;
-	}
+	make_room(l);
+	if (!lane_full(l))
+		claim(l, false);
 }
 
 /* ---- requests ---------------------------------------------------------- */
 
 static int
-setup_easy(struct slot *sl)
+setup_easy(struct slot *sl, struct batch *b)
 {
-	struct target *t = sl->t;
+	struct target *t = sl->l->t;
 	CURL *e = sl->easy;
+	const char *protocols = t->allow_http ? "https,http" : "https";
 
 	curl_easy_reset(e);
 	curl_slist_free_all(sl->headers);
 	sl->headers = NULL;
 	char key[64];
-	snprintf(key, sizeof(key), "Idempotency-Key: %s", sl->key);
+	snprintf(key, sizeof(key), "Idempotency-Key: %s", b->key);
 	struct curl_slist *h = NULL;
 	h = curl_slist_append(h, t->json ? "Content-Type: application/json" :
 	    "Content-Type: application/x-protobuf");
@@ -422,16 +787,17 @@ setup_easy(struct slot *sl)
 		return -1;
 	sl->headers = h;
 	sl->reply_len = 0;
-	sl->reply[0] = '\0';
+	sl->reply_cut = false;
 	sl->errbuf[0] = '\0';
 	if (curl_easy_setopt(e, CURLOPT_URL, t->url) != CURLE_OK ||
-	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https,http") != CURLE_OK)
+	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, protocols) != CURLE_OK ||
+	    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, protocols) != CURLE_OK)
 		return -1;
 	curl_easy_setopt(e, CURLOPT_PRIVATE, sl);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_POST, 1L);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, sl->body);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)sl->body_len);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, b->body);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b->body_len);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, sl->headers);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "gridbridge/" GRIDBRIDGE_VERSION);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_fn);
@@ -455,47 +821,108 @@ setup_easy(struct slot *sl)
 	return 0;
 }
 
+/* A request that could not start: the batch waits a second, and a
+ * failing lane gets its next probe. */
 static void
-arm_retry(struct target *t, int64_t ms)
+not_started(struct batch *b)
 {
-	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
-	evtimer_add(t->retry, &tv);
+	struct lane *l = b->l;
+
+	b->slot->b = NULL;
+	b->slot = NULL;
+	b->state = BATCH_WAITING;
+	b->suspect = true;
+	b->due_ms = mono_ms() + 1000;
+	if (l->probe == b)
+		l->probe = NULL;
+	if (l->healthy)
+		promote(l);
+	else if (!evtimer_pending(l->timer, NULL))
+		arm(l, 1000);
 }
 
-/* A request that could not start: its rows are claimed again when their
- * lease runs out; a failing target gets its next probe. */
-static void
-not_started(struct slot *sl)
+/* Sends `b` on a free slot of its lane; false when none is free. */
+static bool
+start_batch(struct batch *b)
 {
-	struct target *t = sl->t;
+	struct lane *l = b->l;
+	struct slot *sl = free_slot(l);
 
-	slot_clear(sl);
-	if (t->probe == sl) {
-		t->probe = NULL;
-		arm_retry(t, backoff_next(&t->backoff, backoff_random()));
-	}
-}
-
-static void
-start_request(struct slot *sl)
-{
-	struct target *t = sl->t;
-
+	if (sl == NULL)
+		return false;
+	sl->b = b;
+	b->slot = sl;
+	b->state = BATCH_SENDING;
+	b->tried_ms = mono_ms();
 	if (sl->easy == NULL)
 		sl->easy = curl_easy_init();
-	if (sl->easy == NULL || setup_easy(sl) != 0) {
-		log_error("forward", "cannot set up request", "target=%s", t->name);
-		not_started(sl);
+	if (sl->easy == NULL || setup_easy(sl, b) != 0) {
+		log_error("forward", "cannot set up request", "target=%s", l->t->name);
+		not_started(b);
+		return true;
+	}
+	sl->started_ms = b->tried_ms;
+	CURLMcode mc = curl_multi_add_handle(l->t->f->multi, sl->easy);
+	if (mc != CURLM_OK) {
+		log_error("forward", "cannot start request", "target=%s error=%s", l->t->name,
+		    curl_multi_strerror(mc));
+		not_started(b);
+	}
+	return true;
+}
+
+/* The probe of a failing lane: a new batch while it may hold one, else
+ * the waiting batch tried least recently (ones that failed while others
+ * passed last). With nothing to probe with, the lane claims again. */
+static void
+probe(struct lane *l, bool may_claim)
+{
+	if (l->probe != NULL)
+		return;
+	if (l->claiming) {
+		l->probe_claim = true;	/* the claim under way is the probe */
 		return;
 	}
-	sl->state = SLOT_SENDING;
-	sl->started_ms = mono_ms();
-	CURLMcode mc = curl_multi_add_handle(t->f->multi, sl->easy);
-	if (mc != CURLM_OK) {
-		log_error("forward", "cannot start request", "target=%s error=%s", t->name,
-		    curl_multi_strerror(mc));
-		not_started(sl);
+	if (may_claim && !lane_full(l) && free_slot(l) != NULL) {
+		claim(l, true);
+		return;
 	}
+	struct batch *best = NULL;
+	bool sending = false;
+	for (struct batch *b = l->batches; b != NULL; b = b->next) {
+		if (b->state == BATCH_SENDING)
+			sending = true;
+		if (b->state != BATCH_WAITING && b->state != BATCH_READY)
+			continue;
+		if (best == NULL || (best->suspect && !b->suspect) ||
+		    (best->suspect == b->suspect && b->tried_ms < best->tried_ms))
+			best = b;
+	}
+	if (best == NULL) {
+		if (sending)
+			return;		/* the requests in flight tell */
+		l->healthy = true;	/* nothing left to send: claim again */
+		lane_pump(l);
+		return;
+	}
+	l->probe = best;
+	if (!start_batch(best))
+		l->probe = NULL;	/* no slot free: the requests in flight tell */
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct lane *l = arg;
+
+	(void)fd;
+	(void)what;
+	if (!l->healthy) {
+		probe(l, true);
+		return;
+	}
+	promote(l);
+	lane_pump(l);
 }
 
 static bool
@@ -507,101 +934,98 @@ tls_error(CURLcode c)
 	    c == CURLE_SSL_INVALIDCERTSTATUS || c == CURLE_SSL_CRL_BADFILE;
 }
 
-/* Printable text of a reply, for the outbox's last_error. */
+/* Printable text of an error, for logs and the outbox. */
 static void
 printable(char *s)
 {
 	for (unsigned char *p = (unsigned char *)s; *p != '\0'; p++)
-		if (*p < 0x20 && *p != '\t')
+		if (*p < 0x20 || *p >= 0x7f)
 			*p = ' ';
 }
 
-
-/* Back to health: the waiting batches go now, new rows are claimed. */
+/* The platform answered: the lane is up, its waiting batches go now (the
+ * suspect ones when due), new rows are claimed. */
 static void
-target_up(struct target *t)
+lane_up(struct lane *l)
 {
-	if (!t->healthy) {
-		log_info("forward", "target available again", "target=%s outage_ms=%lld", t->name,
-		    (long long)(mono_ms() - t->outage_started_ms));
-		t->healthy = true;
-		evtimer_del(t->retry);
+	if (!l->healthy) {
+		log_info("forward", "target available again", "target=%s lane=%s outage_ms=%lld",
+		    l->t->name, l->name, (long long)(mono_ms() - l->outage_started_ms));
+		l->healthy = true;
 	}
-	t->tls_outage = false;
-	t->probe = NULL;
-	backoff_reset(&t->backoff);
-	for (size_t i = 0; i < t->nslots; i++)
-		if (t->slots[i].state == SLOT_WAITING)
-			start_request(&t->slots[i]);
-	pump(t);
+	evtimer_del(l->timer);
+	l->tls_outage = false;
+	l->probe = NULL;
+	l->oks++;
+	backoff_reset(&l->backoff);
+	promote(l);
+	lane_pump(l);
 }
 
+/* After a failed attempt: rows that reached max_attempts or max_age are
+ * failed with the reason, and leave the batch. */
 static void
-request_done(struct slot *sl, CURLcode code)
+give_up(struct batch *b, const bool *over_attempts, const bool *over_age, int status,
+    const char *why)
 {
-	struct target *t = sl->t;
-	long status = 0;
-	curl_off_t retry_after = 0;
-	int64_t ms = mono_ms() - sl->started_ms;
+	struct lane *l = b->l;
+	struct target *t = l->t;
+	const bool *sets[2] = { over_attempts, over_age };
+	bool *drop = calloc(b->n, sizeof(*drop));
+	uint8_t *ids = xmalloc(16 * b->n);
 
-	curl_easy_getinfo(sl->easy, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_getinfo(sl->easy, CURLINFO_RETRY_AFTER, &retry_after);
-	curl_multi_remove_handle(t->f->multi, sl->easy);
-	sl->attempts++;
-	if (code == CURLE_OK) {
-		t->st.latency_count++;
-		t->st.latency_ms_sum += (uint64_t)ms;
-		if ((uint64_t)ms > t->st.latency_ms_max)
-			t->st.latency_ms_max = (uint64_t)ms;
+	if (drop == NULL)
+		abort();
+	for (int k = 0; k < 2; k++) {
+		size_t n = 0;
+		int attempts = 0;
+		for (size_t i = 0; i < b->n; i++) {
+			if (!sets[k][i] || drop[i])
+				continue;
+			drop[i] = true;
+			memcpy(ids + 16 * n++, b->rows[i].id, 16);
+			if (b->rows[i].attempts > attempts)
+				attempts = b->rows[i].attempts;
+		}
+		if (n == 0)
+			continue;
+		char msg[CURL_ERROR_SIZE + 160];
+		if (k == 0) {
+			snprintf(msg, sizeof(msg), "gave up after %d attempts: %s", attempts, why);
+			log_error("forward", "events not sent, attempts exhausted", "target=%s lane=%s "
+			    "events=%zu attempts=%d error=%s", t->name, l->name, n, attempts, why);
+		} else {
+			long long age_s = t->max_age_ms / 1000;
+			snprintf(msg, sizeof(msg), "gave up after %d attempts, older than max_age "
+			    "(%llds): %s", attempts, age_s, why);
+			log_error("forward", "events not sent, too old", "target=%s lane=%s events=%zu "
+			    "attempts=%d max_age_s=%lld error=%s", t->name, l->name, n, attempts, age_s,
+			    why);
+		}
+		settle(l, ids, n, OUTBOX_FAILED, status, msg, 0);
+		t->st.failed_rows_other += n;
 	}
+	batch_remove(b, drop);
+	free(ids);
+	free(drop);
+}
 
-	if (code == CURLE_OK && status >= 200 && status < 300) {
-		log_debug("forward", "sent", "target=%s events=%zu status=%ld ms=%lld key=%s",
-		    t->name, sl->n, status, (long long)ms, sl->key);
-		settle(sl, sl->ids, sl->n, OUTBOX_SENT, (int)status, NULL, 0);
-		t->st.sent_rows += sl->n;
-		t->st.sent_requests++;
-		slot_clear(sl);
-		target_up(t);
-		return;
-	}
-	if (code == CURLE_OK && status >= 400 && status < 500 && status != 408 && status != 429) {
-		/* Refused: sending it again will not help until someone
-		 * fixes the cause (`gridbridgectl outbox retry`). */
-		printable(sl->reply);
-		log_error("forward", "events refused by the platform", "target=%s status=%ld "
-		    "events=%zu key=%s", t->name, status, sl->n, sl->key);
-		settle(sl, sl->ids, sl->n, OUTBOX_FAILED, (int)status, sl->reply, 0);
-		t->st.failed_rows_4xx += sl->n;
-		slot_clear(sl);
-		target_up(t);	/* the platform answered: it is up */
-		return;
-	}
+/* A retryable failure: 408, 429, 5xx, no answer. */
+static void
+batch_failed(struct slot *sl, struct batch *b, CURLcode code, long status,
+    curl_off_t retry_after)
+{
+	struct lane *l = sl->l;
+	struct target *t = l->t;
+	int64_t now = mono_ms();
+	char why[CURL_ERROR_SIZE + 128];
 
-	/* Worth another try: 408, 429, 5xx, or no answer. */
-	char why[CURL_ERROR_SIZE + 64];
 	if (code != CURLE_OK)
 		snprintf(why, sizeof(why), "%s", sl->errbuf[0] ? sl->errbuf : curl_easy_strerror(code));
 	else
 		snprintf(why, sizeof(why), "HTTP %ld", status);
 	printable(why);
-	int64_t delay = backoff_next(&t->backoff, backoff_random());
-	if (retry_after > 0)
-		delay = (int64_t)(retry_after < RETRY_AFTER_MAX_S ? retry_after :
-		    RETRY_AFTER_MAX_S) * 1000;
-	if (t->max_attempts > 0 && sl->attempts >= t->max_attempts) {
-		char msg[CURL_ERROR_SIZE + 96];
-		snprintf(msg, sizeof(msg), "gave up after %d attempts: %s", sl->attempts, why);
-		log_error("forward", "events not sent, attempts exhausted", "target=%s events=%zu "
-		    "attempts=%d error=%s", t->name, sl->n, sl->attempts, why);
-		settle(sl, sl->ids, sl->n, OUTBOX_FAILED, (int)status, msg, 0);
-		t->st.failed_rows_other += sl->n;
-		slot_clear(sl);
-	} else {
-		settle(sl, sl->ids, sl->n, OUTBOX_RETRY, (int)status, why, delay + t->lease_s * 1000LL);
-		t->st.retried_requests++;
-		sl->state = SLOT_WAITING;
-	}
+
 	/* The platform refusing our certificate shows, with TLS 1.3, after our
 	 * side of the handshake: as an alert, or on later attempts as a
 	 * connection the server already closed. Such failures stay TLS
@@ -610,9 +1034,10 @@ request_done(struct slot *sl, CURLcode code)
 	/* ... or as a new connection closed at once after our handshake,
 	 * before any answer (a server that merely went away does that at
 	 * a random moment, not within milliseconds of the handshake). */
-	curl_off_t app_us = 0, total_us = 0;
+	curl_off_t app_us = 0, total_us = 0, pre_us = 0;
 	curl_easy_getinfo(sl->easy, CURLINFO_APPCONNECT_TIME_T, &app_us);
 	curl_easy_getinfo(sl->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+	curl_easy_getinfo(sl->easy, CURLINFO_PRETRANSFER_TIME_T, &pre_us);
 	if (!tls && (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR ||
 	    code == CURLE_GOT_NOTHING) && status == 0 && app_us > 0 &&
 	    total_us - app_us < TLS_REFUSAL_US) {
@@ -624,51 +1049,168 @@ request_done(struct slot *sl, CURLcode code)
 		tls = true;
 	}
 	if (tls)
-		t->tls_outage = true;
-	else if (t->tls_outage && (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR ||
+		l->tls_outage = true;
+	else if (l->tls_outage && (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR ||
 	    code == CURLE_GOT_NOTHING))
 		tls = true;
+
+	/* May the batch's content be at fault? A 408 or 5xx answer, or a
+	 * request that went out and got no answer (a timeout, a connection
+	 * lost). Not a 429 or an answer with Retry-After (about the
+	 * platform's state), a refused connection or a TLS failure. */
+	bool content = !tls && retry_after == 0 &&
+	    ((code == CURLE_OK && (status == 408 || status >= 500)) ||
+	    (code != CURLE_OK && pre_us > 0));
+	/* Failing again after other requests of the lane passed: the
+	 * batch's problem, not the platform's (and it stays so). */
+	bool suspect = content && (b->suspect || (b->streak > 0 && l->oks != b->seen_ok));
+	b->streak++;
+	if (content)
+		b->content_fails++;
+	b->seen_ok = l->oks;
+
+	int64_t delay;
+	if (suspect && l->healthy) {
+		struct backoff own;
+		backoff_init(&own, t->retry_base_ms, t->retry_cap_ms);
+		own.attempt = (uint32_t)(b->streak - 1);
+		delay = backoff_next(&own, backoff_random());
+	} else {
+		delay = backoff_next(&l->backoff, backoff_random());
+	}
+	if (retry_after > 0) {
+		if (retry_after > t->retry_after_max_s) {
+			log_warn("forward", "Retry-After capped", "target=%s lane=%s retry_after_s=%lld "
+			    "retry_in_ms=%lld", t->name, l->name, (long long)retry_after,
+			    t->retry_after_max_s * 1000);
+			retry_after = t->retry_after_max_s;
+		}
+		delay = (int64_t)retry_after * 1000;
+	}
+
+	/* Rows at their limit are given up, but not while the batch holds
+	 * others and may be failing for one of them: it is split first. */
+	bool *over = calloc(2 * b->n, sizeof(*over));
+	if (over == NULL)
+		abort();
+	size_t nover = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		struct row *r = &b->rows[i];
+		r->attempts++;
+		over[i] = t->max_attempts > 0 && r->attempts >= t->max_attempts;
+		over[b->n + i] = t->max_age_ms > 0 && now - r->born_ms >= t->max_age_ms;
+		if (over[i] || over[b->n + i])
+			nover++;
+	}
+	if (nover > 0 && content && b->n > 1)
+		b->content_fails = SPLIT_AFTER;
+	else if (nover > 0)
+		give_up(b, over, over + b->n, (int)status, why);
+	free(over);
+
+	size_t left = b->n;
+	if (left > 0) {
+		settle_batch(b, OUTBOX_RETRY, (int)status, why, delay + t->lease_s * 1000LL);
+		t->st.retried_requests++;
+		b->state = BATCH_WAITING;
+		b->suspect = suspect;
+		b->due_ms = now + delay;
+	} else {
+		batch_drop(b);
+		b = NULL;
+	}
+	/* After SPLIT_AFTER, the halves go apart (below, once logged). */
+	bool split = b != NULL && b->content_fails >= SPLIT_AFTER && b->n > 1;
+
+	if (suspect && l->healthy) {
+		if (left > 0)
+			log_warn("forward", "events not accepted, retrying", "target=%s lane=%s "
+			    "events=%zu error=%s retry_in_ms=%lld", t->name, l->name, left, why,
+			    (long long)delay);
+		if (split)
+			batch_split(b, "failing");
+		promote(l);
+		lane_pump(l);
+		return;
+	}
 	if (tls) {
 		t->st.tls_errors++;
-		log_error("forward", "TLS failed, nothing sent", "target=%s error=%s retry_in_ms=%lld",
-		    t->name, why, (long long)delay);
-	} else if (t->healthy) {
-		log_warn("forward", "target unavailable", "target=%s error=%s retry_in_ms=%lld",
-		    t->name, why, (long long)delay);
+		log_error("forward", "TLS failed, nothing sent", "target=%s lane=%s error=%s "
+		    "retry_in_ms=%lld", t->name, l->name, why, (long long)delay);
+	} else if (l->healthy) {
+		log_warn("forward", "target unavailable", "target=%s lane=%s error=%s retry_in_ms=%lld",
+		    t->name, l->name, why, (long long)delay);
 	} else {
-		log_debug("forward", "target still unavailable", "target=%s error=%s retry_in_ms=%lld",
-		    t->name, why, (long long)delay);
+		log_debug("forward", "target still unavailable", "target=%s lane=%s error=%s "
+		    "retry_in_ms=%lld", t->name, l->name, why, (long long)delay);
 	}
-	if (t->healthy) {
-		t->healthy = false;
-		t->outage_started_ms = mono_ms();
+	if (l->healthy) {
+		l->healthy = false;
+		l->outage_started_ms = now;
+		evtimer_del(l->timer);
 	}
-	/* One probe at a time: requests that were in flight when the target
+	if (split)
+		batch_split(b, "failing");
+	/* One probe at a time: requests that were in flight when the lane
 	 * failed do not start another while the probe is out. */
-	if (t->probe == sl)
-		t->probe = NULL;
-	if (t->probe == NULL && !evtimer_pending(t->retry, NULL))
-		arm_retry(t, delay);
+	if (l->probe == NULL && !evtimer_pending(l->timer, NULL))
+		arm(l, delay);
 }
 
-/* The probe: one waiting batch is sent again. */
 static void
-retry_cb(evutil_socket_t fd, short what, void *arg)
+request_done(struct slot *sl, CURLcode code)
 {
-	struct target *t = arg;
+	struct lane *l = sl->l;
+	struct target *t = l->t;
+	struct batch *b = sl->b;
+	long status = 0;
+	curl_off_t retry_after = 0;
+	int64_t ms = mono_ms() - sl->started_ms;
 
-	(void)fd;
-	(void)what;
-	for (size_t i = 0; i < t->nslots; i++) {
-		if (t->slots[i].state == SLOT_WAITING) {
-			t->probe = &t->slots[i];
-			start_request(&t->slots[i]);
-			return;
-		}
+	curl_easy_getinfo(sl->easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(sl->easy, CURLINFO_RETRY_AFTER, &retry_after);
+	curl_multi_remove_handle(t->f->multi, sl->easy);
+	sl->b = NULL;
+	b->slot = NULL;
+	if (l->probe == b)
+		l->probe = NULL;
+	if (code == CURLE_OK) {
+		t->st.latency_count++;
+		t->st.latency_ms_sum += (uint64_t)ms;
+		if ((uint64_t)ms > t->st.latency_ms_max)
+			t->st.latency_ms_max = (uint64_t)ms;
 	}
-	/* Nothing waiting (given up on): claim again. */
-	t->healthy = true;
-	pump(t);
+
+	if (code == CURLE_OK && status >= 200 && status < 300) {
+		log_debug("forward", "sent", "target=%s lane=%s events=%zu status=%ld ms=%lld key=%s",
+		    t->name, l->name, b->n, status, (long long)ms, b->key);
+		settle_batch(b, OUTBOX_SENT, (int)status, NULL, 0);
+		t->st.sent_rows += b->n;
+		t->st.sent_requests++;
+		batch_drop(b);
+		lane_up(l);
+		return;
+	}
+	if (code == CURLE_OK && status >= 400 && status < 500 && status != 408 && status != 429) {
+		/* Refused: sending it again will not help until someone fixes
+		 * the cause (`gridbridgectl outbox retry`). Which rows? Halves
+		 * are sent apart until the rows refused are alone. */
+		if (b->n > 1) {
+			b->state = BATCH_READY;
+			batch_split(b, "refused");
+		} else {
+			char text[REPLY_TEXT];
+			safe_text(sl->reply, sl->reply_len, sl->reply_cut, text);
+			log_error("forward", "events refused by the platform", "target=%s lane=%s "
+			    "status=%ld events=%zu key=%s", t->name, l->name, status, b->n, b->key);
+			settle_batch(b, OUTBOX_FAILED, (int)status, text, 0);
+			t->st.failed_rows_4xx += b->n;
+			batch_drop(b);
+		}
+		lane_up(l);	/* the platform answered: it is up */
+		return;
+	}
+	batch_failed(sl, b, code, status, retry_after);
 }
 
 static void
@@ -692,12 +1234,9 @@ check_done(struct forward *f)
 static void
 poll_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct forward *f = arg;
-
 	(void)fd;
 	(void)what;
-	for (size_t i = 0; i < f->ntargets; i++)
-		pump(&f->targets[i]);
+	forward_kick(arg);
 }
 
 void
@@ -706,7 +1245,8 @@ forward_kick(void *forward)
 	struct forward *f = forward;
 
 	for (size_t i = 0; i < f->ntargets; i++)
-		pump(&f->targets[i]);
+		for (size_t j = 0; j < f->targets[i].nlanes; j++)
+			lane_pump(&f->targets[i].lanes[j]);
 }
 
 void
@@ -717,19 +1257,40 @@ forward_start(struct forward *f)
 	f->outbox.release(f->outbox.ctx);
 	evtimer_add(f->poll, &tv);
 	for (size_t i = 0; i < f->ntargets; i++) {
-		log_info("forward", "target", "target=%s format=%s max_inflight=%zu", f->targets[i].name,
-		    f->targets[i].json ? "json" : "protobuf", f->targets[i].nslots);
-		pump(&f->targets[i]);
+		struct target *t = &f->targets[i];
+		log_info("forward", "target", "target=%s format=%s max_inflight=%zu alarm_priority=%d",
+		    t->name, t->json ? "json" : "protobuf", t->lanes[0].nslots, t->alarm_priority);
 	}
+	forward_kick(f);
 }
 
 const char *
 forward_unavailable(const struct forward *f)
 {
 	for (size_t i = 0; i < f->ntargets; i++)
-		if (!f->targets[i].healthy)
-			return f->targets[i].name;
+		for (size_t j = 0; j < f->targets[i].nlanes; j++)
+			if (!f->targets[i].lanes[j].healthy)
+				return f->targets[i].name;
 	return NULL;
+}
+
+static int
+lane_init(struct target *t, struct lane *l, const char *name, int min, int max, size_t nslots)
+{
+	l->t = t;
+	l->name = name;
+	l->min_priority = min;
+	l->max_priority = max;
+	l->healthy = true;
+	backoff_init(&l->backoff, t->retry_base_ms, t->retry_cap_ms);
+	l->timer = evtimer_new(t->f->base, timer_cb, l);
+	l->nslots = nslots;
+	l->slots = calloc(nslots, sizeof(*l->slots));
+	if (l->timer == NULL || l->slots == NULL)
+		return -1;
+	for (size_t i = 0; i < nslots; i++)
+		l->slots[i].l = l;
+	return 0;
 }
 
 static int
@@ -739,32 +1300,45 @@ target_init(struct forward *f, struct target *t, const struct forward_target *c)
 	t->name = xstrdup(c->name);
 	t->url = xstrdup(c->url);
 	t->json = c->json;
+	t->allow_http = c->allow_http;
 	t->ca_file = xstrdup(c->ca_file);
 	t->cert_file = xstrdup(c->cert_file);
 	t->key_file = xstrdup(c->key_file);
 	t->proxy = xstrdup(c->proxy);
 	t->connect_timeout = c->connect_timeout;
 	t->timeout = c->timeout;
-	t->batch_rows = c->batch_rows;
+	t->batch_rows = c->batch_rows > 0 ? c->batch_rows : 1;
 	t->batch_bytes = c->batch_bytes;
 	t->lease_s = (int)(c->connect_timeout + c->timeout + LEASE_MARGIN_S);
 	t->max_attempts = c->max_attempts;
-	t->healthy = true;
-	backoff_init(&t->backoff, c->retry_base_ms, c->retry_cap_ms);
-	t->retry = evtimer_new(f->base, retry_cb, t);
-	t->nslots = c->max_inflight;
-	t->slots = calloc(t->nslots, sizeof(*t->slots));
-	if (t->retry == NULL || t->slots == NULL)
+	t->max_age_ms = c->max_age * 1000;
+	t->retry_after_max_s = c->retry_after_max > 0 ? c->retry_after_max : 1;
+	t->alarm_priority = c->alarm_priority;
+	t->retry_base_ms = c->retry_base_ms;
+	t->retry_cap_ms = c->retry_cap_ms;
+	if (!is_https(c->url) && !(c->allow_http && strncasecmp(c->url, "http://", 7) == 0)) {
+		log_error("forward", "URL refused: not https", "target=%s", c->name);
 		return -1;
-	for (size_t i = 0; i < t->nslots; i++)
-		t->slots[i].t = t;
+	}
 	if (c->token != NULL && c->token[0] != '\0') {
+		if (!is_https(c->url)) {
+			log_error("forward", "bearer token refused over plain HTTP", "target=%s",
+			    c->name);
+			return -1;
+		}
 		size_t n = strlen(c->token) + 32;
-		t->auth = malloc(n);
-		if (t->auth == NULL)
-			abort();
+		t->auth = xmalloc(n);
 		snprintf(t->auth, n, "Authorization: Bearer %s", c->token);
 	}
+	/* Rows of alarm_priority and above in the alarm lane (the claim's
+	 * priorities are smallint). */
+	size_t nslots = c->max_inflight > 0 ? c->max_inflight : 1;
+	if (c->alarm_priority <= 9 &&
+	    lane_init(t, &t->lanes[t->nlanes++], "alarm", c->alarm_priority, 32767, nslots) != 0)
+		return -1;
+	if (lane_init(t, &t->lanes[t->nlanes++], "routine", -32768, c->alarm_priority - 1,
+	    nslots) != 0)
+		return -1;
 	return 0;
 }
 
@@ -806,6 +1380,25 @@ forward_new(struct event_base *base, const struct outbox *outbox,
 	return f;
 }
 
+static void
+lane_free(struct forward *f, struct lane *l)
+{
+	for (size_t j = 0; l->slots != NULL && j < l->nslots; j++) {
+		struct slot *sl = &l->slots[j];
+		if (sl->easy != NULL) {
+			if (sl->b != NULL)
+				curl_multi_remove_handle(f->multi, sl->easy);
+			curl_easy_cleanup(sl->easy);
+		}
+		curl_slist_free_all(sl->headers);
+	}
+	while (l->batches != NULL)
+		batch_drop(l->batches);
+	free(l->slots);
+	if (l->timer != NULL)
+		event_free(l->timer);
+}
+
 void
 forward_free(struct forward *f)
 {
@@ -815,29 +1408,20 @@ forward_free(struct forward *f)
 		struct target *t = &f->targets[i];
 		if (t->name != NULL)
 			log_info("forward", "totals", "target=%s sent=%llu requests=%llu retried=%llu "
-			    "failed_4xx=%llu failed_other=%llu tls_errors=%llu latency_ms_avg=%llu "
-			    "latency_ms_max=%llu", t->name, (unsigned long long)t->st.sent_rows,
+			    "failed_4xx=%llu failed_other=%llu splits=%llu tls_errors=%llu "
+			    "latency_ms_avg=%llu latency_ms_max=%llu", t->name,
+			    (unsigned long long)t->st.sent_rows,
 			    (unsigned long long)t->st.sent_requests,
 			    (unsigned long long)t->st.retried_requests,
 			    (unsigned long long)t->st.failed_rows_4xx,
 			    (unsigned long long)t->st.failed_rows_other,
+			    (unsigned long long)t->st.splits,
 			    (unsigned long long)t->st.tls_errors,
 			    (unsigned long long)(t->st.latency_count ?
 			    t->st.latency_ms_sum / t->st.latency_count : 0),
 			    (unsigned long long)t->st.latency_ms_max);
-		for (size_t j = 0; t->slots != NULL && j < t->nslots; j++) {
-			struct slot *sl = &t->slots[j];
-			if (sl->easy != NULL) {
-				if (sl->state == SLOT_SENDING)
-					curl_multi_remove_handle(f->multi, sl->easy);
-				curl_easy_cleanup(sl->easy);
-			}
-			curl_slist_free_all(sl->headers);
-			slot_clear(sl);
-		}
-		free(t->slots);
-		if (t->retry != NULL)
-			event_free(t->retry);
+		for (size_t j = 0; j < t->nlanes; j++)
+			lane_free(f, &t->lanes[j]);
 		free(t->name);
 		free(t->url);
 		free(t->ca_file);

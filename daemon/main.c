@@ -436,6 +436,10 @@ new_forward(struct daemon *d)
 			.retry_base_ms = (uint32_t)t->retry_base_ms,
 			.retry_cap_ms = (uint32_t)t->retry_cap_ms,
 			.max_attempts = t->max_attempts,
+			.max_age = t->max_age,
+			.retry_after_max = t->retry_after_max,
+			.alarm_priority = (int)t->alarm_priority,
+			.allow_http = t->allow_http,
 		};
 	}
 	struct outbox ob;

@@ -105,7 +105,7 @@ struct store_op {
 	int nparams;
 	bool resend;			/* sent before, on a connection since lost */
 	char *text[6];			/* text parameters (NULL: SQL NULL) */
-	struct pgarr ids;		/* $2 of settle: uuid[] */
+	struct pgarr ids;		/* $2 of settle, $7 of claim: uuid[] */
 	outbox_claim_fn claim_done;
 	void *ctx;
 	struct outbox_row *rows;
@@ -714,15 +714,20 @@ mono_ms(void)
 /* ---- the forwarder's queries ----------------------------------------- */
 
 /* Takes up to $2 rows (and about $3 bytes of records) of target $1 that
- * are due, highest priority first, and leases them to this node ($5) for
- * $4 seconds: another daemon (or this one after a restart, see release)
- * takes them only when the lease has run out. */
+ * are due, of a priority in [$6[1], $6[2]] (a lane of the forwarder) and
+ * not among the ids $7 (rows the forwarder holds already), highest priority
+ * first, and leases them to this node ($5) for $4 seconds: another daemon
+ * (or this one after a restart, see release) takes them only when the
+ * lease has run out. Each row comes with its age in milliseconds, by the
+ * database's clock (max_age). */
 static const char outbox_claim_sql[] =
     "WITH c AS ("
     "  SELECT o.event_id, o.target, o.priority, o.created_at, e.record"
     "  FROM forward_outbox o"
     "  LEFT JOIN events e ON e.id = o.event_id AND e.event_time = o.event_time"
     "  WHERE o.target = $1 AND o.state = 'pending' AND o.next_attempt_at <= now()"
+    "    AND o.priority BETWEEN ($6::int[])[1] AND ($6::int[])[2]"
+    "    AND o.event_id <> ALL($7::uuid[])"
     "  ORDER BY o.priority DESC, o.created_at"
     "  LIMIT $2::int FOR UPDATE OF o SKIP LOCKED"
     "), w AS ("
@@ -734,7 +739,8 @@ static const char outbox_claim_sql[] =
     " UPDATE forward_outbox o SET next_attempt_at = now() + make_interval(secs => $4::int),"
     "   claimed_by = $5"
     " FROM w WHERE o.event_id = w.event_id AND o.target = w.target AND w.before < $3::bigint"
-    " RETURNING o.event_id, o.priority::int4, o.attempts, w.record, w.before";
+    " RETURNING o.event_id, o.priority::int4, o.attempts, w.record, w.before,"
+    "   greatest(0, floor(extract(epoch FROM now() - w.created_at) * 1000))::int8";
 
 static const char outbox_sent_sql[] =
     "UPDATE forward_outbox SET state = 'sent', sent_at = now(), attempts = attempts + 1,"
@@ -747,6 +753,11 @@ static const char outbox_retry_sql[] =
 static const char outbox_failed_sql[] =
     "UPDATE forward_outbox SET state = 'failed', attempts = attempts + 1, last_status = $3::int,"
     " last_error = $4, claimed_by = NULL"
+    " WHERE target = $1 AND event_id = ANY($2::uuid[]) AND state = 'pending'";
+/* Rows the forwarder gives back unsent: due again in $3 seconds. */
+static const char outbox_defer_sql[] =
+    "UPDATE forward_outbox SET next_attempt_at = now() + make_interval(secs => $3::double precision),"
+    " claimed_by = NULL"
     " WHERE target = $1 AND event_id = ANY($2::uuid[]) AND state = 'pending'";
 /* After a restart: what this node had leased is due again at once. A
  * claim leases its rows to NODE/TOKEN, a name of its own. */
@@ -763,8 +774,8 @@ static const char outbox_unclaim_sql[] =
 static int
 send_op(struct store *s, struct store_op *op)
 {
-	const char *vals[6];
-	int lens[6], fmts[6];
+	const char *vals[7];
+	int lens[7], fmts[7];
 
 	free(op->rows);
 	free(op->data);
@@ -772,13 +783,15 @@ send_op(struct store *s, struct store_op *op)
 	op->data = NULL;
 	op->nrows = 0;
 	for (int i = 0; i < op->nparams; i++) {
-		vals[i] = op->text[i];
+		vals[i] = i < 6 ? op->text[i] : NULL;
 		lens[i] = 0;
 		fmts[i] = 0;
 	}
-	if (op->kind == OP_SETTLE) {
-		vals[1] = (const char *)arr_finish(&op->ids, &lens[1]);
-		fmts[1] = 1;
+	/* The ids, a binary uuid[]: $2 of settle, $7 of claim. */
+	int at = op->kind == OP_SETTLE ? 1 : op->kind == OP_CLAIM ? 6 : -1;
+	if (at >= 0) {
+		vals[at] = (const char *)arr_finish(&op->ids, &lens[at]);
+		fmts[at] = 1;
 	}
 	if (op->kind == OP_CLAIM && op->resend) {
 		const char *un[2] = { op->text[0], op->text[4] };
@@ -808,7 +821,7 @@ take_claim_rows(struct store_op *op, PGresult *r)
 	int n = PQntuples(r);
 	size_t bytes = 0;
 
-	if (n <= 0 || PQnfields(r) != 5)
+	if (n <= 0 || PQnfields(r) != 6)
 		return;
 	for (int i = 0; i < n; i++)
 		bytes += (size_t)PQgetlength(r, i, 3);
@@ -835,10 +848,13 @@ take_claim_rows(struct store_op *op, PGresult *r)
 			row->record_len = len;
 			off += len;
 		}
-		uint64_t before = 0;
+		uint64_t before = 0, age = 0;
 		if (PQgetlength(r, i, 4) == 8)
 			memcpy(&before, PQgetvalue(r, i, 4), 8);
+		if (PQgetlength(r, i, 5) == 8)
+			memcpy(&age, PQgetvalue(r, i, 5), 8);
 		row->order = (int64_t)be64toh(before);
+		row->age_ms = (int64_t)be64toh(age);
 		op->nrows++;
 	}
 }
@@ -896,19 +912,24 @@ fmt_ll(long long v)
 }
 
 static void
-outbox_claim(void *ctx, const char *target, size_t max_rows, size_t max_bytes, int lease_s,
-    outbox_claim_fn done, void *done_ctx)
+outbox_claim(void *ctx, const struct outbox_claim *c, outbox_claim_fn done, void *done_ctx)
 {
 	struct store *s = ctx;
-	struct store_op *op = new_op(OP_CLAIM, outbox_claim_sql, 5);
+	struct store_op *op = new_op(OP_CLAIM, outbox_claim_sql, 7);
+	char range[48];
 
-	op->text[0] = xstrdup(target);
-	op->text[1] = fmt_ll((long long)max_rows);
-	op->text[2] = fmt_ll((long long)max_bytes);
-	op->text[3] = fmt_ll(lease_s);
+	op->text[0] = xstrdup(c->target);
+	op->text[1] = fmt_ll((long long)c->max_rows);
+	op->text[2] = fmt_ll((long long)c->max_bytes);
+	op->text[3] = fmt_ll(c->lease_s);
 	char token[300];
 	snprintf(token, sizeof(token), "%s/%08x", s->node, s->claims++);
 	op->text[4] = xstrdup(token);
+	snprintf(range, sizeof(range), "{%d,%d}", c->min_priority, c->max_priority);
+	op->text[5] = xstrdup(range);
+	arr_init(&op->ids, OID_UUID);
+	for (size_t i = 0; i < c->nexclude; i++)
+		arr_add(&op->ids, c->exclude + 16 * i, 16);
 	op->claim_done = done;
 	op->ctx = done_ctx;
 	queue_op(s, op);
@@ -920,22 +941,27 @@ outbox_settle(void *ctx, const char *target, const uint8_t *ids, size_t n,
 {
 	struct store *s = ctx;
 	const char *sql = outcome == OUTBOX_SENT ? outbox_sent_sql :
-	    outcome == OUTBOX_RETRY ? outbox_retry_sql : outbox_failed_sql;
+	    outcome == OUTBOX_RETRY ? outbox_retry_sql :
+	    outcome == OUTBOX_DEFER ? outbox_defer_sql : outbox_failed_sql;
 	struct store_op *op = new_op(OP_SETTLE, sql, outcome == OUTBOX_SENT ? 3 :
-	    outcome == OUTBOX_RETRY ? 5 : 4);
+	    outcome == OUTBOX_RETRY ? 5 : outcome == OUTBOX_DEFER ? 3 : 4);
 	char secs[32];
 
 	op->text[0] = xstrdup(target);
 	arr_init(&op->ids, OID_UUID);
 	for (size_t i = 0; i < n; i++)
 		arr_add(&op->ids, ids + 16 * i, 16);
+	snprintf(secs, sizeof(secs), "%.3f", (double)retry_in_ms / 1000.0);
+	if (outcome == OUTBOX_DEFER) {
+		op->text[2] = xstrdup(secs);
+		queue_op(s, op);
+		return;
+	}
 	op->text[2] = status > 0 ? fmt_ll(status) : NULL;
 	if (outcome != OUTBOX_SENT)
 		op->text[3] = xstrdup(error != NULL ? error : "");
-	if (outcome == OUTBOX_RETRY) {
-		snprintf(secs, sizeof(secs), "%.3f", (double)retry_in_ms / 1000.0);
+	if (outcome == OUTBOX_RETRY)
 		op->text[4] = xstrdup(secs);
-	}
 	queue_op(s, op);
 }
 

@@ -89,6 +89,10 @@ struct config_target {
 	long long retry_base_ms;
 	long long retry_cap_ms;
 	long long max_attempts;		/* 0: no limit */
+	long long max_age;		/* seconds; 0: no limit */
+	long long retry_after_max;	/* seconds */
+	long long alarm_priority;	/* this and above: the alarm lane; 10: none */
+	bool allow_http;
 };
 
 /* One [forward.rule NAME] section: which events go to which target. Each

@@ -1,23 +1,47 @@
 /* forward.c — the outbox to the police platform, over HTTPS.
  *
- * For every [forward.target NAME] a set of request slots (max_inflight).
+ * Every [forward.target NAME] has two lanes: rows of priority >=
+ * alarm_priority travel in the alarm lane, the others in the routine lane.
+ * A lane has its own request slots (max_inflight), health, probe and
+ * backoff, and claims only rows of its priorities, so a routine batch that
+ * fails never keeps an alarm from being claimed and sent.
+ *
  * An idle slot claims due outbox rows from the store (highest priority
  * first, leased to this daemon), POSTs them as one batch and records the
  * outcome in the outbox:
  *
  *   2xx                               rows sent
+ *   other 4xx than 408, 429           a batch of several rows is split in
+ *                                     halves, sent again separately, until
+ *                                     the rows at fault are alone: a row
+ *                                     refused alone is failed, with the
+ *                                     status and the reply (as UTF-8 text)
  *   408, 429, 5xx, timeout, network,  the same batch (same bytes, same
  *   TLS                               Idempotency-Key) is sent again after a
  *                                     capped exponential backoff with full
- *                                     jitter, or Retry-After; the rows stay
- *                                     pending, their attempts counted
- *   other 4xx                         rows failed, with the status and the
- *                                     first 512 bytes of the reply
+ *                                     jitter, or Retry-After (at most
+ *                                     retry_after_max); the rows stay
+ *                                     pending, their attempts counted. A
+ *                                     batch that got SPLIT_AFTER answers in
+ *                                     a row that may be about its content
+ *                                     (408 or 5xx without Retry-After, a
+ *                                     timeout or a connection lost after
+ *                                     the request went out) is split in
+ *                                     halves.
  *
- * While a target fails, no new rows are claimed and only one waiting batch
- * probes it; the backlog stays in PostgreSQL. The first success sends the
- * other waiting batches at once. A certificate that fails verification is
- * logged at error on every attempt.
+ * A row is given up (failed, with the reason, logged at error) only after a
+ * failed attempt that reaches max_attempts or finds it older than max_age.
+ *
+ * While a lane fails, it claims no rows for its slots and one request at a
+ * time probes the platform: a newly claimed batch while the lane holds
+ * fewer than max_inflight + 1 batches' worth of rows, else the waiting
+ * batch tried least recently, so one batch at fault does not make a
+ * working platform look down. The first success sends the other waiting
+ * batches at once. A batch that fails again after other requests of its
+ * lane succeeded is the batch's problem, not the platform's: it waits
+ * out a backoff of its own and the lane carries on. The backlog stays in
+ * PostgreSQL. A certificate that fails verification is logged at error on
+ * every attempt.
  *
  * libcurl's multi interface runs on the daemon's libevent loop: libcurl
  * tells us which sockets and which timeout to watch (its callbacks only
@@ -56,6 +80,10 @@ struct forward_target {
 	uint32_t retry_base_ms;
 	uint32_t retry_cap_ms;
 	long long max_attempts;		/* 0: no limit */
+	long long max_age;		/* seconds since the row was created; 0: no limit */
+	long long retry_after_max;	/* seconds: the longest Retry-After honoured */
+	int alarm_priority;		/* this priority and above: the alarm lane */
+	bool allow_http;		/* http:// URLs (never with a token) */
 };
 
 /* Copies what it needs from `outbox` and `targets`. Returns NULL after

@@ -771,11 +771,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _handle(self):
         endpoint: HttpsEndpoint = self.server.endpoint
         body = self._read_body()
-        subject, cn = _subject_string(self.connection.getpeercert())
+        peer = getattr(self.connection, "getpeercert", None)
+        subject, cn = _subject_string(peer() if peer is not None else None)
         req = RecordedRequest(method=self.command, path=self.path, headers=self.headers,
                               body=body, received_at=time.time(), client_subject=subject,
                               client_cn=cn, client_address=self.client_address)
-        resp = endpoint._next_response()
+        resp = endpoint._next_response(req)
         endpoint._begin(req)
         if resp.delay:
             time.sleep(resp.delay)
@@ -816,7 +817,8 @@ class _TLSServer(http.server.ThreadingHTTPServer):
     def finish_request(self, request, client_address):
         request.settimeout(10)
         try:
-            tls = self.endpoint.context.wrap_socket(request, server_side=True)
+            tls = request if self.endpoint.plain else \
+                self.endpoint.context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as e:
             self.endpoint._record_tls_failure(client_address, e)
             return
@@ -848,9 +850,12 @@ class HttpsEndpoint:
         ep.requests, ep.wait_for_requests(n, timeout)
         ep.in_flight, ep.wait_for_in_flight(n, timeout)        # read, not answered yet
         ep.close_port() / ep.reopen()                           # down, then up again
+        ep.answer_with(lambda req: {"status": 500} if ... else None)  # by content
+        HttpsEndpoint(tmpdir, plain=True)                       # plain HTTP, no TLS
     """
 
-    def __init__(self, tmpdir: Path | str, server_san: str | None = None):
+    def __init__(self, tmpdir: Path | str, server_san: str | None = None,
+                 plain: bool = False):
         self.dir = Path(tmpdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         # server_san: see TestPKI (e.g. "DNS:platform.example" for a wrong host name)
@@ -862,6 +867,7 @@ class HttpsEndpoint:
         self.context.load_cert_chain(self.pki.server_cert, self.pki.server_key)
         self.context.load_verify_locations(cafile=self.pki.ca_file)
         self.context.verify_mode = ssl.CERT_REQUIRED
+        self.plain = plain
 
         self._cond = threading.Condition()
         self._requests: list[RecordedRequest] = []
@@ -869,6 +875,7 @@ class HttpsEndpoint:
         self._tls_failures: list[tuple[tuple, str]] = []
         self._default = Response()
         self._oneshot: list[Response] = []
+        self._answer: Callable[[RecordedRequest], dict | None] | None = None
         self._conns: set = set()
         self._server: _TLSServer | None = None
         self._thread: threading.Thread | None = None
@@ -884,7 +891,7 @@ class HttpsEndpoint:
 
     @property
     def url(self) -> str:
-        return f"https://{self.host}:{self.port}/"
+        return f"{'http' if self.plain else 'https'}://{self.host}:{self.port}/"
 
     @property
     def running(self) -> bool:
@@ -943,6 +950,13 @@ class HttpsEndpoint:
         with self._cond:
             self._oneshot.append(self._response(status, body, headers, delay, drop))
 
+    def answer_with(self, fn: Callable[[RecordedRequest], dict | None] | None) -> None:
+        """Decide answers from the request: fn(req) returns respond()'s keyword
+        arguments (status, body, headers, delay, drop), or None for the usual
+        answer (one-shot, then default). fn runs in the serving thread."""
+        with self._cond:
+            self._answer = fn
+
     @staticmethod
     def _response(status, body, headers, delay, drop) -> Response:
         if isinstance(body, str):
@@ -950,7 +964,13 @@ class HttpsEndpoint:
         return Response(status=status, body=body, headers=dict(headers or {}),
                         delay=delay, drop=drop)
 
-    def _next_response(self) -> Response:
+    def _next_response(self, req: RecordedRequest) -> Response:
+        with self._cond:
+            fn = self._answer
+        a = fn(req) if fn is not None else None
+        if a is not None:
+            return self._response(a.get("status", 200), a.get("body", b""), a.get("headers"),
+                                  a.get("delay", 0.0), a.get("drop", False))
         with self._cond:
             return self._oneshot.pop(0) if self._oneshot else self._default
 
