@@ -193,7 +193,7 @@ identity_tests(void)
 
 	/* A segment of another journal (copied in) is moved aside, not read. */
 	char other[64];
-	snprintf(other, sizeof(other), "%s.other", dir);
+	snprintf(other, sizeof(other), "%.56s.other", dir);
 	rm_rf(other);
 	char saved[64];
 	snprintf(saved, sizeof(saved), "%s", dir);
