@@ -151,7 +151,7 @@ class StreamBuilder:
     VALID = {
         "hik_access": 20, "dahua_access": 12, "hik_heartbeat": 5, "anpr": 15,
         "camera": 8, "peephole": 8, "gateway_hb": 6, "gateway_lwt": 2,
-        "z2m_state": 14, "z2m_avail": 4.8, "z2m_bridge": 0.2,
+        "z2m_state": 14, "z2m_avail": 4.8, "z2m_bridge": 0.2, "shelly": 2, "tasmota": 1,
     }
     MALFORMED_SHARE = 0.05
 
@@ -300,6 +300,24 @@ class StreamBuilder:
                            sev="info" if online else "notice", vendor="zigbee2mqtt",
                            comm="c-0001", dev=dev, stable=False)
 
+    def _shelly(self, j, d, t):
+        # plain text, no time, no serial: one sensor per message
+        dev = f"shellydw2-{j:06d}"
+        opened = j % 2 == 0
+        return self._event("shelly", f"shellies/{dev}/sensor/state", None,
+                           payload=b"open" if opened else b"close", t=t, route="shelly-door",
+                           cls="door_sensor", etype="door_opened" if opened else "door_closed",
+                           sev="info", vendor="shelly", comm="c-0001", dev=dev, stable=False)
+
+    def _tasmota(self, j, d, t):
+        dev = f"tasmota_{j:06X}"
+        online = j % 2 == 0
+        return self._event("tasmota", f"tele/{dev}/LWT", None,
+                           payload=b"Online" if online else b"Offline", t=t, route="tasmota", cls="door_sensor",
+                           etype="device_online" if online else "device_offline",
+                           sev="info" if online else "notice", vendor="tasmota",
+                           comm="c-0001", dev=dev, stable=False)
+
     def _z2m_bridge(self, j, d, t):
         # One bridge: the payloads differ ("n") only so that no two of them,
         # journaled in the same microsecond, could ever get the same id.
@@ -435,7 +453,7 @@ class Stream:
 
 def store_config(tmp_path, broker, pg, store=None, journal=None) -> str:
     return daemon_config(
-        tmp_path, broker, client_id=CLIENT_ID, subscribe=("sac/#", "zigbee2mqtt/#"),
+        tmp_path, broker, client_id=CLIENT_ID, subscribe=("sac/#", "zigbee2mqtt/#", "shellies/#", "tele/#"),
         journal={"segment_size": "64K", **(journal or {})}, store_db=pg, store=store,
         routes=True)
 
