@@ -180,9 +180,16 @@ const char *decode_class_name(Gridbridge__V1__DeviceClass c);
  * type, or ""); the same copied into the arena. */
 const char *decode_json_str(struct json_t *o, const char *key);
 char *decode_json_strdup(struct arena *a, struct json_t *o, const char *key);
-/* An integer: a JSON integer, a real with an integral value, or (when
- * quoted_ok) a decimal string, as some firmwares quote their numbers. */
-bool decode_json_int(struct json_t *v, bool quoted_ok, long long *out);
+/* An integer in [lo, hi]: a JSON integer, a real with an integral value
+ * (at most 9e15 either way, where doubles stop being exact), or with
+ * DECODE_INT_QUOTED a decimal string of at most 18 digits, as some
+ * firmwares quote their numbers. With DECODE_INT_ROUND a real with a
+ * fraction is rounded to the nearest integer instead of refused. Booleans,
+ * null, NaN and anything out of range are not integers. */
+#define DECODE_INT_QUOTED 1u
+#define DECODE_INT_ROUND 2u
+bool decode_json_integer(struct json_t *v, unsigned flags, long long lo, long long hi,
+    long long *out);
 /* A member that names something: a non-empty string as is, or an integer
  * as decimal text; NULL otherwise. In the arena. */
 char *decode_json_ref(struct arena *a, struct json_t *o, const char *key);
