@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "decode.h"
+#include "event_names.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define DECODE_ASAN 1
@@ -373,33 +374,16 @@ decode_parse_tz(const char *s, int *minutes)
 	return 0;
 }
 
-static const char *const class_names[] = {
-	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_ACCESS_GATE] = "access_gate",
-	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_VEHICLE_BARRIER] = "vehicle_barrier",
-	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_CAMERA] = "camera",
-	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_DOOR_SENSOR] = "door_sensor",
-	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_PEEPHOLE] = "peephole",
-	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_GATEWAY] = "gateway",
-};
-
 int
 decode_class_by_name(const char *name, Gridbridge__V1__DeviceClass *c)
 {
-	for (size_t i = 1; i < sizeof(class_names) / sizeof(class_names[0]); i++) {
-		if (class_names[i] != NULL && strcmp(class_names[i], name) == 0) {
-			*c = (Gridbridge__V1__DeviceClass)i;
-			return 0;
-		}
-	}
-	return -1;
+	return event_class_by_name(name, c) ? 0 : -1;
 }
 
 const char *
 decode_class_name(Gridbridge__V1__DeviceClass c)
 {
-	if ((size_t)c < sizeof(class_names) / sizeof(class_names[0]) && class_names[c] != NULL)
-		return class_names[c];
-	return "unspecified";
+	return event_class_name(c);
 }
 
 const char *
