@@ -61,33 +61,14 @@ member_strdup(struct arena *a, json_t *o, const char *key)
 	return s != NULL && s[0] != '\0' ? arena_strdup(a, s) : NULL;
 }
 
-/* A whole number in [lo, hi]: a JSON integer, or a real with no fraction. */
-static bool
-json_whole(json_t *v, int64_t lo, int64_t hi, int32_t *out)
-{
-	if (json_is_integer(v)) {
-		json_int_t i = json_integer_value(v);
-		if (i < lo || i > hi)
-			return false;
-		*out = (int32_t)i;
-		return true;
-	}
-	if (json_is_real(v)) {
-		double d = json_real_value(v);
-		if (!isfinite(d) || d != floor(d) || d < (double)lo || d > (double)hi)
-			return false;
-		*out = (int32_t)d;
-		return true;
-	}
-	return false;
-}
-
-/* An optional whole-number member as an arena Int32Value, or NULL. */
+/* An optional whole-number member in [lo, hi] as an arena Int32Value, or
+ * NULL. */
 static Gridbridge__V1__Int32Value *
-member_int32(struct arena *a, json_t *o, const char *key, int64_t lo, int64_t hi)
+member_int32(struct arena *a, json_t *o, const char *key, int32_t lo, int32_t hi)
 {
-	int32_t v;
-	return json_whole(member(o, key), lo, hi, &v) ? decode_int32(a, v) : NULL;
+	long long v;
+	return decode_json_integer(member(o, key), 0, lo, hi, &v) ?
+	    decode_int32(a, (int32_t)v) : NULL;
 }
 
 /* A vendor value for a rejection reason: printable ASCII only (anything
@@ -167,10 +148,10 @@ static Gridbridge__V1__Int32Value *
 alarm_confidence(struct arena *a, json_t *o)
 {
 	json_t *v = member(o, "confidence");
-	int32_t pct;
+	long long pct;
 
 	if (json_is_integer(v)) {
-		if (!json_whole(v, 0, 100, &pct))
+		if (!decode_json_integer(v, 0, 0, 100, &pct))
 			return NULL;
 	} else if (json_is_real(v)) {
 		double d = json_real_value(v);
@@ -178,11 +159,11 @@ alarm_confidence(struct arena *a, json_t *o)
 			return NULL;
 		if (d <= 1.0)
 			d *= 100.0;
-		pct = (int32_t)lround(d);
+		pct = lround(d);
 	} else {
 		return NULL;
 	}
-	return decode_int32(a, pct);
+	return decode_int32(a, (int32_t)pct);
 }
 
 /* pictures: [{"url": ...}, ...] (bare strings accepted too). */
@@ -210,14 +191,14 @@ static void
 alarm_floor_range(struct arena *a, Gridbridge__V1__CameraAlarm *c, json_t *o)
 {
 	json_t *r = member(o, "floorRange");
-	int32_t lo, hi;
+	long long lo, hi;
 
 	if (!json_is_array(r) || json_array_size(r) != 2 ||
-	    !json_whole(json_array_get(r, 0), INT32_MIN, INT32_MAX, &lo) ||
-	    !json_whole(json_array_get(r, 1), INT32_MIN, INT32_MAX, &hi) || lo > hi)
+	    !decode_json_integer(json_array_get(r, 0), 0, INT32_MIN, INT32_MAX, &lo) ||
+	    !decode_json_integer(json_array_get(r, 1), 0, INT32_MIN, INT32_MAX, &hi) || lo > hi)
 		return;
-	c->floor_min = decode_int32(a, lo);
-	c->floor_max = decode_int32(a, hi);
+	c->floor_min = decode_int32(a, (int32_t)lo);
+	c->floor_max = decode_int32(a, (int32_t)hi);
 }
 
 int
@@ -329,8 +310,8 @@ decode_peephole(const struct decode_in *in, struct decode_out *out)
 
 	Gridbridge__V1__EventType type = GRIDBRIDGE__V1__EVENT_TYPE__EVENT_TYPE_UNSPECIFIED;
 	json_t *event = member(o, "event"), *code = member(o, "eventCode");
-	int32_t vcode = 0;
-	bool have_code = json_whole(code, INT32_MIN, INT32_MAX, &vcode);
+	long long vcode = 0;
+	bool have_code = decode_json_integer(code, 0, INT32_MIN, INT32_MAX, &vcode);
 
 	if (event != NULL) {
 		if (!json_is_string(event)) {
@@ -380,7 +361,7 @@ decode_peephole(const struct decode_in *in, struct decode_out *out)
 	if ((s = member_strdup(a, o, "snapshotUrl")) != NULL)
 		p->snapshot_url = s;
 	if (have_code)
-		p->vendor_code = vcode;
+		p->vendor_code = (int32_t)vcode;
 
 	device_from_payload(out, o);
 	ev->event_type = type;

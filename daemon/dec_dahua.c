@@ -24,7 +24,7 @@
  * `serialNumber` (the device serial some bridges add) if present.
  */
 #include <jansson.h>
-#include <math.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -193,7 +193,7 @@ decode(const struct decode_in *in, struct decode_out *out, json_t *root)
 		return decode_reject(out, "missing_field:Status");
 	if (json_is_boolean(status))
 		granted = json_is_true(status);
-	else if (decode_json_int(status, false, &st) && (st == 0 || st == 1))
+	else if (decode_json_integer(status, 0, 0, 1, &st))
 		granted = st == 1;
 	else
 		return decode_reject(out, "bad_value:Status");
@@ -207,7 +207,7 @@ decode(const struct decode_in *in, struct decode_out *out, json_t *root)
 	    GRIDBRIDGE__V1__PASS_RESULT__PASS_RESULT_DENIED;
 
 	long long m;
-	if (decode_json_int(json_object_get(data, "Method"), false, &m)) {
+	if (decode_json_integer(json_object_get(data, "Method"), 0, LLONG_MIN, LLONG_MAX, &m)) {
 		p->verify_method = method_of(m);
 		if (m >= INT32_MIN && m <= INT32_MAX)
 			p->vendor_code = (int32_t)m;
@@ -232,7 +232,7 @@ decode(const struct decode_in *in, struct decode_out *out, json_t *root)
 		p->picture_url = s;
 
 	long long rec;
-	if (decode_json_int(json_object_get(data, "RecNo"), false, &rec) && rec > 0) {
+	if (decode_json_integer(json_object_get(data, "RecNo"), 0, 1, LLONG_MAX, &rec)) {
 		char nb[32];
 		int n = snprintf(nb, sizeof(nb), "%lld", rec);
 		out->serial = arena_strdup(a, nb);

@@ -22,7 +22,7 @@
  * (ISUP/EHome payloads), else `macAddress`.
  */
 #include <jansson.h>
-#include <math.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -243,7 +243,7 @@ required_int(struct decode_out *out, json_t *o, const char *key, long long *v)
 	json_t *j = json_object_get(o, key);
 	if (j == NULL || json_is_null(j))
 		return decode_reject(out, "missing_field:%s", key);
-	if (!decode_json_int(j, true, v))
+	if (!decode_json_integer(j, DECODE_INT_QUOTED, LLONG_MIN, LLONG_MAX, v))
 		return decode_reject(out, "bad_value:%s", key);
 	return 0;
 }
@@ -304,7 +304,7 @@ access_event(struct decode_out *out, json_t *root)
 	/* serialNo: the device's event counter. */
 	json_t *sn = json_object_get(ace, "serialNo");
 	long long serial;
-	if ((json_is_integer(sn) || json_is_real(sn)) && decode_json_int(sn, true, &serial)) {
+	if (decode_json_integer(sn, 0, LLONG_MIN, LLONG_MAX, &serial)) {
 		char buf[32];
 		int n = snprintf(buf, sizeof(buf), "%lld", serial);
 		out->serial = arena_strdup(a, buf);
@@ -387,7 +387,7 @@ anpr_event(struct decode_out *out, json_t *root)
 		v->lane = s;
 	long long conf;
 	json_t *cj = json_object_get(anpr, "confidenceLevel");
-	if (cj != NULL && decode_json_int(cj, true, &conf) && conf >= 0 && conf <= 100)
+	if (decode_json_integer(cj, DECODE_INT_QUOTED, 0, 100, &conf))
 		v->confidence = decode_int32(a, (int32_t)conf);
 	if ((s = decode_json_strdup(a, anpr, "vehicleListName")) != NULL)
 		v->list_name = s;

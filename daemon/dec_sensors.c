@@ -14,7 +14,6 @@
  * a message redelivered after a crash can be stored twice.
  */
 #include <jansson.h>
-#include <math.h>
 #include <string.h>
 
 #include "decode.h"
@@ -157,28 +156,6 @@ plain_status(const struct decode_in *in, struct decode_out *out, const struct wo
 	return 0;
 }
 
-/* A JSON number that is (or rounds to) an integer in [lo, hi]. Booleans,
- * strings, NaN and out-of-range values are not. */
-static bool
-json_int_in(const json_t *v, int lo, int hi, int32_t *out)
-{
-	if (json_is_integer(v)) {
-		json_int_t i = json_integer_value(v);
-		if (i < lo || i > hi)
-			return false;
-		*out = (int32_t)i;
-		return true;
-	}
-	if (json_is_real(v)) {
-		double d = json_real_value(v);
-		if (!isfinite(d) || d < lo - 0.5 || d >= hi + 0.5)
-			return false;
-		*out = (int32_t)lround(d);
-		return true;
-	}
-	return false;
-}
-
 /* A JSON string without embedded NULs (C string functions would stop at
  * one and read only a prefix), or NULL. json_loadb already refuses
  * "\u0000" without JSON_ALLOW_NUL; this keeps it so if that changes. */
@@ -276,11 +253,12 @@ decode_z2m_device(const struct decode_in *in, struct decode_out *out)
 	 * means OPEN. (Not "true = opened", as one would guess.) */
 	Gridbridge__V1__DoorContact *d = set_door(out, !json_is_true(contact));
 
-	int32_t v;
-	if (json_int_in(json_object_get(j, "battery"), 0, 100, &v))
-		d->battery_percent = decode_int32(&out->arena, v);
-	if (json_int_in(json_object_get(j, "linkquality"), 0, 255, &v))
-		d->link_quality = decode_int32(&out->arena, v);
+	/* A number that is (or rounds to) an integer in range. */
+	long long v;
+	if (decode_json_integer(json_object_get(j, "battery"), DECODE_INT_ROUND, 0, 100, &v))
+		d->battery_percent = decode_int32(&out->arena, (int32_t)v);
+	if (decode_json_integer(json_object_get(j, "linkquality"), DECODE_INT_ROUND, 0, 255, &v))
+		d->link_quality = decode_int32(&out->arena, (int32_t)v);
 	if (json_is_true(json_object_get(j, "tamper"))) {
 		/* The state stays in the body; the event says tamper. */
 		d->tamper = true;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "sha256.h"
+#include "util.h"
 
 /* ---- arena -------------------------------------------------------------- */
 
@@ -25,9 +26,7 @@ arena_alloc(struct arena *a, size_t size)
 	struct arena_block *b = a->head;
 	if (b == NULL || b->size - b->used < size) {
 		size_t bs = size > ARENA_BLOCK ? size : ARENA_BLOCK;
-		b = malloc(sizeof(*b) + bs);
-		if (b == NULL)
-			abort();
+		b = util_malloc(sizeof(*b) + bs);
 		b->size = bs;
 		b->used = 0;
 		b->next = a->head;

@@ -1,6 +1,7 @@
 /* decode_util.c — what decoders share: JSON, UTF-8, times, plates. */
 #include <ctype.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "decode.h"
+#include "event_names.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define DECODE_ASAN 1
@@ -372,33 +374,16 @@ decode_parse_tz(const char *s, int *minutes)
 	return 0;
 }
 
-static const char *const class_names[] = {
-	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_ACCESS_GATE] = "access_gate",
-	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_VEHICLE_BARRIER] = "vehicle_barrier",
-	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_CAMERA] = "camera",
-	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_DOOR_SENSOR] = "door_sensor",
-	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_PEEPHOLE] = "peephole",
-	[GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_GATEWAY] = "gateway",
-};
-
 int
 decode_class_by_name(const char *name, Gridbridge__V1__DeviceClass *c)
 {
-	for (size_t i = 1; i < sizeof(class_names) / sizeof(class_names[0]); i++) {
-		if (class_names[i] != NULL && strcmp(class_names[i], name) == 0) {
-			*c = (Gridbridge__V1__DeviceClass)i;
-			return 0;
-		}
-	}
-	return -1;
+	return event_class_by_name(name, c) ? 0 : -1;
 }
 
 const char *
 decode_class_name(Gridbridge__V1__DeviceClass c)
 {
-	if ((size_t)c < sizeof(class_names) / sizeof(class_names[0]) && class_names[c] != NULL)
-		return class_names[c];
-	return "unspecified";
+	return event_class_name(c);
 }
 
 const char *
@@ -416,38 +401,61 @@ decode_json_strdup(struct arena *a, json_t *o, const char *key)
 	return s != NULL ? arena_strdup(a, s) : NULL;
 }
 
-bool
-decode_json_int(json_t *v, bool quoted_ok, long long *out)
+/* "-123" -> -123: an optional '-' and 1..18 digits, nothing else. */
+static bool
+decimal(const char *s, long long *out)
 {
-	if (json_is_integer(v)) {
-		*out = json_integer_value(v);
-		return true;
-	}
-	if (json_is_real(v)) {
-		double d = json_real_value(v);
-		if (!isfinite(d) || d != floor(d) || fabs(d) > 9e15)
+	bool neg = *s == '-';
+	long long r = 0;
+	int nd = 0;
+
+	if (neg)
+		s++;
+	for (; *s >= '0' && *s <= '9'; s++, nd++) {
+		if (nd >= 18)
 			return false;
-		*out = (long long)d;
-		return true;
+		r = r * 10 + (*s - '0');
 	}
-	if (quoted_ok && json_is_string(v)) {
-		const char *s = json_string_value(v);
-		bool neg = *s == '-';
-		long long r = 0;
-		int nd = 0;
-		if (neg)
-			s++;
-		for (; *s >= '0' && *s <= '9'; s++, nd++) {
-			if (nd >= 18)
-				return false;
-			r = r * 10 + (*s - '0');
-		}
-		if (nd == 0 || *s != '\0')
+	if (nd == 0 || *s != '\0')
+		return false;
+	*out = neg ? -r : r;
+	return true;
+}
+
+/* A real as an integer: integral (or rounded), within doubles' exact range. */
+static bool
+real_integer(double d, bool nearest, long long *out)
+{
+	if (!isfinite(d) || fabs(d) > 9e15)
+		return false;
+	if (nearest)
+		d = round(d);	/* halves away from zero */
+	else if (d != floor(d))
+		return false;
+	*out = (long long)d;
+	return true;
+}
+
+bool
+decode_json_integer(json_t *v, unsigned flags, long long lo, long long hi, long long *out)
+{
+	long long n;
+
+	if (json_is_integer(v))
+		n = json_integer_value(v);
+	else if (json_is_real(v)) {
+		if (!real_integer(json_real_value(v), (flags & DECODE_INT_ROUND) != 0, &n))
 			return false;
-		*out = neg ? -r : r;
-		return true;
+	} else if ((flags & DECODE_INT_QUOTED) != 0 && json_is_string(v)) {
+		if (!decimal(json_string_value(v), &n))
+			return false;
+	} else {
+		return false;
 	}
-	return false;
+	if (n < lo || n > hi)
+		return false;
+	*out = n;
+	return true;
 }
 
 char *
@@ -461,7 +469,7 @@ decode_json_ref(struct arena *a, json_t *o, const char *key)
 		const char *s = json_string_value(v);
 		return s[0] != '\0' ? arena_strdup(a, s) : NULL;
 	}
-	if ((json_is_integer(v) || json_is_real(v)) && decode_json_int(v, false, &n)) {
+	if (decode_json_integer(v, 0, LLONG_MIN, LLONG_MAX, &n)) {
 		snprintf(buf, sizeof(buf), "%lld", n);
 		return arena_strdup(a, buf);
 	}

@@ -194,3 +194,13 @@ event_json(const ProtobufCMessage *msg)
 	}
 	return o;
 }
+
+char *
+event_json_text(const ProtobufCMessage *msg)
+{
+	json_t *j = event_json(msg);
+	char *s = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+	json_decref(j);
+	return s;
+}

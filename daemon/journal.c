@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 /* Buffered appends are written out (without a sync) past this size, so a
  * long burst does not grow memory. */
@@ -76,14 +77,6 @@ struct journal {
 	bool header_missing;	/* the current segment's header is still to write */
 	int64_t nospace_until_ms;
 };
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- CRC-32C ------------------------------------------------------------ */
 
@@ -1045,7 +1038,7 @@ cut_back(struct journal *j, int err)
 		log_error("journal", "journal disk full, ingest paused", "dir=%s bytes=%" PRIu64,
 		    j->dir, total_bytes(j));
 	if (err == ENOSPC || err == EDQUOT)
-		j->nospace_until_ms = mono_ms() + NOSPACE_PAUSE_MS;
+		j->nospace_until_ms = util_mono_ms() + NOSPACE_PAUSE_MS;
 }
 
 /* Writes the current segment's header (an empty file's). */
@@ -1127,7 +1120,7 @@ journal_sync(struct journal *j)
 	j->pending = 0;
 	j->synced = j->written;
 	j->durable_seq = j->next_seq - 1;
-	if (j->nospace_until_ms != 0 && mono_ms() >= j->nospace_until_ms) {
+	if (j->nospace_until_ms != 0 && util_mono_ms() >= j->nospace_until_ms) {
 		log_info("journal", "journal disk has room again", "dir=%s", j->dir);
 		j->nospace_until_ms = 0;
 	}
@@ -1285,7 +1278,7 @@ journal_set_disk_cap(struct journal *j, uint64_t cap)
 bool
 journal_full(const struct journal *j)
 {
-	if (j->nospace_until_ms != 0 && mono_ms() < j->nospace_until_ms)
+	if (j->nospace_until_ms != 0 && util_mono_ms() < j->nospace_until_ms)
 		return true;
 	return total_bytes(j) >= j->disk_cap;
 }

@@ -1,5 +1,6 @@
 /* log.c — logfmt lines with a syslog priority prefix, rate-limited repeats. */
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -7,7 +8,6 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define RL_SLOTS 64
@@ -27,16 +27,7 @@ static unsigned rl_burst = 10;
 static uint64_t rl_interval_us = 10 * 1000000ull;
 static struct rl_slot rl_slots[RL_SLOTS];
 
-static uint64_t
-default_clock(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static uint64_t (*log_clock)(void) = default_clock;
+static uint64_t (*log_clock)(void) = util_mono_us;
 
 static const char *const level_names[] = {
 	[LOG_LVL_ERROR] = "error",
@@ -84,7 +75,7 @@ log_set_ratelimit(unsigned burst, uint64_t interval_us)
 void
 log_set_clock(uint64_t (*now_us)(void))
 {
-	log_clock = now_us != NULL ? now_us : default_clock;
+	log_clock = now_us != NULL ? now_us : util_mono_us;
 }
 
 /* A growing line that never overflows: writes past the end are dropped and

@@ -416,8 +416,8 @@ new_forward(struct daemon *d)
 		if (t->token_file[0] != '\0' &&
 		    (tokens[i] = secret_load(NULL, t->token_file, "forward")) == NULL)
 			goto out;
-		const char *key = secret_path(t->key_file, keys[i], sizeof(keys[i]));
-		if (key[0] != '\0' && secret_check_file(key, "forward") != 0)
+		const char *key = secret_key_file(t->key_file, keys[i], sizeof(keys[i]), "forward");
+		if (key == NULL)
 			goto out;
 		ft[i] = (struct forward_target){
 			.name = t->name,
@@ -471,8 +471,15 @@ start_stages(struct daemon *d)
 		start_failed(d, "secrets");
 		goto out;
 	}
-
 	char keybuf[4096], sslkeybuf[4096];
+	const char *mqtt_key, *store_key;
+	if ((mqtt_key = secret_key_file(c->mqtt_key_file, keybuf, sizeof(keybuf), "mqtt")) == NULL ||
+	    (store_key = secret_key_file(c->store_sslkey, sslkeybuf, sizeof(sslkeybuf),
+	    "store")) == NULL) {
+		start_failed(d, "secrets");
+		goto out;
+	}
+
 	struct mqtt_options mo = {
 		.host = c->mqtt_host,
 		.port = (int)c->mqtt_port,
@@ -490,7 +497,7 @@ start_stages(struct daemon *d)
 		.tls = c->mqtt_tls,
 		.ca_file = c->mqtt_ca_file,
 		.cert_file = c->mqtt_cert_file,
-		.key_file = secret_path(c->mqtt_key_file, keybuf, sizeof(keybuf)),
+		.key_file = mqtt_key,
 	};
 	struct mqtt_sink sink = {
 		.message = sink_message,
@@ -515,7 +522,7 @@ start_stages(struct daemon *d)
 		.sslmode = config_enum_name("store", "sslmode", c->store_sslmode),
 		.sslrootcert = c->store_sslrootcert,
 		.sslcert = c->store_sslcert,
-		.sslkey = secret_path(c->store_sslkey, sslkeybuf, sizeof(sslkeybuf)),
+		.sslkey = store_key,
 	};
 	struct store_sink ssink = {
 		.report = store_report_cb,
@@ -528,11 +535,6 @@ start_stages(struct daemon *d)
 	};
 	char jdir[4096];
 	snprintf(jdir, sizeof(jdir), "%s/journal", c->state_dir);
-	if ((c->mqtt_key_file[0] != '\0' && secret_check_file(mo.key_file, "mqtt") != 0) ||
-	    (c->store_sslkey[0] != '\0' && secret_check_file(so.sslkey, "store") != 0)) {
-		start_failed(d, "secrets");
-		goto out;
-	}
 	if (routes_build(c, &d->routes, &d->nroutes) != 0) {
 		start_failed(d, "routes");
 		goto out;

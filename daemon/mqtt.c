@@ -11,10 +11,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include "backoff.h"
 #include "log.h"
+#include "util.h"
 
 #define MQTT_RETRY_BASE_MS 500
 #define MQTT_RETRY_CAP_MS 5000	/* a broker back up is found within 5 s */
@@ -177,15 +177,6 @@ read_burst(struct mqtt *m)
 	}
 }
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Leaves the broker without losing our last PUBACKs. Everything held is
  * made durable and written, then DISCONNECT (plain TCP only: under TLS the
  * record layer is libmosquitto's) and a FIN. Then we read to the broker's
@@ -200,13 +191,13 @@ static int
 graceful_close(struct mqtt *m, int timeout_ms)
 {
 	int fd = mosquitto_socket(m->mosq);
-	long long deadline = now_ms() + timeout_ms;
+	int64_t deadline = util_mono_ms() + timeout_ms;
 
 	if (fd < 0)
 		return 0;
 	if (flush_sink(m) != 0)
 		return -1;
-	while (mosquitto_want_write(m->mosq) && now_ms() < deadline) {
+	while (mosquitto_want_write(m->mosq) && util_mono_ms() < deadline) {
 		if (mosquitto_loop_write(m->mosq, 1) != MOSQ_ERR_SUCCESS)
 			return 0;	/* the connection is gone already */
 		if (mosquitto_want_write(m->mosq)) {
@@ -218,7 +209,7 @@ graceful_close(struct mqtt *m, int timeout_ms)
 		(void)!send(fd, "\xe0\x00", 2, MSG_NOSIGNAL);	/* DISCONNECT */
 	shutdown(fd, SHUT_WR);
 	for (;;) {
-		long long left = deadline - now_ms();
+		int64_t left = deadline - util_mono_ms();
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		char scratch[16384];
 		if (left <= 0 || poll(&p, 1, (int)left) <= 0)

@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <systemd/sd-daemon.h>
-#include <time.h>
 
 #include "log.h"
+#include "util.h"
 
 struct notify {
 	struct event *watchdog;
@@ -79,13 +79,11 @@ void
 notify_reloading(void)
 {
 	char buf[64];
-	struct timespec ts;
 
 	/* systemd >= 253 wants MONOTONIC_USEC with RELOADING=1; older ones
 	 * ignore it. */
-	clock_gettime(CLOCK_MONOTONIC, &ts);
 	snprintf(buf, sizeof(buf), "RELOADING=1\nMONOTONIC_USEC=%llu",
-	    (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+	    (unsigned long long)util_mono_us());
 	notify_send(buf);
 }
 

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 struct node {
 	struct repeat_state st;
 	struct node *hnext;		/* hash chain */
@@ -36,23 +38,14 @@ hash_of(const uint8_t key[16])
 	return h;
 }
 
-static void *
-xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n, size);
-	if (p == NULL)
-		abort();
-	return p;
-}
-
 struct repeats *
 repeats_new(size_t max_keys)
 {
-	struct repeats *r = xcalloc(1, sizeof(*r));
+	struct repeats *r = util_calloc(1, sizeof(*r));
 
 	r->max_keys = max_keys > 0 ? max_keys : 1;
 	r->nbuckets = 1024;
-	r->buckets = xcalloc(r->nbuckets, sizeof(*r->buckets));
+	r->buckets = util_calloc(r->nbuckets, sizeof(*r->buckets));
 	return r;
 }
 
@@ -112,7 +105,7 @@ static void
 grow(struct repeats *r)
 {
 	size_t nb = r->nbuckets * 2;
-	struct node **b = xcalloc(nb, sizeof(*b));
+	struct node **b = util_calloc(nb, sizeof(*b));
 
 	for (size_t i = 0; i < r->nbuckets; i++) {
 		struct node *n = r->buckets[i];
@@ -161,7 +154,7 @@ node_of(struct repeats *r, const uint8_t key[16], bool *made)
 		grow(r);
 		p = slot(r, key);
 	}
-	struct node *n = xcalloc(1, sizeof(*n));
+	struct node *n = util_calloc(1, sizeof(*n));
 	memcpy(n->st.key, key, 16);
 	*p = n;
 	push_front(r, n);
@@ -213,10 +206,7 @@ log_append(struct repeats *r, uint64_t seq, bool repeat, const struct repeat_sta
 		}
 		if (r->end == r->cap) {
 			size_t cap = r->cap ? r->cap * 2 : 256;
-			struct decision *v = realloc(r->log, cap * sizeof(*v));
-			if (v == NULL)
-				abort();
-			r->log = v;
+			r->log = util_realloc(r->log, cap * sizeof(*r->log));
 			r->cap = cap;
 		}
 	}

@@ -12,15 +12,50 @@
 
 #include "log.h"
 
+/* What resolve() logs when it gives no path; each a constant message. */
+struct unresolved {
+	const char *no_dir;	/* a relative name, no $CREDENTIALS_DIRECTORY */
+	const char *too_long;	/* the path does not fit */
+};
+
+static const struct unresolved password_file = {
+	"relative password file without CREDENTIALS_DIRECTORY", "password file path too long",
+};
+static const struct unresolved key_file = {
+	"relative key file without CREDENTIALS_DIRECTORY", "key file path too long",
+};
+
+/* The one lookup of a secret's file name, as gridbridge.conf(5) says: an
+ * absolute name as it is, a relative one in $CREDENTIALS_DIRECTORY (which
+ * systemd's LoadCredential= fills), never relative to the working
+ * directory. Returns `file` or `buf`, or NULL after logging why (with
+ * `say` NULL, silently). */
+static const char *
+resolve(const char *file, char *buf, size_t len, const char *mod,
+    const struct unresolved *say)
+{
+	if (file[0] == '/')
+		return file;
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	if (dir == NULL || dir[0] == '\0') {
+		if (say != NULL)
+			log_error(mod, say->no_dir, "file=%s", file);
+		return NULL;
+	}
+	if ((size_t)snprintf(buf, len, "%s/%s", dir, file) >= len) {
+		if (say != NULL)
+			log_error(mod, say->too_long, "file=%s", file);
+		return NULL;
+	}
+	return buf;
+}
+
 const char *
 secret_path(const char *file, char *buf, size_t len)
 {
-	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	const char *path = file[0] != '\0' ? resolve(file, buf, len, NULL, NULL) : NULL;
 
-	if (file[0] == '\0' || file[0] == '/' || dir == NULL || dir[0] == '\0')
-		return file;
-	snprintf(buf, len, "%s/%s", dir, file);
-	return buf;
+	return path != NULL ? path : file;
 }
 
 /* Whether `path` names a file systemd put in $CREDENTIALS_DIRECTORY. */
@@ -71,6 +106,15 @@ check_mode(const char *path, const struct stat *st, const char *mod)
 	return -1;
 }
 
+const char *
+secret_key_file(const char *file, char *buf, size_t len, const char *mod)
+{
+	if (file[0] == '\0')
+		return file;
+	const char *path = resolve(file, buf, len, mod, &key_file);
+	return path != NULL && secret_check_file(path, mod) == 0 ? path : NULL;
+}
+
 int
 secret_check_file(const char *path, const char *mod)
 {
@@ -93,7 +137,7 @@ secret_check_file(const char *path, const char *mod)
 char *
 secret_load(const char *inline_value, const char *file, const char *mod)
 {
-	char path[4096];
+	char pathbuf[4096];
 	char *buf = NULL;
 	int fd = -1;
 
@@ -102,20 +146,9 @@ secret_load(const char *inline_value, const char *file, const char *mod)
 	if (file == NULL || file[0] == '\0')
 		return strdup("");
 
-	if (file[0] != '/') {
-		const char *dir = getenv("CREDENTIALS_DIRECTORY");
-		if (dir == NULL || dir[0] == '\0') {
-			log_error(mod, "relative password file without CREDENTIALS_DIRECTORY",
-			    "file=%s", file);
-			return NULL;
-		}
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, file) >= sizeof(path)) {
-			log_error(mod, "password file path too long", "file=%s", file);
-			return NULL;
-		}
-	} else {
-		snprintf(path, sizeof(path), "%s", file);
-	}
+	const char *path = resolve(file, pathbuf, sizeof(pathbuf), mod, &password_file);
+	if (path == NULL)
+		return NULL;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {

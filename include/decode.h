@@ -172,7 +172,8 @@ char *decode_plate_normalize(struct arena *a, const char *plate);
 /* "+08:00", "+0800", "-05", "Z" or "UTC" -> minutes east of UTC. */
 int decode_parse_tz(const char *s, int *minutes);
 /* "access_gate", "vehicle_barrier", "camera", "door_sensor", "peephole",
- * "gateway" -> the DeviceClass. */
+ * "gateway" -> the DeviceClass, and back: event_class_by_name() and
+ * event_class_name() (event_names.h) under the names their callers use. */
 int decode_class_by_name(const char *name, Gridbridge__V1__DeviceClass *c);
 const char *decode_class_name(Gridbridge__V1__DeviceClass c);
 
@@ -180,9 +181,16 @@ const char *decode_class_name(Gridbridge__V1__DeviceClass c);
  * type, or ""); the same copied into the arena. */
 const char *decode_json_str(struct json_t *o, const char *key);
 char *decode_json_strdup(struct arena *a, struct json_t *o, const char *key);
-/* An integer: a JSON integer, a real with an integral value, or (when
- * quoted_ok) a decimal string, as some firmwares quote their numbers. */
-bool decode_json_int(struct json_t *v, bool quoted_ok, long long *out);
+/* An integer in [lo, hi]: a JSON integer, a real with an integral value
+ * (at most 9e15 either way, where doubles stop being exact), or with
+ * DECODE_INT_QUOTED a decimal string of at most 18 digits, as some
+ * firmwares quote their numbers. With DECODE_INT_ROUND a real with a
+ * fraction is rounded to the nearest integer instead of refused. Booleans,
+ * null, NaN and anything out of range are not integers. */
+#define DECODE_INT_QUOTED 1u
+#define DECODE_INT_ROUND 2u
+bool decode_json_integer(struct json_t *v, unsigned flags, long long lo, long long hi,
+    long long *out);
 /* A member that names something: a non-empty string as is, or an integer
  * as decimal text; NULL otherwise. In the arena. */
 char *decode_json_ref(struct arena *a, struct json_t *o, const char *key);

@@ -13,6 +13,11 @@ struct json_t;
 /* A new JSON object for `msg` (the caller json_decref()s it), or NULL. */
 struct json_t *event_json(const ProtobufCMessage *msg);
 
+/* The same as compact text, fields in order: what the database's attrs
+ * column keeps. The caller frees it; NULL when out of memory. For callers
+ * that want the text only and have no other use for jansson. */
+char *event_json_text(const ProtobufCMessage *msg);
+
 /* Standard base64 of `n` bytes; the caller frees the string. */
 char *base64_encode(const uint8_t *p, size_t n);
 

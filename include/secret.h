@@ -16,9 +16,16 @@
 char *secret_load(const char *inline_value, const char *file, const char *mod);
 void secret_free(char *secret);
 
-/* The file a key file name stands for: a relative name is looked up in
- * $CREDENTIALS_DIRECTORY when that is set, else used as it is. Returns
- * `file` or `buf` (of `len` bytes). */
+/* The key file a key file name stands for, checked: an absolute name is
+ * used as it is, a relative one is looked up in $CREDENTIALS_DIRECTORY,
+ * as for secret_load(). Returns "" for "", else `file` or `buf` (of `len`
+ * bytes) once secret_check_file() passes; NULL after logging why (also
+ * when the name is relative and $CREDENTIALS_DIRECTORY is not set, or the
+ * path does not fit). */
+const char *secret_key_file(const char *file, char *buf, size_t len, const char *mod);
+
+/* Kept for gridbridgectl until it uses secret_key_file(): the same lookup,
+ * but a name that cannot be resolved is returned as it is, unchecked. */
 const char *secret_path(const char *file, char *buf, size_t len);
 
 /* A file holding a secret (a password, a token, a private key) may be read

@@ -1,4 +1,7 @@
-/* Unit tests for the decode framework: identity, times, plates, UTF-8. */
+/* Unit tests for the decode framework: identity, times, plates, UTF-8,
+ * JSON integers. */
+#include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +58,56 @@ decode(const char *topic, const char *payload, int64_t received, uint64_t seq,
 	}
 	decode_out_free(&out);
 	return rc;
+}
+
+/* decode_json_integer() on the JSON text `js`: the value, or -999 when it
+ * is not an integer in [lo, hi]. */
+static long long
+integer(const char *js, unsigned flags, long long lo, long long hi)
+{
+	json_t *v = json_loads(js, JSON_DECODE_ANY, NULL);
+	long long n = -999;
+
+	if (!decode_json_integer(v, flags, lo, hi, &n))
+		n = -999;
+	json_decref(v);
+	return n;
+}
+
+static void
+test_json_integer(void)
+{
+	T_INTEQ(integer("42", 0, LLONG_MIN, LLONG_MAX), 42);
+	T_INTEQ(integer("-7", 0, LLONG_MIN, LLONG_MAX), -7);
+	T_INTEQ(integer("42.0", 0, LLONG_MIN, LLONG_MAX), 42);
+	T_INTEQ(integer("42.5", 0, LLONG_MIN, LLONG_MAX), -999);
+	T_INTEQ(integer("1e16", 0, LLONG_MIN, LLONG_MAX), -999);	/* past exact doubles */
+	T_INTEQ(integer("\"42\"", 0, LLONG_MIN, LLONG_MAX), -999);
+	T_INTEQ(integer("\"42\"", DECODE_INT_QUOTED, LLONG_MIN, LLONG_MAX), 42);
+	T_INTEQ(integer("\"-42\"", DECODE_INT_QUOTED, LLONG_MIN, LLONG_MAX), -42);
+	T_INTEQ(integer("\"4 2\"", DECODE_INT_QUOTED, LLONG_MIN, LLONG_MAX), -999);
+	T_INTEQ(integer("\"\"", DECODE_INT_QUOTED, LLONG_MIN, LLONG_MAX), -999);
+	T_INTEQ(integer("\"-\"", DECODE_INT_QUOTED, LLONG_MIN, LLONG_MAX), -999);
+	T_INTEQ(integer("\"123456789012345678\"", DECODE_INT_QUOTED, LLONG_MIN, LLONG_MAX),
+	    123456789012345678LL);
+	T_INTEQ(integer("\"1234567890123456789\"", DECODE_INT_QUOTED, LLONG_MIN, LLONG_MAX),
+	    -999);
+	T_INTEQ(integer("true", DECODE_INT_QUOTED, LLONG_MIN, LLONG_MAX), -999);
+	T_INTEQ(integer("null", DECODE_INT_QUOTED, LLONG_MIN, LLONG_MAX), -999);
+	T_CHECK(!decode_json_integer(NULL, DECODE_INT_QUOTED, 0, 1, &(long long){ 0 }));
+	/* the range applies to every form */
+	T_INTEQ(integer("100", 0, 0, 100), 100);
+	T_INTEQ(integer("101", 0, 0, 100), -999);
+	T_INTEQ(integer("-1", 0, 0, 100), -999);
+	T_INTEQ(integer("101.0", 0, 0, 100), -999);
+	T_INTEQ(integer("\"101\"", DECODE_INT_QUOTED, 0, 100), -999);
+	/* rounding, halves away from zero, then the range */
+	T_INTEQ(integer("87.4", DECODE_INT_ROUND, 0, 100), 87);
+	T_INTEQ(integer("87.5", DECODE_INT_ROUND, 0, 100), 88);
+	T_INTEQ(integer("100.4", DECODE_INT_ROUND, 0, 100), 100);
+	T_INTEQ(integer("100.5", DECODE_INT_ROUND, 0, 100), -999);
+	T_INTEQ(integer("-0.4", DECODE_INT_ROUND, 0, 100), 0);
+	T_INTEQ(integer("-0.5", DECODE_INT_ROUND, 0, 100), -999);
 }
 
 int
@@ -190,5 +243,6 @@ main(void)
 	T_STREQ(reason, "missing_field:device");
 
 	route_pattern_free(&route.pattern);
+	test_json_integer();
 	return t_done();
 }

@@ -129,6 +129,49 @@ test_modes(const char *dir)
 	unlink(path);
 }
 
+/* Key file names: resolved as password file names are, then checked. */
+static void
+test_key_file(const char *dir)
+{
+	char path[256], buf[512], tiny[8];
+	const char *k;
+
+	snprintf(path, sizeof(path), "%s/key", dir);
+	write_mode(path, "KEY\n", 0600);
+	logged();
+
+	k = secret_key_file("", buf, sizeof(buf), "t");
+	T_STREQ(k, "");
+	k = secret_key_file(path, buf, sizeof(buf), "t");
+	T_STREQ(k, path);
+	T_STREQ(logged(), "");
+
+	/* a relative name only ever means a credential */
+	T_CHECK(secret_key_file("key", buf, sizeof(buf), "t") == NULL);
+	T_CHECK(strstr(logged(),
+	    "msg=\"relative key file without CREDENTIALS_DIRECTORY\" file=key") != NULL);
+	setenv("CREDENTIALS_DIRECTORY", dir, 1);
+	k = secret_key_file("key", buf, sizeof(buf), "t");
+	T_STREQ(k, path);
+	T_CHECK(secret_key_file("key", tiny, sizeof(tiny), "t") == NULL);
+	T_CHECK(strstr(logged(), "msg=\"key file path too long\" file=key") != NULL);
+	/* the legacy lookup: the same, but what it cannot resolve stays */
+	T_STREQ(secret_path("key", buf, sizeof(buf)), path);
+	T_STREQ(secret_path("key", tiny, sizeof(tiny)), "key");
+	unsetenv("CREDENTIALS_DIRECTORY");
+	T_STREQ(secret_path("key", buf, sizeof(buf)), "key");
+	T_STREQ(secret_path(path, buf, sizeof(buf)), path);
+	T_STREQ(secret_path("", buf, sizeof(buf)), "");
+
+	/* then the rules of secret_check_file() */
+	T_INTEQ(chmod(path, 0644), 0);
+	T_CHECK(secret_key_file(path, buf, sizeof(buf), "t") == NULL);
+	T_CHECK(strstr(logged(), "msg=\"secret file readable by other users\"") != NULL);
+	unlink(path);
+	T_CHECK(secret_key_file(path, buf, sizeof(buf), "t") == NULL);
+	T_CHECK(strstr(logged(), "msg=\"cannot open key file\"") != NULL);
+}
+
 int
 main(void)
 {
@@ -177,6 +220,7 @@ main(void)
 	T_CHECK(secret_load("", path, "t") == NULL);
 
 	test_modes(dir);
+	test_key_file(dir);
 
 	snprintf(path, sizeof(path), "%s/pw", dir);
 	unlink(path);

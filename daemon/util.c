@@ -1,0 +1,140 @@
+/* util.c — the monotonic clock, allocation that cannot fail, lists. */
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t
+util_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t
+util_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000;
+}
+
+_Noreturn void
+util_oom(size_t bytes)
+{
+	/* No stdio buffer and no log.c: both may need the memory that is
+	 * not there. One write(2) of a line formatted on the stack. */
+	char line[96];
+	int n = snprintf(line, sizeof(line),
+	    "<2>level=crit mod=util msg=\"out of memory\" bytes=%zu\n", bytes);
+
+	if (n > 0 && write(STDERR_FILENO, line, (size_t)n) < 0) {
+		/* nothing left to tell it to */
+	}
+	abort();
+}
+
+void *
+util_malloc(size_t size)
+{
+	void *p = malloc(size ? size : 1);
+
+	if (p == NULL)
+		util_oom(size);
+	return p;
+}
+
+void *
+util_calloc(size_t n, size_t size)
+{
+	if (n == 0 || size == 0)
+		n = size = 1;
+	void *p = calloc(n, size);
+
+	if (p == NULL)	/* calloc() refuses an overflowing product itself */
+		util_oom(n > SIZE_MAX / size ? SIZE_MAX : n * size);
+	return p;
+}
+
+void *
+util_realloc(void *p, size_t size)
+{
+	void *q = realloc(p, size ? size : 1);
+
+	if (q == NULL)
+		util_oom(size);
+	return q;
+}
+
+char *
+util_strdup(const char *s)
+{
+	return util_strndup(s, strlen(s));
+}
+
+char *
+util_strndup(const char *s, size_t n)
+{
+	char *d = strndup(s, n);
+
+	if (d == NULL)
+		util_oom(n + 1);
+	return d;
+}
+
+static bool
+is_blank(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+bool
+util_list_next(const char **s, const char **item, size_t *len)
+{
+	const char *p = *s;
+
+	while (is_blank(*p) || *p == ',')
+		p++;
+	if (*p == '\0') {
+		*s = p;
+		return false;
+	}
+	size_t n = strcspn(p, ",");	/* p[0] is neither blank nor ',': n > 0 */
+	*s = p + n;
+	while (is_blank(p[n - 1]))
+		n--;
+	*item = p;
+	*len = n;
+	return true;
+}
+
+char **
+util_split_list(const char *list)
+{
+	const char *s = list, *item;
+	size_t len, n = 0;
+
+	while (util_list_next(&s, &item, &len))
+		n++;
+	if (n == 0)
+		return NULL;
+	char **v = util_calloc(n + 1, sizeof(*v));
+	s = list;
+	for (size_t i = 0; util_list_next(&s, &item, &len); i++)
+		v[i] = util_strndup(item, len);
+	return v;
+}
+
+void
+util_strv_free(char **v)
+{
+	for (size_t i = 0; v != NULL && v[i] != NULL; i++)
+		free(v[i]);
+	free(v);
+}

@@ -1,0 +1,63 @@
+/* util.c — the few things every stage writes the same way: the monotonic
+ * clock, allocation that cannot fail, comma-separated lists.
+ *
+ * A leaf: it includes libc headers only and no other header of the daemon,
+ * so that any file may use it (log.c too).
+ *
+ * Out of memory. The daemon does not try to go on without memory where a
+ * failure could not be handled sensibly anyway (a half-built stage, a
+ * decision log that must not lose entries): util_malloc() and friends then
+ * write one line to stderr,
+ *
+ *   <2>level=crit mod=util msg="out of memory" bytes=N
+ *
+ * (the shape of log.c's lines, written without it: it may be what needs
+ * the memory) and abort(). Code that can refuse one piece of work and
+ * carry on (the journal refusing one append, the configuration parser
+ * reporting an error) checks for NULL itself and does not use these.
+ */
+#ifndef GRIDBRIDGE_UTIL_H
+#define GRIDBRIDGE_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- the monotonic clock (CLOCK_MONOTONIC) ---------------------------- */
+
+/* Milliseconds; signed, as deadlines and durations are computed with it. */
+int64_t util_mono_ms(void);
+/* Microseconds; unsigned, the type of log.c's clock and of systemd's
+ * MONOTONIC_USEC. */
+uint64_t util_mono_us(void);
+
+/* ---- allocation with one out-of-memory policy ------------------------- */
+
+/* Writes the line above and aborts. For allocations made by a library. */
+_Noreturn void util_oom(size_t bytes);
+
+/* malloc(), calloc(), realloc(), strdup() and strndup() that never return
+ * NULL. A zero size allocates one byte, so the result is never NULL
+ * either; util_calloc() also refuses a product that overflows. */
+void *util_malloc(size_t size);
+void *util_calloc(size_t n, size_t size);
+void *util_realloc(void *p, size_t size);
+char *util_strdup(const char *s);
+char *util_strndup(const char *s, size_t n);
+
+/* ---- comma-separated lists -------------------------------------------- */
+
+/* "a, b,,c " is the items "a", "b" and "c": split at commas, spaces and
+ * tabs around each item dropped, empty items skipped (space inside an
+ * item stays). The configuration's name lists are spelt this way. */
+
+/* The next item of the list at *s: sets *item and *len (not
+ * NUL-terminated), moves *s past it and returns true; false at the end. */
+bool util_list_next(const char **s, const char **item, size_t *len);
+
+/* All the items, copied, in a NULL-terminated vector; NULL when there are
+ * none. Free with util_strv_free(). */
+char **util_split_list(const char *list);
+void util_strv_free(char **v);
+
+#endif
