@@ -15,7 +15,8 @@ gridbridged writes one logfmt line per event on stderr (daemon/log.c):
                       a predicate on lines, for Daemon.wait_log() and select();
                       a line that starts like a log line (<N>) but does not
                       parse raises, it is never silently "no match"
-    select(lines, match)  the lines a Match accepts
+    select(lines, match)  the lines a Match accepts; select(lines, mod=, ...)
+                      the same without a Match of one's own
 
 Standard library only.
 """
@@ -236,6 +237,10 @@ class Match:
         return format_line(0, self.want)[len("<0>"):]
 
 
-def select(lines: Iterable[str], match: Match) -> list[str]:
-    """The lines that match, in order."""
+def select(lines: Iterable[str], match: Match | None = None, **want: str) -> list[str]:
+    """The lines that match, in order: select(lines, Match(...)) or, the
+    same, select(lines, mod=..., msg=..., key=value...)."""
+    if (match is None) == (not want):
+        raise TypeError("select() takes a Match or fields, one of the two")
+    match = match or Match(**want)
     return [x for x in lines if match(x)]

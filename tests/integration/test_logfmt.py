@@ -160,6 +160,11 @@ def test_match_compares_whole_fields():
     assert select(LINES, Match(mod="mqtt", msg="connected", level="warn")) == []
     assert select(LINES, Match(msg="connected", nosuchkey="")) == []
     assert Match(mod="mqtt")(LINES[2])
+    assert select(LINES, mod="mqtt", msg="connected", port=8883) == [LINES[5]]
+    with pytest.raises(TypeError):
+        select(LINES, Match(mod="mqtt"), msg="connected")
+    with pytest.raises(TypeError):
+        select(LINES)
 
 
 def test_match_raises_on_a_broken_log_line():
