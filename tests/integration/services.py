@@ -40,6 +40,8 @@ from email.message import Message
 from pathlib import Path
 from typing import Callable
 
+import logfmt
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures"
 
@@ -1289,7 +1291,8 @@ class Daemon:
 
     def wait_log(self, match: str | re.Pattern | Callable[[str], bool],
                  timeout: float = 10.0, since: int = 0) -> str:
-        """Wait for a stderr line (from index `since`) matching a regex or predicate."""
+        """Wait for a stderr line (from index `since`) matching a regex or predicate
+        (a logfmt.Match compares whole fields)."""
         if callable(match):
             pred = match
         else:
@@ -1415,72 +1418,11 @@ class Daemon:
 
 
 # --------------------------------------------------------------------------
-# logfmt
+# logfmt: the parser lives in logfmt.py; these names stay for the tests that
+# import them from here.
 
-_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_.\-]*)=")
-_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
-LEVEL_PRIORITY = {"debug": 7, "info": 6, "notice": 5, "warn": 4, "error": 3}
-
-
-def parse_logfmt(line: str) -> tuple[int, dict[str, str]]:
-    """Parse `<6>level=info mod=main msg="started" version=0.1.0 path="/a b"`.
-
-    Returns (priority, fields) with fields in the order of the line. Strict:
-    raises ValueError on a missing <N> prefix, a key without a value, an
-    empty or unquoted value that needed quotes, a bad escape, a duplicate key
-    or stray spaces.
-    """
-    line = line.rstrip("\n")
-    m = re.match(r"<([0-7])>", line)
-    if not m:
-        raise ValueError(f"no <N> priority prefix: {line!r}")
-    prio, i, n = int(m.group(1)), m.end(), len(line)
-    fields: dict[str, str] = {}
-    if i == n:
-        raise ValueError(f"no fields: {line!r}")
-    while i < n:
-        km = _KEY.match(line, i)
-        if not km:
-            raise ValueError(f"expected key= at column {i}: {line!r}")
-        key, i = km.group(1), km.end()
-        if key in fields:
-            raise ValueError(f"duplicate key {key!r}: {line!r}")
-        if i < n and line[i] == '"':
-            i += 1
-            buf = []
-            while True:
-                if i >= n:
-                    raise ValueError(f"unterminated quoted value for {key!r}: {line!r}")
-                c = line[i]
-                if c == '"':
-                    i += 1
-                    break
-                if c == "\\":
-                    if i + 1 >= n or line[i + 1] not in _ESCAPES:
-                        raise ValueError(f"bad escape in {key!r}: {line!r}")
-                    buf.append(_ESCAPES[line[i + 1]])
-                    i += 2
-                    continue
-                buf.append(c)
-                i += 1
-            value = "".join(buf)
-        else:
-            j = line.find(" ", i)
-            j = n if j < 0 else j
-            value = line[i:j]
-            if value == "":
-                raise ValueError(f"empty value for {key!r} must be quoted: {line!r}")
-            if '"' in value or "=" in value:
-                raise ValueError(f"value of {key!r} must be quoted: {line!r}")
-            i = j
-        fields[key] = value
-        if i < n:
-            if line[i] != " ":
-                raise ValueError(f"expected a space after {key!r}: {line!r}")
-            i += 1
-            if i == n or line[i] == " ":
-                raise ValueError(f"stray space: {line!r}")
-    return prio, fields
+parse_logfmt = logfmt.parse
+LEVEL_PRIORITY = logfmt.LEVEL_PRIORITY
 
 
 # --------------------------------------------------------------------------

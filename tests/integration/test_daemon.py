@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from services import LEVEL_PRIORITY, parse_logfmt
+import logfmt
 
 READY_TIMEOUT = 15.0
 
@@ -54,32 +54,12 @@ def start_ready(daemon, conf):
     return daemon
 
 
-def fields_of(line):
-    return parse_logfmt(line)[1]
-
-
-def find(lines, mod, msg):
-    """Lines whose mod and msg fields are exactly these."""
-    out = []
-    for line in lines:
-        try:
-            f = fields_of(line)
-        except ValueError:
-            continue
-        if f.get("mod") == mod and f.get("msg") == msg:
-            out.append(line)
-    return out
-
-
 def assert_logfmt(lines):
-    """Every line: <N> prefix matching its level, then level, mod, msg (quoted)."""
+    """Every line as log.c writes it: <N> prefix matching its level, then
+    level, mod, msg (quoted)."""
     assert lines, "the daemon printed nothing on stderr"
     for line in lines:
-        prio, f = parse_logfmt(line)  # raises on a malformed line
-        assert list(f)[:3] == ["level", "mod", "msg"], line
-        assert f["level"] in LEVEL_PRIORITY, line
-        assert prio == LEVEL_PRIORITY[f["level"]], line
-        assert re.match(r'<\d>level=\S+ mod=\S+ msg="', line), f"msg not quoted: {line}"
+        logfmt.check(line)  # raises on a malformed line
 
 
 def assert_no_secret(daemon, secret):
@@ -98,7 +78,7 @@ def test_starts_connects_and_reports_ready(daemon, mosquitto, postgres, tmp_path
     assert daemon.wait_notify("READY=1", timeout=READY_TIMEOUT) == "READY=1"
     assert any(a.startswith("STATUS=") for a in daemon.notify_assignments())
     daemon.wait_log(r'mod=main msg="ready"')
-    mqtt = fields_of(daemon.wait_log(r'mod=mqtt msg="connected"', timeout=READY_TIMEOUT))
+    mqtt = logfmt.fields(daemon.wait_log(r'mod=mqtt msg="connected"', timeout=READY_TIMEOUT))
     assert (mqtt["host"], mqtt["port"]) == ("127.0.0.1", str(mosquitto.port))
     daemon.wait_log(r'mod=store msg="connected"', timeout=READY_TIMEOUT)
 
@@ -116,7 +96,7 @@ def test_starts_connects_and_reports_ready(daemon, mosquitto, postgres, tmp_path
 
     assert daemon.stop() == 0
     lines = daemon.lines
-    assert find(lines, "main", "started"), lines
+    assert logfmt.select(lines, mod="main", msg="started"), lines
     assert_logfmt(lines)
     assert_no_secret(daemon, postgres.password)
 
@@ -129,7 +109,8 @@ def test_signal_stops_cleanly(daemon, mosquitto, postgres, tmp_path, sig):
     assert daemon.wait(10) == 0
     assert "STOPPING=1" in daemon.notify_assignments(since=mark)
     lines = daemon.lines
-    stopping, stopped = find(lines, "main", "stopping"), find(lines, "main", "stopped")
+    stopping = logfmt.select(lines, mod="main", msg="stopping")
+    stopped = logfmt.select(lines, mod="main", msg="stopped")
     assert stopping and stopped, lines
     assert lines.index(stopping[0]) < lines.index(stopped[0])
     assert_logfmt(lines)
@@ -157,7 +138,7 @@ def test_sighup_reload_applies_new_log_level(daemon, mosquitto, postgres, tmp_pa
 
     assert daemon.stop() == 0
     after = daemon.lines[lmark:]
-    assert any(fields_of(x)["level"] == "debug" for x in after), \
+    assert any(logfmt.fields(x)["level"] == "debug" for x in after), \
         "no debug line after reloading with log_level = debug:\n" + "\n".join(after)
     assert_logfmt(daemon.lines)
     assert_no_secret(daemon, postgres.password)
@@ -181,24 +162,25 @@ def test_sighup_with_broken_config_keeps_running(daemon, mosquitto, postgres, tm
     daemon.signal(signal.SIGHUP)
     failed = daemon.wait_log(
         r'mod=config msg="reload failed, keeping previous configuration"', since=lmark)
-    assert fields_of(failed)["level"] == "error"
+    assert logfmt.fields(failed)["level"] == "error"
     daemon.wait_notify("READY=1", since=nmark)
     assert "RELOADING=1" in daemon.notify_assignments(since=nmark)
 
     after = daemon.lines[lmark:]
-    errors = [fields_of(x) for x in find(after, "config", "invalid configuration")]
+    invalid = logfmt.select(after, mod="config", msg="invalid configuration")
+    errors = [logfmt.fields(x) for x in invalid]
     assert all(e["level"] == "error" for e in errors)
     assert all(e["file"] == str(conf) and e["error"] for e in errors), errors
     assert {int(e["line"]) for e in errors} == bad_lines, errors
     assert len(errors) == 2, errors
-    assert after.index(failed) > max(after.index(x) for x in
-                                     find(after, "config", "invalid configuration"))
-    assert not find(after, "config", "configuration reloaded")
+    assert after.index(failed) > max(after.index(x) for x in invalid)
+    assert not logfmt.select(after, mod="config", msg="configuration reloaded")
 
     time.sleep(0.5)
     assert daemon.running
     assert daemon.stop() == 0
-    assert find(daemon.lines, "main", "stopped"), "previous log level (info) not kept"
+    assert logfmt.select(daemon.lines, mod="main", msg="stopped"), \
+        "previous log level (info) not kept"
     assert_logfmt(daemon.lines)
 
 
@@ -221,9 +203,9 @@ def test_reload_to_error_level_still_reports_reload_errors(daemon, mosquitto, po
         r'mod=config msg="reload failed, keeping previous configuration"', since=lmark)
     daemon.wait_notify("READY=1", since=nmark)
     after = daemon.lines[lmark:]
-    assert find(after, "config", "invalid configuration"), after
+    assert logfmt.select(after, mod="config", msg="invalid configuration"), after
     quieter = [x for x in after[:after.index(failed)]
-               if fields_of(x)["level"] in ("debug", "info", "notice")]
+               if logfmt.fields(x)["level"] in ("debug", "info", "notice")]
     assert not quieter, f"lines below log_level = error: {quieter}"
     assert daemon.running
     assert daemon.stop() == 0

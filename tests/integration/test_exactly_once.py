@@ -30,13 +30,14 @@ from pathlib import Path
 
 import pytest
 
+import logfmt
 import services
 from ingest import JournalCtl, daemon_config, journal_dir_of, start_daemon
 
 FIXTURES = {name: json.loads(payload) for name, _, payload in services.device_fixtures()}
 TOPICS = ("sac/#", "shellies/#", "tele/#", "zigbee2mqtt/#")
-STORE_READY = r'mod=store msg="ready"'
-DB_DOWN = 'msg="database unavailable"'
+STORE_READY = logfmt.Match(mod="store", msg="ready")
+DB_DOWN = logfmt.Match(msg="database unavailable")
 
 
 # --------------------------------------------------------------------------
@@ -147,7 +148,7 @@ def wait_stored(pg, daemon, n: int, timeout: float = 60.0, quarantined: int = 0)
 
 
 def assert_no_outage_logged(daemon):
-    down = [x for x in daemon.lines if DB_DOWN in x]
+    down = logfmt.select(daemon.lines, DB_DOWN)
     assert not down, "\n".join(down)
 
 
@@ -522,9 +523,9 @@ def test_reload_applies_decode_keys(daemon, mosquitto, private_postgres, tmp_pat
     mark = len(daemon.lines)
     daemon.signal(signal.SIGHUP)
     daemon.wait_log(r'msg="configuration reloaded"', timeout=10, since=mark)
-    changed = [x for x in daemon.lines[mark:] if 'msg="setting changed"' in x]
-    assert any("key=max_clock_skew" in x for x in changed), changed
-    assert any("key=repeat_window" in x for x in changed), changed
+    changed = logfmt.select(daemon.lines[mark:], msg="setting changed")
+    assert logfmt.select(changed, key="max_clock_skew"), changed
+    assert logfmt.select(changed, key="repeat_window"), changed
     publish_all(mosquitto, [skewed(2), ("shellies/door-9/sensor/state", b"open")])
     wait_stored(pg, daemon, 4)
     rows = query(pg, "SELECT clock_skewed FROM events WHERE device_class = 'access_gate'"
@@ -544,10 +545,10 @@ def test_reload_applies_log_rate_keys(daemon, mosquitto, tmp_path):
                                  "log_rate_interval = 3600\n", 1))
     start_daemon(daemon, conf)
     big = b"x" * 2048
-    over = 'msg="message over max_message_size"'
+    over = logfmt.Match(msg="message over max_message_size")
     publish_all(mosquitto, [("sac/c/access/d/event", big)] * 10)
     time.sleep(0.5)
-    assert len([x for x in daemon.lines if over in x]) == 3
+    assert len(logfmt.select(daemon.lines, over)) == 3
     conf.write_text(text.replace("[daemon]\n", "[daemon]\nlog_rate_burst = 100\n"
                                  "log_rate_interval = 1\n", 1))
     mark = len(daemon.lines)
@@ -555,6 +556,6 @@ def test_reload_applies_log_rate_keys(daemon, mosquitto, tmp_path):
     daemon.wait_log(r'msg="configuration reloaded"', timeout=10, since=mark)
     time.sleep(1.1)
     publish_all(mosquitto, [("sac/c/access/d/event", big)] * 10)
-    wait_until(lambda: len([x for x in daemon.lines[mark:] if over in x]) >= 10, 10,
+    wait_until(lambda: len(logfmt.select(daemon.lines[mark:], over)) >= 10, 10,
                "10 more oversize warnings", daemon)
     assert daemon.stop() == 0

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+import logfmt
 import services
 from ingest import (JournalCtl, JournalWatcher, PublisherGroup, daemon_config, describe_missing,
                     key_counts, start_daemon)
@@ -124,8 +125,9 @@ def test_broker_restart_mid_stream(daemon, broker_factory, build_dir, tmp_path, 
            f"{len(records) - len(counts)} duplicate record(s)")
     assert delay <= 5.0, f"reconnected {delay:.2f}s after the broker was back"
     lost = daemon.lines[mark:]
-    assert any('mod=mqtt msg="disconnected"' in x or 'msg="connection failed"' in x
-               for x in lost), "the daemon did not notice the broker going away"
+    assert logfmt.select(lost, mod="mqtt", msg="disconnected") or \
+        logfmt.select(lost, msg="connection failed"), \
+        "the daemon did not notice the broker going away"
     assert not acked - set(counts), describe_missing(acked - set(counts))
     assert_contiguous(records)
     assert daemon.running

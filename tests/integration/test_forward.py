@@ -42,9 +42,9 @@ from pathlib import Path
 
 import pytest
 
+import logfmt
 import services
 from ingest import daemon_config, start_daemon
-from services import parse_logfmt
 from test_store import StreamBuilder, Stream, db_conn, db_query, event_pb2, iso8, seed_of
 
 CLIENT_ID = "gridbridge-forward-test"
@@ -142,11 +142,11 @@ def test_fixtures_forwarded_once_over_mtls(daemon, mosquitto, private_postgres, 
 # --------------------------------------------------------------------------
 # sizes, streams, helpers
 
-FWD_READY = r'mod=forward msg="target"'
-UNAVAILABLE = r'mod=forward msg="target unavailable"'
-AVAILABLE = r'mod=forward msg="target available again"'
-REFUSED = r'mod=forward msg="events refused by the platform"'
-TLS_FAILED = r'mod=forward msg="TLS failed, nothing sent"'
+FWD_READY = logfmt.Match(mod="forward", msg="target")
+UNAVAILABLE = logfmt.Match(mod="forward", msg="target unavailable")
+AVAILABLE = logfmt.Match(mod="forward", msg="target available again")
+REFUSED = logfmt.Match(mod="forward", msg="events refused by the platform")
+TLS_FAILED = logfmt.Match(mod="forward", msg="TLS failed, nothing sent")
 
 SELECTED_TYPES = ("person_passage", "vehicle_passage", "camera_alarm", "device_online",
                   "device_offline", "welfare_alert")
@@ -288,15 +288,6 @@ def stored_records(pg, pb) -> dict:
     return out
 
 
-def fields_of(line: str) -> dict:
-    return parse_logfmt(line)[1]
-
-
-def lines_matching(daemon, rx: str, since: int = 0) -> list[str]:
-    r = re.compile(rx)
-    return [x for x in daemon.lines[since:] if r.search(x)]
-
-
 def assert_client_cert_required(ep) -> None:
     """A TLS client without a certificate gets no answer from the endpoint."""
     before = len(ep.requests)
@@ -378,7 +369,8 @@ def test_many_events_each_forwarded_exactly_once(daemon, ingest_broker, private_
     prio = dict(db_query(pg, "SELECT e.event_type, min(o.priority) FROM forward_outbox o"
                              " JOIN events e ON e.id = o.event_id GROUP BY 1"))
     assert prio["camera_alarm"] == 9 and prio["person_passage"] == 3, prio
-    assert not lines_matching(daemon, UNAVAILABLE), "a healthy endpoint was reported unavailable"
+    assert not logfmt.select(daemon.lines, UNAVAILABLE), \
+        "a healthy endpoint was reported unavailable"
     assert_client_cert_required(ep)
     report(f"{n} events (seed {seed}): stored after {t_stored:.1f}s, all sent after "
            f"{t_sent:.1f}s in {len(ep.requests)} requests")
@@ -455,11 +447,11 @@ def test_endpoint_down_during_stream(daemon, ingest_broker, private_postgres, ht
     wait_events(pg, daemon, n, timeout=60)
     wait_all_sent(pg, daemon, n, timeout=60)
     back = daemon.wait_log(AVAILABLE, since=mark, timeout=10)
-    outage_ms = int(fields_of(back)["outage_ms"])
+    outage_ms = int(logfmt.fields(back)["outage_ms"])
     assert outage_ms >= (down_s - 0.3) * 1000, back
     # once per lane (alarms and routine events fail and recover apart)
-    down = collections.Counter(fields_of(x)["lane"] for x in lines_matching(daemon, UNAVAILABLE,
-                                                                              mark))
+    down = collections.Counter(logfmt.fields(x)["lane"]
+                               for x in logfmt.select(daemon.lines[mark:], UNAVAILABLE))
     assert down and max(down.values()) == 1, \
         f"the outage was reported more than once at warn in a lane: {down}"
 
@@ -539,7 +531,7 @@ def test_retry_after_honoured(daemon, mosquitto, private_postgres, https_endpoin
     eid = one_alarm(mosquitto, pg, daemon)
     first = ep.wait_for_requests(1, timeout=10)[0]
     line = daemon.wait_log(UNAVAILABLE, since=mark, timeout=5)
-    f = fields_of(line)
+    f = logfmt.fields(line)
     assert f["level"] == "warn" and f["retry_in_ms"] == str(after * 1000), line
     row = wait_until(lambda: (r := outbox_row(pg, eid))["attempts"] == 1 and r, 5,
                      "the 503 recorded")
@@ -555,7 +547,7 @@ def test_retry_after_honoured(daemon, mosquitto, private_postgres, https_endpoin
                      "the row sent")
     assert (row["attempts"], row["last_status"], row["claimed_by"]) == (2, 200, None), row
     back = daemon.wait_log(AVAILABLE, since=mark, timeout=5)
-    assert int(fields_of(back)["outage_ms"]) >= after * 1000 - 100, back
+    assert int(logfmt.fields(back)["outage_ms"]) >= after * 1000 - 100, back
     time.sleep(1.2)
     assert len(ep.requests) == 2, "the alarm was sent again after the 200"
 
@@ -585,7 +577,7 @@ def test_refused_400_rows_failed_others_delivered(daemon, mosquitto, private_pos
     assert row["last_error"] == REFUSAL[:512], \
         f"last_error is not the first 512 bytes of the reply: {row['last_error']!r}"
     line = daemon.wait_log(REFUSED, since=mark, timeout=5)
-    f = fields_of(line)
+    f = logfmt.fields(line)
     assert (f["level"], f["status"], f["events"]) == ("error", "400", "1"), line
     assert f["key"] == ep.requests[0].headers["idempotency-key"], line
     # nothing is blocked: other events go on being delivered
@@ -597,7 +589,7 @@ def test_refused_400_rows_failed_others_delivered(daemon, mosquitto, private_pos
     assert got[eid] == 1, "the refused event was sent again without a retry"
     assert len(got) == 201 and max(got.values()) == 1
     assert outbox_row(pg, eid)["state"] == "failed"
-    assert not lines_matching(daemon, UNAVAILABLE, mark), \
+    assert not logfmt.select(daemon.lines[mark:], UNAVAILABLE), \
         "a 400 made the target 'unavailable': the platform answered"
     assert daemon.stop(timeout=30) == 0
 
@@ -633,7 +625,7 @@ def test_slow_endpoint_timeouts_retried_ingest_unaffected(daemon, ingest_broker,
         acked = pubs.finish(timeout=120)
         assert acked == pubs.expected()
     line, line_at = daemon.wait_log_timed(UNAVAILABLE, since=mark, timeout=1)
-    f = fields_of(line)
+    f = logfmt.fields(line)
     assert "timed out" in f["error"].lower(), line
     # the target's timeout (2 s) ended the request, not the endpoint's 10 s answer
     cut_after = line_at - (first_slow.received_at + (time.monotonic() - time.time()))
@@ -703,10 +695,10 @@ def test_bad_server_certificate_nothing_sent(daemon, mosquitto, private_postgres
         wait_events(pg, daemon, 30, timeout=20)
         # logged at error on every attempt, with the reason
         daemon.wait_log(TLS_FAILED, since=mark, timeout=10)
-        wait_until(lambda: len(lines_matching(daemon, TLS_FAILED, mark)) >= 3, 10,
+        wait_until(lambda: len(logfmt.select(daemon.lines[mark:], TLS_FAILED)) >= 3, 10,
                    "three TLS failures logged")
-        for line in lines_matching(daemon, TLS_FAILED, mark):
-            f = fields_of(line)
+        for line in logfmt.select(daemon.lines[mark:], TLS_FAILED):
+            f = logfmt.fields(line)
             assert f["level"] == "error" and reason.search(f["error"]), line
         assert ep.requests == [], "a request reached the endpoint over a refused certificate"
         rows = outbox(pg)
@@ -739,11 +731,11 @@ def test_client_certificate_refused_by_platform(daemon, mosquitto, private_postg
     time.sleep(0.5)
     assert ep.requests == []
     tries = db_query(pg, "SELECT max(attempts) FROM forward_outbox")[0][0]
-    logged = lines_matching(daemon, TLS_FAILED, mark)
+    logged = logfmt.select(daemon.lines[mark:], TLS_FAILED)
     assert len(logged) >= min(tries, 3), \
         f"{tries} attempts refused by the platform's TLS, {len(logged)} logged as " \
         f"'TLS failed, nothing sent'; the forward lines:\n" + \
-        "\n".join(lines_matching(daemon, r"mod=forward", mark)[:10])
+        "\n".join(logfmt.select(daemon.lines[mark:], logfmt.Match(mod="forward"))[:10])
     assert {r["state"] for r in outbox(pg)} == {"pending"}
     assert daemon.stop(timeout=30) == 0
 
@@ -1056,7 +1048,7 @@ def test_backlog_waits_in_database_memory_bounded_token_sent(daemon, ingest_brok
         assert grown < 16 * 1024, f"RSS grew by {grown} KiB while {n} more events waited"
         assert grown3 < 8 * 1024, f"RSS grew by {grown3} KiB again for {n} more events"
     # only the probe goes out while the target is down
-    assert not lines_matching(daemon, r'msg="target available again"', mark)
+    assert not logfmt.select(daemon.lines[mark:], logfmt.Match(msg="target available again"))
 
     ep.reopen()
     wait_all_sent(pg, daemon, 1_000 + 2 * n, timeout=120)
@@ -1109,5 +1101,5 @@ def test_claim_sent_again_after_lost_connection(daemon, mosquitto, private_postg
     assert got[second] == 1 and got[first] == 1, got
     assert db_query(pg, "SELECT count(*) FROM forward_outbox WHERE claimed_by IS NOT NULL"
                     ) == [(0,)]
-    assert not lines_matching(daemon, r'msg="outbox query failed"', mark)
+    assert not logfmt.select(daemon.lines[mark:], logfmt.Match(msg="outbox query failed"))
     assert daemon.stop() == 0

@@ -28,16 +28,16 @@ import time
 
 import pytest
 
+import logfmt
 import services
 from test_forward import (FWD_READY, REFUSED, UNAVAILABLE, all_received, batch_ids,
-                          fields_of, forward_config, lines_matching, need_pb2, one_alarm,
-                          outbox_counts, outbox_row, start_forwarding, throwing_alarm,
-                          wait_all_sent, wait_until)
+                          forward_config, need_pb2, one_alarm, outbox_counts, outbox_row,
+                          start_forwarding, throwing_alarm, wait_all_sent, wait_until)
 from test_store import db_query, iso8
 
-EXHAUSTED = r'mod=forward msg="events not sent, attempts exhausted"'
-TOO_OLD = r'mod=forward msg="events not sent, too old"'
-CAPPED = r'mod=forward msg="Retry-After capped"'
+EXHAUSTED = logfmt.Match(mod="forward", msg="events not sent, attempts exhausted")
+TOO_OLD = logfmt.Match(mod="forward", msg="events not sent, too old")
+CAPPED = logfmt.Match(mod="forward", msg="Retry-After capped")
 
 FAST_RETRY = {"retry_base_ms": 50, "retry_cap_ms": 400}
 
@@ -122,9 +122,9 @@ def test_refused_event_found_in_its_batch(daemon, mosquitto, private_postgres,
     assert bad not in got and len(got) == n - 1 and max(got.values()) == 1, got
     # halving: about two requests per level, not one per event
     assert len(ep.requests) <= 2 * 5 + 1, f"{len(ep.requests)} requests to find one event"
-    refused = lines_matching(daemon, REFUSED, mark)
-    assert refused and fields_of(refused[-1])["events"] == "1", refused
-    assert all(fields_of(x)["level"] == "error" for x in refused)
+    refused = logfmt.select(daemon.lines[mark:], REFUSED)
+    assert refused and logfmt.fields(refused[-1])["events"] == "1", refused
+    assert all(logfmt.fields(x)["level"] == "error" for x in refused)
     assert daemon.stop(timeout=30) == 0
 
 
@@ -155,13 +155,13 @@ def test_poison_5xx_event_split_away_and_given_up(daemon, mosquitto, private_pos
     assert bad not in got and len(got) == n - 1 and max(got.values()) == 1
     carrying = [len(batch_ids(r)) for r in ep.requests if bad in batch_ids(r)]
     assert carrying[0] == 10 and carrying[-1] == 1, carrying
-    gave_up = lines_matching(daemon, EXHAUSTED, mark)
+    gave_up = logfmt.select(daemon.lines[mark:], EXHAUSTED)
     assert len(gave_up) == 1, gave_up
-    f = fields_of(gave_up[0])
+    f = logfmt.fields(gave_up[0])
     assert (f["level"], f["events"]) == ("error", "1"), gave_up[0]
     # one event at fault does not make a working platform look down
-    assert len(lines_matching(daemon, UNAVAILABLE, mark)) <= 2, \
-        lines_matching(daemon, UNAVAILABLE, mark)
+    assert len(logfmt.select(daemon.lines[mark:], UNAVAILABLE)) <= 2, \
+        logfmt.select(daemon.lines[mark:], UNAVAILABLE)
     assert daemon.stop(timeout=30) == 0
 
 
@@ -224,7 +224,7 @@ def test_max_age_gives_up_old_rows(daemon, mosquitto, private_postgres, https_en
     assert row["attempts"] >= 2 and row["last_status"] == 503, row
     assert "max_age" in row["last_error"] and "HTTP 503" in row["last_error"], row
     line = daemon.wait_log(TOO_OLD, since=mark, timeout=5)
-    f = fields_of(line)
+    f = logfmt.fields(line)
     assert (f["level"], f["events"], f["max_age_s"]) == ("error", "1", "2"), line
     n = len(ep.requests)
     time.sleep(1.0)
@@ -276,7 +276,7 @@ def test_refusal_reply_not_utf8_stored_safely(daemon, mosquitto, private_postgre
     else:
         assert "\\xb4\\xed" in want and "\\xff" in want and "\x00" not in want, want
     assert row["last_status"] == 400 and row["attempts"] == 1, row
-    assert not lines_matching(daemon, r'msg="outbox query failed"', mark)
+    assert not logfmt.select(daemon.lines[mark:], logfmt.Match(msg="outbox query failed"))
     time.sleep(0.5)
     assert len(ep.requests) == 1
     assert daemon.stop(timeout=30) == 0
@@ -299,7 +299,7 @@ def test_retry_after_capped(daemon, mosquitto, private_postgres, https_endpoint,
     assert 0.9 <= gap <= 2.5, f"retried {gap:.2f}s after Retry-After: 86400 (cap 1 s)"
     wait_until(lambda: outbox_row(pg, eid)["state"] == "sent", 5, "the row sent")
     line = daemon.wait_log(CAPPED, since=mark, timeout=1)
-    f = fields_of(line)
+    f = logfmt.fields(line)
     assert (f["level"], f["retry_after_s"], f["retry_in_ms"]) == ("warn", "86400", "1000"), line
     assert daemon.stop(timeout=30) == 0
 
@@ -366,7 +366,7 @@ def test_forward_ready_line_names_lanes(daemon, mosquitto, private_postgres, htt
     conf = daemon.write_config(forward_config(tmp_path, mosquitto, pg, ep,
                                               target={"alarm_priority": 8}))
     mark = start_forwarding(daemon, conf)
-    f = fields_of(lines_matching(daemon, FWD_READY, 0)[0])
+    f = logfmt.fields(logfmt.select(daemon.lines, FWD_READY)[0])
     assert (f["target"], f["alarm_priority"]) == ("platform", "8"), f
     assert daemon.stop(timeout=30) == 0
     assert mark

@@ -11,33 +11,18 @@ import time
 
 import pytest
 
+import logfmt
 import services
 from ingest import (JournalCtl, JournalWatcher, PublisherGroup, daemon_config, describe_missing,
                     journal_dir_of, key_counts, key_of, make_payload, payload_bytes,
                     segment_files, start_daemon)
-from services import parse_logfmt
 
 # Generous, bounded: the suite also runs under ASan+UBSan (daemon ~3x slower).
 READY_TIMEOUT = 30.0
 INGEST_TIMEOUT = 120.0
 
 RECEIVED_AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
-
-
-def fields_of(line):
-    return parse_logfmt(line)[1]
-
-
-def lines_with(lines, mod, msg):
-    out = []
-    for line in lines:
-        try:
-            f = fields_of(line)
-        except ValueError:
-            continue
-        if f.get("mod") == mod and f.get("msg") == msg:
-            out.append(line)
-    return out
+JOURNAL_FULL = logfmt.Match(mod="journal", msg="journal full, pausing ingest")
 
 
 def ctl_for(build_dir, conf, daemon):
@@ -263,9 +248,8 @@ def run_to_disk_cap_and_back(daemon, broker, build_dir, tmp_path, messages=5000)
 
     with PublisherGroup(broker, n=2, per_publisher=messages // 2, payload_size=300) as pubs:
         pubs.start()
-        full = daemon.wait_log(r'mod=journal msg="journal full, pausing ingest"',
-                               timeout=INGEST_TIMEOUT)
-        f = fields_of(full)
+        full = daemon.wait_log(JOURNAL_FULL, timeout=INGEST_TIMEOUT)
+        f = logfmt.fields(full)
         assert f["level"] == "warn", full
         assert int(f["cap"]) == DISK_CAP, full
         # the broker keeps queueing for the persistent session: every message
@@ -282,7 +266,7 @@ def run_to_disk_cap_and_back(daemon, broker, build_dir, tmp_path, messages=5000)
     # appends are never refused: what was read with the last burst (at most
     # the broker's in-flight window) may go past the cap
     assert DISK_CAP <= st2["bytes"] < DISK_CAP + services.INGEST_BROKER_INFLIGHT * 1024, st2
-    assert len(lines_with(daemon.lines, "journal", "journal full, pausing ingest")) == 1
+    assert len(logfmt.select(daemon.lines, JOURNAL_FULL)) == 1
     before = ctl.dump()
     assert [r["seq"] for r in before] == list(range(1, len(before) + 1))
 
@@ -291,14 +275,14 @@ def run_to_disk_cap_and_back(daemon, broker, build_dir, tmp_path, messages=5000)
     daemon.signal(signal.SIGHUP)
     room = daemon.wait_log(r'mod=journal msg="journal has room again, resuming ingest"',
                            since=mark, timeout=30)
-    assert fields_of(room)["level"] == "info", room
+    assert logfmt.fields(room)["level"] == "info", room
     watcher.wait_for_keys(acked, timeout=INGEST_TIMEOUT, alive=lambda: daemon.running)
     time.sleep(0.5)
     records = ctl.dump()
     assert records[:len(before)] == before, "records journaled before the pause changed"
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
     assert set(key_counts(records)) == acked
-    assert len(lines_with(daemon.lines, "journal", "journal full, pausing ingest")) == 1
+    assert len(logfmt.select(daemon.lines, JOURNAL_FULL)) == 1
     assert daemon.running
     return before, records, st2
 

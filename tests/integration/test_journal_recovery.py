@@ -9,18 +9,17 @@ from pathlib import Path
 
 import pytest
 
+import logfmt
 from ingest import (REC_MAGIC, JournalCtl, JournalWatcher, PublisherGroup, daemon_config,
                     encode_record, journal_dir_of, key_of, make_payload, read_segment,
                     segment_seed,
                     segment_files, start_daemon)
-from services import parse_logfmt
 
 READY_TIMEOUT = 30.0
 MESSAGES = 400  # ~330 bytes each: three 64K segments
-
-
-def fields_of(line):
-    return parse_logfmt(line)[1]
+RECOVERED = logfmt.Match(mod="journal", msg="recovered")
+TORN = logfmt.Match(msg="torn tail truncated")    # any mod: the tests check it
+MOVED = logfmt.Match(msg="corrupt record moved aside")  # any mod, likewise
 
 
 def same_file(logged: str, path: Path) -> bool:
@@ -81,15 +80,15 @@ def test_torn_tail_is_truncated(daemon, ingest_broker, tmp_path, filled_journal,
         assert ctl.stat()["records"] == MESSAGES
 
     start_daemon(daemon, conf, timeout=READY_TIMEOUT, subscribed=False)
-    daemon.wait_log(r'mod=journal msg="recovered"', timeout=5)
-    torn = [fields_of(x) for x in daemon.lines if 'msg="torn tail truncated"' in x]
+    daemon.wait_log(RECOVERED, timeout=5)
+    torn = [logfmt.fields(x) for x in logfmt.select(daemon.lines, TORN)]
     assert len(torn) == 1, daemon.lines
     f = torn[0]
     assert f["level"] == "warn" and f["mod"] == "journal", f
     assert same_file(f["file"], last), f
     assert int(f["offset"]) == size, f
     assert int(f["bytes"]) == len(extra), f
-    rec = [fields_of(x) for x in daemon.lines if 'mod=journal msg="recovered"' in x]
+    rec = [logfmt.fields(x) for x in logfmt.select(daemon.lines, RECOVERED)]
     assert rec and int(rec[0]["records"]) == MESSAGES and \
         int(rec[0]["last_seq"]) == MESSAGES, daemon.lines
     assert last.stat().st_size == size, "the torn tail is still in the segment"
@@ -117,8 +116,8 @@ def test_corrupt_record_in_the_middle_is_moved_aside(daemon, ingest_broker, tmp_
     damaged = seg.read_bytes()[victim.offset:victim.offset + victim.size]
 
     start_daemon(daemon, conf, timeout=READY_TIMEOUT, subscribed=False)
-    daemon.wait_log(r'mod=journal msg="recovered"', timeout=5)
-    moved = [fields_of(x) for x in daemon.lines if 'msg="corrupt record moved aside"' in x]
+    daemon.wait_log(RECOVERED, timeout=5)
+    moved = [logfmt.fields(x) for x in logfmt.select(daemon.lines, MOVED)]
     assert len(moved) == 1, daemon.lines
     f = moved[0]
     assert f["level"] == "error" and f["mod"] == "journal", f
@@ -130,7 +129,7 @@ def test_corrupt_record_in_the_middle_is_moved_aside(daemon, ingest_broker, tmp_
         aside = jdir / aside
     assert aside.parent == jdir / "corrupt", f
     assert aside.read_bytes() == damaged, "corrupt/ does not hold the damaged bytes"
-    assert not [x for x in daemon.lines if 'msg="torn tail truncated"' in x]
+    assert not logfmt.select(daemon.lines, TORN)
 
     # the segment was rewritten without it; everything else is readable
     _, recs_after, end = read_segment(seg)
@@ -138,7 +137,7 @@ def test_corrupt_record_in_the_middle_is_moved_aside(daemon, ingest_broker, tmp_
     assert victim.seq not in [r.seq for r in recs_after]
     expected = [r for r in before if r["seq"] != victim.seq]
     assert ctl.dump() == expected, "records other than the damaged one changed or were lost"
-    rec = [fields_of(x) for x in daemon.lines if 'mod=journal msg="recovered"' in x]
+    rec = [logfmt.fields(x) for x in logfmt.select(daemon.lines, RECOVERED)]
     assert rec and int(rec[0]["records"]) == MESSAGES - 1 and \
         int(rec[0]["last_seq"]) == MESSAGES, daemon.lines
 
@@ -146,8 +145,7 @@ def test_corrupt_record_in_the_middle_is_moved_aside(daemon, ingest_broker, tmp_
     assert daemon.stop(timeout=30) == 0
     # and once more: the repaired journal opens without complaint
     start_daemon(daemon, conf, timeout=READY_TIMEOUT, subscribed=False)
-    daemon.wait_log(r'mod=journal msg="recovered"', timeout=5)
-    assert not [x for x in daemon.lines
-                if 'msg="corrupt record moved aside"' in x or 'msg="torn tail truncated"' in x]
+    daemon.wait_log(RECOVERED, timeout=5)
+    assert not logfmt.select(daemon.lines, MOVED) + logfmt.select(daemon.lines, TORN)
     assert os.listdir(jdir / "corrupt") == [aside.name]
     assert daemon.stop(timeout=30) == 0

@@ -11,15 +11,12 @@ import socket
 import time
 import uuid
 
+import logfmt
 import services
 from ingest import daemon_config
-from services import device_fixtures, parse_logfmt
+from services import device_fixtures
 
 READY_TIMEOUT = 15.0
-
-
-def fields_of(line):
-    return parse_logfmt(line)[1]
 
 
 class BlackHole:
@@ -78,7 +75,7 @@ def test_unreachable_mqtt5_broker_does_not_stall_the_daemon(daemon, postgres, tm
         mark = len(daemon.notifications)
         daemon.signal(signal.SIGHUP)
         daemon.wait_notify("READY=1", since=mark, timeout=3)
-        assert not [x for x in daemon.lines if 'mod=mqtt msg="connected"' in x]
+        assert not logfmt.select(daemon.lines, mod="mqtt", msg="connected")
 
         started = time.monotonic()
         daemon.signal(signal.SIGTERM)
@@ -96,7 +93,7 @@ def test_mqtt5_connects_with_its_session_once_the_broker_answers(daemon, postgre
         daemon.wait_notify("READY=1", timeout=READY_TIMEOUT)
         daemon.wait_log(r'mod=store msg="ready"', timeout=10)
         time.sleep(1.0)         # the first connect is under way, unanswered
-        assert not [x for x in daemon.lines if 'mod=mqtt msg="connected"' in x]
+        assert not logfmt.select(daemon.lines, mod="mqtt", msg="connected")
     finally:
         hole.close()
 
@@ -104,7 +101,7 @@ def test_mqtt5_connects_with_its_session_once_the_broker_answers(daemon, postgre
     broker = services.Mosquitto(tmp_path / "mosquitto", port=hole.port)
     broker.start()
     try:
-        connected = fields_of(daemon.wait_log(r'mod=mqtt msg="connected"', timeout=20))
+        connected = logfmt.fields(daemon.wait_log(r'mod=mqtt msg="connected"', timeout=20))
         assert connected["protocol"] == "5", connected
         daemon.wait_log(r'mod=mqtt msg="subscribed"', timeout=10)
         assert f"as {client_id} (p5, c0, k5)" in broker.log_path.read_text(), \
@@ -118,7 +115,7 @@ def test_mqtt5_connects_with_its_session_once_the_broker_answers(daemon, postgre
                                     if f[0] == "gate_person_access_hikvision")
         broker.publish(topic, payload)
         daemon.start(conf)
-        again = fields_of(daemon.wait_log(r'mod=mqtt msg="connected"', timeout=READY_TIMEOUT))
+        again = logfmt.fields(daemon.wait_log(r'mod=mqtt msg="connected"', timeout=READY_TIMEOUT))
         assert again["session_present"] == "1", again
         deadline = time.monotonic() + 15
         conn = postgres.connect()

@@ -17,41 +17,8 @@ import psycopg2
 import pytest
 
 import ingest
+import logfmt
 import services
-from services import parse_logfmt
-
-
-# --------------------------------------------------------------------------
-# logfmt parser
-
-
-def test_parse_logfmt_reads_fields_in_order():
-    prio, fields = parse_logfmt(
-        r'<6>level=info mod=main msg="started" version=0.1.0 path="/a b" '
-        r'q="say \"hi\"" bs="a\\b" nl="x\ny" empty=""')
-    assert prio == 6
-    assert list(fields)[:3] == ["level", "mod", "msg"]
-    assert fields == {"level": "info", "mod": "main", "msg": "started",
-                      "version": "0.1.0", "path": "/a b", "q": 'say "hi"',
-                      "bs": "a\\b", "nl": "x\ny", "empty": ""}
-
-
-@pytest.mark.parametrize("line", [
-    'level=info mod=main msg="x"',            # no priority
-    '<6>',                                     # no fields
-    '<6>level=info mod=main msg="x',          # unterminated quote
-    '<6>level=info mod=main msg="x" k=',      # empty value not quoted
-    '<6>level=info mod=main msg=a=b',         # '=' in a bare value
-    '<6>level=info mod=main msg="x" k="\\q"',  # unknown escape
-    '<6>level=info level=info',               # duplicate key
-    '<6>level=info  mod=main',                # double space
-    '<6>level=info mod=main msg="x" ',        # trailing space
-    '<6>level=info mod=main msg="x"y',        # junk after a quoted value
-    '<6>level=info junk',                     # key without '='
-])
-def test_parse_logfmt_rejects_malformed_lines(line):
-    with pytest.raises(ValueError):
-        parse_logfmt(line)
 
 
 # --------------------------------------------------------------------------
@@ -388,8 +355,9 @@ def test_daemon_helper_notify_logs_and_stop(tmp_path):
         assert d.wait_notify("READY=1") == "READY=1"
         assert d.notify_assignments() == ["READY=1", "STATUS=running"]
         line = d.wait_log(r'msg="ready"')
-        assert parse_logfmt(line)[1]["mod"] == "main"
-        assert parse_logfmt(d.lines[0])[1]["config"] == str(conf)
+        assert logfmt.fields(line)["mod"] == "main"
+        assert logfmt.fields(d.lines[0])["config"] == str(conf)
+        assert d.wait_log(logfmt.Match(mod="main", msg="ready")) == line
         mark = len(d.notifications)
         assert d.stop() == 0
         assert d.wait_notify("STOPPING=1", since=mark) == "STOPPING=1"
@@ -398,6 +366,8 @@ def test_daemon_helper_notify_logs_and_stop(tmp_path):
         assert d.sanitizer_reports() == ""
         with pytest.raises(TimeoutError, match="exited with status 0"):
             d.wait_log("never printed", timeout=5)
+        with pytest.raises(TimeoutError, match='mod=main msg="never printed"'):
+            d.wait_log(logfmt.Match(mod="main", msg="never printed"), timeout=5)
 
 
 def test_daemon_helper_spots_sanitizer_reports(tmp_path):

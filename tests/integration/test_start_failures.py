@@ -9,7 +9,8 @@ import textwrap
 
 import pytest
 
-from services import LEVEL_PRIORITY, free_port, parse_logfmt
+import logfmt
+from services import free_port
 
 FILE_LINE = re.compile(r"^\S+?:(\d+:)? ")
 
@@ -36,10 +37,7 @@ def logfmt_lines(lines):
     out = []
     for line in lines:
         if line.startswith("<"):
-            prio, f = parse_logfmt(line)
-            assert list(f)[:3] == ["level", "mod", "msg"], line
-            assert prio == LEVEL_PRIORITY[f["level"]], line
-            out.append(f)
+            out.append(logfmt.check(line))
         else:
             assert FILE_LINE.match(line), f"neither logfmt nor FILE:LINE: {line!r}"
     return out

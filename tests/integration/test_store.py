@@ -44,9 +44,10 @@ from pathlib import Path
 
 import pytest
 
+import logfmt
 import services
 from ingest import JournalCtl, MessagePublisher, PublisherGroup, daemon_config, start_daemon
-from services import ServiceError, parse_logfmt
+from services import ServiceError
 
 CLIENT_ID = "gridbridge-store-test"
 READY_TIMEOUT = 30.0
@@ -56,10 +57,10 @@ TZ8 = datetime.timezone(datetime.timedelta(hours=8))
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 FIXTURES = {name: json.loads(payload) for name, _, payload in services.device_fixtures()}
 
-STORE_READY = r'mod=store msg="ready"'
-CAUGHT_UP = r'mod=pipeline msg="caught up"'
-DB_DOWN = r'mod=store msg="database unavailable"'
-DB_BACK = r'mod=store msg="database available again"'
+STORE_READY = logfmt.Match(mod="store", msg="ready")
+CAUGHT_UP = logfmt.Match(mod="pipeline", msg="caught up")
+DB_DOWN = logfmt.Match(mod="store", msg="database unavailable")
+DB_BACK = logfmt.Match(mod="store", msg="database available again")
 
 
 # --------------------------------------------------------------------------
@@ -456,22 +457,6 @@ def store_config(tmp_path, broker, pg, store=None, journal=None) -> str:
         tmp_path, broker, client_id=CLIENT_ID, subscribe=("sac/#", "zigbee2mqtt/#", "shellies/#", "tele/#"),
         journal={"segment_size": "64K", **(journal or {})}, store_db=pg, store=store,
         routes=True)
-
-
-def fields_of(line: str) -> dict:
-    return parse_logfmt(line)[1]
-
-
-def lines_with(lines, mod, msg) -> list[str]:
-    out = []
-    for line in lines:
-        try:
-            f = fields_of(line)
-        except ValueError:
-            continue
-        if f.get("mod") == mod and f.get("msg") == msg:
-            out.append(line)
-    return out
 
 
 def ctl_stat(ctl: JournalCtl) -> dict:
@@ -878,13 +863,13 @@ def assert_caught_up_since(daemon, mark: int, what: str) -> str:
     try:
         line = daemon.wait_log(CAUGHT_UP, since=mark, timeout=30)
     except TimeoutError:
-        seen = lines_with(daemon.lines, "pipeline", "caught up")
+        seen = logfmt.select(daemon.lines, CAUGHT_UP)
         raise AssertionError(
             f'no mod=pipeline msg="caught up" {what}, although everything is stored '
             f'(checkpoint = the journal\'s last seq); the "caught up" lines of this process: '
             f'{seen}\n--- the daemon\'s lines from there:\n'
             + "\n".join(daemon.lines[mark:][-40:])) from None
-    assert fields_of(line)["level"] == "info", line
+    assert logfmt.fields(line)["level"] == "info", line
     return line
 
 
@@ -986,8 +971,7 @@ def test_messages_published_twice_are_stored_once(daemon, ingest_broker, private
 
 def outage_lines(daemon, since: int = 0) -> tuple[list[str], list[str]]:
     lines = daemon.lines[since:]
-    return lines_with(lines, "store", "database unavailable"), \
-        lines_with(lines, "store", "database available again")
+    return logfmt.select(lines, DB_DOWN), logfmt.select(lines, DB_BACK)
 
 
 def test_postgres_crash_restart_5_times_during_stream(daemon, ingest_broker, private_postgres,
@@ -1033,7 +1017,7 @@ def test_postgres_crash_restart_5_times_during_stream(daemon, ingest_broker, pri
     check_final_state(pg, ctl, st)
 
     down, up = outage_lines(daemon, mark0)
-    outages = [int(fields_of(x)["outage_ms"]) for x in up]
+    outages = [int(logfmt.fields(x)["outage_ms"]) for x in up]
     report(f"postgres stop -m immediate x{crashes} (seed {seed}; at s/published/checkpoint "
            f"{moments}; checkpoint after recovery {recovered}): {n} rows, outages logged "
            f"{outages} ms")
@@ -1108,7 +1092,7 @@ def test_database_down_during_stream(daemon, ingest_broker, private_postgres, bu
 
     # 5. the outage in the log: once at warn, its end at info with its length
     down, up = outage_lines(daemon, mark)
-    outage_ms = int(fields_of(back)["outage_ms"])
+    outage_ms = int(logfmt.fields(back)["outage_ms"])
     back_index = daemon.lines.index(back, mark)
     other_warn = [x for x in daemon.lines[mark:back_index + 1]
                   if x.startswith("<4>") and x not in down]

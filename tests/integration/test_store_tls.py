@@ -14,15 +14,12 @@ from pathlib import Path
 
 import pytest
 
+import logfmt
 import services
 from ingest import daemon_config
-from services import device_fixtures, parse_logfmt
+from services import device_fixtures
 
 READY_TIMEOUT = 15.0
-
-
-def fields_of(line):
-    return parse_logfmt(line)[1]
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +98,7 @@ def test_verify_full_with_the_right_ca_stores_events(daemon, mosquitto, tls_post
     sessions = daemon_sessions(tls_postgres)
     assert sessions and all(ssl for ssl, _ in sessions), sessions
     assert all(dn and "CN=gridbridge-test-client" in dn for _, dn in sessions), sessions
-    assert not [x for x in daemon.lines if "level=warn mod=store" in x], daemon.lines
+    assert not logfmt.select(daemon.lines, level="warn", mod="store"), daemon.lines
     assert daemon.stop() == 0
 
     # gridbridgectl connects the same way
@@ -116,11 +113,11 @@ def test_wrong_ca_does_not_connect_and_says_why(daemon, mosquitto, tls_postgres,
         sslmode="verify-full", sslrootcert=tls_pki.wrong_ca))
     daemon.start(conf)
     daemon.wait_notify("READY=1", timeout=READY_TIMEOUT)
-    down = fields_of(daemon.wait_log(r'mod=store msg="database unavailable"', timeout=10))
+    down = logfmt.fields(daemon.wait_log(r'mod=store msg="database unavailable"', timeout=10))
     assert down["level"] == "warn", down
     assert "certificate verify failed" in down["error"], down
     time.sleep(1.5)         # retries fail the same way
-    assert not [x for x in daemon.lines if 'mod=store msg="connected"' in x]
+    assert not logfmt.select(daemon.lines, mod="store", msg="connected")
     assert not daemon_sessions(tls_postgres)
     assert daemon.stop() == 0
 
@@ -130,12 +127,12 @@ def test_wrong_ca_does_not_connect_and_says_why(daemon, mosquitto, tls_postgres,
 
 
 def unverified_warnings(daemon):
-    out = []
-    for line in daemon.lines:
-        f = fields_of(line)
-        if f["mod"] == "store" and f["msg"] == "database server not verified":
-            out.append(f)
-    return out
+    """The fields of the "not verified" lines; every line must be a log line."""
+    lines = daemon.lines
+    for line in lines:
+        logfmt.check(line)
+    return [logfmt.fields(x) for x in
+            logfmt.select(lines, mod="store", msg="database server not verified")]
 
 
 def other_local_host():

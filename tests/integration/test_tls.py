@@ -5,15 +5,11 @@ the broker's; publishers use TLS too."""
 import re
 import time
 
+import logfmt
 import services
 from ingest import JournalCtl, JournalWatcher, daemon_config, make_payload, start_daemon
-from services import parse_logfmt
 
 READY_TIMEOUT = 30.0
-
-
-def fields_of(line):
-    return parse_logfmt(line)[1]
 
 
 def test_tls_with_client_certificate_journals(daemon, broker_factory, pki, build_dir,
@@ -23,7 +19,7 @@ def test_tls_with_client_certificate_journals(daemon, broker_factory, pki, build
     conf = daemon.write_config(daemon_config(tmp_path, broker, tls=True))
     ctl = JournalCtl(build_dir, conf=conf, log_path=daemon.dir / "gridbridgectl.log")
     start_daemon(daemon, conf, timeout=READY_TIMEOUT)
-    connected = fields_of(daemon.wait_log(r'mod=mqtt msg="connected"'))
+    connected = logfmt.fields(daemon.wait_log(r'mod=mqtt msg="connected"'))
     assert connected["port"] == str(broker.tls_port), connected
     assert re.search(rf"New connection from \S+ on port {broker.tls_port}\.",
                      broker.log_path.read_text()), services.tail(broker.log_path)
@@ -45,21 +41,20 @@ def test_tls_with_wrong_ca_does_not_connect_and_says_why(daemon, broker_factory,
     daemon.start(conf)
     daemon.wait_notify("READY=1", timeout=READY_TIMEOUT)
     err = daemon.wait_log(r'mod=mqtt msg="library error"', timeout=15)
-    f = fields_of(err)
+    f = logfmt.fields(err)
     assert f["level"] == "error", err
     assert "certificate verify failed" in f["error"], err
-    failed = fields_of(daemon.wait_log(r'mod=mqtt msg="connection failed"', timeout=15))
+    failed = logfmt.fields(daemon.wait_log(r'mod=mqtt msg="connection failed"', timeout=15))
     assert failed["level"] == "warn" and failed.get("error"), failed
 
     # it keeps trying (and failing) without connecting, and without exiting
     time.sleep(2.0)
     assert daemon.running
-    assert not [x for x in daemon.lines if 'mod=mqtt msg="connected"' in x]
+    assert not logfmt.select(daemon.lines, mod="mqtt", msg="connected")
     assert not re.search(r"as gridbridge-test", broker.log_path.read_text()), \
         services.tail(broker.log_path)
     # the outage is reported once at warn, not once per retry
-    warns = [x for x in daemon.lines
-             if 'mod=mqtt msg="connection failed"' in x and "level=warn" in x]
+    warns = logfmt.select(daemon.lines, mod="mqtt", msg="connection failed", level="warn")
     assert len(warns) == 1, warns
     # meanwhile a publisher over TLS with the right CA still gets through
     broker.publish("sac/c3/vehicle/anpr1/event", make_payload("tls", 2), tls=True)
