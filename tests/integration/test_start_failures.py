@@ -227,3 +227,19 @@ def test_readable_store_sslkey_is_refused(daemon, pki, tmp_path):
     assert refused["fix"] == f"chmod 640 {key}", refused   # a credential: group read is fine
     assert last["stage"] == "secrets", last
     start_after_fix(daemon, conf, refused["fix"], env=env)
+
+
+def test_relative_key_file_without_credentials(daemon, pki, tmp_path):
+    """A relative key file is looked up in $CREDENTIALS_DIRECTORY, as the
+    manual says, never in the working directory."""
+    key = daemon.dir / "client.key"   # the daemon's working directory
+    key.write_bytes(pki.client_key.read_bytes())
+    key.chmod(0o600)
+    conf = daemon.write_config(base_config(tmp_path, mqtt=textwrap.dedent(f"""\
+        tls = true
+        ca_file = {pki.ca_file}
+        cert_file = {pki.client_cert}
+        key_file = client.key""").replace("\n", "\n        ")))
+    fields, last = failed_start(daemon, conf)
+    assert errors_of(fields, "mqtt", "relative key file without CREDENTIALS_DIRECTORY"), fields
+    assert last["stage"] == "secrets", last
