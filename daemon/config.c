@@ -10,10 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "decode.h"
 #include "log.h"
-#include "route.h"
-#include "rules.h"
 
 #define CONFIG_FIELD(field) offsetof(struct config, field)
 #define ROUTE_FIELD(field) offsetof(struct config_route, field)
@@ -162,16 +159,16 @@ const struct config_key config_keys[] = {
 
 	{ .section = "route", .name = "pattern", .type = CFG_STRING,
 	  .min = 0, .max = 65535, .def = "",
-	  .offset = ROUTE_FIELD(pattern), .instanced = true,
+	  .offset = ROUTE_FIELD(pattern), .instanced = true, .required = true,
 	  .help = "topic pattern: {name} captures a level, {name...} one or more, + matches one; required" },
 	{ .section = "route", .name = "decoder", .type = CFG_STRING,
 	  .min = 0, .max = 64, .def = "",
-	  .offset = ROUTE_FIELD(decoder), .instanced = true,
+	  .offset = ROUTE_FIELD(decoder), .instanced = true, .required = true,
 	  .help = "payload format: access, hikvision, dahua, camera_alarm, peephole, gateway, z2m_device, "
 	      "z2m_availability, z2m_bridge, shelly_sensor, shelly_online or tasmota_lwt; required" },
 	{ .section = "route", .name = "class", .type = CFG_STRING,
 	  .min = 0, .max = 64, .def = "",
-	  .offset = ROUTE_FIELD(device_class), .instanced = true,
+	  .offset = ROUTE_FIELD(device_class), .instanced = true, .required = true,
 	  .help = "device class: access_gate, vehicle_barrier, camera, door_sensor, peephole or gateway; required" },
 	{ .section = "route", .name = "community", .type = CFG_STRING,
 	  .min = 0, .max = 255, .def = "",
@@ -188,7 +185,7 @@ const struct config_key config_keys[] = {
 
 	{ .section = "forward.target", .name = "url", .type = CFG_URL,
 	  .min = 0, .max = 4096, .def = "",
-	  .offset = TARGET_FIELD(url), .instanced = true,
+	  .offset = TARGET_FIELD(url), .instanced = true, .required = true,
 	  .help = "https:// URL the event batches are POSTed to; required" },
 	{ .section = "forward.target", .name = "allow_http", .type = CFG_BOOL,
 	  .def = "false",
@@ -266,7 +263,7 @@ const struct config_key config_keys[] = {
 
 	{ .section = "forward.rule", .name = "target", .type = CFG_STRING,
 	  .min = 0, .max = 255, .def = "",
-	  .offset = RULE_FIELD(target), .instanced = true,
+	  .offset = RULE_FIELD(target), .instanced = true, .required = true,
 	  .help = "the [forward.target NAME] the selected events go to; required" },
 	{ .section = "forward.rule", .name = "priority", .type = CFG_INT,
 	  .min = 0, .max = 9, .def = "5",
@@ -381,6 +378,13 @@ static void *
 field(const void *base, const struct config_key *k)
 {
 	return (char *)base + k->offset;
+}
+
+/* Keys whose field is a char *. */
+static bool
+is_text(enum config_type t)
+{
+	return t == CFG_STRING || t == CFG_PATH || t == CFG_SECRET || t == CFG_URL;
 }
 
 /* Bytes as written in a config file: the largest exact suffix. */
@@ -650,9 +654,7 @@ find_instanced_key(const char *type, const char *name, size_t *idx)
 }
 
 struct parse;
-static void finish_route(struct parse *p, void *inst);
 static void finish_target(struct parse *p, void *inst);
-static void finish_rule(struct parse *p, void *inst);
 
 /* The kinds of [TYPE NAME] sections and where their arrays live. */
 struct instance_type {
@@ -660,17 +662,18 @@ struct instance_type {
 	size_t size;
 	size_t array;			/* offset of the array in struct config */
 	size_t count;			/* offset of its length */
+	/* Checks between its keys, after each key's own (NULL: none). */
 	void (*finish)(struct parse *p, void *inst);
 };
 
 static const struct instance_type instance_types[] = {
 	{ .type = "route", .size = sizeof(struct config_route),
-	  .array = CONFIG_FIELD(routes), .count = CONFIG_FIELD(nroutes), .finish = finish_route },
+	  .array = CONFIG_FIELD(routes), .count = CONFIG_FIELD(nroutes) },
 	{ .type = "forward.target", .size = sizeof(struct config_target),
 	  .array = CONFIG_FIELD(targets), .count = CONFIG_FIELD(ntargets),
 	  .finish = finish_target },
 	{ .type = "forward.rule", .size = sizeof(struct config_rule),
-	  .array = CONFIG_FIELD(rules), .count = CONFIG_FIELD(nrules), .finish = finish_rule },
+	  .array = CONFIG_FIELD(rules), .count = CONFIG_FIELD(nrules) },
 };
 #define NTYPES (sizeof(instance_types) / sizeof(instance_types[0]))
 
@@ -701,8 +704,7 @@ free_strings(void *base, bool instanced, const char *type)
 			continue;
 		if (type != NULL && strcmp(k->section, type) != 0)
 			continue;
-		if (k->type == CFG_STRING || k->type == CFG_PATH || k->type == CFG_SECRET ||
-		    k->type == CFG_URL)
+		if (is_text(k->type))
 			free(*(char **)field(base, k));
 		else if (k->type == CFG_LIST)
 			list_free(*(char ***)field(base, k));
@@ -779,51 +781,13 @@ key_line(const struct parse *p, const char *key)
 	return p->inst->line;
 }
 
-/* Checks a finished [route NAME] section: required keys, and values that
- * only the decoders and the route compiler can judge. */
-static void
-finish_route(struct parse *p, void *inst)
-{
-	struct config_route *r = inst;
-	char err[160];
-
-	if (r->pattern[0] == '\0') {
-		add_error(p->errs, p->name, r->line, "[route %s] pattern is required", r->name);
-	} else {
-		struct route_pattern rp;
-		if (route_compile(&rp, r->pattern, err, sizeof(err)) != 0)
-			add_error(p->errs, p->name, key_line(p, "pattern"), "[route %s] pattern: %s",
-			    r->name, err);
-		else
-			route_pattern_free(&rp);
-	}
-	enum decoder_id d;
-	if (r->decoder[0] == '\0')
-		add_error(p->errs, p->name, r->line, "[route %s] decoder is required", r->name);
-	else if (decoder_by_name(r->decoder, &d) != 0)
-		add_error(p->errs, p->name, key_line(p, "decoder"),
-		    "[route %s] decoder: unknown decoder '%s'", r->name, r->decoder);
-	Gridbridge__V1__DeviceClass dc;
-	if (r->device_class[0] == '\0')
-		add_error(p->errs, p->name, r->line, "[route %s] class is required", r->name);
-	else if (decode_class_by_name(r->device_class, &dc) != 0)
-		add_error(p->errs, p->name, key_line(p, "class"),
-		    "[route %s] class: unknown device class '%s'", r->name, r->device_class);
-	int tz;
-	if (decode_parse_tz(r->timezone, &tz) != 0)
-		add_error(p->errs, p->name, key_line(p, "timezone"),
-		    "[route %s] timezone: '%s' is not an offset like +08:00", r->name, r->timezone);
-}
-
 static void
 finish_target(struct parse *p, void *inst)
 {
 	struct config_target *t = inst;
 
 	bool http = strncasecmp(t->url, "http://", 7) == 0;
-	if (t->url[0] == '\0')
-		add_error(p->errs, p->name, t->line, "[forward.target %s] url is required", t->name);
-	else if (strncasecmp(t->url, "https://", 8) != 0 && !http)
+	if (t->url[0] != '\0' && strncasecmp(t->url, "https://", 8) != 0 && !http)
 		add_error(p->errs, p->name, key_line(p, "url"),
 		    "[forward.target %s] url: must start with https://", t->name);
 	else if (http && !t->allow_http)
@@ -842,60 +806,68 @@ finish_target(struct parse *p, void *inst)
 		    "[forward.target %s] retry_cap_ms is less than retry_base_ms", t->name);
 }
 
-/* Each item of a comma-separated list must be one `valid()` accepts. */
-static void
-check_names(struct parse *p, const struct config_rule *r, const char *key, const char *list,
-    bool (*valid)(const char *name))
-{
-	const char *s = list;
+/* Checks registered by the code that owns a key's meaning (is "hikvision"
+ * a decoder?), run in registration order when its section is finished. */
+#define MAX_CHECKS 32
+static struct {
+	const struct config_key *key;
+	config_check_fn *fn;
+} checks[MAX_CHECKS];
+static size_t nchecks;
 
-	while (*s != '\0') {
-		while (*s == ' ' || *s == '\t' || *s == ',')
-			s++;
-		size_t n = strcspn(s, ",");
-		size_t len = n;
-		while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-			len--;
-		if (n == 0)
-			break;
-		char name[256];
-		snprintf(name, sizeof(name), "%.*s", (int)(len < 255 ? len : 255), s);
-		if (!valid(name))
-			add_error(p->errs, p->name, key_line(p, key),
-			    "[forward.rule %s] %s: unknown name '%s'", r->name, key, name);
-		s += n;
+void
+config_register_check(const char *section, const char *key, config_check_fn *fn)
+{
+	size_t idx;
+	const struct config_key *k = find_instanced_key(section, key, &idx);
+
+	if (k == NULL || !is_text(k->type) || nchecks == MAX_CHECKS)
+		abort();	/* a mistake in the program, not in the file */
+	for (size_t i = 0; i < nchecks; i++)
+		if (checks[i].key == k && checks[i].fn == fn)
+			return;	/* registered already */
+	checks[nchecks].key = k;
+	checks[nchecks].fn = fn;
+	nchecks++;
+}
+
+struct check_ctx {
+	struct parse *p;
+	const char *key;
+};
+
+/* A registered check found a problem: `[TYPE NAME] key: why`, at the key. */
+static void
+check_failed(void *ctx, const char *why)
+{
+	struct check_ctx *c = ctx;
+
+	add_error(c->p->errs, c->p->name, key_line(c->p, c->key), "[%s %s] %s: %s",
+	    c->p->inst_type->type, c->p->inst->name, c->key, why);
+}
+
+/* A finished [TYPE NAME] section, key by key in table order: required
+ * keys first, then what the registered checks say of the value. */
+static void
+check_instance(struct parse *p)
+{
+	const char *type = p->inst_type->type;
+
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+		if (!k->instanced || strcmp(k->section, type) != 0 || !is_text(k->type))
+			continue;
+		const char *v = *(char **)field(p->inst, k);
+		if (k->required && v[0] == '\0') {
+			add_error(p->errs, p->name, p->inst->line, "[%s %s] %s is required", type,
+			    p->inst->name, k->name);
+			continue;
+		}
+		struct check_ctx c = { .p = p, .key = k->name };
+		for (size_t j = 0; j < nchecks; j++)
+			if (checks[j].key == k)
+				checks[j].fn(v, check_failed, &c);
 	}
-}
-
-static bool
-valid_class(const char *name)
-{
-	Gridbridge__V1__DeviceClass c;
-	return decode_class_by_name(name, &c) == 0;
-}
-
-static bool
-valid_event_type(const char *name)
-{
-	return rules_valid_event_type(name);
-}
-
-static bool
-valid_severity(const char *name)
-{
-	return rules_valid_severity(name);
-}
-
-static void
-finish_rule(struct parse *p, void *inst)
-{
-	struct config_rule *r = inst;
-
-	if (r->target[0] == '\0')
-		add_error(p->errs, p->name, r->line, "[forward.rule %s] target is required", r->name);
-	check_names(p, r, "class", r->device_class, valid_class);
-	check_names(p, r, "event_type", r->event_type, valid_event_type);
-	check_names(p, r, "severity", r->severity, valid_severity);
 }
 
 static const struct instance_type *
@@ -912,7 +884,9 @@ finish_instance(struct parse *p)
 {
 	if (p->inst == NULL)
 		return;
-	p->inst_type->finish(p, p->inst);
+	check_instance(p);
+	if (p->inst_type->finish != NULL)
+		p->inst_type->finish(p, p->inst);
 	p->inst = NULL;
 }
 

@@ -683,6 +683,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 
+	routing_register_checks();
 	d.cfg = config_load(path, &errs);
 	if (d.cfg == NULL) {
 		config_errors_print(&errs, stderr);

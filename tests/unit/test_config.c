@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "routing.h"
 #include "t.h"
 
 static struct config *
@@ -115,6 +116,7 @@ main(int argc, char **argv)
 	char *s;
 
 	log_set_fd(-1);
+	routing_register_checks();
 	if (argc != 3) {
 		fprintf(stderr, "usage: test_config CONF_EXAMPLE MAN_PAGE\n");
 		return 99;
