@@ -33,6 +33,17 @@ enum config_type {
 	CFG_LIST,	/* repeatable key; NULL-terminated char ** in file order */
 };
 
+/* Who applies a reloadable key on SIGHUP. Each stage with reloadable keys
+ * has one apply function that reads all of them from the configuration;
+ * main.c's reload calls it for every applier a key row names (a new
+ * applier without its call there does not compile: -Wswitch). */
+enum config_applier {
+	CONFIG_RESTART = 0,	/* not reloadable: a change needs a restart */
+	CONFIG_APPLY_LOG,	/* log_apply() */
+	CONFIG_APPLY_JOURNAL,	/* journal_apply() */
+	CONFIG_APPLY_DECODE,	/* pipeline_apply() */
+};
+
 struct config_key {
 	const char *section;
 	const char *name;
@@ -42,6 +53,7 @@ struct config_key {
 	const int *choice_values;	/* CFG_ENUM, parallel to choices */
 	const char *def;		/* default, as it would be written */
 	bool reloadable;		/* applied by SIGHUP without restart */
+	enum config_applier applied_by;	/* reloadable: who applies it */
 	size_t offset;			/* of the field in struct config */
 	const char *help;		/* one line, also used in conf/ */
 	bool instanced;			/* a key of [section NAME] sections */
