@@ -10,15 +10,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "decode.h"
 #include "log.h"
-#include "route.h"
-#include "rules.h"
 
-#define F(field) offsetof(struct config, field)
-#define R(field) offsetof(struct config_route, field)
-#define T(field) offsetof(struct config_target, field)
-#define U(field) offsetof(struct config_rule, field)
+#define CONFIG_FIELD(field) offsetof(struct config, field)
+#define ROUTE_FIELD(field) offsetof(struct config_route, field)
+#define TARGET_FIELD(field) offsetof(struct config_target, field)
+#define RULE_FIELD(field) offsetof(struct config_rule, field)
 
 static const char *const level_choices[] = {
 	"debug", "info", "notice", "warning", "warn", "error", NULL
@@ -45,260 +42,334 @@ static const int sslmode_values[] = {
 /* For CFG_STRING/PATH/SECRET/URL (and each CFG_LIST item), min and max
  * bound the length in bytes. */
 const struct config_key config_keys[] = {
-	{ "daemon", "log_level", CFG_ENUM, 0, 0, level_choices, level_values,
-	  "info", true, F(log_level),
-	  "least important level logged: debug, info, notice, warning or error", false },
-	{ "daemon", "log_rate_burst", CFG_INT, 0, 1000000, NULL, NULL,
-	  "10", true, F(log_rate_burst),
-	  "lines of one kind logged per interval before repeats are counted, not printed (0: no limit)", false },
-	{ "daemon", "log_rate_interval", CFG_INT, 1, 3600, NULL, NULL,
-	  "10", true, F(log_rate_interval),
-	  "seconds of the rate-limit window; the next line reports suppressed=N", false },
-	{ "daemon", "state_dir", CFG_PATH, 1, PATH_MAX, NULL, NULL,
-	  "/var/lib/gridbridge", false, F(state_dir),
-	  "directory for the journal and other state; created if missing", false },
+	{ .section = "daemon", .name = "log_level", .type = CFG_ENUM,
+	  .choices = level_choices, .choice_values = level_values, .def = "info",
+	  .offset = CONFIG_FIELD(log_level),
+	  .reloadable = true, .applied_by = CONFIG_APPLY_LOG,
+	  .help = "least important level logged: debug, info, notice, warning or error" },
+	{ .section = "daemon", .name = "log_rate_burst", .type = CFG_INT,
+	  .min = 0, .max = 1000000, .def = "10",
+	  .offset = CONFIG_FIELD(log_rate_burst),
+	  .reloadable = true, .applied_by = CONFIG_APPLY_LOG,
+	  .help = "lines of one kind logged per interval before repeats are counted, not printed (0: no limit)" },
+	{ .section = "daemon", .name = "log_rate_interval", .type = CFG_INT,
+	  .min = 1, .max = 3600, .def = "10",
+	  .offset = CONFIG_FIELD(log_rate_interval),
+	  .reloadable = true, .applied_by = CONFIG_APPLY_LOG,
+	  .help = "seconds of the rate-limit window; the next line reports suppressed=N" },
+	{ .section = "daemon", .name = "state_dir", .type = CFG_PATH,
+	  .min = 1, .max = PATH_MAX, .def = "/var/lib/gridbridge",
+	  .offset = CONFIG_FIELD(state_dir),
+	  .help = "directory for the journal and other state; created if missing" },
 
-	{ "mqtt", "host", CFG_STRING, 1, 255, NULL, NULL,
-	  "127.0.0.1", false, F(mqtt_host),
-	  "broker host name or address", false },
-	{ "mqtt", "port", CFG_INT, 1, 65535, NULL, NULL,
-	  "1883", false, F(mqtt_port),
-	  "broker TCP port", false },
-	{ "mqtt", "client_id", CFG_STRING, 1, 65535, NULL, NULL,
-	  "gridbridge", false, F(mqtt_client_id),
-	  "MQTT client id; fixed, so the broker keeps our persistent session", false },
-	{ "mqtt", "keepalive", CFG_INT, 5, 3600, NULL, NULL,
-	  "60", false, F(mqtt_keepalive),
-	  "MQTT keepalive in seconds", false },
-	{ "mqtt", "username", CFG_STRING, 0, 65535, NULL, NULL,
-	  "", false, F(mqtt_username),
-	  "user name for the broker; empty: connect anonymously", false },
-	{ "mqtt", "password", CFG_SECRET, 0, 65535, NULL, NULL,
-	  "", false, F(mqtt_password),
-	  "password for the broker; prefer password_file", false },
-	{ "mqtt", "password_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
-	  "", false, F(mqtt_password_file),
-	  "file holding the broker password; a relative name is looked up in $CREDENTIALS_DIRECTORY", false },
+	{ .section = "mqtt", .name = "host", .type = CFG_STRING,
+	  .min = 1, .max = 255, .def = "127.0.0.1",
+	  .offset = CONFIG_FIELD(mqtt_host),
+	  .help = "broker host name or address" },
+	{ .section = "mqtt", .name = "port", .type = CFG_INT,
+	  .min = 1, .max = 65535, .def = "1883",
+	  .offset = CONFIG_FIELD(mqtt_port),
+	  .help = "broker TCP port" },
+	{ .section = "mqtt", .name = "client_id", .type = CFG_STRING,
+	  .min = 1, .max = 65535, .def = "gridbridge",
+	  .offset = CONFIG_FIELD(mqtt_client_id),
+	  .help = "MQTT client id; fixed, so the broker keeps our persistent session" },
+	{ .section = "mqtt", .name = "keepalive", .type = CFG_INT,
+	  .min = 5, .max = 3600, .def = "60",
+	  .offset = CONFIG_FIELD(mqtt_keepalive),
+	  .help = "MQTT keepalive in seconds" },
+	{ .section = "mqtt", .name = "username", .type = CFG_STRING,
+	  .min = 0, .max = 65535, .def = "",
+	  .offset = CONFIG_FIELD(mqtt_username),
+	  .help = "user name for the broker; empty: connect anonymously" },
+	{ .section = "mqtt", .name = "password", .type = CFG_SECRET,
+	  .min = 0, .max = 65535, .def = "",
+	  .offset = CONFIG_FIELD(mqtt_password),
+	  .help = "password for the broker; prefer password_file" },
+	{ .section = "mqtt", .name = "password_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = CONFIG_FIELD(mqtt_password_file),
+	  .help = "file holding the broker password; a relative name is looked up in $CREDENTIALS_DIRECTORY" },
 
-	{ "mqtt", "protocol", CFG_ENUM, 0, 0, protocol_choices, protocol_values,
-	  "3.1.1", false, F(mqtt_protocol),
-	  "MQTT protocol version: 3.1.1 or 5", false },
-	{ "mqtt", "session_expiry", CFG_INT, 1, 4294967295LL, NULL, NULL,
-	  "4294967295", false, F(mqtt_session_expiry),
-	  "MQTT 5: seconds the broker keeps our session while we are away (4294967295: never expires)", false },
-	{ "mqtt", "receive_maximum", CFG_INT, 1, 65535, NULL, NULL,
-	  "20", false, F(mqtt_receive_maximum),
-	  "MQTT 5: QoS 1 messages the broker may send before our acknowledgements (our in-flight window)", false },
-	{ "mqtt", "subscribe", CFG_LIST, 1, 65535, NULL, NULL,
-	  "#", false, F(mqtt_subscribe),
-	  "topic filter subscribed with QoS 1; repeat the key for more filters", false },
-	{ "mqtt", "shared_group", CFG_STRING, 0, 255, NULL, NULL,
-	  "", false, F(mqtt_shared_group),
-	  "when set, subscribe as $share/<group>/<filter> so several daemons share the load", false },
-	{ "mqtt", "max_message_size", CFG_SIZE, 1024, 256LL << 20, NULL, NULL,
-	  "1M", false, F(mqtt_max_message_size),
-	  "larger messages are journaled as oversize (topic and length only) and quarantined", false },
-	{ "mqtt", "tls", CFG_BOOL, 0, 0, NULL, NULL,
-	  "false", false, F(mqtt_tls),
-	  "connect with TLS (1.2 or newer), verifying the broker's certificate and host name", false },
-	{ "mqtt", "ca_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
-	  "", false, F(mqtt_ca_file),
-	  "PEM file of the CA(s) that signed the broker's certificate; required with tls", false },
-	{ "mqtt", "cert_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
-	  "", false, F(mqtt_cert_file),
-	  "PEM client certificate for brokers that require one (with key_file)", false },
-	{ "mqtt", "key_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
-	  "", false, F(mqtt_key_file),
-	  "PEM private key of cert_file; a relative name is looked up in $CREDENTIALS_DIRECTORY", false },
+	{ .section = "mqtt", .name = "protocol", .type = CFG_ENUM,
+	  .choices = protocol_choices, .choice_values = protocol_values, .def = "3.1.1",
+	  .offset = CONFIG_FIELD(mqtt_protocol),
+	  .help = "MQTT protocol version: 3.1.1 or 5" },
+	{ .section = "mqtt", .name = "session_expiry", .type = CFG_INT,
+	  .min = 1, .max = 4294967295LL, .def = "4294967295",
+	  .offset = CONFIG_FIELD(mqtt_session_expiry),
+	  .help = "MQTT 5: seconds the broker keeps our session while we are away (4294967295: never expires)" },
+	{ .section = "mqtt", .name = "receive_maximum", .type = CFG_INT,
+	  .min = 1, .max = 65535, .def = "20",
+	  .offset = CONFIG_FIELD(mqtt_receive_maximum),
+	  .help = "MQTT 5: QoS 1 messages the broker may send before our acknowledgements (our in-flight window)" },
+	{ .section = "mqtt", .name = "subscribe", .type = CFG_LIST,
+	  .min = 1, .max = 65535, .def = "#",
+	  .offset = CONFIG_FIELD(mqtt_subscribe),
+	  .help = "topic filter subscribed with QoS 1; repeat the key for more filters" },
+	{ .section = "mqtt", .name = "shared_group", .type = CFG_STRING,
+	  .min = 0, .max = 255, .def = "",
+	  .offset = CONFIG_FIELD(mqtt_shared_group),
+	  .help = "when set, subscribe as $share/<group>/<filter> so several daemons share the load" },
+	{ .section = "mqtt", .name = "max_message_size", .type = CFG_SIZE,
+	  .min = 1024, .max = 256LL << 20, .def = "1M",
+	  .offset = CONFIG_FIELD(mqtt_max_message_size),
+	  .help = "larger messages are journaled as oversize (topic and length only) and quarantined" },
+	{ .section = "mqtt", .name = "tls", .type = CFG_BOOL,
+	  .def = "false",
+	  .offset = CONFIG_FIELD(mqtt_tls),
+	  .help = "connect with TLS (1.2 or newer), verifying the broker's certificate and host name" },
+	{ .section = "mqtt", .name = "ca_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = CONFIG_FIELD(mqtt_ca_file),
+	  .help = "PEM file of the CA(s) that signed the broker's certificate; required with tls" },
+	{ .section = "mqtt", .name = "cert_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = CONFIG_FIELD(mqtt_cert_file),
+	  .help = "PEM client certificate for brokers that require one (with key_file)" },
+	{ .section = "mqtt", .name = "key_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = CONFIG_FIELD(mqtt_key_file),
+	  .help = "PEM private key of cert_file; a relative name is looked up in $CREDENTIALS_DIRECTORY" },
 
-	{ "journal", "segment_size", CFG_SIZE, 64LL << 10, 1LL << 30, NULL, NULL,
-	  "64M", false, F(journal_segment_size),
-	  "size at which a journal segment file is closed and a new one started", false },
-	{ "journal", "disk_cap", CFG_SIZE, 64LL << 10, 1LL << 50, NULL, NULL,
-	  "8G", true, F(journal_disk_cap),
-	  "journal size at which ingest pauses (never drops) until space frees", false },
-	{ "journal", "sync_batch", CFG_INT, 1, 100000, NULL, NULL,
-	  "1000", false, F(journal_sync_batch),
-	  "records appended before an fdatasync even if the broker is still sending", false },
+	{ .section = "journal", .name = "segment_size", .type = CFG_SIZE,
+	  .min = 64LL << 10, .max = 1LL << 30, .def = "64M",
+	  .offset = CONFIG_FIELD(journal_segment_size),
+	  .help = "size at which a journal segment file is closed and a new one started" },
+	{ .section = "journal", .name = "disk_cap", .type = CFG_SIZE,
+	  .min = 64LL << 10, .max = 1LL << 50, .def = "8G",
+	  .offset = CONFIG_FIELD(journal_disk_cap),
+	  .reloadable = true, .applied_by = CONFIG_APPLY_JOURNAL,
+	  .help = "journal size at which ingest pauses (never drops) until space frees" },
+	{ .section = "journal", .name = "sync_batch", .type = CFG_INT,
+	  .min = 1, .max = 100000, .def = "1000",
+	  .offset = CONFIG_FIELD(journal_sync_batch),
+	  .help = "records appended before an fdatasync even if the broker is still sending" },
 
-	{ "decode", "max_clock_skew", CFG_INT, 1, 31536000, NULL, NULL,
-	  "300", true, F(decode_max_clock_skew),
-	  "seconds a device's clock may differ from ours before its records are flagged clock_skewed", false },
-	{ "decode", "repeat_window", CFG_INT, 0, 604800, NULL, NULL,
-	  "600", true, F(decode_repeat_window),
-	  "seconds within which a report with neither device time nor serial, identical to the "
-	  "previous one on its topic, is the same event (0: only retained copies are)", false },
-	{ "decode", "repeat_topics", CFG_INT, 1, 10000000, NULL, NULL,
-	  "100000", false, F(decode_repeat_topics),
-	  "topics whose last such report is remembered (the least recently reported is "
-	  "forgotten first)", false },
+	{ .section = "decode", .name = "max_clock_skew", .type = CFG_INT,
+	  .min = 1, .max = 31536000, .def = "300",
+	  .offset = CONFIG_FIELD(decode_max_clock_skew),
+	  .reloadable = true, .applied_by = CONFIG_APPLY_DECODE,
+	  .help = "seconds a device's clock may differ from ours before its records are flagged clock_skewed" },
+	{ .section = "decode", .name = "repeat_window", .type = CFG_INT,
+	  .min = 0, .max = 604800, .def = "600",
+	  .offset = CONFIG_FIELD(decode_repeat_window),
+	  .reloadable = true, .applied_by = CONFIG_APPLY_DECODE,
+	  .help = "seconds within which a report with neither device time nor serial, identical to the "
+	      "previous one on its topic, is the same event (0: only retained copies are)" },
+	{ .section = "decode", .name = "repeat_topics", .type = CFG_INT,
+	  .min = 1, .max = 10000000, .def = "100000",
+	  .offset = CONFIG_FIELD(decode_repeat_topics),
+	  .help = "topics whose last such report is remembered (the least recently reported is "
+	      "forgotten first)" },
 
-	{ "route", "pattern", CFG_STRING, 0, 65535, NULL, NULL,
-	  "", false, R(pattern),
-	  "topic pattern: {name} captures a level, {name...} one or more, + matches one; required",
-	  true },
-	{ "route", "decoder", CFG_STRING, 0, 64, NULL, NULL,
-	  "", false, R(decoder),
-	  "payload format: access, hikvision, dahua, camera_alarm, peephole, gateway, z2m_device, "
-	  "z2m_availability, z2m_bridge, shelly_sensor, shelly_online or tasmota_lwt; required",
-	  true },
-	{ "route", "class", CFG_STRING, 0, 64, NULL, NULL,
-	  "", false, R(device_class),
-	  "device class: access_gate, vehicle_barrier, camera, door_sensor, peephole or gateway; required",
-	  true },
-	{ "route", "community", CFG_STRING, 0, 255, NULL, NULL,
-	  "", false, R(community),
-	  "community of the devices when the pattern has no {community}",
-	  true },
-	{ "route", "timezone", CFG_STRING, 1, 16, NULL, NULL,
-	  "+08:00", false, R(timezone),
-	  "zone of device times written without an offset, as +HH:MM",
-	  true },
-	{ "route", "utc_is_local", CFG_BOOL, 0, 0, NULL, NULL,
-	  "true", false, R(utc_is_local),
-	  "Dahua: the UTC field holds local wall-clock time (RealUTC is preferred when present)",
-	  true },
+	{ .section = "route", .name = "pattern", .type = CFG_STRING,
+	  .min = 0, .max = 65535, .def = "",
+	  .offset = ROUTE_FIELD(pattern), .instanced = true, .required = true,
+	  .help = "topic pattern: {name} captures a level, {name...} one or more, + matches one; required" },
+	{ .section = "route", .name = "decoder", .type = CFG_STRING,
+	  .min = 0, .max = 64, .def = "",
+	  .offset = ROUTE_FIELD(decoder), .instanced = true, .required = true,
+	  .help = "payload format: access, hikvision, dahua, camera_alarm, peephole, gateway, z2m_device, "
+	      "z2m_availability, z2m_bridge, shelly_sensor, shelly_online or tasmota_lwt; required" },
+	{ .section = "route", .name = "class", .type = CFG_STRING,
+	  .min = 0, .max = 64, .def = "",
+	  .offset = ROUTE_FIELD(device_class), .instanced = true, .required = true,
+	  .help = "device class: access_gate, vehicle_barrier, camera, door_sensor, peephole or gateway; required" },
+	{ .section = "route", .name = "community", .type = CFG_STRING,
+	  .min = 0, .max = 255, .def = "",
+	  .offset = ROUTE_FIELD(community), .instanced = true,
+	  .help = "community of the devices when the pattern has no {community}" },
+	{ .section = "route", .name = "timezone", .type = CFG_STRING,
+	  .min = 1, .max = 16, .def = "+08:00",
+	  .offset = ROUTE_FIELD(timezone), .instanced = true,
+	  .help = "zone of device times written without an offset, as +HH:MM" },
+	{ .section = "route", .name = "utc_is_local", .type = CFG_BOOL,
+	  .def = "true",
+	  .offset = ROUTE_FIELD(utc_is_local), .instanced = true,
+	  .help = "Dahua: the UTC field holds local wall-clock time (RealUTC is preferred when present)" },
 
-	{ "forward.target", "url", CFG_URL, 0, 4096, NULL, NULL,
-	  "", false, T(url),
-	  "https:// URL the event batches are POSTed to; required", true },
-	{ "forward.target", "allow_http", CFG_BOOL, 0, 0, NULL, NULL,
-	  "false", false, T(allow_http),
-	  "accept an http:// url: events go out in clear (never with a token_file)", true },
-	{ "forward.target", "format", CFG_ENUM, 0, 0, format_choices, format_values,
-	  "protobuf", false, T(format),
-	  "body: protobuf (an EventBatch, application/x-protobuf) or json (its proto3 JSON mapping)",
-	  true },
-	{ "forward.target", "ca_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
-	  "", false, T(ca_file),
-	  "CA certificates the platform's certificate is verified against; empty: the system's", true },
-	{ "forward.target", "cert_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
-	  "", false, T(cert_file),
-	  "our client certificate (PEM) for mutual TLS; goes with key_file", true },
-	{ "forward.target", "key_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
-	  "", false, T(key_file),
-	  "private key of cert_file (PEM); a relative name is looked up in $CREDENTIALS_DIRECTORY", true },
-	{ "forward.target", "token_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
-	  "", false, T(token_file),
-	  "file holding a bearer token sent as Authorization; a relative name is looked up in "
-	  "$CREDENTIALS_DIRECTORY; empty: none", true },
-	{ "forward.target", "proxy", CFG_URL, 0, 4096, NULL, NULL,
-	  "", false, T(proxy),
-	  "proxy URL (http://host:port); empty: none (proxy environment variables are ignored)", true },
-	{ "forward.target", "connect_timeout", CFG_INT, 1, 300, NULL, NULL,
-	  "10", false, T(connect_timeout),
-	  "seconds allowed for the TCP and TLS handshake", true },
-	{ "forward.target", "timeout", CFG_INT, 1, 3600, NULL, NULL,
-	  "30", false, T(timeout),
-	  "seconds allowed for a whole request; then it is retried", true },
-	{ "forward.target", "batch_rows", CFG_INT, 1, 10000, NULL, NULL,
-	  "100", false, T(batch_rows),
-	  "events per request at most", true },
-	{ "forward.target", "batch_bytes", CFG_SIZE, 1024, 64LL << 20, NULL, NULL,
-	  "1M", false, T(batch_bytes),
-	  "bytes of records per request at most (a single larger record is sent alone)", true },
-	{ "forward.target", "max_inflight", CFG_INT, 1, 64, NULL, NULL,
-	  "4", false, T(max_inflight),
-	  "requests in flight at once in each lane (alarm, routine)", true },
-	{ "forward.target", "retry_base_ms", CFG_INT, 1, 3600000, NULL, NULL,
-	  "1000", false, T(retry_base_ms),
-	  "first retry waits up to this long; doubles per failure (full jitter)", true },
-	{ "forward.target", "retry_cap_ms", CFG_INT, 1, 86400000, NULL, NULL,
-	  "60000", false, T(retry_cap_ms),
-	  "longest wait between retries (a longer Retry-After is honoured, up to retry_after_max)",
-	  true },
-	{ "forward.target", "max_attempts", CFG_INT, 0, 1000000, NULL, NULL,
-	  "0", false, T(max_attempts),
-	  "requests tried before the rows are marked failed (0: retry for ever)", true },
-	{ "forward.target", "max_age", CFG_INT, 0, 315360000, NULL, NULL,
-	  "0", false, T(max_age),
-	  "seconds after its creation a row that fails again is marked failed (0: no limit)", true },
-	{ "forward.target", "retry_after_max", CFG_INT, 1, 86400, NULL, NULL,
-	  "300", false, T(retry_after_max),
-	  "longest Retry-After honoured, in seconds (a longer one is cut to this, logged)", true },
-	{ "forward.target", "alarm_priority", CFG_INT, 1, 10, NULL, NULL,
-	  "7", false, T(alarm_priority),
-	  "rows of this priority and above travel in the alarm lane (10: no alarm lane)", true },
+	{ .section = "forward.target", .name = "url", .type = CFG_URL,
+	  .min = 0, .max = 4096, .def = "",
+	  .offset = TARGET_FIELD(url), .instanced = true, .required = true,
+	  .help = "https:// URL the event batches are POSTed to; required" },
+	{ .section = "forward.target", .name = "allow_http", .type = CFG_BOOL,
+	  .def = "false",
+	  .offset = TARGET_FIELD(allow_http), .instanced = true,
+	  .help = "accept an http:// url: events go out in clear (never with a token_file)" },
+	{ .section = "forward.target", .name = "format", .type = CFG_ENUM,
+	  .choices = format_choices, .choice_values = format_values, .def = "protobuf",
+	  .offset = TARGET_FIELD(format), .instanced = true,
+	  .help = "body: protobuf (an EventBatch, application/x-protobuf) or json (its proto3 JSON mapping)" },
+	{ .section = "forward.target", .name = "ca_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = TARGET_FIELD(ca_file), .instanced = true,
+	  .help = "CA certificates the platform's certificate is verified against; empty: the system's" },
+	{ .section = "forward.target", .name = "cert_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = TARGET_FIELD(cert_file), .instanced = true,
+	  .help = "our client certificate (PEM) for mutual TLS; goes with key_file" },
+	{ .section = "forward.target", .name = "key_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = TARGET_FIELD(key_file), .instanced = true,
+	  .help = "private key of cert_file (PEM); a relative name is looked up in $CREDENTIALS_DIRECTORY" },
+	{ .section = "forward.target", .name = "token_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = TARGET_FIELD(token_file), .instanced = true,
+	  .help = "file holding a bearer token sent as Authorization; a relative name is looked up in "
+	      "$CREDENTIALS_DIRECTORY; empty: none" },
+	{ .section = "forward.target", .name = "proxy", .type = CFG_URL,
+	  .min = 0, .max = 4096, .def = "",
+	  .offset = TARGET_FIELD(proxy), .instanced = true,
+	  .help = "proxy URL (http://host:port); empty: none (proxy environment variables are ignored)" },
+	{ .section = "forward.target", .name = "connect_timeout", .type = CFG_INT,
+	  .min = 1, .max = 300, .def = "10",
+	  .offset = TARGET_FIELD(connect_timeout), .instanced = true,
+	  .help = "seconds allowed for the TCP and TLS handshake" },
+	{ .section = "forward.target", .name = "timeout", .type = CFG_INT,
+	  .min = 1, .max = 3600, .def = "30",
+	  .offset = TARGET_FIELD(timeout), .instanced = true,
+	  .help = "seconds allowed for a whole request; then it is retried" },
+	{ .section = "forward.target", .name = "batch_rows", .type = CFG_INT,
+	  .min = 1, .max = 10000, .def = "100",
+	  .offset = TARGET_FIELD(batch_rows), .instanced = true,
+	  .help = "events per request at most" },
+	{ .section = "forward.target", .name = "batch_bytes", .type = CFG_SIZE,
+	  .min = 1024, .max = 64LL << 20, .def = "1M",
+	  .offset = TARGET_FIELD(batch_bytes), .instanced = true,
+	  .help = "bytes of records per request at most (a single larger record is sent alone)" },
+	{ .section = "forward.target", .name = "max_inflight", .type = CFG_INT,
+	  .min = 1, .max = 64, .def = "4",
+	  .offset = TARGET_FIELD(max_inflight), .instanced = true,
+	  .help = "requests in flight at once in each lane (alarm, routine)" },
+	{ .section = "forward.target", .name = "retry_base_ms", .type = CFG_INT,
+	  .min = 1, .max = 3600000, .def = "1000",
+	  .offset = TARGET_FIELD(retry_base_ms), .instanced = true,
+	  .help = "first retry waits up to this long; doubles per failure (full jitter)" },
+	{ .section = "forward.target", .name = "retry_cap_ms", .type = CFG_INT,
+	  .min = 1, .max = 86400000, .def = "60000",
+	  .offset = TARGET_FIELD(retry_cap_ms), .instanced = true,
+	  .help = "longest wait between retries (a longer Retry-After is honoured, up to retry_after_max)" },
+	{ .section = "forward.target", .name = "max_attempts", .type = CFG_INT,
+	  .min = 0, .max = 1000000, .def = "0",
+	  .offset = TARGET_FIELD(max_attempts), .instanced = true,
+	  .help = "requests tried before the rows are marked failed (0: retry for ever)" },
+	{ .section = "forward.target", .name = "max_age", .type = CFG_INT,
+	  .min = 0, .max = 315360000, .def = "0",
+	  .offset = TARGET_FIELD(max_age), .instanced = true,
+	  .help = "seconds after its creation a row that fails again is marked failed (0: no limit)" },
+	{ .section = "forward.target", .name = "retry_after_max", .type = CFG_INT,
+	  .min = 1, .max = 86400, .def = "300",
+	  .offset = TARGET_FIELD(retry_after_max), .instanced = true,
+	  .help = "longest Retry-After honoured, in seconds (a longer one is cut to this, logged)" },
+	{ .section = "forward.target", .name = "alarm_priority", .type = CFG_INT,
+	  .min = 1, .max = 10, .def = "7",
+	  .offset = TARGET_FIELD(alarm_priority), .instanced = true,
+	  .help = "rows of this priority and above travel in the alarm lane (10: no alarm lane)" },
 
-	{ "forward.rule", "target", CFG_STRING, 0, 255, NULL, NULL,
-	  "", false, U(target),
-	  "the [forward.target NAME] the selected events go to; required", true },
-	{ "forward.rule", "priority", CFG_INT, 0, 9, NULL, NULL,
-	  "5", false, U(priority),
-	  "0-9, higher is sent first; an event several rules select goes once, at the highest", true },
-	{ "forward.rule", "class", CFG_STRING, 0, 1024, NULL, NULL,
-	  "", false, U(device_class),
-	  "device classes selected (comma-separated, e.g. access_gate, camera); empty: any", true },
-	{ "forward.rule", "event_type", CFG_STRING, 0, 1024, NULL, NULL,
-	  "", false, U(event_type),
-	  "event types selected (e.g. person_passage, device_offline); empty: any", true },
-	{ "forward.rule", "severity", CFG_STRING, 0, 1024, NULL, NULL,
-	  "", false, U(severity),
-	  "severities selected (info, notice, warning, critical); empty: any", true },
-	{ "forward.rule", "community", CFG_STRING, 0, 4096, NULL, NULL,
-	  "", false, U(community),
-	  "community ids selected; empty: any", true },
-	{ "forward.rule", "route", CFG_STRING, 0, 4096, NULL, NULL,
-	  "", false, U(route),
-	  "names of the [route NAME] sections selected; empty: any", true },
+	{ .section = "forward.rule", .name = "target", .type = CFG_STRING,
+	  .min = 0, .max = 255, .def = "",
+	  .offset = RULE_FIELD(target), .instanced = true, .required = true,
+	  .help = "the [forward.target NAME] the selected events go to; required" },
+	{ .section = "forward.rule", .name = "priority", .type = CFG_INT,
+	  .min = 0, .max = 9, .def = "5",
+	  .offset = RULE_FIELD(priority), .instanced = true,
+	  .help = "0-9, higher is sent first; an event several rules select goes once, at the highest" },
+	{ .section = "forward.rule", .name = "class", .type = CFG_STRING,
+	  .min = 0, .max = 1024, .def = "",
+	  .offset = RULE_FIELD(device_class), .instanced = true,
+	  .help = "device classes selected (comma-separated, e.g. access_gate, camera); empty: any" },
+	{ .section = "forward.rule", .name = "event_type", .type = CFG_STRING,
+	  .min = 0, .max = 1024, .def = "",
+	  .offset = RULE_FIELD(event_type), .instanced = true,
+	  .help = "event types selected (e.g. person_passage, device_offline); empty: any" },
+	{ .section = "forward.rule", .name = "severity", .type = CFG_STRING,
+	  .min = 0, .max = 1024, .def = "",
+	  .offset = RULE_FIELD(severity), .instanced = true,
+	  .help = "severities selected (info, notice, warning, critical); empty: any" },
+	{ .section = "forward.rule", .name = "community", .type = CFG_STRING,
+	  .min = 0, .max = 4096, .def = "",
+	  .offset = RULE_FIELD(community), .instanced = true,
+	  .help = "community ids selected; empty: any" },
+	{ .section = "forward.rule", .name = "route", .type = CFG_STRING,
+	  .min = 0, .max = 4096, .def = "",
+	  .offset = RULE_FIELD(route), .instanced = true,
+	  .help = "names of the [route NAME] sections selected; empty: any" },
 
-	{ "store", "host", CFG_STRING, 1, 255, NULL, NULL,
-	  "127.0.0.1", false, F(store_host),
-	  "PostgreSQL server address (an IP address avoids a blocking DNS lookup) or socket directory", false },
-	{ "store", "port", CFG_INT, 1, 65535, NULL, NULL,
-	  "5432", false, F(store_port),
-	  "PostgreSQL server port", false },
-	{ "store", "dbname", CFG_STRING, 1, 63, NULL, NULL,
-	  "gridbridge", false, F(store_dbname),
-	  "database name", false },
-	{ "store", "user", CFG_STRING, 1, 63, NULL, NULL,
-	  "gridbridge", false, F(store_user),
-	  "database role", false },
-	{ "store", "password", CFG_SECRET, 0, 65535, NULL, NULL,
-	  "", false, F(store_password),
-	  "password of the database role; prefer password_file", false },
-	{ "store", "password_file", CFG_PATH, 0, PATH_MAX, NULL, NULL,
-	  "", false, F(store_password_file),
-	  "file holding the database password; a relative name is looked up in $CREDENTIALS_DIRECTORY", false },
-	{ "store", "partitions_ahead", CFG_INT, 1, 366, NULL, NULL,
-	  "7", false, F(store_partitions_ahead),
-	  "days of daily event partitions created ahead of time", false },
-	{ "store", "retention_days", CFG_INT, 0, 36500, NULL, NULL,
-	  "180", false, F(store_retention_days),
-	  "events and quarantined messages older than this many days are deleted (0: keep all)", false },
-	{ "store", "batch_rows", CFG_INT, 1, 100000, NULL, NULL,
-	  "500", false, F(store_batch_rows),
-	  "rows (events and quarantined messages) per database transaction at most", false },
-	{ "store", "batch_bytes", CFG_SIZE, 4096, 256LL << 20, NULL, NULL,
-	  "1M", false, F(store_batch_bytes),
-	  "bytes of row data per transaction at most", false },
-	{ "store", "batch_ms", CFG_INT, 1, 60000, NULL, NULL,
-	  "100", false, F(store_batch_ms),
-	  "milliseconds a partial batch waits for more rows while others are in flight", false },
-	{ "store", "max_inflight", CFG_INT, 1, 64, NULL, NULL,
-	  "4", false, F(store_max_inflight),
-	  "transactions sent and not yet confirmed (pipelined on one connection)", false },
-	{ "store", "attrs", CFG_BOOL, 0, 0, NULL, NULL,
-	  "true", false, F(store_attrs),
-	  "also store each record as JSON in events.attrs (jsonb) for ad-hoc queries", false },
-	{ "store", "connect_timeout", CFG_INT, 1, 300, NULL, NULL,
-	  "10", false, F(store_connect_timeout),
-	  "seconds allowed for connecting to the database before retrying", false },
-	{ "store", "sslmode", CFG_ENUM, 0, 0, sslmode_choices, sslmode_values,
-	  "prefer", false, F(store_sslmode),
-	  "TLS to the server: disable, allow, prefer (TLS if offered, unverified), require, "
-	  "verify-ca or verify-full (certificate and host name verified)", false },
-	{ "store", "sslrootcert", CFG_PATH, 0, PATH_MAX, NULL, NULL,
-	  "", false, F(store_sslrootcert),
-	  "PEM file of the CA(s) that signed the server's certificate; required with verify-ca "
-	  "and verify-full", false },
-	{ "store", "sslcert", CFG_PATH, 0, PATH_MAX, NULL, NULL,
-	  "", false, F(store_sslcert),
-	  "PEM client certificate for servers that ask for one (with sslkey)", false },
-	{ "store", "sslkey", CFG_PATH, 0, PATH_MAX, NULL, NULL,
-	  "", false, F(store_sslkey),
-	  "PEM private key of sslcert; a relative name is looked up in $CREDENTIALS_DIRECTORY",
-	  false },
+	{ .section = "store", .name = "host", .type = CFG_STRING,
+	  .min = 1, .max = 255, .def = "127.0.0.1",
+	  .offset = CONFIG_FIELD(store_host),
+	  .help = "PostgreSQL server address (an IP address avoids a blocking DNS lookup) or socket directory" },
+	{ .section = "store", .name = "port", .type = CFG_INT,
+	  .min = 1, .max = 65535, .def = "5432",
+	  .offset = CONFIG_FIELD(store_port),
+	  .help = "PostgreSQL server port" },
+	{ .section = "store", .name = "dbname", .type = CFG_STRING,
+	  .min = 1, .max = 63, .def = "gridbridge",
+	  .offset = CONFIG_FIELD(store_dbname),
+	  .help = "database name" },
+	{ .section = "store", .name = "user", .type = CFG_STRING,
+	  .min = 1, .max = 63, .def = "gridbridge",
+	  .offset = CONFIG_FIELD(store_user),
+	  .help = "database role" },
+	{ .section = "store", .name = "password", .type = CFG_SECRET,
+	  .min = 0, .max = 65535, .def = "",
+	  .offset = CONFIG_FIELD(store_password),
+	  .help = "password of the database role; prefer password_file" },
+	{ .section = "store", .name = "password_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = CONFIG_FIELD(store_password_file),
+	  .help = "file holding the database password; a relative name is looked up in $CREDENTIALS_DIRECTORY" },
+	{ .section = "store", .name = "partitions_ahead", .type = CFG_INT,
+	  .min = 1, .max = 366, .def = "7",
+	  .offset = CONFIG_FIELD(store_partitions_ahead),
+	  .help = "days of daily event partitions created ahead of time" },
+	{ .section = "store", .name = "retention_days", .type = CFG_INT,
+	  .min = 0, .max = 36500, .def = "180",
+	  .offset = CONFIG_FIELD(store_retention_days),
+	  .help = "events and quarantined messages older than this many days are deleted (0: keep all)" },
+	{ .section = "store", .name = "batch_rows", .type = CFG_INT,
+	  .min = 1, .max = 100000, .def = "500",
+	  .offset = CONFIG_FIELD(store_batch_rows),
+	  .help = "rows (events and quarantined messages) per database transaction at most" },
+	{ .section = "store", .name = "batch_bytes", .type = CFG_SIZE,
+	  .min = 4096, .max = 256LL << 20, .def = "1M",
+	  .offset = CONFIG_FIELD(store_batch_bytes),
+	  .help = "bytes of row data per transaction at most" },
+	{ .section = "store", .name = "batch_ms", .type = CFG_INT,
+	  .min = 1, .max = 60000, .def = "100",
+	  .offset = CONFIG_FIELD(store_batch_ms),
+	  .help = "milliseconds a partial batch waits for more rows while others are in flight" },
+	{ .section = "store", .name = "max_inflight", .type = CFG_INT,
+	  .min = 1, .max = 64, .def = "4",
+	  .offset = CONFIG_FIELD(store_max_inflight),
+	  .help = "transactions sent and not yet confirmed (pipelined on one connection)" },
+	{ .section = "store", .name = "attrs", .type = CFG_BOOL,
+	  .def = "true",
+	  .offset = CONFIG_FIELD(store_attrs),
+	  .help = "also store each record as JSON in events.attrs (jsonb) for ad-hoc queries" },
+	{ .section = "store", .name = "connect_timeout", .type = CFG_INT,
+	  .min = 1, .max = 300, .def = "10",
+	  .offset = CONFIG_FIELD(store_connect_timeout),
+	  .help = "seconds allowed for connecting to the database before retrying" },
+	{ .section = "store", .name = "sslmode", .type = CFG_ENUM,
+	  .choices = sslmode_choices, .choice_values = sslmode_values, .def = "prefer",
+	  .offset = CONFIG_FIELD(store_sslmode),
+	  .help = "TLS to the server: disable, allow, prefer (TLS if offered, unverified), require, "
+	      "verify-ca or verify-full (certificate and host name verified)" },
+	{ .section = "store", .name = "sslrootcert", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = CONFIG_FIELD(store_sslrootcert),
+	  .help = "PEM file of the CA(s) that signed the server's certificate; required with verify-ca "
+	      "and verify-full" },
+	{ .section = "store", .name = "sslcert", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = CONFIG_FIELD(store_sslcert),
+	  .help = "PEM client certificate for servers that ask for one (with sslkey)" },
+	{ .section = "store", .name = "sslkey", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = CONFIG_FIELD(store_sslkey),
+	  .help = "PEM private key of sslcert; a relative name is looked up in $CREDENTIALS_DIRECTORY" },
 };
 
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
@@ -313,6 +384,13 @@ static void *
 field(const void *base, const struct config_key *k)
 {
 	return (char *)base + k->offset;
+}
+
+/* Keys whose field is a char *. */
+static bool
+is_text(enum config_type t)
+{
+	return t == CFG_STRING || t == CFG_PATH || t == CFG_SECRET || t == CFG_URL;
 }
 
 /* Bytes as written in a config file: the largest exact suffix. */
@@ -582,9 +660,7 @@ find_instanced_key(const char *type, const char *name, size_t *idx)
 }
 
 struct parse;
-static void finish_route(struct parse *p, void *inst);
 static void finish_target(struct parse *p, void *inst);
-static void finish_rule(struct parse *p, void *inst);
 
 /* The kinds of [TYPE NAME] sections and where their arrays live. */
 struct instance_type {
@@ -592,13 +668,18 @@ struct instance_type {
 	size_t size;
 	size_t array;			/* offset of the array in struct config */
 	size_t count;			/* offset of its length */
+	/* Checks between its keys, after each key's own (NULL: none). */
 	void (*finish)(struct parse *p, void *inst);
 };
 
 static const struct instance_type instance_types[] = {
-	{ "route", sizeof(struct config_route), F(routes), F(nroutes), finish_route },
-	{ "forward.target", sizeof(struct config_target), F(targets), F(ntargets), finish_target },
-	{ "forward.rule", sizeof(struct config_rule), F(rules), F(nrules), finish_rule },
+	{ .type = "route", .size = sizeof(struct config_route),
+	  .array = CONFIG_FIELD(routes), .count = CONFIG_FIELD(nroutes) },
+	{ .type = "forward.target", .size = sizeof(struct config_target),
+	  .array = CONFIG_FIELD(targets), .count = CONFIG_FIELD(ntargets),
+	  .finish = finish_target },
+	{ .type = "forward.rule", .size = sizeof(struct config_rule),
+	  .array = CONFIG_FIELD(rules), .count = CONFIG_FIELD(nrules) },
 };
 #define NTYPES (sizeof(instance_types) / sizeof(instance_types[0]))
 
@@ -629,8 +710,7 @@ free_strings(void *base, bool instanced, const char *type)
 			continue;
 		if (type != NULL && strcmp(k->section, type) != 0)
 			continue;
-		if (k->type == CFG_STRING || k->type == CFG_PATH || k->type == CFG_SECRET ||
-		    k->type == CFG_URL)
+		if (is_text(k->type))
 			free(*(char **)field(base, k));
 		else if (k->type == CFG_LIST)
 			list_free(*(char ***)field(base, k));
@@ -707,51 +787,13 @@ key_line(const struct parse *p, const char *key)
 	return p->inst->line;
 }
 
-/* Checks a finished [route NAME] section: required keys, and values that
- * only the decoders and the route compiler can judge. */
-static void
-finish_route(struct parse *p, void *inst)
-{
-	struct config_route *r = inst;
-	char err[160];
-
-	if (r->pattern[0] == '\0') {
-		add_error(p->errs, p->name, r->line, "[route %s] pattern is required", r->name);
-	} else {
-		struct route_pattern rp;
-		if (route_compile(&rp, r->pattern, err, sizeof(err)) != 0)
-			add_error(p->errs, p->name, key_line(p, "pattern"), "[route %s] pattern: %s",
-			    r->name, err);
-		else
-			route_pattern_free(&rp);
-	}
-	enum decoder_id d;
-	if (r->decoder[0] == '\0')
-		add_error(p->errs, p->name, r->line, "[route %s] decoder is required", r->name);
-	else if (decoder_by_name(r->decoder, &d) != 0)
-		add_error(p->errs, p->name, key_line(p, "decoder"),
-		    "[route %s] decoder: unknown decoder '%s'", r->name, r->decoder);
-	Gridbridge__V1__DeviceClass dc;
-	if (r->device_class[0] == '\0')
-		add_error(p->errs, p->name, r->line, "[route %s] class is required", r->name);
-	else if (decode_class_by_name(r->device_class, &dc) != 0)
-		add_error(p->errs, p->name, key_line(p, "class"),
-		    "[route %s] class: unknown device class '%s'", r->name, r->device_class);
-	int tz;
-	if (decode_parse_tz(r->timezone, &tz) != 0)
-		add_error(p->errs, p->name, key_line(p, "timezone"),
-		    "[route %s] timezone: '%s' is not an offset like +08:00", r->name, r->timezone);
-}
-
 static void
 finish_target(struct parse *p, void *inst)
 {
 	struct config_target *t = inst;
 
 	bool http = strncasecmp(t->url, "http://", 7) == 0;
-	if (t->url[0] == '\0')
-		add_error(p->errs, p->name, t->line, "[forward.target %s] url is required", t->name);
-	else if (strncasecmp(t->url, "https://", 8) != 0 && !http)
+	if (t->url[0] != '\0' && strncasecmp(t->url, "https://", 8) != 0 && !http)
 		add_error(p->errs, p->name, key_line(p, "url"),
 		    "[forward.target %s] url: must start with https://", t->name);
 	else if (http && !t->allow_http)
@@ -770,60 +812,68 @@ finish_target(struct parse *p, void *inst)
 		    "[forward.target %s] retry_cap_ms is less than retry_base_ms", t->name);
 }
 
-/* Each item of a comma-separated list must be one `valid()` accepts. */
-static void
-check_names(struct parse *p, const struct config_rule *r, const char *key, const char *list,
-    bool (*valid)(const char *name))
-{
-	const char *s = list;
+/* Checks registered by the code that owns a key's meaning (is "hikvision"
+ * a decoder?), run in registration order when its section is finished. */
+#define MAX_CHECKS 32
+static struct {
+	const struct config_key *key;
+	config_check_fn *fn;
+} checks[MAX_CHECKS];
+static size_t nchecks;
 
-	while (*s != '\0') {
-		while (*s == ' ' || *s == '\t' || *s == ',')
-			s++;
-		size_t n = strcspn(s, ",");
-		size_t len = n;
-		while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-			len--;
-		if (n == 0)
-			break;
-		char name[256];
-		snprintf(name, sizeof(name), "%.*s", (int)(len < 255 ? len : 255), s);
-		if (!valid(name))
-			add_error(p->errs, p->name, key_line(p, key),
-			    "[forward.rule %s] %s: unknown name '%s'", r->name, key, name);
-		s += n;
+void
+config_register_check(const char *section, const char *key, config_check_fn *fn)
+{
+	size_t idx;
+	const struct config_key *k = find_instanced_key(section, key, &idx);
+
+	if (k == NULL || !is_text(k->type) || nchecks == MAX_CHECKS)
+		abort();	/* a mistake in the program, not in the file */
+	for (size_t i = 0; i < nchecks; i++)
+		if (checks[i].key == k && checks[i].fn == fn)
+			return;	/* registered already */
+	checks[nchecks].key = k;
+	checks[nchecks].fn = fn;
+	nchecks++;
+}
+
+struct check_ctx {
+	struct parse *p;
+	const char *key;
+};
+
+/* A registered check found a problem: `[TYPE NAME] key: why`, at the key. */
+static void
+check_failed(void *ctx, const char *why)
+{
+	struct check_ctx *c = ctx;
+
+	add_error(c->p->errs, c->p->name, key_line(c->p, c->key), "[%s %s] %s: %s",
+	    c->p->inst_type->type, c->p->inst->name, c->key, why);
+}
+
+/* A finished [TYPE NAME] section, key by key in table order: required
+ * keys first, then what the registered checks say of the value. */
+static void
+check_instance(struct parse *p)
+{
+	const char *type = p->inst_type->type;
+
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+		if (!k->instanced || strcmp(k->section, type) != 0 || !is_text(k->type))
+			continue;
+		const char *v = *(char **)field(p->inst, k);
+		if (k->required && v[0] == '\0') {
+			add_error(p->errs, p->name, p->inst->line, "[%s %s] %s is required", type,
+			    p->inst->name, k->name);
+			continue;
+		}
+		struct check_ctx c = { .p = p, .key = k->name };
+		for (size_t j = 0; j < nchecks; j++)
+			if (checks[j].key == k)
+				checks[j].fn(v, check_failed, &c);
 	}
-}
-
-static bool
-valid_class(const char *name)
-{
-	Gridbridge__V1__DeviceClass c;
-	return decode_class_by_name(name, &c) == 0;
-}
-
-static bool
-valid_event_type(const char *name)
-{
-	return rules_valid_event_type(name);
-}
-
-static bool
-valid_severity(const char *name)
-{
-	return rules_valid_severity(name);
-}
-
-static void
-finish_rule(struct parse *p, void *inst)
-{
-	struct config_rule *r = inst;
-
-	if (r->target[0] == '\0')
-		add_error(p->errs, p->name, r->line, "[forward.rule %s] target is required", r->name);
-	check_names(p, r, "class", r->device_class, valid_class);
-	check_names(p, r, "event_type", r->event_type, valid_event_type);
-	check_names(p, r, "severity", r->severity, valid_severity);
 }
 
 static const struct instance_type *
@@ -840,7 +890,9 @@ finish_instance(struct parse *p)
 {
 	if (p->inst == NULL)
 		return;
-	p->inst_type->finish(p, p->inst);
+	check_instance(p);
+	if (p->inst_type->finish != NULL)
+		p->inst_type->finish(p, p->inst);
 	p->inst = NULL;
 }
 

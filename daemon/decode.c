@@ -125,6 +125,44 @@ decoder_by_name(const char *name, enum decoder_id *id)
 	return -1;
 }
 
+/* ---- the configuration's checks ------------------------------------------ */
+
+void
+decode_check_decoder(const char *name, void (*report)(void *ctx, const char *why), void *ctx)
+{
+	enum decoder_id d;
+	char why[160];
+
+	if (decoder_by_name(name, &d) != 0) {
+		snprintf(why, sizeof(why), "unknown decoder '%s'", name);
+		report(ctx, why);
+	}
+}
+
+void
+decode_check_class(const char *name, void (*report)(void *ctx, const char *why), void *ctx)
+{
+	Gridbridge__V1__DeviceClass c;
+	char why[160];
+
+	if (decode_class_by_name(name, &c) != 0) {
+		snprintf(why, sizeof(why), "unknown device class '%s'", name);
+		report(ctx, why);
+	}
+}
+
+void
+decode_check_timezone(const char *tz, void (*report)(void *ctx, const char *why), void *ctx)
+{
+	int minutes;
+	char why[160];
+
+	if (decode_parse_tz(tz, &minutes) != 0) {
+		snprintf(why, sizeof(why), "'%s' is not an offset like +08:00", tz);
+		report(ctx, why);
+	}
+}
+
 /* ---- records ------------------------------------------------------------ */
 
 void

@@ -237,8 +237,9 @@ static struct config *
 load_config(const char *path)
 {
 	struct config_errors errs = { 0 };
-	struct config *cfg = config_load(path, &errs);
 
+	routing_register_checks();
+	struct config *cfg = config_load(path, &errs);
 	if (cfg == NULL) {
 		config_errors_print(&errs, stderr);
 		config_errors_clear(&errs);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "log.h"
 #include "util.h"
 
@@ -1273,6 +1274,12 @@ void
 journal_set_disk_cap(struct journal *j, uint64_t cap)
 {
 	j->disk_cap = cap;
+}
+
+void
+journal_apply(struct journal *j, const struct config *cfg)
+{
+	journal_set_disk_cap(j, (uint64_t)cfg->journal_disk_cap);
 }
 
 bool

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
+
 #define RL_SLOTS 64
 
 struct rl_slot {
@@ -70,6 +72,14 @@ log_set_ratelimit(unsigned burst, uint64_t interval_us)
 	rl_burst = burst;
 	rl_interval_us = interval_us;
 	memset(rl_slots, 0, sizeof(rl_slots));
+}
+
+void
+log_apply(const struct config *cfg)
+{
+	log_set_level(cfg->log_level);
+	log_set_ratelimit((unsigned)cfg->log_rate_burst,
+	    (uint64_t)cfg->log_rate_interval * 1000000ull);
 }
 
 void

@@ -70,14 +70,6 @@ usage(FILE *out)
 }
 
 static void
-apply_logging(const struct config *cfg)
-{
-	log_set_level(cfg->log_level);
-	log_set_ratelimit((unsigned)cfg->log_rate_burst,
-	    (uint64_t)cfg->log_rate_interval * 1000000ull);
-}
-
-static void
 log_config_errors(const struct config_errors *errs)
 {
 	for (size_t i = 0; i < errs->n; i++)
@@ -97,6 +89,44 @@ setting_changed(const struct config_key *k, bool applied, void *ctx)
 		    k->section, k->name);
 }
 
+/* One stage's apply function: the reloadable keys it owns, read again from
+ * d->cfg. No default: an applier added to config.h needs its case here. */
+static void
+apply_stage(struct daemon *d, enum config_applier a)
+{
+	switch (a) {
+	case CONFIG_RESTART:
+		break;
+	case CONFIG_APPLY_LOG:
+		log_apply(d->cfg);
+		break;
+	case CONFIG_APPLY_JOURNAL:
+		if (d->journal != NULL)
+			journal_apply(d->journal, d->cfg);
+		break;
+	case CONFIG_APPLY_DECODE:
+		if (d->pipeline != NULL)
+			pipeline_apply(d->pipeline, d->cfg);
+		break;
+	}
+}
+
+/* Every stage that owns a reloadable key applies d->cfg, once, in the
+ * order of the key table. */
+static void
+apply_reloadable(struct daemon *d)
+{
+	unsigned done = 0;
+
+	for (size_t i = 0; i < config_nkeys; i++) {
+		enum config_applier a = config_keys[i].applied_by;
+		if (a != CONFIG_RESTART && (done & 1u << a) == 0) {
+			done |= 1u << a;
+			apply_stage(d, a);
+		}
+	}
+}
+
 static void
 reload(struct daemon *d)
 {
@@ -112,12 +142,7 @@ reload(struct daemon *d)
 		    "file=%s errors=%zu", d->cfg->path, errs.n);
 	} else {
 		config_apply_reload(d->cfg, next, setting_changed, d);
-		apply_logging(d->cfg);
-		if (d->journal != NULL)
-			journal_set_disk_cap(d->journal, (uint64_t)d->cfg->journal_disk_cap);
-		if (d->pipeline != NULL)
-			pipeline_set_decode(d->pipeline, d->cfg->decode_max_clock_skew * 1000000LL,
-			    d->cfg->decode_repeat_window * 1000000LL);
+		apply_reloadable(d);
 		log_info("config", "configuration reloaded", "file=%s", d->cfg->path);
 	}
 	config_errors_clear(&errs);
@@ -685,6 +710,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 
+	routing_register_checks();
 	d.cfg = config_load(path, &errs);
 	if (d.cfg == NULL) {
 		config_errors_print(&errs, stderr);
@@ -705,7 +731,7 @@ main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
-	apply_logging(d.cfg);
+	log_apply(d.cfg);
 	log_info("main", "started", "version=%s config=%s pid=%ld", GRIDBRIDGE_VERSION,
 	    path, (long)getpid());
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "config.h"
 #include "decode.h"
 #include "event_json.h"
 #include "journal.h"
@@ -461,6 +462,13 @@ pipeline_set_decode(struct pipeline *p, int64_t max_skew_us, int64_t repeat_wind
 {
 	p->o.max_skew_us = max_skew_us;
 	p->o.repeat_window_us = repeat_window_us;
+}
+
+void
+pipeline_apply(struct pipeline *p, const struct config *cfg)
+{
+	pipeline_set_decode(p, cfg->decode_max_clock_skew * 1000000LL,
+	    cfg->decode_repeat_window * 1000000LL);
 }
 
 /* ---- the store's sink -------------------------------------------------- */

@@ -215,3 +215,15 @@ route_filter(const struct route_pattern *p, char *out, size_t outlen)
 	}
 	return 0;
 }
+
+void
+route_check_pattern(const char *pattern, void (*report)(void *ctx, const char *why), void *ctx)
+{
+	struct route_pattern rp;
+	char err[160];
+
+	if (route_compile(&rp, pattern, err, sizeof(err)) != 0)
+		report(ctx, err);
+	else
+		route_pattern_free(&rp);
+}

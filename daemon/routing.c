@@ -1,10 +1,74 @@
-/* routing.c — routes from the configuration; per-route decode counters. */
+/* routing.c — checks, routes and rules of the configuration; per-route
+ * decode counters. */
 #include "routing.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "rules.h"
+
+/* A [forward.rule] names the device classes decode gives events. */
+static bool
+valid_class(const char *name)
+{
+	Gridbridge__V1__DeviceClass c;
+	return decode_class_by_name(name, &c) == 0;
+}
+
+static void
+check_rule_classes(const char *list, void (*report)(void *ctx, const char *why), void *ctx)
+{
+	rules_check_names(list, valid_class, report, ctx);
+}
+
+static void
+check_rule_event_types(const char *list, void (*report)(void *ctx, const char *why), void *ctx)
+{
+	rules_check_names(list, rules_valid_event_type, report, ctx);
+}
+
+static void
+check_rule_severities(const char *list, void (*report)(void *ctx, const char *why), void *ctx)
+{
+	rules_check_names(list, rules_valid_severity, report, ctx);
+}
+
+void
+routing_register_checks(void)
+{
+	config_register_check("route", "pattern", route_check_pattern);
+	config_register_check("route", "decoder", decode_check_decoder);
+	config_register_check("route", "class", decode_check_class);
+	config_register_check("route", "timezone", decode_check_timezone);
+	config_register_check("forward.rule", "class", check_rule_classes);
+	config_register_check("forward.rule", "event_type", check_rule_event_types);
+	config_register_check("forward.rule", "severity", check_rule_severities);
+}
+
+struct rules *
+rules_build(const struct config *cfg)
+{
+	struct rule_def *defs = calloc(cfg->nrules ? cfg->nrules : 1, sizeof(*defs));
+
+	if (defs == NULL)
+		abort();
+	for (size_t i = 0; i < cfg->nrules; i++) {
+		const struct config_rule *c = &cfg->rules[i];
+		defs[i] = (struct rule_def){
+			.target = c->target,
+			.priority = (int)c->priority,
+			.device_class = c->device_class,
+			.event_type = c->event_type,
+			.severity = c->severity,
+			.community = c->community,
+			.route = c->route,
+		};
+	}
+	struct rules *r = rules_new(defs, cfg->nrules);
+	free(defs);
+	return r;
+}
 
 int
 routes_build(const struct config *cfg, struct route **out, size_t *n)

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
 #include "event.pb-c.h"
 
 enum { CRIT_CLASS, CRIT_TYPE, CRIT_SEVERITY, CRIT_COMMUNITY, CRIT_ROUTE, NCRIT };
@@ -76,21 +75,21 @@ strv_free(char **v)
 }
 
 struct rules *
-rules_build(const struct config *cfg)
+rules_new(const struct rule_def *defs, size_t ndefs)
 {
 	struct rules *r = xcalloc(1, sizeof(*r));
 
-	r->v = xcalloc(cfg->nrules, sizeof(*r->v));
-	r->targets = xcalloc(cfg->nrules + 1, sizeof(*r->targets));	/* NULL-terminated */
-	for (size_t i = 0; i < cfg->nrules; i++) {
-		const struct config_rule *c = &cfg->rules[i];
+	r->v = xcalloc(ndefs, sizeof(*r->v));
+	r->targets = xcalloc(ndefs + 1, sizeof(*r->targets));	/* NULL-terminated */
+	for (size_t i = 0; i < ndefs; i++) {
+		const struct rule_def *c = &defs[i];
 		struct rule *u = &r->v[r->n++];
 		u->names[CRIT_CLASS] = split(c->device_class);
 		u->names[CRIT_TYPE] = split(c->event_type);
 		u->names[CRIT_SEVERITY] = split(c->severity);
 		u->names[CRIT_COMMUNITY] = split(c->community);
 		u->names[CRIT_ROUTE] = split(c->route);
-		u->priority = (int)c->priority;
+		u->priority = c->priority;
 		size_t t = 0;
 		while (t < r->ntargets && strcmp(r->targets[t], c->target) != 0)
 			t++;
@@ -201,4 +200,20 @@ bool
 rules_valid_severity(const char *name)
 {
 	return valid_enum_name(&gridbridge__v1__severity__descriptor, "SEVERITY_", name);
+}
+
+void
+rules_check_names(const char *list, bool (*valid)(const char *name),
+    void (*report)(void *ctx, const char *why), void *ctx)
+{
+	char **names = split(list);
+	char why[300];
+
+	for (size_t i = 0; names != NULL && names[i] != NULL; i++) {
+		if (!valid(names[i])) {
+			snprintf(why, sizeof(why), "unknown name '%.255s'", names[i]);
+			report(ctx, why);
+		}
+	}
+	strv_free(names);
 }

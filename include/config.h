@@ -5,6 +5,10 @@
  * reload and the documentation test all walk that table; adding a key is
  * adding a field to struct config and a row to the table.
  *
+ * The loader knows no stage: checks that need a stage's knowledge (decoder
+ * names, topic patterns, event types) are registered with it by the glue,
+ * see config_register_check().
+ *
  * Parsing collects every error as `FILE:LINE: message` and keeps going, so
  * an operator sees all mistakes at once. A config with errors is never
  * used: config_load() returns NULL and the caller keeps what it had.
@@ -29,6 +33,17 @@ enum config_type {
 	CFG_LIST,	/* repeatable key; NULL-terminated char ** in file order */
 };
 
+/* Who applies a reloadable key on SIGHUP. Each stage with reloadable keys
+ * has one apply function that reads all of them from the configuration;
+ * main.c's reload calls it for every applier a key row names (a new
+ * applier without its call there does not compile: -Wswitch). */
+enum config_applier {
+	CONFIG_RESTART = 0,	/* not reloadable: a change needs a restart */
+	CONFIG_APPLY_LOG,	/* log_apply() */
+	CONFIG_APPLY_JOURNAL,	/* journal_apply() */
+	CONFIG_APPLY_DECODE,	/* pipeline_apply() */
+};
+
 struct config_key {
 	const char *section;
 	const char *name;
@@ -38,9 +53,11 @@ struct config_key {
 	const int *choice_values;	/* CFG_ENUM, parallel to choices */
 	const char *def;		/* default, as it would be written */
 	bool reloadable;		/* applied by SIGHUP without restart */
+	enum config_applier applied_by;	/* reloadable: who applies it */
 	size_t offset;			/* of the field in struct config */
 	const char *help;		/* one line, also used in conf/ */
 	bool instanced;			/* a key of [section NAME] sections */
+	bool required;			/* instanced: must not be left empty */
 };
 
 /* Instanced sections ([TYPE NAME]) all begin with these two fields. */
@@ -193,6 +210,19 @@ struct config_errors {
 	struct config_error *v;
 	size_t n, cap;
 };
+
+/* A check of a [TYPE NAME] key's value that only the code owning the key's
+ * meaning can make (is "hikvision" a decoder? is the pattern valid?). It
+ * calls report(ctx, why) for each problem, `why` as in "unknown decoder
+ * 'x'"; the loader prefixes the file, the key's line and "[TYPE NAME] key: ".
+ * The type uses no config type, so a stage can provide a check without
+ * knowing the configuration; the glue registers it (routing.c). */
+typedef void config_check_fn(const char *value, void (*report)(void *ctx, const char *why),
+    void *ctx);
+/* Runs `fn` on every value of key `key` of [section NAME] sections loaded
+ * from now on (after the key's required check). Registering the same
+ * function twice is harmless. */
+void config_register_check(const char *section, const char *key, config_check_fn *fn);
 
 /* Parses `path`. Returns a new config, or NULL with every problem appended
  * to `errs` (which the caller owns and frees with config_errors_clear()). */

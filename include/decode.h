@@ -119,6 +119,15 @@ const char *decoder_name(enum decoder_id id);
 int decoder_by_name(const char *name, enum decoder_id *id);
 const char *decoder_vendor(enum decoder_id id);
 
+/* The configuration's checks of a [route]'s decoder, class and timezone
+ * (config_check_fn): report(ctx, why) when decode would not know it. */
+void decode_check_decoder(const char *name, void (*report)(void *ctx, const char *why),
+    void *ctx);
+void decode_check_class(const char *name, void (*report)(void *ctx, const char *why),
+    void *ctx);
+void decode_check_timezone(const char *tz, void (*report)(void *ctx, const char *why),
+    void *ctx);
+
 void decode_out_init(struct decode_out *out);
 void decode_out_free(struct decode_out *out);
 

@@ -160,6 +160,9 @@ uint64_t journal_durable_seq(const struct journal *j);
 int journal_checkpoint(struct journal *j, uint64_t seq);
 
 void journal_set_disk_cap(struct journal *j, uint64_t cap);
+/* Applies the reloadable [journal] keys of `cfg` (disk_cap) on SIGHUP. */
+struct config;
+void journal_apply(struct journal *j, const struct config *cfg);
 bool journal_full(const struct journal *j);
 
 struct journal_stat {

@@ -39,6 +39,10 @@ int log_get_level(void);
 void log_set_fd(int fd);
 /* burst 0 turns rate limiting off. */
 void log_set_ratelimit(unsigned burst, uint64_t interval_us);
+/* Applies the [daemon] log_level, log_rate_burst and log_rate_interval of
+ * `cfg` (at start and on SIGHUP). */
+struct config;
+void log_apply(const struct config *cfg);
 /* Clock used for rate limiting (monotonic µs); NULL restores the default. */
 void log_set_clock(uint64_t (*now_us)(void));
 

@@ -71,6 +71,10 @@ void pipeline_kick(struct pipeline *p);
 /* [decode] settings changed by a reload: used for the records decoded
  * from now on. */
 void pipeline_set_decode(struct pipeline *p, int64_t max_skew_us, int64_t repeat_window_us);
+/* Applies the reloadable [decode] keys of `cfg` (max_clock_skew,
+ * repeat_window) on SIGHUP. */
+struct config;
+void pipeline_apply(struct pipeline *p, const struct config *cfg);
 
 /* The store's sink (see store.h), wired by main.c with the pipeline as ctx. */
 struct store_report;

@@ -61,6 +61,11 @@ bool route_matches(const struct route_pattern *p, const char *topic, size_t topi
 const struct route_capture *route_capture(const struct route_pattern *p,
     const struct route_match *m, const char *name);
 
+/* The configuration's check of a [route] pattern (a config_check_fn):
+ * report(ctx, why) when it does not compile. */
+void route_check_pattern(const char *pattern, void (*report)(void *ctx, const char *why),
+    void *ctx);
+
 /* The MQTT subscription filter that covers the pattern ({x} -> +, and
  * anything after a {x...} -> #). */
 int route_filter(const struct route_pattern *p, char *out, size_t outlen);

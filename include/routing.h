@@ -1,6 +1,8 @@
-/* routing.c — the decode routes of a configuration (glue between config.c
- * and decode.c, used by the daemon and gridbridgectl), and the per-route
- * decode counters. */
+/* routing.c — the glue between the configuration and the code that
+ * decides where a message goes: the checks of [route] and [forward.rule]
+ * sections that need decode's, route's and rules' knowledge, the decode
+ * routes and forwarding rules of a configuration (used by the daemon and
+ * gridbridgectl), and the per-route decode counters. */
 #ifndef GRIDBRIDGE_ROUTING_H
 #define GRIDBRIDGE_ROUTING_H
 
@@ -10,10 +12,21 @@
 #include "config.h"
 #include "decode.h"
 
+/* Registers with the configuration loader the checks of [route] pattern,
+ * decoder, class and timezone and of [forward.rule] class, event_type and
+ * severity. Call it before config_load(): without it a configuration with
+ * an unknown decoder is accepted and routes_build() refuses it. */
+void routing_register_checks(void);
+
 /* Compiles cfg->routes (already checked by config_load). Returns 0, or -1
  * after logging. Free with routes_free(). */
 int routes_build(const struct config *cfg, struct route **out, size_t *n);
 void routes_free(struct route *routes, size_t n);
+
+/* Compiles cfg->rules (already checked by config_load). Never NULL; free
+ * with rules_free(). */
+struct rules;
+struct rules *rules_build(const struct config *cfg);
 
 /* Decoded and rejected records per route and reason. Reasons with a value
  * part (unsupported:eventType:foo) are counted under their first two parts

@@ -13,8 +13,18 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct config;
 struct rules;
+
+/* One rule as written in a [forward.rule NAME] section. */
+struct rule_def {
+	const char *target;
+	int priority;
+	const char *device_class;	/* each a comma-separated list; "": any */
+	const char *event_type;
+	const char *severity;
+	const char *community;
+	const char *route;
+};
 
 /* What the rules look at; the names as stored in the events table
  * (access_gate, person_passage, critical, ...). */
@@ -33,8 +43,9 @@ struct rule_match {
 	int priority;
 };
 
-/* Compiles cfg->rules (already checked by config_load). Never NULL. */
-struct rules *rules_build(const struct config *cfg);
+/* Compiles `n` rules (already checked by the configuration's checks). Never
+ * NULL. rules_build() (routing.h) compiles a configuration's. */
+struct rules *rules_new(const struct rule_def *defs, size_t n);
 void rules_free(struct rules *r);
 size_t rules_count(const struct rules *r);
 /* The most targets a single event can go to (the size `out` needs). */
@@ -47,5 +58,11 @@ size_t rules_select(const struct rules *r, const struct rule_event *e, struct ru
 /* Names the rules accept, for the configuration's checks. */
 bool rules_valid_event_type(const char *name);
 bool rules_valid_severity(const char *name);
+
+/* The configuration's check of a criterion (the shape of a
+ * config_check_fn, with the judge of one name): report(ctx, "unknown name
+ * 'x'") for each name of the comma-separated `list` that valid() refuses. */
+void rules_check_names(const char *list, bool (*valid)(const char *name),
+    void (*report)(void *ctx, const char *why), void *ctx);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "routing.h"
 #include "t.h"
 
 static struct config *
@@ -115,6 +116,7 @@ main(int argc, char **argv)
 	char *s;
 
 	log_set_fd(-1);
+	routing_register_checks();
 	if (argc != 3) {
 		fprintf(stderr, "usage: test_config CONF_EXAMPLE MAN_PAGE\n");
 		return 99;
@@ -336,6 +338,29 @@ main(int argc, char **argv)
 	}
 	config_free(cur);
 	config_free(next);
+	config_errors_clear(&errs);
+
+	/* Every key a SIGHUP applies has a stage applying it, and only those:
+	 * a reloadable key nobody applies would be accepted and then ignored. */
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+		char what[160];
+		snprintf(what, sizeof(what), "[%s] %s: %s", k->section, k->name, k->reloadable ?
+		    "reloadable, so a stage applies it" : "not reloadable, so no stage applies it");
+		t_report(k->reloadable == (k->applied_by != CONFIG_RESTART) &&
+		    (!k->reloadable || !k->instanced), what, __FILE__, __LINE__);
+	}
+	/* The log's apply function reads its keys. */
+	cfg = parse("[daemon]\nlog_level = debug\n", &errs);
+	T_CHECK(cfg != NULL);
+	if (cfg != NULL) {
+		log_apply(cfg);
+		T_INTEQ(log_get_level(), LOG_LVL_DEBUG);
+		cfg->log_level = LOG_LVL_WARN;
+		log_apply(cfg);
+		T_INTEQ(log_get_level(), LOG_LVL_WARN);
+	}
+	config_free(cfg);
 	config_errors_clear(&errs);
 
 	/* The shipped example passes and documents every key with its default. */

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "routing.h"
 #include "rules.h"
 #include "t.h"
 
@@ -62,6 +63,7 @@ static const char conf[] =
 int
 main(void)
 {
+	routing_register_checks();
 	struct config *cfg = load(conf);
 	T_CHECK(cfg != NULL);
 	if (cfg == NULL)
