@@ -5,8 +5,9 @@ usage: layers.py SOURCE_ROOT     check daemon/*.c and include/*.h
        layers.py --self-test     check that breaches are caught and named
 
 The data flows mqtt -> journal -> decode -> store -> forward. Each stage
-includes its own headers and the base (log, backoff, secret, sha256,
-version), never another stage's; the glue (main.c, pipeline.c, routing.c,
+includes its own headers and the base (log, backoff, secret, sha256, util,
+version, and the record every stage passes on: event.pb-c, event_names),
+never another stage's; the glue (main.c, pipeline.c, routing.c,
 gridbridgectl.c) wires the stages together. config.c knows no stage: it
 parses, and the glue registers the stages' checks with it. config.h is the
 glue's; a stage includes it only for the apply function of its reloadable
@@ -25,7 +26,8 @@ import sys
 import tempfile
 
 # Headers any file may include.
-BASE = {"log.h", "backoff.h", "secret.h", "sha256.h", "version.h"}
+BASE = {"log.h", "backoff.h", "secret.h", "sha256.h", "util.h", "version.h", "event.pb-c.h",
+        "event_names.h"}
 
 # External libraries' headers (angle or quoted includes matching these);
 # other <...> headers are the system's and are not checked.
@@ -50,17 +52,20 @@ class Module:
 MODULES = [
     # The base, used by every layer.
     Module("log", "base", ["log"], {"config.h"}, []),      # config.h: log_apply()
+    Module("util", "base", ["util"], set(), []),           # libc only
     Module("backoff", "base", ["backoff"], set(), []),
     Module("secret", "base", ["secret"], set(), []),
     Module("sha256", "base", ["sha256", "sha256_*"], set(), ["openssl/*"]),
     Module("config", "base", ["config", "config_*"], set(), ["ini.h"]),
     Module("notify", "base", ["notify"], set(), ["event2/*", "systemd/*"]),
+    # The record every stage passes on (event.proto) and its enum names.
+    Module("event", "base", ["event.pb-c", "event_names"], set(), ["protobuf-c/*"]),
     # The stages, in the order the data flows.
     Module("mqtt", "stage", ["mqtt", "mqtt_*"], set(),
            ["mosquitto.h", "mqtt_protocol.h", "event2/*"]),
     Module("journal", "stage", ["journal", "journal_*"], {"config.h"}, []),  # journal_apply()
-    Module("decode", "stage", ["decode", "decode_*", "dec_*", "route", "route_*", "repeats",
-                               "event.pb-c"], set(), ["jansson.h", "openssl/*"]),
+    Module("decode", "stage", ["decode", "decode_*", "dec_*", "route", "route_*", "repeats"],
+           set(), ["jansson.h", "openssl/*"]),
     Module("store", "stage", ["store", "store_*", "schema", "outbox"], set(),
            ["libpq-fe.h", "event2/*"]),
     Module("forward", "stage", ["forward", "forward_*", "rules", "rules_*", "event_json"],
