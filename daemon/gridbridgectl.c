@@ -24,7 +24,7 @@
 #include "log.h"
 #include "routing.h"
 #include "secret.h"
-#include "store.h"
+#include "store_ctl.h"
 #include "version.h"
 
 static void
