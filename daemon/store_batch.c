@@ -2,6 +2,7 @@
  * store_batch.h): the encoder, the rows, the insert statements. */
 #include "store_batch.h"
 
+#include <ctype.h>
 #include <endian.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,8 +197,10 @@ store_uuid_parse(const char *s, uint8_t out[16])
 	for (int i = 0; i < 16; i++) {
 		if (s[o] == '-')
 			o++;
+		/* Two digits a byte: the second is not looked at past a NUL. */
 		unsigned v;
-		if (sscanf(s + o, "%2x", &v) != 1)
+		if (!isxdigit((unsigned char)s[o]) || !isxdigit((unsigned char)s[o + 1]) ||
+		    sscanf(s + o, "%2x", &v) != 1)
 			return -1;
 		out[i] = (uint8_t)v;
 		o += 2;
