@@ -393,8 +393,16 @@ store_batch_statements(struct store_batch *b, uint64_t checkpoint, const char *n
 		stmt_arrays(stmt_next(out, insert_quarantine, true), b->q, Q_COLS);
 	if (b->nreports > 0)
 		stmt_arrays(stmt_next(out, upsert_reports, true), b->r, R_COLS);
+	store_checkpoint_statement(out, checkpoint, node, journal_id);
+}
+
+void
+store_checkpoint_statement(struct store_stmts *out, uint64_t checkpoint, const char *node,
+    const char *journal_id)
+{
+	struct store_stmt *st = stmt_next(out, upsert_checkpoint, false);
+
 	snprintf(out->seq, sizeof(out->seq), "%llu", (unsigned long long)checkpoint);
-	st = stmt_next(out, upsert_checkpoint, false);
 	st->vals[0] = node;
 	st->vals[1] = journal_id;
 	st->vals[2] = out->seq;

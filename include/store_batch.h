@@ -101,5 +101,10 @@ struct store_stmts {
  * gets no more rows. */
 void store_batch_statements(struct store_batch *b, uint64_t checkpoint, const char *node,
     const char *journal_id, struct store_stmts *out);
+/* Appends the checkpoint upsert alone to `out` (of fewer than
+ * STORE_BATCH_STMTS statements): journal `journal_id` of `node` has
+ * committed up to `checkpoint`. */
+void store_checkpoint_statement(struct store_stmts *out, uint64_t checkpoint, const char *node,
+    const char *journal_id);
 
 #endif

@@ -394,6 +394,14 @@ test_checkpoint_only(void)
 	T_INTEQ(q.n, 1);
 	T_STREQ(q.stmt[0].vals[2], "18446744073709551615");
 	store_batch_free(b);
+
+	/* The same statement alone. */
+	struct store_stmts one = { .n = 0 };
+	store_checkpoint_statement(&one, 9, "m", JOURNAL);
+	T_INTEQ(one.n, 1);
+	T_CHECK(one.stmt[0].sql == q.stmt[0].sql && !one.stmt[0].binary);
+	T_STREQ(one.stmt[0].vals[0], "m");
+	T_STREQ(one.stmt[0].vals[2], "9");
 }
 
 int
