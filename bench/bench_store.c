@@ -3,7 +3,7 @@
  *
  *   a  unnest_bin        INSERT INTO events SELECT * FROM unnest($1::uuid[], ...)
  *                        ON CONFLICT DO NOTHING, 17 binary array parameters
- *                        (what daemon/store.c sends), attrs on
+ *                        (encoded by the daemon's daemon/store_batch.c), attrs on
  *   b  unnest_bin_noattrs  the same, attrs NULL ([store] attrs = false)
  *   c  copy_staging      COPY events_staging FROM STDIN (FORMAT binary) into a
  *                        TEMP table (created once per connection, ON COMMIT
@@ -77,6 +77,8 @@
 #include "event_json.h"
 #include "schema.h"
 #include "sha256.h"
+#include "store.h"
+#include "store_batch.h"
 
 #ifndef FIXTURES_DIR
 #define FIXTURES_DIR "tests/fixtures/devices"
@@ -84,7 +86,8 @@
 
 #define SCHEMA "bench_store"
 #define NODE "bench-store"
-#define EV_COLS 17
+/* The journal whose checkpoint the batches move (any UUID: one row). */
+#define JOURNAL_ID "00000000-0000-4000-8000-00000000b5e7"
 
 /* ---- rows ------------------------------------------------------------- */
 
@@ -553,102 +556,6 @@ buf_str(struct buf *b, const char *s)
 	buf_put(b, s, strlen(s));
 }
 
-/* ---- binary arrays: as daemon/store.c's pgarr ------------------------- */
-
-#define OID_BOOL 16
-#define OID_BYTEA 17
-#define OID_INT8 20
-#define OID_TEXT 25
-#define OID_TIMESTAMPTZ 1184
-#define OID_UUID 2950
-#define OID_JSONB 3802
-
-/* µs between the Unix epoch and PostgreSQL's (2000-01-01). */
-#define PG_EPOCH_US 946684800000000LL
-
-static const uint32_t ev_oids[EV_COLS] = {
-	OID_UUID, OID_TIMESTAMPTZ, OID_TIMESTAMPTZ, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT,
-	OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_INT8, OID_BOOL, OID_TEXT,
-	OID_BYTEA, OID_JSONB,
-};
-
-#define ARR_HEADER 20
-
-struct pgarr {
-	struct buf b;
-	uint32_t n, oid;
-	bool has_null;
-};
-
-static void
-arr_reset(struct pgarr *a, uint32_t oid)
-{
-	a->b.len = 0;
-	buf_reserve(&a->b, ARR_HEADER);
-	a->b.len = ARR_HEADER;
-	a->n = 0;
-	a->oid = oid;
-	a->has_null = false;
-}
-
-static void
-arr_add(struct pgarr *a, const void *data, size_t len)
-{
-	if (data == NULL) {
-		buf_be32(&a->b, 0xffffffffu);
-		a->has_null = true;
-	} else {
-		buf_be32(&a->b, (uint32_t)len);
-		buf_put(&a->b, data, len);
-	}
-	a->n++;
-}
-
-static void
-arr_add_text(struct pgarr *a, const char *s)
-{
-	if (s == NULL)
-		arr_add(a, NULL, 0);
-	else
-		arr_add(a, s, strlen(s));
-}
-
-static void
-arr_add_i64(struct pgarr *a, int64_t v)
-{
-	uint64_t be = htobe64((uint64_t)v);
-	arr_add(a, &be, 8);
-}
-
-static void
-arr_add_jsonb(struct pgarr *a, const char *j, size_t n)
-{
-	/* jsonb's binary input: a version byte, then the text. */
-	buf_be32(&a->b, (uint32_t)(n + 1));
-	uint8_t v = 1;
-	buf_put(&a->b, &v, 1);
-	buf_put(&a->b, j, n);
-	a->n++;
-}
-
-static const uint8_t *
-arr_finish(struct pgarr *a, int *len)
-{
-	uint8_t *p = a->b.p;
-	uint32_t v[5] = { htobe32(1), htobe32(a->has_null ? 1 : 0), htobe32(a->oid),
-		htobe32(a->n), htobe32(1) };
-
-	if (a->n == 0) {
-		uint32_t e[3] = { 0, 0, htobe32(a->oid) };
-		memcpy(p + 8, e, 12);
-		*len = 12;
-		return p + 8;
-	}
-	memcpy(p, v, 20);
-	*len = (int)a->b.len;
-	return p;
-}
-
 /* ---- text arrays ------------------------------------------------------ */
 
 static const char hexd[] = "0123456789abcdef";
@@ -758,11 +665,12 @@ static const char insert_events_noconflict[] =
     " SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::text[],"
     " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
     " $12::text[], $13::int8[], $14::bool[], $15::text[], $16::bytea[], $17::jsonb[])";
-static const char upsert_checkpoint[] =
-    "INSERT INTO ingest_checkpoint (journal_node, journal_seq) VALUES ($1, $2)"
-    " ON CONFLICT (journal_node) DO UPDATE SET"
-    " journal_seq = greatest(ingest_checkpoint.journal_seq, excluded.journal_seq),"
-    " updated_at = now()";
+#define COPY_CHECKPOINT \
+    "INSERT INTO ingest_checkpoint (journal_node, journal_id, journal_seq)" \
+    " VALUES ('" NODE "', '" JOURNAL_ID "'::uuid, %llu)" \
+    " ON CONFLICT (journal_id) DO UPDATE SET" \
+    " journal_seq = greatest(ingest_checkpoint.journal_seq, excluded.journal_seq)," \
+    " journal_node = excluded.journal_node, updated_at = now();COMMIT"
 #define EVENT_COLUMNS "id, event_time, received_at, community_id, device_id," \
     " device_class, event_type, severity, vendor, route, source_topic, journal_node," \
     " journal_seq, clock_skewed, plate, record, attrs"
@@ -900,7 +808,6 @@ static const struct variant variants[] = {
 };
 
 struct enc {
-	struct pgarr arr[EV_COLS];
 	struct buf text[EV_COLS];
 	struct buf copy;
 	char sql[1024];
@@ -932,54 +839,47 @@ pipeline_results(PGconn *c)
 	}
 }
 
-static void
-batch_unnest_bin(PGconn *c, struct enc *e, const struct row *rows, size_t n, bool attrs,
-    const char *sql)
+/* The rows as the daemon encodes them (store_batch.c): the batch's first
+ * statement has the events' 17 columns as $1..$17; the checkpoint upsert
+ * is the daemon's too. */
+static struct store_batch *
+encode_events(const struct row *rows, size_t n, bool attrs, struct store_stmts *q)
 {
-	struct pgarr *a = e->arr;
-	const char *vals[EV_COLS];
-	int lens[EV_COLS], fmts[EV_COLS];
+	struct store_batch *b = store_batch_new(NODE, JOURNAL_ID);
 
-	for (int k = 0; k < EV_COLS; k++)
-		arr_reset(&a[k], ev_oids[k]);
 	for (size_t i = 0; i < n; i++) {
 		const struct row *r = &rows[i];
-		uint8_t skewed = r->clock_skewed ? 1 : 0;
-		arr_add(&a[0], r->id, 16);
-		arr_add_i64(&a[1], r->event_time_us - PG_EPOCH_US);
-		arr_add_i64(&a[2], r->received_us - PG_EPOCH_US);
-		arr_add_text(&a[3], r->community_id);
-		arr_add_text(&a[4], r->device_id);
-		arr_add_text(&a[5], r->device_class);
-		arr_add_text(&a[6], r->event_type);
-		arr_add_text(&a[7], r->severity);
-		arr_add_text(&a[8], r->vendor);
-		arr_add_text(&a[9], r->route);
-		arr_add_text(&a[10], r->source_topic);
-		arr_add_text(&a[11], NODE);
-		arr_add_i64(&a[12], (int64_t)r->journal_seq);
-		arr_add(&a[13], &skewed, 1);
-		arr_add_text(&a[14], r->plate);
-		arr_add(&a[15], r->record, r->record_len);
-		if (attrs)
-			arr_add_jsonb(&a[16], r->attrs, r->attrs_len);
-		else
-			arr_add(&a[16], NULL, 0);
+		struct store_event ev = {
+			.id = r->id, .event_time_us = r->event_time_us,
+			.received_us = r->received_us, .community_id = r->community_id,
+			.device_id = r->device_id, .device_class = r->device_class,
+			.event_type = r->event_type, .severity = r->severity, .vendor = r->vendor,
+			.route = r->route, .source_topic = r->source_topic,
+			.journal_seq = r->journal_seq, .clock_skewed = r->clock_skewed,
+			.plate = r->plate, .record = r->record, .record_len = r->record_len,
+			.attrs = attrs ? r->attrs : NULL,
+		};
+		store_batch_add_event(b, &ev);
 	}
-	for (int k = 0; k < EV_COLS; k++) {
-		vals[k] = (const char *)arr_finish(&a[k], &lens[k]);
-		fmts[k] = 1;
-	}
-	char seq[32];
-	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)rows[n - 1].journal_seq);
-	const char *cvals[2] = { NODE, seq };
-	if (PQsendQueryParams(c, sql, EV_COLS, NULL, vals, lens, fmts, 0) == 0 ||
-	    PQsendQueryParams(c, upsert_checkpoint, 2, NULL, cvals, NULL, NULL, 0) == 0 ||
+	store_batch_statements(b, rows[n - 1].journal_seq, NODE, JOURNAL_ID, q);
+	return b;
+}
+
+static void
+batch_unnest_bin(PGconn *c, const struct row *rows, size_t n, bool attrs, const char *sql)
+{
+	struct store_stmts q;
+	struct store_batch *b = encode_events(rows, n, attrs, &q);
+	const struct store_stmt *ev = &q.stmt[0], *ck = &q.stmt[q.n - 1];
+
+	if (PQsendQueryParams(c, sql, EV_COLS, NULL, ev->vals, ev->lens, ev->fmts, 0) == 0 ||
+	    PQsendQueryParams(c, ck->sql, ck->nparams, NULL, ck->vals, NULL, NULL, 0) == 0 ||
 	    PQpipelineSync(c) == 0) {
 		fprintf(stderr, "bench_store: send failed: %s", PQerrorMessage(c));
 		exit(1);
 	}
 	pipeline_results(c);
+	store_batch_free(b);
 }
 
 static void
@@ -1021,11 +921,11 @@ batch_unnest_text(PGconn *c, struct enc *e, const struct row *rows, size_t n, bo
 		tarr_end(&t[k]);
 		vals[k] = (const char *)t[k].p;
 	}
-	char seq[32];
-	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)rows[n - 1].journal_seq);
-	const char *cvals[2] = { NODE, seq };
+	struct store_stmts q = { .n = 0 };
+	store_checkpoint_statement(&q, rows[n - 1].journal_seq, NODE, JOURNAL_ID);
+	const struct store_stmt *ck = &q.stmt[0];
 	if (PQsendQueryParams(c, insert_events, EV_COLS, NULL, vals, NULL, NULL, 0) == 0 ||
-	    PQsendQueryParams(c, upsert_checkpoint, 2, NULL, cvals, NULL, NULL, 0) == 0 ||
+	    PQsendQueryParams(c, ck->sql, ck->nparams, NULL, ck->vals, NULL, NULL, 0) == 0 ||
 	    PQpipelineSync(c) == 0) {
 		fprintf(stderr, "bench_store: send failed: %s", PQerrorMessage(c));
 		exit(1);
@@ -1101,23 +1001,18 @@ batch_copy(PGconn *c, struct enc *e, const struct row *rows, size_t n, bool attr
 	buf_be16(b, 0xffff);	/* trailer */
 
 	/* One simple query, the COPY data streamed in its middle: one round
-	 * trip, one transaction. */
+	 * trip, one transaction. The checkpoint upsert is the daemon's with
+	 * its values inline. */
 	if (direct)
 		snprintf(e->sql, sizeof(e->sql), "BEGIN;"
 		    "COPY events (" EVENT_COLUMNS ") FROM STDIN (FORMAT binary);"
-		    "INSERT INTO ingest_checkpoint (journal_node, journal_seq) VALUES ('" NODE "', %llu)"
-		    " ON CONFLICT (journal_node) DO UPDATE SET"
-		    " journal_seq = greatest(ingest_checkpoint.journal_seq, excluded.journal_seq),"
-		    " updated_at = now();COMMIT",
+		    COPY_CHECKPOINT,
 		    (unsigned long long)rows[n - 1].journal_seq);
 	else
 		snprintf(e->sql, sizeof(e->sql), "BEGIN;"
 		    "COPY events_staging FROM STDIN (FORMAT binary);"
 		    "INSERT INTO events SELECT * FROM events_staging ON CONFLICT DO NOTHING;"
-		    "INSERT INTO ingest_checkpoint (journal_node, journal_seq) VALUES ('" NODE "', %llu)"
-		    " ON CONFLICT (journal_node) DO UPDATE SET"
-		    " journal_seq = greatest(ingest_checkpoint.journal_seq, excluded.journal_seq),"
-		    " updated_at = now();COMMIT",
+		    COPY_CHECKPOINT,
 		    (unsigned long long)rows[n - 1].journal_seq);
 	if (PQsendQuery(c, e->sql) == 0) {
 		fprintf(stderr, "bench_store: send failed: %s", PQerrorMessage(c));
@@ -1189,10 +1084,10 @@ run_variant(const char *conninfo, const struct variant *v, const struct row *row
 		size_t k = n - i < batch ? n - i : batch;
 		switch (v->method) {
 		case M_UNNEST_BIN:
-			batch_unnest_bin(c, &e, rows + i, k, v->attrs, insert_events);
+			batch_unnest_bin(c, rows + i, k, v->attrs, insert_events);
 			break;
 		case M_UNNEST_BIN_NOCONFLICT:
-			batch_unnest_bin(c, &e, rows + i, k, v->attrs, insert_events_noconflict);
+			batch_unnest_bin(c, rows + i, k, v->attrs, insert_events_noconflict);
 			break;
 		case M_UNNEST_TEXT:
 			batch_unnest_text(c, &e, rows + i, k, v->attrs);
@@ -1221,10 +1116,8 @@ run_variant(const char *conninfo, const struct variant *v, const struct row *row
 	snprintf(res.content, sizeof(res.content), "%s", PQgetvalue(h, 0, 0));
 	PQclear(h);
 	PQfinish(c);
-	for (int k = 0; k < EV_COLS; k++) {
-		free(e.arr[k].b.p);
+	for (int k = 0; k < EV_COLS; k++)
 		free(e.text[k].p);
-	}
 	free(e.copy.p);
 	return res;
 }

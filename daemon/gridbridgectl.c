@@ -24,7 +24,7 @@
 #include "log.h"
 #include "routing.h"
 #include "secret.h"
-#include "store.h"
+#include "store_ctl.h"
 #include "version.h"
 
 static void
@@ -247,34 +247,13 @@ load_config(const char *path)
 	return cfg;
 }
 
-/* outbox stat | retry | show ID: the words after the options. */
+/* outbox stat | retry | show ID: `words` after "outbox". */
 static int
-cmd_outbox(const char *config, int argc, char **argv, const char *target)
+cmd_outbox(const char *config, const char *const *words, int n, const char *target)
 {
-	const char *words[3] = { NULL, NULL, NULL };
-	int n = 0;
-
-	for (int i = 1; i < argc; i++) {
-		if (argv[i][0] == '-') {
-			if (strcmp(argv[i], "--target") == 0 && i + 1 < argc)
-				target = argv[i + 1];
-			else if (strncmp(argv[i], "--target=", 9) == 0)
-				target = argv[i] + 9;
-			if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0 ||
-			    strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "--dir") == 0 ||
-			    strcmp(argv[i], "--target") == 0 || strcmp(argv[i], "--from") == 0)
-				i++;
-			continue;
-		}
-		if (n == 3) {
-			usage(stderr);
-			return 2;
-		}
-		words[n++] = argv[i];
-	}
-	bool ok = (n == 2 && (strcmp(words[1], "stat") == 0 || strcmp(words[1], "retry") == 0)) ||
-	    (n == 3 && strcmp(words[1], "show") == 0);
-	if (!ok || (target != NULL && strcmp(words[1], "retry") != 0)) {
+	bool ok = (n == 1 && (strcmp(words[0], "stat") == 0 || strcmp(words[0], "retry") == 0)) ||
+	    (n == 2 && strcmp(words[0], "show") == 0);
+	if (!ok || (target != NULL && strcmp(words[0], "retry") != 0)) {
 		usage(stderr);
 		return 2;
 	}
@@ -301,11 +280,27 @@ cmd_outbox(const char *config, int argc, char **argv, const char *target)
 		.sslkey = secret_path(cfg->store_sslkey, sslkey, sizeof(sslkey)),
 	};
 	int rc = so.sslkey[0] != '\0' && secret_check_file(so.sslkey, "store") != 0 ? 1 :
-	    store_ctl_outbox(&so, words[1], n == 3 ? words[2] : target, stdout, stderr);
+	    store_ctl_outbox(&so, words[0], n == 2 ? words[1] : target, stdout, stderr);
 	secret_free(pw);
 	config_free(cfg);
 	return rc;
 }
+
+/* --from's value: a sequence number, nothing else. */
+static int
+parse_seq(const char *arg, uint64_t *seq)
+{
+	char *end;
+
+	if (arg[0] == '\0' || arg[0] == '-')
+		return -1;
+	*seq = strtoull(arg, &end, 10);
+	return *end == '\0' ? 0 : -1;
+}
+
+/* The most words a command has ("outbox show ID"), and one more to tell
+ * that there are too many. */
+#define MAX_WORDS 4
 
 int
 main(int argc, char **argv)
@@ -320,63 +315,48 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = GRIDBRIDGE_DEFAULT_CONFIG, *dir = NULL, *target = NULL;
+	const char *words[MAX_WORDS];
+	int nwords = 0;
 	uint64_t from = 0;
 	unsigned long long disk_cap = 0;
 	char buf[4096];
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "+c:d:h", longopts, NULL)) != -1) {
+	/* One pass, in order: options may come before and after the command's
+	 * words, which the leading '-' makes getopt return as 1; after "--"
+	 * only words follow. */
+	while ((opt = getopt_long(argc, argv, "-c:d:h", longopts, NULL)) != -1) {
 		switch (opt) {
+		case 1:
+			if (nwords == MAX_WORDS) {
+				usage(stderr);
+				return 2;
+			}
+			words[nwords++] = optarg;
+			break;
 		case 'c': config = optarg; break;
 		case 'd': dir = optarg; break;
 		case 't': target = optarg; break;
-		case 'f': {
-			char *end;
-			from = strtoull(optarg, &end, 10);
-			if (*end != '\0' || optarg[0] == '\0' || optarg[0] == '-') {
+		case 'f':
+			if (parse_seq(optarg, &from) != 0) {
 				fprintf(stderr, "gridbridgectl: --from needs a sequence number\n");
 				return 2;
 			}
 			break;
-		}
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("gridbridgectl %s\n", GRIDBRIDGE_VERSION); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	/* Options may also follow the command words. */
-	const char *words[2] = { NULL, NULL };
-	int nwords = 0;
-	while (optind < argc) {
-		if (argv[optind][0] == '-') {
-			opt = getopt_long(argc, argv, "+c:d:h", longopts, NULL);
-			if (opt == 'f') {
-				char *end;
-				from = strtoull(optarg, &end, 10);
-				if (*end != '\0')
-					return 2;
-			} else if (opt == 'c') {
-				config = optarg;
-			} else if (opt == 'd') {
-				dir = optarg;
-			} else if (opt == 't') {
-				target = optarg;
-			} else {
-				usage(stderr);
-				return 2;
-			}
-			continue;
-		}
-		if (nwords == 1 && strcmp(words[0], "outbox") == 0)
-			break;	/* its words and options are read by cmd_outbox */
-		if (nwords == 2 || (nwords == 1 && strcmp(words[0], "decode") == 0)) {
+	for (; optind < argc; optind++) {
+		if (nwords == MAX_WORDS) {
 			usage(stderr);
 			return 2;
 		}
-		words[nwords++] = argv[optind++];
+		words[nwords++] = argv[optind];
 	}
 	if (nwords >= 1 && strcmp(words[0], "outbox") == 0)
-		return cmd_outbox(config, argc, argv, target);
+		return cmd_outbox(config, words + 1, nwords - 1, target);
 	bool decode = nwords == 1 && strcmp(words[0], "decode") == 0;
 	if (!decode && (nwords != 2 || strcmp(words[0], "journal") != 0)) {
 		usage(stderr);

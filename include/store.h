@@ -15,7 +15,12 @@
  * newer than this binary is left alone and reported), makes the daily
  * partitions ahead and applies the retention, then every hour again.
  *
- * This is the only file that includes libpq-fe.h.
+ * Of the daemon's files only the store's include libpq-fe.h: store.c the
+ * connection and the queue of transactions, store_setup.c schema and
+ * maintenance, store_outbox.c the forwarder's queries, store_ctl.c
+ * gridbridgectl's (store_ctl.h); their shared internals are in
+ * daemon/store_int.h. store_batch.c, the rows as binary array parameters
+ * (store_batch.h), is pure: no libpq, no libevent.
  */
 #ifndef GRIDBRIDGE_STORE_H
 #define GRIDBRIDGE_STORE_H
@@ -23,7 +28,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "outbox.h"
 
@@ -156,11 +160,5 @@ int store_start(struct store *s);
 /* Connected, schema current, partitions made: ready to write. */
 bool store_ready(const struct store *s);
 void store_free(struct store *s);
-
-/* gridbridgectl: `cmd` stat, retry (`arg`: a target or NULL for all) or
- * show (`arg`: an event id), on a blocking connection of its own. Prints
- * to `out`, errors to `err`; returns the exit status. */
-int store_ctl_outbox(const struct store_options *o, const char *cmd, const char *arg,
-    FILE *out, FILE *err);
 
 #endif

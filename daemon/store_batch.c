@@ -1,0 +1,410 @@
+/* store_batch.c — a batch's rows as binary array parameters (see
+ * store_batch.h): the encoder, the rows, the insert statements. */
+#include "store_batch.h"
+
+#include <ctype.h>
+#include <endian.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const uint32_t ev_oids[EV_COLS] = {
+	OID_UUID, OID_TIMESTAMPTZ, OID_TIMESTAMPTZ, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT,
+	OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_INT8, OID_BOOL, OID_TEXT,
+	OID_BYTEA, OID_JSONB,
+};
+static const uint32_t q_oids[Q_COLS] = {
+	OID_TEXT, OID_UUID, OID_INT8, OID_TIMESTAMPTZ, OID_TEXT, OID_BYTEA, OID_TEXT, OID_TEXT,
+};
+
+static const uint32_t o_oids[O_COLS] = {
+	OID_UUID, OID_TIMESTAMPTZ, OID_TEXT, OID_INT2,
+};
+
+static const uint32_t r_oids[R_COLS] = {
+	OID_BYTEA, OID_BYTEA, OID_UUID, OID_TIMESTAMPTZ, OID_TIMESTAMPTZ,
+};
+
+/* Events and their outbox rows, in one statement: an id new to event_ids
+ * makes one row in events (the first of its copies in the batch) and the
+ * outbox rows of that copy; an id seen before makes nothing, whatever its
+ * event_time (a message with no device time, delivered again, has another
+ * one). */
+static const char insert_events[] =
+    "WITH r AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[],"
+    "  $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],"
+    "  $11::text[], $12::text[], $13::int8[], $14::bool[], $15::text[], $16::bytea[],"
+    "  $17::jsonb[]) WITH ORDINALITY AS r(id, event_time, received_at, community_id,"
+    "  device_id, device_class, event_type, severity, vendor, route, source_topic,"
+    "  journal_node, journal_seq, clock_skewed, plate, record, attrs, ord)),"
+    " n AS (INSERT INTO event_ids (id, received_at) SELECT id, received_at FROM r"
+    "  ON CONFLICT DO NOTHING RETURNING id),"
+    " e AS (INSERT INTO events (id, event_time, received_at, community_id, device_id,"
+    "  device_class, event_type, severity, vendor, route, source_topic, journal_node,"
+    "  journal_seq, clock_skewed, plate, record, attrs)"
+    "  SELECT DISTINCT ON (r.id) r.id, r.event_time, r.received_at, r.community_id,"
+    "  r.device_id, r.device_class, r.event_type, r.severity, r.vendor, r.route,"
+    "  r.source_topic, r.journal_node, r.journal_seq, r.clock_skewed, r.plate, r.record,"
+    "  r.attrs FROM r JOIN n ON n.id = r.id ORDER BY r.id, r.ord"
+    "  ON CONFLICT DO NOTHING)"
+    " INSERT INTO forward_outbox (event_id, event_time, target, priority)"
+    " SELECT DISTINCT ON (o.event_id, o.target) o.event_id, o.event_time, o.target,"
+    "  o.priority FROM unnest($18::uuid[], $19::timestamptz[], $20::text[], $21::int2[])"
+    "  WITH ORDINALITY AS o(event_id, event_time, target, priority, ord)"
+    "  JOIN n ON n.id = o.event_id ORDER BY o.event_id, o.target, o.ord"
+    " ON CONFLICT DO NOTHING";
+static const char insert_quarantine[] =
+    "INSERT INTO quarantine (journal_node, journal_id, journal_seq, received_at, topic, raw,"
+    " reason, route)"
+    " SELECT * FROM unnest($1::text[], $2::uuid[], $3::int8[], $4::timestamptz[], $5::text[],"
+    " $6::bytea[], $7::text[], $8::text[])"
+    " ON CONFLICT DO NOTHING";
+/* The states are those as of the batch's checkpoint; a batch committed
+ * late never takes one back. */
+static const char upsert_reports[] =
+    "INSERT INTO report_state (report_key, digest, event_id, event_time, last_at)"
+    " SELECT DISTINCT ON (k) k, d, i, t, l FROM unnest($1::bytea[], $2::bytea[],"
+    "  $3::uuid[], $4::timestamptz[], $5::timestamptz[]) WITH ORDINALITY AS u(k, d, i, t, l, ord)"
+    "  ORDER BY k, ord DESC"
+    " ON CONFLICT (report_key) DO UPDATE SET digest = excluded.digest,"
+    " event_id = excluded.event_id, event_time = excluded.event_time,"
+    " last_at = excluded.last_at WHERE report_state.last_at <= excluded.last_at";
+static const char upsert_checkpoint[] =
+    "INSERT INTO ingest_checkpoint (journal_node, journal_id, journal_seq)"
+    " VALUES ($1, $2::uuid, $3)"
+    " ON CONFLICT (journal_id) DO UPDATE SET"
+    " journal_seq = greatest(ingest_checkpoint.journal_seq, excluded.journal_seq),"
+    " journal_node = excluded.journal_node, updated_at = now()";
+
+/* ---- the encoder ------------------------------------------------------ */
+
+/* ndim, has_null, oid, then size and lower bound of the one dimension. */
+#define ARR_HEADER 20
+
+static void
+arr_reserve(struct pgarr *a, size_t more)
+{
+	if (a->len + more <= a->cap)
+		return;
+	size_t cap = a->cap ? a->cap : 256;
+	while (cap < a->len + more)
+		cap *= 2;
+	uint8_t *b = realloc(a->buf, cap);
+	if (b == NULL)
+		abort();
+	a->buf = b;
+	a->cap = cap;
+}
+
+void
+pgarr_init(struct pgarr *a, uint32_t oid)
+{
+	memset(a, 0, sizeof(*a));
+	a->oid = oid;
+	arr_reserve(a, ARR_HEADER);
+	a->len = ARR_HEADER;
+}
+
+void
+pgarr_free(struct pgarr *a)
+{
+	free(a->buf);
+	a->buf = NULL;
+	a->len = a->cap = 0;
+}
+
+static void
+put_be32(uint8_t *p, uint32_t v)
+{
+	v = htobe32(v);
+	memcpy(p, &v, 4);
+}
+
+void
+pgarr_add(struct pgarr *a, const void *data, size_t len)
+{
+	arr_reserve(a, 4 + len);
+	if (data == NULL) {
+		put_be32(a->buf + a->len, 0xffffffffu);
+		a->len += 4;
+		a->has_null = true;
+	} else {
+		put_be32(a->buf + a->len, (uint32_t)len);
+		memcpy(a->buf + a->len + 4, data, len);
+		a->len += 4 + len;
+	}
+	a->n++;
+}
+
+void
+pgarr_add_text(struct pgarr *a, const char *s)
+{
+	pgarr_add(a, s, s != NULL ? strlen(s) : 0);
+}
+
+void
+pgarr_add_i64(struct pgarr *a, int64_t v)
+{
+	uint64_t be = htobe64((uint64_t)v);
+	pgarr_add(a, &be, 8);
+}
+
+void
+pgarr_add_time(struct pgarr *a, int64_t unix_us)
+{
+	pgarr_add_i64(a, unix_us - PG_EPOCH_US);
+}
+
+void
+pgarr_add_jsonb(struct pgarr *a, const char *json, size_t n)
+{
+	if (json == NULL) {
+		pgarr_add(a, NULL, 0);
+		return;
+	}
+	arr_reserve(a, 4 + 1 + n);
+	put_be32(a->buf + a->len, (uint32_t)(n + 1));
+	a->buf[a->len + 4] = 1;
+	memcpy(a->buf + a->len + 5, json, n);
+	a->len += 5 + n;
+	a->n++;
+}
+
+const uint8_t *
+pgarr_finish(struct pgarr *a, int *len)
+{
+	if (a->n == 0) {
+		put_be32(a->buf + 8, 0);
+		put_be32(a->buf + 12, 0);
+		put_be32(a->buf + 16, a->oid);
+		*len = 12;
+		return a->buf + 8;
+	}
+	put_be32(a->buf, 1);
+	put_be32(a->buf + 4, a->has_null ? 1 : 0);
+	put_be32(a->buf + 8, a->oid);
+	put_be32(a->buf + 12, a->n);
+	put_be32(a->buf + 16, 1);
+	*len = (int)a->len;
+	return a->buf;
+}
+
+int
+store_uuid_parse(const char *s, uint8_t out[16])
+{
+	size_t o = 0;
+
+	for (int i = 0; i < 16; i++) {
+		if (s[o] == '-')
+			o++;
+		/* Two digits a byte: the second is not looked at past a NUL. */
+		unsigned v;
+		if (!isxdigit((unsigned char)s[o]) || !isxdigit((unsigned char)s[o + 1]) ||
+		    sscanf(s + o, "%2x", &v) != 1)
+			return -1;
+		out[i] = (uint8_t)v;
+		o += 2;
+	}
+	return s[o] == '\0' ? 0 : -1;
+}
+
+/* ---- the rows --------------------------------------------------------- */
+
+static void
+cols_init(struct pgarr *c, const uint32_t *oids, int n)
+{
+	for (int i = 0; i < n; i++)
+		pgarr_init(&c[i], oids[i]);
+}
+
+static void
+cols_free(struct pgarr *c, int n)
+{
+	for (int i = 0; i < n; i++)
+		pgarr_free(&c[i]);
+}
+
+/* The bytes of a row's columns so far: a row's size is the difference. */
+static size_t
+cols_len(const struct pgarr *c, int n)
+{
+	size_t len = 0;
+
+	for (int i = 0; i < n; i++)
+		len += c[i].len;
+	return len;
+}
+
+struct store_batch *
+store_batch_new(const char *node, const char *journal_id)
+{
+	struct store_batch *b = calloc(1, sizeof(*b));
+
+	if (b == NULL || (b->node = strdup(node)) == NULL)
+		abort();
+	if (journal_id != NULL && store_uuid_parse(journal_id, b->journal_uuid) != 0)
+		abort();
+	cols_init(b->ev, ev_oids, EV_COLS);
+	cols_init(b->q, q_oids, Q_COLS);
+	cols_init(b->o, o_oids, O_COLS);
+	cols_init(b->r, r_oids, R_COLS);
+	return b;
+}
+
+void
+store_batch_free(struct store_batch *b)
+{
+	if (b == NULL)
+		return;
+	cols_free(b->ev, EV_COLS);
+	cols_free(b->q, Q_COLS);
+	cols_free(b->o, O_COLS);
+	cols_free(b->r, R_COLS);
+	free(b->node);
+	free(b);
+}
+
+void
+store_batch_add_event(struct store_batch *b, const struct store_event *e)
+{
+	struct pgarr *c = b->ev;
+	uint8_t skewed = e->clock_skewed ? 1 : 0;
+	size_t before = cols_len(c, EV_COLS);
+
+	pgarr_add(&c[0], e->id, 16);
+	pgarr_add_time(&c[1], e->event_time_us);
+	pgarr_add_time(&c[2], e->received_us);
+	pgarr_add_text(&c[3], e->community_id);
+	pgarr_add_text(&c[4], e->device_id);
+	pgarr_add_text(&c[5], e->device_class);
+	pgarr_add_text(&c[6], e->event_type);
+	pgarr_add_text(&c[7], e->severity);
+	pgarr_add_text(&c[8], e->vendor);
+	pgarr_add_text(&c[9], e->route);
+	pgarr_add_text(&c[10], e->source_topic);
+	pgarr_add_text(&c[11], b->node);
+	pgarr_add_i64(&c[12], (int64_t)e->journal_seq);
+	pgarr_add(&c[13], &skewed, 1);
+	pgarr_add_text(&c[14], e->plate);
+	pgarr_add(&c[15], e->record, e->record_len);
+	pgarr_add_jsonb(&c[16], e->attrs, e->attrs != NULL ? strlen(e->attrs) : 0);
+	b->bytes += cols_len(c, EV_COLS) - before;
+	b->nevents++;
+}
+
+void
+store_batch_add_quarantine(struct store_batch *b, const struct store_quarantine *q)
+{
+	struct pgarr *c = b->q;
+	size_t before = cols_len(c, Q_COLS);
+
+	pgarr_add_text(&c[0], b->node);
+	pgarr_add(&c[1], b->journal_uuid, 16);
+	pgarr_add_i64(&c[2], (int64_t)q->journal_seq);
+	pgarr_add_time(&c[3], q->received_us);
+	pgarr_add(&c[4], q->topic, q->topic_len);
+	pgarr_add(&c[5], q->raw != NULL ? (const void *)q->raw : "", q->raw_len);
+	pgarr_add_text(&c[6], q->reason);
+	pgarr_add_text(&c[7], q->route);
+	b->bytes += cols_len(c, Q_COLS) - before;
+	b->nquar++;
+}
+
+void
+store_batch_add_outbox(struct store_batch *b, const uint8_t *event_id, int64_t event_time_us,
+    const char *target, int priority)
+{
+	struct pgarr *c = b->o;
+	size_t before = cols_len(c, O_COLS);
+	uint16_t prio = htobe16((uint16_t)priority);
+
+	pgarr_add(&c[0], event_id, 16);
+	pgarr_add_time(&c[1], event_time_us);
+	pgarr_add_text(&c[2], target);
+	pgarr_add(&c[3], &prio, 2);
+	b->bytes += cols_len(c, O_COLS) - before;
+	b->nout++;
+}
+
+void
+store_batch_add_report(struct store_batch *b, const struct store_report *r)
+{
+	struct pgarr *c = b->r;
+	size_t before = cols_len(c, R_COLS);
+
+	pgarr_add(&c[0], r->key, 16);
+	pgarr_add(&c[1], r->digest, 16);
+	pgarr_add(&c[2], r->event_id, 16);
+	pgarr_add_time(&c[3], r->event_time_us);
+	pgarr_add_time(&c[4], r->last_us);
+	b->bytes += cols_len(c, R_COLS) - before;
+	b->nreports++;
+}
+
+size_t
+store_batch_rows(const struct store_batch *b)
+{
+	return b->nevents + b->nquar;
+}
+
+size_t
+store_batch_bytes(const struct store_batch *b)
+{
+	return b->bytes;
+}
+
+/* ---- the statements --------------------------------------------------- */
+
+/* Appends the arrays `c` as binary parameters of `st`. */
+static void
+stmt_arrays(struct store_stmt *st, struct pgarr *c, int n)
+{
+	for (int i = 0; i < n; i++) {
+		int k = st->nparams++;
+		st->vals[k] = (const char *)pgarr_finish(&c[i], &st->lens[k]);
+		st->fmts[k] = 1;
+	}
+}
+
+static struct store_stmt *
+stmt_next(struct store_stmts *out, const char *sql, bool binary)
+{
+	struct store_stmt *st = &out->stmt[out->n++];
+
+	st->sql = sql;
+	st->nparams = 0;
+	st->binary = binary;
+	return st;
+}
+
+void
+store_batch_statements(struct store_batch *b, uint64_t checkpoint, const char *node,
+    const char *journal_id, struct store_stmts *out)
+{
+	struct store_stmt *st;
+
+	out->n = 0;
+	if (b->nevents > 0) {
+		st = stmt_next(out, insert_events, true);
+		stmt_arrays(st, b->ev, EV_COLS);
+		stmt_arrays(st, b->o, O_COLS);
+	}
+	if (b->nquar > 0)
+		stmt_arrays(stmt_next(out, insert_quarantine, true), b->q, Q_COLS);
+	if (b->nreports > 0)
+		stmt_arrays(stmt_next(out, upsert_reports, true), b->r, R_COLS);
+	store_checkpoint_statement(out, checkpoint, node, journal_id);
+}
+
+void
+store_checkpoint_statement(struct store_stmts *out, uint64_t checkpoint, const char *node,
+    const char *journal_id)
+{
+	struct store_stmt *st = stmt_next(out, upsert_checkpoint, false);
+
+	snprintf(out->seq, sizeof(out->seq), "%llu", (unsigned long long)checkpoint);
+	st->vals[0] = node;
+	st->vals[1] = journal_id;
+	st->vals[2] = out->seq;
+	st->nparams = 3;
+}

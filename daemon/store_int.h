@@ -1,0 +1,158 @@
+/* store_int.h — what store.c (connection, transaction queue),
+ * store_setup.c (schema, maintenance), store_outbox.c (the forwarder's
+ * queries) and store_ctl.c (gridbridgectl) share. Not for other files. */
+#ifndef GRIDBRIDGE_STORE_INT_H
+#define GRIDBRIDGE_STORE_INT_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backoff.h"
+#include "store.h"
+#include "store_batch.h"
+
+struct event;
+struct event_base;
+struct store_op;
+
+#define STORE_MAINTAIN_SECONDS 3600	/* partitions ahead, retention */
+
+/* After connecting: schema, then partitions, then ready. */
+enum setup_step {
+	STEP_NONE,		/* not connected */
+	STEP_MIGRATIONS_TABLE,
+	STEP_READ_VERSION,	/* in a transaction holding the advisory lock */
+	STEP_MIGRATE,		/* ... applies what is missing and commits */
+	STEP_ABANDON,		/* ... rolls back: the schema is newer than we are */
+	STEP_LOCK,		/* session advisory locks: node name, journal id */
+	STEP_MAINTAIN,
+	STEP_CHECKPOINT,	/* read this journal's committed sequence */
+	STEP_REPORTS,		/* read the last repeated-report states */
+	STEP_READY,		/* pipeline mode: batches */
+	STEP_INCOMPATIBLE,
+};
+
+/* What a queued transaction is. */
+enum store_txn_kind {
+	TXN_BATCH,	/* ingest: a batch's rows and the checkpoint */
+	TXN_OUTBOX,	/* a query of the forwarder (claim, settle, release) */
+};
+
+/* One transaction in the pipeline, queued until the server confirms it. */
+struct store_txn {
+	struct store_txn *next;
+	enum store_txn_kind kind;
+	union {
+		struct store_batch *batch;	/* TXN_BATCH */
+		struct store_op *op;		/* TXN_OUTBOX */
+	} u;
+	uint64_t first_seq, last_seq, checkpoint;	/* TXN_BATCH */
+	int failures;			/* attempts that failed, not for the data */
+	bool failed;
+	char sqlstate[6];
+	char error[256];
+};
+
+struct store {
+	struct event_base *base;
+	PGconn *conn;
+	struct event *io;
+	int io_fd;
+	short io_flags;
+	struct event *retry;	/* reconnect timer */
+	struct event *deadline;	/* connect timeout */
+	struct backoff backoff;
+	char *host, *port, *dbname, *user, *password;
+	char *sslmode, *sslrootcert, *sslcert, *sslkey;	/* "" for libpq's default */
+	int connect_timeout;
+	int partitions_ahead;
+	int retention_days;
+	bool connected;
+	bool down_logged;	/* the outage was reported at warn */
+	enum setup_step step;
+	bool query_failed;	/* the running step got an error result */
+	int db_version;		/* read in STEP_READ_VERSION */
+	uint64_t db_checkpoint;	/* read in STEP_CHECKPOINT */
+	struct event *maintain;	/* hourly partition maintenance */
+	bool maintain_due;
+	struct store_sink sink;
+	char *node;
+	char *journal_id;	/* the journal's UUID as text */
+	uint8_t journal_uuid[16];
+	bool locked_before;	/* this process held the locks on an earlier connection */
+	bool lock_node_ok, lock_journal_ok;
+	bool lock_wait_logged;
+	int lock_attempts;
+	size_t max_reports;
+	int max_inflight;
+	bool announced;		/* sink->ready() was called */
+	/* Transactions: `queue` in submission order (outbox queries ahead of
+	 * batches not yet sent); the first `sent` of them are in the current
+	 * connection's pipeline. */
+	struct store_txn *queue, *queue_tail;
+	size_t queued, sent;
+	bool outage;		/* an outage is going on (for its duration) */
+	int64_t outage_started_ms;
+	void (*outbox_hook)(void *ctx);
+	uint32_t claims;		/* names the next claim's lease */
+	void *outbox_ctx;
+};
+
+/* ---- store.c: the connection ---- */
+
+/* libpq connection parameters, empty values left out. */
+#define CONN_PARAMS_MAX 16
+struct conn_params {
+	const char *keys[CONN_PARAMS_MAX + 1], *vals[CONN_PARAMS_MAX + 1];
+	int n;
+};
+
+/* Where and how to connect, for the daemon and for gridbridgectl. */
+void store_conn_params_init(struct conn_params *p, const char *host, const char *port,
+    const char *dbname, const char *user, const char *password, const char *sslmode,
+    const char *sslrootcert, const char *sslcert, const char *sslkey);
+void store_conn_param(struct conn_params *p, const char *key, const char *val);
+/* The first line of libpq's message, without the trailing newline. */
+void store_conn_error(const PGconn *conn, char *buf, size_t len);
+/* libpq's notice processor: server notices go to our log. */
+void store_notice(void *arg, const char *message);
+
+void store_drop_connection(struct store *s);
+/* The database is unavailable: logged, retried after a backoff. */
+void store_schedule_retry(struct store *s, const char *why);
+/* A fresh connection after a pause, for a reason logged where it happened. */
+void store_reconnect_quietly(struct store *s, const char *why);
+/* Sends what libpq holds; watches for writing while it holds some. */
+void store_flush(struct store *s);
+int64_t store_mono_ms(void);
+
+/* ---- store.c: the transaction queue ---- */
+
+/* Queues an outbox query ahead of the batches not yet sent. */
+void store_queue_op(struct store *s, struct store_op *op);
+/* Sends queued transactions up to the in-flight limit. */
+void store_send_more(struct store *s);
+/* The pipeline's results, in STEP_READY. */
+void store_take_txn_results(struct store *s);
+
+/* ---- store_setup.c ---- */
+
+/* Setup moves on with the connection made (step STEP_NONE). */
+void store_setup_next(struct store *s);
+/* The setup queries' results, before STEP_READY. */
+void store_setup_results(struct store *s);
+/* Partitions and retention, between batches (pipeline mode left). */
+void store_maintain(struct store *s);
+
+/* ---- store_outbox.c: one queued query of the forwarder ---- */
+
+/* Sends it, with its Sync: 0, or -1 when libpq refused. */
+int store_op_send(struct store *s, struct store_op *op);
+/* One of its results, of status PGRES_TUPLES_OK. */
+void store_op_result(struct store_op *op, PGresult *r);
+/* Its Sync arrived: tells the forwarder (`t` says whether it failed). */
+void store_op_done(struct store_op *op, const struct store_txn *t);
+void store_op_free(struct store_op *op);
+
+#endif

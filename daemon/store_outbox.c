@@ -1,0 +1,314 @@
+/* store_outbox.c — the forwarder's queries (outbox.h): claim, settle,
+ * release, each its own transaction in the store's pipeline, queued ahead
+ * of the batches not yet sent. */
+#include <endian.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "outbox.h"
+#include "store_batch.h"
+#include "store_int.h"
+
+/* A query of the forwarder (claim, settle, release). */
+struct store_op {
+	enum { OP_CLAIM, OP_SETTLE, OP_RELEASE } kind;
+	const char *sql;
+	int nparams;
+	bool resend;			/* sent before, on a connection since lost */
+	char *text[6];			/* text parameters (NULL: SQL NULL) */
+	struct pgarr ids;		/* $2 of settle, $7 of claim: uuid[] */
+	outbox_claim_fn claim_done;
+	void *ctx;
+	struct outbox_row *rows;
+	size_t nrows;
+	uint8_t *data;			/* the rows' records */
+};
+
+/* Takes up to $2 rows (and about $3 bytes of records) of target $1 that
+ * are due, of a priority in [$6[1], $6[2]] (a lane of the forwarder) and
+ * not among the ids $7 (rows the forwarder holds already), highest priority
+ * first, and leases them to this node ($5) for $4 seconds: another daemon
+ * (or this one after a restart, see release) takes them only when the
+ * lease has run out. Each row comes with its age in milliseconds, by the
+ * database's clock (max_age). */
+static const char outbox_claim_sql[] =
+    "WITH c AS ("
+    "  SELECT o.event_id, o.target, o.priority, o.created_at, e.record"
+    "  FROM forward_outbox o"
+    "  LEFT JOIN events e ON e.id = o.event_id AND e.event_time = o.event_time"
+    "  WHERE o.target = $1 AND o.state = 'pending' AND o.next_attempt_at <= now()"
+    "    AND o.priority BETWEEN ($6::int[])[1] AND ($6::int[])[2]"
+    "    AND o.event_id <> ALL($7::uuid[])"
+    "  ORDER BY o.priority DESC, o.created_at"
+    "  LIMIT $2::int FOR UPDATE OF o SKIP LOCKED"
+    "), w AS ("
+    "  SELECT c.*, sum(coalesce(length(c.record), 0)) OVER (ORDER BY c.priority DESC,"
+    "    c.created_at, c.event_id ROWS UNBOUNDED PRECEDING)"
+    "    - coalesce(length(c.record), 0) AS before"
+    "  FROM c"
+    ")"
+    " UPDATE forward_outbox o SET next_attempt_at = now() + make_interval(secs => $4::int),"
+    "   claimed_by = $5"
+    " FROM w WHERE o.event_id = w.event_id AND o.target = w.target AND w.before < $3::bigint"
+    " RETURNING o.event_id, o.priority::int4, o.attempts, w.record, w.before,"
+    "   greatest(0, floor(extract(epoch FROM now() - w.created_at) * 1000))::int8";
+
+static const char outbox_sent_sql[] =
+    "UPDATE forward_outbox SET state = 'sent', sent_at = now(), attempts = attempts + 1,"
+    " last_status = $3::int, last_error = NULL, claimed_by = NULL"
+    " WHERE target = $1 AND event_id = ANY($2::uuid[]) AND state = 'pending'";
+static const char outbox_retry_sql[] =
+    "UPDATE forward_outbox SET attempts = attempts + 1, last_status = $3::int,"
+    " last_error = $4, next_attempt_at = now() + make_interval(secs => $5::double precision)"
+    " WHERE target = $1 AND event_id = ANY($2::uuid[]) AND state = 'pending'";
+static const char outbox_failed_sql[] =
+    "UPDATE forward_outbox SET state = 'failed', attempts = attempts + 1, last_status = $3::int,"
+    " last_error = $4, claimed_by = NULL"
+    " WHERE target = $1 AND event_id = ANY($2::uuid[]) AND state = 'pending'";
+/* Rows the forwarder gives back unsent: due again in $3 seconds. */
+static const char outbox_defer_sql[] =
+    "UPDATE forward_outbox SET next_attempt_at = now() + make_interval(secs => $3::double precision),"
+    " claimed_by = NULL"
+    " WHERE target = $1 AND event_id = ANY($2::uuid[]) AND state = 'pending'";
+/* After a restart: what this node had leased is due again at once. A
+ * claim leases its rows to NODE/TOKEN, a name of its own. */
+static const char outbox_release_sql[] =
+    "UPDATE forward_outbox SET next_attempt_at = now(), claimed_by = NULL"
+    " WHERE state = 'pending' AND (claimed_by = $1 OR starts_with(claimed_by, $1 || '/'))";
+/* A claim sent again after a lost connection first gives back what its
+ * first sending may have leased (committed, but the answer lost), in the
+ * same transaction: no rows wait out a lease nobody holds. */
+static const char outbox_unclaim_sql[] =
+    "UPDATE forward_outbox SET next_attempt_at = now(), claimed_by = NULL"
+    " WHERE target = $1 AND state = 'pending' AND claimed_by = $2";
+
+int
+store_op_send(struct store *s, struct store_op *op)
+{
+	const char *vals[7];
+	int lens[7], fmts[7];
+
+	free(op->rows);
+	free(op->data);
+	op->rows = NULL;
+	op->data = NULL;
+	op->nrows = 0;
+	for (int i = 0; i < op->nparams; i++) {
+		vals[i] = i < 6 ? op->text[i] : NULL;
+		lens[i] = 0;
+		fmts[i] = 0;
+	}
+	/* The ids, a binary uuid[]: $2 of settle, $7 of claim. */
+	int at = op->kind == OP_SETTLE ? 1 : op->kind == OP_CLAIM ? 6 : -1;
+	if (at >= 0) {
+		vals[at] = (const char *)pgarr_finish(&op->ids, &lens[at]);
+		fmts[at] = 1;
+	}
+	if (op->kind == OP_CLAIM && op->resend) {
+		const char *un[2] = { op->text[0], op->text[4] };
+		if (PQsendQueryParams(s->conn, outbox_unclaim_sql, 2, NULL, un, NULL, NULL, 0) == 0)
+			return -1;
+	}
+	op->resend = true;
+	/* Binary results: uuids as 16 bytes, records as they are. */
+	if (PQsendQueryParams(s->conn, op->sql, op->nparams, NULL, vals, lens, fmts,
+	    op->kind == OP_CLAIM ? 1 : 0) == 0)
+		return -1;
+	return PQpipelineSync(s->conn) == 0 ? -1 : 0;
+}
+
+static uint32_t
+get_be32(const char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return be32toh(v);
+}
+
+/* The claim's rows, copied out of the result. */
+static void
+take_claim_rows(struct store_op *op, PGresult *r)
+{
+	int n = PQntuples(r);
+	size_t bytes = 0;
+
+	if (n <= 0 || PQnfields(r) != 6)
+		return;
+	for (int i = 0; i < n; i++)
+		bytes += (size_t)PQgetlength(r, i, 3);
+	op->rows = calloc((size_t)n, sizeof(*op->rows));
+	op->data = malloc(bytes ? bytes : 1);
+	if (op->rows == NULL || op->data == NULL)
+		abort();
+	size_t off = 0;
+	for (int i = 0; i < n; i++) {
+		struct outbox_row *row = &op->rows[op->nrows];
+		if (PQgetlength(r, i, 0) != 16 || PQgetlength(r, i, 1) != 4 ||
+		    PQgetlength(r, i, 2) != 4)
+			continue;
+		memcpy(row->event_id, PQgetvalue(r, i, 0), 16);
+		row->priority = (int)get_be32(PQgetvalue(r, i, 1));
+		row->attempts = (int)get_be32(PQgetvalue(r, i, 2));
+		if (PQgetisnull(r, i, 3)) {
+			row->record = NULL;
+			row->record_len = 0;
+		} else {
+			size_t len = (size_t)PQgetlength(r, i, 3);
+			memcpy(op->data + off, PQgetvalue(r, i, 3), len);
+			row->record = op->data + off;
+			row->record_len = len;
+			off += len;
+		}
+		uint64_t before = 0, age = 0;
+		if (PQgetlength(r, i, 4) == 8)
+			memcpy(&before, PQgetvalue(r, i, 4), 8);
+		if (PQgetlength(r, i, 5) == 8)
+			memcpy(&age, PQgetvalue(r, i, 5), 8);
+		row->order = (int64_t)be64toh(before);
+		row->age_ms = (int64_t)be64toh(age);
+		op->nrows++;
+	}
+}
+
+static struct store_op *
+new_op(int kind, const char *sql, int nparams)
+{
+	struct store_op *op = calloc(1, sizeof(*op));
+	if (op == NULL)
+		abort();
+	op->kind = kind;
+	op->sql = sql;
+	op->nparams = nparams;
+	return op;
+}
+
+static char *
+xstrdup(const char *v)
+{
+	char *d = strdup(v);
+	if (d == NULL)
+		abort();
+	return d;
+}
+
+static char *
+fmt_ll(long long v)
+{
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%lld", v);
+	return xstrdup(buf);
+}
+
+static void
+outbox_claim(void *ctx, const struct outbox_claim *c, outbox_claim_fn done, void *done_ctx)
+{
+	struct store *s = ctx;
+	struct store_op *op = new_op(OP_CLAIM, outbox_claim_sql, 7);
+	char range[48];
+
+	op->text[0] = xstrdup(c->target);
+	op->text[1] = fmt_ll((long long)c->max_rows);
+	op->text[2] = fmt_ll((long long)c->max_bytes);
+	op->text[3] = fmt_ll(c->lease_s);
+	char token[300];
+	snprintf(token, sizeof(token), "%s/%08x", s->node, s->claims++);
+	op->text[4] = xstrdup(token);
+	snprintf(range, sizeof(range), "{%d,%d}", c->min_priority, c->max_priority);
+	op->text[5] = xstrdup(range);
+	pgarr_init(&op->ids, OID_UUID);
+	for (size_t i = 0; i < c->nexclude; i++)
+		pgarr_add(&op->ids, c->exclude + 16 * i, 16);
+	op->claim_done = done;
+	op->ctx = done_ctx;
+	store_queue_op(s, op);
+}
+
+static void
+outbox_settle(void *ctx, const char *target, const uint8_t *ids, size_t n,
+    enum outbox_outcome outcome, int status, const char *error, int64_t retry_in_ms)
+{
+	struct store *s = ctx;
+	const char *sql = outcome == OUTBOX_SENT ? outbox_sent_sql :
+	    outcome == OUTBOX_RETRY ? outbox_retry_sql :
+	    outcome == OUTBOX_DEFER ? outbox_defer_sql : outbox_failed_sql;
+	struct store_op *op = new_op(OP_SETTLE, sql, outcome == OUTBOX_SENT ? 3 :
+	    outcome == OUTBOX_RETRY ? 5 : outcome == OUTBOX_DEFER ? 3 : 4);
+	char secs[32];
+
+	op->text[0] = xstrdup(target);
+	pgarr_init(&op->ids, OID_UUID);
+	for (size_t i = 0; i < n; i++)
+		pgarr_add(&op->ids, ids + 16 * i, 16);
+	snprintf(secs, sizeof(secs), "%.3f", (double)retry_in_ms / 1000.0);
+	if (outcome == OUTBOX_DEFER) {
+		op->text[2] = xstrdup(secs);
+		store_queue_op(s, op);
+		return;
+	}
+	op->text[2] = status > 0 ? fmt_ll(status) : NULL;
+	if (outcome != OUTBOX_SENT)
+		op->text[3] = xstrdup(error != NULL ? error : "");
+	if (outcome == OUTBOX_RETRY)
+		op->text[4] = xstrdup(secs);
+	store_queue_op(s, op);
+}
+
+static void
+outbox_release(void *ctx)
+{
+	struct store *s = ctx;
+	struct store_op *op = new_op(OP_RELEASE, outbox_release_sql, 1);
+
+	op->text[0] = xstrdup(s->node);
+	store_queue_op(s, op);
+}
+
+void
+store_outbox(struct store *s, struct outbox *out)
+{
+	out->claim = outbox_claim;
+	out->settle = outbox_settle;
+	out->release = outbox_release;
+	out->ctx = s;
+}
+
+void
+store_set_outbox_hook(struct store *s, void (*fn)(void *ctx), void *ctx)
+{
+	s->outbox_hook = fn;
+	s->outbox_ctx = ctx;
+}
+
+void
+store_op_result(struct store_op *op, PGresult *r)
+{
+	if (op->kind == OP_CLAIM)
+		take_claim_rows(op, r);
+}
+
+void
+store_op_done(struct store_op *op, const struct store_txn *t)
+{
+	if (t->failed)
+		log_error("store", "outbox query failed", "sqlstate=%s error=%s", t->sqlstate,
+		    t->error);
+	if (op->kind == OP_CLAIM && op->claim_done != NULL)
+		op->claim_done(op->ctx, t->failed ? NULL : op->rows, t->failed ? 0 : op->nrows,
+		    !t->failed);
+}
+
+void
+store_op_free(struct store_op *op)
+{
+	if (op == NULL)
+		return;
+	for (int i = 0; i < 6; i++)
+		free(op->text[i]);
+	pgarr_free(&op->ids);
+	free(op->rows);
+	free(op->data);
+	free(op);
+}
