@@ -701,6 +701,11 @@ def test_bad_server_certificate_nothing_sent(daemon, mosquitto, private_postgres
             f = logfmt.fields(line)
             assert f["level"] == "error" and reason.search(f["error"]), line
         assert ep.requests == [], "a request reached the endpoint over a refused certificate"
+        # Each lane (alarms, routine) probes on its own, so the first failures
+        # may be one per lane, and a failure's count reaches the outbox after
+        # its log line: wait for a row tried twice.
+        wait_until(lambda: max(r["attempts"] for r in outbox(pg)) >= 2, 15,
+                   "a row tried twice")
         rows = outbox(pg)
         assert len(rows) == 30 and {r["state"] for r in rows} == {"pending"}, \
             collections.Counter(r["state"] for r in rows)
