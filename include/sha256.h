@@ -1,11 +1,11 @@
 /* sha256.c — SHA-256 through OpenSSL's libcrypto, for deterministic event
  * ids, repeat keys and idempotency keys.
  *
- * The digest algorithm is fetched once per process, and every thread keeps
- * a spare digest context for the next hash: decoding hashes an id per
- * record, and fetching or allocating each time would cost more than the
- * hash of a short record. Contexts may nest (a second sha256_init() before
- * the first sha256_final() gets a context of its own). Out of memory, or a
+ * Decoding hashes an id per record, so the per-hash overhead counts: the
+ * digest algorithm is fetched once per process, every thread keeps a
+ * spare digest context for its next hash, and short updates are gathered
+ * (below). Hashes may nest (a second sha256_init() before the first
+ * sha256_final() gets a context of its own). Out of memory, or a
  * libcrypto without SHA-256, aborts. */
 #ifndef GRIDBRIDGE_SHA256_H
 #define GRIDBRIDGE_SHA256_H
@@ -15,8 +15,13 @@
 
 struct evp_md_ctx_st;
 
+/* Short updates (an id hashes a dozen fields of a few bytes) are gathered
+ * in `buf` and go to libcrypto together: each call there costs about as
+ * much as hashing a block. */
 struct sha256 {
 	struct evp_md_ctx_st *ctx;	/* between sha256_init() and sha256_final() */
+	size_t buflen;
+	uint8_t buf[128];
 };
 
 void sha256_init(struct sha256 *s);

@@ -71,7 +71,9 @@ main(void)
 	uint8_t d[32];
 
 	/* One call, as repeated updates of the vector's string, and in odd
-	 * pieces (1, 7, 63 and 65 bytes: every offset inside a block). */
+	 * pieces: 1, 7, 63 and 65 bytes (every offset inside a block, and
+	 * short pieces gathered before libcrypto sees them), 128, 129 and 300
+	 * (pieces that go to libcrypto at once). */
 	for (size_t v = 0; v < NVEC; v++) {
 		size_t n;
 		char *p = whole(v, &n);
@@ -89,8 +91,8 @@ main(void)
 		to_hex(d, hex);
 		T_STREQ(hex, vec[v].hex);
 
-		static const size_t steps[] = { 1, 7, 63, 65 };
-		for (size_t s = 0; s < 4; s++) {
+		static const size_t steps[] = { 1, 7, 63, 65, 128, 129, 300 };
+		for (size_t s = 0; s < sizeof(steps) / sizeof(steps[0]); s++) {
 			if (vec[v].repeat > 1000 && steps[s] < 63)
 				continue;	/* a million single bytes: slow under the sanitizers */
 			pieces(v, steps[s], hex);
