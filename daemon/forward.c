@@ -3,7 +3,6 @@
 
 #include <curl/curl.h>
 #include <event2/event.h>
-#include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,18 +11,14 @@
 #include <time.h>
 
 #include "backoff.h"
-#include "event.pb-c.h"
-#include "event_json.h"
+#include "forward_curl.h"
+#include "forward_profile.h"
 #include "log.h"
-#include "sha256.h"
 #include "version.h"
 
 #define POLL_MS 1000		/* due rows (retries, requeued) are looked for */
-#define REPLY_KEEP 512		/* bytes of a refusal's reply kept */
-#define REPLY_TEXT (4 * REPLY_KEEP + 1)	/* ... as text: each byte \xNN at worst */
 #define LEASE_MARGIN_S 30
 #define SPLIT_AFTER 3		/* answers in a row that may be about a batch's content */
-#define TLS_REFUSAL_US 20000	/* see batch_failed() */
 
 enum batch_state {
 	BATCH_READY,		/* goes when a slot of its lane is free */
@@ -85,7 +80,7 @@ struct slot {
 	CURL *easy;
 	struct curl_slist *headers;
 	struct batch *b;		/* NULL: idle */
-	unsigned char reply[REPLY_KEEP];
+	unsigned char reply[FORWARD_REPLY_KEEP];
 	size_t reply_len;
 	bool reply_cut;			/* the reply was longer */
 	char errbuf[CURL_ERROR_SIZE];
@@ -118,7 +113,7 @@ struct target {
 	struct forward *f;
 	char *name;
 	char *url;
-	bool json;
+	const struct forward_profile *profile;
 	bool allow_http;
 	char *ca_file, *cert_file, *key_file, *proxy;
 	char *auth;			/* "Authorization: Bearer ..." or NULL */
@@ -138,21 +133,14 @@ struct target {
 struct forward {
 	struct event_base *base;
 	struct outbox outbox;
-	CURLM *multi;
-	struct event *timeout;		/* libcurl's timer */
+	struct forward_curl *curl;
 	struct event *poll;
 	struct target *targets;
 	size_t ntargets;
 };
 
-/* One watched socket of libcurl. */
-struct sock {
-	struct event *ev;
-	struct forward *f;
-};
-
 static void lane_pump(struct lane *l);
-static void request_done(struct slot *sl, CURLcode code);
+static void request_done(void *forward, CURL *easy, void *slot, CURLcode code);
 
 static int64_t
 mono_ms(void)
@@ -186,94 +174,14 @@ is_https(const char *url)
 	return strncasecmp(url, "https://", 8) == 0;
 }
 
-/* ---- libcurl on libevent ---------------------------------------------- */
-
-static void check_done(struct forward *f);
-
-static void
-sock_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct sock *so = arg;
-	struct forward *f = so->f;
-	int running, flags = 0;
-
-	if (what & EV_READ)
-		flags |= CURL_CSELECT_IN;
-	if (what & EV_WRITE)
-		flags |= CURL_CSELECT_OUT;
-	curl_multi_socket_action(f->multi, fd, flags, &running);
-	check_done(f);
-}
-
-static void
-timeout_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct forward *f = arg;
-	int running;
-
-	(void)fd;
-	(void)what;
-	curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	check_done(f);
-}
-
-/* CURLMOPT_SOCKETFUNCTION: only changes which events are watched. */
-static int
-socket_fn(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-	struct forward *f = userp;
-	struct sock *so = socketp;
-
-	(void)easy;
-	if (what == CURL_POLL_REMOVE) {
-		if (so != NULL) {
-			event_free(so->ev);
-			free(so);
-			curl_multi_assign(f->multi, s, NULL);
-		}
-		return 0;
-	}
-	short ev = EV_PERSIST;
-	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-		ev |= EV_READ;
-	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-		ev |= EV_WRITE;
-	if (so == NULL) {
-		so = calloc(1, sizeof(*so));
-		if (so == NULL)
-			return -1;
-		so->f = f;
-		curl_multi_assign(f->multi, s, so);
-	} else {
-		event_free(so->ev);
-	}
-	so->ev = event_new(f->base, s, ev, sock_cb, so);
-	if (so->ev == NULL || event_add(so->ev, NULL) != 0)
-		return -1;
-	return 0;
-}
-
-/* CURLMOPT_TIMERFUNCTION: only (re)arms our timer. */
-static int
-timer_fn(CURLM *multi, long timeout_ms, void *userp)
-{
-	struct forward *f = userp;
-
-	(void)multi;
-	if (timeout_ms < 0) {
-		evtimer_del(f->timeout);
-		return 0;
-	}
-	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
-	return evtimer_add(f->timeout, &tv) == 0 ? 0 : -1;
-}
+/* ---- requests' replies ------------------------------------------------- */
 
 static size_t
 write_fn(char *data, size_t size, size_t nmemb, void *userp)
 {
 	struct slot *sl = userp;
 	size_t n = size * nmemb;
-	size_t room = REPLY_KEEP - sl->reply_len;
+	size_t room = FORWARD_REPLY_KEEP - sl->reply_len;
 	size_t take = n < room ? n : room;
 
 	memcpy(sl->reply + sl->reply_len, data, take);
@@ -283,110 +191,7 @@ write_fn(char *data, size_t size, size_t nmemb, void *userp)
 	return n;		/* the rest is read and dropped */
 }
 
-/* ---- text for the outbox ----------------------------------------------- */
-
-/* The length of the UTF-8 sequence at p (of n bytes), its code point in
- * *cp; 0 when it is not valid UTF-8 (overlong, surrogate, past U+10FFFF,
- * a stray continuation byte); -1 when the n bytes end inside a sequence
- * that is valid so far. */
-static int
-utf8_seq(const unsigned char *p, size_t n, uint32_t *cp)
-{
-	unsigned char c = p[0];
-	uint32_t v, min;
-	int len;
-
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		v = c & 0x1f;
-		min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		v = c & 0x0f;
-		min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		v = c & 0x07;
-		min = 0x10000;
-	} else {
-		return 0;
-	}
-	for (int i = 1; i < len; i++) {
-		if ((size_t)i >= n)
-			return -1;
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		v = (v << 6) | (p[i] & 0x3f);
-	}
-	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-		return 0;
-	*cp = v;
-	return len;
-}
-
-/* Bytes from outside (a reply) as text the database takes: valid UTF-8 is
- * kept, any other byte becomes \xNN, control characters (C0, DEL, C1, NUL
- * included) become spaces, and a character that `cut` (the bytes were cut
- * from a longer text) broke at the end is dropped. `out` holds at least
- * 4 * n + 1 bytes. */
-static void
-safe_text(const unsigned char *p, size_t n, bool cut, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	size_t i = 0, o = 0;
-
-	while (i < n) {
-		uint32_t cp = 0;
-		int len = utf8_seq(p + i, n - i, &cp);
-		if (len < 0 && cut)
-			break;
-		if (len <= 0) {
-			out[o++] = '\\';
-			out[o++] = 'x';
-			out[o++] = digits[p[i] >> 4];
-			out[o++] = digits[p[i] & 15];
-			i++;
-			continue;
-		}
-		if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) {
-			out[o++] = ' ';
-		} else {
-			memcpy(out + o, p + i, (size_t)len);
-			o += (size_t)len;
-		}
-		i += (size_t)len;
-	}
-	out[o] = '\0';
-}
-
 /* ---- batches ----------------------------------------------------------- */
-
-static void
-hex(const uint8_t *p, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[p[i] >> 4];
-		out[2 * i + 1] = digits[p[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static size_t
-put_varint(uint8_t *p, uint64_t v)
-{
-	size_t n = 0;
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
 
 /* Rows in claim order: priority first, then age (the claim's `order`). */
 static int
@@ -401,64 +206,20 @@ cmp_rows(const void *a, const void *b)
 	return memcmp(x->event_id, y->event_id, 16);
 }
 
-/* An EventBatch: field 1 (events), length-delimited, once per record. */
-static char *
-body_protobuf(const struct row *rows, size_t n, size_t *len)
-{
-	size_t cap = 0;
-	for (size_t i = 0; i < n; i++)
-		cap += rows[i].record_len + 11;
-	uint8_t *b = xmalloc(cap), *p = b;
-	for (size_t i = 0; i < n; i++) {
-		*p++ = 0x0a;
-		p += put_varint(p, rows[i].record_len);
-		memcpy(p, rows[i].record, rows[i].record_len);
-		p += rows[i].record_len;
-	}
-	*len = (size_t)(p - b);
-	return (char *)b;
-}
-
-/* The EventBatch's proto3 JSON mapping: {"events":[...]}. */
-static char *
-body_json(const struct row *rows, size_t n, size_t *len)
-{
-	json_t *arr = json_array();
-	for (size_t i = 0; i < n; i++) {
-		Gridbridge__V1__Event *ev = gridbridge__v1__event__unpack(NULL, rows[i].record_len,
-		    rows[i].record);
-		if (ev == NULL)
-			continue;	/* cannot happen: we packed it */
-		json_array_append_new(arr, event_json(&ev->base));
-		gridbridge__v1__event__free_unpacked(ev, NULL);
-	}
-	json_t *o = json_object();
-	json_object_set_new(o, "events", arr);
-	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(o);
-	if (s == NULL)
-		abort();
-	*len = strlen(s);
-	return s;
-}
-
-/* The body and the Idempotency-Key of the batch's rows: the first 128 bits
- * of the SHA-256 of the event ids, in body order. */
+/* The body and the Idempotency-Key of the batch's rows, in body order. */
 static void
 batch_seal(struct batch *b)
 {
-	struct target *t = b->l->t;
-	struct sha256 h;
-	uint8_t digest[32];
+	const struct forward_profile *pr = b->l->t->profile;
+	struct forward_record *recs = xmalloc(b->n * sizeof(*recs));
 
-	sha256_init(&h);
 	for (size_t i = 0; i < b->n; i++)
-		sha256_update(&h, b->rows[i].id, 16);
-	sha256_final(&h, digest);
-	hex(digest, 16, b->key);
+		recs[i] = (struct forward_record){ b->rows[i].id, b->rows[i].record,
+		    b->rows[i].record_len };
+	pr->batch_key(recs, b->n, b->key);
 	free(b->body);
-	b->body = t->json ? body_json(b->rows, b->n, &b->body_len) :
-	    body_protobuf(b->rows, b->n, &b->body_len);
+	b->body = pr->build_body(recs, b->n, &b->body_len);
+	free(recs);
 }
 
 /* The ids of rows [from, from + n) of `b`, 16 bytes each. */
@@ -777,8 +538,7 @@ setup_easy(struct slot *sl, struct batch *b)
 	char key[64];
 	snprintf(key, sizeof(key), "Idempotency-Key: %s", b->key);
 	struct curl_slist *h = NULL;
-	h = curl_slist_append(h, t->json ? "Content-Type: application/json" :
-	    "Content-Type: application/x-protobuf");
+	h = curl_slist_append(h, t->profile->content_type);
 	h = curl_slist_append(h, key);
 	h = curl_slist_append(h, "Expect:");
 	if (t->auth != NULL)
@@ -862,7 +622,7 @@ start_batch(struct batch *b)
 		return true;
 	}
 	sl->started_ms = b->tried_ms;
-	CURLMcode mc = curl_multi_add_handle(l->t->f->multi, sl->easy);
+	CURLMcode mc = forward_curl_add(l->t->f->curl, sl->easy);
 	if (mc != CURLM_OK) {
 		log_error("forward", "cannot start request", "target=%s error=%s", l->t->name,
 		    curl_multi_strerror(mc));
@@ -925,24 +685,6 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	lane_pump(l);
 }
 
-static bool
-tls_error(CURLcode c)
-{
-	return c == CURLE_PEER_FAILED_VERIFICATION || c == CURLE_SSL_CACERT_BADFILE ||
-	    c == CURLE_SSL_CERTPROBLEM || c == CURLE_SSL_CONNECT_ERROR ||
-	    c == CURLE_SSL_ISSUER_ERROR || c == CURLE_SSL_PINNEDPUBKEYNOTMATCH ||
-	    c == CURLE_SSL_INVALIDCERTSTATUS || c == CURLE_SSL_CRL_BADFILE;
-}
-
-/* Printable text of an error, for logs and the outbox. */
-static void
-printable(char *s)
-{
-	for (unsigned char *p = (unsigned char *)s; *p != '\0'; p++)
-		if (*p < 0x20 || *p >= 0x7f)
-			*p = ' ';
-}
-
 /* The platform answered: the lane is up, its waiting batches go now (the
  * suspect ones when due), new rows are claimed. */
 static void
@@ -989,7 +731,7 @@ give_up(struct batch *b, const bool *over_attempts, const bool *over_age, int st
 		}
 		if (n == 0)
 			continue;
-		char msg[CURL_ERROR_SIZE + 160];
+		char msg[FORWARD_TEXT_MAX + 160];
 		if (k == 0) {
 			snprintf(msg, sizeof(msg), "gave up after %d attempts: %s", attempts, why);
 			log_error("forward", "events not sent, attempts exhausted", "target=%s lane=%s "
@@ -1010,57 +752,26 @@ give_up(struct batch *b, const bool *over_attempts, const bool *over_age, int st
 	free(drop);
 }
 
-/* A retryable failure: 408, 429, 5xx, no answer. */
+/* A retryable failure: 408, 429, 5xx, no answer (the outcome says which,
+ * and why). */
 static void
-batch_failed(struct slot *sl, struct batch *b, CURLcode code, long status,
-    curl_off_t retry_after)
+batch_failed(struct slot *sl, struct batch *b, long status, const struct forward_outcome *o)
 {
 	struct lane *l = sl->l;
 	struct target *t = l->t;
 	int64_t now = mono_ms();
-	char why[CURL_ERROR_SIZE + 128];
+	const char *why = o->text;
+	long long retry_after = o->retry_after_s;
 
-	if (code != CURLE_OK)
-		snprintf(why, sizeof(why), "%s", sl->errbuf[0] ? sl->errbuf : curl_easy_strerror(code));
-	else
-		snprintf(why, sizeof(why), "HTTP %ld", status);
-	printable(why);
-
-	/* The platform refusing our certificate shows, with TLS 1.3, after our
-	 * side of the handshake: as an alert, or on later attempts as a
-	 * connection the server already closed. Such failures stay TLS
-	 * failures until a request succeeds. */
-	bool tls = tls_error(code) || (code != CURLE_OK && strstr(why, "alert") != NULL);
-	/* ... or as a new connection closed at once after our handshake,
-	 * before any answer (a server that merely went away does that at
-	 * a random moment, not within milliseconds of the handshake). */
-	curl_off_t app_us = 0, total_us = 0, pre_us = 0;
-	curl_easy_getinfo(sl->easy, CURLINFO_APPCONNECT_TIME_T, &app_us);
-	curl_easy_getinfo(sl->easy, CURLINFO_TOTAL_TIME_T, &total_us);
-	curl_easy_getinfo(sl->easy, CURLINFO_PRETRANSFER_TIME_T, &pre_us);
-	if (!tls && (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR ||
-	    code == CURLE_GOT_NOTHING) && status == 0 && app_us > 0 &&
-	    total_us - app_us < TLS_REFUSAL_US) {
-		static const char hint[] = " (closed right after the TLS handshake: is our "
-		    "client certificate refused?)";
-		size_t n = strlen(why);
-		if (n + sizeof(hint) <= sizeof(why))
-			memcpy(why + n, hint, sizeof(hint));
-		tls = true;
-	}
+	/* TLS failures stay TLS failures until a request succeeds. */
+	bool tls = o->verdict == FORWARD_RETRY_TLS;
 	if (tls)
 		l->tls_outage = true;
-	else if (l->tls_outage && (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR ||
-	    code == CURLE_GOT_NOTHING))
-		tls = true;
-
 	/* May the batch's content be at fault? A 408 or 5xx answer, or a
 	 * request that went out and got no answer (a timeout, a connection
 	 * lost). Not a 429 or an answer with Retry-After (about the
 	 * platform's state), a refused connection or a TLS failure. */
-	bool content = !tls && retry_after == 0 &&
-	    ((code == CURLE_OK && (status == 408 || status >= 500)) ||
-	    (code != CURLE_OK && pre_us > 0));
+	bool content = o->verdict == FORWARD_RETRY_CONTENT;
 	/* Failing again after other requests of the lane passed: the
 	 * batch's problem, not the platform's (and it stays so). */
 	bool suspect = content && (b->suspect || (b->streak > 0 && l->oks != b->seen_ok));
@@ -1081,7 +792,7 @@ batch_failed(struct slot *sl, struct batch *b, CURLcode code, long status,
 	if (retry_after > 0) {
 		if (retry_after > t->retry_after_max_s) {
 			log_warn("forward", "Retry-After capped", "target=%s lane=%s retry_after_s=%lld "
-			    "retry_in_ms=%lld", t->name, l->name, (long long)retry_after,
+			    "retry_in_ms=%lld", t->name, l->name, retry_after,
 			    t->retry_after_max_s * 1000);
 			retry_after = t->retry_after_max_s;
 		}
@@ -1157,19 +868,49 @@ batch_failed(struct slot *sl, struct batch *b, CURLcode code, long status,
 		arm(l, delay);
 }
 
+/* What libcurl says about the request of `sl`, for the profile. */
 static void
-request_done(struct slot *sl, CURLcode code)
+read_reply(struct slot *sl, CURLcode code, struct forward_reply *r)
 {
-	struct lane *l = sl->l;
-	struct target *t = l->t;
-	struct batch *b = sl->b;
 	long status = 0;
-	curl_off_t retry_after = 0;
-	int64_t ms = mono_ms() - sl->started_ms;
+	curl_off_t retry_after = 0, app_us = 0, pre_us = 0, total_us = 0;
 
 	curl_easy_getinfo(sl->easy, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_getinfo(sl->easy, CURLINFO_RETRY_AFTER, &retry_after);
-	curl_multi_remove_handle(t->f->multi, sl->easy);
+	curl_easy_getinfo(sl->easy, CURLINFO_APPCONNECT_TIME_T, &app_us);
+	curl_easy_getinfo(sl->easy, CURLINFO_PRETRANSFER_TIME_T, &pre_us);
+	curl_easy_getinfo(sl->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+	*r = (struct forward_reply){
+		.code = code,
+		.error = sl->errbuf,
+		.status = status,
+		.retry_after_s = retry_after,
+		.appconnect_us = app_us,
+		.pretransfer_us = pre_us,
+		.total_us = total_us,
+		.body = sl->reply,
+		.body_len = sl->reply_len,
+		.body_cut = sl->reply_cut,
+		.tls_outage = sl->l->tls_outage,
+	};
+}
+
+/* forward_curl's done callback: the request of slot `slot` ended. */
+static void
+request_done(void *forward, CURL *easy, void *slot, CURLcode code)
+{
+	struct slot *sl = slot;
+	struct lane *l = sl->l;
+	struct target *t = l->t;
+	struct batch *b = sl->b;
+	int64_t ms = mono_ms() - sl->started_ms;
+	struct forward_reply r;
+	struct forward_outcome o;
+
+	(void)forward;
+	(void)easy;
+	read_reply(sl, code, &r);
+	t->profile->classify(&r, &o);
 	sl->b = NULL;
 	b->slot = NULL;
 	if (l->probe == b)
@@ -1181,53 +922,37 @@ request_done(struct slot *sl, CURLcode code)
 			t->st.latency_ms_max = (uint64_t)ms;
 	}
 
-	if (code == CURLE_OK && status >= 200 && status < 300) {
+	switch (o.verdict) {
+	case FORWARD_SENT:
 		log_debug("forward", "sent", "target=%s lane=%s events=%zu status=%ld ms=%lld key=%s",
-		    t->name, l->name, b->n, status, (long long)ms, b->key);
-		settle_batch(b, OUTBOX_SENT, (int)status, NULL, 0);
+		    t->name, l->name, b->n, r.status, (long long)ms, b->key);
+		settle_batch(b, OUTBOX_SENT, (int)r.status, NULL, 0);
 		t->st.sent_rows += b->n;
 		t->st.sent_requests++;
 		batch_drop(b);
 		lane_up(l);
 		return;
-	}
-	if (code == CURLE_OK && status >= 400 && status < 500 && status != 408 && status != 429) {
-		/* Refused: sending it again will not help until someone fixes
-		 * the cause (`gridbridgectl outbox retry`). Which rows? Halves
-		 * are sent apart until the rows refused are alone. */
+	case FORWARD_REFUSED:
+		/* Sending it again will not help until someone fixes the cause
+		 * (`gridbridgectl outbox retry`). Which rows? Halves are sent
+		 * apart until the rows refused are alone. */
 		if (b->n > 1) {
 			b->state = BATCH_READY;
 			batch_split(b, "refused");
 		} else {
-			char text[REPLY_TEXT];
-			safe_text(sl->reply, sl->reply_len, sl->reply_cut, text);
 			log_error("forward", "events refused by the platform", "target=%s lane=%s "
-			    "status=%ld events=%zu key=%s", t->name, l->name, status, b->n, b->key);
-			settle_batch(b, OUTBOX_FAILED, (int)status, text, 0);
+			    "status=%ld events=%zu key=%s", t->name, l->name, r.status, b->n, b->key);
+			settle_batch(b, OUTBOX_FAILED, (int)r.status, o.text, 0);
 			t->st.failed_rows_4xx += b->n;
 			batch_drop(b);
 		}
 		lane_up(l);	/* the platform answered: it is up */
 		return;
-	}
-	batch_failed(sl, b, code, status, retry_after);
-}
-
-static void
-check_done(struct forward *f)
-{
-	CURLMsg *m;
-	int left;
-
-	while ((m = curl_multi_info_read(f->multi, &left)) != NULL) {
-		if (m->msg != CURLMSG_DONE)
-			continue;
-		struct slot *sl = NULL;
-		CURL *e = m->easy_handle;
-		CURLcode code = m->data.result;
-		curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&sl);
-		if (sl != NULL)
-			request_done(sl, code);
+	case FORWARD_RETRY:
+	case FORWARD_RETRY_CONTENT:
+	case FORWARD_RETRY_TLS:
+		batch_failed(sl, b, r.status, &o);
+		return;
 	}
 }
 
@@ -1259,7 +984,7 @@ forward_start(struct forward *f)
 	for (size_t i = 0; i < f->ntargets; i++) {
 		struct target *t = &f->targets[i];
 		log_info("forward", "target", "target=%s format=%s max_inflight=%zu alarm_priority=%d",
-		    t->name, t->json ? "json" : "protobuf", t->lanes[0].nslots, t->alarm_priority);
+		    t->name, t->profile->format, t->lanes[0].nslots, t->alarm_priority);
 	}
 	forward_kick(f);
 }
@@ -1299,7 +1024,7 @@ target_init(struct forward *f, struct target *t, const struct forward_target *c)
 	t->f = f;
 	t->name = xstrdup(c->name);
 	t->url = xstrdup(c->url);
-	t->json = c->json;
+	t->profile = forward_profile_gridbridge(c->json);
 	t->allow_http = c->allow_http;
 	t->ca_file = xstrdup(c->ca_file);
 	t->cert_file = xstrdup(c->cert_file);
@@ -1357,18 +1082,13 @@ forward_new(struct event_base *base, const struct outbox *outbox,
 		free(f);
 		return NULL;
 	}
-	f->multi = curl_multi_init();
-	f->timeout = evtimer_new(base, timeout_cb, f);
+	f->curl = forward_curl_new(base, request_done, f);
 	f->poll = event_new(base, -1, EV_PERSIST, poll_cb, f);
 	f->targets = calloc(ntargets ? ntargets : 1, sizeof(*f->targets));
-	if (f->multi == NULL || f->timeout == NULL || f->poll == NULL || f->targets == NULL) {
+	if (f->curl == NULL || f->poll == NULL || f->targets == NULL) {
 		forward_free(f);
 		return NULL;
 	}
-	curl_multi_setopt(f->multi, CURLMOPT_SOCKETFUNCTION, socket_fn);
-	curl_multi_setopt(f->multi, CURLMOPT_SOCKETDATA, f);
-	curl_multi_setopt(f->multi, CURLMOPT_TIMERFUNCTION, timer_fn);
-	curl_multi_setopt(f->multi, CURLMOPT_TIMERDATA, f);
 	for (size_t i = 0; i < ntargets; i++) {
 		f->ntargets++;
 		if (target_init(f, &f->targets[i], &targets[i]) != 0) {
@@ -1387,7 +1107,7 @@ lane_free(struct forward *f, struct lane *l)
 		struct slot *sl = &l->slots[j];
 		if (sl->easy != NULL) {
 			if (sl->b != NULL)
-				curl_multi_remove_handle(f->multi, sl->easy);
+				forward_curl_remove(f->curl, sl->easy);
 			curl_easy_cleanup(sl->easy);
 		}
 		curl_slist_free_all(sl->headers);
@@ -1434,10 +1154,7 @@ forward_free(struct forward *f)
 		}
 	}
 	free(f->targets);
-	if (f->multi != NULL)
-		curl_multi_cleanup(f->multi);
-	if (f->timeout != NULL)
-		event_free(f->timeout);
+	forward_curl_free(f->curl);
 	if (f->poll != NULL)
 		event_free(f->poll);
 	curl_global_cleanup();

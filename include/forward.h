@@ -43,11 +43,12 @@
  * PostgreSQL. A certificate that fails verification is logged at error on
  * every attempt.
  *
- * libcurl's multi interface runs on the daemon's libevent loop: libcurl
- * tells us which sockets and which timeout to watch (its callbacks only
- * change events), and the events call curl_multi_socket_action().
+ * What goes in a body and what a reply means come from the target's
+ * profile (forward_profile.h; today the "gridbridge" profile); forward.c
+ * keeps the rows, lanes, retries and requests. libcurl's multi interface
+ * runs on the daemon's libevent loop through forward_curl.h.
  *
- * This is the only file that includes curl.h.
+ * Only the forward*.c files include curl.h.
  */
 #ifndef GRIDBRIDGE_FORWARD_H
 #define GRIDBRIDGE_FORWARD_H
