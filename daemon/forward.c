@@ -14,6 +14,7 @@
 #include "forward_curl.h"
 #include "forward_profile.h"
 #include "log.h"
+#include "util.h"
 #include "version.h"
 
 #define POLL_MS 1000		/* due rows (retries, requeued) are looked for */
@@ -46,7 +47,7 @@ struct row {
 	uint8_t id[16];
 	int priority;
 	int attempts;		/* requests with an outcome for it, by any process */
-	int64_t born_ms;	/* the outbox row's creation, on mono_ms()'s clock */
+	int64_t born_ms;	/* the outbox row's creation, on util_mono_ms()'s clock */
 	uint8_t *record;	/* packed Event */
 	size_t record_len;
 };
@@ -142,30 +143,11 @@ struct forward {
 static void lane_pump(struct lane *l);
 static void request_done(void *forward, CURL *easy, void *slot, CURLcode code);
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
+/* A copy of a configured string; an unset one is "". */
 static char *
-xstrdup(const char *s)
+str_or_empty(const char *s)
 {
-	char *d = strdup(s != NULL ? s : "");
-	if (d == NULL)
-		abort();
-	return d;
-}
-
-static void *
-xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-	if (p == NULL)
-		abort();
-	return p;
+	return util_strdup(s != NULL ? s : "");
 }
 
 static bool
@@ -211,7 +193,7 @@ static void
 batch_seal(struct batch *b)
 {
 	const struct forward_profile *pr = b->l->t->profile;
-	struct forward_record *recs = xmalloc(b->n * sizeof(*recs));
+	struct forward_record *recs = util_malloc(b->n * sizeof(*recs));
 
 	for (size_t i = 0; i < b->n; i++)
 		recs[i] = (struct forward_record){ b->rows[i].id, b->rows[i].record,
@@ -226,7 +208,7 @@ batch_seal(struct batch *b)
 static uint8_t *
 batch_ids(const struct batch *b, size_t from, size_t n)
 {
-	uint8_t *ids = xmalloc(16 * n);
+	uint8_t *ids = util_malloc(16 * n);
 	for (size_t i = 0; i < n; i++)
 		memcpy(ids + 16 * i, b->rows[from + i].id, 16);
 	return ids;
@@ -236,9 +218,7 @@ batch_ids(const struct batch *b, size_t from, size_t n)
 static struct batch *
 batch_new(struct lane *l, struct row *rows, size_t n, enum batch_state state)
 {
-	struct batch *b = calloc(1, sizeof(*b));
-	if (b == NULL)
-		abort();
+	struct batch *b = util_calloc(1, sizeof(*b));
 	b->l = l;
 	b->rows = rows;
 	b->n = n;
@@ -305,11 +285,8 @@ batch_split(struct batch *b, const char *why)
 {
 	struct lane *l = b->l;
 	size_t half = b->n / 2;
-	struct row *rest = xmalloc((b->n - half) * sizeof(*rest));
-	struct batch *c = calloc(1, sizeof(*c));
-
-	if (c == NULL)
-		abort();
+	struct row *rest = util_malloc((b->n - half) * sizeof(*rest));
+	struct batch *c = util_calloc(1, sizeof(*c));
 	log_info("forward", "batch split", "target=%s lane=%s events=%zu halves=%zu+%zu why=%s",
 	    l->t->name, l->name, b->n, half, b->n - half, why);
 	l->t->st.splits++;
@@ -378,7 +355,7 @@ arm(struct lane *l, int64_t ms)
 static void
 promote(struct lane *l)
 {
-	int64_t now = mono_ms(), next = -1;
+	int64_t now = util_mono_ms(), next = -1;
 
 	for (struct batch *b = l->batches; b != NULL; b = b->next) {
 		if (b->state != BATCH_WAITING)
@@ -409,9 +386,9 @@ claimed(void *ctx, struct outbox_row *rows, size_t n, bool ok)
 	l->probe_claim = false;
 	if (ok && n > 0) {
 		qsort(rows, n, sizeof(*rows), cmp_rows);
-		struct row *rs = xmalloc(n * sizeof(*rs));
+		struct row *rs = util_malloc(n * sizeof(*rs));
 		size_t keep = 0;
-		int64_t now = mono_ms();
+		int64_t now = util_mono_ms();
 		for (size_t i = 0; i < n; i++) {
 			/* Rows whose event retention already removed cannot be sent. */
 			if (rows[i].record == NULL) {
@@ -426,7 +403,7 @@ claimed(void *ctx, struct outbox_row *rows, size_t n, bool ok)
 			r->attempts = rows[i].attempts;
 			r->born_ms = now - rows[i].age_ms;
 			r->record_len = rows[i].record_len;
-			r->record = xmalloc(r->record_len);
+			r->record = util_malloc(r->record_len);
 			memcpy(r->record, rows[i].record, r->record_len);
 		}
 		if (keep > 0)
@@ -457,7 +434,7 @@ static void
 claim(struct lane *l, bool probing)
 {
 	struct target *t = l->t;
-	uint8_t *held = xmalloc(16 * l->nrows);
+	uint8_t *held = util_malloc(16 * l->nrows);
 	size_t k = 0;
 
 	for (struct batch *b = l->batches; b != NULL; b = b->next)
@@ -494,7 +471,7 @@ make_room(struct lane *l)
 				last = b;
 		if (last == NULL)
 			return;
-		int64_t in = last->due_ms - mono_ms();
+		int64_t in = last->due_ms - util_mono_ms();
 		log_debug("forward", "batch back to the outbox", "target=%s lane=%s events=%zu "
 		    "due_in_ms=%lld", l->t->name, l->name, last->n, (long long)in);
 		settle_batch(last, OUTBOX_DEFER, 0, NULL, in > 0 ? in : 0);
@@ -592,7 +569,7 @@ not_started(struct batch *b)
 	b->slot = NULL;
 	b->state = BATCH_WAITING;
 	b->suspect = true;
-	b->due_ms = mono_ms() + 1000;
+	b->due_ms = util_mono_ms() + 1000;
 	if (l->probe == b)
 		l->probe = NULL;
 	if (l->healthy)
@@ -613,7 +590,7 @@ start_batch(struct batch *b)
 	sl->b = b;
 	b->slot = sl;
 	b->state = BATCH_SENDING;
-	b->tried_ms = mono_ms();
+	b->tried_ms = util_mono_ms();
 	if (sl->easy == NULL)
 		sl->easy = curl_easy_init();
 	if (sl->easy == NULL || setup_easy(sl, b) != 0) {
@@ -692,7 +669,7 @@ lane_up(struct lane *l)
 {
 	if (!l->healthy) {
 		log_info("forward", "target available again", "target=%s lane=%s outage_ms=%lld",
-		    l->t->name, l->name, (long long)(mono_ms() - l->outage_started_ms));
+		    l->t->name, l->name, (long long)(util_mono_ms() - l->outage_started_ms));
 		l->healthy = true;
 	}
 	evtimer_del(l->timer);
@@ -713,11 +690,9 @@ give_up(struct batch *b, const bool *over_attempts, const bool *over_age, int st
 	struct lane *l = b->l;
 	struct target *t = l->t;
 	const bool *sets[2] = { over_attempts, over_age };
-	bool *drop = calloc(b->n, sizeof(*drop));
-	uint8_t *ids = xmalloc(16 * b->n);
+	bool *drop = util_calloc(b->n, sizeof(*drop));
+	uint8_t *ids = util_malloc(16 * b->n);
 
-	if (drop == NULL)
-		abort();
 	for (int k = 0; k < 2; k++) {
 		size_t n = 0;
 		int attempts = 0;
@@ -759,7 +734,7 @@ batch_failed(struct slot *sl, struct batch *b, long status, const struct forward
 {
 	struct lane *l = sl->l;
 	struct target *t = l->t;
-	int64_t now = mono_ms();
+	int64_t now = util_mono_ms();
 	const char *why = o->text;
 	long long retry_after = o->retry_after_s;
 
@@ -801,9 +776,7 @@ batch_failed(struct slot *sl, struct batch *b, long status, const struct forward
 
 	/* Rows at their limit are given up, but not while the batch holds
 	 * others and may be failing for one of them: it is split first. */
-	bool *over = calloc(2 * b->n, sizeof(*over));
-	if (over == NULL)
-		abort();
+	bool *over = util_calloc(2 * b->n, sizeof(*over));
 	size_t nover = 0;
 	for (size_t i = 0; i < b->n; i++) {
 		struct row *r = &b->rows[i];
@@ -903,7 +876,7 @@ request_done(void *forward, CURL *easy, void *slot, CURLcode code)
 	struct lane *l = sl->l;
 	struct target *t = l->t;
 	struct batch *b = sl->b;
-	int64_t ms = mono_ms() - sl->started_ms;
+	int64_t ms = util_mono_ms() - sl->started_ms;
 	struct forward_reply r;
 	struct forward_outcome o;
 
@@ -1022,14 +995,14 @@ static int
 target_init(struct forward *f, struct target *t, const struct forward_target *c)
 {
 	t->f = f;
-	t->name = xstrdup(c->name);
-	t->url = xstrdup(c->url);
+	t->name = str_or_empty(c->name);
+	t->url = str_or_empty(c->url);
 	t->profile = forward_profile_gridbridge(c->json);
 	t->allow_http = c->allow_http;
-	t->ca_file = xstrdup(c->ca_file);
-	t->cert_file = xstrdup(c->cert_file);
-	t->key_file = xstrdup(c->key_file);
-	t->proxy = xstrdup(c->proxy);
+	t->ca_file = str_or_empty(c->ca_file);
+	t->cert_file = str_or_empty(c->cert_file);
+	t->key_file = str_or_empty(c->key_file);
+	t->proxy = str_or_empty(c->proxy);
 	t->connect_timeout = c->connect_timeout;
 	t->timeout = c->timeout;
 	t->batch_rows = c->batch_rows > 0 ? c->batch_rows : 1;
@@ -1052,7 +1025,7 @@ target_init(struct forward *f, struct target *t, const struct forward_target *c)
 			return -1;
 		}
 		size_t n = strlen(c->token) + 32;
-		t->auth = xmalloc(n);
+		t->auth = util_malloc(n);
 		snprintf(t->auth, n, "Authorization: Bearer %s", c->token);
 	}
 	/* Rows of alarm_priority and above in the alarm lane (the claim's

@@ -8,21 +8,13 @@
 #include "event.pb-c.h"
 #include "event_json.h"
 #include "sha256.h"
-
-static void *
-xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-	if (p == NULL)
-		abort();
-	return p;
-}
+#include "util.h"
 
 char *
 forward_body_protobuf(const struct forward_record *recs, size_t n, size_t *len)
 {
 	Gridbridge__V1__EventBatchFrame frame = GRIDBRIDGE__V1__EVENT_BATCH_FRAME__INIT;
-	ProtobufCBinaryData *events = xmalloc(n * sizeof(*events));
+	ProtobufCBinaryData *events = util_malloc(n * sizeof(*events));
 
 	for (size_t i = 0; i < n; i++) {
 		/* Packing only reads the bytes. */
@@ -32,7 +24,7 @@ forward_body_protobuf(const struct forward_record *recs, size_t n, size_t *len)
 	frame.n_events = n;
 	frame.events = events;
 	*len = gridbridge__v1__event_batch_frame__get_packed_size(&frame);
-	uint8_t *body = xmalloc(*len);
+	uint8_t *body = util_malloc(*len);
 	gridbridge__v1__event_batch_frame__pack(&frame, body);
 	free(events);
 	return (char *)body;
@@ -55,7 +47,7 @@ forward_body_json(const struct forward_record *recs, size_t n, size_t *len)
 	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	if (s == NULL)
-		abort();
+		util_oom(0);
 	*len = strlen(s);
 	return s;
 }
