@@ -18,9 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "decode.h"
+#include "event_names.h"
+#include "util.h"
 
 struct sample {
 	char name[64];
@@ -67,9 +68,7 @@ static const struct {
 static double
 now_s(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)util_mono_us() / 1e6;
 }
 
 static char *
@@ -209,7 +208,7 @@ main(int argc, char **argv)
 		routes[i].utc_is_local = true;
 		if (route_compile(&routes[i].pattern, routes_def[i].pattern, err, sizeof(err)) != 0 ||
 		    decoder_by_name(routes_def[i].decoder, &routes[i].decoder) != 0 ||
-		    decode_class_by_name(routes_def[i].class, &routes[i].device_class) != 0)
+		    !event_class_by_name(routes_def[i].class, &routes[i].device_class))
 			return 1;
 	}
 

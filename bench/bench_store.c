@@ -75,10 +75,12 @@
 
 #include "decode.h"
 #include "event_json.h"
+#include "event_names.h"
 #include "schema.h"
 #include "sha256.h"
 #include "store.h"
 #include "store_batch.h"
+#include "util.h"
 
 #ifndef FIXTURES_DIR
 #define FIXTURES_DIR "tests/fixtures/devices"
@@ -155,9 +157,7 @@ static const char *communities[4] = {
 static double
 now_s(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)util_mono_us() / 1e6;
 }
 
 static double
@@ -205,20 +205,6 @@ slurp(const char *path, size_t *len)
 	b[n] = '\0';
 	*len = (size_t)n;
 	return b;
-}
-
-/* The enum value's name in lower case without its prefix (as pipeline.c). */
-static char *
-enum_name(const ProtobufCEnumDescriptor *d, int v, size_t prefix)
-{
-	const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
-	const char *n = ev != NULL && strlen(ev->name) > prefix ? ev->name + prefix : "unspecified";
-	char *s = xstrdup(n);
-
-	for (char *p = s; *p != '\0'; p++)
-		if (*p >= 'A' && *p <= 'Z')
-			*p = (char)(*p - 'A' + 'a');
-	return s;
 }
 
 static int
@@ -420,10 +406,9 @@ make_rows(size_t n, struct sample *samples, size_t ns, struct route *routes, uin
 				snprintf(b, sizeof(b), "%s-%02d", ev->device_id, k + 1);
 				s->devices[k] = xstrdup(b);
 			}
-			s->device_class = xstrdup(decode_class_name(ev->device_class));
-			s->event_type = enum_name(&gridbridge__v1__event_type__descriptor,
-			    ev->event_type, 11);
-			s->severity = enum_name(&gridbridge__v1__severity__descriptor, ev->severity, 9);
+			s->device_class = xstrdup(event_class_name(ev->device_class));
+			s->event_type = xstrdup(event_type_name(ev->event_type));
+			s->severity = xstrdup(event_severity_name(ev->severity));
 			s->vendor = xstrdup(ev->vendor);
 			s->route = xstrdup(ev->route);
 			s->source_topic = xstrdup(ev->source_topic);
@@ -446,9 +431,7 @@ make_rows(size_t n, struct sample *samples, size_t ns, struct route *routes, uin
 		memcpy(r->record, pack, pn);
 		r->record_len = pn;
 		double c1 = cpu_s();
-		json_t *j = event_json(&ev->base);
-		r->attrs = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
-		json_decref(j);
+		r->attrs = event_json_text(&ev->base);
 		double c2 = cpu_s();
 		if (r->attrs == NULL) {
 			fprintf(stderr, "bench_store: event_json failed\n");
@@ -1205,7 +1188,7 @@ main(int argc, char **argv)
 		routes[i].utc_is_local = true;
 		if (route_compile(&routes[i].pattern, routes_def[i].pattern, err, sizeof(err)) != 0 ||
 		    decoder_by_name(routes_def[i].decoder, &routes[i].decoder) != 0 ||
-		    decode_class_by_name(routes_def[i].class, &routes[i].device_class) != 0) {
+		    !event_class_by_name(routes_def[i].class, &routes[i].device_class)) {
 			fprintf(stderr, "bench_store: route %s: %s\n", routes_def[i].name, err);
 			return 1;
 		}

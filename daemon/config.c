@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "util.h"
 
 #define CONFIG_FIELD(field) offsetof(struct config, field)
 #define ROUTE_FIELD(field) offsetof(struct config_route, field)
@@ -436,18 +437,13 @@ add_error(struct config_errors *errs, const char *file, int line,
 
 	if (errs->n == errs->cap) {
 		size_t cap = errs->cap ? errs->cap * 2 : 8;
-		struct config_error *v = realloc(errs->v, cap * sizeof(*v));
-		if (v == NULL)
-			abort();
-		errs->v = v;
+		errs->v = util_realloc(errs->v, cap * sizeof(*errs->v));
 		errs->cap = cap;
 	}
 	struct config_error *e = &errs->v[errs->n++];
-	e->file = strdup(file);
+	e->file = util_strdup(file);
 	e->line = line;
-	e->message = strdup(msg);
-	if (e->file == NULL || e->message == NULL)
-		abort();
+	e->message = util_strdup(msg);
 }
 
 void
@@ -589,9 +585,8 @@ set_value(void *base, const struct config_key *k, const char *v,
 		size_t n = 0;
 		while (list != NULL && list[n] != NULL)
 			n++;
-		char **nl = realloc(list, (n + 2) * sizeof(*nl));
-		if (nl == NULL || (nl[n] = strdup(v)) == NULL)
-			abort();
+		char **nl = util_realloc(list, (n + 2) * sizeof(*nl));
+		nl[n] = util_strdup(v);
 		nl[n + 1] = NULL;
 		*(char ***)p = nl;
 		return 0;
@@ -609,9 +604,7 @@ set_value(void *base, const struct config_key *k, const char *v,
 			snprintf(err, errlen, "%s: longer than %lld bytes", k->name, k->max);
 			return -1;
 		}
-		char *s = strdup(v);
-		if (s == NULL)
-			abort();
+		char *s = util_strdup(v);
 		free(*(char **)p);
 		*(char **)p = s;
 		return 0;
@@ -720,11 +713,9 @@ free_strings(void *base, bool instanced, const char *type)
 struct config *
 config_defaults(void)
 {
-	struct config *cfg = calloc(1, sizeof(*cfg));
+	struct config *cfg = util_calloc(1, sizeof(*cfg));
 	char err[256];
 
-	if (cfg == NULL)
-		abort();
 	for (size_t i = 0; i < config_nkeys; i++) {
 		if (config_keys[i].instanced)
 			continue;
@@ -734,9 +725,7 @@ config_defaults(void)
 			abort();
 		}
 	}
-	cfg->path = strdup("<defaults>");
-	if (cfg->path == NULL)
-		abort();
+	cfg->path = util_strdup("<defaults>");
 	return cfg;
 }
 
@@ -919,17 +908,13 @@ start_instance(struct parse *p, const char *type, const char *name)
 		}
 	}
 	void **arr = inst_array(p->cfg, it);
-	char *v = realloc(*arr, (*n + 1) * it->size);
-	if (v == NULL)
-		abort();
+	char *v = util_realloc(*arr, (*n + 1) * it->size);
 	*arr = v;
 	struct config_instance *in = (struct config_instance *)(v + *n * it->size);
 	(*n)++;
 	memset(in, 0, it->size);
-	in->name = strdup(name);
+	in->name = util_strdup(name);
 	in->line = p->line;
-	if (in->name == NULL)
-		abort();
 	for (size_t i = 0; i < config_nkeys; i++) {
 		const struct config_key *k = &config_keys[i];
 		if (k->instanced && strcmp(k->section, type) == 0 &&
@@ -1154,9 +1139,7 @@ config_load_stream(FILE *f, const char *name, struct config_errors *errs)
 
 	p.cfg = config_defaults();
 	free(p.cfg->path);
-	p.cfg->path = strdup(name);
-	if (p.cfg->path == NULL)
-		abort();
+	p.cfg->path = util_strdup(name);
 
 	int rc = ini_parse_stream(reader, &p, handler, &p);
 	finish_instance(&p);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "event_names.h"
 #include "sha256.h"
 #include "util.h"
 
@@ -145,7 +146,7 @@ decode_check_class(const char *name, void (*report)(void *ctx, const char *why),
 	Gridbridge__V1__DeviceClass c;
 	char why[160];
 
-	if (decode_class_by_name(name, &c) != 0) {
+	if (!event_class_by_name(name, &c)) {
 		snprintf(why, sizeof(why), "unknown device class '%s'", name);
 		report(ctx, why);
 	}

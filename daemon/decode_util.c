@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "decode.h"
-#include "event_names.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define DECODE_ASAN 1
@@ -372,18 +371,6 @@ decode_parse_tz(const char *s, int *minutes)
 		return -1;
 	*minutes = sign * (h * 60 + m);
 	return 0;
-}
-
-int
-decode_class_by_name(const char *name, Gridbridge__V1__DeviceClass *c)
-{
-	return event_class_by_name(name, c) ? 0 : -1;
-}
-
-const char *
-decode_class_name(Gridbridge__V1__DeviceClass c)
-{
-	return event_class_name(c);
 }
 
 const char *

@@ -267,6 +267,12 @@ cmd_outbox(const char *config, const char *const *words, int n, const char *targ
 		return 1;
 	}
 	char sslkey[4096];
+	const char *key = secret_key_file(cfg->store_sslkey, sslkey, sizeof(sslkey), "store");
+	if (key == NULL) {
+		secret_free(pw);
+		config_free(cfg);
+		return 1;
+	}
 	struct store_options so = {
 		.host = cfg->store_host,
 		.port = (int)cfg->store_port,
@@ -277,10 +283,9 @@ cmd_outbox(const char *config, const char *const *words, int n, const char *targ
 		.sslmode = config_enum_name("store", "sslmode", cfg->store_sslmode),
 		.sslrootcert = cfg->store_sslrootcert,
 		.sslcert = cfg->store_sslcert,
-		.sslkey = secret_path(cfg->store_sslkey, sslkey, sizeof(sslkey)),
+		.sslkey = key,
 	};
-	int rc = so.sslkey[0] != '\0' && secret_check_file(so.sslkey, "store") != 0 ? 1 :
-	    store_ctl_outbox(&so, words[0], n == 2 ? words[1] : target, stdout, stderr);
+	int rc = store_ctl_outbox(&so, words[0], n == 2 ? words[1] : target, stdout, stderr);
 	secret_free(pw);
 	config_free(cfg);
 	return rc;

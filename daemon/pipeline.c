@@ -2,7 +2,6 @@
 #include "pipeline.h"
 
 #include <event2/event.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,12 +10,14 @@
 #include "config.h"
 #include "decode.h"
 #include "event_json.h"
+#include "event_names.h"
 #include "journal.h"
 #include "log.h"
 #include "repeats.h"
 #include "rules.h"
 #include "sha256.h"
 #include "store.h"
+#include "util.h"
 
 /* Records handled per loop turn before yielding to other events. */
 #define PUMP_TURN 2000
@@ -71,10 +72,7 @@ out_add(struct pipeline *p, uint64_t first, uint64_t last)
 {
 	if (p->nout == p->capout) {
 		size_t cap = p->capout ? p->capout * 2 : 16;
-		struct range *v = realloc(p->outstanding, cap * sizeof(*v));
-		if (v == NULL)
-			abort();
-		p->outstanding = v;
+		p->outstanding = util_realloc(p->outstanding, cap * sizeof(*p->outstanding));
 		p->capout = cap;
 	}
 	size_t i = p->nout;
@@ -114,19 +112,6 @@ safe_checkpoint(const struct pipeline *p, uint64_t first)
 }
 
 /* ---- one record -------------------------------------------------------- */
-
-static const char *
-enum_name(const ProtobufCEnumDescriptor *d, int v, size_t prefix, char *buf, size_t len)
-{
-	const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
-	const char *n = ev != NULL && strlen(ev->name) > prefix ? ev->name + prefix : "unspecified";
-	size_t i = 0;
-
-	for (; n[i] != '\0' && i + 1 < len; i++)
-		buf[i] = (char)(n[i] >= 'A' && n[i] <= 'Z' ? n[i] - 'A' + 'a' : n[i]);
-	buf[i] = '\0';
-	return buf;
-}
 
 static void
 add_quarantine(struct store_batch *b, const struct journal_record *rec, const char *reason,
@@ -209,31 +194,20 @@ add_record(struct pipeline *p, struct store_batch *b, const struct journal_recor
 		check_repeat(p, rec, r, ev);
 	size_t n = gridbridge__v1__event__get_packed_size(ev);
 	if (n > p->packcap) {
-		uint8_t *np = realloc(p->pack, n);
-		if (np == NULL)
-			abort();
-		p->pack = np;
+		p->pack = util_realloc(p->pack, n);
 		p->packcap = n;
 	}
 	gridbridge__v1__event__pack(ev, p->pack);
-	char *attrs = NULL;
-	if (p->o.attrs) {
-		json_t *j = event_json(&ev->base);
-		attrs = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
-		json_decref(j);
-	}
-	char type[48], sev[24];
+	char *attrs = p->o.attrs ? event_json_text(&ev->base) : NULL;
 	struct store_event e = {
 		.id = ev->id.data,
 		.event_time_us = ev->event_time_us,
 		.received_us = ev->received_time_us,
 		.community_id = ev->community_id,
 		.device_id = ev->device_id,
-		.device_class = decode_class_name(ev->device_class),
-		.event_type = enum_name(&gridbridge__v1__event_type__descriptor, ev->event_type,
-		    11, type, sizeof(type)),
-		.severity = enum_name(&gridbridge__v1__severity__descriptor, ev->severity, 9, sev,
-		    sizeof(sev)),
+		.device_class = event_class_name(ev->device_class),
+		.event_type = event_type_name(ev->event_type),
+		.severity = event_severity_name(ev->severity),
 		.vendor = ev->vendor,
 		.route = ev->route,
 		.source_topic = ev->source_topic,
@@ -425,10 +399,7 @@ later(struct pipeline *p, uint64_t first, uint64_t last)
 {
 	if (p->nlater == p->caplater) {
 		size_t cap = p->caplater ? p->caplater * 2 : 4;
-		struct range *v = realloc(p->later, cap * sizeof(*v));
-		if (v == NULL)
-			abort();
-		p->later = v;
+		p->later = util_realloc(p->later, cap * sizeof(*p->later));
 		p->caplater = cap;
 	}
 	p->later[p->nlater++] = (struct range){ first, last };

@@ -5,15 +5,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "event_names.h"
 #include "log.h"
 #include "rules.h"
+#include "util.h"
 
-/* A [forward.rule] names the device classes decode gives events. */
+/* A [forward.rule] names the values of the Event's enums, as they are
+ * stored (event_names.h). */
 static bool
 valid_class(const char *name)
 {
 	Gridbridge__V1__DeviceClass c;
-	return decode_class_by_name(name, &c) == 0;
+	return event_class_by_name(name, &c);
+}
+
+static bool
+valid_event_type(const char *name)
+{
+	Gridbridge__V1__EventType t;
+	return event_type_by_name(name, &t);
+}
+
+static bool
+valid_severity(const char *name)
+{
+	Gridbridge__V1__Severity s;
+	return event_severity_by_name(name, &s);
 }
 
 static void
@@ -25,13 +42,13 @@ check_rule_classes(const char *list, void (*report)(void *ctx, const char *why),
 static void
 check_rule_event_types(const char *list, void (*report)(void *ctx, const char *why), void *ctx)
 {
-	rules_check_names(list, rules_valid_event_type, report, ctx);
+	rules_check_names(list, valid_event_type, report, ctx);
 }
 
 static void
 check_rule_severities(const char *list, void (*report)(void *ctx, const char *why), void *ctx)
 {
-	rules_check_names(list, rules_valid_severity, report, ctx);
+	rules_check_names(list, valid_severity, report, ctx);
 }
 
 void
@@ -49,10 +66,8 @@ routing_register_checks(void)
 struct rules *
 rules_build(const struct config *cfg)
 {
-	struct rule_def *defs = calloc(cfg->nrules ? cfg->nrules : 1, sizeof(*defs));
+	struct rule_def *defs = util_calloc(cfg->nrules, sizeof(*defs));
 
-	if (defs == NULL)
-		abort();
 	for (size_t i = 0; i < cfg->nrules; i++) {
 		const struct config_rule *c = &cfg->rules[i];
 		defs[i] = (struct rule_def){
@@ -89,7 +104,7 @@ routes_build(const struct config *cfg, struct route **out, size_t *n)
 		if (r->name == NULL || r->community == NULL ||
 		    route_compile(&r->pattern, c->pattern, err, sizeof(err)) != 0 ||
 		    decoder_by_name(c->decoder, &r->decoder) != 0 ||
-		    decode_class_by_name(c->device_class, &r->device_class) != 0 ||
+		    !event_class_by_name(c->device_class, &r->device_class) ||
 		    decode_parse_tz(c->timezone, &r->tz_offset_min) != 0) {
 			log_error("decode", "bad route", "route=%s", c->name);
 			routes_free(v, i + 1);

@@ -116,7 +116,7 @@ static const struct schema_migration migrations[] = {
 	  "END $fn$;" },
 	{ 2, "forward_outbox leases and retention",
 	  /* The daemon that leased a row to send it (see the claim in
-	   * store.c); NULL when nobody holds it. */
+	   * store_outbox.c); NULL when nobody holds it. */
 	  "ALTER TABLE forward_outbox ADD COLUMN claimed_by text;"
 	  "CREATE INDEX forward_outbox_state ON forward_outbox (state, target);"
 	  /* Outbox rows that are settled (sent or failed) are kept as the

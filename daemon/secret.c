@@ -28,8 +28,7 @@ static const struct unresolved key_file = {
 /* The one lookup of a secret's file name, as gridbridge.conf(5) says: an
  * absolute name as it is, a relative one in $CREDENTIALS_DIRECTORY (which
  * systemd's LoadCredential= fills), never relative to the working
- * directory. Returns `file` or `buf`, or NULL after logging why (with
- * `say` NULL, silently). */
+ * directory. Returns `file` or `buf`, or NULL after logging why. */
 static const char *
 resolve(const char *file, char *buf, size_t len, const char *mod,
     const struct unresolved *say)
@@ -38,24 +37,14 @@ resolve(const char *file, char *buf, size_t len, const char *mod,
 		return file;
 	const char *dir = getenv("CREDENTIALS_DIRECTORY");
 	if (dir == NULL || dir[0] == '\0') {
-		if (say != NULL)
-			log_error(mod, say->no_dir, "file=%s", file);
+		log_error(mod, say->no_dir, "file=%s", file);
 		return NULL;
 	}
 	if ((size_t)snprintf(buf, len, "%s/%s", dir, file) >= len) {
-		if (say != NULL)
-			log_error(mod, say->too_long, "file=%s", file);
+		log_error(mod, say->too_long, "file=%s", file);
 		return NULL;
 	}
 	return buf;
-}
-
-const char *
-secret_path(const char *file, char *buf, size_t len)
-{
-	const char *path = file[0] != '\0' ? resolve(file, buf, len, NULL, NULL) : NULL;
-
-	return path != NULL ? path : file;
 }
 
 /* Whether `path` names a file systemd put in $CREDENTIALS_DIRECTORY. */

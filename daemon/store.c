@@ -9,12 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "backoff.h"
 #include "log.h"
 #include "store_batch.h"
 #include "store_int.h"
+#include "util.h"
 
 #define STORE_RETRY_BASE_MS 500
 #define STORE_RETRY_CAP_MS 5000	/* a database back up is found within 5 s */
@@ -137,14 +137,6 @@ store_conn_error(const PGconn *conn, char *buf, size_t len)
 	buf[strcspn(buf, "\n")] = '\0';
 }
 
-int64_t
-store_mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void
 store_drop_connection(struct store *s)
 {
@@ -175,7 +167,7 @@ store_schedule_retry(struct store *s, const char *why)
 		s->down_logged = true;
 		if (!s->outage) {
 			s->outage = true;
-			s->outage_started_ms = store_mono_ms();
+			s->outage_started_ms = util_mono_ms();
 		}
 	} else {
 		log_debug("store", "database still unavailable", "error=%s retry_in_ms=%u attempt=%u",
@@ -247,10 +239,8 @@ store_flush(struct store *s)
 static struct store_txn *
 txn_new(enum store_txn_kind kind)
 {
-	struct store_txn *t = calloc(1, sizeof(*t));
+	struct store_txn *t = util_calloc(1, sizeof(*t));
 
-	if (t == NULL)
-		abort();
 	t->kind = kind;
 	return t;
 }

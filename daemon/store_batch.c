@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 static const uint32_t ev_oids[EV_COLS] = {
 	OID_UUID, OID_TIMESTAMPTZ, OID_TIMESTAMPTZ, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT,
 	OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_TEXT, OID_INT8, OID_BOOL, OID_TEXT,
@@ -89,10 +91,7 @@ arr_reserve(struct pgarr *a, size_t more)
 	size_t cap = a->cap ? a->cap : 256;
 	while (cap < a->len + more)
 		cap *= 2;
-	uint8_t *b = realloc(a->buf, cap);
-	if (b == NULL)
-		abort();
-	a->buf = b;
+	a->buf = util_realloc(a->buf, cap);
 	a->cap = cap;
 }
 
@@ -238,10 +237,9 @@ cols_len(const struct pgarr *c, int n)
 struct store_batch *
 store_batch_new(const char *node, const char *journal_id)
 {
-	struct store_batch *b = calloc(1, sizeof(*b));
+	struct store_batch *b = util_calloc(1, sizeof(*b));
 
-	if (b == NULL || (b->node = strdup(node)) == NULL)
-		abort();
+	b->node = util_strdup(node);
 	if (journal_id != NULL && store_uuid_parse(journal_id, b->journal_uuid) != 0)
 		abort();
 	cols_init(b->ev, ev_oids, EV_COLS);

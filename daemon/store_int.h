@@ -125,7 +125,6 @@ void store_schedule_retry(struct store *s, const char *why);
 void store_reconnect_quietly(struct store *s, const char *why);
 /* Sends what libpq holds; watches for writing while it holds some. */
 void store_flush(struct store *s);
-int64_t store_mono_ms(void);
 
 /* ---- store.c: the transaction queue ---- */
 

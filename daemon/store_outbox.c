@@ -11,6 +11,7 @@
 #include "outbox.h"
 #include "store_batch.h"
 #include "store_int.h"
+#include "util.h"
 
 /* A query of the forwarder (claim, settle, release). */
 struct store_op {
@@ -139,10 +140,8 @@ take_claim_rows(struct store_op *op, PGresult *r)
 		return;
 	for (int i = 0; i < n; i++)
 		bytes += (size_t)PQgetlength(r, i, 3);
-	op->rows = calloc((size_t)n, sizeof(*op->rows));
-	op->data = malloc(bytes ? bytes : 1);
-	if (op->rows == NULL || op->data == NULL)
-		abort();
+	op->rows = util_calloc((size_t)n, sizeof(*op->rows));
+	op->data = util_malloc(bytes);
 	size_t off = 0;
 	for (int i = 0; i < n; i++) {
 		struct outbox_row *row = &op->rows[op->nrows];
@@ -176,9 +175,7 @@ take_claim_rows(struct store_op *op, PGresult *r)
 static struct store_op *
 new_op(int kind, const char *sql, int nparams)
 {
-	struct store_op *op = calloc(1, sizeof(*op));
-	if (op == NULL)
-		abort();
+	struct store_op *op = util_calloc(1, sizeof(*op));
 	op->kind = kind;
 	op->sql = sql;
 	op->nparams = nparams;
@@ -186,20 +183,11 @@ new_op(int kind, const char *sql, int nparams)
 }
 
 static char *
-xstrdup(const char *v)
-{
-	char *d = strdup(v);
-	if (d == NULL)
-		abort();
-	return d;
-}
-
-static char *
 fmt_ll(long long v)
 {
 	char buf[32];
 	snprintf(buf, sizeof(buf), "%lld", v);
-	return xstrdup(buf);
+	return util_strdup(buf);
 }
 
 static void
@@ -209,15 +197,15 @@ outbox_claim(void *ctx, const struct outbox_claim *c, outbox_claim_fn done, void
 	struct store_op *op = new_op(OP_CLAIM, outbox_claim_sql, 7);
 	char range[48];
 
-	op->text[0] = xstrdup(c->target);
+	op->text[0] = util_strdup(c->target);
 	op->text[1] = fmt_ll((long long)c->max_rows);
 	op->text[2] = fmt_ll((long long)c->max_bytes);
 	op->text[3] = fmt_ll(c->lease_s);
 	char token[300];
 	snprintf(token, sizeof(token), "%s/%08x", s->node, s->claims++);
-	op->text[4] = xstrdup(token);
+	op->text[4] = util_strdup(token);
 	snprintf(range, sizeof(range), "{%d,%d}", c->min_priority, c->max_priority);
-	op->text[5] = xstrdup(range);
+	op->text[5] = util_strdup(range);
 	pgarr_init(&op->ids, OID_UUID);
 	for (size_t i = 0; i < c->nexclude; i++)
 		pgarr_add(&op->ids, c->exclude + 16 * i, 16);
@@ -238,21 +226,21 @@ outbox_settle(void *ctx, const char *target, const uint8_t *ids, size_t n,
 	    outcome == OUTBOX_RETRY ? 5 : outcome == OUTBOX_DEFER ? 3 : 4);
 	char secs[32];
 
-	op->text[0] = xstrdup(target);
+	op->text[0] = util_strdup(target);
 	pgarr_init(&op->ids, OID_UUID);
 	for (size_t i = 0; i < n; i++)
 		pgarr_add(&op->ids, ids + 16 * i, 16);
 	snprintf(secs, sizeof(secs), "%.3f", (double)retry_in_ms / 1000.0);
 	if (outcome == OUTBOX_DEFER) {
-		op->text[2] = xstrdup(secs);
+		op->text[2] = util_strdup(secs);
 		store_queue_op(s, op);
 		return;
 	}
 	op->text[2] = status > 0 ? fmt_ll(status) : NULL;
 	if (outcome != OUTBOX_SENT)
-		op->text[3] = xstrdup(error != NULL ? error : "");
+		op->text[3] = util_strdup(error != NULL ? error : "");
 	if (outcome == OUTBOX_RETRY)
-		op->text[4] = xstrdup(secs);
+		op->text[4] = util_strdup(secs);
 	store_queue_op(s, op);
 }
 
@@ -262,7 +250,7 @@ outbox_release(void *ctx)
 	struct store *s = ctx;
 	struct store_op *op = new_op(OP_RELEASE, outbox_release_sql, 1);
 
-	op->text[0] = xstrdup(s->node);
+	op->text[0] = util_strdup(s->node);
 	store_queue_op(s, op);
 }
 

@@ -11,6 +11,7 @@
 #include "schema.h"
 #include "store_batch.h"
 #include "store_int.h"
+#include "util.h"
 
 #define STORE_LOCK_ATTEMPTS 5		/* a lock held by another session */
 
@@ -174,7 +175,7 @@ become_ready(struct store *s)
 	s->step = STEP_READY;
 	if (s->outage) {
 		log_info("store", "database available again", "outage_ms=%lld",
-		    (long long)(store_mono_ms() - s->outage_started_ms));
+		    (long long)(util_mono_ms() - s->outage_started_ms));
 		s->outage = false;
 	}
 	if (!s->announced) {

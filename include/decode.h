@@ -180,12 +180,6 @@ char *decode_plate_normalize(struct arena *a, const char *plate);
 
 /* "+08:00", "+0800", "-05", "Z" or "UTC" -> minutes east of UTC. */
 int decode_parse_tz(const char *s, int *minutes);
-/* "access_gate", "vehicle_barrier", "camera", "door_sensor", "peephole",
- * "gateway" -> the DeviceClass, and back: event_class_by_name() and
- * event_class_name() (event_names.h) under the names their callers use. */
-int decode_class_by_name(const char *name, Gridbridge__V1__DeviceClass *c);
-const char *decode_class_name(Gridbridge__V1__DeviceClass c);
-
 /* JSON members. A non-empty string member, or NULL (absent, another
  * type, or ""); the same copied into the arena. */
 const char *decode_json_str(struct json_t *o, const char *key);

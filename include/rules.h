@@ -55,10 +55,6 @@ size_t rules_max_targets(const struct rules *r);
  * returns how many. */
 size_t rules_select(const struct rules *r, const struct rule_event *e, struct rule_match *out);
 
-/* Names the rules accept, for the configuration's checks. */
-bool rules_valid_event_type(const char *name);
-bool rules_valid_severity(const char *name);
-
 /* The configuration's check of a criterion (the shape of a
  * config_check_fn, with the judge of one name): report(ctx, "unknown name
  * 'x'") for each name of the comma-separated `list` that valid() refuses. */

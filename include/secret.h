@@ -24,10 +24,6 @@ void secret_free(char *secret);
  * path does not fit). */
 const char *secret_key_file(const char *file, char *buf, size_t len, const char *mod);
 
-/* Kept for gridbridgectl until it uses secret_key_file(): the same lookup,
- * but a name that cannot be resolved is returned as it is, unchecked. */
-const char *secret_path(const char *file, char *buf, size_t len);
-
 /* A file holding a secret (a password, a token, a private key) may be read
  * by its owner only:
  *   - others (the last octal digit) have no access at all;

@@ -25,6 +25,7 @@
 
 #include "decode.h"
 #include "event_json.h"
+#include "event_names.h"
 
 #define RECEIVED_US 1742256000000000LL	/* 2025-03-18T00:00:00Z */
 #define MAX_SKEW_US 3600000000LL
@@ -101,7 +102,7 @@ load_route(const char *dir, struct route *r)
 			}
 			have_pattern = true;
 		} else if (strcmp(k, "class") == 0) {
-			if (decode_class_by_name(v, &r->device_class) != 0)
+			if (!event_class_by_name(v, &r->device_class))
 				rc = -1;
 		} else if (strcmp(k, "community") == 0) {
 			free(r->community);

@@ -155,13 +155,7 @@ test_key_file(const char *dir)
 	T_STREQ(k, path);
 	T_CHECK(secret_key_file("key", tiny, sizeof(tiny), "t") == NULL);
 	T_CHECK(strstr(logged(), "msg=\"key file path too long\" file=key") != NULL);
-	/* the legacy lookup: the same, but what it cannot resolve stays */
-	T_STREQ(secret_path("key", buf, sizeof(buf)), path);
-	T_STREQ(secret_path("key", tiny, sizeof(tiny)), "key");
 	unsetenv("CREDENTIALS_DIRECTORY");
-	T_STREQ(secret_path("key", buf, sizeof(buf)), "key");
-	T_STREQ(secret_path(path, buf, sizeof(buf)), path);
-	T_STREQ(secret_path("", buf, sizeof(buf)), "");
 
 	/* then the rules of secret_check_file() */
 	T_INTEQ(chmod(path, 0644), 0);
