@@ -164,6 +164,19 @@ static const uint8_t jpeg[] = {
 };
 static struct viid_picture the_jpeg = { jpeg, sizeof(jpeg) };
 
+static const uint8_t png_bytes[] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13,
+	'I', 'H', 'D', 'R', 0, 0, 0x07, 0x80, 0, 0, 0x04, 0x38, 8, 2, 0, 0, 0 };
+static struct viid_picture the_png = { png_bytes, sizeof(png_bytes) };
+
+/* Record picture 0: the JPEG, picture 1: the PNG. */
+static const struct viid_picture *
+by_index(void *ctx, size_t record, size_t index)
+{
+	(void)ctx;
+	(void)record;
+	return index == 0 ? &the_jpeg : index == 1 ? &the_png : NULL;
+}
+
 static const struct viid_picture *
 pictures(void *ctx, size_t record, size_t index)
 {
@@ -497,6 +510,7 @@ test_faces(void)
 	size_t len, n;
 
 	char *body = forward_viid_faces_body(recs, 2, &p, items, &len);
+	printf("# %s\n", body != NULL ? body : "(none)");
 	T_CHECK(body != NULL);
 	T_INTEQ(len, body != NULL ? strlen(body) : 0);
 	T_INTEQ(items[0].refusal, VIID_INCLUDED);
@@ -597,6 +611,7 @@ test_vehicles(void)
 	size_t len, n;
 
 	char *body = forward_viid_vehicles_body(recs, 1, &p, items, &len);
+	printf("# %s\n", body != NULL ? body : "(none)");
 	T_INTEQ(items[0].refusal, VIID_INCLUDED);
 	json_t *root = json_loads(body != NULL ? body : "{}", 0, NULL);
 	json_t *mv = first(root, "MotorVehicleListObject", "MotorVehicleObject", &n);
@@ -643,6 +658,19 @@ test_vehicles(void)
 	T_STREQ(str(json_array_get(subs, 0), "ImageID"), str(mv, "SourceID"));
 	T_CHECK(strcmp(str(json_array_get(subs, 0), "ImageID"),
 	    str(json_array_get(subs, 1), "ImageID")) != 0);
+	json_decref(root);
+	free(body);
+
+	/* The caller is asked for the record's pictures by their index there:
+	 * the scene (record picture 1) goes first. */
+	p.picture = by_index;
+	body = forward_viid_vehicles_body(recs, 1, &p, items, &len);
+	root = json_loads(body != NULL ? body : "{}", 0, NULL);
+	mv = first(root, "MotorVehicleListObject", "MotorVehicleObject", &n);
+	subs = json_object_get(json_object_get(mv, "SubImageList"), "SubImageInfoObject");
+	T_STREQ(str(json_array_get(subs, 0), "FileFormat"), "Png");
+	T_INTEQ(num(json_array_get(subs, 0), "Width"), 1920);
+	T_STREQ(str(json_array_get(subs, 1), "FileFormat"), "Jpeg");
 	json_decref(root);
 	free(body);
 
