@@ -71,7 +71,11 @@
  *   access gate "2" (person checkpoint), vehicle barrier "1" (vehicle
  *   checkpoint), camera "5" (general surveillance), others "99".
  * - The other APEObject fields (Name, Model, IPAddr, Port, Longitude,
- *   Latitude, PlaceCode) only when the configuration gives them.
+ *   Latitude, PlaceCode) only when the configuration gives them, and only
+ *   within their types (Name and Model 100 bytes, FunctionType 30,
+ *   IPAddr 39, PlaceCode 6, a port 1..65535, degrees in range): the
+ *   configuration checks them; the builder never sends one that does
+ *   not fit.
  */
 #include "forward_viid.h"
 
@@ -619,6 +623,14 @@ status_record(struct ctx *c, enum viid_refusal *why)
 	return true;
 }
 
+/* A configured string, sent when it fits its GA/T 1400.3 type. */
+static void
+set_bounded(json_t *o, const char *key, const char *v, size_t max)
+{
+	if (v != NULL && v[0] != '\0' && strlen(v) <= max)
+		set_str(o, key, v);
+}
+
 static json_t *
 ape_object(struct ctx *c, enum viid_refusal *why)
 {
@@ -628,21 +640,18 @@ ape_object(struct ctx *c, enum viid_refusal *why)
 		return NULL;
 	json_t *o = json_object();
 	set_str(o, "ApeID", d->id);
-	if (d->name != NULL)
-		set_str(o, "Name", d->name);
-	if (d->model != NULL)
-		set_str(o, "Model", d->model);
-	set_str(o, "FunctionType", function_type(c));
-	if (d->ip_addr != NULL)
-		set_str(o, "IPAddr", d->ip_addr);
-	if (d->port > 0)
+	set_bounded(o, "Name", d->name, 100);
+	set_bounded(o, "Model", d->model, 100);
+	set_bounded(o, "FunctionType", function_type(c), 30);
+	set_bounded(o, "IPAddr", d->ip_addr, 39);	/* IPv6 text at most */
+	if (d->port > 0 && d->port <= 65535)
 		set_int(o, "Port", d->port);
-	if (d->has_position) {
+	if (d->has_position && d->longitude >= -180 && d->longitude <= 180 &&
+	    d->latitude >= -90 && d->latitude <= 90) {
 		json_object_set_new(o, "Longitude", json_real(d->longitude));
 		json_object_set_new(o, "Latitude", json_real(d->latitude));
 	}
-	if (d->place_code != NULL)
-		set_str(o, "PlaceCode", d->place_code);
+	set_bounded(o, "PlaceCode", d->place_code, 6);
 	set_str(o, "IsOnline", is_online(c->ev));
 	return o;
 }
@@ -723,7 +732,9 @@ body(const char *list, const char *object, object_fn fn, const struct forward_re
 	json_t *inner = json_object(), *root = json_object();
 	json_object_set_new(inner, object, arr);
 	json_object_set_new(root, list, inner);
-	char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	/* Reals are only degrees: 12 significant digits keep micro-degrees
+	 * and print 31.8206 as such, not as 31.820599999999999. */
+	char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
 	json_decref(root);
 	if (s == NULL)
 		util_oom(0);

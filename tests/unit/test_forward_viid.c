@@ -813,6 +813,7 @@ test_apes(void)
 
 	dev_gate = full;
 	char *body = forward_viid_apes_body(recs, 2, &p, items, &len);
+	printf("# %s\n", body != NULL ? body : "(none)");
 	T_INTEQ(items[0].refusal, VIID_INCLUDED);
 	T_STREQ(items[0].object_id, "34010405011190000001");
 	T_INTEQ(items[1].refusal, VIID_REFUSED_WRONG_TYPE);
@@ -828,7 +829,18 @@ test_apes(void)
 	T_STREQ(str(ape, "IsOnline"), str(want, "IsOnline"));
 	T_STREQ(str(ape, "PlaceCode"), str(want, "PlaceCode"));
 	T_INTEQ(num(ape, "Port"), num(want, "Port"));
+	T_CHECK(body != NULL && strstr(body, "\"Latitude\":31.8206,") != NULL);
+	T_CHECK(body != NULL && strstr(body, "\"Longitude\":117.2272,") != NULL);
 	json_decref(root);
+	free(body);
+
+	/* A name longer than its type is not sent. */
+	char long_name[102];
+	memset(long_name, 'n', 101);
+	long_name[101] = '\0';
+	dev_gate.name = long_name;
+	body = forward_viid_apes_body(recs, 1, &p, items, &len);
+	T_CHECK(body != NULL && strstr(body, "\"Name\"") == NULL);
 	free(body);
 
 	/* Only the id: FunctionType from the class, nothing invented. */
