@@ -18,7 +18,8 @@
  * platforms and open servers send a string ("0", "500"). Both are read:
  * a JSON integer, a JSON real with an integral value, or a string of an
  * optional sign and 1 to 18 digits with blanks around. Anything else
- * ("OK", true, an object) is no code: retried.
+ * ("OK", true, an object) is no code: retried. A JSON integer past 64
+ * bits is refused by jansson, so such a reply is no status list (below).
  *
  * The reply's envelope. The standard's upload reply is
  * {"ResponseStatusListObject":{"ResponseStatusObject":[...]}}, and its

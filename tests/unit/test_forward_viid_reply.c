@@ -160,6 +160,8 @@ static const struct upload_row {
 	  1, { A }, false, { RETRY }, { NONE }, 0, false },
 	{ "cut inside", "{\"ResponseStatusListObject\":{\"ResponseStatusObject\":[{\"StatusCode\":0",
 	  1, { A }, false, { RETRY }, { NONE }, 0, false },
+	{ "a StatusCode past 64 bits (jansson refuses it)", LIST(ST(A, "99999999999999999999")),
+	  1, { A }, false, { RETRY }, { NONE }, 0, false },
 	{ "trailing garbage", LIST(ST(A, "0")) "x", 1, { A }, false, { RETRY }, { NONE }, 0, false },
 };
 
