@@ -23,13 +23,13 @@
  *
  * The reply's envelope. The standard's upload reply is
  * {"ResponseStatusListObject":{"ResponseStatusObject":[...]}}, and its
- * session replies {"ResponseStatusObject":{...}}. Seen besides, and read
- * the same: a single ResponseStatusObject (not an array) inside the list
- * object; an array directly as ResponseStatusListObject or as
- * ResponseStatusObject; "ResponseStatusList":[...]; and the status's
- * fields directly at the top ({"StatusCode":"0",...}), as one open server
- * answers Register. The first of these forms found, in this order, is
- * read.
+ * session replies {"ResponseStatusObject":{...}}. Read the same: a single
+ * ResponseStatusObject (not an array) inside the list object;
+ * "ResponseStatusList":[...] and the status's fields directly at the top
+ * ({"StatusCode":"0",...}), both seen in an open server's answers; and,
+ * not seen but as cheap to read, an array directly as
+ * ResponseStatusListObject or as ResponseStatusObject. The first of these
+ * forms found, in this order, is read.
  *
  * Mapping statuses to objects. A failed entry may carry no Id (open
  * servers answer an error with "Id": null), so statuses are mapped by Id
@@ -53,8 +53,9 @@
  *
  * A 200 whose body is not a status list (not JSON, not an object, no
  * status envelope, cut, too long) retries the whole batch with a reason.
- * A UTF-8 byte order mark before the JSON and NUL bytes after it (both
- * seen from Windows-hosted platforms) are dropped before parsing.
+ * A UTF-8 byte order mark before the JSON and NUL bytes after it are
+ * dropped before parsing (leniency that costs nothing; not seen in the
+ * samples).
  *
  * Session replies (GA/T 1400.4-2017 7.2.1 Register, 7.2.2 UnRegister,
  * 7.2.3 Keepalive): success is HTTP 200 and StatusCode 0 in the first
