@@ -62,8 +62,9 @@
  * status of the reply, in any envelope above. Other 2xx are not success:
  * the answers carry a body with the status.
  *
- * System/Time (7.2.4): {"SystemTimeObject":{"VIIDServerID", "TimeMode",
- * "LocalTime", "TimeZone"}}. LocalTime is a string (14 digits in the
+ * System/Time (7.2.4, going by its neighbours 7.2.3 and 7.2.5):
+ * {"SystemTimeObject":{"VIIDServerID", "TimeMode", "LocalTime",
+ * "TimeZone"}}. LocalTime is a string (14 digits in the
  * standard, 17 with milliseconds seen) or a number (epoch milliseconds
  * seen); it is returned as text, bounded, for the time parser. A platform
  * answering with a ResponseStatusObject that carries LocalTime is read
