@@ -1014,6 +1014,12 @@ target_init(struct forward *f, struct target *t, const struct forward_target *c)
 	t->alarm_priority = c->alarm_priority;
 	t->retry_base_ms = c->retry_base_ms;
 	t->retry_cap_ms = c->retry_cap_ms;
+	if (c->viid) {
+		/* The configuration is checked at load; the GA/T 1400 session and
+		 * uploads are not in this version of the forwarder. */
+		log_error("forward", "profile viid is not supported yet", "target=%s", c->name);
+		return -1;
+	}
 	if (!is_https(c->url) && !(c->allow_http && strncasecmp(c->url, "http://", 7) == 0)) {
 		log_error("forward", "URL refused: not https", "target=%s", c->name);
 		return -1;
