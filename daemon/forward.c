@@ -13,6 +13,8 @@
 #include "backoff.h"
 #include "forward_curl.h"
 #include "forward_profile.h"
+#include "forward_viid_profile.h"
+#include "forward_viid_session.h"
 #include "log.h"
 #include "util.h"
 #include "version.h"
@@ -117,6 +119,11 @@ struct target {
 	char *name;
 	char *url;
 	const struct forward_profile *profile;
+	struct forward_profile *viid_profile;	/* profile viid: ours to free */
+	struct viid_session *session;	/* profile viid */
+	char *user_identify;		/* "User-Identify: ..." (viid) */
+	char *username, *password;	/* viid, auth digest or basic */
+	enum forward_auth viid_auth;
 	bool allow_http;
 	char *ca_file, *cert_file, *key_file, *proxy;
 	char *auth;			/* "Authorization: Bearer ..." or NULL */
@@ -144,6 +151,13 @@ struct forward {
 
 static void lane_pump(struct lane *l);
 static void request_done(void *forward, CURL *easy, void *slot, CURLcode code);
+
+/* A configured string; an unset one is "". */
+static const char *
+str_or_empty_len(const char *s)
+{
+	return s != NULL ? s : "";
+}
 
 /* A copy of a configured string; an unset one is "". */
 static char *
@@ -386,6 +400,13 @@ promote(struct lane *l)
 		arm(l, next - now);
 }
 
+/* A viid target sends nothing while its session is down. */
+static bool
+paused(const struct target *t)
+{
+	return t->session != NULL && !viid_session_is_up(t->session);
+}
+
 /* ---- claims ------------------------------------------------------------ */
 
 static void probe(struct lane *l, bool may_claim);
@@ -552,7 +573,7 @@ make_room(struct lane *l)
 static void
 lane_pump(struct lane *l)
 {
-	if (!l->healthy)
+	if (!l->healthy || paused(l->t))
 		return;
 	for (struct batch *b = l->batches; b != NULL; b = b->next)
 		if (b->state == BATCH_READY && !start_batch(b))
@@ -570,6 +591,32 @@ lane_pump(struct lane *l)
 
 /* ---- requests ---------------------------------------------------------- */
 
+/* A viid request: User-Identify, and the credentials on a handle that is
+ * not reset, so that libcurl reuses the platform's Digest nonce. */
+static struct curl_slist *
+viid_headers(struct slot *sl, struct batch *b, char *url, size_t len)
+{
+	struct target *t = sl->l->t;
+	CURL *e = sl->easy;
+	const char *method = "POST";
+	const char *path = t->profile->kind_path(b->kind, &method);
+
+	snprintf(url, len, "%s%s", t->url, path);
+	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(method, "POST") ? method : NULL);
+	if (t->viid_auth != FORWARD_AUTH_NONE) {
+		curl_easy_setopt(e, CURLOPT_HTTPAUTH, t->viid_auth == FORWARD_AUTH_BASIC ?
+		    (long)CURLAUTH_BASIC : (long)CURLAUTH_DIGEST);
+		curl_easy_setopt(e, CURLOPT_USERNAME, t->username);
+		curl_easy_setopt(e, CURLOPT_PASSWORD, t->password);
+	}
+	struct curl_slist *h = NULL;
+	h = curl_slist_append(h, t->profile->content_type);
+	h = curl_slist_append(h, "Accept: application/json,application/VIID+JSON");
+	h = curl_slist_append(h, t->user_identify);
+	h = curl_slist_append(h, "Expect:");
+	return h;
+}
+
 static int
 setup_easy(struct slot *sl, struct batch *b)
 {
@@ -579,23 +626,21 @@ setup_easy(struct slot *sl, struct batch *b)
 	char url[4200];
 	struct curl_slist *h = NULL;
 
-	curl_easy_reset(e);
 	curl_slist_free_all(sl->headers);
 	sl->headers = NULL;
-	/* A profile with kinds of batches names their paths and methods. */
-	const char *method = "POST";
-	const char *path = t->profile->kind_path != NULL ? t->profile->kind_path(b->kind, &method) :
-	    NULL;
-	snprintf(url, sizeof(url), "%s%s", t->url, path != NULL ? path : "");
-	if (strcmp(method, "POST") != 0)
-		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-	char key[64];
-	snprintf(key, sizeof(key), "Idempotency-Key: %s", b->key);
-	h = curl_slist_append(h, t->profile->content_type);
-	h = curl_slist_append(h, key);
-	h = curl_slist_append(h, "Expect:");
-	if (t->auth != NULL)
-		h = curl_slist_append(h, t->auth);
+	if (t->session != NULL) {
+		h = viid_headers(sl, b, url, sizeof(url));
+	} else {
+		curl_easy_reset(e);
+		snprintf(url, sizeof(url), "%s", t->url);
+		char key[64];
+		snprintf(key, sizeof(key), "Idempotency-Key: %s", b->key);
+		h = curl_slist_append(h, t->profile->content_type);
+		h = curl_slist_append(h, key);
+		h = curl_slist_append(h, "Expect:");
+		if (t->auth != NULL)
+			h = curl_slist_append(h, t->auth);
+	}
 	if (h == NULL)
 		return -1;
 	sl->headers = h;
@@ -659,7 +704,7 @@ static bool
 start_batch(struct batch *b)
 {
 	struct lane *l = b->l;
-	struct slot *sl = free_slot(l);
+	struct slot *sl = paused(l->t) ? NULL : free_slot(l);
 
 	if (sl == NULL)
 		return false;
@@ -690,8 +735,8 @@ start_batch(struct batch *b)
 static void
 probe(struct lane *l, bool may_claim)
 {
-	if (l->probe != NULL)
-		return;
+	if (l->probe != NULL || paused(l->t))
+		return;		/* a session that comes up probes */
 	if (l->claiming) {
 		l->probe_claim = true;	/* the claim under way is the probe */
 		return;
@@ -1027,6 +1072,8 @@ request_done(void *forward, CURL *easy, void *slot, CURLcode code)
 	(void)easy;
 	read_reply(sl, code, &r);
 	t->profile->classify(&r, &o);
+	if (t->session != NULL && code == CURLE_OK && r.status == 401)
+		viid_session_lost(t->session, "401 to an upload");
 	sl->b = NULL;
 	b->slot = NULL;
 	if (l->probe == b)
@@ -1094,6 +1141,23 @@ forward_kick(void *forward)
 			lane_pump(&f->targets[i].lanes[j]);
 }
 
+/* A viid target's session came up: its lanes send again. */
+static void
+session_up(void *ctx)
+{
+	struct target *t = ctx;
+
+	for (size_t j = 0; j < t->nlanes; j++) {
+		struct lane *l = &t->lanes[j];
+		if (!l->healthy) {
+			probe(l, true);
+		} else {
+			promote(l);
+			lane_pump(l);
+		}
+	}
+}
+
 void
 forward_start(struct forward *f)
 {
@@ -1105,6 +1169,8 @@ forward_start(struct forward *f)
 		struct target *t = &f->targets[i];
 		log_info("forward", "target", "target=%s format=%s max_inflight=%zu alarm_priority=%d",
 		    t->name, t->profile->format, t->lanes[0].nslots, t->alarm_priority);
+		if (t->session != NULL)
+			viid_session_start(t->session);
 	}
 	forward_kick(f);
 }
@@ -1112,10 +1178,13 @@ forward_start(struct forward *f)
 const char *
 forward_unavailable(const struct forward *f)
 {
-	for (size_t i = 0; i < f->ntargets; i++)
+	for (size_t i = 0; i < f->ntargets; i++) {
+		if (paused(&f->targets[i]))
+			return f->targets[i].name;
 		for (size_t j = 0; j < f->targets[i].nlanes; j++)
 			if (!f->targets[i].lanes[j].healthy)
 				return f->targets[i].name;
+	}
 	return NULL;
 }
 
@@ -1136,6 +1205,26 @@ lane_init(struct target *t, struct lane *l, const char *name, int min, int max, 
 	for (size_t i = 0; i < nslots; i++)
 		l->slots[i].l = l;
 	return 0;
+}
+
+/* The viid profile's part of a target: its profile, its session. */
+static int
+target_viid(struct target *t, const struct forward_target *c)
+{
+	size_t n = strlen(t->url);
+
+	while (n > 0 && t->url[n - 1] == '/')
+		t->url[--n] = '\0';	/* the platform's base; paths are appended */
+	t->viid_profile = forward_profile_viid_new(c->viid_devices, c->nviid_devices);
+	t->profile = t->viid_profile;
+	t->viid_auth = c->auth;
+	t->username = str_or_empty(c->username);
+	t->password = str_or_empty(c->password);
+	size_t len = strlen(str_or_empty_len(c->viid_device_id)) + 32;
+	t->user_identify = util_malloc(len);
+	snprintf(t->user_identify, len, "User-Identify: %s", c->viid_device_id);
+	t->session = viid_session_new(t->f->base, c, session_up, t);
+	return t->session != NULL ? 0 : -1;
 }
 
 static int
@@ -1161,12 +1250,8 @@ target_init(struct forward *f, struct target *t, const struct forward_target *c)
 	t->alarm_priority = c->alarm_priority;
 	t->retry_base_ms = c->retry_base_ms;
 	t->retry_cap_ms = c->retry_cap_ms;
-	if (c->viid) {
-		/* The configuration is checked at load; the GA/T 1400 session is
-		 * not in this version of the forwarder. */
-		log_error("forward", "profile viid is not supported yet", "target=%s", c->name);
+	if (c->viid && target_viid(t, c) != 0)
 		return -1;
-	}
 	if (!is_https(c->url) && !(c->allow_http && strncasecmp(c->url, "http://", 7) == 0)) {
 		log_error("forward", "URL refused: not https", "target=%s", c->name);
 		return -1;
@@ -1267,8 +1352,16 @@ forward_free(struct forward *f)
 			    (unsigned long long)(t->st.latency_count ?
 			    t->st.latency_ms_sum / t->st.latency_count : 0),
 			    (unsigned long long)t->st.latency_ms_max);
+		viid_session_free(t->session);
 		for (size_t j = 0; j < t->nlanes; j++)
 			lane_free(f, &t->lanes[j]);
+		forward_profile_viid_free(t->viid_profile);
+		free(t->user_identify);
+		free(t->username);
+		if (t->password != NULL) {
+			memset(t->password, 0, strlen(t->password));
+			free(t->password);
+		}
 		free(t->name);
 		free(t->url);
 		free(t->ca_file);

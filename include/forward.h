@@ -44,7 +44,9 @@
  * every attempt.
  *
  * What goes in a body and what a reply means come from the target's
- * profile (forward_profile.h; today the "gridbridge" profile); forward.c
+ * profile (forward_profile.h: "gridbridge", or "viid" for GA/T 1400,
+ * whose session with the platform is forward_viid_session.h: a viid
+ * target claims and sends nothing while it is not registered); forward.c
  * keeps the rows, lanes, retries and requests. libcurl's multi interface
  * runs on the daemon's libevent loop through forward_curl.h.
  *
