@@ -154,7 +154,7 @@ static void request_done(void *forward, CURL *easy, void *slot, CURLcode code);
 
 /* A configured string; an unset one is "". */
 static const char *
-str_or_empty_len(const char *s)
+configured(const char *s)
 {
 	return s != NULL ? s : "";
 }
@@ -1220,7 +1220,7 @@ target_viid(struct target *t, const struct forward_target *c)
 	t->viid_auth = c->auth;
 	t->username = str_or_empty(c->username);
 	t->password = str_or_empty(c->password);
-	size_t len = strlen(str_or_empty_len(c->viid_device_id)) + 32;
+	size_t len = strlen(configured(c->viid_device_id)) + 32;
 	t->user_identify = util_malloc(len);
 	snprintf(t->user_identify, len, "User-Identify: %s", c->viid_device_id);
 	t->session = viid_session_new(t->f->base, c, session_up, t);

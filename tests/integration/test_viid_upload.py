@@ -22,6 +22,7 @@ with their serial numbers and times changed, so each is a new event.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -238,3 +239,19 @@ def test_readable_password_file_is_refused(daemon, tmp_path):
     assert refused["mod"] == "forward" and refused["fix"] == expected_fix(pw, 0o644)
     assert last["stage"] == "forward", last
     assert not any(PASSWORD in x for x in daemon.lines)
+
+
+def test_platform_clock_skew_is_logged(daemon, mosquitto, private_postgres, tmp_path):
+    """After Register, System/Time: a platform clock a minute off is logged
+    at warn (how far, not whose time)."""
+    p = viid.ViidPlatform(OUR_ID, password=PASSWORD, clock_offset_s=-60, time_form="17")
+    p.start()
+    try:
+        conf = tmp_path / "gridbridge.conf"
+        conf.write_text(viid_config(tmp_path, mosquitto, private_postgres, p))
+        start_daemon(daemon, conf)
+        line = daemon.wait_log(r'msg="viid platform clock differs"', timeout=20)
+        ahead = int(re.search(r"ours_ahead_s=(-?\d+)", line).group(1))
+        assert 55 <= ahead <= 65, line
+    finally:
+        p.stop()
