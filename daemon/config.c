@@ -17,6 +17,7 @@
 #define ROUTE_FIELD(field) offsetof(struct config_route, field)
 #define TARGET_FIELD(field) offsetof(struct config_target, field)
 #define RULE_FIELD(field) offsetof(struct config_rule, field)
+#define VDEV_FIELD(field) offsetof(struct config_viid_device, field)
 
 static const char *const level_choices[] = {
 	"debug", "info", "notice", "warning", "warn", "error", NULL
@@ -28,6 +29,15 @@ static const int level_values[] = {
 
 static const char *const format_choices[] = { "protobuf", "json", NULL };
 static const int format_values[] = { FORWARD_PROTOBUF, FORWARD_JSON };
+
+static const char *const profile_choices[] = { "gridbridge", "viid", NULL };
+static const int profile_values[] = { FORWARD_PROFILE_GRIDBRIDGE, FORWARD_PROFILE_VIID };
+static const char *const mode_choices[] = { "upload", "cascade", NULL };
+static const int mode_values[] = { VIID_MODE_UPLOAD, VIID_MODE_CASCADE };
+static const char *const auth_choices[] = { "digest", "basic", "none", NULL };
+static const int auth_values[] = { VIID_AUTH_DIGEST, VIID_AUTH_BASIC, VIID_AUTH_NONE };
+static const char *const picture_choices[] = { "url", "data", NULL };
+static const int picture_values[] = { VIID_PICTURE_URL, VIID_PICTURE_DATA };
 
 static const char *const protocol_choices[] = { "3.1.1", "5", NULL };
 static const int protocol_values[] = { 4, 5 };
@@ -267,6 +277,47 @@ const struct config_key config_keys[] = {
 	  .min = 1, .max = 10, .def = "7",
 	  .offset = TARGET_FIELD(alarm_priority), .instanced = true,
 	  .help = "rows of this priority and above travel in the alarm lane (10: no alarm lane)" },
+	{ .section = "forward.target", .name = "profile", .type = CFG_ENUM,
+	  .choices = profile_choices, .choice_values = profile_values, .def = "gridbridge",
+	  .offset = TARGET_FIELD(profile), .instanced = true,
+	  .help = "protocol: gridbridge (EventBatch bodies) or viid (GA/T 1400 views library)" },
+	{ .section = "forward.target", .name = "mode", .type = CFG_ENUM,
+	  .choices = mode_choices, .choice_values = mode_values, .def = "upload",
+	  .offset = TARGET_FIELD(viid_mode), .instanced = true,
+	  .help = "viid: upload (we register and POST objects); cascade is not supported yet" },
+	{ .section = "forward.target", .name = "viid_device_id", .type = CFG_STRING,
+	  .min = 0, .max = 64, .def = "",
+	  .offset = TARGET_FIELD(viid_device_id), .instanced = true,
+	  .help = "viid: our 20-digit GA/T 1400 id, sent as User-Identify; required with profile = viid" },
+	{ .section = "forward.target", .name = "username", .type = CFG_STRING,
+	  .min = 0, .max = 255, .def = "",
+	  .offset = TARGET_FIELD(username), .instanced = true,
+	  .help = "viid: user name for Digest or Basic authentication; empty: viid_device_id" },
+	{ .section = "forward.target", .name = "password_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = TARGET_FIELD(password_file), .instanced = true,
+	  .help = "viid: file holding the password; a relative name is looked up in "
+	      "$CREDENTIALS_DIRECTORY; required unless auth = none" },
+	{ .section = "forward.target", .name = "auth", .type = CFG_ENUM,
+	  .choices = auth_choices, .choice_values = auth_values, .def = "digest",
+	  .offset = TARGET_FIELD(auth), .instanced = true,
+	  .help = "viid: digest, basic (https:// only) or none" },
+	{ .section = "forward.target", .name = "keepalive_s", .type = CFG_INT,
+	  .min = 5, .max = 3600, .def = "30",
+	  .offset = TARGET_FIELD(keepalive_s), .instanced = true,
+	  .help = "viid: seconds between keepalives while registered" },
+	{ .section = "forward.target", .name = "register_retry_max_s", .type = CFG_INT,
+	  .min = 1, .max = 86400, .def = "300",
+	  .offset = TARGET_FIELD(register_retry_max_s), .instanced = true,
+	  .help = "viid: longest wait before registering again after the session went down" },
+	{ .section = "forward.target", .name = "time_skew_warn_s", .type = CFG_INT,
+	  .min = 1, .max = 86400, .def = "5",
+	  .offset = TARGET_FIELD(time_skew_warn_s), .instanced = true,
+	  .help = "viid: warn when the platform's clock differs from ours by more seconds" },
+	{ .section = "forward.target", .name = "picture", .type = CFG_ENUM,
+	  .choices = picture_choices, .choice_values = picture_values, .def = "url",
+	  .offset = TARGET_FIELD(picture), .instanced = true,
+	  .help = "viid: url (the device's picture URL as StoragePath); data is not supported yet" },
 
 	{ .section = "forward.rule", .name = "target", .type = CFG_STRING,
 	  .min = 0, .max = 255, .def = "",
@@ -296,6 +347,19 @@ const struct config_key config_keys[] = {
 	  .min = 0, .max = 4096, .def = "",
 	  .offset = RULE_FIELD(route), .instanced = true,
 	  .help = "names of the [route NAME] sections selected; empty: any" },
+
+	{ .section = "viid.device", .name = "device", .type = CFG_STRING,
+	  .min = 0, .max = 255, .def = "",
+	  .offset = VDEV_FIELD(device), .instanced = true, .required = true,
+	  .help = "the device id, as in the events; required" },
+	{ .section = "viid.device", .name = "community", .type = CFG_STRING,
+	  .min = 0, .max = 255, .def = "",
+	  .offset = VDEV_FIELD(community), .instanced = true,
+	  .help = "the community id of the device; empty: any" },
+	{ .section = "viid.device", .name = "id", .type = CFG_STRING,
+	  .min = 0, .max = 64, .def = "",
+	  .offset = VDEV_FIELD(id), .instanced = true, .required = true,
+	  .help = "its 20-digit GA/T 1400 device id (ApeID, DeviceID); required" },
 
 	{ .section = "store", .name = "host", .type = CFG_STRING,
 	  .min = 1, .max = 255, .def = "127.0.0.1",
@@ -673,6 +737,8 @@ static const struct instance_type instance_types[] = {
 	  .finish = finish_target },
 	{ .type = "forward.rule", .size = sizeof(struct config_rule),
 	  .array = CONFIG_FIELD(rules), .count = CONFIG_FIELD(nrules) },
+	{ .type = "viid.device", .size = sizeof(struct config_viid_device),
+	  .array = CONFIG_FIELD(viid_devices), .count = CONFIG_FIELD(nviid_devices) },
 };
 #define NTYPES (sizeof(instance_types) / sizeof(instance_types[0]))
 
@@ -776,6 +842,73 @@ key_line(const struct parse *p, const char *key)
 	return p->inst->line;
 }
 
+/* The keys only the viid profile reads that say who we are: set with
+ * another profile they would be silently ignored, so they are refused.
+ * (Its other keys may stand at any value, the shipped example lists them
+ * with their defaults.) */
+static void
+refuse_viid_keys(struct parse *p, const struct config_target *t)
+{
+	const struct {
+		const char *key;
+		const char *value;
+	} who[] = {
+		{ "viid_device_id", t->viid_device_id },
+		{ "username", t->username },
+		{ "password_file", t->password_file },
+	};
+
+	for (size_t i = 0; i < sizeof(who) / sizeof(who[0]); i++)
+		if (who[i].value[0] != '\0')
+			add_error(p->errs, p->name, key_line(p, who[i].key),
+			    "[forward.target %s] %s: only with profile = viid", t->name, who[i].key);
+}
+
+/* Whether `key` of the section being read was written in the file. */
+static bool
+key_set(const struct parse *p, const char *key)
+{
+	size_t i;
+
+	return find_instanced_key(p->inst_type->type, key, &i) != NULL && p->inst_seen[i] != 0;
+}
+
+/* What the viid profile needs of a target, beyond each key's own check
+ * (viid_device_id's digits are checked by the forwarder's validator,
+ * registered by the glue). */
+static void
+finish_viid_target(struct parse *p, const struct config_target *t, bool http)
+{
+	if (t->viid_mode == VIID_MODE_CASCADE)
+		add_error(p->errs, p->name, key_line(p, "mode"),
+		    "[forward.target %s] mode: cascade is not supported yet; use upload", t->name);
+	if (t->picture == VIID_PICTURE_DATA)
+		add_error(p->errs, p->name, key_line(p, "picture"),
+		    "[forward.target %s] picture: data is not supported yet; use url", t->name);
+	if (t->viid_device_id[0] == '\0')
+		add_error(p->errs, p->name, t->line,
+		    "[forward.target %s] viid_device_id is required with profile = viid", t->name);
+	if (key_set(p, "format"))
+		add_error(p->errs, p->name, key_line(p, "format"),
+		    "[forward.target %s] format: only with profile = gridbridge (viid sends JSON)",
+		    t->name);
+	if (t->token_file[0] != '\0')
+		add_error(p->errs, p->name, key_line(p, "token_file"),
+		    "[forward.target %s] token_file: only with profile = gridbridge; viid uses "
+		    "username and password_file", t->name);
+	if (t->auth == VIID_AUTH_NONE && t->password_file[0] != '\0')
+		add_error(p->errs, p->name, key_line(p, "password_file"),
+		    "[forward.target %s] password_file: not used with auth = none", t->name);
+	else if (t->auth != VIID_AUTH_NONE && t->password_file[0] == '\0')
+		add_error(p->errs, p->name, key_line(p, "auth"),
+		    "[forward.target %s] auth = %s needs password_file (or auth = none)", t->name,
+		    t->auth == VIID_AUTH_BASIC ? "basic" : "digest");
+	if (http && t->auth == VIID_AUTH_BASIC)
+		add_error(p->errs, p->name, key_line(p, "auth"),
+		    "[forward.target %s] auth: basic sends the password in clear over http://; "
+		    "use https:// or auth = digest", t->name);
+}
+
 static void
 finish_target(struct parse *p, void *inst)
 {
@@ -799,6 +932,10 @@ finish_target(struct parse *p, void *inst)
 	if (t->retry_cap_ms < t->retry_base_ms)
 		add_error(p->errs, p->name, key_line(p, "retry_cap_ms"),
 		    "[forward.target %s] retry_cap_ms is less than retry_base_ms", t->name);
+	if (t->profile == FORWARD_PROFILE_VIID)
+		finish_viid_target(p, t, http);
+	else
+		refuse_viid_keys(p, t);
 }
 
 /* Checks registered by the code that owns a key's meaning (is "hikvision"

@@ -13,6 +13,8 @@
 #include "backoff.h"
 #include "forward_curl.h"
 #include "forward_profile.h"
+#include "forward_viid_profile.h"
+#include "forward_viid_session.h"
 #include "log.h"
 #include "util.h"
 #include "version.h"
@@ -63,6 +65,7 @@ struct batch {
 	enum batch_state state;
 	struct row *rows;	/* in body order */
 	size_t n;
+	int kind;		/* the profile's row_kind of its rows; 0 without */
 	char *body;
 	size_t body_len;
 	char key[33];		/* Idempotency-Key */
@@ -81,7 +84,8 @@ struct slot {
 	CURL *easy;
 	struct curl_slist *headers;
 	struct batch *b;		/* NULL: idle */
-	unsigned char reply[FORWARD_REPLY_KEEP];
+	unsigned char *reply;		/* grows up to the profile's reply_keep */
+	size_t reply_cap;
 	size_t reply_len;
 	bool reply_cut;			/* the reply was longer */
 	char errbuf[CURL_ERROR_SIZE];
@@ -115,6 +119,11 @@ struct target {
 	char *name;
 	char *url;
 	const struct forward_profile *profile;
+	struct forward_profile *viid_profile;	/* profile viid: ours to free */
+	struct viid_session *session;	/* profile viid */
+	char *user_identify;		/* "User-Identify: ..." (viid) */
+	char *username, *password;	/* viid, auth digest or basic */
+	enum forward_auth viid_auth;
 	bool allow_http;
 	char *ca_file, *cert_file, *key_file, *proxy;
 	char *auth;			/* "Authorization: Bearer ..." or NULL */
@@ -143,6 +152,13 @@ struct forward {
 static void lane_pump(struct lane *l);
 static void request_done(void *forward, CURL *easy, void *slot, CURLcode code);
 
+/* A configured string; an unset one is "". */
+static const char *
+configured(const char *s)
+{
+	return s != NULL ? s : "";
+}
+
 /* A copy of a configured string; an unset one is "". */
 static char *
 str_or_empty(const char *s)
@@ -163,10 +179,23 @@ write_fn(char *data, size_t size, size_t nmemb, void *userp)
 {
 	struct slot *sl = userp;
 	size_t n = size * nmemb;
-	size_t room = FORWARD_REPLY_KEEP - sl->reply_len;
+	size_t keep = sl->l->t->profile->reply_keep;
+	if (keep == 0)
+		keep = FORWARD_REPLY_KEEP;
+	size_t room = keep - sl->reply_len;
 	size_t take = n < room ? n : room;
 
-	memcpy(sl->reply + sl->reply_len, data, take);
+	if (sl->reply_len + take > sl->reply_cap) {
+		size_t cap = sl->reply_cap ? sl->reply_cap : FORWARD_REPLY_KEEP;
+		while (cap < sl->reply_len + take)
+			cap *= 2;
+		if (cap > keep)
+			cap = keep;
+		sl->reply = util_realloc(sl->reply, cap);
+		sl->reply_cap = cap;
+	}
+	if (take > 0)
+		memcpy(sl->reply + sl->reply_len, data, take);
 	sl->reply_len += take;
 	if (take < n)
 		sl->reply_cut = true;
@@ -200,7 +229,8 @@ batch_seal(struct batch *b)
 		    b->rows[i].record_len };
 	pr->batch_key(recs, b->n, b->key);
 	free(b->body);
-	b->body = pr->build_body(recs, b->n, &b->body_len);
+	b->body = pr->build_body_ctx != NULL ? pr->build_body_ctx(pr->ctx, recs, b->n, &b->body_len) :
+	    pr->build_body(recs, b->n, &b->body_len);
 	free(recs);
 }
 
@@ -216,12 +246,13 @@ batch_ids(const struct batch *b, size_t from, size_t n)
 
 /* A new batch of `rows` (which it owns from now on), last of its lane. */
 static struct batch *
-batch_new(struct lane *l, struct row *rows, size_t n, enum batch_state state)
+batch_new(struct lane *l, struct row *rows, size_t n, int kind, enum batch_state state)
 {
 	struct batch *b = util_calloc(1, sizeof(*b));
 	b->l = l;
 	b->rows = rows;
 	b->n = n;
+	b->kind = kind;
 	b->state = state;
 	batch_seal(b);
 	struct batch **at = &l->batches;
@@ -369,10 +400,66 @@ promote(struct lane *l)
 		arm(l, next - now);
 }
 
+/* A viid target sends nothing while its session is down. */
+static bool
+paused(const struct target *t)
+{
+	return t->session != NULL && !viid_session_is_up(t->session);
+}
+
 /* ---- claims ------------------------------------------------------------ */
 
 static void probe(struct lane *l, bool may_claim);
 static bool start_batch(struct batch *b);
+
+/* A profile that answers per row: rows it will never send fail now, with
+ * its reason; the others go in one batch per kind, in claim order.
+ * Returns the first batch (NULL: none). Takes `rs`. */
+static struct batch *
+batches_by_kind(struct lane *l, struct row *rs, size_t n)
+{
+	struct target *t = l->t;
+	const struct forward_profile *pr = t->profile;
+	int *kinds = util_calloc(n ? n : 1, sizeof(*kinds));
+	struct batch *first = NULL;
+	size_t left = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *why = "";
+		struct forward_record rec = { rs[i].id, rs[i].record, rs[i].record_len };
+		kinds[i] = pr->row_kind(pr->ctx, &rec, &why);
+		if (kinds[i] < 0) {
+			settle(l, rs[i].id, 1, OUTBOX_FAILED, 0, why, 0);
+			t->st.failed_rows_other++;
+			log_error("forward", "event not sent, refused by the profile", "target=%s "
+			    "lane=%s reason=%s", t->name, l->name, why);
+			free(rs[i].record);
+			rs[i].record = NULL;
+			continue;
+		}
+		left++;
+	}
+	while (left > 0) {
+		int kind = -1;
+		size_t k = 0;
+		struct row *group = util_malloc(left * sizeof(*group));
+		for (size_t i = 0; i < n; i++) {
+			if (kinds[i] < 0 || (kind >= 0 && kinds[i] != kind))
+				continue;
+			kind = kinds[i];
+			group[k++] = rs[i];
+			kinds[i] = -1;
+		}
+		left -= k;
+		struct batch *b = batch_new(l, group, k, kind,
+		    l->healthy ? BATCH_READY : BATCH_WAITING);
+		if (first == NULL)
+			first = b;
+	}
+	free(kinds);
+	free(rs);
+	return first;
+}
 
 static void
 claimed(void *ctx, struct outbox_row *rows, size_t n, bool ok)
@@ -406,8 +493,10 @@ claimed(void *ctx, struct outbox_row *rows, size_t n, bool ok)
 			r->record = util_malloc(r->record_len);
 			memcpy(r->record, rows[i].record, r->record_len);
 		}
-		if (keep > 0)
-			b = batch_new(l, rs, keep, l->healthy ? BATCH_READY : BATCH_WAITING);
+		if (t->profile->row_kind != NULL)
+			b = batches_by_kind(l, rs, keep);
+		else if (keep > 0)
+			b = batch_new(l, rs, keep, 0, l->healthy ? BATCH_READY : BATCH_WAITING);
 		else
 			free(rs);
 	}
@@ -484,7 +573,7 @@ make_room(struct lane *l)
 static void
 lane_pump(struct lane *l)
 {
-	if (!l->healthy)
+	if (!l->healthy || paused(l->t))
 		return;
 	for (struct batch *b = l->batches; b != NULL; b = b->next)
 		if (b->state == BATCH_READY && !start_batch(b))
@@ -502,31 +591,63 @@ lane_pump(struct lane *l)
 
 /* ---- requests ---------------------------------------------------------- */
 
+/* A viid request: User-Identify, and the credentials on a handle that is
+ * not reset, so that libcurl reuses the platform's Digest nonce. */
+static struct curl_slist *
+viid_headers(struct slot *sl, struct batch *b, char *url, size_t len)
+{
+	struct target *t = sl->l->t;
+	CURL *e = sl->easy;
+	const char *method = "POST";
+	const char *path = t->profile->kind_path(b->kind, &method);
+
+	snprintf(url, len, "%s%s", t->url, path);
+	curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(method, "POST") ? method : NULL);
+	if (t->viid_auth != FORWARD_AUTH_NONE) {
+		curl_easy_setopt(e, CURLOPT_HTTPAUTH, t->viid_auth == FORWARD_AUTH_BASIC ?
+		    (long)CURLAUTH_BASIC : (long)CURLAUTH_DIGEST);
+		curl_easy_setopt(e, CURLOPT_USERNAME, t->username);
+		curl_easy_setopt(e, CURLOPT_PASSWORD, t->password);
+	}
+	struct curl_slist *h = NULL;
+	h = curl_slist_append(h, t->profile->content_type);
+	h = curl_slist_append(h, "Accept: application/json,application/VIID+JSON");
+	h = curl_slist_append(h, t->user_identify);
+	h = curl_slist_append(h, "Expect:");
+	return h;
+}
+
 static int
 setup_easy(struct slot *sl, struct batch *b)
 {
 	struct target *t = sl->l->t;
 	CURL *e = sl->easy;
 	const char *protocols = t->allow_http ? "https,http" : "https";
+	char url[4200];
+	struct curl_slist *h = NULL;
 
-	curl_easy_reset(e);
 	curl_slist_free_all(sl->headers);
 	sl->headers = NULL;
-	char key[64];
-	snprintf(key, sizeof(key), "Idempotency-Key: %s", b->key);
-	struct curl_slist *h = NULL;
-	h = curl_slist_append(h, t->profile->content_type);
-	h = curl_slist_append(h, key);
-	h = curl_slist_append(h, "Expect:");
-	if (t->auth != NULL)
-		h = curl_slist_append(h, t->auth);
+	if (t->session != NULL) {
+		h = viid_headers(sl, b, url, sizeof(url));
+	} else {
+		curl_easy_reset(e);
+		snprintf(url, sizeof(url), "%s", t->url);
+		char key[64];
+		snprintf(key, sizeof(key), "Idempotency-Key: %s", b->key);
+		h = curl_slist_append(h, t->profile->content_type);
+		h = curl_slist_append(h, key);
+		h = curl_slist_append(h, "Expect:");
+		if (t->auth != NULL)
+			h = curl_slist_append(h, t->auth);
+	}
 	if (h == NULL)
 		return -1;
 	sl->headers = h;
 	sl->reply_len = 0;
 	sl->reply_cut = false;
 	sl->errbuf[0] = '\0';
-	if (curl_easy_setopt(e, CURLOPT_URL, t->url) != CURLE_OK ||
+	if (curl_easy_setopt(e, CURLOPT_URL, url) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, protocols) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, protocols) != CURLE_OK)
 		return -1;
@@ -583,7 +704,7 @@ static bool
 start_batch(struct batch *b)
 {
 	struct lane *l = b->l;
-	struct slot *sl = free_slot(l);
+	struct slot *sl = paused(l->t) ? NULL : free_slot(l);
 
 	if (sl == NULL)
 		return false;
@@ -614,8 +735,8 @@ start_batch(struct batch *b)
 static void
 probe(struct lane *l, bool may_claim)
 {
-	if (l->probe != NULL)
-		return;
+	if (l->probe != NULL || paused(l->t))
+		return;		/* a session that comes up probes */
 	if (l->claiming) {
 		l->probe_claim = true;	/* the claim under way is the probe */
 		return;
@@ -868,6 +989,73 @@ read_reply(struct slot *sl, CURLcode code, struct forward_reply *r)
 	};
 }
 
+/* The platform took the request and answered per row (profile viid):
+ * sent rows are sent, refused rows failed with the platform's code and
+ * text, the others retried as one failed batch would be. */
+static void
+rows_answered(struct slot *sl, struct batch *b, const struct forward_reply *r, int64_t ms)
+{
+	struct lane *l = sl->l;
+	struct target *t = l->t;
+	const struct forward_profile *pr = t->profile;
+	struct forward_record *recs = util_malloc(b->n * sizeof(*recs));
+	struct forward_row_outcome *ro = util_calloc(b->n, sizeof(*ro));
+	bool *drop = util_calloc(b->n, sizeof(*drop));
+	uint8_t *ids = util_malloc(16 * b->n);
+	size_t nsent = 0, nfailed = 0, retry_at = b->n;
+	bool content = false;
+
+	for (size_t i = 0; i < b->n; i++)
+		recs[i] = (struct forward_record){ b->rows[i].id, b->rows[i].record,
+		    b->rows[i].record_len };
+	pr->classify_rows(pr->ctx, r, recs, b->n, ro);
+	for (size_t i = 0; i < b->n; i++) {
+		switch (ro[i].verdict) {
+		case FORWARD_ROW_SENT:
+			memcpy(ids + 16 * nsent++, b->rows[i].id, 16);
+			drop[i] = true;
+			break;
+		case FORWARD_ROW_FAILED:
+			log_error("forward", "event refused by the platform", "target=%s lane=%s "
+			    "status=%ld code=%lld key=%s", t->name, l->name, r->status, ro[i].code,
+			    b->key);
+			settle(l, b->rows[i].id, 1, OUTBOX_FAILED, (int)ro[i].code, ro[i].text, 0);
+			nfailed++;
+			drop[i] = true;
+			break;
+		case FORWARD_ROW_RETRY_CONTENT:
+			content = true;
+			/* fall through */
+		case FORWARD_ROW_RETRY:
+			if (retry_at == b->n)
+				retry_at = i;
+			break;
+		}
+	}
+	if (nsent > 0) {
+		log_debug("forward", "sent", "target=%s lane=%s events=%zu status=%ld ms=%lld key=%s",
+		    t->name, l->name, nsent, r->status, (long long)ms, b->key);
+		settle(l, ids, nsent, OUTBOX_SENT, (int)r->status, NULL, 0);
+		t->st.sent_rows += nsent;
+		t->st.sent_requests++;
+	}
+	t->st.failed_rows_4xx += nfailed;
+	struct forward_outcome o = { .verdict = content ? FORWARD_RETRY_CONTENT : FORWARD_RETRY };
+	if (retry_at < b->n)
+		snprintf(o.text, sizeof(o.text), "%s", ro[retry_at].text);
+	free(ids);
+	free(ro);
+	free(recs);
+	batch_remove(b, drop);
+	free(drop);
+	if (b->n == 0) {
+		batch_drop(b);
+		lane_up(l);
+		return;
+	}
+	batch_failed(sl, b, r->status, &o);
+}
+
 /* forward_curl's done callback: the request of slot `slot` ended. */
 static void
 request_done(void *forward, CURL *easy, void *slot, CURLcode code)
@@ -884,6 +1072,8 @@ request_done(void *forward, CURL *easy, void *slot, CURLcode code)
 	(void)easy;
 	read_reply(sl, code, &r);
 	t->profile->classify(&r, &o);
+	if (t->session != NULL && code == CURLE_OK && r.status == 401)
+		viid_session_lost(t->session, "401 to an upload");
 	sl->b = NULL;
 	b->slot = NULL;
 	if (l->probe == b)
@@ -897,6 +1087,10 @@ request_done(void *forward, CURL *easy, void *slot, CURLcode code)
 
 	switch (o.verdict) {
 	case FORWARD_SENT:
+		if (t->profile->classify_rows != NULL) {
+			rows_answered(sl, b, &r, ms);
+			return;
+		}
 		log_debug("forward", "sent", "target=%s lane=%s events=%zu status=%ld ms=%lld key=%s",
 		    t->name, l->name, b->n, r.status, (long long)ms, b->key);
 		settle_batch(b, OUTBOX_SENT, (int)r.status, NULL, 0);
@@ -947,6 +1141,23 @@ forward_kick(void *forward)
 			lane_pump(&f->targets[i].lanes[j]);
 }
 
+/* A viid target's session came up: its lanes send again. */
+static void
+session_up(void *ctx)
+{
+	struct target *t = ctx;
+
+	for (size_t j = 0; j < t->nlanes; j++) {
+		struct lane *l = &t->lanes[j];
+		if (!l->healthy) {
+			probe(l, true);
+		} else {
+			promote(l);
+			lane_pump(l);
+		}
+	}
+}
+
 void
 forward_start(struct forward *f)
 {
@@ -958,6 +1169,8 @@ forward_start(struct forward *f)
 		struct target *t = &f->targets[i];
 		log_info("forward", "target", "target=%s format=%s max_inflight=%zu alarm_priority=%d",
 		    t->name, t->profile->format, t->lanes[0].nslots, t->alarm_priority);
+		if (t->session != NULL)
+			viid_session_start(t->session);
 	}
 	forward_kick(f);
 }
@@ -965,10 +1178,13 @@ forward_start(struct forward *f)
 const char *
 forward_unavailable(const struct forward *f)
 {
-	for (size_t i = 0; i < f->ntargets; i++)
+	for (size_t i = 0; i < f->ntargets; i++) {
+		if (paused(&f->targets[i]))
+			return f->targets[i].name;
 		for (size_t j = 0; j < f->targets[i].nlanes; j++)
 			if (!f->targets[i].lanes[j].healthy)
 				return f->targets[i].name;
+	}
 	return NULL;
 }
 
@@ -989,6 +1205,26 @@ lane_init(struct target *t, struct lane *l, const char *name, int min, int max, 
 	for (size_t i = 0; i < nslots; i++)
 		l->slots[i].l = l;
 	return 0;
+}
+
+/* The viid profile's part of a target: its profile, its session. */
+static int
+target_viid(struct target *t, const struct forward_target *c)
+{
+	size_t n = strlen(t->url);
+
+	while (n > 0 && t->url[n - 1] == '/')
+		t->url[--n] = '\0';	/* the platform's base; paths are appended */
+	t->viid_profile = forward_profile_viid_new(c->viid_devices, c->nviid_devices);
+	t->profile = t->viid_profile;
+	t->viid_auth = c->auth;
+	t->username = str_or_empty(c->username);
+	t->password = str_or_empty(c->password);
+	size_t len = strlen(configured(c->viid_device_id)) + 32;
+	t->user_identify = util_malloc(len);
+	snprintf(t->user_identify, len, "User-Identify: %s", c->viid_device_id);
+	t->session = viid_session_new(t->f->base, c, session_up, t);
+	return t->session != NULL ? 0 : -1;
 }
 
 static int
@@ -1014,6 +1250,8 @@ target_init(struct forward *f, struct target *t, const struct forward_target *c)
 	t->alarm_priority = c->alarm_priority;
 	t->retry_base_ms = c->retry_base_ms;
 	t->retry_cap_ms = c->retry_cap_ms;
+	if (c->viid && target_viid(t, c) != 0)
+		return -1;
 	if (!is_https(c->url) && !(c->allow_http && strncasecmp(c->url, "http://", 7) == 0)) {
 		log_error("forward", "URL refused: not https", "target=%s", c->name);
 		return -1;
@@ -1084,6 +1322,7 @@ lane_free(struct forward *f, struct lane *l)
 			curl_easy_cleanup(sl->easy);
 		}
 		curl_slist_free_all(sl->headers);
+		free(sl->reply);
 	}
 	while (l->batches != NULL)
 		batch_drop(l->batches);
@@ -1113,8 +1352,16 @@ forward_free(struct forward *f)
 			    (unsigned long long)(t->st.latency_count ?
 			    t->st.latency_ms_sum / t->st.latency_count : 0),
 			    (unsigned long long)t->st.latency_ms_max);
+		viid_session_free(t->session);
 		for (size_t j = 0; j < t->nlanes; j++)
 			lane_free(f, &t->lanes[j]);
+		forward_profile_viid_free(t->viid_profile);
+		free(t->user_identify);
+		free(t->username);
+		if (t->password != NULL) {
+			memset(t->password, 0, strlen(t->password));
+			free(t->password);
+		}
 		free(t->name);
 		free(t->url);
 		free(t->ca_file);

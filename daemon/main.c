@@ -432,14 +432,26 @@ new_forward(struct daemon *d)
 	struct forward_target *ft = calloc(c->ntargets, sizeof(*ft));
 	char (*keys)[4096] = calloc(c->ntargets, sizeof(*keys));
 	char **tokens = calloc(c->ntargets, sizeof(*tokens));
+	char **passwords = calloc(c->ntargets, sizeof(*passwords));
+	struct forward_viid_device *vdev = calloc(c->nviid_devices ? c->nviid_devices : 1,
+	    sizeof(*vdev));
 	int rc = -1;
 
-	if (ft == NULL || keys == NULL || tokens == NULL)
+	if (ft == NULL || keys == NULL || tokens == NULL || passwords == NULL || vdev == NULL)
 		goto out;
+	for (size_t i = 0; i < c->nviid_devices; i++)
+		vdev[i] = (struct forward_viid_device){
+			.device = c->viid_devices[i].device,
+			.community = c->viid_devices[i].community,
+			.id = c->viid_devices[i].id,
+		};
 	for (size_t i = 0; i < c->ntargets; i++) {
 		const struct config_target *t = &c->targets[i];
 		if (t->token_file[0] != '\0' &&
 		    (tokens[i] = secret_load(NULL, t->token_file, "forward")) == NULL)
+			goto out;
+		if (t->password_file[0] != '\0' &&
+		    (passwords[i] = secret_load(NULL, t->password_file, "forward")) == NULL)
 			goto out;
 		const char *key = secret_key_file(t->key_file, keys[i], sizeof(keys[i]), "forward");
 		if (key == NULL)
@@ -465,6 +477,17 @@ new_forward(struct daemon *d)
 			.retry_after_max = t->retry_after_max,
 			.alarm_priority = (int)t->alarm_priority,
 			.allow_http = t->allow_http,
+			.viid = t->profile == FORWARD_PROFILE_VIID,
+			.viid_device_id = t->viid_device_id,
+			.username = t->username[0] != '\0' ? t->username : t->viid_device_id,
+			.password = passwords[i],
+			.auth = t->auth == VIID_AUTH_BASIC ? FORWARD_AUTH_BASIC :
+			    t->auth == VIID_AUTH_NONE ? FORWARD_AUTH_NONE : FORWARD_AUTH_DIGEST,
+			.keepalive_s = (long)t->keepalive_s,
+			.register_retry_max_s = (long)t->register_retry_max_s,
+			.time_skew_warn_s = (long)t->time_skew_warn_s,
+			.viid_devices = vdev,
+			.nviid_devices = c->nviid_devices,
 		};
 	}
 	struct outbox ob;
@@ -478,6 +501,10 @@ out:
 	for (size_t i = 0; tokens != NULL && i < c->ntargets; i++)
 		secret_free(tokens[i]);
 	free(tokens);
+	for (size_t i = 0; passwords != NULL && i < c->ntargets; i++)
+		secret_free(passwords[i]);
+	free(passwords);
+	free(vdev);
 	free(keys);
 	free(ft);
 	return rc;

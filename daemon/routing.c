@@ -2,10 +2,12 @@
  * decode counters. */
 #include "routing.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "event_names.h"
+#include "forward_viid.h"
 #include "log.h"
 #include "rules.h"
 #include "util.h"
@@ -51,6 +53,23 @@ check_rule_severities(const char *list, void (*report)(void *ctx, const char *wh
 	rules_check_names(list, valid_severity, report, ctx);
 }
 
+/* A GA/T 1400 device id; the message names the part that is wrong, never
+ * the value. Empty passes: whether it is required is the section's rule. */
+static void
+check_viid_device_id(const char *id, void (*report)(void *ctx, const char *why), void *ctx)
+{
+	char why[160];
+
+	if (id[0] == '\0')
+		return;
+	enum viid_id_part part = forward_viid_check_device_id(id);
+	if (part == VIID_ID_OK)
+		return;
+	snprintf(why, sizeof(why), "not a 20-digit GA/T 1400 device id: wrong %s",
+	    forward_viid_id_part_name(part));
+	report(ctx, why);
+}
+
 void
 routing_register_checks(void)
 {
@@ -61,6 +80,8 @@ routing_register_checks(void)
 	config_register_check("forward.rule", "class", check_rule_classes);
 	config_register_check("forward.rule", "event_type", check_rule_event_types);
 	config_register_check("forward.rule", "severity", check_rule_severities);
+	config_register_check("forward.target", "viid_device_id", check_viid_device_id);
+	config_register_check("viid.device", "id", check_viid_device_id);
 }
 
 struct rules *

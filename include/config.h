@@ -80,6 +80,11 @@ struct config_route {
 };
 
 enum forward_format { FORWARD_PROTOBUF = 0, FORWARD_JSON = 1 };
+/* [forward.target] profile, mode, auth and picture (the viid profile's). */
+enum forward_profile_kind { FORWARD_PROFILE_GRIDBRIDGE = 0, FORWARD_PROFILE_VIID = 1 };
+enum viid_mode { VIID_MODE_UPLOAD = 0, VIID_MODE_CASCADE = 1 };
+enum viid_auth { VIID_AUTH_DIGEST = 0, VIID_AUTH_BASIC = 1, VIID_AUTH_NONE = 2 };
+enum viid_picture_mode { VIID_PICTURE_URL = 0, VIID_PICTURE_DATA = 1 };
 
 /* [store] sslmode, in libpq's order (config_enum_name() gives its name). */
 enum config_sslmode {
@@ -110,6 +115,27 @@ struct config_target {
 	long long retry_after_max;	/* seconds */
 	long long alarm_priority;	/* this and above: the alarm lane; 10: none */
 	bool allow_http;
+	int profile;			/* enum forward_profile_kind */
+	/* profile = viid */
+	int viid_mode;			/* enum viid_mode */
+	char *viid_device_id;		/* our 20-digit id; "" with profile = gridbridge */
+	char *username;			/* "": viid_device_id */
+	char *password_file;
+	int auth;			/* enum viid_auth */
+	long long keepalive_s;
+	long long register_retry_max_s;
+	long long time_skew_warn_s;
+	int picture;			/* enum viid_picture_mode */
+};
+
+/* One [viid.device NAME] section: the 20-digit GA/T 1400 id a device of
+ * ours has on the VIID platforms. */
+struct config_viid_device {
+	char *name;
+	int line;
+	char *device;			/* the device id, as in the events */
+	char *community;		/* "": any community */
+	char *id;			/* 20 digits */
 };
 
 /* One [forward.rule NAME] section: which events go to which target. Each
@@ -191,6 +217,9 @@ struct config {
 	size_t ntargets;
 	struct config_rule *rules;
 	size_t nrules;
+	/* [viid.device NAME] sections. */
+	struct config_viid_device *viid_devices;
+	size_t nviid_devices;
 
 	/* Where the configuration came from (for messages). */
 	char *path;

@@ -44,7 +44,9 @@
  * every attempt.
  *
  * What goes in a body and what a reply means come from the target's
- * profile (forward_profile.h; today the "gridbridge" profile); forward.c
+ * profile (forward_profile.h: "gridbridge", or "viid" for GA/T 1400,
+ * whose session with the platform is forward_viid_session.h: a viid
+ * target claims and sends nothing while it is not registered); forward.c
  * keeps the rows, lanes, retries and requests. libcurl's multi interface
  * runs on the daemon's libevent loop through forward_curl.h.
  *
@@ -61,6 +63,15 @@
 
 struct event_base;
 struct forward;
+
+/* A device's GA/T 1400 id, from a [viid.device NAME] section. */
+struct forward_viid_device {
+	const char *device;		/* as in the events */
+	const char *community;		/* "": any */
+	const char *id;			/* 20 digits, checked at load */
+};
+
+enum forward_auth { FORWARD_AUTH_DIGEST, FORWARD_AUTH_BASIC, FORWARD_AUTH_NONE };
 
 /* One target, as main.c makes it from a [forward.target NAME] section
  * (paths resolved, the token read). */
@@ -85,6 +96,17 @@ struct forward_target {
 	long long retry_after_max;	/* seconds: the longest Retry-After honoured */
 	int alarm_priority;		/* this priority and above: the alarm lane */
 	bool allow_http;		/* http:// URLs (never with a token) */
+	/* profile = viid (else the gridbridge profile, `json` its format) */
+	bool viid;
+	const char *viid_device_id;	/* ours, 20 digits */
+	const char *username;		/* never "" with auth */
+	const char *password;		/* NULL or "" with FORWARD_AUTH_NONE */
+	enum forward_auth auth;
+	long keepalive_s;
+	long register_retry_max_s;
+	long time_skew_warn_s;
+	const struct forward_viid_device *viid_devices;	/* all [viid.device] sections */
+	size_t nviid_devices;
 };
 
 /* Copies what it needs from `outbox` and `targets`. Returns NULL after

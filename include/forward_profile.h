@@ -4,10 +4,12 @@
  * forward.c owns the rows, the lanes, the retries and the requests; a
  * profile only turns records into a body and (libcurl's result, the HTTP
  * status, the reply) into an outcome, without I/O and without state of
- * its own. The one profile today is "gridbridge": a gridbridge.v1
- * EventBatch as protobuf or as its JSON mapping, an Idempotency-Key from
- * the events' ids, and the reply semantics of gridbridge.conf(5) (2xx
- * sent, other 4xx than 408 and 429 refused, the rest retried). */
+ * its own. The "gridbridge" profile: a gridbridge.v1 EventBatch as
+ * protobuf or as its JSON mapping, an Idempotency-Key from the events'
+ * ids, and the reply semantics of gridbridge.conf(5) (2xx sent, other 4xx
+ * than 408 and 429 refused, the rest retried). The "viid" profile
+ * (forward_viid_profile.h) answers per row: a batch of one object kind,
+ * rows it refuses at once, and per-object statuses in a 2xx reply. */
 #ifndef GRIDBRIDGE_FORWARD_PROFILE_H
 #define GRIDBRIDGE_FORWARD_PROFILE_H
 
@@ -61,15 +63,52 @@ struct forward_outcome {
 	char text[FORWARD_TEXT_MAX];
 };
 
+/* What became of one row of a batch the platform answered as a whole
+ * with success (profiles with classify_rows). */
+enum forward_row_verdict {
+	FORWARD_ROW_SENT,
+	FORWARD_ROW_FAILED,		/* refused: code and text go to the outbox */
+	FORWARD_ROW_RETRY,		/* about the platform's state */
+	FORWARD_ROW_RETRY_CONTENT,	/* retry; the batch's content may be at fault */
+};
+
+#define FORWARD_ROW_TEXT_MAX 384	/* a row's text, NUL included */
+
+struct forward_row_outcome {
+	enum forward_row_verdict verdict;
+	long long code;			/* the platform's code for the row; 0: none */
+	char text[FORWARD_ROW_TEXT_MAX];	/* failed, retried: why, printable UTF-8 */
+};
+
 struct forward_profile {
-	const char *name;		/* "gridbridge" */
+	const char *name;		/* "gridbridge", "viid" */
 	const char *format;		/* for the logs: "protobuf", "json" */
 	const char *content_type;	/* the Content-Type header line */
+	size_t reply_keep;		/* bytes of a reply kept; 0: FORWARD_REPLY_KEEP */
+	void *ctx;			/* the profile's own, for the functions below */
 	/* The body of `n` records (malloc'd, *len bytes; never NULL) and the
 	 * batch's key, in hex, for the Idempotency-Key header. */
 	char *(*build_body)(const struct forward_record *recs, size_t n, size_t *len);
 	void (*batch_key)(const struct forward_record *recs, size_t n, char key[33]);
 	void (*classify)(const struct forward_reply *r, struct forward_outcome *out);
+
+	/* Profiles that answer per row set these; NULL for one answer per
+	 * batch (gridbridge). */
+	/* The body, with the profile's context (when set, instead of
+	 * build_body). */
+	char *(*build_body_ctx)(void *ctx, const struct forward_record *recs, size_t n,
+	    size_t *len);
+	/* The kind of batch a record goes in (records of different kinds never
+	 * share a batch): >= 0; or -1 when the profile will never send it,
+	 * *why a fixed text for the outbox. */
+	int (*row_kind)(void *ctx, const struct forward_record *rec, const char **why);
+	/* The path (appended to the target's url) and method of a batch of
+	 * `kind`; NULL: the url as it is, POST. */
+	const char *(*kind_path)(int kind, const char **method);
+	/* The exchange succeeded (classify said sent): what became of each
+	 * of the `n` rows, rows[i] for recs[i]. */
+	void (*classify_rows)(void *ctx, const struct forward_reply *r,
+	    const struct forward_record *recs, size_t n, struct forward_row_outcome *rows);
 };
 
 /* The gridbridge profile, with protobuf or JSON bodies. */
