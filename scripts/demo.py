@@ -6,7 +6,10 @@ Starts a private mosquitto broker, PostgreSQL database and HTTPS endpoint
 build/gridbridged against them, shows what it says, publishes the sample
 device events from tests/fixtures/devices/, shows them decoded and stored
 in PostgreSQL and the journal reclaimed behind the checkpoint, the selected
-events forwarded to the HTTPS endpoint over mutual TLS, stops everything.
+events forwarded to the HTTPS endpoint over mutual TLS and the person and
+vehicle passages uploaded to a GA/T 1400 (VIID) platform (tests/integration/
+viid.py: Digest, User-Identify, validation of every object), stops
+everything.
 Exit status 0 when all of it worked.
 """
 
@@ -25,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 import services  # noqa: E402
+import viid  # noqa: E402
 
 _print_lock = threading.Lock()
 
@@ -107,13 +111,13 @@ def forward_report(db, endpoint, build_dir: Path, conf: Path) -> int:
     deadline = time.monotonic() + 30
     while True:
         with db.connect() as conn, conn.cursor() as cur:
-            cur.execute("SELECT count(*) FILTER (WHERE state = 'sent'), count(*)"
+            cur.execute("SELECT count(*) FILTER (WHERE state <> 'pending'), count(*)"
                         " FROM forward_outbox")
-            sent, total = cur.fetchone()
-        if total > 0 and sent == total:
+            settled, total = cur.fetchone()
+        if total > 0 and settled == total:
             break
         if time.monotonic() > deadline:
-            say(f"forwarding did not finish: {sent} of {total} outbox rows sent")
+            say(f"forwarding did not finish: {settled} of {total} outbox rows settled")
             return 0
         time.sleep(0.2)
     say("-> the rules selected events for the police platform; the store wrote an outbox row "
@@ -122,6 +126,12 @@ def forward_report(db, endpoint, build_dir: Path, conf: Path) -> int:
     out = subprocess.run(ctl, capture_output=True, text=True, timeout=10).stdout
     say(f"$ gridbridgectl -c {conf} outbox stat")
     say(textwrap.indent(out.rstrip(), "  "))
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT o.target, e.device_id, o.last_error FROM forward_outbox o"
+                    " JOIN events e ON e.id = o.event_id WHERE o.state = 'failed'"
+                    " ORDER BY o.target, e.device_id")
+        for target, device, error in cur.fetchall():
+            say(f"  failed for {target}: the event of {device}: {error}")
     n = 0
     pb = event_pb2()
     for req in endpoint.requests:
@@ -141,6 +151,23 @@ def forward_report(db, endpoint, build_dir: Path, conf: Path) -> int:
     say(f"-> the endpoint received {n} events in {len(endpoint.requests)} requests, "
         "highest priority first")
     return n
+
+
+def viid_report(platform) -> bool:
+    """Shows what the GA/T 1400 platform took. True when it registered us
+    and accepted a face and a motor vehicle with nothing to object to."""
+    faces, vehicles = platform.accepted_ids("faces"), platform.accepted_ids("motor_vehicles")
+    say(f"-> the GA/T 1400 platform registered us {platform.registrations} time(s) "
+        f"(HTTP Digest, User-Identify {platform.device_id}), saw {platform.keepalives} "
+        "keepalive(s) and accepted, with ids derived from each event:")
+    for fid in faces:
+        say(f"      FaceObject          FaceID {fid}")
+    for vid in vehicles:
+        say(f"      MotorVehicleObject  MotorVehicleID {vid}")
+    for v in platform.violations:
+        say(f"   the platform objects: {v}")
+    return (platform.registrations >= 1 and len(faces) >= 1 and len(vehicles) >= 1
+            and not platform.violations)
 
 
 def event_pb2():
@@ -168,10 +195,19 @@ def run(workdir: Path) -> bool:
         say(f"database {db.dbname} on {db.host}:{db.port} (PostgreSQL 15, role {db.user})")
         endpoint = stack.enter_context(services.HttpsEndpoint(workdir / "https"))
         say(f"endpoint {endpoint.url} (HTTPS, client certificate required)")
+        viid_password = "demo-viid-password"
+        platform = viid.ViidPlatform(viid.DEFAULT_DEVICE_ID, password=viid_password,
+                                     pki=endpoint.pki)
+        platform.start()
+        stack.callback(platform.stop)
+        say(f"GA/T 1400 platform {platform.url}/VIID (HTTPS, HTTP Digest, User-Identify)")
 
         state = workdir / "state"
         state.mkdir()
         password_file = db.write_password_file(workdir / "store-password")
+        viid_password_file = workdir / "viid-password"
+        viid_password_file.write_text(viid_password + "\n")
+        viid_password_file.chmod(0o600)
         conf = daemon.write_config(textwrap.dedent(f"""\
             [daemon]
             log_level = info
@@ -198,6 +234,32 @@ def run(workdir: Path) -> bool:
             ca_file = {endpoint.ca_file}
             cert_file = {endpoint.client_cert}
             key_file = {endpoint.client_key}
+
+            # a GA/T 1400 platform in upload mode: faces and motor vehicles
+            [forward.target viid]
+            profile = viid
+            url = {platform.url}
+            ca_file = {endpoint.ca_file}
+            viid_device_id = {viid.DEFAULT_DEVICE_ID}
+            password_file = {viid_password_file}
+
+            [forward.rule viid-passages]
+            target = viid
+            priority = 3
+            event_type = person_passage, vehicle_passage
+
+            # the sample gate and barrier already carry 20-digit ids
+            [viid.device gate]
+            device = 34010405011190000001
+            id = 34010405011190000001
+
+            [viid.device dahua-gate]
+            device = 34010405011190000002
+            id = 34010405011190000002
+
+            [viid.device barrier]
+            device = 34010405011190000011
+            id = 34010405011190000011
             """) + shipped_rules() + shipped_routes())
         say(f"config written to {conf}; the database password is in {password_file}")
         say()
@@ -253,6 +315,8 @@ def run(workdir: Path) -> bool:
 
         forwarded = forward_report(db, endpoint, build_dir, conf)
         say()
+        uploaded = viid_report(platform)
+        say()
 
         say("stopping the daemon with SIGTERM")
         status = daemon.stop(timeout=10)
@@ -262,7 +326,7 @@ def run(workdir: Path) -> bool:
             say(f"sanitizer report:\n{report}")
         say("stopping services")
     ok = (status == 0 and acked == total and decoded == total and not report and
-          forwarded > 0)
+          forwarded > 0 and uploaded)
     return ok
 
 
