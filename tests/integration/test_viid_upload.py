@@ -13,10 +13,14 @@ platform of viid.py, with a real broker, PostgreSQL and daemon:
      logged without the password;
   5. `gridbridgectl outbox stat` lists the viid target like any other, and
      a clean stop unregisters;
-  6. password_file has the permission checks of every secret file.
+  6. password_file has the permission checks of every secret file;
+  7. at scale: 1,000 passages, the platform restarting while rows are
+     still pending, each object accepted once;
+  8. device status (online, offline) goes as APEObjects to PUT /VIID/APEs.
 
 Events are the Hikvision access and ANPR fixtures of tests/fixtures/devices
-with their serial numbers and times changed, so each is a new event.
+with their serial numbers and times changed, so each is a new event; device
+status is the zigbee2mqtt availability and gateway LWT fixtures.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import pytest
 import services
 import viid
 from ingest import daemon_config, start_daemon
+from test_exactly_once import publish_all
 from test_forward import ctl_outbox, outbox, parse_stat, wait_until
 
 OUR_ID = viid.DEFAULT_DEVICE_ID
@@ -255,3 +260,93 @@ def test_platform_clock_skew_is_logged(daemon, mosquitto, private_postgres, tmp_
         assert 55 <= ahead <= 65, line
     finally:
         p.stop()
+
+
+def wait_accepted(platform, n: int, kind: str | None = None, timeout: float = 10) -> None:
+    """Wait until n deliveries (of kind, None: any) were accepted, repeats
+    of an id counted (a device's status has its device's id every time)."""
+    platform.wait_for(lambda: sum(r.accepted for r in platform.received(kind)) >= n,
+                      timeout, f"{n} accepted {kind or 'objects'}")
+
+
+def test_thousand_passages_survive_platform_restart(daemon, mosquitto, private_postgres,
+                                                    platform, tmp_path):
+    """The acceptance scale: 700 faces and 300 vehicles; the platform
+    restarts while most rows are still pending; the daemon registers again
+    and every object is accepted exactly once, with valid ids."""
+    pg = private_postgres
+    n_faces, n_vehicles = 700, 300
+    conf = tmp_path / "gridbridge.conf"
+    # Smaller batches than the default, so that the stream is many requests
+    # and the restart falls between them.
+    conf.write_text(viid_config(tmp_path, mosquitto, pg, platform,
+                                target={"batch_rows": 50}))
+    # Each upload answered after a while: the stream takes seconds, not a
+    # blink, so the restart below lands while rows are pending.
+    platform.reply_always(None, delay=0.3)
+    start_daemon(daemon, conf)
+    daemon.wait_log(UP, timeout=20)
+    platform.wait_registered()
+    platform.wait_for(lambda: platform.keepalives >= 1, 12, "a keepalive")
+
+    publish_all(mosquitto, [person(i) for i in range(n_faces)] +
+                [vehicle(i) for i in range(n_vehicles)])
+    wait_accepted(platform, 150, timeout=60)
+
+    platform.expire_sessions()  # the platform restarts: sessions and nonces forgotten
+    pending = [r for r in outbox(pg) if r["state"] == "pending"]
+    assert pending, "the restart came after the stream: nothing was pending"
+    platform.wait_registered(timeout=20, registrations=2)
+    rows = wait_rows(pg, n_faces + n_vehicles, timeout=90)
+
+    assert all(r["state"] == "sent" for r in rows), [r for r in rows if r["state"] != "sent"][:5]
+    faces = platform.wait_for_accepted("faces", n_faces)
+    vehicles = platform.wait_for_accepted("motor_vehicles", n_vehicles)
+    assert platform.duplicates("faces") == {} and platform.duplicates("motor_vehicles") == {}
+    assert len(faces) + len(vehicles) == n_faces + n_vehicles
+    assert platform.violations == []
+    assert platform.registrations >= 2 and platform.keepalives >= 1
+    assert any('msg="viid session down"' in x for x in daemon.lines)
+
+
+def availability(device: str, state: str) -> tuple[str, bytes]:
+    topic, _ = fixture("door_contact_z2m_availability")
+    topic = topic.replace("b03/u2/1502/entry_door", device)
+    return topic, json.dumps({"state": state}).encode()
+
+
+def test_device_status_as_apes(daemon, mosquitto, private_postgres, platform, tmp_path):
+    """device_online and device_offline of mapped devices go to PUT
+    /VIID/APEs as APEObjects: IsOnline "1" and "2", FunctionType from the
+    device class."""
+    pg = private_postgres
+    door, door_id = "b03/u2/1502/entry_door", "34010405011190000021"
+    gw_topic, gw_doc = fixture("gateway_lwt")
+    gateway, gateway_id = gw_topic.split("/")[3], "34010405011190000031"
+    conf = tmp_path / "gridbridge.conf"
+    text = viid_config(tmp_path, mosquitto, pg, platform)
+    text += "\n[forward.rule status]\ntarget = viid\nevent_type = device_online, device_offline\n"
+    text += f"\n[viid.device door]\ndevice = {door}\nid = {door_id}\n"
+    text += f"\n[viid.device gateway]\ndevice = {gateway}\nid = {gateway_id}\n"
+    conf.write_text(text)
+    start_daemon(daemon, conf)
+    daemon.wait_log(UP, timeout=20)
+    platform.wait_registered()
+
+    # One at a time, so that the platform sees them in this order.
+    expected = [(availability(door, "online"), door_id, "1"),
+                (availability(door, "offline"), door_id, "2"),
+                ((gw_topic, json.dumps(gw_doc).encode()), gateway_id, "2")]
+    for n, (msg, _, _) in enumerate(expected, 1):
+        publish(mosquitto, [msg])
+        wait_accepted(platform, n, "apes", timeout=20)
+    rows = wait_rows(pg, len(expected))
+    assert all(r["state"] == "sent" for r in rows), rows
+
+    apes = platform.received("apes")
+    assert [(r.obj["ApeID"], r.obj["IsOnline"]) for r in apes] == \
+        [(ape_id, online) for _, ape_id, online in expected]
+    assert all(r.accepted and r.obj.get("FunctionType") for r in apes), apes
+    puts = [r for r in platform.requests if r.path == "/VIID/APEs" and r.http_status == 200]
+    assert puts and all(r.method == "PUT" for r in puts)
+    assert platform.violations == []
