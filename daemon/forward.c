@@ -90,6 +90,7 @@ struct slot {
 	bool reply_cut;			/* the reply was longer */
 	char errbuf[CURL_ERROR_SIZE];
 	int64_t started_ms;
+	uint64_t session_epoch;		/* viid: the session its handle last sent under */
 };
 
 /* The rows of a range of priorities, with their own slots and health. */
@@ -629,6 +630,14 @@ setup_easy(struct slot *sl, struct batch *b)
 	curl_slist_free_all(sl->headers);
 	sl->headers = NULL;
 	if (t->session != NULL) {
+		/* libcurl keeps the Digest nonce per handle: a handle that last
+		 * sent under an earlier session would answer the platform with
+		 * a nonce it forgot. Reset, it gets a fresh challenge. */
+		uint64_t epoch = viid_session_epoch(t->session);
+		if (sl->session_epoch != epoch) {
+			curl_easy_reset(e);
+			sl->session_epoch = epoch;
+		}
 		h = viid_headers(sl, b, url, sizeof(url));
 	} else {
 		curl_easy_reset(e);
@@ -1072,7 +1081,10 @@ request_done(void *forward, CURL *easy, void *slot, CURLcode code)
 	(void)easy;
 	read_reply(sl, code, &r);
 	t->profile->classify(&r, &o);
-	if (t->session != NULL && code == CURLE_OK && r.status == 401)
+	/* A 401 to a request sent under an earlier session is about that
+	 * session's nonce: the batch is retried, the session now stays. */
+	if (t->session != NULL && code == CURLE_OK && r.status == 401 &&
+	    sl->session_epoch == viid_session_epoch(t->session))
 		viid_session_lost(t->session, "401 to an upload");
 	sl->b = NULL;
 	b->slot = NULL;

@@ -43,6 +43,7 @@ struct viid_session {
 	enum step step;			/* the request in flight; IDLE: none */
 	bool up;
 	bool lost;			/* lost while a request was in flight */
+	uint64_t epoch;			/* sessions come up so far */
 	int64_t down_since_ms;
 	char body[256];
 	char full_url[4200];
@@ -276,6 +277,7 @@ done(void *ctx, CURL *easy, void *priv, CURLcode code)
 		    s->target, s->keepalive_s, outage);
 		s->up = true;
 		s->lost = false;
+		s->epoch++;
 		s->down_since_ms = 0;
 		backoff_reset(&s->retry);
 		send_request(s, STEP_TIME);
@@ -339,6 +341,12 @@ bool
 viid_session_is_up(const struct viid_session *s)
 {
 	return s != NULL && s->up;
+}
+
+uint64_t
+viid_session_epoch(const struct viid_session *s)
+{
+	return s->epoch;
 }
 
 void

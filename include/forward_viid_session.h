@@ -16,6 +16,7 @@
 #define GRIDBRIDGE_FORWARD_VIID_SESSION_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "forward.h"
 
@@ -32,6 +33,10 @@ struct viid_session *viid_session_new(struct event_base *base, const struct forw
 /* Registers (now). */
 void viid_session_start(struct viid_session *s);
 bool viid_session_is_up(const struct viid_session *s);
+/* How many times the session has come up: a request sent under an
+ * earlier one carries that session's Digest nonce, and its 401 says
+ * nothing about the session now. */
+uint64_t viid_session_epoch(const struct viid_session *s);
 /* An upload was answered 401: the platform forgot us. */
 void viid_session_lost(struct viid_session *s, const char *why);
 /* UnRegister when registered (waiting at most two seconds), then frees.
