@@ -14,34 +14,10 @@
 #include "decode.h"
 #include "event.pb-c.h"
 #include "forward_viid.h"
+#include "fixture_events.h"
 #include "t.h"
 
-static const char *fixtures;
-
 /* ---- helpers ----------------------------------------------------------- */
-
-static char *
-slurp(const char *name, size_t *len)
-{
-	char path[1024];
-	snprintf(path, sizeof(path), "%s/%s", fixtures, name);
-	FILE *f = fopen(path, "rb");
-	if (f == NULL) {
-		printf("# cannot open %s\n", path);
-		abort();
-	}
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *buf = malloc((size_t)n + 1);
-	if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n)
-		abort();
-	fclose(f);
-	buf[n] = '\0';
-	if (len != NULL)
-		*len = (size_t)n;
-	return buf;
-}
 
 /* UTC microseconds of a civil UTC time. */
 static int64_t
@@ -70,57 +46,6 @@ parse(const char *s)
 
 /* A packed record of a device fixture, decoded by the hikvision decoder
  * on the route the golden tests use. */
-struct rec {
-	uint8_t id[16];
-	uint8_t *packed;
-	size_t len;
-};
-
-static void
-decode_fixture(const char *name, struct rec *r)
-{
-	char path[256], err[128];
-	struct route route = { 0 };
-	struct route_match m;
-	struct decode_out out;
-
-	route.name = "t";
-	route.community = "c-default";
-	route.tz_offset_min = 480;
-	route.decoder = DECODER_HIKVISION;
-	route.device_class = GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_ACCESS_GATE;
-	if (route_compile(&route.pattern, "sac/{community}/{kind}/{device}/event", err,
-	    sizeof(err)) != 0)
-		abort();
-	snprintf(path, sizeof(path), "devices/%s.topic.txt", name);
-	char *topic = slurp(path, NULL);
-	topic[strcspn(topic, "\r\n")] = '\0';
-	snprintf(path, sizeof(path), "devices/%s.json", name);
-	size_t plen;
-	char *payload = slurp(path, &plen);
-
-	decode_out_init(&out);
-	if (!route_matches(&route.pattern, topic, strlen(topic), &m))
-		abort();
-	struct decode_in in = {
-		.route = &route, .match = &m, .topic = topic, .topic_len = strlen(topic),
-		.payload = (const uint8_t *)payload, .payload_len = plen,
-		.received_us = 1742256000000000LL, .journal_seq = 1, .max_skew_us = 3600000000LL,
-	};
-	if (decode_record(&in, &out) != 0) {
-		printf("# %s: %s\n", name, out.reason);
-		abort();
-	}
-	memcpy(r->id, out.ev.id.data, 16);
-	r->len = gridbridge__v1__event__get_packed_size(&out.ev);
-	r->packed = malloc(r->len);
-	gridbridge__v1__event__pack(&out.ev, r->packed);
-	decode_out_free(&out);
-	route_pattern_free(&route.pattern);
-	free(topic);
-	free(payload);
-}
-
 static void
 pack(const Gridbridge__V1__Event *ev, struct rec *r)
 {
@@ -501,8 +426,8 @@ static void
 test_faces(void)
 {
 	struct rec gate, anpr;
-	decode_fixture("gate_person_access_hikvision", &gate);
-	decode_fixture("vehicle_barrier_anpr_hikvision", &anpr);
+	decode_fixture("gate_person_access_hikvision", 0, &gate);
+	decode_fixture("vehicle_barrier_anpr_hikvision", 0, &anpr);
 	struct forward_record recs[] = { record(&gate), record(&anpr) };
 	struct viid_item items[2];
 	struct viid_params p = { .pictures = VIID_PICTURES_DATA, .device = devices,
@@ -603,7 +528,7 @@ static void
 test_vehicles(void)
 {
 	struct rec anpr;
-	decode_fixture("vehicle_barrier_anpr_hikvision", &anpr);
+	decode_fixture("vehicle_barrier_anpr_hikvision", 0, &anpr);
 	struct forward_record recs[] = { record(&anpr) };
 	struct viid_item items[1];
 	struct viid_params p = { .pictures = VIID_PICTURES_DATA, .device = devices,
@@ -800,8 +725,8 @@ static void
 test_apes(void)
 {
 	struct rec hb, gate;
-	decode_fixture("device_heartbeat_hikvision", &hb);
-	decode_fixture("gate_person_access_hikvision", &gate);
+	decode_fixture("device_heartbeat_hikvision", 0, &hb);
+	decode_fixture("gate_person_access_hikvision", 0, &gate);
 	struct forward_record recs[] = { record(&hb), record(&gate) };
 	struct viid_item items[2];
 	struct viid_device full = { .id = "34010405011190000001",
