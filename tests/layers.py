@@ -70,7 +70,7 @@ MODULES = [
            ["libpq-fe.h", "event2/*"]),
     Module("forward", "stage", ["forward", "forward_*", "rules", "rules_*", "event_json"],
            {"outbox.h", "event.pb-c.h"},
-           ["curl/*", "event2/*", "jansson.h", "protobuf-c/*"]),
+           ["curl/*", "event2/*", "jansson.h", "protobuf-c/*", "openssl/*"]),
     # The glue.
     Module("main.c", "glue", ["main"], ANY, ["event2/*"]),
     Module("pipeline.c", "glue", ["pipeline"], ANY, ["event2/*"]),
