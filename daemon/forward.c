@@ -13,6 +13,7 @@
 #include "backoff.h"
 #include "forward_curl.h"
 #include "forward_profile.h"
+#include "forward_viid_cascade.h"
 #include "forward_viid_profile.h"
 #include "forward_viid_session.h"
 #include "log.h"
@@ -121,7 +122,11 @@ struct target {
 	char *url;
 	const struct forward_profile *profile;
 	struct forward_profile *viid_profile;	/* profile viid: ours to free */
-	struct viid_session *session;	/* profile viid */
+	struct viid_session *session;	/* profile viid (a subscription's: its parent's) */
+	struct viid_cascade *cascade;	/* mode = cascade: the listener, the subscriptions */
+	struct target *parent;		/* a subscription's: the cascade target */
+	bool retired;			/* a subscription's, ended or replaced: freed once
+					 * its lanes' claims are back */
 	char *user_identify;		/* "User-Identify: ..." (viid) */
 	char *username, *password;	/* viid, auth digest or basic */
 	enum forward_auth viid_auth;
@@ -148,10 +153,15 @@ struct forward {
 	struct event *poll;
 	struct target *targets;
 	size_t ntargets;
+	/* The subscriptions of cascade targets, each a target of its own
+	 * ("<target>/<SubscribeID>"), retired ones included until freed. */
+	struct target **subs;
+	size_t nsubs, capsubs;
 };
 
 static void lane_pump(struct lane *l);
 static void request_done(void *forward, CURL *easy, void *slot, CURLcode code);
+static void target_reap(struct target *t);
 
 /* A configured string; an unset one is "". */
 static const char *
@@ -472,6 +482,14 @@ claimed(void *ctx, struct outbox_row *rows, size_t n, bool ok)
 
 	l->claiming = false;
 	l->probe_claim = false;
+	if (t->retired) {
+		/* Leased to a subscription that ended or changed: back to the
+		 * outbox at once (a changed one claims them again). */
+		for (size_t i = 0; ok && i < n; i++)
+			settle(l, rows[i].event_id, 1, OUTBOX_DEFER, 0, NULL, 0);
+		target_reap(t);
+		return;
+	}
 	if (ok && n > 0) {
 		qsort(rows, n, sizeof(*rows), cmp_rows);
 		struct row *rs = util_malloc(n * sizeof(*rs));
@@ -1143,22 +1161,32 @@ poll_cb(evutil_socket_t fd, short what, void *arg)
 	forward_kick(arg);
 }
 
+static void
+target_pump(struct target *t)
+{
+	if (t->retired)
+		return;
+	for (size_t j = 0; j < t->nlanes; j++)
+		lane_pump(&t->lanes[j]);
+}
+
 void
 forward_kick(void *forward)
 {
 	struct forward *f = forward;
 
 	for (size_t i = 0; i < f->ntargets; i++)
-		for (size_t j = 0; j < f->targets[i].nlanes; j++)
-			lane_pump(&f->targets[i].lanes[j]);
+		target_pump(&f->targets[i]);
+	for (size_t i = 0; i < f->nsubs; i++)
+		target_pump(f->subs[i]);
 }
 
-/* A viid target's session came up: its lanes send again. */
+/* The lanes of `t` send again. */
 static void
-session_up(void *ctx)
+target_resume(struct target *t)
 {
-	struct target *t = ctx;
-
+	if (t->retired)
+		return;
 	for (size_t j = 0; j < t->nlanes; j++) {
 		struct lane *l = &t->lanes[j];
 		if (!l->healthy) {
@@ -1168,6 +1196,19 @@ session_up(void *ctx)
 			lane_pump(l);
 		}
 	}
+}
+
+/* A viid target's session came up: its lanes send again, and those of
+ * its subscriptions (cascade). */
+static void
+session_up(void *ctx)
+{
+	struct target *t = ctx;
+
+	target_resume(t);
+	for (size_t i = 0; i < t->f->nsubs; i++)
+		if (t->f->subs[i]->parent == t)
+			target_resume(t->f->subs[i]);
 }
 
 void
@@ -1183,20 +1224,34 @@ forward_start(struct forward *f)
 		    t->name, t->profile->format, t->lanes[0].nslots, t->alarm_priority);
 		if (t->session != NULL)
 			viid_session_start(t->session);
+		if (t->cascade != NULL)
+			viid_cascade_start(t->cascade);
 	}
 	forward_kick(f);
+}
+
+static bool
+target_failing(const struct target *t)
+{
+	if (t->retired)
+		return false;
+	if (paused(t))
+		return true;
+	for (size_t j = 0; j < t->nlanes; j++)
+		if (!t->lanes[j].healthy)
+			return true;
+	return false;
 }
 
 const char *
 forward_unavailable(const struct forward *f)
 {
-	for (size_t i = 0; i < f->ntargets; i++) {
-		if (paused(&f->targets[i]))
+	for (size_t i = 0; i < f->ntargets; i++)
+		if (target_failing(&f->targets[i]))
 			return f->targets[i].name;
-		for (size_t j = 0; j < f->targets[i].nlanes; j++)
-			if (!f->targets[i].lanes[j].healthy)
-				return f->targets[i].name;
-	}
+	for (size_t i = 0; i < f->nsubs; i++)
+		if (target_failing(f->subs[i]))
+			return f->subs[i]->name;
 	return NULL;
 }
 
@@ -1239,6 +1294,155 @@ target_viid(struct target *t, const struct forward_target *c)
 	return t->session != NULL ? 0 : -1;
 }
 
+/* ---- subscriptions of cascade targets ---------------------------------- */
+
+static void target_free(struct forward *f, struct target *t);
+
+/* Frees a retired subscription once none of its lanes waits for a claim
+ * (claimed() calls again when one comes back). */
+static void
+target_reap(struct target *t)
+{
+	struct forward *f = t->f;
+
+	for (size_t j = 0; j < t->nlanes; j++)
+		if (t->lanes[j].claiming)
+			return;
+	for (size_t i = 0; i < f->nsubs; i++) {
+		if (f->subs[i] == t) {
+			f->subs[i] = f->subs[--f->nsubs];
+			break;
+		}
+	}
+	target_free(f, t);
+}
+
+/* A subscription's target stops: requests in flight are abandoned, the
+ * rows it holds go back to the outbox (due at once: a subscription that
+ * changed claims them again; an ended one's rows failed already). */
+static void
+target_retire(struct target *t)
+{
+	struct forward *f = t->f;
+
+	t->retired = true;
+	for (size_t j = 0; j < t->nlanes; j++) {
+		struct lane *l = &t->lanes[j];
+		evtimer_del(l->timer);
+		for (size_t k = 0; k < l->nslots; k++) {
+			struct slot *sl = &l->slots[k];
+			if (sl->b != NULL) {
+				forward_curl_remove(f->curl, sl->easy);
+				sl->b->slot = NULL;
+				sl->b = NULL;
+			}
+		}
+		while (l->batches != NULL) {
+			settle_batch(l->batches, OUTBOX_DEFER, 0, NULL, 0);
+			batch_drop(l->batches);
+		}
+	}
+	target_reap(t);
+}
+
+static char *
+joined(const char *a, const char *sep, const char *b)
+{
+	size_t n = strlen(a) + strlen(sep) + strlen(b) + 1;
+	char *s = util_malloc(n);
+
+	snprintf(s, n, "%s%s%s", a, sep, b);
+	return s;
+}
+
+static struct target *
+find_sub_target(struct forward *f, const char *name)
+{
+	for (size_t i = 0; i < f->nsubs; i++)
+		if (!f->subs[i]->retired && strcmp(f->subs[i]->name, name) == 0)
+			return f->subs[i];
+	return NULL;
+}
+
+/* The target of subscription `s` of cascade target `p`: p's settings,
+ * the subscription's ReceiveAddr as its url, notifications as its body,
+ * p's session. */
+static struct target *
+sub_target_new(struct target *p, const struct viid_subscription *s)
+{
+	struct target *t = util_calloc(1, sizeof(*t));
+
+	t->f = p->f;
+	t->parent = p;
+	t->name = joined(p->name, "/", s->id);
+	t->url = util_strdup(s->receive_addr);
+	t->viid_profile = forward_profile_viid_notify_new(p->viid_profile, s->id, s->title,
+	    viid_cascade_org(p->cascade));
+	t->profile = t->viid_profile;
+	t->session = p->session;
+	t->user_identify = util_strdup(p->user_identify);
+	t->username = util_strdup(p->username);
+	t->password = util_strdup(p->password);
+	t->viid_auth = p->viid_auth;
+	t->allow_http = p->allow_http;
+	t->ca_file = util_strdup(p->ca_file);
+	t->cert_file = util_strdup(p->cert_file);
+	t->key_file = util_strdup(p->key_file);
+	t->proxy = util_strdup(p->proxy);
+	t->connect_timeout = p->connect_timeout;
+	t->timeout = p->timeout;
+	t->batch_rows = p->batch_rows;
+	t->batch_bytes = p->batch_bytes;
+	t->lease_s = p->lease_s;
+	t->max_attempts = p->max_attempts;
+	t->max_age_ms = p->max_age_ms;
+	t->retry_after_max_s = p->retry_after_max_s;
+	t->alarm_priority = p->alarm_priority;
+	t->retry_base_ms = p->retry_base_ms;
+	t->retry_cap_ms = p->retry_cap_ms;
+	for (size_t j = 0; j < p->nlanes; j++) {
+		const struct lane *pl = &p->lanes[j];
+		if (lane_init(t, &t->lanes[t->nlanes++], pl->name, pl->min_priority,
+		    pl->max_priority, pl->nslots) != 0)
+			util_oom(0);
+	}
+	return t;
+}
+
+/* The cascade module's hook: subscription `s` of target `ctx` is active. */
+static void
+sub_up(void *ctx, const struct viid_subscription *s)
+{
+	struct target *p = ctx;
+	struct forward *f = p->f;
+	char *name = joined(p->name, "/", s->id);
+	struct target *old = find_sub_target(f, name);
+
+	free(name);
+	if (old != NULL)
+		target_retire(old);
+	if (f->nsubs == f->capsubs) {
+		f->capsubs = f->capsubs ? 2 * f->capsubs : 8;
+		f->subs = util_realloc(f->subs, f->capsubs * sizeof(*f->subs));
+	}
+	struct target *t = sub_target_new(p, s);
+	f->subs[f->nsubs++] = t;
+	target_pump(t);
+}
+
+/* ... it ended. */
+static void
+sub_down(void *ctx, const char *subscribe_id)
+{
+	struct target *p = ctx;
+	char *name = joined(p->name, "/", subscribe_id);
+	struct target *t = find_sub_target(p->f, name);
+
+	free(name);
+	if (t != NULL)
+		target_retire(t);
+}
+
 static int
 target_init(struct forward *f, struct target *t, const struct forward_target *c)
 {
@@ -1264,6 +1468,14 @@ target_init(struct forward *f, struct target *t, const struct forward_target *c)
 	t->retry_cap_ms = c->retry_cap_ms;
 	if (c->viid && target_viid(t, c) != 0)
 		return -1;
+	if (c->viid && c->cascade) {
+		struct viid_cascade_hooks hooks = {
+			.sub_up = sub_up, .sub_down = sub_down, .ctx = t,
+		};
+		t->cascade = viid_cascade_new(f->base, c, &f->outbox, &hooks);
+		if (t->cascade == NULL)
+			return -1;
+	}
 	if (!is_https(c->url) && !(c->allow_http && strncasecmp(c->url, "http://", 7) == 0)) {
 		log_error("forward", "URL refused: not https", "target=%s", c->name);
 		return -1;
@@ -1343,48 +1555,63 @@ lane_free(struct forward *f, struct lane *l)
 		event_free(l->timer);
 }
 
+/* Logs the totals of `t` and frees what it holds (a subscription: also
+ * `t` itself). */
+static void
+target_free(struct forward *f, struct target *t)
+{
+	if (t->name != NULL)
+		log_info("forward", "totals", "target=%s sent=%llu requests=%llu retried=%llu "
+		    "failed_4xx=%llu failed_other=%llu splits=%llu tls_errors=%llu "
+		    "latency_ms_avg=%llu latency_ms_max=%llu", t->name,
+		    (unsigned long long)t->st.sent_rows,
+		    (unsigned long long)t->st.sent_requests,
+		    (unsigned long long)t->st.retried_requests,
+		    (unsigned long long)t->st.failed_rows_4xx,
+		    (unsigned long long)t->st.failed_rows_other,
+		    (unsigned long long)t->st.splits,
+		    (unsigned long long)t->st.tls_errors,
+		    (unsigned long long)(t->st.latency_count ?
+		    t->st.latency_ms_sum / t->st.latency_count : 0),
+		    (unsigned long long)t->st.latency_ms_max);
+	if (t->parent == NULL) {
+		viid_cascade_free(t->cascade);
+		viid_session_free(t->session);
+	}
+	for (size_t j = 0; j < t->nlanes; j++)
+		lane_free(f, &t->lanes[j]);
+	forward_profile_viid_free(t->viid_profile);
+	free(t->user_identify);
+	free(t->username);
+	if (t->password != NULL) {
+		memset(t->password, 0, strlen(t->password));
+		free(t->password);
+	}
+	free(t->name);
+	free(t->url);
+	free(t->ca_file);
+	free(t->cert_file);
+	free(t->key_file);
+	free(t->proxy);
+	if (t->auth != NULL) {
+		memset(t->auth, 0, strlen(t->auth));
+		free(t->auth);
+	}
+	if (t->parent != NULL)
+		free(t);
+}
+
 void
 forward_free(struct forward *f)
 {
 	if (f == NULL)
 		return;
-	for (size_t i = 0; i < f->ntargets; i++) {
-		struct target *t = &f->targets[i];
-		if (t->name != NULL)
-			log_info("forward", "totals", "target=%s sent=%llu requests=%llu retried=%llu "
-			    "failed_4xx=%llu failed_other=%llu splits=%llu tls_errors=%llu "
-			    "latency_ms_avg=%llu latency_ms_max=%llu", t->name,
-			    (unsigned long long)t->st.sent_rows,
-			    (unsigned long long)t->st.sent_requests,
-			    (unsigned long long)t->st.retried_requests,
-			    (unsigned long long)t->st.failed_rows_4xx,
-			    (unsigned long long)t->st.failed_rows_other,
-			    (unsigned long long)t->st.splits,
-			    (unsigned long long)t->st.tls_errors,
-			    (unsigned long long)(t->st.latency_count ?
-			    t->st.latency_ms_sum / t->st.latency_count : 0),
-			    (unsigned long long)t->st.latency_ms_max);
-		viid_session_free(t->session);
-		for (size_t j = 0; j < t->nlanes; j++)
-			lane_free(f, &t->lanes[j]);
-		forward_profile_viid_free(t->viid_profile);
-		free(t->user_identify);
-		free(t->username);
-		if (t->password != NULL) {
-			memset(t->password, 0, strlen(t->password));
-			free(t->password);
-		}
-		free(t->name);
-		free(t->url);
-		free(t->ca_file);
-		free(t->cert_file);
-		free(t->key_file);
-		free(t->proxy);
-		if (t->auth != NULL) {
-			memset(t->auth, 0, strlen(t->auth));
-			free(t->auth);
-		}
-	}
+	/* Subscriptions first: they share their parents' sessions. */
+	for (size_t i = 0; i < f->nsubs; i++)
+		target_free(f, f->subs[i]);
+	free(f->subs);
+	for (size_t i = 0; i < f->ntargets; i++)
+		target_free(f, &f->targets[i]);
 	free(f->targets);
 	forward_curl_free(f->curl);
 	if (f->poll != NULL)

@@ -19,6 +19,19 @@
  * without. NULL when memory runs out. */
 struct forward_profile *forward_profile_viid_new(const struct forward_viid_device *devices,
     size_t n);
+/* The profile of a subscription's notifications (cascade), with the
+ * devices of `viid` (a profile of forward_profile_viid_new): the records
+ * as SubscribeNotificationObjects, one each, POSTed to the target's url
+ * (the subscription's ReceiveAddr) and answered per NotificationID.
+ * `subscribe_id`, `title` and `org` (12 digits) are copied. */
+struct forward_profile *forward_profile_viid_notify_new(const struct forward_profile *viid,
+    const char *subscribe_id, const char *title, const char *org);
 void forward_profile_viid_free(struct forward_profile *p);
+
+/* A configured device as the body builders take it: dst's strings are
+ * copies (NULL when unset), freed by forward_viid_device_free(). */
+struct viid_device;
+void forward_viid_device_copy(struct viid_device *dst, const struct forward_viid_device *src);
+void forward_viid_device_free(struct viid_device *d);
 
 #endif
