@@ -363,7 +363,31 @@ const struct config_key config_keys[] = {
 	{ .section = "forward.target", .name = "picture", .type = CFG_ENUM,
 	  .choices = picture_choices, .choice_values = picture_values, .def = "url",
 	  .offset = TARGET_FIELD(picture), .instanced = true,
-	  .help = "viid: url (the device's picture URL as StoragePath); data is not supported yet" },
+	  .help = "viid: url (the device's picture URL as StoragePath) or data (the picture fetched "
+	      "from the device, sent as base64 Data)" },
+	{ .section = "forward.target", .name = "picture_max_bytes", .type = CFG_SIZE,
+	  .min = 1024, .max = 16LL << 20, .def = "1M",
+	  .offset = TARGET_FIELD(picture_max_bytes), .instanced = true,
+	  .help = "viid, picture = data: a larger picture is not sent (its event fails, "
+	      "picture_missing)" },
+	{ .section = "forward.target", .name = "picture_timeout", .type = CFG_INT,
+	  .min = 1, .max = 300, .def = "10",
+	  .offset = TARGET_FIELD(picture_timeout), .instanced = true,
+	  .help = "viid, picture = data: seconds allowed for fetching one picture from its device" },
+	{ .section = "forward.target", .name = "picture_ca_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = TARGET_FIELD(picture_ca_file), .instanced = true,
+	  .help = "viid, picture = data: CA certificates of devices serving pictures over https; "
+	      "empty: the system's" },
+	{ .section = "forward.target", .name = "picture_username", .type = CFG_STRING,
+	  .min = 0, .max = 255, .def = "",
+	  .offset = TARGET_FIELD(picture_username), .instanced = true,
+	  .help = "viid, picture = data: user name the devices ask for (Digest or Basic); empty: none" },
+	{ .section = "forward.target", .name = "picture_password_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = TARGET_FIELD(picture_password_file), .instanced = true,
+	  .help = "viid, picture = data: file holding the devices' password; a relative name is "
+	      "looked up in $CREDENTIALS_DIRECTORY" },
 
 	{ .section = "forward.rule", .name = "target", .type = CFG_STRING,
 	  .min = 0, .max = 255, .def = "",
@@ -1061,9 +1085,11 @@ finish_viid_target(struct parse *p, const struct config_target *t, bool http)
 		finish_cascade_target(p, t);
 	else
 		refuse_keys(p, t, "only with mode = cascade", cascade_keys(t), NCASCADE_KEYS);
-	if (t->picture == VIID_PICTURE_DATA)
-		add_error(p->errs, p->name, key_line(p, "picture"),
-		    "[forward.target %s] picture: data is not supported yet; use url", t->name);
+	if ((t->picture_username[0] == '\0') != (t->picture_password_file[0] == '\0'))
+		add_error(p->errs, p->name, key_line(p, t->picture_username[0] ?
+		    "picture_username" : "picture_password_file"),
+		    "[forward.target %s] picture_username and picture_password_file go together",
+		    t->name);
 	if (t->viid_device_id[0] == '\0')
 		add_error(p->errs, p->name, t->line,
 		    "[forward.target %s] viid_device_id is required with profile = viid", t->name);

@@ -13,7 +13,9 @@
 #include "backoff.h"
 #include "forward_curl.h"
 #include "forward_profile.h"
+#include "forward_viid.h"
 #include "forward_viid_cascade.h"
+#include "forward_viid_picture.h"
 #include "forward_viid_profile.h"
 #include "forward_viid_session.h"
 #include "log.h"
@@ -23,6 +25,8 @@
 #define POLL_MS 1000		/* due rows (retries, requeued) are looked for */
 #define LEASE_MARGIN_S 30
 #define SPLIT_AFTER 3		/* answers in a row that may be about a batch's content */
+#define PICTURE_FETCHES 4	/* picture = data: fetches at once per target */
+#define PICTURE_BATCH_ROWS 4	/* ... and events per request at most */
 
 enum batch_state {
 	BATCH_READY,		/* goes when a slot of its lane is free */
@@ -53,11 +57,14 @@ struct row {
 	int64_t born_ms;	/* the outbox row's creation, on util_mono_ms()'s clock */
 	uint8_t *record;	/* packed Event */
 	size_t record_len;
+	struct viid_picture *pics;	/* picture = data: fetched, each data malloc'd */
+	size_t npics;
 };
 
 struct target;
 struct lane;
 struct slot;
+struct fetch;
 
 /* Rows sent together: one body, one Idempotency-Key. */
 struct batch {
@@ -113,6 +120,7 @@ struct lane {
 	int64_t outage_started_ms;
 	bool tls_outage;		/* the failures began with a TLS error */
 	struct batch *probe;		/* the batch probing a failing lane */
+	struct fetch *fetch;		/* a claim's rows waiting for their pictures */
 	uint64_t oks;			/* requests the platform answered (2xx, 4xx) */
 };
 
@@ -124,6 +132,7 @@ struct target {
 	struct forward_profile *viid_profile;	/* profile viid: ours to free */
 	struct viid_session *session;	/* profile viid (a subscription's: its parent's) */
 	struct viid_cascade *cascade;	/* mode = cascade: the listener, the subscriptions */
+	struct viid_fetcher *fetcher;	/* picture = data (a subscription: its parent's) */
 	struct target *parent;		/* a subscription's: the cascade target */
 	bool retired;			/* a subscription's, ended or replaced: freed once
 					 * its lanes' claims are back */
@@ -228,6 +237,40 @@ cmp_rows(const void *a, const void *b)
 	return memcmp(x->event_id, y->event_id, 16);
 }
 
+/* What a profile sees of a row. */
+static struct forward_record
+rec_of(const struct row *r)
+{
+	return (struct forward_record){
+		.id = r->id, .record = r->record, .len = r->record_len,
+		.pictures = r->pics, .npictures = r->npics,
+	};
+}
+
+/* Frees what row `r` holds (not `r`). */
+static void
+row_free(struct row *r)
+{
+	free(r->record);
+	r->record = NULL;
+	for (size_t i = 0; i < r->npics; i++)
+		free((void *)r->pics[i].data);
+	free(r->pics);
+	r->pics = NULL;
+	r->npics = 0;
+}
+
+/* The bytes a row holds in memory. */
+static size_t
+row_bytes(const struct row *r)
+{
+	size_t n = r->record_len;
+
+	for (size_t i = 0; i < r->npics; i++)
+		n += r->pics[i].len;
+	return n;
+}
+
 /* The body and the Idempotency-Key of the batch's rows, in body order. */
 static void
 batch_seal(struct batch *b)
@@ -236,8 +279,7 @@ batch_seal(struct batch *b)
 	struct forward_record *recs = util_malloc(b->n * sizeof(*recs));
 
 	for (size_t i = 0; i < b->n; i++)
-		recs[i] = (struct forward_record){ b->rows[i].id, b->rows[i].record,
-		    b->rows[i].record_len };
+		recs[i] = rec_of(&b->rows[i]);
 	pr->batch_key(recs, b->n, b->key);
 	free(b->body);
 	b->body = pr->build_body_ctx != NULL ? pr->build_body_ctx(pr->ctx, recs, b->n, &b->body_len) :
@@ -272,7 +314,7 @@ batch_new(struct lane *l, struct row *rows, size_t n, int kind, enum batch_state
 	*at = b;
 	l->nrows += n;
 	for (size_t i = 0; i < n; i++)
-		l->nbytes += rows[i].record_len;
+		l->nbytes += row_bytes(&rows[i]);
 	return b;
 }
 
@@ -292,8 +334,8 @@ batch_drop(struct batch *b)
 		l->probe = NULL;
 	l->nrows -= b->n;
 	for (size_t i = 0; i < b->n; i++) {
-		l->nbytes -= b->rows[i].record_len;
-		free(b->rows[i].record);
+		l->nbytes -= row_bytes(&b->rows[i]);
+		row_free(&b->rows[i]);
 	}
 	free(b->rows);
 	free(b->body);
@@ -308,8 +350,8 @@ batch_remove(struct batch *b, const bool *drop)
 
 	for (size_t i = 0; i < b->n; i++) {
 		if (drop[i]) {
-			b->l->nbytes -= b->rows[i].record_len;
-			free(b->rows[i].record);
+			b->l->nbytes -= row_bytes(&b->rows[i]);
+			row_free(&b->rows[i]);
 		} else {
 			b->rows[keep++] = b->rows[i];
 		}
@@ -437,15 +479,14 @@ batches_by_kind(struct lane *l, struct row *rs, size_t n)
 
 	for (size_t i = 0; i < n; i++) {
 		const char *why = "";
-		struct forward_record rec = { rs[i].id, rs[i].record, rs[i].record_len };
+		struct forward_record rec = rec_of(&rs[i]);
 		kinds[i] = pr->row_kind(pr->ctx, &rec, &why);
 		if (kinds[i] < 0) {
 			settle(l, rs[i].id, 1, OUTBOX_FAILED, 0, why, 0);
 			t->st.failed_rows_other++;
 			log_error("forward", "event not sent, refused by the profile", "target=%s "
 			    "lane=%s reason=%s", t->name, l->name, why);
-			free(rs[i].record);
-			rs[i].record = NULL;
+			row_free(&rs[i]);
 			continue;
 		}
 		left++;
@@ -472,28 +513,218 @@ batches_by_kind(struct lane *l, struct row *rs, size_t n)
 	return first;
 }
 
+/* A claim's rows, ready (pictures fetched where the profile needs them):
+ * batches, then the probe or more claims. `n` rows were claimed, `keep`
+ * of them are in `rs` (which this takes). */
 static void
-claimed(void *ctx, struct outbox_row *rows, size_t n, bool ok)
+rows_ready(struct lane *l, struct row *rs, size_t keep, bool ok, size_t n)
 {
-	struct lane *l = ctx;
 	struct target *t = l->t;
 	bool probing = l->probe_claim && !l->healthy;
 	struct batch *b = NULL;
 
 	l->claiming = false;
 	l->probe_claim = false;
+	if (keep > 0 && t->profile->row_kind != NULL)
+		b = batches_by_kind(l, rs, keep);
+	else if (keep > 0)
+		b = batch_new(l, rs, keep, 0, l->healthy ? BATCH_READY : BATCH_WAITING);
+	else
+		free(rs);
+	if (probing) {
+		if (b != NULL) {
+			l->probe = b;
+			if (!start_batch(b))
+				l->probe = NULL;	/* the requests in flight tell */
+		} else if (ok) {
+			probe(l, false);	/* with a waiting batch */
+		} else {
+			arm(l, backoff_next(&l->backoff, backoff_random()));
+		}
+		return;
+	}
+	/* More rows may be due (or were committed while the claim ran):
+	 * fill the other slots. The rest is found by the poll. */
+	if (ok && (n > 0 || l->again))
+		lane_pump(l);
+}
+
+/* ---- pictures (picture = data) ----------------------------------------- */
+
+/* A claim's rows waiting for their pictures. */
+struct fetch {
+	struct lane *l;
+	struct row *rs;
+	size_t keep, n;
+	bool ok;
+	size_t *row_of, *pic_of;	/* result k is picture pic_of[k] of rs[row_of[k]] */
+	size_t nres;
+	struct viid_fetch_job *job;
+};
+
+static void
+fetch_free(struct fetch *fe, bool rows)
+{
+	for (size_t i = 0; rows && i < fe->keep; i++)
+		row_free(&fe->rs[i]);
+	if (rows)
+		free(fe->rs);
+	free(fe->row_of);
+	free(fe->pic_of);
+	free(fe);
+}
+
+/* Gives up row `r` whose picture could not be had: failed now (`failed`,
+ * or at max_attempts or max_age), else tried again after a backoff. */
+static void
+picture_missing(struct lane *l, struct row *r, bool failed, const char *error)
+{
+	struct target *t = l->t;
+	char why[VIID_FETCH_ERROR_MAX + 80];
+
+	r->attempts++;
+	bool over = (t->max_attempts > 0 && r->attempts >= t->max_attempts) ||
+	    (t->max_age_ms > 0 && util_mono_ms() - r->born_ms >= t->max_age_ms);
+	const char *missing = forward_viid_refusal_name(VIID_REFUSED_PICTURE_MISSING);
+	if (over && !failed)
+		snprintf(why, sizeof(why), "gave up after %d attempts: %s: %s", r->attempts,
+		    missing, error);
+	else
+		snprintf(why, sizeof(why), "%s: %s", missing, error);
+	if (failed || over) {
+		log_error("forward", "event not sent, picture missing", "target=%s lane=%s error=%s",
+		    t->name, l->name, error);
+		settle(l, r->id, 1, OUTBOX_FAILED, 0, why, 0);
+		t->st.failed_rows_other++;
+	} else {
+		struct backoff bo;
+		backoff_init(&bo, t->retry_base_ms, t->retry_cap_ms);
+		bo.attempt = (uint32_t)(r->attempts - 1);
+		uint32_t delay = backoff_next(&bo, backoff_random());
+		log_warn("forward", "picture not fetched, retrying", "target=%s lane=%s error=%s "
+		    "retry_in_ms=%u", t->name, l->name, error, delay);
+		settle(l, r->id, 1, OUTBOX_RETRY, 0, why, delay);
+	}
+	row_free(r);
+}
+
+static void
+fetched(void *ctx, struct viid_fetch_result *res, size_t nres)
+{
+	struct fetch *fe = ctx;
+	struct lane *l = fe->l;
+	struct target *t = l->t;
+	size_t kept = 0;
+
+	/* The pictures to their rows; each row's worst result. */
+	const struct viid_fetch_result **worst = util_calloc(fe->keep, sizeof(*worst));
+	for (size_t k = 0; k < nres && k < fe->nres; k++) {
+		struct row *r = &fe->rs[fe->row_of[k]];
+		const struct viid_fetch_result **w = &worst[fe->row_of[k]];
+		if (res[k].status == VIID_FETCH_OK) {
+			r->pics[fe->pic_of[k]] = (struct viid_picture){ res[k].data, res[k].len };
+			res[k].data = NULL;	/* the row's now */
+		} else if (*w == NULL || res[k].status == VIID_FETCH_FAILED) {
+			*w = &res[k];
+		}
+	}
+	for (size_t i = 0; i < fe->keep; i++) {
+		struct row *r = &fe->rs[i];
+		if (t->retired) {
+			settle(l, r->id, 1, OUTBOX_DEFER, 0, NULL, 0);
+			row_free(r);
+		} else if (worst[i] != NULL) {
+			picture_missing(l, r, worst[i]->status == VIID_FETCH_FAILED, worst[i]->error);
+		} else {
+			fe->rs[kept++] = *r;
+		}
+	}
+	free(worst);
+	struct row *rs = fe->rs;
+	size_t n = fe->n;
+	bool ok = fe->ok;
+	l->fetch = NULL;
+	fetch_free(fe, false);
+	if (t->retired) {
+		free(rs);
+		l->claiming = false;
+		target_reap(t);
+		return;
+	}
+	rows_ready(l, rs, kept, ok, n);
+}
+
+/* Fetches the pictures the rows' bodies need, then rows_ready(). */
+static void
+fetch_pictures(struct lane *l, struct row *rs, size_t keep, bool ok, size_t n)
+{
+	const struct forward_profile *pr = l->t->profile;
+	size_t cap = keep * 2 + 2;
+	char **urls = util_malloc(cap * sizeof(*urls));
+	struct fetch *fe = util_calloc(1, sizeof(*fe));
+
+	*fe = (struct fetch){ .l = l, .rs = rs, .keep = keep, .n = n, .ok = ok };
+	fe->row_of = util_malloc(cap * sizeof(*fe->row_of));
+	fe->pic_of = util_malloc(cap * sizeof(*fe->pic_of));
+	for (size_t i = 0; i < keep; i++) {
+		char *u[VIID_PICTURES_MAX];
+		struct forward_record rec = rec_of(&rs[i]);
+		size_t m = pr->picture_urls(pr->ctx, &rec, u, VIID_PICTURES_MAX);
+		rs[i].pics = util_calloc(m ? m : 1, sizeof(*rs[i].pics));
+		rs[i].npics = m;
+		for (size_t k = 0; k < m; k++) {
+			if (u[k][0] == '\0') {	/* no picture there: none asked for */
+				free(u[k]);
+				continue;
+			}
+			if (fe->nres == cap) {
+				cap *= 2;
+				urls = util_realloc(urls, cap * sizeof(*urls));
+				fe->row_of = util_realloc(fe->row_of, cap * sizeof(*fe->row_of));
+				fe->pic_of = util_realloc(fe->pic_of, cap * sizeof(*fe->pic_of));
+			}
+			fe->row_of[fe->nres] = i;
+			fe->pic_of[fe->nres] = k;
+			urls[fe->nres++] = u[k];
+		}
+	}
+	size_t total = fe->nres;
+	if (total == 0) {
+		/* Nothing to fetch: the profile refuses those rows (no_picture). */
+		free(fe->row_of);
+		free(fe->pic_of);
+		free(fe);
+		free(urls);
+		rows_ready(l, rs, keep, ok, n);
+		return;
+	}
+	l->fetch = fe;
+	fe->job = viid_fetch(l->t->fetcher, (const char *const *)urls, total, fetched, fe);
+	for (size_t k = 0; k < total; k++)
+		free(urls[k]);
+	free(urls);
+}
+
+static void
+claimed(void *ctx, struct outbox_row *rows, size_t n, bool ok)
+{
+	struct lane *l = ctx;
+	struct target *t = l->t;
+	struct row *rs = NULL;
+	size_t keep = 0;
+
 	if (t->retired) {
 		/* Leased to a subscription that ended or changed: back to the
 		 * outbox at once (a changed one claims them again). */
 		for (size_t i = 0; ok && i < n; i++)
 			settle(l, rows[i].event_id, 1, OUTBOX_DEFER, 0, NULL, 0);
+		l->claiming = false;
 		target_reap(t);
 		return;
 	}
 	if (ok && n > 0) {
 		qsort(rows, n, sizeof(*rows), cmp_rows);
-		struct row *rs = util_malloc(n * sizeof(*rs));
-		size_t keep = 0;
+		rs = util_calloc(n, sizeof(*rs));
 		int64_t now = util_mono_ms();
 		for (size_t i = 0; i < n; i++) {
 			/* Rows whose event retention already removed cannot be sent. */
@@ -512,29 +743,13 @@ claimed(void *ctx, struct outbox_row *rows, size_t n, bool ok)
 			r->record = util_malloc(r->record_len);
 			memcpy(r->record, rows[i].record, r->record_len);
 		}
-		if (t->profile->row_kind != NULL)
-			b = batches_by_kind(l, rs, keep);
-		else if (keep > 0)
-			b = batch_new(l, rs, keep, 0, l->healthy ? BATCH_READY : BATCH_WAITING);
-		else
-			free(rs);
 	}
-	if (probing) {
-		if (b != NULL) {
-			l->probe = b;
-			if (!start_batch(b))
-				l->probe = NULL;	/* the requests in flight tell */
-		} else if (ok) {
-			probe(l, false);	/* with a waiting batch */
-		} else {
-			arm(l, backoff_next(&l->backoff, backoff_random()));
-		}
+	/* The claim is under way until the pictures are in. */
+	if (keep > 0 && t->fetcher != NULL && t->profile->picture_urls != NULL) {
+		fetch_pictures(l, rs, keep, ok, n);
 		return;
 	}
-	/* More rows may be due (or were committed while the claim ran):
-	 * fill the other slots. The rest is found by the poll. */
-	if (ok && (n > 0 || l->again))
-		lane_pump(l);
+	rows_ready(l, rs, keep, ok, n);
 }
 
 /* Claims rows for the lane: never rows it holds already. */
@@ -1033,8 +1248,7 @@ rows_answered(struct slot *sl, struct batch *b, const struct forward_reply *r, i
 	bool content = false;
 
 	for (size_t i = 0; i < b->n; i++)
-		recs[i] = (struct forward_record){ b->rows[i].id, b->rows[i].record,
-		    b->rows[i].record_len };
+		recs[i] = rec_of(&b->rows[i]);
 	pr->classify_rows(pr->ctx, r, recs, b->n, ro);
 	for (size_t i = 0; i < b->n; i++) {
 		switch (ro[i].verdict) {
@@ -1282,7 +1496,26 @@ target_viid(struct target *t, const struct forward_target *c)
 
 	while (n > 0 && t->url[n - 1] == '/')
 		t->url[--n] = '\0';	/* the platform's base; paths are appended */
-	t->viid_profile = forward_profile_viid_new(c->viid_devices, c->nviid_devices);
+	t->viid_profile = forward_profile_viid_new(c->viid_devices, c->nviid_devices,
+	    c->picture_data);
+	if (c->picture_data) {
+		struct viid_fetch_config fc = {
+			.target = c->name,
+			.max_bytes = c->picture_max_bytes,
+			.timeout_s = c->picture_timeout,
+			.connect_timeout_s = c->connect_timeout,
+			.max_parallel = PICTURE_FETCHES,
+			.ca_file = c->picture_ca_file,
+			.username = c->picture_username,
+			.password = c->picture_password,
+		};
+		t->fetcher = viid_fetcher_new(t->f->base, &fc);
+		if (t->fetcher == NULL)
+			return -1;
+		/* The pictures of a batch are held until it is answered. */
+		if (t->batch_rows > PICTURE_BATCH_ROWS)
+			t->batch_rows = PICTURE_BATCH_ROWS;
+	}
 	t->profile = t->viid_profile;
 	t->viid_auth = c->auth;
 	t->username = str_or_empty(c->username);
@@ -1380,6 +1613,7 @@ sub_target_new(struct target *p, const struct viid_subscription *s)
 	    viid_cascade_org(p->cascade));
 	t->profile = t->viid_profile;
 	t->session = p->session;
+	t->fetcher = p->fetcher;
 	t->user_identify = util_strdup(p->user_identify);
 	t->username = util_strdup(p->username);
 	t->password = util_strdup(p->password);
@@ -1550,6 +1784,11 @@ lane_free(struct forward *f, struct lane *l)
 	}
 	while (l->batches != NULL)
 		batch_drop(l->batches);
+	if (l->fetch != NULL) {
+		viid_fetch_cancel(l->fetch->job);
+		fetch_free(l->fetch, true);
+		l->fetch = NULL;
+	}
 	free(l->slots);
 	if (l->timer != NULL)
 		event_free(l->timer);
@@ -1574,12 +1813,13 @@ target_free(struct forward *f, struct target *t)
 		    (unsigned long long)(t->st.latency_count ?
 		    t->st.latency_ms_sum / t->st.latency_count : 0),
 		    (unsigned long long)t->st.latency_ms_max);
+	for (size_t j = 0; j < t->nlanes; j++)
+		lane_free(f, &t->lanes[j]);
 	if (t->parent == NULL) {
 		viid_cascade_free(t->cascade);
 		viid_session_free(t->session);
+		viid_fetcher_free(t->fetcher);
 	}
-	for (size_t j = 0; j < t->nlanes; j++)
-		lane_free(f, &t->lanes[j]);
 	forward_profile_viid_free(t->viid_profile);
 	free(t->user_identify);
 	free(t->username);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "event.pb-c.h"
 #include "forward_body.h"
 #include "forward_outcome.h"
 #include "forward_viid.h"
@@ -65,16 +66,61 @@ find_device(void *ctx, const char *community, const char *device)
 	return any;
 }
 
+/* picture = data: picture `index` of recs[rec], as fetched. */
+static const struct viid_picture *
+rec_picture(void *ctx, size_t rec, size_t index)
+{
+	const struct forward_record *recs = ctx;
+
+	if (recs[rec].pictures == NULL || index >= recs[rec].npictures)
+		return NULL;
+	return &recs[rec].pictures[index];
+}
+
+/* The profile's parameters for building a body of `recs`. */
+static struct viid_params
+params_for(const struct viid_profile *v, const struct forward_record *recs)
+{
+	struct viid_params p = v->params;
+
+	p.picture_ctx = (void *)recs;
+	return p;
+}
+
+/* picture = data: the URLs of the record's pictures, by their place in the
+ * record (the builders' picture index), "" where it has none. */
+static size_t
+picture_urls(void *ctx, const struct forward_record *rec, char **urls, size_t max)
+{
+	Gridbridge__V1__Event *ev = gridbridge__v1__event__unpack(NULL, rec->len, rec->record);
+	size_t n = 0;
+
+	(void)ctx;
+	if (ev == NULL)
+		return 0;
+	if (ev->body_case == GRIDBRIDGE__V1__EVENT__BODY_PERSON && ev->person != NULL && max > 0) {
+		urls[n++] = util_strdup(ev->person->picture_url != NULL ?
+		    ev->person->picture_url : "");
+	} else if (ev->body_case == GRIDBRIDGE__V1__EVENT__BODY_VEHICLE && ev->vehicle != NULL) {
+		for (size_t i = 0; i < ev->vehicle->n_picture_urls && n < max; i++)
+			urls[n++] = util_strdup(ev->vehicle->picture_urls[i] != NULL ?
+			    ev->vehicle->picture_urls[i] : "");
+	}
+	gridbridge__v1__event__free_unpacked(ev, NULL);
+	return n;
+}
+
 static int
 row_kind(void *ctx, const struct forward_record *rec, const char **why)
 {
 	const struct viid_profile *v = ctx;
 	struct viid_item item;
 	size_t len;
+	struct viid_params p = params_for(v, rec);
 
 	*why = forward_viid_refusal_name(VIID_REFUSED_WRONG_TYPE);
 	for (int k = 0; k < NKINDS; k++) {
-		char *body = builders[k](rec, 1, &v->params, &item, &len);
+		char *body = builders[k](rec, 1, &p, &item, &len);
 		free(body);
 		if (item.refusal == VIID_INCLUDED)
 			return k;
@@ -107,7 +153,8 @@ build(const struct viid_profile *v, const struct forward_record *recs, size_t n,
 {
 	const char *why;
 	int k = n > 0 ? row_kind((void *)v, &recs[0], &why) : -1;
-	char *body = k >= 0 ? builders[k](recs, n, &v->params, items, len) : NULL;
+	struct viid_params p = params_for(v, recs);
+	char *body = k >= 0 ? builders[k](recs, n, &p, items, len) : NULL;
 
 	if (body == NULL) {
 		body = util_strdup("");
@@ -216,8 +263,9 @@ notify_kind(void *ctx, const struct forward_record *rec, const char **why)
 	const struct viid_profile *v = ctx;
 	struct viid_item item;
 	size_t len;
+	struct viid_params p = params_for(v, rec);
 
-	free(forward_viid_notifications_body(rec, 1, &v->params, &v->notify, &item, &len));
+	free(forward_viid_notifications_body(rec, 1, &p, &v->notify, &item, &len));
 	if (item.refusal == VIID_INCLUDED)
 		return 0;
 	*why = forward_viid_refusal_name(item.refusal);
@@ -237,7 +285,8 @@ static char *
 notify_build(const struct viid_profile *v, const struct forward_record *recs, size_t n,
     struct viid_item *items, size_t *len)
 {
-	char *body = forward_viid_notifications_body(recs, n, &v->params, &v->notify, items, len);
+	struct viid_params p = params_for(v, recs);
+	char *body = forward_viid_notifications_body(recs, n, &p, &v->notify, items, len);
 
 	if (body == NULL) {
 		body = util_strdup("");
@@ -306,7 +355,7 @@ forward_viid_device_free(struct viid_device *d)
 /* A profile's device table and parameters (the forward_profile left for
  * the caller to fill). */
 static struct viid_profile *
-profile_new(const struct forward_viid_device *devices, size_t n)
+profile_new(const struct forward_viid_device *devices, size_t n, bool picture_data)
 {
 	struct viid_profile *v = util_calloc(1, sizeof(*v));
 
@@ -321,17 +370,18 @@ profile_new(const struct forward_viid_device *devices, size_t n)
 		    devices[i].community : "");
 	}
 	v->params = (struct viid_params){
-		.pictures = VIID_PICTURES_URL,
+		.pictures = picture_data ? VIID_PICTURES_DATA : VIID_PICTURES_URL,
 		.device = find_device,
 		.device_ctx = v,
+		.picture = rec_picture,
 	};
 	return v;
 }
 
 struct forward_profile *
-forward_profile_viid_new(const struct forward_viid_device *devices, size_t n)
+forward_profile_viid_new(const struct forward_viid_device *devices, size_t n, bool picture_data)
 {
-	struct viid_profile *v = profile_new(devices, n);
+	struct viid_profile *v = profile_new(devices, n, picture_data);
 
 	v->pr = (struct forward_profile){
 		.name = "viid",
@@ -346,6 +396,7 @@ forward_profile_viid_new(const struct forward_viid_device *devices, size_t n)
 		.row_kind = row_kind,
 		.kind_path = kind_path,
 		.classify_rows = classify_rows,
+		.picture_urls = picture_data ? picture_urls : NULL,
 	};
 	return &v->pr;
 }
@@ -399,6 +450,7 @@ forward_profile_viid_notify_new(const struct forward_profile *viid, const char *
 		.row_kind = notify_kind,
 		.kind_path = notify_path,
 		.classify_rows = notify_rows,
+		.picture_urls = u->pr.picture_urls,
 	};
 	return &v->pr;
 }

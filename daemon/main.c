@@ -436,12 +436,14 @@ new_forward(struct daemon *d)
 	char **tokens = calloc(c->ntargets, sizeof(*tokens));
 	char **passwords = calloc(c->ntargets, sizeof(*passwords));
 	char **listen_passwords = calloc(c->ntargets, sizeof(*listen_passwords));
+	char **picture_passwords = calloc(c->ntargets, sizeof(*picture_passwords));
 	struct forward_viid_device *vdev = calloc(c->nviid_devices ? c->nviid_devices : 1,
 	    sizeof(*vdev));
 	int rc = -1;
 
 	if (ft == NULL || keys == NULL || listen_keys == NULL || orgs == NULL || tokens == NULL ||
-	    passwords == NULL || listen_passwords == NULL || vdev == NULL)
+	    passwords == NULL || listen_passwords == NULL || picture_passwords == NULL ||
+	    vdev == NULL)
 		goto out;
 	for (size_t i = 0; i < c->nviid_devices; i++) {
 		const struct config_viid_device *v = &c->viid_devices[i];
@@ -472,6 +474,12 @@ new_forward(struct daemon *d)
 		if (key == NULL)
 			goto out;
 		bool cascade = t->profile == FORWARD_PROFILE_VIID && t->viid_mode == VIID_MODE_CASCADE;
+		bool picture_data = t->profile == FORWARD_PROFILE_VIID &&
+		    t->picture == VIID_PICTURE_DATA;
+		if (picture_data && t->picture_password_file[0] != '\0' &&
+		    (picture_passwords[i] = secret_load(NULL, t->picture_password_file,
+		    "forward")) == NULL)
+			goto out;
 		const char *listen_key = "";
 		if (cascade) {
 			if ((listen_passwords[i] = secret_load(NULL, t->listen_password_file,
@@ -518,6 +526,12 @@ new_forward(struct daemon *d)
 			.time_skew_warn_s = (long)t->time_skew_warn_s,
 			.viid_devices = vdev,
 			.nviid_devices = c->nviid_devices,
+			.picture_data = picture_data,
+			.picture_max_bytes = (size_t)t->picture_max_bytes,
+			.picture_timeout = (long)t->picture_timeout,
+			.picture_ca_file = t->picture_ca_file,
+			.picture_username = t->picture_username,
+			.picture_password = picture_passwords[i],
 			.cascade = cascade,
 			.listen = t->listen,
 			.listen_cert_file = t->listen_cert_file,
@@ -547,6 +561,9 @@ out:
 	for (size_t i = 0; listen_passwords != NULL && i < c->ntargets; i++)
 		secret_free(listen_passwords[i]);
 	free(listen_passwords);
+	for (size_t i = 0; picture_passwords != NULL && i < c->ntargets; i++)
+		secret_free(picture_passwords[i]);
+	free(picture_passwords);
 	free(listen_keys);
 	free(orgs);
 	free(vdev);

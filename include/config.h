@@ -126,6 +126,11 @@ struct config_target {
 	long long register_retry_max_s;
 	long long time_skew_warn_s;
 	int picture;			/* enum viid_picture_mode */
+	long long picture_max_bytes;
+	long long picture_timeout;	/* seconds */
+	char *picture_ca_file;
+	char *picture_username;
+	char *picture_password_file;
 	/* mode = cascade */
 	char *listen;			/* address:port of the listener */
 	char *listen_cert_file;		/* "": plain HTTP (allow_http) */

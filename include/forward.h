@@ -113,6 +113,13 @@ struct forward_target {
 	long time_skew_warn_s;
 	const struct forward_viid_device *viid_devices;	/* all [viid.device] sections */
 	size_t nviid_devices;
+	/* picture = data: pictures fetched from the devices */
+	bool picture_data;
+	size_t picture_max_bytes;
+	long picture_timeout;		/* seconds, one fetch */
+	const char *picture_ca_file;	/* "" or NULL: the system's */
+	const char *picture_username;	/* "" or NULL: no credentials */
+	const char *picture_password;
 	/* mode = cascade (else false and the fields below unset) */
 	bool cascade;
 	const char *listen;		/* address:port */

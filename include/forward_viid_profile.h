@@ -16,9 +16,11 @@
 
 /* The profile of a viid target: `devices` (copied) give the 20-digit ids
  * of our devices; a section naming the event's community wins over one
- * without. NULL when memory runs out. */
+ * without. With `picture_data` the pictures go as base64 Data: the
+ * profile's picture_urls tells the forwarder what to fetch, and the
+ * records bring the bytes. */
 struct forward_profile *forward_profile_viid_new(const struct forward_viid_device *devices,
-    size_t n);
+    size_t n, bool picture_data);
 /* The profile of a subscription's notifications (cascade), with the
  * devices of `viid` (a profile of forward_profile_viid_new): the records
  * as SubscribeNotificationObjects, one each, POSTed to the target's url
