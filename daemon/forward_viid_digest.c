@@ -34,24 +34,27 @@
  *   2. longer than VIID_DIGEST_HEADER_MAX, does     malformed
  *      not parse (see viid_digest_parse())
  *   3. userhash=true, algorithm not MD5, qop        unsupported
- *      absent or not auth (before 4: such a
- *      client may send other fields)
- *   4. username, realm, nonce, uri, response, nc    malformed
- *      or cnonce absent or empty; nc not 8 hex
- *      digits; response not 32 hex digits
- *   5. username or realm not ours                   wrong_user
- *   6. uri not byte for byte the request target     wrong_uri
- *   7. nonce not ours (MAC), opaque not ours        unknown_nonce
- *   8. response not the one the password gives      wrong_response
- *   9. nonce older than nonce_ttl_s (or issued      stale
+ *      other than auth (before 4: such a client
+ *      may send other fields)
+ *   4. username, realm, nonce, uri or response      malformed
+ *      absent or empty (the fields of every
+ *      Digest answer)
+ *   5. qop absent (an RFC 2069 answer)              unsupported
+ *   6. cnonce absent or empty, nc not 8 hex         malformed
+ *      digits, response not 32 hex digits
+ *   7. username or realm not ours                   wrong_user
+ *   8. uri not byte for byte the request target     wrong_uri
+ *   9. nonce not ours (MAC), opaque not ours        unknown_nonce
+ *  10. response not the one the password gives      wrong_response
+ *  11. nonce older than nonce_ttl_s (or issued      stale
  *      after now_ms: another clock)
- *  10. nc not above the last nc of this nonce       replay
- *  11. ok: the nc is recorded
+ *  12. nc not above the last nc of this nonce       replay
+ *  13. ok: the nc is recorded
  *
  * stale comes after the response (RFC 7616 3.3: stale=true only for a
  * request whose response was right with the old nonce), so a stale
  * verdict also says the client knows the password. Only a request that
- * passed 1..10 touches the table of nc counts: a request without the
+ * passed 1..12 touches the table of nc counts: a request without the
  * password can neither fill it nor evict a nonce from it.
  *
  * The nc table. The last nc of the max_nonces most recently accepted
@@ -643,11 +646,15 @@ viid_digest_check(struct viid_digest *d, const char *authorization, const char *
 		return VIID_DIGEST_MALFORMED;
 
 	if (p.userhash || (p.algorithm[0] != '\0' && !same_word(p.algorithm,
-	    strlen(p.algorithm), "md5")) || !same_word(p.qop, strlen(p.qop), "auth"))
+	    strlen(p.algorithm), "md5")) || (p.qop[0] != '\0' && !same_word(p.qop,
+	    strlen(p.qop), "auth")))
 		return VIID_DIGEST_UNSUPPORTED;
 	if (p.username[0] == '\0' || p.realm[0] == '\0' || p.nonce[0] == '\0' ||
-	    p.uri[0] == '\0' || p.cnonce[0] == '\0' || !hex_digits(p.nc, 8) ||
-	    !hex_digits(p.response, 32))
+	    p.uri[0] == '\0' || p.response[0] == '\0')
+		return VIID_DIGEST_MALFORMED;
+	if (p.qop[0] == '\0')
+		return VIID_DIGEST_UNSUPPORTED;
+	if (p.cnonce[0] == '\0' || !hex_digits(p.nc, 8) || !hex_digits(p.response, 32))
 		return VIID_DIGEST_MALFORMED;
 	if (strcmp(p.username, d->username) != 0 || strcmp(p.realm, d->realm) != 0)
 		return VIID_DIGEST_WRONG_USER;
