@@ -379,7 +379,7 @@ viid_digest_new(const char *realm, const char *username, const char *password,
 	while (d->nbuckets < max_nonces && d->nbuckets <= SIZE_MAX / 4)
 		d->nbuckets <<= 1;
 	d->slots = calloc(d->max, sizeof(*d->slots));
-	d->buckets = malloc(d->nbuckets * sizeof(*d->buckets));
+	d->buckets = calloc(d->nbuckets, sizeof(*d->buckets));
 	d->realm = strdup(realm);
 	d->username = strdup(username);
 	if (d->slots == NULL || d->buckets == NULL || d->realm == NULL || d->username == NULL)
