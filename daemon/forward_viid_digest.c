@@ -44,16 +44,24 @@
  *      digits, response not 32 hex digits
  *   7. username or realm not ours                   wrong_user
  *   8. uri not byte for byte the request target     wrong_uri
- *   9. nonce not ours (MAC), opaque not ours        unknown_nonce
- *  10. response not the one the password gives      wrong_response
+ *   9. response not the one the password gives      wrong_response
+ *      (for the nonce as sent, ours or not)
+ *  10. nonce not ours (MAC), opaque not ours        unknown_nonce
  *  11. nonce older than nonce_ttl_s (or issued      stale
  *      after now_ms: another clock)
  *  12. nc not above the last nc of this nonce       replay
  *  13. ok: the nc is recorded
  *
- * stale comes after the response (RFC 7616 3.3: stale=true only for a
- * request whose response was right with the old nonce), so a stale
- * verdict also says the client knows the password. Only a request that
+ * The response is checked before the nonce (RFC 7616 3.3: stale=true only
+ * for a request whose nonce is no longer valid but whose response is
+ * right for it), so unknown_nonce and stale both say that the client
+ * knows the password: the listener answers both with stale=true, and a
+ * client holding a nonce from before a restart, or from another instance
+ * behind the same name, takes the new nonce without failing a request
+ * (libcurl gives up after a 401 without stale=true). A replay has a right
+ * response too; stale=true is safe for it as well (whoever replays cannot
+ * answer a new nonce) and lets a client go on whose requests on parallel
+ * connections arrived out of order. Only a request that
  * passed 1..12 touches the table of nc counts: a request without the
  * password can neither fill it nor evict a nonce from it.
  *
@@ -661,18 +669,18 @@ viid_digest_check(struct viid_digest *d, const char *authorization, const char *
 	if (strcmp(p.uri, uri) != 0)
 		return VIID_DIGEST_WRONG_URI;
 
+	response_from_ha1(d->ha1, method, uri, p.nonce, p.nc, p.cnonce, p.qop, expected);
+	for (size_t i = 0; i < 33; i++)
+		got[i] = (char)ascii_lower((unsigned char)p.response[i]);
+	if (CRYPTO_memcmp(expected, got, 32) != 0)
+		return VIID_DIGEST_WRONG_RESPONSE;
+
 	if (nonce_bytes(p.nonce, nonce) != 0)
 		return VIID_DIGEST_UNKNOWN_NONCE;
 	nonce_mac(d, nonce, mac);
 	if (CRYPTO_memcmp(mac, nonce + NONCE_BODY, NONCE_MAC) != 0 ||
 	    (p.opaque[0] != '\0' && strcmp(p.opaque, d->opaque) != 0))
 		return VIID_DIGEST_UNKNOWN_NONCE;
-
-	response_from_ha1(d->ha1, method, uri, p.nonce, p.nc, p.cnonce, p.qop, expected);
-	for (size_t i = 0; i < 33; i++)
-		got[i] = (char)ascii_lower((unsigned char)p.response[i]);
-	if (CRYPTO_memcmp(expected, got, 32) != 0)
-		return VIID_DIGEST_WRONG_RESPONSE;
 
 	uint64_t issued = 0;
 	for (int i = 0; i < 8; i++)

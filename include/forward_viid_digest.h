@@ -36,8 +36,10 @@ enum viid_digest_verdict {
 	VIID_DIGEST_MALFORMED,		/* a field missing, too long, or unparsable */
 	VIID_DIGEST_WRONG_USER,		/* username or realm not ours */
 	VIID_DIGEST_WRONG_URI,		/* uri is not the request target */
+	/* The two below come only with a right response (the client knows the
+	 * password): challenge with stale=true, the client answers again. */
 	VIID_DIGEST_UNKNOWN_NONCE,	/* not a nonce we gave (or from before a restart) */
-	VIID_DIGEST_STALE,		/* ours, older than nonce_ttl_s: challenge with stale=true */
+	VIID_DIGEST_STALE,		/* ours, older than nonce_ttl_s */
 	VIID_DIGEST_REPLAY,		/* nc did not increase for this nonce */
 	VIID_DIGEST_WRONG_RESPONSE,	/* the password (or the method) does not match */
 	VIID_DIGEST_UNSUPPORTED,	/* algorithm other than MD5, qop other than auth */

@@ -12,12 +12,14 @@
  * within its array, and all are empty when the parse fails; a header that
  * parses is at most VIID_DIGEST_HEADER_MAX bytes and is not "missing"; one
  * that does not is missing or malformed; the verdict is one of the enum
- * and has a name; an "ok" is for our user, realm and request target, and
- * the same header checked again is a replay. A challenge in a buffer of
+ * and has a name; unknown_nonce, stale, replay and ok come with the
+ * response the password gives; an "ok" is for our user, realm and request
+ * target, and the same header checked again is a replay. A challenge in a buffer of
  * any size is made exactly when it fits, and is NUL-terminated. */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "forward_viid_digest.h"
 #include "fuzz.h"
@@ -137,6 +139,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (r != 0 && v != VIID_DIGEST_MISSING && v != VIID_DIGEST_MALFORMED)
 		abort();
+	/* Past wrong_response, the response is the password's. */
+	if (v == VIID_DIGEST_UNKNOWN_NONCE || v == VIID_DIGEST_STALE ||
+	    v == VIID_DIGEST_REPLAY || v == VIID_DIGEST_OK) {
+		viid_digest_response(p.username, p.realm, PASS, "POST", URI, p.nonce, p.nc,
+		    p.cnonce, p.qop, response);
+		if (strcasecmp(response, p.response) != 0)
+			abort();
+	}
 	if (v == VIID_DIGEST_OK) {
 		if (strcmp(p.username, USER) != 0 || strcmp(p.realm, REALM) != 0 ||
 		    strcmp(p.uri, URI) != 0)

@@ -594,6 +594,16 @@ test_verdicts(void)
 	c = answer(&och, "00000001");
 	VERDICT(d, &c, t0, VIID_DIGEST_UNKNOWN_NONCE);
 	VERDICT(other, &c, t0, VIID_DIGEST_OK);
+	/* Unknown (and stale) only with the right response: the client knows
+	 * the password and is asked to answer a new nonce. */
+	c = answer(&och, "00000002");
+	c.password = "guess";
+	VERDICT(d, &c, t0, VIID_DIGEST_WRONG_RESPONSE);
+	c = answer(&ch, "00000001");
+	c.v[F_NONCE] = "not-a-nonce";
+	VERDICT(d, &c, t0, VIID_DIGEST_UNKNOWN_NONCE);
+	c.response = "0123456789abcdef0123456789abcdef";
+	VERDICT(d, &c, t0, VIID_DIGEST_WRONG_RESPONSE);
 	c = answer(&och, "00000002");
 	c.v[F_OPAQUE] = ch.opaque;
 	VERDICT(d, &c, t0, VIID_DIGEST_UNKNOWN_NONCE);
