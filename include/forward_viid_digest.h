@@ -55,9 +55,9 @@ const char *viid_digest_verdict_name(enum viid_digest_verdict v);
  * username with '"', '\\' or a control character (they go into quoted
  * strings as they are), a username longer than VIID_DIGEST_FIELD_MAX or
  * a realm too long for a challenge to fit VIID_DIGEST_CHALLENGE_MAX
- * (340 bytes), nonce_ttl_s <= 0, max_nonces 0; and when libcrypto
- * has no MD5 (a FIPS-only provider) or cannot give a random key, or
- * memory is short. */
+ * (more than 340 bytes), nonce_ttl_s <= 0, max_nonces 0; and when
+ * libcrypto has no MD5 (a FIPS-only provider) or cannot give a random
+ * key, or memory is short. */
 struct viid_digest *viid_digest_new(const char *realm, const char *username,
     const char *password, long nonce_ttl_s, size_t max_nonces);
 /* Wipes HA1 and the key. NULL is fine. */
@@ -88,7 +88,7 @@ void viid_digest_response(const char *username, const char *realm, const char *p
     const char *cnonce, const char *qop, char out[33]);
 
 /* The auth-params of a Digest Authorization header (after "Digest "):
- * names case-insensitive, values quoted or tokens, quoted-pairs undone.
+ * names case-insensitive, values quoted or not, quoted-pairs undone.
  * Only the fields below are kept; each is NUL-terminated within its
  * array. Returns 0, or -1 when the header is not Digest, a value is
  * longer than VIID_DIGEST_FIELD_MAX, the text does not parse, a field
