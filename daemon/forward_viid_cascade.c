@@ -1004,11 +1004,15 @@ admitted(struct viid_cascade *c, struct evhttp_request *req, const char *url)
 	    evhttp_find_header(in, "Authorization"), method, url, util_mono_ms());
 	if (v != VIID_DIGEST_OK) {
 		char challenge[VIID_DIGEST_CHALLENGE_MAX];
-		if (v != VIID_DIGEST_MISSING && v != VIID_DIGEST_STALE)
+		/* The password was right, the nonce not (aged, from before a
+		 * restart, or its count out of order): the client answers a
+		 * stale challenge again by itself. */
+		bool stale = v == VIID_DIGEST_STALE || v == VIID_DIGEST_UNKNOWN_NONCE ||
+		    v == VIID_DIGEST_REPLAY;
+		if (v != VIID_DIGEST_MISSING && !stale)
 			log_warn("forward", "platform request not authenticated", "target=%s reason=%s",
 			    c->target, viid_digest_verdict_name(v));
-		viid_digest_challenge(c->digest, util_mono_ms(), v == VIID_DIGEST_STALE,
-		    challenge, sizeof(challenge));
+		viid_digest_challenge(c->digest, util_mono_ms(), stale, challenge, sizeof(challenge));
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
 		    challenge);
 		reply_one(req, 401, url, VIID_CODE_INVALID_OPERATION, "authentication required");
