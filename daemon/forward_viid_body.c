@@ -869,7 +869,7 @@ notify_ok(const struct viid_notify *s)
 
 /* A SubscribeNotificationObject with `objects` (taken) in list.object. */
 static json_t *
-notification(const char *id, const struct viid_notify *s, const char *time,
+notification(const char *id, const struct viid_notify *s, const char *when,
     const char *info_ids, const char *list, const char *object, json_t *objects)
 {
 	json_t *o = json_object(), *inner = json_object();
@@ -879,7 +879,7 @@ notification(const char *id, const struct viid_notify *s, const char *time,
 	set_str(o, "SubscribeID", s->subscribe_id);
 	/* A title that is not UTF-8 (the reader never keeps one) is sent empty. */
 	json_object_set_new(o, "Title", title != NULL ? title : json_string(""));
-	set_str(o, "TriggerTime", time);
+	set_str(o, "TriggerTime", when);
 	set_str(o, "InfoIDs", info_ids);
 	json_object_set_new(inner, object, objects);
 	json_object_set_new(o, list, inner);

@@ -127,6 +127,9 @@
 
 #define REQUEST_URL_MAX 256	/* RequestURL bytes sent */
 #define REPORT_INTERVAL_MAX 86400
+/* A bound in a why: the limits are plain numbers. */
+#define TEXT_(x) #x
+#define TEXT(x) TEXT_(x)
 #define NUMBER_DIGITS_MAX 18	/* a longer number read from text is no number */
 
 /* ---- text and numbers -------------------------------------------------- */
@@ -454,8 +457,8 @@ read_receive_addr(const json_t *o, struct viid_subscription *s, const char **why
 	}
 	size_t n = json_string_length(v);
 	if (!receive_url(json_string_value(v), n)) {
-		*why = "ReceiveAddr is not an http:// or https:// URL of at most 256 printable "
-		    "bytes with a host";
+		*why = "ReceiveAddr is not an http:// or https:// URL of at most "
+		    TEXT(VIID_SUB_URL_MAX) " printable bytes with a host";
 		return VIID_CODE_INVALID_JSON_CONTENT;
 	}
 	memcpy(s->receive_addr, json_string_value(v), n);
@@ -518,7 +521,7 @@ read_report_interval(const json_t *o, struct viid_subscription *s, const char **
 		return VIID_CODE_OK;
 	long long x = whole(v, REPORT_INTERVAL_MAX);
 	if (x < 0) {
-		*why = "ReportInterval is not a number of seconds 0..86400";
+		*why = "ReportInterval is not a number of seconds 0.." TEXT(REPORT_INTERVAL_MAX);
 		return VIID_CODE_INVALID_JSON_CONTENT;
 	}
 	s->report_interval_s = (long)x;
@@ -577,7 +580,7 @@ read_resources(const json_t *o, struct viid_subscription *s, const char **why)
 	}
 	if (rc != 0) {
 		s->nresources = 0;
-		*why = "ResourceURI lists more than 64 device ids";
+		*why = "ResourceURI lists more than " TEXT(VIID_SUB_RESOURCES_MAX) " device ids";
 		return VIID_CODE_INVALID_JSON_CONTENT;
 	}
 	return VIID_CODE_OK;
@@ -739,14 +742,16 @@ forward_viid_subscribe_read_cancel(const void *body, size_t len, const char *pat
 		}
 		o = objects_at(list, 0);
 		if (!json_is_object(o)) {
-			refuse(item, VIID_CODE_INVALID_JSON_CONTENT, "SubscribeObject is not an object");
+			refuse(item, VIID_CODE_INVALID_JSON_CONTENT,
+			    "SubscribeObject is not an object");
 			goto out;
 		}
 	}
 	rc = 0;
 	if (path_id == NULL || strlen(path_id) != VIID_BUSINESS_ID_LEN ||
 	    !digits(path_id, VIID_BUSINESS_ID_LEN)) {
-		refuse(item, VIID_CODE_INVALID_JSON_CONTENT, "SubscribeID of the path is not 33 digits");
+		refuse(item, VIID_CODE_INVALID_JSON_CONTENT,
+		    "SubscribeID of the path is not 33 digits");
 		goto out;
 	}
 	memcpy(item->id, path_id, VIID_BUSINESS_ID_LEN + 1);

@@ -284,7 +284,8 @@ test_details(void)
 	static const char *const none[] = { "1,2", "", "5", "abc", "-12", "12.5", "4294967308",
 		"99999999999999999999" };
 	for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
-		T_INTEQ(with("SubscribeDetail", json_string(none[i])), VIID_CODE_INVALID_OPERATION);
+		T_INTEQ(with("SubscribeDetail", json_string(none[i])),
+		    VIID_CODE_INVALID_OPERATION);
 		T_CHECK(names(it.why, "SubscribeDetail", NULL));
 		T_INTEQ(it.sub.details, 0);
 	}
@@ -328,7 +329,8 @@ test_receive_addr(void)
 		"secrethost:80", "http://user:secret@host/", "http://ho st/", "http://host/a b",
 		"http://host/\x01", "http://host/\x7f", "http://host:0/", "http://host:65536/",
 		"http://host:8a/", "http://host:123456/", "http://[zz]/", "http://[]/",
-		"http://[::1/", "http://[::1]x/", "http://\xe4\xb8\xbb/", "http://host/\xe4\xb8\xbb",
+		"http://[::1/", "http://[::1]x/", "http://\xe4\xb8\xbb/",
+		"http://host/\xe4\xb8\xbb",
 		"http:/host/", "http://ho<st/", " http://host/", "http://host/\n",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -337,6 +339,8 @@ test_receive_addr(void)
 		T_INTEQ(it.code, VIID_CODE_INVALID_JSON_CONTENT);
 		T_CHECK(names(it.why, "ReceiveAddr", "secret"));
 	}
+	T_STREQ(it.why, "ReceiveAddr is not an http:// or https:// URL of at most 256 printable "
+	    "bytes with a host");
 	T_INTEQ(with("ReceiveAddr", NULL), VIID_CODE_INVALID_JSON_CONTENT);
 	T_CHECK(names(it.why, "ReceiveAddr", NULL));
 	T_INTEQ(with("ReceiveAddr", json_string("")), VIID_CODE_INVALID_JSON_CONTENT);
@@ -413,6 +417,7 @@ test_report_interval(void)
 		T_INTEQ(with("ReportInterval", bad[i]), VIID_CODE_INVALID_JSON_CONTENT);
 		T_CHECK(names(it.why, "ReportInterval", NULL));
 	}
+	T_STREQ(it.why, "ReportInterval is not a number of seconds 0..86400");
 }
 
 static void
@@ -544,6 +549,7 @@ test_resources(void)
 	strcat(list, ",34010405011190099999");
 	T_INTEQ(with("ResourceURI", json_string(list)), VIID_CODE_INVALID_JSON_CONTENT);
 	T_CHECK(names(it.why, "ResourceURI", "34010405011190099999"));
+	T_STREQ(it.why, "ResourceURI lists more than 64 device ids");
 	T_INTEQ(s->nresources, 0);
 
 	/* Of another type: refused rather than read as every device. */
@@ -621,7 +627,8 @@ test_envelopes(void)
 		  VIID_CODE_INVALID_JSON_CONTENT, "SubscribeObject" },
 		{ "{\"SubscribeListObject\":{\"SubscribeObject\":\"secret\"}}",
 		  VIID_CODE_INVALID_JSON_CONTENT, "SubscribeObject" },
-		{ "{\"SubscribeObject\":null}", VIID_CODE_INVALID_JSON_CONTENT, "SubscribeObject" },
+		{ "{\"SubscribeObject\":null}", VIID_CODE_INVALID_JSON_CONTENT,
+		  "SubscribeObject" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		T_INTEQ(read_text(bad[i].body, items, 4, &code, why), -1);
@@ -698,7 +705,8 @@ test_cancel(void)
 		{ "{\"SubscribeObject\":{\"OperateType\":\"junk\"}}", 0, VIID_CODE_OK },
 		{ "{\"SubscribeObject\":{\"SubscribeID\":\"" SUB_ID2 "\"}}", 0,
 		  VIID_CODE_INVALID_JSON_CONTENT },
-		{ "{\"SubscribeObject\":{\"SubscribeID\":12}}", 0, VIID_CODE_INVALID_JSON_CONTENT },
+		{ "{\"SubscribeObject\":{\"SubscribeID\":12}}", 0,
+		  VIID_CODE_INVALID_JSON_CONTENT },
 		{ "x", -1, VIID_CODE_INVALID_JSON_FORMAT },
 		{ "{}", -1, VIID_CODE_INVALID_JSON_CONTENT },
 		{ "[]", -1, VIID_CODE_INVALID_JSON_CONTENT },
@@ -817,7 +825,8 @@ test_answers(void)
 		struct viid_answer x = { NULL, (enum viid_code)c, NULL };
 		b = forward_viid_answer_body("/", &x, 1, true, now, &len);
 		json_t *r = json_loads(b, 0, NULL);
-		T_STREQ(str(json_object_get(r, "ResponseStatusObject"), "StatusString"), names_[c]);
+		T_STREQ(str(json_object_get(r, "ResponseStatusObject"), "StatusString"),
+		    names_[c]);
 		json_decref(r);
 		free(b);
 	}
@@ -1121,7 +1130,8 @@ test_catalogue(void)
 {
 	struct viid_device devs[] = {
 		{ .id = GATE, .name = "North gate pedestrian lane 1", .model = "face terminal",
-		  .function_type = "2", .ip_addr = "10.20.1.31", .port = 80, .place_code = "340104",
+		  .function_type = "2", .ip_addr = "10.20.1.31", .port = 80,
+		  .place_code = "340104",
 		  .has_position = true, .longitude = 117.2272, .latitude = 31.8206 },
 		{ .id = "3401040501119000001" },			/* 19 digits */
 		{ .id = ANPR },
