@@ -944,7 +944,7 @@ made_event(struct rec *r, uint8_t id_byte, const char *device, bool alarm)
 static struct forward_record
 record(const struct rec *r)
 {
-	return (struct forward_record){ r->id, r->packed, r->len };
+	return (struct forward_record){ .id = r->id, .record = r->packed, .len = r->len };
 }
 
 /* The first object of an upload body's list, parsed (a new reference). */
