@@ -355,6 +355,12 @@ const struct config_key config_keys[] = {
 	  .offset = TARGET_FIELD(org_code), .instanced = true,
 	  .help = "viid cascade: 12-digit organisation code of NotificationIDs; empty: the first 12 "
 	      "digits of viid_device_id" },
+	{ .section = "forward.target", .name = "notify_auth", .type = CFG_ENUM,
+	  .choices = auth_choices, .choice_values = auth_values, .def = "none",
+	  .offset = TARGET_FIELD(notify_auth), .instanced = true,
+	  .help = "viid cascade: authentication of our notifications to a ReceiveAddr: none (the "
+	      "platform knows us by our session and User-Identify), digest or basic (username and "
+	      "password_file)" },
 	{ .section = "forward.target", .name = "max_subscriptions", .type = CFG_INT,
 	  .min = 1, .max = 1000, .def = "16",
 	  .offset = TARGET_FIELD(max_subscriptions), .instanced = true,
@@ -1061,6 +1067,10 @@ finish_cascade_target(struct parse *p, const struct config_target *t)
 	else if (strpbrk(t->listen_username, "\"\\") != NULL)
 		add_error(p->errs, p->name, key_line(p, "listen_username"),
 		    "[forward.target %s] listen_username: no '\"' or '\\' allowed", t->name);
+	if (t->notify_auth != VIID_AUTH_NONE && t->password_file[0] == '\0')
+		add_error(p->errs, p->name, key_line(p, "notify_auth"),
+		    "[forward.target %s] notify_auth = %s needs password_file", t->name,
+		    t->notify_auth == VIID_AUTH_BASIC ? "basic" : "digest");
 	if (t->org_code[0] != '\0' && !all_digits(t->org_code, 12))
 		add_error(p->errs, p->name, key_line(p, "org_code"),
 		    "[forward.target %s] org_code: 12 digits expected", t->name);

@@ -139,6 +139,7 @@ struct target {
 	char *user_identify;		/* "User-Identify: ..." (viid) */
 	char *username, *password;	/* viid, auth digest or basic */
 	enum forward_auth viid_auth;
+	enum forward_auth notify_auth;	/* cascade: its subscriptions' viid_auth */
 	bool allow_http;
 	char *ca_file, *cert_file, *key_file, *proxy;
 	char *auth;			/* "Authorization: Bearer ..." or NULL */
@@ -1518,6 +1519,7 @@ target_viid(struct target *t, const struct forward_target *c)
 	}
 	t->profile = t->viid_profile;
 	t->viid_auth = c->auth;
+	t->notify_auth = c->notify_auth;
 	t->username = str_or_empty(c->username);
 	t->password = str_or_empty(c->password);
 	size_t len = strlen(configured(c->viid_device_id)) + 32;
@@ -1617,7 +1619,7 @@ sub_target_new(struct target *p, const struct viid_subscription *s)
 	t->user_identify = util_strdup(p->user_identify);
 	t->username = util_strdup(p->username);
 	t->password = util_strdup(p->password);
-	t->viid_auth = p->viid_auth;
+	t->viid_auth = p->notify_auth;
 	t->allow_http = p->allow_http;
 	t->ca_file = util_strdup(p->ca_file);
 	t->cert_file = util_strdup(p->cert_file);

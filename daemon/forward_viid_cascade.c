@@ -1225,7 +1225,7 @@ viid_cascade_new(struct event_base *base, const struct forward_target *t,
 	c->proxy = dup_or_empty(t->proxy);
 	c->username = dup_or_empty(t->username);
 	c->password = dup_or_empty(t->password);
-	c->auth = t->auth;
+	c->auth = t->notify_auth;
 	c->connect_timeout = t->connect_timeout;
 	c->timeout = t->timeout;
 	c->retry_base_ms = t->retry_base_ms;

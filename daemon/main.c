@@ -541,6 +541,8 @@ new_forward(struct daemon *d)
 			.listen_password = listen_passwords[i],
 			.platform_id = t->platform_id,
 			.org_code = orgs[i],
+			.notify_auth = t->notify_auth == VIID_AUTH_BASIC ? FORWARD_AUTH_BASIC :
+			    t->notify_auth == VIID_AUTH_DIGEST ? FORWARD_AUTH_DIGEST : FORWARD_AUTH_NONE,
 			.max_subscriptions = (size_t)t->max_subscriptions,
 		};
 	}

@@ -140,6 +140,7 @@ struct config_target {
 	char *listen_password_file;
 	char *platform_id;		/* "": any User-Identify */
 	char *org_code;			/* "": viid_device_id's first 12 digits */
+	int notify_auth;		/* enum viid_auth, of notifications */
 	long long max_subscriptions;
 };
 

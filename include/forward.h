@@ -130,6 +130,7 @@ struct forward_target {
 	const char *listen_password;
 	const char *platform_id;	/* "" or NULL: any User-Identify */
 	const char *org_code;		/* 12 digits */
+	enum forward_auth notify_auth;	/* notifications and the catalogue */
 	size_t max_subscriptions;
 };
 
