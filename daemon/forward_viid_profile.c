@@ -406,32 +406,21 @@ forward_profile_viid_notify_new(const struct forward_profile *viid, const char *
     const char *title, const char *org)
 {
 	const struct viid_profile *u = (const struct viid_profile *)viid;
-	struct viid_profile *v = util_calloc(1, sizeof(*v));
+	struct forward_viid_device *devs = util_calloc(u->n ? u->n : 1, sizeof(*devs));
 
-	v->devices = util_calloc(u->n ? u->n : 1, sizeof(*v->devices));
-	v->communities = util_calloc(u->n ? u->n : 1, sizeof(char *));
-	v->names = util_calloc(u->n ? u->n : 1, sizeof(char *));
-	v->n = u->n;
 	for (size_t i = 0; i < u->n; i++) {
 		const struct viid_device *d = &u->devices[i];
-		v->devices[i] = (struct viid_device){
-			.id = util_strdup(d->id),
-			.name = d->name != NULL ? util_strdup(d->name) : NULL,
-			.model = d->model != NULL ? util_strdup(d->model) : NULL,
-			.function_type = d->function_type != NULL ? util_strdup(d->function_type) :
-			    NULL,
-			.ip_addr = d->ip_addr != NULL ? util_strdup(d->ip_addr) : NULL,
-			.port = d->port,
-			.place_code = d->place_code != NULL ? util_strdup(d->place_code) : NULL,
-			.has_position = d->has_position,
-			.longitude = d->longitude,
+		devs[i] = (struct forward_viid_device){
+			.device = u->names[i], .community = u->communities[i], .id = d->id,
+			.name = d->name, .model = d->model, .function_type = d->function_type,
+			.ip_addr = d->ip_addr, .place_code = d->place_code, .port = d->port,
+			.has_position = d->has_position, .longitude = d->longitude,
 			.latitude = d->latitude,
 		};
-		v->names[i] = util_strdup(u->names[i]);
-		v->communities[i] = util_strdup(u->communities[i]);
 	}
-	v->params = u->params;
-	v->params.device_ctx = v;
+	struct viid_profile *v = profile_new(devs, u->n,
+	    u->params.pictures == VIID_PICTURES_DATA);
+	free(devs);
 	v->notify = (struct viid_notify){
 		.subscribe_id = util_strdup(subscribe_id),
 		.title = util_strdup(title != NULL ? title : ""),

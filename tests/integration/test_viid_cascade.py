@@ -6,7 +6,8 @@ User-Identify) and a ViidSubscriber (its ReceiveAddr):
 
   1. the platform subscribes to faces and device status: the subscription
      is in PostgreSQL, the catalogue arrives, then one notification per new
-     face and device status (vehicles, not subscribed, never come); the
+     face and device status (vehicles, not subscribed, never come), and
+     `gridbridgectl outbox stat` shows them sent to "<target>/<id>"; the
      platform cancels: nothing more arrives;
   2. a subscription survives a daemon restart;
   3. the listener refuses requests without Digest, with a wrong password or
@@ -31,7 +32,7 @@ import logfmt
 import services
 import viid
 from ingest import daemon_config, start_daemon
-from test_forward import outbox, wait_until
+from test_forward import ctl_outbox, outbox, parse_stat, wait_until
 from test_store import db_query
 from test_viid_upload import availability, person, publish, vehicle
 
@@ -153,7 +154,7 @@ def notified(subscriber, kind: str, sid: str) -> list:
 
 
 def test_subscribe_notify_cancel(daemon, mosquitto, private_postgres, platform, subscriber,
-                                 pki, tmp_path):
+                                 pki, tmp_path, build_dir):
     pg = private_postgres
     c = Cascade(daemon, mosquitto, pg, platform, pki, tmp_path)
     c.start()
@@ -199,6 +200,11 @@ def test_subscribe_notify_cancel(daemon, mosquitto, private_postgres, platform, 
     assert len(rows) == 6
     # Nothing was queued for the cascade target itself.
     assert not [o for o in outbox(pg) if o["target"] == "cascade"]
+    # The operator sees the subscription as a target of its own.
+    r = ctl_outbox(build_dir, c.conf, "stat")
+    assert r.returncode == 0, r.stderr
+    stat = parse_stat(r.stdout)
+    assert sum(v["sent"] for (t, _), v in stat.items() if t == f"cascade/{sid}") == 6, stat
 
     # Cancel: answered 0, recorded; what comes later is not sent.
     r = c.client().cancel(sid)
@@ -302,6 +308,18 @@ def test_refusals_delete_and_resources(daemon, mosquitto, private_postgres, plat
     subscriber.wait_for(lambda: len(notified(subscriber, "motor_vehicles", good)) == 2 and
                         len(notified(subscriber, "motor_vehicles", narrow)) == 2, 30,
                         "vehicles to both")
+
+    # Hostile bodies: not JSON, too large; the daemon answers and stays up.
+    client = c.client()
+    r = client.request("POST", "/VIID/Subscribes", None)
+    assert r.status == 200 and r.status_codes() == [7], r.body
+    big = {"SubscribeListObject": {"SubscribeObject": [{"Title": "x" * (2 << 20)}]}}
+    try:    # answered 413 at once; the client may still be sending
+        assert client.post("/VIID/Subscribes", big).status == 413
+    except (ConnectionError, OSError):
+        pass
+    assert client.get("/VIID/Other").status == 404
+    assert daemon.running
 
     # Cancelling a subscription never made; deleting one that was.
     assert c.client().cancel(sub_id(77)).status_codes() == [4]
