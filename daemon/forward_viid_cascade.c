@@ -481,12 +481,13 @@ push_done(void *ctx, CURL *easy, void *priv, CURLcode code)
 	}
 	push_abandon(u);
 	u->cat_attempts++;
+	char gave_up[sizeof(why) + 48] = "";
 	if (verdict == RETRY && c->max_attempts > 0 && u->cat_attempts >= c->max_attempts) {
 		verdict = FAILED;
-		char more[sizeof(why)];
-		snprintf(more, sizeof(more), "gave up after %d attempts: %s", u->cat_attempts, why);
-		memcpy(why, more, sizeof(why));
+		snprintf(gave_up, sizeof(gave_up), "gave up after %d attempts: %s",
+		    u->cat_attempts, why);
 	}
+	const char *error = gave_up[0] != '\0' ? gave_up : why;
 	switch (verdict) {
 	case SENT:
 		log_info("forward", "catalogue pushed", "target=%s subscription=%s", c->target,
@@ -496,14 +497,14 @@ push_done(void *ctx, CURL *easy, void *priv, CURLcode code)
 		break;
 	case FAILED:
 		log_error("forward", "catalogue refused by the platform", "target=%s "
-		    "subscription=%s status=%ld error=%s", c->target, u->s.id, status, why);
-		cat_settle(u, "failed", why);
+		    "subscription=%s status=%ld error=%s", c->target, u->s.id, status, error);
+		cat_settle(u, "failed", error);
 		break;
 	case RETRY: {
 		uint32_t delay = backoff_next(&u->backoff, backoff_random());
 		log_warn("forward", "catalogue not pushed, retrying", "target=%s subscription=%s "
-		    "status=%ld error=%s retry_in_ms=%u", c->target, u->s.id, status, why, delay);
-		cat_settle(u, "pending", why);
+		    "status=%ld error=%s retry_in_ms=%u", c->target, u->s.id, status, error, delay);
+		cat_settle(u, "pending", error);
 		struct timeval tv = { .tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000 };
 		evtimer_add(u->timer, &tv);
 		break;
