@@ -284,7 +284,8 @@ const struct config_key config_keys[] = {
 	{ .section = "forward.target", .name = "mode", .type = CFG_ENUM,
 	  .choices = mode_choices, .choice_values = mode_values, .def = "upload",
 	  .offset = TARGET_FIELD(viid_mode), .instanced = true,
-	  .help = "viid: upload (we register and POST objects); cascade is not supported yet" },
+	  .help = "viid: upload (we register and POST objects) or cascade (the platform subscribes "
+	      "at our listener; we register and push notifications)" },
 	{ .section = "forward.target", .name = "viid_device_id", .type = CFG_STRING,
 	  .min = 0, .max = 64, .def = "",
 	  .offset = TARGET_FIELD(viid_device_id), .instanced = true,
@@ -314,10 +315,85 @@ const struct config_key config_keys[] = {
 	  .min = 1, .max = 86400, .def = "5",
 	  .offset = TARGET_FIELD(time_skew_warn_s), .instanced = true,
 	  .help = "viid: warn when the platform's clock differs from ours by more seconds" },
+	{ .section = "forward.target", .name = "listen", .type = CFG_STRING,
+	  .min = 0, .max = 300, .def = "",
+	  .offset = TARGET_FIELD(listen), .instanced = true,
+	  .help = "viid cascade: address:port of our listener for the platform's /VIID/Subscribes "
+	      "(e.g. 0.0.0.0:8443, [::]:8443); required with mode = cascade" },
+	{ .section = "forward.target", .name = "listen_cert_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = TARGET_FIELD(listen_cert_file), .instanced = true,
+	  .help = "viid cascade: the listener's certificate chain (PEM); empty: plain HTTP "
+	      "(only with allow_http = true)" },
+	{ .section = "forward.target", .name = "listen_key_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = TARGET_FIELD(listen_key_file), .instanced = true,
+	  .help = "viid cascade: private key of listen_cert_file (PEM); a relative name is looked "
+	      "up in $CREDENTIALS_DIRECTORY" },
+	{ .section = "forward.target", .name = "listen_ca_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = TARGET_FIELD(listen_ca_file), .instanced = true,
+	  .help = "viid cascade: CA certificates the platform's client certificate must verify "
+	      "against; empty: no client certificate asked for" },
+	{ .section = "forward.target", .name = "listen_username", .type = CFG_STRING,
+	  .min = 0, .max = 255, .def = "",
+	  .offset = TARGET_FIELD(listen_username), .instanced = true,
+	  .help = "viid cascade: the user name the platform gives in its Digest answers; required "
+	      "with mode = cascade" },
+	{ .section = "forward.target", .name = "listen_password_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = TARGET_FIELD(listen_password_file), .instanced = true,
+	  .help = "viid cascade: file holding the password the platform must answer Digest with; "
+	      "a relative name is looked up in $CREDENTIALS_DIRECTORY; required with mode = cascade" },
+	{ .section = "forward.target", .name = "platform_id", .type = CFG_STRING,
+	  .min = 0, .max = 64, .def = "",
+	  .offset = TARGET_FIELD(platform_id), .instanced = true,
+	  .help = "viid cascade: the platform's 20-digit id; when set, its requests must carry it as "
+	      "User-Identify" },
+	{ .section = "forward.target", .name = "org_code", .type = CFG_STRING,
+	  .min = 0, .max = 64, .def = "",
+	  .offset = TARGET_FIELD(org_code), .instanced = true,
+	  .help = "viid cascade: 12-digit organisation code of NotificationIDs; empty: the first 12 "
+	      "digits of viid_device_id" },
+	{ .section = "forward.target", .name = "notify_auth", .type = CFG_ENUM,
+	  .choices = auth_choices, .choice_values = auth_values, .def = "none",
+	  .offset = TARGET_FIELD(notify_auth), .instanced = true,
+	  .help = "viid cascade: authentication of our notifications to a ReceiveAddr: none (the "
+	      "platform knows us by our session and User-Identify), digest or basic (username and "
+	      "password_file)" },
+	{ .section = "forward.target", .name = "max_subscriptions", .type = CFG_INT,
+	  .min = 1, .max = 1000, .def = "16",
+	  .offset = TARGET_FIELD(max_subscriptions), .instanced = true,
+	  .help = "viid cascade: active subscriptions at most; a platform asking for more is "
+	      "refused" },
 	{ .section = "forward.target", .name = "picture", .type = CFG_ENUM,
 	  .choices = picture_choices, .choice_values = picture_values, .def = "url",
 	  .offset = TARGET_FIELD(picture), .instanced = true,
-	  .help = "viid: url (the device's picture URL as StoragePath); data is not supported yet" },
+	  .help = "viid: url (the device's picture URL as StoragePath) or data (the picture fetched "
+	      "from the device, sent as base64 Data)" },
+	{ .section = "forward.target", .name = "picture_max_bytes", .type = CFG_SIZE,
+	  .min = 1024, .max = 16LL << 20, .def = "1M",
+	  .offset = TARGET_FIELD(picture_max_bytes), .instanced = true,
+	  .help = "viid, picture = data: a larger picture is not sent (its event fails, "
+	      "picture_missing)" },
+	{ .section = "forward.target", .name = "picture_timeout", .type = CFG_INT,
+	  .min = 1, .max = 300, .def = "10",
+	  .offset = TARGET_FIELD(picture_timeout), .instanced = true,
+	  .help = "viid, picture = data: seconds allowed for fetching one picture from its device" },
+	{ .section = "forward.target", .name = "picture_ca_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = TARGET_FIELD(picture_ca_file), .instanced = true,
+	  .help = "viid, picture = data: CA certificates of devices serving pictures over https; "
+	      "empty: the system's" },
+	{ .section = "forward.target", .name = "picture_username", .type = CFG_STRING,
+	  .min = 0, .max = 255, .def = "",
+	  .offset = TARGET_FIELD(picture_username), .instanced = true,
+	  .help = "viid, picture = data: user name the devices ask for (Digest or Basic); empty: none" },
+	{ .section = "forward.target", .name = "picture_password_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = TARGET_FIELD(picture_password_file), .instanced = true,
+	  .help = "viid, picture = data: file holding the devices' password; a relative name is "
+	      "looked up in $CREDENTIALS_DIRECTORY" },
 
 	{ .section = "forward.rule", .name = "target", .type = CFG_STRING,
 	  .min = 0, .max = 255, .def = "",
@@ -360,6 +436,40 @@ const struct config_key config_keys[] = {
 	  .min = 0, .max = 64, .def = "",
 	  .offset = VDEV_FIELD(id), .instanced = true, .required = true,
 	  .help = "its 20-digit GA/T 1400 device id (ApeID, DeviceID); required" },
+
+	{ .section = "viid.device", .name = "name", .type = CFG_STRING,
+	  .min = 0, .max = 100, .def = "",
+	  .offset = VDEV_FIELD(dev_name), .instanced = true,
+	  .help = "APEObject Name (the catalogue, device updates); empty: left out" },
+	{ .section = "viid.device", .name = "model", .type = CFG_STRING,
+	  .min = 0, .max = 100, .def = "",
+	  .offset = VDEV_FIELD(model), .instanced = true,
+	  .help = "APEObject Model; empty: left out" },
+	{ .section = "viid.device", .name = "function_type", .type = CFG_STRING,
+	  .min = 0, .max = 30, .def = "",
+	  .offset = VDEV_FIELD(function_type), .instanced = true,
+	  .help = "APEObject FunctionType (1 vehicle checkpoint, 2 person checkpoint, 5 general "
+	      "surveillance, ...); empty: from the device class (99 in the catalogue)" },
+	{ .section = "viid.device", .name = "ip_addr", .type = CFG_STRING,
+	  .min = 0, .max = 39, .def = "",
+	  .offset = VDEV_FIELD(ip_addr), .instanced = true,
+	  .help = "APEObject IPAddr; empty: left out" },
+	{ .section = "viid.device", .name = "port", .type = CFG_INT,
+	  .min = 0, .max = 65535, .def = "0",
+	  .offset = VDEV_FIELD(port), .instanced = true,
+	  .help = "APEObject Port; 0: left out" },
+	{ .section = "viid.device", .name = "place_code", .type = CFG_STRING,
+	  .min = 0, .max = 6, .def = "",
+	  .offset = VDEV_FIELD(place_code), .instanced = true,
+	  .help = "APEObject PlaceCode (6-digit administrative division); empty: left out" },
+	{ .section = "viid.device", .name = "longitude", .type = CFG_STRING,
+	  .min = 0, .max = 32, .def = "",
+	  .offset = VDEV_FIELD(longitude), .instanced = true,
+	  .help = "APEObject Longitude in degrees (-180..180); goes with latitude; empty: left out" },
+	{ .section = "viid.device", .name = "latitude", .type = CFG_STRING,
+	  .min = 0, .max = 32, .def = "",
+	  .offset = VDEV_FIELD(latitude), .instanced = true,
+	  .help = "APEObject Latitude in degrees (-90..90); empty: left out" },
 
 	{ .section = "store", .name = "host", .type = CFG_STRING,
 	  .min = 1, .max = 255, .def = "127.0.0.1",
@@ -718,6 +828,7 @@ find_instanced_key(const char *type, const char *name, size_t *idx)
 
 struct parse;
 static void finish_target(struct parse *p, void *inst);
+static void finish_viid_device(struct parse *p, void *inst);
 
 /* The kinds of [TYPE NAME] sections and where their arrays live. */
 struct instance_type {
@@ -738,7 +849,8 @@ static const struct instance_type instance_types[] = {
 	{ .type = "forward.rule", .size = sizeof(struct config_rule),
 	  .array = CONFIG_FIELD(rules), .count = CONFIG_FIELD(nrules) },
 	{ .type = "viid.device", .size = sizeof(struct config_viid_device),
-	  .array = CONFIG_FIELD(viid_devices), .count = CONFIG_FIELD(nviid_devices) },
+	  .array = CONFIG_FIELD(viid_devices), .count = CONFIG_FIELD(nviid_devices),
+	  .finish = finish_viid_device },
 };
 #define NTYPES (sizeof(instance_types) / sizeof(instance_types[0]))
 
@@ -842,6 +954,24 @@ key_line(const struct parse *p, const char *key)
 	return p->inst->line;
 }
 
+/* A key of a target section and its value. */
+struct target_key {
+	const char *key;
+	const char *value;
+};
+
+/* Keys that are set although the target does not read them: each an
+ * error, `why` saying when they are read. */
+static void
+refuse_keys(struct parse *p, const struct config_target *t, const char *why,
+    const struct target_key *keys, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (keys[i].value[0] != '\0')
+			add_error(p->errs, p->name, key_line(p, keys[i].key),
+			    "[forward.target %s] %s: %s", t->name, keys[i].key, why);
+}
+
 /* The keys only the viid profile reads that say who we are: set with
  * another profile they would be silently ignored, so they are refused.
  * (Its other keys may stand at any value, the shipped example lists them
@@ -849,19 +979,101 @@ key_line(const struct parse *p, const char *key)
 static void
 refuse_viid_keys(struct parse *p, const struct config_target *t)
 {
-	const struct {
-		const char *key;
-		const char *value;
-	} who[] = {
+	const struct target_key who[] = {
 		{ "viid_device_id", t->viid_device_id },
 		{ "username", t->username },
 		{ "password_file", t->password_file },
 	};
 
-	for (size_t i = 0; i < sizeof(who) / sizeof(who[0]); i++)
-		if (who[i].value[0] != '\0')
-			add_error(p->errs, p->name, key_line(p, who[i].key),
-			    "[forward.target %s] %s: only with profile = viid", t->name, who[i].key);
+	refuse_keys(p, t, "only with profile = viid", who, sizeof(who) / sizeof(who[0]));
+}
+
+/* The string keys only cascade mode reads. */
+#define NCASCADE_KEYS 8
+static const struct target_key *
+cascade_keys(const struct config_target *t)
+{
+	static struct target_key k[NCASCADE_KEYS];
+
+	k[0] = (struct target_key){ "listen", t->listen };
+	k[1] = (struct target_key){ "listen_cert_file", t->listen_cert_file };
+	k[2] = (struct target_key){ "listen_key_file", t->listen_key_file };
+	k[3] = (struct target_key){ "listen_ca_file", t->listen_ca_file };
+	k[4] = (struct target_key){ "listen_username", t->listen_username };
+	k[5] = (struct target_key){ "listen_password_file", t->listen_password_file };
+	k[6] = (struct target_key){ "platform_id", t->platform_id };
+	k[7] = (struct target_key){ "org_code", t->org_code };
+	return k;
+}
+
+/* "address:port": an IPv4 address or host name, or [IPv6], then a port
+ * 1..65535. */
+static bool
+listen_address_ok(const char *s)
+{
+	const char *colon = strrchr(s, ':');
+
+	if (colon == NULL || colon == s)
+		return false;
+	if (s[0] == '[' && colon[-1] != ']')
+		return false;
+	if (s[0] != '[' && memchr(s, ':', (size_t)(colon - s)) != NULL)
+		return false;	/* IPv6 without brackets */
+	char *end;
+	errno = 0;
+	long port = strtol(colon + 1, &end, 10);
+	return colon[1] != '\0' && *end == '\0' && errno == 0 && port >= 1 && port <= 65535;
+}
+
+static bool
+all_digits(const char *s, size_t n)
+{
+	if (strlen(s) != n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+/* What cascade mode needs: a listener the platform reaches with TLS (or
+ * plain HTTP when allowed) and Digest credentials. */
+static void
+finish_cascade_target(struct parse *p, const struct config_target *t)
+{
+	if (t->listen[0] == '\0')
+		add_error(p->errs, p->name, key_line(p, "mode"),
+		    "[forward.target %s] mode = cascade needs listen (address:port)", t->name);
+	else if (!listen_address_ok(t->listen))
+		add_error(p->errs, p->name, key_line(p, "listen"),
+		    "[forward.target %s] listen: not address:port (a port 1-65535; IPv6 in [])",
+		    t->name);
+	if ((t->listen_cert_file[0] == '\0') != (t->listen_key_file[0] == '\0'))
+		add_error(p->errs, p->name, key_line(p, t->listen_cert_file[0] ? "listen_cert_file" :
+		    "listen_key_file"),
+		    "[forward.target %s] listen_cert_file and listen_key_file go together", t->name);
+	else if (t->listen_cert_file[0] == '\0' && !t->allow_http)
+		add_error(p->errs, p->name, key_line(p, "mode"),
+		    "[forward.target %s] mode = cascade needs listen_cert_file and listen_key_file "
+		    "(or allow_http = true for a plain HTTP listener)", t->name);
+	if (t->listen_ca_file[0] != '\0' && t->listen_cert_file[0] == '\0')
+		add_error(p->errs, p->name, key_line(p, "listen_ca_file"),
+		    "[forward.target %s] listen_ca_file: client certificates need a TLS listener "
+		    "(listen_cert_file)", t->name);
+	if (t->listen_username[0] == '\0' || t->listen_password_file[0] == '\0')
+		add_error(p->errs, p->name, key_line(p, "mode"),
+		    "[forward.target %s] mode = cascade needs listen_username and "
+		    "listen_password_file (the platform's Digest credentials)", t->name);
+	else if (strpbrk(t->listen_username, "\"\\") != NULL)
+		add_error(p->errs, p->name, key_line(p, "listen_username"),
+		    "[forward.target %s] listen_username: no '\"' or '\\' allowed", t->name);
+	if (t->notify_auth != VIID_AUTH_NONE && t->password_file[0] == '\0')
+		add_error(p->errs, p->name, key_line(p, "notify_auth"),
+		    "[forward.target %s] notify_auth = %s needs password_file", t->name,
+		    t->notify_auth == VIID_AUTH_BASIC ? "basic" : "digest");
+	if (t->org_code[0] != '\0' && !all_digits(t->org_code, 12))
+		add_error(p->errs, p->name, key_line(p, "org_code"),
+		    "[forward.target %s] org_code: 12 digits expected", t->name);
 }
 
 /* Whether `key` of the section being read was written in the file. */
@@ -880,11 +1092,14 @@ static void
 finish_viid_target(struct parse *p, const struct config_target *t, bool http)
 {
 	if (t->viid_mode == VIID_MODE_CASCADE)
-		add_error(p->errs, p->name, key_line(p, "mode"),
-		    "[forward.target %s] mode: cascade is not supported yet; use upload", t->name);
-	if (t->picture == VIID_PICTURE_DATA)
-		add_error(p->errs, p->name, key_line(p, "picture"),
-		    "[forward.target %s] picture: data is not supported yet; use url", t->name);
+		finish_cascade_target(p, t);
+	else
+		refuse_keys(p, t, "only with mode = cascade", cascade_keys(t), NCASCADE_KEYS);
+	if ((t->picture_username[0] == '\0') != (t->picture_password_file[0] == '\0'))
+		add_error(p->errs, p->name, key_line(p, t->picture_username[0] ?
+		    "picture_username" : "picture_password_file"),
+		    "[forward.target %s] picture_username and picture_password_file go together",
+		    t->name);
 	if (t->viid_device_id[0] == '\0')
 		add_error(p->errs, p->name, t->line,
 		    "[forward.target %s] viid_device_id is required with profile = viid", t->name);
@@ -936,6 +1151,36 @@ finish_target(struct parse *p, void *inst)
 		finish_viid_target(p, t, http);
 	else
 		refuse_viid_keys(p, t);
+}
+
+/* A decimal number of degrees within [-max, max]. */
+static bool
+degrees_ok(const char *s, double max)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	return s[0] != '\0' && *end == '\0' && errno == 0 && v >= -max && v <= max &&
+	    strpbrk(s, "xXpPnNiI") == NULL;	/* no hex, nan or inf */
+}
+
+static void
+finish_viid_device(struct parse *p, void *inst)
+{
+	const struct config_viid_device *d = inst;
+
+	if ((d->longitude[0] == '\0') != (d->latitude[0] == '\0'))
+		add_error(p->errs, p->name, key_line(p, d->longitude[0] ? "longitude" : "latitude"),
+		    "[viid.device %s] longitude and latitude go together", d->name);
+	if (d->longitude[0] != '\0' && !degrees_ok(d->longitude, 180))
+		add_error(p->errs, p->name, key_line(p, "longitude"),
+		    "[viid.device %s] longitude: degrees from -180 to 180 expected", d->name);
+	if (d->latitude[0] != '\0' && !degrees_ok(d->latitude, 90))
+		add_error(p->errs, p->name, key_line(p, "latitude"),
+		    "[viid.device %s] latitude: degrees from -90 to 90 expected", d->name);
+	if (d->place_code[0] != '\0' && !all_digits(d->place_code, 6))
+		add_error(p->errs, p->name, key_line(p, "place_code"),
+		    "[viid.device %s] place_code: 6 digits expected", d->name);
 }
 
 /* Checks registered by the code that owns a key's meaning (is "hikvision"

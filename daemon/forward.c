@@ -13,6 +13,9 @@
 #include "backoff.h"
 #include "forward_curl.h"
 #include "forward_profile.h"
+#include "forward_viid.h"
+#include "forward_viid_cascade.h"
+#include "forward_viid_picture.h"
 #include "forward_viid_profile.h"
 #include "forward_viid_session.h"
 #include "log.h"
@@ -22,6 +25,8 @@
 #define POLL_MS 1000		/* due rows (retries, requeued) are looked for */
 #define LEASE_MARGIN_S 30
 #define SPLIT_AFTER 3		/* answers in a row that may be about a batch's content */
+#define PICTURE_FETCHES 4	/* picture = data: fetches at once per target */
+#define PICTURE_BATCH_ROWS 4	/* ... and events per request at most */
 
 enum batch_state {
 	BATCH_READY,		/* goes when a slot of its lane is free */
@@ -52,11 +57,14 @@ struct row {
 	int64_t born_ms;	/* the outbox row's creation, on util_mono_ms()'s clock */
 	uint8_t *record;	/* packed Event */
 	size_t record_len;
+	struct viid_picture *pics;	/* picture = data: fetched, each data malloc'd */
+	size_t npics;
 };
 
 struct target;
 struct lane;
 struct slot;
+struct fetch;
 
 /* Rows sent together: one body, one Idempotency-Key. */
 struct batch {
@@ -112,6 +120,7 @@ struct lane {
 	int64_t outage_started_ms;
 	bool tls_outage;		/* the failures began with a TLS error */
 	struct batch *probe;		/* the batch probing a failing lane */
+	struct fetch *fetch;		/* a claim's rows waiting for their pictures */
 	uint64_t oks;			/* requests the platform answered (2xx, 4xx) */
 };
 
@@ -121,10 +130,16 @@ struct target {
 	char *url;
 	const struct forward_profile *profile;
 	struct forward_profile *viid_profile;	/* profile viid: ours to free */
-	struct viid_session *session;	/* profile viid */
+	struct viid_session *session;	/* profile viid (a subscription's: its parent's) */
+	struct viid_cascade *cascade;	/* mode = cascade: the listener, the subscriptions */
+	struct viid_fetcher *fetcher;	/* picture = data (a subscription: its parent's) */
+	struct target *parent;		/* a subscription's: the cascade target */
+	bool retired;			/* a subscription's, ended or replaced: freed once
+					 * its lanes' claims are back */
 	char *user_identify;		/* "User-Identify: ..." (viid) */
 	char *username, *password;	/* viid, auth digest or basic */
 	enum forward_auth viid_auth;
+	enum forward_auth notify_auth;	/* cascade: its subscriptions' viid_auth */
 	bool allow_http;
 	char *ca_file, *cert_file, *key_file, *proxy;
 	char *auth;			/* "Authorization: Bearer ..." or NULL */
@@ -148,10 +163,15 @@ struct forward {
 	struct event *poll;
 	struct target *targets;
 	size_t ntargets;
+	/* The subscriptions of cascade targets, each a target of its own
+	 * ("<target>/<SubscribeID>"), retired ones included until freed. */
+	struct target **subs;
+	size_t nsubs, capsubs;
 };
 
 static void lane_pump(struct lane *l);
 static void request_done(void *forward, CURL *easy, void *slot, CURLcode code);
+static void target_reap(struct target *t);
 
 /* A configured string; an unset one is "". */
 static const char *
@@ -218,6 +238,40 @@ cmp_rows(const void *a, const void *b)
 	return memcmp(x->event_id, y->event_id, 16);
 }
 
+/* What a profile sees of a row. */
+static struct forward_record
+rec_of(const struct row *r)
+{
+	return (struct forward_record){
+		.id = r->id, .record = r->record, .len = r->record_len,
+		.pictures = r->pics, .npictures = r->npics,
+	};
+}
+
+/* Frees what row `r` holds (not `r`). */
+static void
+row_free(struct row *r)
+{
+	free(r->record);
+	r->record = NULL;
+	for (size_t i = 0; i < r->npics; i++)
+		free((void *)r->pics[i].data);
+	free(r->pics);
+	r->pics = NULL;
+	r->npics = 0;
+}
+
+/* The bytes a row holds in memory. */
+static size_t
+row_bytes(const struct row *r)
+{
+	size_t n = r->record_len;
+
+	for (size_t i = 0; i < r->npics; i++)
+		n += r->pics[i].len;
+	return n;
+}
+
 /* The body and the Idempotency-Key of the batch's rows, in body order. */
 static void
 batch_seal(struct batch *b)
@@ -226,8 +280,7 @@ batch_seal(struct batch *b)
 	struct forward_record *recs = util_malloc(b->n * sizeof(*recs));
 
 	for (size_t i = 0; i < b->n; i++)
-		recs[i] = (struct forward_record){ b->rows[i].id, b->rows[i].record,
-		    b->rows[i].record_len };
+		recs[i] = rec_of(&b->rows[i]);
 	pr->batch_key(recs, b->n, b->key);
 	free(b->body);
 	b->body = pr->build_body_ctx != NULL ? pr->build_body_ctx(pr->ctx, recs, b->n, &b->body_len) :
@@ -262,7 +315,7 @@ batch_new(struct lane *l, struct row *rows, size_t n, int kind, enum batch_state
 	*at = b;
 	l->nrows += n;
 	for (size_t i = 0; i < n; i++)
-		l->nbytes += rows[i].record_len;
+		l->nbytes += row_bytes(&rows[i]);
 	return b;
 }
 
@@ -282,8 +335,8 @@ batch_drop(struct batch *b)
 		l->probe = NULL;
 	l->nrows -= b->n;
 	for (size_t i = 0; i < b->n; i++) {
-		l->nbytes -= b->rows[i].record_len;
-		free(b->rows[i].record);
+		l->nbytes -= row_bytes(&b->rows[i]);
+		row_free(&b->rows[i]);
 	}
 	free(b->rows);
 	free(b->body);
@@ -298,8 +351,8 @@ batch_remove(struct batch *b, const bool *drop)
 
 	for (size_t i = 0; i < b->n; i++) {
 		if (drop[i]) {
-			b->l->nbytes -= b->rows[i].record_len;
-			free(b->rows[i].record);
+			b->l->nbytes -= row_bytes(&b->rows[i]);
+			row_free(&b->rows[i]);
 		} else {
 			b->rows[keep++] = b->rows[i];
 		}
@@ -427,15 +480,14 @@ batches_by_kind(struct lane *l, struct row *rs, size_t n)
 
 	for (size_t i = 0; i < n; i++) {
 		const char *why = "";
-		struct forward_record rec = { rs[i].id, rs[i].record, rs[i].record_len };
+		struct forward_record rec = rec_of(&rs[i]);
 		kinds[i] = pr->row_kind(pr->ctx, &rec, &why);
 		if (kinds[i] < 0) {
 			settle(l, rs[i].id, 1, OUTBOX_FAILED, 0, why, 0);
 			t->st.failed_rows_other++;
 			log_error("forward", "event not sent, refused by the profile", "target=%s "
 			    "lane=%s reason=%s", t->name, l->name, why);
-			free(rs[i].record);
-			rs[i].record = NULL;
+			row_free(&rs[i]);
 			continue;
 		}
 		left++;
@@ -462,20 +514,218 @@ batches_by_kind(struct lane *l, struct row *rs, size_t n)
 	return first;
 }
 
+/* A claim's rows, ready (pictures fetched where the profile needs them):
+ * batches, then the probe or more claims. `n` rows were claimed, `keep`
+ * of them are in `rs` (which this takes). */
 static void
-claimed(void *ctx, struct outbox_row *rows, size_t n, bool ok)
+rows_ready(struct lane *l, struct row *rs, size_t keep, bool ok, size_t n)
 {
-	struct lane *l = ctx;
 	struct target *t = l->t;
 	bool probing = l->probe_claim && !l->healthy;
 	struct batch *b = NULL;
 
 	l->claiming = false;
 	l->probe_claim = false;
+	if (keep > 0 && t->profile->row_kind != NULL)
+		b = batches_by_kind(l, rs, keep);
+	else if (keep > 0)
+		b = batch_new(l, rs, keep, 0, l->healthy ? BATCH_READY : BATCH_WAITING);
+	else
+		free(rs);
+	if (probing) {
+		if (b != NULL) {
+			l->probe = b;
+			if (!start_batch(b))
+				l->probe = NULL;	/* the requests in flight tell */
+		} else if (ok) {
+			probe(l, false);	/* with a waiting batch */
+		} else {
+			arm(l, backoff_next(&l->backoff, backoff_random()));
+		}
+		return;
+	}
+	/* More rows may be due (or were committed while the claim ran):
+	 * fill the other slots. The rest is found by the poll. */
+	if (ok && (n > 0 || l->again))
+		lane_pump(l);
+}
+
+/* ---- pictures (picture = data) ----------------------------------------- */
+
+/* A claim's rows waiting for their pictures. */
+struct fetch {
+	struct lane *l;
+	struct row *rs;
+	size_t keep, n;
+	bool ok;
+	size_t *row_of, *pic_of;	/* result k is picture pic_of[k] of rs[row_of[k]] */
+	size_t nres;
+	struct viid_fetch_job *job;
+};
+
+static void
+fetch_free(struct fetch *fe, bool rows)
+{
+	for (size_t i = 0; rows && i < fe->keep; i++)
+		row_free(&fe->rs[i]);
+	if (rows)
+		free(fe->rs);
+	free(fe->row_of);
+	free(fe->pic_of);
+	free(fe);
+}
+
+/* Gives up row `r` whose picture could not be had: failed now (`failed`,
+ * or at max_attempts or max_age), else tried again after a backoff. */
+static void
+picture_missing(struct lane *l, struct row *r, bool failed, const char *error)
+{
+	struct target *t = l->t;
+	char why[VIID_FETCH_ERROR_MAX + 80];
+
+	r->attempts++;
+	bool over = (t->max_attempts > 0 && r->attempts >= t->max_attempts) ||
+	    (t->max_age_ms > 0 && util_mono_ms() - r->born_ms >= t->max_age_ms);
+	const char *missing = forward_viid_refusal_name(VIID_REFUSED_PICTURE_MISSING);
+	if (over && !failed)
+		snprintf(why, sizeof(why), "gave up after %d attempts: %s: %s", r->attempts,
+		    missing, error);
+	else
+		snprintf(why, sizeof(why), "%s: %s", missing, error);
+	if (failed || over) {
+		log_error("forward", "event not sent, picture missing", "target=%s lane=%s error=%s",
+		    t->name, l->name, error);
+		settle(l, r->id, 1, OUTBOX_FAILED, 0, why, 0);
+		t->st.failed_rows_other++;
+	} else {
+		struct backoff bo;
+		backoff_init(&bo, t->retry_base_ms, t->retry_cap_ms);
+		bo.attempt = (uint32_t)(r->attempts - 1);
+		uint32_t delay = backoff_next(&bo, backoff_random());
+		log_warn("forward", "picture not fetched, retrying", "target=%s lane=%s error=%s "
+		    "retry_in_ms=%u", t->name, l->name, error, delay);
+		settle(l, r->id, 1, OUTBOX_RETRY, 0, why, delay);
+	}
+	row_free(r);
+}
+
+static void
+fetched(void *ctx, struct viid_fetch_result *res, size_t nres)
+{
+	struct fetch *fe = ctx;
+	struct lane *l = fe->l;
+	struct target *t = l->t;
+	size_t kept = 0;
+
+	/* The pictures to their rows; each row's worst result. */
+	const struct viid_fetch_result **worst = util_calloc(fe->keep, sizeof(*worst));
+	for (size_t k = 0; k < nres && k < fe->nres; k++) {
+		struct row *r = &fe->rs[fe->row_of[k]];
+		const struct viid_fetch_result **w = &worst[fe->row_of[k]];
+		if (res[k].status == VIID_FETCH_OK) {
+			r->pics[fe->pic_of[k]] = (struct viid_picture){ res[k].data, res[k].len };
+			res[k].data = NULL;	/* the row's now */
+		} else if (*w == NULL || res[k].status == VIID_FETCH_FAILED) {
+			*w = &res[k];
+		}
+	}
+	for (size_t i = 0; i < fe->keep; i++) {
+		struct row *r = &fe->rs[i];
+		if (t->retired) {
+			settle(l, r->id, 1, OUTBOX_DEFER, 0, NULL, 0);
+			row_free(r);
+		} else if (worst[i] != NULL) {
+			picture_missing(l, r, worst[i]->status == VIID_FETCH_FAILED, worst[i]->error);
+		} else {
+			fe->rs[kept++] = *r;
+		}
+	}
+	free(worst);
+	struct row *rs = fe->rs;
+	size_t n = fe->n;
+	bool ok = fe->ok;
+	l->fetch = NULL;
+	fetch_free(fe, false);
+	if (t->retired) {
+		free(rs);
+		l->claiming = false;
+		target_reap(t);
+		return;
+	}
+	rows_ready(l, rs, kept, ok, n);
+}
+
+/* Fetches the pictures the rows' bodies need, then rows_ready(). */
+static void
+fetch_pictures(struct lane *l, struct row *rs, size_t keep, bool ok, size_t n)
+{
+	const struct forward_profile *pr = l->t->profile;
+	size_t cap = keep * 2 + 2;
+	char **urls = util_malloc(cap * sizeof(*urls));
+	struct fetch *fe = util_calloc(1, sizeof(*fe));
+
+	*fe = (struct fetch){ .l = l, .rs = rs, .keep = keep, .n = n, .ok = ok };
+	fe->row_of = util_malloc(cap * sizeof(*fe->row_of));
+	fe->pic_of = util_malloc(cap * sizeof(*fe->pic_of));
+	for (size_t i = 0; i < keep; i++) {
+		char *u[VIID_PICTURES_MAX];
+		struct forward_record rec = rec_of(&rs[i]);
+		size_t m = pr->picture_urls(pr->ctx, &rec, u, VIID_PICTURES_MAX);
+		rs[i].pics = util_calloc(m ? m : 1, sizeof(*rs[i].pics));
+		rs[i].npics = m;
+		for (size_t k = 0; k < m; k++) {
+			if (u[k][0] == '\0') {	/* no picture there: none asked for */
+				free(u[k]);
+				continue;
+			}
+			if (fe->nres == cap) {
+				cap *= 2;
+				urls = util_realloc(urls, cap * sizeof(*urls));
+				fe->row_of = util_realloc(fe->row_of, cap * sizeof(*fe->row_of));
+				fe->pic_of = util_realloc(fe->pic_of, cap * sizeof(*fe->pic_of));
+			}
+			fe->row_of[fe->nres] = i;
+			fe->pic_of[fe->nres] = k;
+			urls[fe->nres++] = u[k];
+		}
+	}
+	size_t total = fe->nres;
+	if (total == 0) {
+		/* Nothing to fetch: the profile refuses those rows (no_picture). */
+		free(fe->row_of);
+		free(fe->pic_of);
+		free(fe);
+		free(urls);
+		rows_ready(l, rs, keep, ok, n);
+		return;
+	}
+	l->fetch = fe;
+	fe->job = viid_fetch(l->t->fetcher, (const char *const *)urls, total, fetched, fe);
+	for (size_t k = 0; k < total; k++)
+		free(urls[k]);
+	free(urls);
+}
+
+static void
+claimed(void *ctx, struct outbox_row *rows, size_t n, bool ok)
+{
+	struct lane *l = ctx;
+	struct target *t = l->t;
+	struct row *rs = NULL;
+	size_t keep = 0;
+
+	if (t->retired) {
+		/* Leased to a subscription that ended or changed: back to the
+		 * outbox at once (a changed one claims them again). */
+		for (size_t i = 0; ok && i < n; i++)
+			settle(l, rows[i].event_id, 1, OUTBOX_DEFER, 0, NULL, 0);
+		l->claiming = false;
+		target_reap(t);
+		return;
+	}
 	if (ok && n > 0) {
 		qsort(rows, n, sizeof(*rows), cmp_rows);
-		struct row *rs = util_malloc(n * sizeof(*rs));
-		size_t keep = 0;
+		rs = util_calloc(n, sizeof(*rs));
 		int64_t now = util_mono_ms();
 		for (size_t i = 0; i < n; i++) {
 			/* Rows whose event retention already removed cannot be sent. */
@@ -494,29 +744,13 @@ claimed(void *ctx, struct outbox_row *rows, size_t n, bool ok)
 			r->record = util_malloc(r->record_len);
 			memcpy(r->record, rows[i].record, r->record_len);
 		}
-		if (t->profile->row_kind != NULL)
-			b = batches_by_kind(l, rs, keep);
-		else if (keep > 0)
-			b = batch_new(l, rs, keep, 0, l->healthy ? BATCH_READY : BATCH_WAITING);
-		else
-			free(rs);
 	}
-	if (probing) {
-		if (b != NULL) {
-			l->probe = b;
-			if (!start_batch(b))
-				l->probe = NULL;	/* the requests in flight tell */
-		} else if (ok) {
-			probe(l, false);	/* with a waiting batch */
-		} else {
-			arm(l, backoff_next(&l->backoff, backoff_random()));
-		}
+	/* The claim is under way until the pictures are in. */
+	if (keep > 0 && t->fetcher != NULL && t->profile->picture_urls != NULL) {
+		fetch_pictures(l, rs, keep, ok, n);
 		return;
 	}
-	/* More rows may be due (or were committed while the claim ran):
-	 * fill the other slots. The rest is found by the poll. */
-	if (ok && (n > 0 || l->again))
-		lane_pump(l);
+	rows_ready(l, rs, keep, ok, n);
 }
 
 /* Claims rows for the lane: never rows it holds already. */
@@ -1015,8 +1249,7 @@ rows_answered(struct slot *sl, struct batch *b, const struct forward_reply *r, i
 	bool content = false;
 
 	for (size_t i = 0; i < b->n; i++)
-		recs[i] = (struct forward_record){ b->rows[i].id, b->rows[i].record,
-		    b->rows[i].record_len };
+		recs[i] = rec_of(&b->rows[i]);
 	pr->classify_rows(pr->ctx, r, recs, b->n, ro);
 	for (size_t i = 0; i < b->n; i++) {
 		switch (ro[i].verdict) {
@@ -1143,22 +1376,32 @@ poll_cb(evutil_socket_t fd, short what, void *arg)
 	forward_kick(arg);
 }
 
+static void
+target_pump(struct target *t)
+{
+	if (t->retired)
+		return;
+	for (size_t j = 0; j < t->nlanes; j++)
+		lane_pump(&t->lanes[j]);
+}
+
 void
 forward_kick(void *forward)
 {
 	struct forward *f = forward;
 
 	for (size_t i = 0; i < f->ntargets; i++)
-		for (size_t j = 0; j < f->targets[i].nlanes; j++)
-			lane_pump(&f->targets[i].lanes[j]);
+		target_pump(&f->targets[i]);
+	for (size_t i = 0; i < f->nsubs; i++)
+		target_pump(f->subs[i]);
 }
 
-/* A viid target's session came up: its lanes send again. */
+/* The lanes of `t` send again. */
 static void
-session_up(void *ctx)
+target_resume(struct target *t)
 {
-	struct target *t = ctx;
-
+	if (t->retired)
+		return;
 	for (size_t j = 0; j < t->nlanes; j++) {
 		struct lane *l = &t->lanes[j];
 		if (!l->healthy) {
@@ -1168,6 +1411,19 @@ session_up(void *ctx)
 			lane_pump(l);
 		}
 	}
+}
+
+/* A viid target's session came up: its lanes send again, and those of
+ * its subscriptions (cascade). */
+static void
+session_up(void *ctx)
+{
+	struct target *t = ctx;
+
+	target_resume(t);
+	for (size_t i = 0; i < t->f->nsubs; i++)
+		if (t->f->subs[i]->parent == t)
+			target_resume(t->f->subs[i]);
 }
 
 void
@@ -1183,20 +1439,34 @@ forward_start(struct forward *f)
 		    t->name, t->profile->format, t->lanes[0].nslots, t->alarm_priority);
 		if (t->session != NULL)
 			viid_session_start(t->session);
+		if (t->cascade != NULL)
+			viid_cascade_start(t->cascade);
 	}
 	forward_kick(f);
+}
+
+static bool
+target_failing(const struct target *t)
+{
+	if (t->retired)
+		return false;
+	if (paused(t))
+		return true;
+	for (size_t j = 0; j < t->nlanes; j++)
+		if (!t->lanes[j].healthy)
+			return true;
+	return false;
 }
 
 const char *
 forward_unavailable(const struct forward *f)
 {
-	for (size_t i = 0; i < f->ntargets; i++) {
-		if (paused(&f->targets[i]))
+	for (size_t i = 0; i < f->ntargets; i++)
+		if (target_failing(&f->targets[i]))
 			return f->targets[i].name;
-		for (size_t j = 0; j < f->targets[i].nlanes; j++)
-			if (!f->targets[i].lanes[j].healthy)
-				return f->targets[i].name;
-	}
+	for (size_t i = 0; i < f->nsubs; i++)
+		if (target_failing(f->subs[i]))
+			return f->subs[i]->name;
 	return NULL;
 }
 
@@ -1227,9 +1497,29 @@ target_viid(struct target *t, const struct forward_target *c)
 
 	while (n > 0 && t->url[n - 1] == '/')
 		t->url[--n] = '\0';	/* the platform's base; paths are appended */
-	t->viid_profile = forward_profile_viid_new(c->viid_devices, c->nviid_devices);
+	t->viid_profile = forward_profile_viid_new(c->viid_devices, c->nviid_devices,
+	    c->picture_data);
+	if (c->picture_data) {
+		struct viid_fetch_config fc = {
+			.target = c->name,
+			.max_bytes = c->picture_max_bytes,
+			.timeout_s = c->picture_timeout,
+			.connect_timeout_s = c->connect_timeout,
+			.max_parallel = PICTURE_FETCHES,
+			.ca_file = c->picture_ca_file,
+			.username = c->picture_username,
+			.password = c->picture_password,
+		};
+		t->fetcher = viid_fetcher_new(t->f->base, &fc);
+		if (t->fetcher == NULL)
+			return -1;
+		/* The pictures of a batch are held until it is answered. */
+		if (t->batch_rows > PICTURE_BATCH_ROWS)
+			t->batch_rows = PICTURE_BATCH_ROWS;
+	}
 	t->profile = t->viid_profile;
 	t->viid_auth = c->auth;
+	t->notify_auth = c->notify_auth;
 	t->username = str_or_empty(c->username);
 	t->password = str_or_empty(c->password);
 	size_t len = strlen(configured(c->viid_device_id)) + 32;
@@ -1237,6 +1527,156 @@ target_viid(struct target *t, const struct forward_target *c)
 	snprintf(t->user_identify, len, "User-Identify: %s", c->viid_device_id);
 	t->session = viid_session_new(t->f->base, c, session_up, t);
 	return t->session != NULL ? 0 : -1;
+}
+
+/* ---- subscriptions of cascade targets ---------------------------------- */
+
+static void target_free(struct forward *f, struct target *t);
+
+/* Frees a retired subscription once none of its lanes waits for a claim
+ * (claimed() calls again when one comes back). */
+static void
+target_reap(struct target *t)
+{
+	struct forward *f = t->f;
+
+	for (size_t j = 0; j < t->nlanes; j++)
+		if (t->lanes[j].claiming)
+			return;
+	for (size_t i = 0; i < f->nsubs; i++) {
+		if (f->subs[i] == t) {
+			f->subs[i] = f->subs[--f->nsubs];
+			break;
+		}
+	}
+	target_free(f, t);
+}
+
+/* A subscription's target stops: requests in flight are abandoned, the
+ * rows it holds go back to the outbox (due at once: a subscription that
+ * changed claims them again; an ended one's rows failed already). */
+static void
+target_retire(struct target *t)
+{
+	struct forward *f = t->f;
+
+	t->retired = true;
+	for (size_t j = 0; j < t->nlanes; j++) {
+		struct lane *l = &t->lanes[j];
+		evtimer_del(l->timer);
+		for (size_t k = 0; k < l->nslots; k++) {
+			struct slot *sl = &l->slots[k];
+			if (sl->b != NULL) {
+				forward_curl_remove(f->curl, sl->easy);
+				sl->b->slot = NULL;
+				sl->b = NULL;
+			}
+		}
+		while (l->batches != NULL) {
+			settle_batch(l->batches, OUTBOX_DEFER, 0, NULL, 0);
+			batch_drop(l->batches);
+		}
+	}
+	target_reap(t);
+}
+
+static char *
+joined(const char *a, const char *sep, const char *b)
+{
+	size_t n = strlen(a) + strlen(sep) + strlen(b) + 1;
+	char *s = util_malloc(n);
+
+	snprintf(s, n, "%s%s%s", a, sep, b);
+	return s;
+}
+
+static struct target *
+find_sub_target(struct forward *f, const char *name)
+{
+	for (size_t i = 0; i < f->nsubs; i++)
+		if (!f->subs[i]->retired && strcmp(f->subs[i]->name, name) == 0)
+			return f->subs[i];
+	return NULL;
+}
+
+/* The target of subscription `s` of cascade target `p`: p's settings,
+ * the subscription's ReceiveAddr as its url, notifications as its body,
+ * p's session. */
+static struct target *
+sub_target_new(struct target *p, const struct viid_subscription *s)
+{
+	struct target *t = util_calloc(1, sizeof(*t));
+
+	t->f = p->f;
+	t->parent = p;
+	t->name = joined(p->name, "/", s->id);
+	t->url = util_strdup(s->receive_addr);
+	t->viid_profile = forward_profile_viid_notify_new(p->viid_profile, s->id, s->title,
+	    viid_cascade_org(p->cascade));
+	t->profile = t->viid_profile;
+	t->session = p->session;
+	t->fetcher = p->fetcher;
+	t->user_identify = util_strdup(p->user_identify);
+	t->username = util_strdup(p->username);
+	t->password = util_strdup(p->password);
+	t->viid_auth = p->notify_auth;
+	t->allow_http = p->allow_http;
+	t->ca_file = util_strdup(p->ca_file);
+	t->cert_file = util_strdup(p->cert_file);
+	t->key_file = util_strdup(p->key_file);
+	t->proxy = util_strdup(p->proxy);
+	t->connect_timeout = p->connect_timeout;
+	t->timeout = p->timeout;
+	t->batch_rows = p->batch_rows;
+	t->batch_bytes = p->batch_bytes;
+	t->lease_s = p->lease_s;
+	t->max_attempts = p->max_attempts;
+	t->max_age_ms = p->max_age_ms;
+	t->retry_after_max_s = p->retry_after_max_s;
+	t->alarm_priority = p->alarm_priority;
+	t->retry_base_ms = p->retry_base_ms;
+	t->retry_cap_ms = p->retry_cap_ms;
+	for (size_t j = 0; j < p->nlanes; j++) {
+		const struct lane *pl = &p->lanes[j];
+		if (lane_init(t, &t->lanes[t->nlanes++], pl->name, pl->min_priority,
+		    pl->max_priority, pl->nslots) != 0)
+			util_oom(0);
+	}
+	return t;
+}
+
+/* The cascade module's hook: subscription `s` of target `ctx` is active. */
+static void
+sub_up(void *ctx, const struct viid_subscription *s)
+{
+	struct target *p = ctx;
+	struct forward *f = p->f;
+	char *name = joined(p->name, "/", s->id);
+	struct target *old = find_sub_target(f, name);
+
+	free(name);
+	if (old != NULL)
+		target_retire(old);
+	if (f->nsubs == f->capsubs) {
+		f->capsubs = f->capsubs ? 2 * f->capsubs : 8;
+		f->subs = util_realloc(f->subs, f->capsubs * sizeof(*f->subs));
+	}
+	struct target *t = sub_target_new(p, s);
+	f->subs[f->nsubs++] = t;
+	target_pump(t);
+}
+
+/* ... it ended. */
+static void
+sub_down(void *ctx, const char *subscribe_id)
+{
+	struct target *p = ctx;
+	char *name = joined(p->name, "/", subscribe_id);
+	struct target *t = find_sub_target(p->f, name);
+
+	free(name);
+	if (t != NULL)
+		target_retire(t);
 }
 
 static int
@@ -1264,6 +1704,14 @@ target_init(struct forward *f, struct target *t, const struct forward_target *c)
 	t->retry_cap_ms = c->retry_cap_ms;
 	if (c->viid && target_viid(t, c) != 0)
 		return -1;
+	if (c->viid && c->cascade) {
+		struct viid_cascade_hooks hooks = {
+			.sub_up = sub_up, .sub_down = sub_down, .ctx = t,
+		};
+		t->cascade = viid_cascade_new(f->base, c, &f->outbox, &hooks);
+		if (t->cascade == NULL)
+			return -1;
+	}
 	if (!is_https(c->url) && !(c->allow_http && strncasecmp(c->url, "http://", 7) == 0)) {
 		log_error("forward", "URL refused: not https", "target=%s", c->name);
 		return -1;
@@ -1338,9 +1786,61 @@ lane_free(struct forward *f, struct lane *l)
 	}
 	while (l->batches != NULL)
 		batch_drop(l->batches);
+	if (l->fetch != NULL) {
+		viid_fetch_cancel(l->fetch->job);
+		fetch_free(l->fetch, true);
+		l->fetch = NULL;
+	}
 	free(l->slots);
 	if (l->timer != NULL)
 		event_free(l->timer);
+}
+
+/* Logs the totals of `t` and frees what it holds (a subscription: also
+ * `t` itself). */
+static void
+target_free(struct forward *f, struct target *t)
+{
+	if (t->name != NULL)
+		log_info("forward", "totals", "target=%s sent=%llu requests=%llu retried=%llu "
+		    "failed_4xx=%llu failed_other=%llu splits=%llu tls_errors=%llu "
+		    "latency_ms_avg=%llu latency_ms_max=%llu", t->name,
+		    (unsigned long long)t->st.sent_rows,
+		    (unsigned long long)t->st.sent_requests,
+		    (unsigned long long)t->st.retried_requests,
+		    (unsigned long long)t->st.failed_rows_4xx,
+		    (unsigned long long)t->st.failed_rows_other,
+		    (unsigned long long)t->st.splits,
+		    (unsigned long long)t->st.tls_errors,
+		    (unsigned long long)(t->st.latency_count ?
+		    t->st.latency_ms_sum / t->st.latency_count : 0),
+		    (unsigned long long)t->st.latency_ms_max);
+	for (size_t j = 0; j < t->nlanes; j++)
+		lane_free(f, &t->lanes[j]);
+	if (t->parent == NULL) {
+		viid_cascade_free(t->cascade);
+		viid_session_free(t->session);
+		viid_fetcher_free(t->fetcher);
+	}
+	forward_profile_viid_free(t->viid_profile);
+	free(t->user_identify);
+	free(t->username);
+	if (t->password != NULL) {
+		memset(t->password, 0, strlen(t->password));
+		free(t->password);
+	}
+	free(t->name);
+	free(t->url);
+	free(t->ca_file);
+	free(t->cert_file);
+	free(t->key_file);
+	free(t->proxy);
+	if (t->auth != NULL) {
+		memset(t->auth, 0, strlen(t->auth));
+		free(t->auth);
+	}
+	if (t->parent != NULL)
+		free(t);
 }
 
 void
@@ -1348,43 +1848,12 @@ forward_free(struct forward *f)
 {
 	if (f == NULL)
 		return;
-	for (size_t i = 0; i < f->ntargets; i++) {
-		struct target *t = &f->targets[i];
-		if (t->name != NULL)
-			log_info("forward", "totals", "target=%s sent=%llu requests=%llu retried=%llu "
-			    "failed_4xx=%llu failed_other=%llu splits=%llu tls_errors=%llu "
-			    "latency_ms_avg=%llu latency_ms_max=%llu", t->name,
-			    (unsigned long long)t->st.sent_rows,
-			    (unsigned long long)t->st.sent_requests,
-			    (unsigned long long)t->st.retried_requests,
-			    (unsigned long long)t->st.failed_rows_4xx,
-			    (unsigned long long)t->st.failed_rows_other,
-			    (unsigned long long)t->st.splits,
-			    (unsigned long long)t->st.tls_errors,
-			    (unsigned long long)(t->st.latency_count ?
-			    t->st.latency_ms_sum / t->st.latency_count : 0),
-			    (unsigned long long)t->st.latency_ms_max);
-		viid_session_free(t->session);
-		for (size_t j = 0; j < t->nlanes; j++)
-			lane_free(f, &t->lanes[j]);
-		forward_profile_viid_free(t->viid_profile);
-		free(t->user_identify);
-		free(t->username);
-		if (t->password != NULL) {
-			memset(t->password, 0, strlen(t->password));
-			free(t->password);
-		}
-		free(t->name);
-		free(t->url);
-		free(t->ca_file);
-		free(t->cert_file);
-		free(t->key_file);
-		free(t->proxy);
-		if (t->auth != NULL) {
-			memset(t->auth, 0, strlen(t->auth));
-			free(t->auth);
-		}
-	}
+	/* Subscriptions first: they share their parents' sessions. */
+	for (size_t i = 0; i < f->nsubs; i++)
+		target_free(f, f->subs[i]);
+	free(f->subs);
+	for (size_t i = 0; i < f->ntargets; i++)
+		target_free(f, &f->targets[i]);
 	free(f->targets);
 	forward_curl_free(f->curl);
 	if (f->poll != NULL)

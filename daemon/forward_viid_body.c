@@ -76,8 +76,36 @@
  *   IPAddr 39, PlaceCode 6, a port 1..65535, degrees in range): the
  *   configuration checks them; the builder never sends one that does
  *   not fit.
+ *
+ * Notifications (cascade mode, SubscribeNotificationObject)
+ * - One notification per record, so that the platform's answer per
+ *   NotificationID is the record's. The object is the upload's, byte for
+ *   byte: a FaceObject or MotorVehicleObject as POSTed in upload mode, a
+ *   device status as the APEStatusObject (ApeID, IsOnline, CurrentTime).
+ * - A record is tried as a face, a motor vehicle, then a device status;
+ *   the first that takes its type decides, its refusal included (a person
+ *   passage without a picture is no_picture, not wrong_type). Which kinds
+ *   a subscription asked for is the caller's to filter.
+ * - NotificationID: the business id of the configured organisation, the
+ *   event time (not the clock's: a retry must keep the id) and the key
+ *   SubscribeID + event id, so another subscription's notification of the
+ *   same event has another id. TriggerTime is the event time, Title the
+ *   subscription's ("" without), InfoIDs the object's id.
+ * - An organisation code that is not 12 digits or a SubscribeID that is
+ *   not 33 digits (the configuration and the subscription reader check
+ *   them) builds nothing: every record bad_device_id, the identifiers
+ *   notifications are made of being wrong.
+ * - The catalogue (SubscribeDetail 3) is one notification listing every
+ *   device in DeviceList.APEObject[], with the upload's APEObject fields.
+ *   IsOnline is the caller's ("1", "2", "9"; anything else is sent as
+ *   "9"); FunctionType the configured one when it fits its type, else
+ *   "99": there is no event whose device class could say. A device whose
+ *   id is not a valid 20-digit id is left out, a repeated id listed once.
+ *   NotificationID from the time the subscription was made and the key
+ *   SubscribeID + "catalogue": a catalogue sent again keeps its id.
  */
 #include "forward_viid.h"
+#include "forward_viid_subscribe.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -631,18 +659,16 @@ set_bounded(json_t *o, const char *key, const char *v, size_t max)
 		set_str(o, key, v);
 }
 
+/* The APEObject of device `d`: the upload's (from a status record) and the
+ * catalogue's (from the configuration). */
 static json_t *
-ape_object(struct ctx *c, enum viid_refusal *why)
+ape_fields(const struct viid_device *d, const char *function, const char *online)
 {
-	const struct viid_device *d = c->dev;
-
-	if (!status_record(c, why))
-		return NULL;
 	json_t *o = json_object();
 	set_str(o, "ApeID", d->id);
 	set_bounded(o, "Name", d->name, 100);
 	set_bounded(o, "Model", d->model, 100);
-	set_bounded(o, "FunctionType", function_type(c), 30);
+	set_bounded(o, "FunctionType", function, 30);
 	set_bounded(o, "IPAddr", d->ip_addr, 39);	/* IPv6 text at most */
 	if (d->port > 0 && d->port <= 65535)
 		set_int(o, "Port", d->port);
@@ -652,8 +678,16 @@ ape_object(struct ctx *c, enum viid_refusal *why)
 		json_object_set_new(o, "Latitude", json_real(d->latitude));
 	}
 	set_bounded(o, "PlaceCode", d->place_code, 6);
-	set_str(o, "IsOnline", is_online(c->ev));
+	set_str(o, "IsOnline", online);
 	return o;
+}
+
+static json_t *
+ape_object(struct ctx *c, enum viid_refusal *why)
+{
+	if (!status_record(c, why))
+		return NULL;
+	return ape_fields(c->dev, function_type(c), is_online(c->ev));
 }
 
 static json_t *
@@ -672,10 +706,20 @@ ape_status_object(struct ctx *c, enum viid_refusal *why)
 
 typedef json_t *(*object_fn)(struct ctx *c, enum viid_refusal *why);
 
-/* The object of one record, or NULL with item->refusal. */
+/* What one() made an object of, for a notification. */
+struct made {
+	size_t fn;			/* the index of the function that made it */
+	int64_t time_us;		/* the event time */
+	char time[VIID_TIME_LEN + 1];	/* ... as sent */
+	uint8_t event_id[16];
+};
+
+/* The object of one record, made by the first of fns[0..nfns) that takes
+ * its type (does not refuse it as wrong_type); or NULL with
+ * item->refusal. *m, when given, says which function and the event. */
 static json_t *
-one(const struct forward_record *r, size_t rec, const struct viid_params *p, object_fn fn,
-    struct viid_item *item)
+one(const struct forward_record *r, size_t rec, const struct viid_params *p,
+    const object_fn *fns, size_t nfns, struct viid_item *item, struct made *m)
 {
 	struct ctx c = { .rec = rec, .p = p };
 	enum viid_refusal why = VIID_INCLUDED;
@@ -701,7 +745,19 @@ one(const struct forward_record *r, size_t rec, const struct viid_params *p, obj
 		why = VIID_REFUSED_BAD_TIME;
 		goto out;
 	}
-	o = fn(&c, &why);
+	for (size_t k = 0; k < nfns; k++) {
+		o = fns[k](&c, &why);
+		if (o != NULL || why != VIID_REFUSED_WRONG_TYPE) {
+			if (m != NULL)
+				m->fn = k;
+			break;
+		}
+	}
+	if (o != NULL && m != NULL) {
+		m->time_us = ev->event_time_us;
+		memcpy(m->time, c.time, sizeof(m->time));
+		memcpy(m->event_id, ev->id.data, sizeof(m->event_id));
+	}
 out:
 	item->refusal = o != NULL ? VIID_INCLUDED : why;
 	if (o != NULL)
@@ -713,17 +769,10 @@ out:
 	return o;
 }
 
+/* {list:{object:arr}} as sent (arr is taken), or NULL when arr is empty. */
 static char *
-body(const char *list, const char *object, object_fn fn, const struct forward_record *recs,
-    size_t n, const struct viid_params *p, struct viid_item *items, size_t *len)
+wrap(json_t *arr, const char *list, const char *object, size_t *len)
 {
-	json_t *arr = json_array();
-
-	for (size_t i = 0; i < n; i++) {
-		json_t *o = one(&recs[i], i, p, fn, &items[i]);
-		if (o != NULL)
-			json_array_append_new(arr, o);
-	}
 	*len = 0;
 	if (json_array_size(arr) == 0) {
 		json_decref(arr);
@@ -740,6 +789,20 @@ body(const char *list, const char *object, object_fn fn, const struct forward_re
 		util_oom(0);
 	*len = strlen(s);
 	return s;
+}
+
+static char *
+body(const char *list, const char *object, object_fn fn, const struct forward_record *recs,
+    size_t n, const struct viid_params *p, struct viid_item *items, size_t *len)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = one(&recs[i], i, p, &fn, 1, &items[i], NULL);
+		if (o != NULL)
+			json_array_append_new(arr, o);
+	}
+	return wrap(arr, list, object, len);
 }
 
 char *
@@ -770,4 +833,153 @@ forward_viid_ape_status_body(const struct forward_record *recs, size_t n,
 {
 	return body("APEStatusListObject", "APEStatusObject", ape_status_object, recs, n, p,
 	    items, len);
+}
+
+/* ---- notifications (cascade) ------------------------------------------- */
+
+/* What a notification carries, by the function that made its object. */
+static const object_fn notified_fns[] = { face_object, vehicle_object, ape_status_object };
+static const struct {
+	const char *list, *object;
+} notified[] = {
+	{ "FaceObjectList", "FaceObject" },
+	{ "MotorVehicleObjectList", "MotorVehicleObject" },
+	{ "DeviceStatusList", "APEStatusObject" },
+};
+_Static_assert(sizeof(notified_fns) / sizeof(notified_fns[0]) ==
+    sizeof(notified) / sizeof(notified[0]), "one list per object function");
+
+static bool
+all_digits(const char *s, size_t n)
+{
+	if (s == NULL || strlen(s) != n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+static bool
+notify_ok(const struct viid_notify *s)
+{
+	return s != NULL && all_digits(s->subscribe_id, VIID_BUSINESS_ID_LEN) &&
+	    all_digits(s->org, VIID_ORG_LEN);
+}
+
+/* A SubscribeNotificationObject with `objects` (taken) in list.object. */
+static json_t *
+notification(const char *id, const struct viid_notify *s, const char *when,
+    const char *info_ids, const char *list, const char *object, json_t *objects)
+{
+	json_t *o = json_object(), *inner = json_object();
+	json_t *title = json_string(s->title != NULL ? s->title : "");
+
+	set_str(o, "NotificationID", id);
+	set_str(o, "SubscribeID", s->subscribe_id);
+	/* A title that is not UTF-8 (the reader never keeps one) is sent empty. */
+	json_object_set_new(o, "Title", title != NULL ? title : json_string(""));
+	set_str(o, "TriggerTime", when);
+	set_str(o, "InfoIDs", info_ids);
+	json_object_set_new(inner, object, objects);
+	json_object_set_new(o, list, inner);
+	return o;
+}
+
+char *
+forward_viid_notifications_body(const struct forward_record *recs, size_t n,
+    const struct viid_params *p, const struct viid_notify *s, struct viid_item *items,
+    size_t *len)
+{
+	json_t *arr = json_array();
+	bool ok = notify_ok(s);
+
+	for (size_t i = 0; i < n; i++) {
+		struct made m;
+		if (!ok) {
+			items[i].refusal = VIID_REFUSED_BAD_DEVICE_ID;
+			items[i].object_id[0] = '\0';
+			continue;
+		}
+		json_t *o = one(&recs[i], i, p, notified_fns,
+		    sizeof(notified_fns) / sizeof(notified_fns[0]), &items[i], &m);
+		if (o == NULL)
+			continue;
+		uint8_t key[VIID_BUSINESS_ID_LEN + sizeof(m.event_id)];
+		char id[VIID_BUSINESS_ID_LEN + 1];
+		memcpy(key, s->subscribe_id, VIID_BUSINESS_ID_LEN);
+		memcpy(key + VIID_BUSINESS_ID_LEN, m.event_id, sizeof(m.event_id));
+		/* The organisation was checked and the time formatted: this cannot fail. */
+		forward_viid_business_id(s->org, VIID_BUSINESS_NOTIFICATION, m.time_us, key,
+		    sizeof(key), id);
+		json_t *objects = json_array();
+		json_array_append_new(objects, o);
+		json_array_append_new(arr, notification(id, s, m.time, items[i].object_id,
+		    notified[m.fn].list, notified[m.fn].object, objects));
+		memcpy(items[i].object_id, id, sizeof(id));
+	}
+	return wrap(arr, "SubscribeNotificationListObject", "SubscribeNotificationObject", len);
+}
+
+static const char *
+online_code(const char *const *online, size_t i)
+{
+	const char *v = online != NULL ? online[i] : NULL;
+
+	if (v != NULL && (strcmp(v, "1") == 0 || strcmp(v, "2") == 0))
+		return v;
+	return "9";
+}
+
+char *
+forward_viid_catalogue_body(const struct viid_device *devs, const char *const *online,
+    size_t n, const struct viid_notify *s, int64_t made_us,
+    char notification_id[VIID_BUSINESS_ID_LEN + 1], size_t *len)
+{
+	static const char label[] = "catalogue";
+	uint8_t key[VIID_BUSINESS_ID_LEN + sizeof(label) - 1];
+	char id[VIID_BUSINESS_ID_LEN + 1], when[VIID_TIME_LEN + 1];
+
+	notification_id[0] = '\0';
+	*len = 0;
+	if (!notify_ok(s) || forward_viid_time_format(made_us, when) != 0)
+		return NULL;
+	memcpy(key, s->subscribe_id, VIID_BUSINESS_ID_LEN);
+	memcpy(key + VIID_BUSINESS_ID_LEN, label, sizeof(label) - 1);
+	forward_viid_business_id(s->org, VIID_BUSINESS_NOTIFICATION, made_us, key, sizeof(key),
+	    id);
+
+	json_t *apes = json_array();
+	char *info = util_malloc(n * (VIID_DEVICE_ID_LEN + 1) + 1);
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct viid_device *d = &devs[i];
+		if (forward_viid_check_device_id(d->id) != VIID_ID_OK)
+			continue;
+		bool repeated = false;
+		for (size_t k = 0; k < i && !repeated; k++)
+			repeated = devs[k].id != NULL && strcmp(devs[k].id, d->id) == 0;
+		if (repeated)
+			continue;
+		const char *f = d->function_type;
+		if (f == NULL || f[0] == '\0' || strlen(f) > 30)
+			f = "99";
+		json_array_append_new(apes, ape_fields(d, f, online_code(online, i)));
+		if (o > 0)
+			info[o++] = ',';
+		memcpy(info + o, d->id, VIID_DEVICE_ID_LEN);
+		o += VIID_DEVICE_ID_LEN;
+	}
+	info[o] = '\0';
+	if (json_array_size(apes) == 0) {
+		json_decref(apes);
+		free(info);
+		return NULL;
+	}
+	json_t *arr = json_array();
+	json_array_append_new(arr, notification(id, s, when, info, "DeviceList", "APEObject",
+	    apes));
+	free(info);
+	memcpy(notification_id, id, sizeof(id));
+	return wrap(arr, "SubscribeNotificationListObject", "SubscribeNotificationObject", len);
 }

@@ -18,10 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "event.pb-c.h"
 #include "forward_body.h"
 #include "forward_outcome.h"
 #include "forward_viid.h"
 #include "forward_viid_reply.h"
+#include "forward_viid_subscribe.h"
 #include "util.h"
 
 enum viid_kind { KIND_FACES, KIND_VEHICLES, KIND_APES, NKINDS };
@@ -40,6 +42,9 @@ struct viid_profile {
 	char **names;			/* devices[i]'s device id, as in events */
 	size_t n;
 	struct viid_params params;
+	/* A subscription's notifications (cascade): its id, title and the
+	 * NotificationIDs' organisation; notify.subscribe_id NULL: uploads. */
+	struct viid_notify notify;
 };
 
 /* The device of an event: the section naming its community first, else
@@ -61,16 +66,61 @@ find_device(void *ctx, const char *community, const char *device)
 	return any;
 }
 
+/* picture = data: picture `index` of recs[rec], as fetched. */
+static const struct viid_picture *
+rec_picture(void *ctx, size_t rec, size_t index)
+{
+	const struct forward_record *recs = ctx;
+
+	if (recs[rec].pictures == NULL || index >= recs[rec].npictures)
+		return NULL;
+	return &recs[rec].pictures[index];
+}
+
+/* The profile's parameters for building a body of `recs`. */
+static struct viid_params
+params_for(const struct viid_profile *v, const struct forward_record *recs)
+{
+	struct viid_params p = v->params;
+
+	p.picture_ctx = (void *)recs;
+	return p;
+}
+
+/* picture = data: the URLs of the record's pictures, by their place in the
+ * record (the builders' picture index), "" where it has none. */
+static size_t
+picture_urls(void *ctx, const struct forward_record *rec, char **urls, size_t max)
+{
+	Gridbridge__V1__Event *ev = gridbridge__v1__event__unpack(NULL, rec->len, rec->record);
+	size_t n = 0;
+
+	(void)ctx;
+	if (ev == NULL)
+		return 0;
+	if (ev->body_case == GRIDBRIDGE__V1__EVENT__BODY_PERSON && ev->person != NULL && max > 0) {
+		urls[n++] = util_strdup(ev->person->picture_url != NULL ?
+		    ev->person->picture_url : "");
+	} else if (ev->body_case == GRIDBRIDGE__V1__EVENT__BODY_VEHICLE && ev->vehicle != NULL) {
+		for (size_t i = 0; i < ev->vehicle->n_picture_urls && n < max; i++)
+			urls[n++] = util_strdup(ev->vehicle->picture_urls[i] != NULL ?
+			    ev->vehicle->picture_urls[i] : "");
+	}
+	gridbridge__v1__event__free_unpacked(ev, NULL);
+	return n;
+}
+
 static int
 row_kind(void *ctx, const struct forward_record *rec, const char **why)
 {
 	const struct viid_profile *v = ctx;
 	struct viid_item item;
 	size_t len;
+	struct viid_params p = params_for(v, rec);
 
 	*why = forward_viid_refusal_name(VIID_REFUSED_WRONG_TYPE);
 	for (int k = 0; k < NKINDS; k++) {
-		char *body = builders[k](rec, 1, &v->params, &item, &len);
+		char *body = builders[k](rec, 1, &p, &item, &len);
 		free(body);
 		if (item.refusal == VIID_INCLUDED)
 			return k;
@@ -103,7 +153,8 @@ build(const struct viid_profile *v, const struct forward_record *recs, size_t n,
 {
 	const char *why;
 	int k = n > 0 ? row_kind((void *)v, &recs[0], &why) : -1;
-	char *body = k >= 0 ? builders[k](recs, n, &v->params, items, len) : NULL;
+	struct viid_params p = params_for(v, recs);
+	char *body = k >= 0 ? builders[k](recs, n, &p, items, len) : NULL;
 
 	if (body == NULL) {
 		body = util_strdup("");
@@ -151,17 +202,15 @@ row_text(const struct viid_status *st, char *out, size_t len)
 	}
 }
 
+/* What the reply says of each of `n` objects, whose ids items[i] gives. */
 static void
-classify_rows(void *ctx, const struct forward_reply *r, const struct forward_record *recs,
-    size_t n, struct forward_row_outcome *rows)
+answer_rows(const struct forward_reply *r, const struct viid_item *items, size_t n,
+    struct forward_row_outcome *rows)
 {
-	struct viid_item *items = util_calloc(n ? n : 1, sizeof(*items));
 	const char **ids = util_calloc(n ? n : 1, sizeof(*ids));
 	struct viid_status *st = util_calloc(n ? n : 1, sizeof(*st));
 	struct viid_upload_summary sum;
-	size_t len;
 
-	free(build(ctx, recs, n, items, &len));
 	for (size_t i = 0; i < n; i++)
 		ids[i] = items[i].object_id[0] != '\0' ? items[i].object_id : NULL;
 	bool list = forward_viid_upload_reply(r->body, r->body_len, r->body_cut, ids, n, st, &sum);
@@ -190,11 +239,123 @@ classify_rows(void *ctx, const struct forward_reply *r, const struct forward_rec
 	}
 	free(st);
 	free(ids);
+}
+
+static void
+classify_rows(void *ctx, const struct forward_reply *r, const struct forward_record *recs,
+    size_t n, struct forward_row_outcome *rows)
+{
+	struct viid_item *items = util_calloc(n ? n : 1, sizeof(*items));
+	size_t len;
+
+	free(build(ctx, recs, n, items, &len));
+	answer_rows(r, items, n, rows);
 	free(items);
 }
 
-struct forward_profile *
-forward_profile_viid_new(const struct forward_viid_device *devices, size_t n)
+/* ---- a subscription's notifications (cascade) ---- */
+
+/* Every record a notification can carry is one kind: a notification
+ * holds one object, a request any number of them. */
+static int
+notify_kind(void *ctx, const struct forward_record *rec, const char **why)
+{
+	const struct viid_profile *v = ctx;
+	struct viid_item item;
+	size_t len;
+	struct viid_params p = params_for(v, rec);
+
+	free(forward_viid_notifications_body(rec, 1, &p, &v->notify, &item, &len));
+	if (item.refusal == VIID_INCLUDED)
+		return 0;
+	*why = forward_viid_refusal_name(item.refusal);
+	return -1;
+}
+
+/* The subscription's ReceiveAddr is the target's url, as it is. */
+static const char *
+notify_path(int kind, const char **method)
+{
+	(void)kind;
+	*method = "POST";
+	return "";
+}
+
+static char *
+notify_build(const struct viid_profile *v, const struct forward_record *recs, size_t n,
+    struct viid_item *items, size_t *len)
+{
+	struct viid_params p = params_for(v, recs);
+	char *body = forward_viid_notifications_body(recs, n, &p, &v->notify, items, len);
+
+	if (body == NULL) {
+		body = util_strdup("");
+		*len = 0;
+	}
+	return body;
+}
+
+static char *
+notify_body(void *ctx, const struct forward_record *recs, size_t n, size_t *len)
+{
+	struct viid_item *items = util_calloc(n ? n : 1, sizeof(*items));
+	char *body = notify_build(ctx, recs, n, items, len);
+
+	free(items);
+	return body;
+}
+
+/* Statuses come per NotificationID, read as those of an upload. */
+static void
+notify_rows(void *ctx, const struct forward_reply *r, const struct forward_record *recs,
+    size_t n, struct forward_row_outcome *rows)
+{
+	struct viid_item *items = util_calloc(n ? n : 1, sizeof(*items));
+	size_t len;
+
+	free(notify_build(ctx, recs, n, items, &len));
+	answer_rows(r, items, n, rows);
+	free(items);
+}
+
+static char *
+dup_set(const char *s)
+{
+	return s != NULL && s[0] != '\0' ? util_strdup(s) : NULL;
+}
+
+void
+forward_viid_device_copy(struct viid_device *dst, const struct forward_viid_device *src)
+{
+	*dst = (struct viid_device){
+		.id = util_strdup(src->id),
+		.name = dup_set(src->name),
+		.model = dup_set(src->model),
+		.function_type = dup_set(src->function_type),
+		.ip_addr = dup_set(src->ip_addr),
+		.port = src->port,
+		.place_code = dup_set(src->place_code),
+		.has_position = src->has_position,
+		.longitude = src->longitude,
+		.latitude = src->latitude,
+	};
+}
+
+void
+forward_viid_device_free(struct viid_device *d)
+{
+	free((char *)d->id);
+	free((char *)d->name);
+	free((char *)d->model);
+	free((char *)d->function_type);
+	free((char *)d->ip_addr);
+	free((char *)d->place_code);
+}
+
+/* A profile's device table and parameters (the forward_profile left for
+ * the caller to fill). */
+static struct viid_profile *
+profile_new(const struct forward_viid_device *devices, size_t n, bool picture_data)
 {
 	struct viid_profile *v = util_calloc(1, sizeof(*v));
 
@@ -203,16 +364,25 @@ forward_profile_viid_new(const struct forward_viid_device *devices, size_t n)
 	v->names = util_calloc(n ? n : 1, sizeof(char *));
 	v->n = n;
 	for (size_t i = 0; i < n; i++) {
-		v->devices[i].id = util_strdup(devices[i].id);
+		forward_viid_device_copy(&v->devices[i], &devices[i]);
 		v->names[i] = util_strdup(devices[i].device);
 		v->communities[i] = util_strdup(devices[i].community != NULL ?
 		    devices[i].community : "");
 	}
 	v->params = (struct viid_params){
-		.pictures = VIID_PICTURES_URL,
+		.pictures = picture_data ? VIID_PICTURES_DATA : VIID_PICTURES_URL,
 		.device = find_device,
 		.device_ctx = v,
+		.picture = rec_picture,
 	};
+	return v;
+}
+
+struct forward_profile *
+forward_profile_viid_new(const struct forward_viid_device *devices, size_t n, bool picture_data)
+{
+	struct viid_profile *v = profile_new(devices, n, picture_data);
+
 	v->pr = (struct forward_profile){
 		.name = "viid",
 		.format = "viid-json",
@@ -226,6 +396,50 @@ forward_profile_viid_new(const struct forward_viid_device *devices, size_t n)
 		.row_kind = row_kind,
 		.kind_path = kind_path,
 		.classify_rows = classify_rows,
+		.picture_urls = picture_data ? picture_urls : NULL,
+	};
+	return &v->pr;
+}
+
+struct forward_profile *
+forward_profile_viid_notify_new(const struct forward_profile *viid, const char *subscribe_id,
+    const char *title, const char *org)
+{
+	const struct viid_profile *u = (const struct viid_profile *)viid;
+	struct forward_viid_device *devs = util_calloc(u->n ? u->n : 1, sizeof(*devs));
+
+	for (size_t i = 0; i < u->n; i++) {
+		const struct viid_device *d = &u->devices[i];
+		devs[i] = (struct forward_viid_device){
+			.device = u->names[i], .community = u->communities[i], .id = d->id,
+			.name = d->name, .model = d->model, .function_type = d->function_type,
+			.ip_addr = d->ip_addr, .place_code = d->place_code, .port = d->port,
+			.has_position = d->has_position, .longitude = d->longitude,
+			.latitude = d->latitude,
+		};
+	}
+	struct viid_profile *v = profile_new(devs, u->n,
+	    u->params.pictures == VIID_PICTURES_DATA);
+	free(devs);
+	v->notify = (struct viid_notify){
+		.subscribe_id = util_strdup(subscribe_id),
+		.title = util_strdup(title != NULL ? title : ""),
+		.org = util_strdup(org),
+	};
+	v->pr = (struct forward_profile){
+		.name = "viid",
+		.format = "viid-notification",
+		.content_type = "Content-Type: " FORWARD_VIID_CONTENT_TYPE,
+		.reply_keep = VIID_REPLY_MAX_BYTES,
+		.ctx = v,
+		.build_body = NULL,
+		.batch_key = forward_batch_key,
+		.classify = classify,
+		.build_body_ctx = notify_body,
+		.row_kind = notify_kind,
+		.kind_path = notify_path,
+		.classify_rows = notify_rows,
+		.picture_urls = u->pr.picture_urls,
 	};
 	return &v->pr;
 }
@@ -238,12 +452,15 @@ forward_profile_viid_free(struct forward_profile *p)
 	if (v == NULL)
 		return;
 	for (size_t i = 0; i < v->n; i++) {
-		free((char *)v->devices[i].id);
+		forward_viid_device_free(&v->devices[i]);
 		free(v->names[i]);
 		free(v->communities[i]);
 	}
 	free(v->devices);
 	free(v->names);
 	free(v->communities);
+	free((char *)v->notify.subscribe_id);
+	free((char *)v->notify.title);
+	free((char *)v->notify.org);
 	free(v);
 }

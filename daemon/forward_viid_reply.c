@@ -135,35 +135,41 @@ printable(char *s)
 			*p = ' ';
 }
 
+void
+forward_viid_clean_text(const char *text, size_t n, char *out, size_t max)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	size_t o = 0, i = 0;
+
+	while (i < n) {
+		unsigned char c = s[i];
+		size_t len = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+		if (len > n - i)
+			break;
+		bool control = c < 0x20 || c == 0x7f || (c == 0xc2 && s[i + 1] < 0xa0);
+		size_t w = control ? 1 : len;
+		if (w > max - o)
+			break;
+		if (control)
+			out[o++] = ' ';
+		else
+			memcpy(out + o, s + i, len);
+		o += control ? 0 : len;
+		i += len;
+	}
+	out[o] = '\0';
+}
+
 /* A JSON string (valid UTF-8, from jansson) into out (max + 1 bytes): cut
  * at a character boundary within max bytes, C0, DEL and C1 controls as
  * spaces. Not a string: "". */
 static void
 keep_text(const json_t *v, char *out, size_t max)
 {
-	size_t o = 0;
-
-	if (json_is_string(v)) {
-		const unsigned char *s = (const unsigned char *)json_string_value(v);
-		size_t n = json_string_length(v), i = 0;
-		while (i < n) {
-			unsigned char c = s[i];
-			size_t len = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-			if (len > n - i)
-				break;
-			bool control = c < 0x20 || c == 0x7f || (c == 0xc2 && s[i + 1] < 0xa0);
-			size_t w = control ? 1 : len;
-			if (w > max - o)
-				break;
-			if (control)
-				out[o++] = ' ';
-			else
-				memcpy(out + o, s + i, len);
-			o += control ? 0 : len;
-			i += len;
-		}
-	}
-	out[o] = '\0';
+	if (json_is_string(v))
+		forward_viid_clean_text(json_string_value(v), json_string_length(v), out, max);
+	else
+		out[0] = '\0';
 }
 
 /* A string or an integer as printable ASCII, bounded (max + 1 bytes). */

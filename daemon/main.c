@@ -431,20 +431,37 @@ new_forward(struct daemon *d)
 	const struct config *c = d->cfg;
 	struct forward_target *ft = calloc(c->ntargets, sizeof(*ft));
 	char (*keys)[4096] = calloc(c->ntargets, sizeof(*keys));
+	char (*listen_keys)[4096] = calloc(c->ntargets, sizeof(*listen_keys));
+	char (*orgs)[16] = calloc(c->ntargets, sizeof(*orgs));
 	char **tokens = calloc(c->ntargets, sizeof(*tokens));
 	char **passwords = calloc(c->ntargets, sizeof(*passwords));
+	char **listen_passwords = calloc(c->ntargets, sizeof(*listen_passwords));
+	char **picture_passwords = calloc(c->ntargets, sizeof(*picture_passwords));
 	struct forward_viid_device *vdev = calloc(c->nviid_devices ? c->nviid_devices : 1,
 	    sizeof(*vdev));
 	int rc = -1;
 
-	if (ft == NULL || keys == NULL || tokens == NULL || passwords == NULL || vdev == NULL)
+	if (ft == NULL || keys == NULL || listen_keys == NULL || orgs == NULL || tokens == NULL ||
+	    passwords == NULL || listen_passwords == NULL || picture_passwords == NULL ||
+	    vdev == NULL)
 		goto out;
-	for (size_t i = 0; i < c->nviid_devices; i++)
+	for (size_t i = 0; i < c->nviid_devices; i++) {
+		const struct config_viid_device *v = &c->viid_devices[i];
 		vdev[i] = (struct forward_viid_device){
-			.device = c->viid_devices[i].device,
-			.community = c->viid_devices[i].community,
-			.id = c->viid_devices[i].id,
+			.device = v->device,
+			.community = v->community,
+			.id = v->id,
+			.name = v->dev_name,
+			.model = v->model,
+			.function_type = v->function_type,
+			.ip_addr = v->ip_addr,
+			.port = (int)v->port,
+			.place_code = v->place_code,
+			.has_position = v->longitude[0] != '\0' && v->latitude[0] != '\0',
+			.longitude = strtod(v->longitude, NULL),
+			.latitude = strtod(v->latitude, NULL),
 		};
+	}
 	for (size_t i = 0; i < c->ntargets; i++) {
 		const struct config_target *t = &c->targets[i];
 		if (t->token_file[0] != '\0' &&
@@ -456,6 +473,27 @@ new_forward(struct daemon *d)
 		const char *key = secret_key_file(t->key_file, keys[i], sizeof(keys[i]), "forward");
 		if (key == NULL)
 			goto out;
+		bool cascade = t->profile == FORWARD_PROFILE_VIID && t->viid_mode == VIID_MODE_CASCADE;
+		bool picture_data = t->profile == FORWARD_PROFILE_VIID &&
+		    t->picture == VIID_PICTURE_DATA;
+		if (picture_data && t->picture_password_file[0] != '\0' &&
+		    (picture_passwords[i] = secret_load(NULL, t->picture_password_file,
+		    "forward")) == NULL)
+			goto out;
+		const char *listen_key = "";
+		if (cascade) {
+			if ((listen_passwords[i] = secret_load(NULL, t->listen_password_file,
+			    "forward")) == NULL)
+				goto out;
+			listen_key = secret_key_file(t->listen_key_file, listen_keys[i],
+			    sizeof(listen_keys[i]), "forward");
+			if (listen_key == NULL)
+				goto out;
+			/* NotificationIDs' organisation: as configured, else the
+			 * first 12 digits of our id (checked at load). */
+			snprintf(orgs[i], sizeof(orgs[i]), "%.12s", t->org_code[0] != '\0' ?
+			    t->org_code : t->viid_device_id);
+		}
 		ft[i] = (struct forward_target){
 			.name = t->name,
 			.url = t->url,
@@ -488,6 +526,24 @@ new_forward(struct daemon *d)
 			.time_skew_warn_s = (long)t->time_skew_warn_s,
 			.viid_devices = vdev,
 			.nviid_devices = c->nviid_devices,
+			.picture_data = picture_data,
+			.picture_max_bytes = (size_t)t->picture_max_bytes,
+			.picture_timeout = (long)t->picture_timeout,
+			.picture_ca_file = t->picture_ca_file,
+			.picture_username = t->picture_username,
+			.picture_password = picture_passwords[i],
+			.cascade = cascade,
+			.listen = t->listen,
+			.listen_cert_file = t->listen_cert_file,
+			.listen_key_file = listen_key,
+			.listen_ca_file = t->listen_ca_file,
+			.listen_username = t->listen_username,
+			.listen_password = listen_passwords[i],
+			.platform_id = t->platform_id,
+			.org_code = orgs[i],
+			.notify_auth = t->notify_auth == VIID_AUTH_BASIC ? FORWARD_AUTH_BASIC :
+			    t->notify_auth == VIID_AUTH_DIGEST ? FORWARD_AUTH_DIGEST : FORWARD_AUTH_NONE,
+			.max_subscriptions = (size_t)t->max_subscriptions,
 		};
 	}
 	struct outbox ob;
@@ -504,6 +560,14 @@ out:
 	for (size_t i = 0; passwords != NULL && i < c->ntargets; i++)
 		secret_free(passwords[i]);
 	free(passwords);
+	for (size_t i = 0; listen_passwords != NULL && i < c->ntargets; i++)
+		secret_free(listen_passwords[i]);
+	free(listen_passwords);
+	for (size_t i = 0; picture_passwords != NULL && i < c->ntargets; i++)
+		secret_free(picture_passwords[i]);
+	free(picture_passwords);
+	free(listen_keys);
+	free(orgs);
 	free(vdev);
 	free(keys);
 	free(ft);

@@ -11,6 +11,7 @@
 #include "decode.h"
 #include "event_json.h"
 #include "event_names.h"
+#include "forward_viid_subscribe.h"
 #include "journal.h"
 #include "log.h"
 #include "repeats.h"
@@ -162,6 +163,24 @@ check_repeat(struct pipeline *p, const struct journal_record *rec, const struct 
 
 /* Decodes one record into `b`: an event, or a quarantined message. With
  * `force_reason` the record is quarantined with that reason. */
+/* The GA/T 1400 SubscribeDetail code a cascade target's subscriptions ask
+ * for to get `ev`: faces for person passages, motor vehicles for vehicle
+ * passages, device status; 0 for what no subscription can ask for. */
+static int
+subscribe_detail(const Gridbridge__V1__Event *ev)
+{
+	switch (ev->body_case) {
+	case GRIDBRIDGE__V1__EVENT__BODY_PERSON:
+		return VIID_DETAIL_FACES;
+	case GRIDBRIDGE__V1__EVENT__BODY_VEHICLE:
+		return VIID_DETAIL_VEHICLES;
+	case GRIDBRIDGE__V1__EVENT__BODY_STATUS:
+		return VIID_DETAIL_STATUS;
+	default:
+		return 0;
+	}
+}
+
 static void
 add_record(struct pipeline *p, struct store_batch *b, const struct journal_record *rec,
     const char *force_reason)
@@ -228,9 +247,13 @@ add_record(struct pipeline *p, struct store_batch *b, const struct journal_recor
 			.severity = e.severity, .community = e.community_id, .route = e.route,
 		};
 		size_t nm = rules_select(p->o.rules, &re, p->matches);
-		for (size_t i = 0; i < nm; i++)
+		for (size_t i = 0; i < nm; i++) {
+			int kind = p->matches[i].cascade ? subscribe_detail(ev) : 0;
+			if (p->matches[i].cascade && kind == 0)
+				continue;	/* nothing a subscription can ask for */
 			store_batch_add_outbox(b, e.id, e.event_time_us, p->matches[i].target,
-			    p->matches[i].priority);
+			    p->matches[i].priority, kind);
+		}
 	}
 }
 

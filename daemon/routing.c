@@ -81,6 +81,7 @@ routing_register_checks(void)
 	config_register_check("forward.rule", "event_type", check_rule_event_types);
 	config_register_check("forward.rule", "severity", check_rule_severities);
 	config_register_check("forward.target", "viid_device_id", check_viid_device_id);
+	config_register_check("forward.target", "platform_id", check_viid_device_id);
 	config_register_check("viid.device", "id", check_viid_device_id);
 }
 
@@ -91,8 +92,14 @@ rules_build(const struct config *cfg)
 
 	for (size_t i = 0; i < cfg->nrules; i++) {
 		const struct config_rule *c = &cfg->rules[i];
+		bool cascade = false;
+		for (size_t j = 0; j < cfg->ntargets; j++)
+			if (strcmp(cfg->targets[j].name, c->target) == 0)
+				cascade = cfg->targets[j].profile == FORWARD_PROFILE_VIID &&
+				    cfg->targets[j].viid_mode == VIID_MODE_CASCADE;
 		defs[i] = (struct rule_def){
 			.target = c->target,
+			.cascade = cascade,
 			.priority = (int)c->priority,
 			.device_class = c->device_class,
 			.event_type = c->event_type,

@@ -19,6 +19,7 @@ struct rules {
 	struct rule *v;
 	size_t n;
 	char **targets;		/* distinct target names, in first-use order */
+	bool *cascade;		/* targets[i] is a cascade target */
 	size_t ntargets;
 };
 
@@ -29,6 +30,7 @@ rules_new(const struct rule_def *defs, size_t ndefs)
 
 	r->v = util_calloc(ndefs, sizeof(*r->v));
 	r->targets = util_calloc(ndefs + 1, sizeof(*r->targets));	/* NULL-terminated */
+	r->cascade = util_calloc(ndefs + 1, sizeof(*r->cascade));
 	for (size_t i = 0; i < ndefs; i++) {
 		const struct rule_def *c = &defs[i];
 		struct rule *u = &r->v[r->n++];
@@ -43,6 +45,7 @@ rules_new(const struct rule_def *defs, size_t ndefs)
 			t++;
 		if (t == r->ntargets) {
 			r->targets[t] = util_strdup(c->target);
+			r->cascade[t] = c->cascade;
 			r->ntargets++;
 		}
 		u->target = t;
@@ -60,6 +63,7 @@ rules_free(struct rules *r)
 			util_strv_free(r->v[i].names[c]);
 	free(r->v);
 	util_strv_free(r->targets);
+	free(r->cascade);
 	free(r);
 }
 
@@ -109,6 +113,7 @@ rules_select(const struct rules *r, const struct rule_event *e, struct rule_matc
 		if (j == n) {
 			out[n].target = target;
 			out[n].priority = u->priority;
+			out[n].cascade = r->cascade[u->target];
 			n++;
 		} else if (u->priority > out[j].priority) {
 			out[j].priority = u->priority;

@@ -212,6 +212,43 @@ static const struct schema_migration migrations[] = {
 	  "    DELETE FROM report_state WHERE last_at < cutoff;"
 	  "  END IF;"
 	  "END $fn$;" },
+	{ 4, "GA/T 1400 subscriptions of cascade targets",
+	  /* What a police platform subscribed to at a cascade target (the
+	   * listener's POST/PUT /VIID/Subscribes), kept when it ends for the
+	   * record. The store fans each selected event out to one outbox row
+	   * per active subscription that wants it: target "<target>/<id>".
+	   * details: the SubscribeDetail codes served (3 catalogue, 4 device
+	   * status, 12 faces, 13 motor vehicles); devices: our device ids its
+	   * ResourceURI covers, NULL for all; catalogue_*: the catalogue
+	   * pushed once after it was made. */
+	  "CREATE TABLE viid_subscriptions ("
+	  "  target text NOT NULL,"
+	  "  subscribe_id text NOT NULL,"
+	  "  state text NOT NULL DEFAULT 'active'"
+	  "    CHECK (state IN ('active', 'cancelled', 'deleted')),"
+	  "  details smallint[] NOT NULL,"
+	  "  devices text[],"
+	  "  resources text[] NOT NULL DEFAULT '{}',"
+	  "  receive_addr text NOT NULL,"
+	  "  title text NOT NULL DEFAULT '',"
+	  "  begin_time timestamptz,"
+	  "  end_time timestamptz,"
+	  "  report_interval integer,"
+	  "  applicant_name text,"
+	  "  applicant_org text,"
+	  "  reason text,"
+	  "  created_at timestamptz NOT NULL DEFAULT now(),"
+	  "  updated_at timestamptz NOT NULL DEFAULT now(),"
+	  "  ended_at timestamptz,"
+	  "  end_reason text,"
+	  "  catalogue_state text NOT NULL DEFAULT 'pending'"
+	  "    CHECK (catalogue_state IN ('pending', 'sent', 'failed')),"
+	  "  catalogue_attempts integer NOT NULL DEFAULT 0,"
+	  "  catalogue_error text,"
+	  "  PRIMARY KEY (target, subscribe_id)"
+	  ");"
+	  "CREATE INDEX viid_subscriptions_active ON viid_subscriptions (target)"
+	  "  WHERE state = 'active';" },
 };
 
 const struct schema_migration *

@@ -20,7 +20,7 @@ static const uint32_t q_oids[Q_COLS] = {
 };
 
 static const uint32_t o_oids[O_COLS] = {
-	OID_UUID, OID_TIMESTAMPTZ, OID_TEXT, OID_INT2,
+	OID_UUID, OID_TIMESTAMPTZ, OID_TEXT, OID_INT2, OID_INT2,
 };
 
 static const uint32_t r_oids[R_COLS] = {
@@ -32,28 +32,51 @@ static const uint32_t r_oids[R_COLS] = {
  * outbox rows of that copy; an id seen before makes nothing, whatever its
  * event_time (a message with no device time, delivered again, has another
  * one). */
-static const char insert_events[] =
-    "WITH r AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[],"
-    "  $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],"
-    "  $11::text[], $12::text[], $13::int8[], $14::bool[], $15::text[], $16::bytea[],"
-    "  $17::jsonb[]) WITH ORDINALITY AS r(id, event_time, received_at, community_id,"
-    "  device_id, device_class, event_type, severity, vendor, route, source_topic,"
-    "  journal_node, journal_seq, clock_skewed, plate, record, attrs, ord)),"
-    " n AS (INSERT INTO event_ids (id, received_at) SELECT id, received_at FROM r"
-    "  ON CONFLICT DO NOTHING RETURNING id),"
-    " e AS (INSERT INTO events (id, event_time, received_at, community_id, device_id,"
-    "  device_class, event_type, severity, vendor, route, source_topic, journal_node,"
-    "  journal_seq, clock_skewed, plate, record, attrs)"
-    "  SELECT DISTINCT ON (r.id) r.id, r.event_time, r.received_at, r.community_id,"
-    "  r.device_id, r.device_class, r.event_type, r.severity, r.vendor, r.route,"
-    "  r.source_topic, r.journal_node, r.journal_seq, r.clock_skewed, r.plate, r.record,"
-    "  r.attrs FROM r JOIN n ON n.id = r.id ORDER BY r.id, r.ord"
-    "  ON CONFLICT DO NOTHING)"
+#define INSERT_EVENTS \
+    "WITH r AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]," \
+    "  $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]," \
+    "  $11::text[], $12::text[], $13::int8[], $14::bool[], $15::text[], $16::bytea[]," \
+    "  $17::jsonb[]) WITH ORDINALITY AS r(id, event_time, received_at, community_id," \
+    "  device_id, device_class, event_type, severity, vendor, route, source_topic," \
+    "  journal_node, journal_seq, clock_skewed, plate, record, attrs, ord))," \
+    " n AS (INSERT INTO event_ids (id, received_at) SELECT id, received_at FROM r" \
+    "  ON CONFLICT DO NOTHING RETURNING id)," \
+    " e AS (INSERT INTO events (id, event_time, received_at, community_id, device_id," \
+    "  device_class, event_type, severity, vendor, route, source_topic, journal_node," \
+    "  journal_seq, clock_skewed, plate, record, attrs)" \
+    "  SELECT DISTINCT ON (r.id) r.id, r.event_time, r.received_at, r.community_id," \
+    "  r.device_id, r.device_class, r.event_type, r.severity, r.vendor, r.route," \
+    "  r.source_topic, r.journal_node, r.journal_seq, r.clock_skewed, r.plate, r.record," \
+    "  r.attrs FROM r JOIN n ON n.id = r.id ORDER BY r.id, r.ord" \
+    "  ON CONFLICT DO NOTHING)" \
     " INSERT INTO forward_outbox (event_id, event_time, target, priority)"
+static const char insert_events[] =
+    INSERT_EVENTS
     " SELECT DISTINCT ON (o.event_id, o.target) o.event_id, o.event_time, o.target,"
     "  o.priority FROM unnest($18::uuid[], $19::timestamptz[], $20::text[], $21::int2[])"
     "  WITH ORDINALITY AS o(event_id, event_time, target, priority, ord)"
     "  JOIN n ON n.id = o.event_id ORDER BY o.event_id, o.target, o.ord"
+    " ON CONFLICT DO NOTHING";
+/* The same, when some outbox rows are for cascade targets (kind, $22, the
+ * SubscribeDetail code the event answers; 0 for other targets): such a
+ * row becomes one row per active subscription of its target that asked
+ * for its kind, covers its device and is within its time, as target
+ * "<target>/<SubscribeID>"; none when there is no such subscription. */
+static const char insert_events_fanout[] =
+    INSERT_EVENTS
+    " SELECT DISTINCT ON (o.event_id, t.target) o.event_id, o.event_time, t.target,"
+    "  o.priority FROM unnest($18::uuid[], $19::timestamptz[], $20::text[], $21::int2[],"
+    "  $22::int2[]) WITH ORDINALITY AS o(event_id, event_time, target, priority, kind, ord)"
+    "  JOIN n ON n.id = o.event_id"
+    "  CROSS JOIN LATERAL (SELECT o.target WHERE o.kind = 0"
+    "   UNION ALL SELECT o.target || '/' || s.subscribe_id FROM viid_subscriptions s"
+    "   WHERE o.kind <> 0 AND s.target = o.target AND s.state = 'active'"
+    "    AND o.kind = ANY(s.details)"
+    "    AND (s.begin_time IS NULL OR s.begin_time <= now())"
+    "    AND (s.end_time IS NULL OR s.end_time > now())"
+    "    AND (s.devices IS NULL OR EXISTS (SELECT 1 FROM r WHERE r.id = o.event_id"
+    "     AND r.device_id = ANY(s.devices)))) AS t(target)"
+    "  ORDER BY o.event_id, t.target, o.ord"
     " ON CONFLICT DO NOTHING";
 static const char insert_quarantine[] =
     "INSERT INTO quarantine (journal_node, journal_id, journal_seq, received_at, topic, raw,"
@@ -310,18 +333,23 @@ store_batch_add_quarantine(struct store_batch *b, const struct store_quarantine 
 
 void
 store_batch_add_outbox(struct store_batch *b, const uint8_t *event_id, int64_t event_time_us,
-    const char *target, int priority)
+    const char *target, int priority, int kind)
 {
 	struct pgarr *c = b->o;
-	size_t before = cols_len(c, O_COLS);
+	size_t before = cols_len(c, O_COLS - 1);
 	uint16_t prio = htobe16((uint16_t)priority);
+	uint16_t k = htobe16((uint16_t)kind);
 
 	pgarr_add(&c[0], event_id, 16);
 	pgarr_add_time(&c[1], event_time_us);
 	pgarr_add_text(&c[2], target);
 	pgarr_add(&c[3], &prio, 2);
-	b->bytes += cols_len(c, O_COLS) - before;
+	/* The kinds are sent only with cascade rows: not counted. */
+	pgarr_add(&c[4], &k, 2);
+	b->bytes += cols_len(c, O_COLS - 1) - before;
 	b->nout++;
+	if (kind != 0)
+		b->nfanout++;
 }
 
 void
@@ -383,9 +411,10 @@ store_batch_statements(struct store_batch *b, uint64_t checkpoint, const char *n
 
 	out->n = 0;
 	if (b->nevents > 0) {
-		st = stmt_next(out, insert_events, true);
+		/* Without cascade rows, the kinds (all 0) are not sent. */
+		st = stmt_next(out, b->nfanout > 0 ? insert_events_fanout : insert_events, true);
 		stmt_arrays(st, b->ev, EV_COLS);
-		stmt_arrays(st, b->o, O_COLS);
+		stmt_arrays(st, b->o, b->nfanout > 0 ? O_COLS : O_COLS - 1);
 	}
 	if (b->nquar > 0)
 		stmt_arrays(stmt_next(out, insert_quarantine, true), b->q, Q_COLS);

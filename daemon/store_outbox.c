@@ -13,15 +13,17 @@
 #include "store_int.h"
 #include "util.h"
 
-/* A query of the forwarder (claim, settle, release). */
+/* A query of the forwarder (claim, settle, release, subscriptions). */
 struct store_op {
-	enum { OP_CLAIM, OP_SETTLE, OP_RELEASE } kind;
+	enum { OP_CLAIM, OP_SETTLE, OP_RELEASE, OP_SUBS } kind;
 	const char *sql;
 	int nparams;
 	bool resend;			/* sent before, on a connection since lost */
 	char *text[6];			/* text parameters (NULL: SQL NULL) */
 	struct pgarr ids;		/* $2 of settle, $7 of claim: uuid[] */
 	outbox_claim_fn claim_done;
+	outbox_subs_fn subs_done;	/* OP_SUBS; NULL: no answer wanted */
+	char *answer;			/* OP_SUBS: the first row's first column */
 	void *ctx;
 	struct outbox_row *rows;
 	size_t nrows;
@@ -86,6 +88,76 @@ static const char outbox_unclaim_sql[] =
     "UPDATE forward_outbox SET next_attempt_at = now(), claimed_by = NULL"
     " WHERE target = $1 AND state = 'pending' AND claimed_by = $2";
 
+/* ---- subscriptions of cascade targets (GA/T 1400) ---- */
+
+/* A subscription as the forwarder reads it (outbox.h). */
+#define SUB_JSON(s) \
+    "json_build_object('id', " s ".subscribe_id, 'details', " s ".details," \
+    " 'devices', " s ".devices, 'resources', " s ".resources," \
+    " 'receive_addr', " s ".receive_addr, 'title', " s ".title," \
+    " 'begin_us', (extract(epoch FROM " s ".begin_time) * 1000000)::int8," \
+    " 'end_us', (extract(epoch FROM " s ".end_time) * 1000000)::int8," \
+    " 'report_interval', " s ".report_interval," \
+    " 'applicant_name', " s ".applicant_name, 'applicant_org', " s ".applicant_org," \
+    " 'reason', " s ".reason," \
+    " 'made_us', (extract(epoch FROM " s ".created_at) * 1000000)::int8," \
+    " 'catalogue', " s ".catalogue_state," \
+    " 'catalogue_attempts', " s ".catalogue_attempts)"
+
+static const char subs_load_sql[] =
+    "SELECT coalesce(json_agg(" SUB_JSON("s") " ORDER BY s.created_at, s.subscribe_id),"
+    " '[]')::text FROM viid_subscriptions s WHERE s.target = $1::text AND s.state = 'active'";
+/* A subscription made again after it ended is a new one: its time and
+ * its catalogue start again. */
+static const char subs_put_sql[] =
+    "WITH j AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(id text, details smallint[],"
+    "  devices text[], resources text[], receive_addr text, title text, begin_us int8,"
+    "  end_us int8, report_interval int, applicant_name text, applicant_org text,"
+    "  reason text)),"
+    " u AS (INSERT INTO viid_subscriptions AS s (target, subscribe_id, details, devices,"
+    "  resources, receive_addr, title, begin_time, end_time, report_interval,"
+    "  applicant_name, applicant_org, reason)"
+    "  SELECT $1::text, id, details, devices, coalesce(resources, '{}'), receive_addr,"
+    "  coalesce(title, ''), to_timestamp(begin_us / 1000000.0::float8),"
+    "  to_timestamp(end_us / 1000000.0::float8), report_interval, applicant_name,"
+    "  applicant_org, reason FROM j"
+    "  ON CONFLICT (target, subscribe_id) DO UPDATE SET details = excluded.details,"
+    "  devices = excluded.devices, resources = excluded.resources,"
+    "  receive_addr = excluded.receive_addr, title = excluded.title,"
+    "  begin_time = excluded.begin_time, end_time = excluded.end_time,"
+    "  report_interval = excluded.report_interval,"
+    "  applicant_name = excluded.applicant_name, applicant_org = excluded.applicant_org,"
+    "  reason = excluded.reason, updated_at = now(),"
+    "  created_at = CASE WHEN s.state = 'active' THEN s.created_at ELSE now() END,"
+    "  catalogue_state = CASE WHEN s.state = 'active' THEN s.catalogue_state"
+    "   ELSE 'pending' END,"
+    "  catalogue_attempts = CASE WHEN s.state = 'active' THEN s.catalogue_attempts"
+    "   ELSE 0 END,"
+    "  catalogue_error = CASE WHEN s.state = 'active' THEN s.catalogue_error END,"
+    "  state = 'active', ended_at = NULL, end_reason = NULL"
+    "  RETURNING s.*)"
+    " SELECT coalesce(json_agg(" SUB_JSON("u") "), '[]')::text FROM u";
+/* Rows waiting for an ended subscription will not be sent: failed, with
+ * the reason. */
+static const char subs_end_sql[] =
+    "WITH i AS (SELECT a.id, a.ord FROM jsonb_array_elements_text($2::jsonb)"
+    "  WITH ORDINALITY AS a(id, ord)),"
+    " e AS (UPDATE viid_subscriptions SET state = $3::text, ended_at = now(),"
+    "  end_reason = $4::text, updated_at = now()"
+    "  WHERE target = $1::text AND subscribe_id IN (SELECT id FROM i) AND state = 'active'"
+    "  RETURNING subscribe_id),"
+    " f AS (UPDATE forward_outbox SET state = 'failed',"
+    "  last_error = 'subscription ' || $3::text, claimed_by = NULL"
+    "  WHERE target IN (SELECT $1::text || '/' || subscribe_id FROM e) AND state = 'pending')"
+    " SELECT coalesce(json_agg(json_build_object('id', i.id,"
+    "  'known', EXISTS (SELECT 1 FROM viid_subscriptions s WHERE s.target = $1::text"
+    "   AND s.subscribe_id = i.id),"
+    "  'ended', i.id IN (SELECT subscribe_id FROM e)) ORDER BY i.ord), '[]')::text FROM i";
+static const char subs_catalogue_sql[] =
+    "UPDATE viid_subscriptions SET catalogue_state = $3::text,"
+    " catalogue_attempts = catalogue_attempts + 1, catalogue_error = $4::text"
+    " WHERE target = $1::text AND subscribe_id = $2::text";
+
 int
 store_op_send(struct store *s, struct store_op *op)
 {
@@ -94,8 +166,10 @@ store_op_send(struct store *s, struct store_op *op)
 
 	free(op->rows);
 	free(op->data);
+	free(op->answer);
 	op->rows = NULL;
 	op->data = NULL;
+	op->answer = NULL;
 	op->nrows = 0;
 	for (int i = 0; i < op->nparams; i++) {
 		vals[i] = i < 6 ? op->text[i] : NULL;
@@ -254,12 +328,63 @@ outbox_release(void *ctx)
 	store_queue_op(s, op);
 }
 
+static void
+subs_query(struct store *s, const char *sql, const char *const *params, int n,
+    outbox_subs_fn done, void *done_ctx)
+{
+	struct store_op *op = new_op(OP_SUBS, sql, n);
+
+	for (int i = 0; i < n; i++)
+		op->text[i] = params[i] != NULL ? util_strdup(params[i]) : NULL;
+	op->subs_done = done;
+	op->ctx = done_ctx;
+	store_queue_op(s, op);
+}
+
+static void
+subs_load(void *ctx, const char *target, outbox_subs_fn done, void *done_ctx)
+{
+	const char *p[] = { target };
+
+	subs_query(ctx, subs_load_sql, p, 1, done, done_ctx);
+}
+
+static void
+subs_put(void *ctx, const char *target, const char *subs, outbox_subs_fn done, void *done_ctx)
+{
+	const char *p[] = { target, subs };
+
+	subs_query(ctx, subs_put_sql, p, 2, done, done_ctx);
+}
+
+static void
+subs_end(void *ctx, const char *target, const char *ids, const char *state, const char *reason,
+    outbox_subs_fn done, void *done_ctx)
+{
+	const char *p[] = { target, ids, state, reason };
+
+	subs_query(ctx, subs_end_sql, p, 4, done, done_ctx);
+}
+
+static void
+subs_catalogue(void *ctx, const char *target, const char *id, const char *state,
+    const char *error)
+{
+	const char *p[] = { target, id, state, error };
+
+	subs_query(ctx, subs_catalogue_sql, p, 4, NULL, NULL);
+}
+
 void
 store_outbox(struct store *s, struct outbox *out)
 {
 	out->claim = outbox_claim;
 	out->settle = outbox_settle;
 	out->release = outbox_release;
+	out->subs_load = subs_load;
+	out->subs_put = subs_put;
+	out->subs_end = subs_end;
+	out->subs_catalogue = subs_catalogue;
 	out->ctx = s;
 }
 
@@ -275,16 +400,25 @@ store_op_result(struct store_op *op, PGresult *r)
 {
 	if (op->kind == OP_CLAIM)
 		take_claim_rows(op, r);
+	if (op->kind == OP_SUBS && op->answer == NULL && PQntuples(r) > 0 && PQnfields(r) > 0 &&
+	    !PQgetisnull(r, 0, 0))
+		op->answer = util_strdup(PQgetvalue(r, 0, 0));
 }
 
 void
 store_op_done(struct store_op *op, const struct store_txn *t)
 {
-	if (t->failed)
+	if (t->failed && op->kind == OP_SUBS)
+		log_error("store", "subscription query failed", "sqlstate=%s error=%s", t->sqlstate,
+		    t->error);
+	else if (t->failed)
 		log_error("store", "outbox query failed", "sqlstate=%s error=%s", t->sqlstate,
 		    t->error);
 	if (op->kind == OP_CLAIM && op->claim_done != NULL)
 		op->claim_done(op->ctx, t->failed ? NULL : op->rows, t->failed ? 0 : op->nrows,
+		    !t->failed);
+	if (op->kind == OP_SUBS && op->subs_done != NULL)
+		op->subs_done(op->ctx, t->failed ? NULL : op->answer != NULL ? op->answer : "[]",
 		    !t->failed);
 }
 
@@ -298,5 +432,6 @@ store_op_free(struct store_op *op)
 	pgarr_free(&op->ids);
 	free(op->rows);
 	free(op->data);
+	free(op->answer);
 	free(op);
 }

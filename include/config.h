@@ -126,6 +126,22 @@ struct config_target {
 	long long register_retry_max_s;
 	long long time_skew_warn_s;
 	int picture;			/* enum viid_picture_mode */
+	long long picture_max_bytes;
+	long long picture_timeout;	/* seconds */
+	char *picture_ca_file;
+	char *picture_username;
+	char *picture_password_file;
+	/* mode = cascade */
+	char *listen;			/* address:port of the listener */
+	char *listen_cert_file;		/* "": plain HTTP (allow_http) */
+	char *listen_key_file;
+	char *listen_ca_file;		/* "": no client certificate asked for */
+	char *listen_username;
+	char *listen_password_file;
+	char *platform_id;		/* "": any User-Identify */
+	char *org_code;			/* "": viid_device_id's first 12 digits */
+	int notify_auth;		/* enum viid_auth, of notifications */
+	long long max_subscriptions;
 };
 
 /* One [viid.device NAME] section: the 20-digit GA/T 1400 id a device of
@@ -136,6 +152,14 @@ struct config_viid_device {
 	char *device;			/* the device id, as in the events */
 	char *community;		/* "": any community */
 	char *id;			/* 20 digits */
+	/* the APEObject's other fields; "" (0): left out */
+	char *dev_name;
+	char *model;
+	char *function_type;
+	char *ip_addr;
+	long long port;
+	char *place_code;
+	char *longitude, *latitude;	/* decimal degrees, checked at load */
 };
 
 /* One [forward.rule NAME] section: which events go to which target. Each

@@ -64,11 +64,17 @@
 struct event_base;
 struct forward;
 
-/* A device's GA/T 1400 id, from a [viid.device NAME] section. */
+/* A device's GA/T 1400 id and description, from a [viid.device NAME]
+ * section. */
 struct forward_viid_device {
 	const char *device;		/* as in the events */
 	const char *community;		/* "": any */
 	const char *id;			/* 20 digits, checked at load */
+	/* APEObject fields; NULL or "" (port 0): left out */
+	const char *name, *model, *function_type, *ip_addr, *place_code;
+	int port;
+	bool has_position;		/* longitude and latitude (checked at load) */
+	double longitude, latitude;
 };
 
 enum forward_auth { FORWARD_AUTH_DIGEST, FORWARD_AUTH_BASIC, FORWARD_AUTH_NONE };
@@ -107,6 +113,25 @@ struct forward_target {
 	long time_skew_warn_s;
 	const struct forward_viid_device *viid_devices;	/* all [viid.device] sections */
 	size_t nviid_devices;
+	/* picture = data: pictures fetched from the devices */
+	bool picture_data;
+	size_t picture_max_bytes;
+	long picture_timeout;		/* seconds, one fetch */
+	const char *picture_ca_file;	/* "" or NULL: the system's */
+	const char *picture_username;	/* "" or NULL: no credentials */
+	const char *picture_password;
+	/* mode = cascade (else false and the fields below unset) */
+	bool cascade;
+	const char *listen;		/* address:port */
+	const char *listen_cert_file;	/* "" or NULL: plain HTTP */
+	const char *listen_key_file;	/* resolved */
+	const char *listen_ca_file;	/* "" or NULL: no client certificate asked for */
+	const char *listen_username;
+	const char *listen_password;
+	const char *platform_id;	/* "" or NULL: any User-Identify */
+	const char *org_code;		/* 12 digits */
+	enum forward_auth notify_auth;	/* notifications and the catalogue */
+	size_t max_subscriptions;
 };
 
 /* Copies what it needs from `outbox` and `targets`. Returns NULL after

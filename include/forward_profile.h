@@ -23,11 +23,17 @@
  * FORWARD_REPLY_KEEP bytes as text, each byte \xNN at worst. */
 #define FORWARD_TEXT_MAX (4 * FORWARD_REPLY_KEEP + 1)
 
+struct viid_picture;
+
 /* One event of a batch, in body order. */
 struct forward_record {
 	const uint8_t *id;		/* 16 bytes */
 	const uint8_t *record;		/* a packed gridbridge.v1.Event */
 	size_t len;
+	/* Profiles with picture_urls: the pictures fetched, in the order
+	 * picture_urls gave their URLs; NULL (0) when none was. */
+	const struct viid_picture *pictures;
+	size_t npictures;
 };
 
 /* What came back for a request: what libcurl says, and the lane's state
@@ -109,6 +115,11 @@ struct forward_profile {
 	 * of the `n` rows, rows[i] for recs[i]. */
 	void (*classify_rows)(void *ctx, const struct forward_reply *r,
 	    const struct forward_record *recs, size_t n, struct forward_row_outcome *rows);
+	/* Profiles that send pictures themselves (viid, picture = data): the
+	 * URLs of the pictures of `rec` the body needs (each malloc'd, up to
+	 * `max`), fetched before its batch is built. NULL: none needed. */
+	size_t (*picture_urls)(void *ctx, const struct forward_record *rec, char **urls,
+	    size_t max);
 };
 
 /* The gridbridge profile, with protobuf or JSON bodies. */

@@ -34,6 +34,7 @@
 #define VIID_BUSINESS_ID_LEN 33
 #define VIID_ORG_LEN 12
 #define VIID_TIME_LEN 14		/* YYYYMMDDhhmmss */
+#define VIID_PICTURES_MAX 16		/* pictures of one object sent at most */
 
 /* ---- device ids (forward_viid_id.c) ------------------------------------ */
 

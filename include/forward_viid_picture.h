@@ -8,12 +8,17 @@
  * callback runs once, when every one of them ended (fetched, or why not).
  *
  *   200 with the bytes of an image      ok
+ *     (JPEG, PNG, GIF or BMP)
  *   408, 429, 5xx, timeout, network,    retry: the device may answer later
- *     a body that is no image
+ *     TLS, a body that is no image
  *   other 4xx (404: the device no       failed: asking again will not help
- *     longer has it), larger than
+ *     longer has it), 3xx (redirects
+ *     are not followed), larger than
  *     max_bytes, a URL that is not
  *     http(s) or longer than 256 bytes
+ *
+ * Another 2xx is read as 200 (its body decides). The choices are listed at
+ * the top of forward_viid_picture.c.
  */
 #ifndef GRIDBRIDGE_FORWARD_VIID_PICTURE_H
 #define GRIDBRIDGE_FORWARD_VIID_PICTURE_H
@@ -32,9 +37,9 @@ struct viid_fetch_job;
 struct viid_fetch_config {
 	const char *target;		/* for the log */
 	size_t max_bytes;		/* one picture; a larger one fails */
-	long timeout_s;			/* one whole transfer */
-	long connect_timeout_s;
-	size_t max_parallel;		/* transfers at once, over all jobs (>= 1) */
+	long timeout_s;			/* one whole transfer; <= 0: 10 s */
+	long connect_timeout_s;		/* <= 0: 5 s */
+	size_t max_parallel;		/* transfers at once, over all jobs (1..64) */
 	const char *ca_file;		/* https pictures: "" or NULL for the system's CAs */
 	/* The devices' credentials (libcurl answers Digest or Basic, as the
 	 * device asks); NULL or "" for none. */
@@ -49,7 +54,9 @@ enum viid_fetch_status {
 
 struct viid_fetch_result {
 	enum viid_fetch_status status;
-	uint8_t *data;			/* ok: the bytes (the callee's until done returns) */
+	/* ok: the bytes, the fetcher's until done returns; done may keep them
+	 * by setting data to NULL (they are then its own, to free()) */
+	uint8_t *data;
 	size_t len;
 	long http_status;		/* 0: no answer */
 	/* not ok: why, printable ASCII, for the log and the outbox; never the
@@ -66,10 +73,13 @@ struct viid_fetcher *viid_fetcher_new(struct event_base *base, const struct viid
 void viid_fetcher_free(struct viid_fetcher *f);
 
 /* Fetches urls[0..n-1] (copied; n >= 1). `done` runs from the loop, never
- * from within this call, once all ended. */
+ * from within this call, once all ended; it may fetch, cancel other jobs
+ * and free the fetcher. The job is valid until done returns or it is
+ * cancelled. Never NULL. */
 struct viid_fetch_job *viid_fetch(struct viid_fetcher *f, const char *const *urls, size_t n,
     viid_fetch_done_fn *done, void *ctx);
-/* The job ends now; `done` will not run. */
+/* The job ends now; `done` will not run. Within its own `done` it does
+ * nothing (the job ended already). */
 void viid_fetch_cancel(struct viid_fetch_job *j);
 
 #endif

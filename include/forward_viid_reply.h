@@ -77,6 +77,11 @@ bool forward_viid_upload_reply(const void *body, size_t len, bool cut,
     const char *const *ids, size_t n, struct viid_status *st,
     struct viid_upload_summary *sum);
 
+/* `n` bytes of valid UTF-8 at `text` (JSON strings are) as kept text:
+ * cut at a character boundary within `max` bytes (out has max + 1), C0,
+ * DEL and C1 controls as spaces. */
+void forward_viid_clean_text(const char *text, size_t n, char *out, size_t max);
+
 /* The answer to Register, Keepalive or UnRegister. */
 struct viid_session_reply {
 	bool has_code;

@@ -65,7 +65,8 @@ struct viid_subscription {
 	char id[VIID_BUSINESS_ID_LEN + 1];		/* SubscribeID: 33 digits */
 	char title[VIID_SUB_TEXT_MAX + 1];		/* Title; "" when not given */
 	uint32_t details;				/* VIID_DETAIL_BIT of each served
-							 * code asked for; never 0 */
+							 * code asked for; never 0 but
+							 * in a cancel */
 	char receive_addr[VIID_SUB_URL_MAX + 1];	/* http:// or https:// URL */
 	/* ResourceURI: the 20-digit ids it lists (comma separated), in
 	 * order, without repeats. 0: it was empty or not given. */
@@ -104,21 +105,25 @@ int forward_viid_subscribe_read_list(const void *body, size_t len, struct viid_s
     size_t max, enum viid_code *code, char why[VIID_SUB_WHY_MAX]);
 
 /* PUT /VIID/Subscribes/{path_id}: {"SubscribeObject":{...}} (a list of
- * one taken too), a cancel of `path_id` whatever OperateType says; the
- * object's SubscribeID, when given, must equal `path_id`. Fills *item
- * (item->sub.cancel true when valid). Returns 0, or -1 when the body is
- * no such envelope (item->code and item->why say why). */
+ * one taken too; an empty body is a cancel without a reason), a cancel of
+ * `path_id` whatever OperateType says; the object's SubscribeID, when
+ * given, must equal `path_id`. Fills *item (item->sub.cancel true when
+ * valid; a `path_id` that is not 33 digits refuses it). Returns 0, or -1
+ * when the body is no such envelope (item->code and item->why say why). */
 int forward_viid_subscribe_read_cancel(const void *body, size_t len, const char *path_id,
     struct viid_sub_item *item);
 
 /* The ids of DELETE /VIID/Subscribes?IDList=a,b (the query, without the
  * '?'; other parameters ignored; percent-encoded commas taken): fills
- * ids[0..] (at most `max`) and returns how many, or -1 when there is no
- * IDList, more than `max` ids, or one that is not 33 digits. */
+ * ids[0..] (at most `max`, an id listed twice once) and returns how many,
+ * or -1 when there is no IDList or it names no id, more than `max` ids,
+ * or one that is not 33 digits. */
 int forward_viid_subscribe_id_list(const char *query, char (*ids)[VIID_BUSINESS_ID_LEN + 1],
     size_t max);
 
-/* The ResourceURI ids of `s` include `id` (or list none). */
+/* The ResourceURI ids of `s` include `id` (or list none). A platform
+ * that subscribes to all of a lower platform names that platform's own
+ * id: the caller asks with its own id too. */
 bool forward_viid_subscribe_covers(const struct viid_subscription *s, const char *id);
 
 /* One ResponseStatusObject of an answer. */
@@ -132,8 +137,9 @@ struct viid_answer {
  * {"ResponseStatusListObject":{"ResponseStatusObject":[...]}} of `n`
  * answers, or with `single` {"ResponseStatusObject":{...}} of answers[0].
  * Each object: RequestURL, StatusCode, StatusString, Id (when given),
- * LocalTime (`now_us` as YYYYMMDDhhmmss, Beijing). Returns the body
- * (malloc'd, NUL-terminated, *len bytes). */
+ * LocalTime (`now_us` as YYYYMMDDhhmmss, Beijing). `single` with `n` 0
+ * answers StatusCode 0 without an Id. Returns the body (malloc'd,
+ * NUL-terminated, *len bytes). */
 char *forward_viid_answer_body(const char *request_url, const struct viid_answer *answers,
     size_t n, bool single, int64_t now_us, size_t *len);
 
@@ -158,7 +164,8 @@ struct viid_notify {
  * recs[i]; an included record's object_id is its NotificationID (the
  * platform answers per NotificationID). Returns the body (malloc'd,
  * *len bytes, NUL-terminated), or NULL (*len 0) when no record was
- * included. */
+ * included. `s->org` must be 12 digits and `s->subscribe_id` 33: else
+ * nothing is built and every record is VIID_REFUSED_BAD_DEVICE_ID. */
 char *forward_viid_notifications_body(const struct forward_record *recs, size_t n,
     const struct viid_params *p, const struct viid_notify *s, struct viid_item *items,
     size_t *len);
@@ -169,9 +176,10 @@ char *forward_viid_notifications_body(const struct forward_record *recs, size_t 
  * device, else "99"), NotificationID from `s->org`, `made_us` (when the
  * subscription was made) and the key subscribe_id + "catalogue",
  * TriggerTime `made_us`, InfoIDs the ApeIDs. Devices whose id is not a
- * valid 20-digit id are left out. Writes the NotificationID to
- * notification_id. Returns the body, or NULL (*len 0) when no device is
- * left or `s->org` is not 12 digits. */
+ * valid 20-digit id are left out, a repeated id listed once. Writes the
+ * NotificationID to notification_id. Returns the body, or NULL (*len 0,
+ * notification_id "") when no device is left, `s->org` is not 12 digits,
+ * `s->subscribe_id` not 33 or `made_us` not within 1970..9999. */
 char *forward_viid_catalogue_body(const struct viid_device *devs, const char *const *online,
     size_t n, const struct viid_notify *s, int64_t made_us,
     char notification_id[VIID_BUSINESS_ID_LEN + 1], size_t *len);

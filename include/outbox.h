@@ -39,6 +39,10 @@ struct outbox_claim {
  * (logged). */
 typedef void (*outbox_claim_fn)(void *ctx, struct outbox_row *rows, size_t n, bool ok);
 
+/* A query of a cascade target's subscriptions: `json` its answer (see
+ * struct outbox), NULL when the query failed (ok false, logged). */
+typedef void (*outbox_subs_fn)(void *ctx, const char *json, bool ok);
+
 /* DEFER: given back unsent, due again in `retry_in_ms`, attempts as they
  * were. */
 enum outbox_outcome { OUTBOX_SENT, OUTBOX_RETRY, OUTBOX_FAILED, OUTBOX_DEFER };
@@ -58,6 +62,33 @@ struct outbox {
 	    enum outbox_outcome outcome, int status, const char *error, int64_t retry_in_ms);
 	/* Makes the rows this daemon had leased due again (once, at start). */
 	void (*release)(void *ctx);
+
+	/* GA/T 1400 subscriptions of the cascade target `target`
+	 * (viid_subscriptions). A subscription travels as a JSON object:
+	 *   {"id": SubscribeID, "details": [codes], "devices": [our device
+	 *    ids] or null (all), "resources": [ids], "receive_addr", "title",
+	 *    "begin_us", "end_us" (UTC µs or null), "report_interval",
+	 *    "applicant_name", "applicant_org", "reason"}
+	 * and comes back with "made_us" (when it was made, UTC µs),
+	 * "catalogue" ("pending", "sent" or "failed") and
+	 * "catalogue_attempts" added. */
+	/* The active ones: a JSON array. */
+	void (*subs_load)(void *ctx, const char *target, outbox_subs_fn done, void *done_ctx);
+	/* Makes or replaces (active again, if it had ended) each one of the
+	 * JSON array `subs`; answers with them as stored. */
+	void (*subs_put)(void *ctx, const char *target, const char *subs, outbox_subs_fn done,
+	    void *done_ctx);
+	/* Ends the subscriptions whose ids are in the JSON array `ids`: state
+	 * "cancelled" or "deleted", `reason` kept; their pending outbox rows
+	 * fail. Answers [{"id", "known": ever made, "ended": ended now}] in
+	 * the order of `ids`. */
+	void (*subs_end)(void *ctx, const char *target, const char *ids, const char *state,
+	    const char *reason, outbox_subs_fn done, void *done_ctx);
+	/* What became of a subscription's catalogue push: state "pending"
+	 * (tried and failed; attempts counted), "sent" or "failed", `error`
+	 * NULL for none. */
+	void (*subs_catalogue)(void *ctx, const char *target, const char *id, const char *state,
+	    const char *error);
 	void *ctx;
 };
 

@@ -18,6 +18,7 @@ struct rules;
 /* One rule as written in a [forward.rule NAME] section. */
 struct rule_def {
 	const char *target;
+	bool cascade;			/* the target is a GA/T 1400 cascade target */
 	int priority;
 	const char *device_class;	/* each a comma-separated list; "": any */
 	const char *event_type;
@@ -41,6 +42,7 @@ struct rule_event {
 struct rule_match {
 	const char *target;
 	int priority;
+	bool cascade;			/* the target's rule_def.cascade */
 };
 
 /* Compiles `n` rules (already checked by the configuration's checks). Never

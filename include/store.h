@@ -142,9 +142,13 @@ void store_submit(struct store *s, struct store_batch *b, uint64_t first_seq,
 size_t store_backlog(const struct store *s);
 
 /* An outbox row for an event of the batch (written with it, once per
- * event and target). */
+ * event and target). `kind` 0: for `target`; else `target` is a GA/T 1400
+ * cascade target and `kind` the SubscribeDetail code the event answers
+ * (12 faces, 13 motor vehicles, 4 device status): one row for each of the
+ * target's active subscriptions that wants it ("<target>/<SubscribeID>",
+ * see viid_subscriptions in schema.c), none without. */
 void store_batch_add_outbox(struct store_batch *b, const uint8_t *event_id,
-    int64_t event_time_us, const char *target, int priority);
+    int64_t event_time_us, const char *target, int priority, int kind);
 
 /* The outbox for the forwarder (see outbox.h): its queries go ahead of
  * batches not yet sent, each its own transaction. */

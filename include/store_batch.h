@@ -63,7 +63,8 @@ int store_uuid_parse(const char *s, uint8_t out[16]);
 /* Columns of the statements' arrays. */
 #define EV_COLS 17	/* events, in the table's column order */
 #define Q_COLS 8	/* quarantine */
-#define O_COLS 4	/* forward_outbox: event_id, event_time, target, priority */
+#define O_COLS 5	/* forward_outbox: event_id, event_time, target, priority,
+			 * kind (see store_batch_add_outbox) */
 #define R_COLS 5	/* report_state */
 
 struct store_batch {
@@ -72,6 +73,7 @@ struct store_batch {
 	struct pgarr o[O_COLS];
 	struct pgarr r[R_COLS];
 	size_t nevents, nquar, nout, nreports, bytes;
+	size_t nfanout;		/* outbox rows of kind != 0 */
 	char *node;
 	uint8_t journal_uuid[16];
 };

@@ -8,8 +8,10 @@ device events from tests/fixtures/devices/, shows them decoded and stored
 in PostgreSQL and the journal reclaimed behind the checkpoint, the selected
 events forwarded to the HTTPS endpoint over mutual TLS and the person and
 vehicle passages uploaded to a GA/T 1400 (VIID) platform (tests/integration/
-viid.py: Digest, User-Identify, validation of every object), stops
-everything.
+viid.py: Digest, User-Identify, validation of every object), a second
+GA/T 1400 platform that subscribes to us instead (cascade: it calls our
+listener with Digest, we push the device catalogue and a notification per
+passage to its ReceiveAddr), stops everything.
 Exit status 0 when all of it worked.
 """
 
@@ -170,6 +172,23 @@ def viid_report(platform) -> bool:
             and not platform.violations)
 
 
+def cascade_report(subscriber, sid: str) -> bool:
+    """Shows what the subscribing platform received. True when it got the
+    catalogue and a notification per passage, with nothing to object to."""
+    devices = subscriber.accepted_ids("devices")
+    faces, vehicles = subscriber.accepted_ids("faces"), subscriber.accepted_ids("motor_vehicles")
+    notes = [n for n in subscriber.notifications if n.accepted]
+    say(f"-> the subscribing platform received {len(notes)} notification(s) for "
+        f"subscription {sid}:")
+    say(f"      the device catalogue: {len(devices)} APEObject(s) ({', '.join(devices)})")
+    say(f"      {len(faces)} FaceObject(s) and {len(vehicles)} MotorVehicleObject(s), "
+        "one notification each")
+    for v in subscriber.violations:
+        say(f"   the platform objects: {v}")
+    return len(devices) >= 1 and len(faces) >= 1 and len(vehicles) >= 1 and \
+        not subscriber.violations
+
+
 def event_pb2():
     """The .proto compiled for Python with protoc, or None."""
     try:
@@ -201,6 +220,16 @@ def run(workdir: Path) -> bool:
         platform.start()
         stack.callback(platform.stop)
         say(f"GA/T 1400 platform {platform.url}/VIID (HTTPS, HTTP Digest, User-Identify)")
+        upper = viid.ViidPlatform(viid.DEFAULT_DEVICE_ID, password=viid_password,
+                                  pki=endpoint.pki)
+        upper.start()
+        stack.callback(upper.stop)
+        subscriber = viid.ViidSubscriber(pki=endpoint.pki)
+        subscriber.start()
+        stack.callback(subscriber.stop)
+        listen_port = services.free_port()
+        say(f"a second GA/T 1400 platform {upper.url}/VIID that subscribes to us (cascade), "
+            f"its ReceiveAddr {subscriber.receive_addr}")
 
         state = workdir / "state"
         state.mkdir()
@@ -208,6 +237,10 @@ def run(workdir: Path) -> bool:
         viid_password_file = workdir / "viid-password"
         viid_password_file.write_text(viid_password + "\n")
         viid_password_file.chmod(0o600)
+        platform_password = "demo-platform-password"
+        platform_password_file = workdir / "platform-password"
+        platform_password_file.write_text(platform_password + "\n")
+        platform_password_file.chmod(0o600)
         conf = daemon.write_config(textwrap.dedent(f"""\
             [daemon]
             log_level = info
@@ -248,6 +281,25 @@ def run(workdir: Path) -> bool:
             priority = 3
             event_type = person_passage, vehicle_passage
 
+            # a GA/T 1400 platform that subscribes to us: cascade mode
+            [forward.target viid-cascade]
+            profile = viid
+            mode = cascade
+            url = {upper.url}
+            ca_file = {endpoint.ca_file}
+            viid_device_id = {viid.DEFAULT_DEVICE_ID}
+            password_file = {viid_password_file}
+            listen = 127.0.0.1:{listen_port}
+            listen_cert_file = {endpoint.pki.server_cert}
+            listen_key_file = {endpoint.pki.server_key}
+            listen_username = platform
+            listen_password_file = {platform_password_file}
+
+            [forward.rule viid-cascade-passages]
+            target = viid-cascade
+            priority = 3
+            event_type = person_passage, vehicle_passage
+
             # the sample gate and barrier already carry 20-digit ids
             [viid.device gate]
             device = 34010405011190000001
@@ -275,6 +327,17 @@ def run(workdir: Path) -> bool:
         say("-> subscribed to sac/# and zigbee2mqtt/# with QoS 1")
         daemon.wait_log(r'mod=store msg="connected"', timeout=15)
         say("-> connected to database")
+        daemon.wait_log(r'mod=forward msg="subscriptions loaded"', timeout=15)
+        sid = "340100000020" "03" "20251201120000" "00001"
+        client = viid.SubscribeClient(f"https://127.0.0.1:{listen_port}", "platform",
+                                      platform_password, user_identify=viid.DEFAULT_DEVICE_ID,
+                                      context=endpoint.client_context(cert=False))
+        answer = client.subscribe([viid.subscription(
+            sid, [viid.SUBSCRIBE_FACES, viid.SUBSCRIBE_MOTOR_VEHICLES],
+            subscriber.receive_addr)])
+        say(f"-> the second platform subscribed to faces and motor vehicles at "
+            f"https://127.0.0.1:{listen_port}/VIID/Subscribes: HTTP {answer.status}, "
+            f"StatusCode {answer.status_codes()}")
         say()
 
         acked = publish_fixtures(broker)
@@ -317,6 +380,11 @@ def run(workdir: Path) -> bool:
         say()
         uploaded = viid_report(platform)
         say()
+        subscriber.wait_for(lambda: subscriber.accepted_ids("devices") and
+                            subscriber.accepted_ids("faces") and
+                            subscriber.accepted_ids("motor_vehicles"), 20, "notifications")
+        notified = cascade_report(subscriber, sid)
+        say()
 
         say("stopping the daemon with SIGTERM")
         status = daemon.stop(timeout=10)
@@ -326,7 +394,7 @@ def run(workdir: Path) -> bool:
             say(f"sanitizer report:\n{report}")
         say("stopping services")
     ok = (status == 0 and acked == total and decoded == total and not report and
-          forwarded > 0 and uploaded)
+          forwarded > 0 and uploaded and notified)
     return ok
 
 

@@ -44,10 +44,16 @@ def partitions(pg):
         WHERE i.inhparent = 'events'::regclass"""))
 
 
-SCHEMA_VERSION = 3   # the last migration in daemon/schema.c
+SCHEMA_VERSION = 4   # the last migration in daemon/schema.c
+
+# What migration 4 added, taken back: a database as version 3 left it.
+UNDO_4 = """
+    DROP TABLE viid_subscriptions;
+    DELETE FROM schema_migrations WHERE version > 3;
+"""
 
 # What migration 3 added, taken back: a database as version 2 left it.
-UNDO_3 = """
+UNDO_3 = UNDO_4 + """
     DROP TABLE event_ids;
     DROP TABLE report_state;
     ALTER TABLE quarantine DROP CONSTRAINT quarantine_pkey;
@@ -72,7 +78,8 @@ def test_migrations_applied_once_with_partitions(daemon, mosquitto, private_post
     tables = {r[0] for r in query(private_postgres, """
         SELECT tablename FROM pg_tables WHERE schemaname = 'public'""")}
     assert {"events", "quarantine", "forward_outbox", "ingest_checkpoint",
-            "schema_migrations", "events_default", "event_ids", "report_state"} <= tables
+            "schema_migrations", "events_default", "event_ids", "report_state",
+            "viid_subscriptions"} <= tables
     cols = {r[0] for r in query(private_postgres, """
         SELECT column_name FROM information_schema.columns WHERE table_name = 'events'""")}
     assert {"id", "event_time", "received_at", "community_id", "device_id", "device_class",

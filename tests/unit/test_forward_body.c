@@ -101,7 +101,7 @@ check_protobuf_body(size_t topic_len)
 		evp[i] = &evs[i];
 		size_t len;
 		uint8_t *rec = pack_event(&evs[i], &len);
-		recs[i] = (struct forward_record){ ids[i], rec, len };
+		recs[i] = (struct forward_record){ .id = ids[i], .record = rec, .len = len };
 	}
 
 	Gridbridge__V1__EventBatch batch = GRIDBRIDGE__V1__EVENT_BATCH__INIT;
@@ -158,8 +158,8 @@ main(void)
 	size_t rec_len;
 	uint8_t *rec = pack_event(&ev, &rec_len);
 	struct forward_record recs[2] = {
-		{ id_a, rec, rec_len },
-		{ id_b, rec, rec_len },
+		{ .id = id_a, .record = rec, .len = rec_len },
+		{ .id = id_b, .record = rec, .len = rec_len },
 	};
 	static const char one[] = "{\"id\":\"ASNFZ4mrze8QMlR2mLrc/g==\","
 	    "\"eventTimeUs\":\"1742254935000000\",\"receivedTimeUs\":\"1742254935123456\","
@@ -179,7 +179,10 @@ main(void)
 	free(body);
 	/* A record that does not unpack is left out. */
 	static const uint8_t junk[] = { 0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01 };
-	struct forward_record bad[2] = { { id_b, junk, sizeof(junk) }, { id_a, rec, rec_len } };
+	struct forward_record bad[2] = {
+	    { .id = id_b, .record = junk, .len = sizeof(junk) },
+	    { .id = id_a, .record = rec, .len = rec_len },
+	};
 	body = forward_body_json(bad, 2, &len);
 	snprintf(want, sizeof(want), "{\"events\":[%s]}", one);
 	T_STREQ(body, want);

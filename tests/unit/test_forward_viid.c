@@ -58,7 +58,7 @@ pack(const Gridbridge__V1__Event *ev, struct rec *r)
 static struct forward_record
 record(const struct rec *r)
 {
-	return (struct forward_record){ r->id, r->packed, r->len };
+	return (struct forward_record){ .id = r->id, .record = r->packed, .len = r->len };
 }
 
 /* The configured devices: the fixtures' topics name them by their
@@ -672,7 +672,7 @@ test_vehicle_cases(void)
 	for (size_t i = 0; i < 7; i++)
 		recs[i] = record(&r[i]);
 	uint8_t junk[] = { 0xff, 0xff, 0xff };
-	recs[7] = (struct forward_record){ junk, junk, sizeof(junk) };
+	recs[7] = (struct forward_record){ .id = junk, .record = junk, .len = sizeof(junk) };
 	struct viid_item items[8];
 	struct viid_params p = { .pictures = VIID_PICTURES_URL, .device = devices };
 	size_t len, n;

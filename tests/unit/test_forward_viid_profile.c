@@ -18,7 +18,7 @@
 static struct forward_record
 record(const struct rec *r)
 {
-	return (struct forward_record){ r->id, r->packed, r->len };
+	return (struct forward_record){ .id = r->id, .record = r->packed, .len = r->len };
 }
 
 /* The values of `key` in the objects of the body's list, in order. */
@@ -52,7 +52,7 @@ main(int argc, char **argv)
 	decode_fixture("vehicle_barrier_anpr_hikvision", 0, &anpr);
 	decode_fixture("device_heartbeat_hikvision", 0, &hb);
 
-	struct forward_profile *p = forward_profile_viid_new(table, 3);
+	struct forward_profile *p = forward_profile_viid_new(table, 3, false);
 	T_CHECK(p != NULL);
 	T_STREQ(p->name, "viid");
 	T_STREQ(p->content_type, "Content-Type: application/VIID+JSON;charset=UTF-8");
@@ -76,7 +76,7 @@ main(int argc, char **argv)
 	T_INTEQ(p->row_kind(p->ctx, &r, &why), 2);
 
 	/* A device without a [viid.device] section is refused: no_device. */
-	struct forward_profile *none = forward_profile_viid_new(table + 2, 1);
+	struct forward_profile *none = forward_profile_viid_new(table + 2, 1, false);
 	r = record(&gate[0]);
 	T_INTEQ(none->row_kind(none->ctx, &r, &why), -1);
 	T_STREQ(why, "no_device");

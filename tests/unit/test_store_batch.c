@@ -246,13 +246,15 @@ test_event_batch(void)
 	int len;
 
 	store_batch_add_event(b, &e);
-	store_batch_add_outbox(b, id, PG_EPOCH_US + 1, "platform", 9);
+	store_batch_add_outbox(b, id, PG_EPOCH_US + 1, "platform", 9, 0);
 	T_INTEQ(store_batch_rows(b), 1);
 	store_batch_statements(b, 42, "node-1", JOURNAL, &q);
 	T_INTEQ(q.n, 2);
 	const struct store_stmt *st = &q.stmt[0];
 	T_CHECK(st->binary && strstr(st->sql, "INSERT INTO events") != NULL);
-	T_INTEQ(st->nparams, EV_COLS + O_COLS);
+	/* No cascade row: the kinds are not sent, nor subscriptions read. */
+	T_CHECK(strstr(st->sql, "viid_subscriptions") == NULL);
+	T_INTEQ(st->nparams, EV_COLS + O_COLS - 1);
 	size_t sum = 0;
 	for (int i = 0; i < st->nparams; i++) {
 		T_CHECK(st->fmts[i] == 1);
@@ -303,6 +305,37 @@ test_event_batch(void)
 	T_STREQ(st->vals[0], "node-1");
 	T_STREQ(st->vals[1], JOURNAL);
 	T_STREQ(st->vals[2], "42");
+	store_batch_free(b);
+}
+
+/* Outbox rows of a cascade target: the statement that fans them out to
+ * the subscriptions, with the kinds as $22. */
+static void
+test_event_batch_fanout(void)
+{
+	static const uint8_t id[16] = { 0xbb, [15] = 0x02 };
+	struct store_event e = {
+		.id = id, .community_id = "c", .device_id = "d", .device_class = "k",
+		.event_type = "t", .severity = "s", .vendor = "v", .route = "r",
+		.source_topic = "x", .record = (const uint8_t *)"", .attrs = NULL,
+	};
+	struct store_batch *b = store_batch_new("n", JOURNAL);
+	struct store_stmts q;
+	int len;
+
+	store_batch_add_event(b, &e);
+	store_batch_add_outbox(b, id, PG_EPOCH_US, "police", 5, 0);
+	store_batch_add_outbox(b, id, PG_EPOCH_US, "cascade", 5, 12);
+	store_batch_statements(b, 1, "n", JOURNAL, &q);
+	const struct store_stmt *st = &q.stmt[0];
+	T_CHECK(strstr(st->sql, "viid_subscriptions") != NULL);
+	T_CHECK(strstr(st->sql, "$22::int2[]") != NULL);
+	T_INTEQ(st->nparams, EV_COLS + O_COLS);
+	static const uint8_t plain[] = { 0, 0 }, faces[] = { 0, 12 };
+	const uint8_t *p = element(st, EV_COLS + 4, 0, &len);
+	CHECK_BYTES("kind of a plain target", p, len, plain);
+	p = element(st, EV_COLS + 4, 1, &len);
+	CHECK_BYTES("kind of a cascade target: SubscribeDetail 12", p, len, faces);
 	store_batch_free(b);
 }
 
@@ -415,6 +448,7 @@ main(void)
 	test_large();
 	test_uuid_parse();
 	test_event_batch();
+	test_event_batch_fanout();
 	test_event_without_outbox();
 	test_quarantine_and_reports();
 	test_checkpoint_only();
