@@ -253,8 +253,8 @@ static const struct schema_migration migrations[] = {
 	  /* Every device heard from or declared in the configuration, with
 	   * its online state: written with the batches, read at start (see
 	   * derive.h). state_since is when the state began (the confirmed
-	   * transition); last_seen has a minute's resolution except at a
-	   * transition. */
+	   * transition); last_seen is written at most once a minute between
+	   * other changes. */
 	  "CREATE TABLE devices ("
 	  "  community_id text NOT NULL,"
 	  "  device_id text NOT NULL,"
@@ -268,6 +268,11 @@ static const struct schema_migration migrations[] = {
 	  "    CHECK (state IN ('online', 'offline', 'unknown')),"
 	  "  state_since timestamptz NOT NULL,"
 	  "  state_source text NOT NULL DEFAULT '',"
+	  /* A change of state not yet confirmed (the hold-down against
+	   * flapping): what and since when; NULL: none. */
+	  "  pending_state text CHECK (pending_state IN ('online', 'offline')),"
+	  "  pending_since timestamptz,"
+	  "  pending_source text,"
 	  "  battery_percent smallint,"
 	  "  link_quality smallint,"
 	  "  created_at timestamptz NOT NULL DEFAULT now(),"
