@@ -29,6 +29,7 @@ enum setup_step {
 	STEP_MAINTAIN,
 	STEP_CHECKPOINT,	/* read this journal's committed sequence */
 	STEP_REPORTS,		/* read the last repeated-report states */
+	STEP_DERIVED,		/* read the derived state (devices, welfare, reports) */
 	STEP_READY,		/* pipeline mode: batches */
 	STEP_INCOMPATIBLE,
 };

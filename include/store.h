@@ -74,6 +74,10 @@ struct store_report {
 struct store_sink {
 	/* A repeated-report state from the database, before ready(). */
 	void (*report)(void *ctx, const struct store_report *r);
+	/* The derived state from the database, before ready(): JSON arrays
+	 * of the devices, the households and the open reports (derive.h).
+	 * NULL: not read. */
+	void (*derived)(void *ctx, const char *devices, const char *welfare, const char *reports);
 	/* The schema is ready; `checkpoint` is this node's committed journal
 	 * sequence. Called once, on the first successful setup. */
 	void (*ready)(void *ctx, uint64_t checkpoint);
@@ -129,6 +133,11 @@ void store_batch_add_event(struct store_batch *b, const struct store_event *e);
 void store_batch_add_quarantine(struct store_batch *b, const struct store_quarantine *q);
 /* A repeated-report state, written with the batch (newer states win). */
 void store_batch_add_report(struct store_batch *b, const struct store_report *r);
+/* The derived state's rows (derive.h: JSON arrays for devices,
+ * welfare_state and resident_reports; NULL for none), copied, written
+ * with the batch. */
+void store_batch_set_states(struct store_batch *b, const char *devices, const char *welfare,
+    const char *reports);
 size_t store_batch_rows(const struct store_batch *b);
 size_t store_batch_bytes(const struct store_batch *b);
 void store_batch_free(struct store_batch *b);
