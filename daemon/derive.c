@@ -321,6 +321,17 @@ device_add(struct derive *d, const char *community, const char *id, int cls, int
 	v->pending = ST_NONE;
 	v->battery = v->lq = -1;
 	v->household = household_of(d, community, id);
+	for (size_t i = 0; i < d->o.ndevices; i++) {
+		const struct derive_device_def *def = &d->defs[i];
+		if (strcmp(def->device, id) == 0 && strcmp(def->community, community) == 0) {
+			v->timeout_us = def->timeout_us;
+			v->expected = def->expected;
+			v->declared = true;
+			if (v->cls == 0)
+				v->cls = def->device_class > 0 && def->device_class < DERIVE_CLASSES ?
+				    def->device_class : 0;
+		}
+	}
 	v->dirty = true;
 	v->next = d->devices[b];
 	d->devices[b] = v;
@@ -1071,11 +1082,13 @@ derive_load(struct derive *d, const char *devices, const char *welfare, const ch
 	json_decref(wf);
 	json_decref(rp);
 
-	/* Declared devices: expected from now on when new; devices no longer
-	 * declared are no longer expected. */
+	/* Declared devices: the expected ones are known from now on; devices
+	 * no longer declared expected are no longer expected. */
 	for (size_t k = 0; k < d->o.ndevices; k++) {
 		const struct derive_device_def *def = &d->defs[k];
 		struct device *v = device_find(d, def->community, def->device);
+		if (v == NULL && !def->expected)
+			continue;	/* its settings apply when it appears */
 		if (v == NULL && (v = device_add(d, def->community, def->device, def->device_class,
 		    now_us)) == NULL)
 			continue;

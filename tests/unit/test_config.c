@@ -80,17 +80,24 @@ documented(const char *conf, const struct config_key *k)
 {
 	char header[128], want[512];
 	if (k->instanced) {
-		/* A [section NAME] example with the key and a comment above. */
-		snprintf(header, sizeof(header), "\n[%s ", k->section);
-		const char *sec = strstr(conf, header);
-		snprintf(want, sizeof(want), "\n%s =", k->name);
-		const char *hit = sec != NULL ? strstr(sec, want) : NULL;
-		if (hit == NULL)
-			return 0;
-		const char *prev = hit;
-		while (prev > conf && prev[-1] != '\n')
-			prev--;
-		return prev[0] == '#' || prev[0] == ';';
+		/* A [section NAME] example with the key and a comment above, or
+		 * one commented out (#[section NAME], #key = ...): sections that
+		 * would act if shipped live (a household, a device) are shown so. */
+		for (int commented = 0; commented < 2; commented++) {
+			const char *mark = commented ? "#" : "";
+			snprintf(header, sizeof(header), "\n%s[%s ", mark, k->section);
+			const char *sec = strstr(conf, header);
+			snprintf(want, sizeof(want), "\n%s%s =", mark, k->name);
+			const char *hit = sec != NULL ? strstr(sec, want) : NULL;
+			if (hit == NULL)
+				continue;
+			const char *prev = hit;
+			while (prev > conf && prev[-1] != '\n')
+				prev--;
+			if (prev[0] == '#' || prev[0] == ';')
+				return 1;
+		}
+		return 0;
 	}
 	snprintf(header, sizeof(header), "\n[%s]\n", k->section);
 	const char *sec = strstr(conf, header);
@@ -241,7 +248,7 @@ main(int argc, char **argv)
 		s = print_text(cfg);
 		T_CHECK(strstr(s, "\n[route gate]\npattern = sac/{community}/access/{device}/event\n"
 		    "decoder = hikvision\nclass = access_gate\ncommunity =\ntimezone = +08:00\n"
-		    "utc_is_local = true\n\n[route door]\n") != NULL);
+		    "heartbeat_timeout = -1\nutc_is_local = true\n\n[route door]\n") != NULL);
 		free(s);
 	}
 	config_free(cfg);
