@@ -57,7 +57,9 @@ struct device {
 	int pending_source;
 	int battery, lq;		/* -1: not known */
 	int household;			/* the household it is a sensor of; -1: none */
-	bool dirty;
+	bool dirty;			/* to be written */
+	bool listed;			/* on the dirty list */
+	struct device *next_dirty;
 };
 
 struct household {
@@ -77,7 +79,9 @@ struct report {
 	char *community, *id;
 	char *device, *building, *door, *category;
 	int64_t opened_us, deadline_us, handled_us, closed_us, overdue_us;
-	bool dirty;
+	bool dirty;			/* to be written */
+	bool listed;			/* on the dirty list */
+	struct report *next_dirty;
 };
 
 struct derive {
@@ -91,6 +95,10 @@ struct derive {
 	size_t ndevices, nonline;
 	struct household *households;
 	struct report *reports[REPORT_BUCKETS];
+	/* What changed since the last take: no scan of everything per batch. */
+	struct device *dirty_devices;
+	struct report *dirty_reports;
+	bool dirty_households;
 	Event **events;			/* derived, not yet taken */
 	size_t nevents, capevents;
 };
@@ -199,6 +207,35 @@ index_of(const char *const *names, size_t n, const char *s)
 		if (strcmp(names[i], s) == 0)
 			return (int)i;
 	return -1;
+}
+
+static void
+touch_device(struct derive *d, struct device *v)
+{
+	v->dirty = true;
+	if (!v->listed) {
+		v->listed = true;
+		v->next_dirty = d->dirty_devices;
+		d->dirty_devices = v;
+	}
+}
+
+static void
+touch_report(struct derive *d, struct report *r)
+{
+	r->dirty = true;
+	if (!r->listed) {
+		r->listed = true;
+		r->next_dirty = d->dirty_reports;
+		d->dirty_reports = r;
+	}
+}
+
+static void
+touch_household(struct derive *d, struct household *h)
+{
+	h->dirty = true;
+	d->dirty_households = true;
 }
 
 /* ---- derived events ---------------------------------------------------- */
@@ -332,7 +369,7 @@ device_add(struct derive *d, const char *community, const char *id, int cls, int
 				    def->device_class : 0;
 		}
 	}
-	v->dirty = true;
+	touch_device(d, v);
 	v->next = d->devices[b];
 	d->devices[b] = v;
 	d->ndevices++;
@@ -357,7 +394,7 @@ confirm(struct derive *d, struct device *v, enum dstate s, int64_t since, int so
     const char *reason, int64_t now_us)
 {
 	v->pending = ST_NONE;
-	v->dirty = true;
+	touch_device(d, v);
 	if (s == v->state)
 		return;
 	if (v->state == ST_ONLINE)
@@ -399,7 +436,7 @@ want(struct derive *d, struct device *v, enum dstate s, int64_t at, int source, 
 			return;
 		if (s == v->state) {
 			v->pending = ST_NONE;	/* back within the hold-down: flapping */
-			v->dirty = true;
+			touch_device(d, v);
 			return;
 		}
 		if (s == v->pending)
@@ -415,7 +452,7 @@ want(struct derive *d, struct device *v, enum dstate s, int64_t at, int source, 
 	v->pending = s;
 	v->pending_us = at;
 	v->pending_source = source;
-	v->dirty = true;
+	touch_device(d, v);
 }
 
 static void
@@ -437,7 +474,7 @@ registry_tick(struct derive *d, struct device *v, int64_t now_us)
 		else if (at >= v->since_us)
 			confirm(d, v, ST_OFFLINE, at, GRIDBRIDGE__V1__STATUS_SOURCE__STATUS_SOURCE_TIMEOUT,
 			    reason, now_us);
-		v->dirty = true;
+		touch_device(d, v);
 	}
 	if (v->expected && v->first_seen_us == 0 && v->state == ST_UNKNOWN &&
 	    now_us >= v->created_us + d->o.expected_grace_us)
@@ -454,11 +491,13 @@ registry_observe(struct derive *d, const Event *ev, int64_t now_us)
 	    now_us)) == NULL)
 		return;
 	int64_t t = ev->received_time_us;
-	v->dirty |= set_str(&v->route, ev->route);
-	v->dirty |= set_str(&v->vendor, ev->vendor);
+	if (set_str(&v->route, ev->route))
+		touch_device(d, v);
+	if (set_str(&v->vendor, ev->vendor))
+		touch_device(d, v);
 	if (v->cls == 0 && ev->device_class > 0 && ev->device_class < DERIVE_CLASSES) {
 		v->cls = ev->device_class;
-		v->dirty = true;
+		touch_device(d, v);
 	}
 	int battery = -1, lq = -1;
 	if (ev->body_case == GRIDBRIDGE__V1__EVENT__BODY_DOOR && ev->door != NULL) {
@@ -470,11 +509,11 @@ registry_observe(struct derive *d, const Event *ev, int64_t now_us)
 	}
 	if (battery >= 0 && battery != v->battery) {
 		v->battery = battery;
-		v->dirty = true;
+		touch_device(d, v);
 	}
 	if (lq >= 0 && lq != v->lq) {
 		v->lq = lq;
-		v->dirty = true;
+		touch_device(d, v);
 	}
 
 	bool offline = ev->body_case == GRIDBRIDGE__V1__EVENT__BODY_STATUS && ev->status != NULL &&
@@ -483,12 +522,12 @@ registry_observe(struct derive *d, const Event *ev, int64_t now_us)
 		/* An LWT comes from the broker, not the device: not a sign of life. */
 		if (v->first_seen_us == 0 || t < v->first_seen_us) {
 			v->first_seen_us = t;
-			v->dirty = true;
+			touch_device(d, v);
 		}
 		if (t > v->last_seen_us) {
 			v->last_seen_us = t;
 			if (t - v->written_seen_us >= d->o.persist_every_us)
-				v->dirty = true;
+				touch_device(d, v);
 		}
 	}
 	int source = GRIDBRIDGE__V1__STATUS_SOURCE__STATUS_SOURCE_MESSAGE;
@@ -545,7 +584,7 @@ welfare_sensor(struct derive *d, struct household *h, const struct device *v, in
 		if (h->sensor_offline)
 			return;
 		h->sensor_offline = true;
-		h->dirty = true;
+		touch_household(d, h);
 		derived_id(id, "welfare-offline", h->def->name, v->id, "", v->since_us, 0);
 		emit(d, welfare_event(h, id, GRIDBRIDGE__V1__WELFARE_KIND__WELFARE_KIND_SENSOR_OFFLINE,
 		    GRIDBRIDGE__V1__SEVERITY__SEVERITY_WARNING, v->id, v->since_us, now_us));
@@ -559,7 +598,7 @@ welfare_sensor(struct derive *d, struct household *h, const struct device *v, in
 			h->window_start_us = v->since_us;
 			h->alerts = 0;
 		}
-		h->dirty = true;
+		touch_household(d, h);
 	}
 }
 
@@ -610,7 +649,7 @@ welfare_opened(struct derive *d, struct household *h, const char *sensor, int64_
 	h->last_activity_us = t;
 	h->window_start_us = t;
 	h->alerts = 0;
-	h->dirty = true;
+	touch_household(d, h);
 
 	int64_t night = night_of(h->def, t);
 	if (night == 0)
@@ -654,7 +693,7 @@ welfare_tick(struct derive *d, struct household *h, int64_t now_us)
 	ev->welfare->repeat = (int32_t)k;
 	emit(d, ev);
 	h->alerts = (int)k + 1;
-	h->dirty = true;
+	touch_household(d, h);
 }
 
 /* ---- reports ----------------------------------------------------------- */
@@ -701,11 +740,11 @@ report_free(struct report *r)
 
 /* Takes `v` when it is set (the platform's latest word wins). */
 static void
-merge_us(struct report *r, int64_t *dst, int64_t v)
+merge_us(struct derive *d, struct report *r, int64_t *dst, int64_t v)
 {
 	if (v != 0 && *dst != v) {
 		*dst = v;
-		r->dirty = true;
+		touch_report(d, r);
 	}
 }
 
@@ -717,26 +756,30 @@ report_observe(struct derive *d, const Event *ev)
 	if (rr == NULL || rr->report_id == NULL || rr->report_id[0] == '\0')
 		return;
 	struct report *r = report_get(d, ev->community_id, rr->report_id);
-	r->dirty |= set_str(&r->device, ev->device_id);
+	if (set_str(&r->device, ev->device_id))
+		touch_report(d, r);
 	if (rr->building != NULL && rr->building[0] != '\0')
-		r->dirty |= set_str(&r->building, rr->building);
+		if (set_str(&r->building, rr->building))
+		touch_report(d, r);
 	if (rr->door != NULL && rr->door[0] != '\0')
-		r->dirty |= set_str(&r->door, rr->door);
+		if (set_str(&r->door, rr->door))
+		touch_report(d, r);
 	if (rr->category != NULL && rr->category[0] != '\0')
-		r->dirty |= set_str(&r->category, rr->category);
-	merge_us(r, &r->opened_us, rr->opened_us);
-	merge_us(r, &r->deadline_us, rr->deadline_us);
-	merge_us(r, &r->handled_us, rr->handled_us);
-	merge_us(r, &r->closed_us, rr->closed_us);
+		if (set_str(&r->category, rr->category))
+		touch_report(d, r);
+	merge_us(d, r, &r->opened_us, rr->opened_us);
+	merge_us(d, r, &r->deadline_us, rr->deadline_us);
+	merge_us(d, r, &r->handled_us, rr->handled_us);
+	merge_us(d, r, &r->closed_us, rr->closed_us);
 	if (ev->event_type == GRIDBRIDGE__V1__EVENT_TYPE__EVENT_TYPE_REPORT_HANDLED &&
 	    r->handled_us == 0)
-		merge_us(r, &r->handled_us, ev->event_time_us);
+		merge_us(d, r, &r->handled_us, ev->event_time_us);
 	if (ev->event_type == GRIDBRIDGE__V1__EVENT_TYPE__EVENT_TYPE_REPORT_CLOSED &&
 	    r->closed_us == 0)
-		merge_us(r, &r->closed_us, ev->event_time_us);
+		merge_us(d, r, &r->closed_us, ev->event_time_us);
 	if (ev->event_type == GRIDBRIDGE__V1__EVENT_TYPE__EVENT_TYPE_REPORT_OPENED &&
 	    r->opened_us == 0)
-		merge_us(r, &r->opened_us, ev->event_time_us);
+		merge_us(d, r, &r->opened_us, ev->event_time_us);
 }
 
 static void
@@ -763,7 +806,7 @@ report_tick(struct derive *d, struct report *r, int64_t now_us)
 	ev->report = rr;
 	emit(d, ev);
 	r->overdue_us = now_us;
-	r->dirty = true;
+	touch_report(d, r);
 }
 
 /* ---- the interface ----------------------------------------------------- */
@@ -819,20 +862,8 @@ derive_tick(struct derive *d, int64_t now_us)
 bool
 derive_pending(const struct derive *d)
 {
-	if (d->nevents > 0)
-		return true;
-	for (size_t b = 0; b < DEVICE_BUCKETS; b++)
-		for (struct device *v = d->devices[b]; v != NULL; v = v->next)
-			if (v->dirty)
-				return true;
-	for (size_t i = 0; i < d->o.nhouseholds; i++)
-		if (d->households[i].dirty)
-			return true;
-	for (size_t b = 0; b < REPORT_BUCKETS; b++)
-		for (struct report *r = d->reports[b]; r != NULL; r = r->next)
-			if (r->dirty)
-				return true;
-	return false;
+	return d->nevents > 0 || d->dirty_devices != NULL || d->dirty_reports != NULL ||
+	    d->dirty_households;
 }
 
 static char *
@@ -883,16 +914,17 @@ derive_take(struct derive *d, Event ***events, char **devices, char **welfare, c
 {
 	json_t *dv = json_array(), *wf = json_array(), *rp = json_array();
 
-	for (size_t b = 0; b < DEVICE_BUCKETS; b++) {
-		for (struct device *v = d->devices[b]; v != NULL; v = v->next) {
-			if (!v->dirty)
-				continue;
-			json_array_append_new(dv, device_json(v));
-			v->dirty = false;
-			v->written_seen_us = v->last_seen_us;
-		}
+	while (d->dirty_devices != NULL) {
+		struct device *v = d->dirty_devices;
+		d->dirty_devices = v->next_dirty;
+		v->listed = false;
+		if (!v->dirty)
+			continue;
+		json_array_append_new(dv, device_json(v));
+		v->dirty = false;
+		v->written_seen_us = v->last_seen_us;
 	}
-	for (size_t i = 0; i < d->o.nhouseholds; i++) {
+	for (size_t i = 0; d->dirty_households && i < d->o.nhouseholds; i++) {
 		struct household *h = &d->households[i];
 		if (!h->dirty)
 			continue;
@@ -909,32 +941,31 @@ derive_take(struct derive *d, Event ***events, char **devices, char **welfare, c
 		json_array_append_new(wf, o);
 		h->dirty = false;
 	}
-	for (size_t b = 0; b < REPORT_BUCKETS; b++) {
-		struct report **at = &d->reports[b];
-		while (*at != NULL) {
-			struct report *r = *at;
-			if (r->dirty) {
-				json_t *o = json_object();
-				json_object_set_new(o, "community_id", json_string(r->community));
-				json_object_set_new(o, "report_id", json_string(r->id));
-				json_object_set_new(o, "building", json_string(r->building));
-				json_object_set_new(o, "door", json_string(r->door));
-				json_object_set_new(o, "category", json_string(r->category));
-				json_object_set_new(o, "opened_us", us_or_null(r->opened_us));
-				json_object_set_new(o, "deadline_us", us_or_null(r->deadline_us));
-				json_object_set_new(o, "handled_us", us_or_null(r->handled_us));
-				json_object_set_new(o, "closed_us", us_or_null(r->closed_us));
-				json_object_set_new(o, "overdue_us", us_or_null(r->overdue_us));
-				json_array_append_new(rp, o);
-				r->dirty = false;
-			}
-			/* Handled or closed and written: nothing more to watch. */
-			if (r->handled_us != 0 || r->closed_us != 0) {
-				*at = r->next;
-				report_free(r);
-			} else {
-				at = &r->next;
-			}
+	d->dirty_households = false;
+	while (d->dirty_reports != NULL) {
+		struct report *r = d->dirty_reports;
+		d->dirty_reports = r->next_dirty;
+		r->listed = false;
+		if (r->dirty) {
+			json_t *o = json_object();
+			json_object_set_new(o, "community_id", json_string(r->community));
+			json_object_set_new(o, "report_id", json_string(r->id));
+			json_object_set_new(o, "building", json_string(r->building));
+			json_object_set_new(o, "door", json_string(r->door));
+			json_object_set_new(o, "category", json_string(r->category));
+			json_object_set_new(o, "opened_us", us_or_null(r->opened_us));
+			json_object_set_new(o, "deadline_us", us_or_null(r->deadline_us));
+			json_object_set_new(o, "handled_us", us_or_null(r->handled_us));
+			json_object_set_new(o, "closed_us", us_or_null(r->closed_us));
+			json_object_set_new(o, "overdue_us", us_or_null(r->overdue_us));
+			json_array_append_new(rp, o);
+			r->dirty = false;
+		}
+		/* Handled or closed, and written: nothing more to watch. */
+		if (r->handled_us != 0 || r->closed_us != 0) {
+			struct report **at = report_slot(d, r->community, r->id);
+			*at = r->next;
+			report_free(r);
 		}
 	}
 	*devices = dump_or_null(dv);
@@ -952,12 +983,12 @@ derive_retake(struct derive *d)
 {
 	for (size_t b = 0; b < DEVICE_BUCKETS; b++)
 		for (struct device *v = d->devices[b]; v != NULL; v = v->next)
-			v->dirty = true;
+			touch_device(d, v);
 	for (size_t i = 0; i < d->o.nhouseholds; i++)
-		d->households[i].dirty = true;
+		touch_household(d, &d->households[i]);
 	for (size_t b = 0; b < REPORT_BUCKETS; b++)
 		for (struct report *r = d->reports[b]; r != NULL; r = r->next)
-			r->dirty = true;
+			touch_report(d, r);
 }
 
 size_t
@@ -1094,11 +1125,11 @@ derive_load(struct derive *d, const char *devices, const char *welfare, const ch
 			continue;
 		if (v->cls == 0 && def->device_class > 0) {
 			v->cls = def->device_class;
-			v->dirty = true;
+			touch_device(d, v);
 		}
 		if (v->expected != def->expected) {
 			v->expected = def->expected;
-			v->dirty = true;
+			touch_device(d, v);
 		}
 		v->timeout_us = def->timeout_us;
 		v->declared = true;
@@ -1107,7 +1138,7 @@ derive_load(struct derive *d, const char *devices, const char *welfare, const ch
 		for (struct device *v = d->devices[b]; v != NULL; v = v->next) {
 			if (v->expected && !v->declared) {
 				v->expected = false;
-				v->dirty = true;
+				touch_device(d, v);
 			}
 		}
 	}
@@ -1116,7 +1147,7 @@ derive_load(struct derive *d, const char *devices, const char *welfare, const ch
 		struct household *h = &d->households[k];
 		if (h->window_start_us == 0) {
 			h->window_start_us = now_us;
-			h->dirty = true;
+			touch_household(d, h);
 		}
 	}
 	return 0;
