@@ -189,11 +189,13 @@ const struct config_key config_keys[] = {
 	  .min = 0, .max = 64, .def = "",
 	  .offset = ROUTE_FIELD(decoder), .instanced = true, .required = true,
 	  .help = "payload format: access, hikvision, dahua, camera_alarm, peephole, gateway, z2m_device, "
-	      "z2m_availability, z2m_bridge, shelly_sensor, shelly_online or tasmota_lwt; required" },
+	      "z2m_availability, z2m_bridge, shelly_sensor, shelly_online, tasmota_lwt or report; "
+	      "required" },
 	{ .section = "route", .name = "class", .type = CFG_STRING,
 	  .min = 0, .max = 64, .def = "",
 	  .offset = ROUTE_FIELD(device_class), .instanced = true, .required = true,
-	  .help = "device class: access_gate, vehicle_barrier, camera, door_sensor, peephole or gateway; required" },
+	  .help = "device class: access_gate, vehicle_barrier, camera, door_sensor, peephole, gateway "
+	      "or report_point; required" },
 	{ .section = "route", .name = "community", .type = CFG_STRING,
 	  .min = 0, .max = 255, .def = "",
 	  .offset = ROUTE_FIELD(community), .instanced = true,

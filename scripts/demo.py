@@ -107,6 +107,9 @@ def describe(record: dict) -> str:
     elif "status" in record:
         s = record["status"]
         body = f"{s.get('state', '').replace('DEVICE_STATE_', '').lower()} via {s.get('source', '').replace('STATUS_SOURCE_', '').lower()}"
+    elif "report" in record:
+        r = record["report"]
+        body = f"report {r.get('reportId', '?')} ({r.get('category', '?')}), door {r.get('door', '?')}"
     return f"{kind:<18} {sev:<8} {record.get('vendor', ''):<11} {record.get('deviceId', '')}: {body}"
 
 

@@ -153,6 +153,7 @@ class StreamBuilder:
         "hik_access": 20, "dahua_access": 12, "hik_heartbeat": 5, "anpr": 15,
         "camera": 8, "peephole": 8, "gateway_hb": 6, "gateway_lwt": 2,
         "z2m_state": 14, "z2m_avail": 4.8, "z2m_bridge": 0.2, "shelly": 2, "tasmota": 1,
+        "report": 2,
     }
     MALFORMED_SHARE = 0.05
 
@@ -327,6 +328,24 @@ class StreamBuilder:
                            cls="gateway", etype="device_offline", sev="notice",
                            vendor="zigbee2mqtt", comm="c-0001", dev="zigbee2mqtt/bridge",
                            stable=False)
+
+    def _report(self, j, d, t):
+        # a QR code per door; each message another report, in turn opened,
+        # handled and closed, with the times in the forms of the samples
+        dev, comm = f"QR-B{d % 20:02d}-U{d % 4}-{d:03d}", community(d)
+        etype = ("report_opened", "report_handled", "report_closed")[j % 3]
+        o = json.loads(json.dumps(FIXTURES[f"resident_{etype}"]))
+        o.update(report_id=f"RP-{self.t0}-{j:06d}", door=f"B{d % 20:02d}-U{d % 4}-east")
+        if etype == "report_opened":
+            o.update(opened_at=iso8(t), deadline=iso8(t + 86400))
+        elif etype == "report_handled":
+            o.update(opened_at=iso8(t - 3600), deadline=iso8(t + 82800), handled_at=iso8(t))
+        else:
+            o.update(opened_at=(t - 7200) * 1000, deadline=(t + 79200) * 1000,
+                     handled_at=(t - 600) * 1000, closed_at=t * 1000)
+        return self._event("report", f"sac/{comm}/report/{dev}/event", o, t=t,
+                           route="resident-reports", cls="report_point", etype=etype,
+                           sev="info", vendor="report", comm=comm, dev=dev)
 
     # ---- malformed messages (each payload unique: the key is the payload)
 
@@ -831,6 +850,14 @@ def check_records(stream: Stream, pg, per_kind: int = 25) -> int:
             if (ev.camera_alarm.vendor_event_id, ev.camera_alarm.estimated_floor.value) != (
                     o["eventId"], o["estimatedFloor"]):
                 problems.append(f"camera alarm body {ev.camera_alarm} vs {o['eventId']}")
+        elif m.kind == "report":
+            o = json.loads(m.payload)
+            r = ev.report
+            if (r.report_id, r.door, r.building, r.category) != (
+                    o["report_id"], o["door"], o["building"], o["category"]) or \
+                    ev.event_time_us != m.event_time_us or r.opened_us == 0 or \
+                    r.deadline_us <= r.opened_us:
+                problems.append(f"report body {r} vs {o}")
         elif m.kind == "hik_access":
             o = json.loads(m.payload)["AccessControllerEvent"]
             if ev.person.person_ref != o["employeeNoString"]:
@@ -918,7 +945,7 @@ def test_mixed_stream_every_message_stored_once(daemon, ingest_broker, private_p
     assert reasons == collections.Counter(m.reason for m in stream.messages if m.quarantined)
     classes = {e["device_class"] for e in out.events}
     assert classes == {"access_gate", "vehicle_barrier", "camera", "door_sensor", "peephole",
-                       "gateway"}, classes
+                       "gateway", "report_point"}, classes
     assert db_query(pg, "SELECT count(*) - count(DISTINCT id) FROM events") == [(0,)]
     sampled = check_records(stream, pg)
     check_final_state(pg, ctl, st)
