@@ -291,3 +291,58 @@ class = camera
     ids = [r["id"] for r in derived(pg)]
     assert len(set(ids)) == len(ids)
     assert all(uuid.UUID(i).version == 8 for i in ids)
+
+
+def report(kind: str, report_id: str, **times) -> tuple[str, bytes]:
+    """A report platform's message; times as epoch seconds."""
+    doc = {"type": kind, "report_id": report_id, "building": "B03", "door": "B03-U2-east",
+           "category": "lighting"}
+    doc.update({k: int(v) for k, v in times.items()})
+    return f"sac/{COMMUNITY}/report/qr-b03-u2/event", json.dumps(doc).encode()
+
+
+def reports(pg) -> dict[str, dict]:
+    cols = ("report_id", "opened_at", "deadline", "handled_at", "closed_at", "overdue_at")
+    rows = db_query(pg, f"SELECT {', '.join(cols)} FROM resident_reports")
+    return {r[0]: dict(zip(cols, r)) for r in rows}
+
+
+def test_overdue_reports(daemon, mosquitto, private_postgres, tmp_path):
+    pg = private_postgres
+    clock = Clock(tmp_path / "clock-offset")
+    conf = tmp_path / "gridbridge.conf"
+    conf.write_text(config(tmp_path, mosquitto, pg, clock))
+    start_daemon(daemon, conf)
+    daemon.wait_log(r'msg="derived state loaded"', timeout=20)
+    now = time.time()
+    publish(mosquitto,
+            report("report_opened", "R-late", opened_at=now - 60, deadline=now + HOUR),
+            report("report_opened", "R-ontime", opened_at=now - 60, deadline=now + HOUR),
+            report("report_handled", "R-ontime", opened_at=now - 60, deadline=now + HOUR,
+                   handled_at=now - 30),
+            report("report_opened", "R-closed", opened_at=now - 60, deadline=now + HOUR),
+            report("report_closed", "R-closed", closed_at=now - 10))
+    wait_until(lambda: len(reports(pg)) == 3 and reports(pg)["R-closed"]["closed_at"], 20,
+               "three reports")
+    assert reports(pg)["R-ontime"]["handled_at"] is not None
+    clock.set(HOUR - 60)
+    settle(daemon)
+    assert derived(pg, "reports") == []
+
+    clock.set(HOUR + 5)
+    wait_until(lambda: derived(pg, "reports"), 20, "the overdue report")
+    settle(daemon)
+    overdue = derived(pg, "reports")
+    assert [(r["type"], r["attrs"]["report"]["reportId"]) for r in overdue] == \
+        [("report_overdue", "R-late")]
+    assert abs(overdue[0]["time"] - (int(now) + HOUR)) < 1
+    assert reports(pg)["R-late"]["overdue_at"] is not None
+
+    # Raised once: not again after a restart, nor when it is handled late.
+    assert daemon.stop() == 0
+    start_daemon(daemon, conf)
+    daemon.wait_log(r'msg="derived state loaded"', timeout=20)
+    publish(mosquitto, report("report_handled", "R-late", handled_at=now + HOUR + 2))
+    wait_until(lambda: reports(pg)["R-late"]["handled_at"] is not None, 20, "handled late")
+    settle(daemon)
+    assert len(derived(pg, "reports")) == 1
