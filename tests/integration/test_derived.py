@@ -6,14 +6,21 @@ waiting (no test sleeps for a real threshold):
      exactly one inactivity alert; a restart inside the window raises no
      second one; the repeat comes at its time; the door opens: one
      activity_resumed event; the alerts and the registry's transitions
-     reach the HTTPS endpoint through the rules;
+     reach the HTTPS endpoint through the shipped rules (the raw
+     availability message does not); a peephole event of the household
+     is given the household;
   2. a household's sensor goes offline (availability): one sensor_offline
      event and no inactivity alert while it is offline;
   3. the registry: an LWT takes a gateway offline, a heartbeat timeout an
      access gate, its next message brings it back after the hold-down; an
      availability flapping within the hold-down makes no event; a declared
      device never heard from is reported offline once; a repeated report of
-     the same state is no transition; `devices` rows say what happened.
+     the same state is no transition; `devices` rows say what happened;
+  4. a heartbeat timeout for a device of each class, and the LWT and
+     availability messages of Shelly and Tasmota devices;
+  5. resident reports: one overdue event for a report not handled by its
+     deadline, none for reports handled or closed in time, not again after
+     a restart or when it is handled late.
 """
 
 from __future__ import annotations
@@ -54,6 +61,13 @@ class Clock:
         return time.time() + self.offset
 
 
+def shipped_rules() -> str:
+    """The [forward.rule ...] sections of the shipped configuration."""
+    text = (services.REPO_ROOT / "conf" / "gridbridge.conf").read_text()
+    return "".join("\n" + chunk.strip("\n") + "\n" for chunk in text.split("\n\n")
+                   if chunk.lstrip("\n").startswith("[forward.rule "))
+
+
 def config(tmp_path, broker, pg, clock, *, extra: str = "", registry: dict | None = None,
            endpoint=None) -> str:
     text = daemon_config(tmp_path, broker, store_db=pg, routes=True, subscribe=("#",))
@@ -62,13 +76,11 @@ def config(tmp_path, broker, pg, clock, *, extra: str = "", registry: dict | Non
     reg.update(registry or {})
     text += "\n[registry]\n" + "".join(f"{k} = {v}\n" for k, v in reg.items())
     if endpoint is not None:
-        text += (f"\n[forward.target platform]\nurl = {endpoint.url}\n"
+        # the shipped target's name and rules, pointed at the endpoint
+        text += (f"\n[forward.target police]\nurl = {endpoint.url}\n"
                  f"ca_file = {endpoint.ca_file}\ncert_file = {endpoint.client_cert}\n"
                  f"key_file = {endpoint.client_key}\nretry_base_ms = 100\nretry_cap_ms = 1000\n"
-                 "\n[forward.rule welfare]\ntarget = platform\npriority = 8\n"
-                 "event_type = welfare_alert\n"
-                 "\n[forward.rule device-status]\ntarget = platform\npriority = 5\n"
-                 "event_type = device_online, device_offline\nroute = registry\n")
+                 + shipped_rules())
     return text + extra
 
 
@@ -142,8 +154,15 @@ def test_welfare_inactivity_restart_resumed(daemon, mosquitto, private_postgres,
 [welfare grandma-1502]
 community = {COMMUNITY}
 door_sensors = {DOOR}
+peephole = PH-1502
 inactive_hours = 1
 repeat_hours = 1
+
+[route peephole-c1]
+pattern = peep/{{device}}/event
+decoder = peephole
+class = peephole
+community = {COMMUNITY}
 """))
     start_daemon(daemon, conf)
     daemon.wait_log(r'msg="derived state loaded"', timeout=20)
@@ -185,10 +204,22 @@ repeat_hours = 1
     settle(daemon)
     assert len(welfare(pg)) == 3
 
-    # Through the rules to the endpoint: the alerts and the transition.
+    # Through the shipped rules to the endpoint: the alerts and the
+    # transition, not the raw availability message.
     want = {r["id"] for r in welfare(pg)} | {r["id"] for r in derived(pg, "registry")}
     got = lambda: {i for req in https_endpoint.requests for i in batch_ids(req)}  # noqa: E731
     wait_until(lambda: want <= got(), 30, "the derived events forwarded")
+    raw = db_query(pg, "SELECT id::text FROM events WHERE route = 'z2m-availability'")
+    assert raw and not {r[0] for r in raw} & got()
+
+    # The household's peephole: its linger event is given the household.
+    publish(mosquitto, ("peep/PH-1502/event", json.dumps({
+        "deviceId": "PH-1502", "event": "linger", "eventCode": 4, "durationSec": 40,
+        "dateTime": "2025-03-18T22:14:09+08:00"}).encode()))
+    wait_until(lambda: db_query(pg, "SELECT attrs FROM events WHERE device_id = 'PH-1502' AND route = 'peephole-c1'"),
+               20, "the peephole event")
+    attrs = db_query(pg, "SELECT attrs FROM events WHERE device_id = 'PH-1502' AND route = 'peephole-c1'")[0][0]
+    assert attrs["peephole"]["household"] == "grandma-1502"
 
 
 def test_sensor_offline_is_no_inactivity(daemon, mosquitto, private_postgres, tmp_path):
@@ -346,3 +377,57 @@ def test_overdue_reports(daemon, mosquitto, private_postgres, tmp_path):
     wait_until(lambda: reports(pg)["R-late"]["handled_at"] is not None, 20, "handled late")
     settle(daemon)
     assert len(derived(pg, "reports")) == 1
+
+
+def fixture(name: str) -> tuple[str, bytes]:
+    d = services.FIXTURES_DIR / "devices"
+    return (d / f"{name}.topic.txt").read_text().strip(), (d / f"{name}.json").read_bytes()
+
+
+def test_heartbeat_timeout_each_class(daemon, mosquitto, private_postgres, tmp_path):
+    pg = private_postgres
+    clock = Clock(tmp_path / "clock-offset")
+    classes = ("access_gate", "vehicle_barrier", "camera", "door_sensor", "peephole", "gateway")
+    conf = tmp_path / "gridbridge.conf"
+    conf.write_text(config(tmp_path, mosquitto, pg, clock,
+                           registry={f"heartbeat_timeout_{c}": 60 for c in classes}))
+    start_daemon(daemon, conf)
+    daemon.wait_log(r'msg="derived state loaded"', timeout=20)
+    one_each = {"access_gate": "device_heartbeat_hikvision",
+                "vehicle_barrier": "vehicle_barrier_anpr_hikvision",
+                "camera": "camera_alarm_high_altitude_throwing",
+                "door_sensor": "door_contact_z2m_state",
+                "peephole": "peephole_linger_event", "gateway": "gateway_heartbeat"}
+    publish(mosquitto, *[fixture(n) for n in one_each.values()])
+    wait_until(lambda: len(derived(pg, "registry")) == 6, 20, "six devices online")
+    by_class = lambda: {r[0]: r[1] for r in db_query(  # noqa: E731
+        pg, "SELECT device_class, state FROM devices")}
+    assert by_class() == {c: "online" for c in classes}
+    clock.set(65)
+    wait_until(lambda: set(by_class().values()) == {"offline"}, 20, "all timed out")
+    off = [r for r in derived(pg, "registry") if r["type"] == "device_offline"]
+    assert len(off) == 6
+    assert {r["attrs"]["status"]["source"] for r in off} == {"STATUS_SOURCE_TIMEOUT"}
+
+
+def test_lwt_and_availability_sources(daemon, mosquitto, private_postgres, tmp_path):
+    pg = private_postgres
+    clock = Clock(tmp_path / "clock-offset")
+    conf = tmp_path / "gridbridge.conf"
+    conf.write_text(config(tmp_path, mosquitto, pg, clock))
+    start_daemon(daemon, conf)
+    daemon.wait_log(r'msg="derived state loaded"', timeout=20)
+    publish(mosquitto, ("shellies/door-7/online", b"true"), ("tele/door-8/LWT", b"Online"))
+    wait_until(lambda: len(derived(pg, "registry")) == 2, 20, "both online")
+    publish(mosquitto, ("shellies/door-7/online", b"false"), ("tele/door-8/LWT", b"Offline"))
+    wait_until(lambda: len(derived(pg, "registry")) == 4, 20, "both offline")
+    # Told again: no transition.
+    publish(mosquitto, ("tele/door-8/LWT", b"Offline"), ("shellies/door-7/online", b"false"))
+    settle(daemon)
+    events = [(r["device"], r["type"], r["attrs"]["status"]["source"])
+              for r in derived(pg, "registry")]
+    assert sorted(events) == sorted([
+        ("door-7", "device_online", "STATUS_SOURCE_AVAILABILITY"),
+        ("door-7", "device_offline", "STATUS_SOURCE_AVAILABILITY"),
+        ("door-8", "device_online", "STATUS_SOURCE_LWT"),
+        ("door-8", "device_offline", "STATUS_SOURCE_LWT")]), events
