@@ -524,7 +524,11 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (p->o.clock_offset_file != NULL && p->o.clock_offset_file[0] != '\0')
 		read_clock_offset(p->o.clock_offset_file);
-	if (p->o.derive != NULL && p->derived_loaded && p->ready) {
+	/* Not while records wait in the journal unread (the database was
+	 * away, or a backlog is being stored): a device whose messages are
+	 * there is not silent. The clock catches up once they are read. */
+	if (p->o.derive != NULL && p->derived_loaded && p->ready && !p->catching_up &&
+	    store_ready(p->store)) {
 		derive_tick(p->o.derive, util_wall_us());
 		/* Not while a record batch fills: it goes first. */
 		if (p->cur == NULL)
