@@ -74,7 +74,8 @@ usage_devices(FILE *out)
 {
 	fprintf(out,
 	    "usage: gridbridgectl [-c FILE] devices [--state online|offline|unknown]\n"
-	    "           [--class CLASS] [--community ID] [--offline-since DURATION|TIME] [--json]\n"
+	    "           [--class CLASS] [--community ID] [--offline-since DURATION|TIME]\n"
+	    "           [--json]\n"
 	    "\n"
 	    "The devices gridbridged has heard from or that the configuration declares\n"
 	    "(expected), by community, class and device; then per community and class\n"
