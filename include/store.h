@@ -17,10 +17,10 @@
  *
  * Of the daemon's files only the store's include libpq-fe.h: store.c the
  * connection and the queue of transactions, store_setup.c schema and
- * maintenance, store_outbox.c the forwarder's queries, store_ctl.c
- * gridbridgectl's (store_ctl.h); their shared internals are in
- * daemon/store_int.h. store_batch.c, the rows as binary array parameters
- * (store_batch.h), is pure: no libpq, no libevent.
+ * maintenance, store_outbox.c the forwarder's queries, store_ctl.c and
+ * store_ctl_derived.c gridbridgectl's (store_ctl.h); their shared
+ * internals are in daemon/store_int.h. store_batch.c, the rows as binary
+ * array parameters (store_batch.h), is pure: no libpq, no libevent.
  */
 #ifndef GRIDBRIDGE_STORE_H
 #define GRIDBRIDGE_STORE_H
