@@ -26,6 +26,7 @@ waiting (no test sleeps for a real threshold):
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 
@@ -338,7 +339,15 @@ def reports(pg) -> dict[str, dict]:
     return {r[0]: dict(zip(cols, r)) for r in rows}
 
 
-def test_overdue_reports(daemon, mosquitto, private_postgres, tmp_path):
+def ctl(build_dir, conf, *args) -> list[dict]:
+    """gridbridgectl ARGS --json: its lines as objects."""
+    r = subprocess.run([str(build_dir / "gridbridgectl"), "-c", str(conf), *args, "--json"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+
+
+def test_overdue_reports(daemon, mosquitto, private_postgres, tmp_path, build_dir):
     pg = private_postgres
     clock = Clock(tmp_path / "clock-offset")
     conf = tmp_path / "gridbridge.conf"
@@ -377,6 +386,10 @@ def test_overdue_reports(daemon, mosquitto, private_postgres, tmp_path):
     wait_until(lambda: reports(pg)["R-late"]["handled_at"] is not None, 20, "handled late")
     settle(daemon)
     assert len(derived(pg, "reports")) == 1
+    # The on-time rate: two of three done by their deadline.
+    total = [x for x in ctl(build_dir, conf, "reports") if x["type"] == "total"][0]
+    assert (total["opened"], total["on_time"], total["late"]) == (3, 2, 1), total
+    assert total["on_time_percent"] == 66.7
 
 
 def fixture(name: str) -> tuple[str, bytes]:
@@ -384,7 +397,8 @@ def fixture(name: str) -> tuple[str, bytes]:
     return (d / f"{name}.topic.txt").read_text().strip(), (d / f"{name}.json").read_bytes()
 
 
-def test_heartbeat_timeout_each_class(daemon, mosquitto, private_postgres, tmp_path):
+def test_heartbeat_timeout_each_class(daemon, mosquitto, private_postgres, tmp_path,
+                                      build_dir):
     pg = private_postgres
     clock = Clock(tmp_path / "clock-offset")
     classes = ("access_gate", "vehicle_barrier", "camera", "door_sensor", "peephole", "gateway")
@@ -403,11 +417,18 @@ def test_heartbeat_timeout_each_class(daemon, mosquitto, private_postgres, tmp_p
     by_class = lambda: {r[0]: r[1] for r in db_query(  # noqa: E731
         pg, "SELECT device_class, state FROM devices")}
     assert by_class() == {c: "online" for c in classes}
+    rates = [x for x in ctl(build_dir, conf, "devices") if x["type"] == "online_rate"]
+    assert {(x["class"], x["online"], x["total"]) for x in rates} == {(c, 1, 1) for c in classes}
     clock.set(65)
     wait_until(lambda: set(by_class().values()) == {"offline"}, 20, "all timed out")
     off = [r for r in derived(pg, "registry") if r["type"] == "device_offline"]
     assert len(off) == 6
     assert {r["attrs"]["status"]["source"] for r in off} == {"STATUS_SOURCE_TIMEOUT"}
+    listed = [x for x in ctl(build_dir, conf, "devices", "--state", "offline")
+              if x["type"] == "device"]
+    assert len(listed) == 6
+    assert {x["online"] for x in ctl(build_dir, conf, "devices")
+            if x["type"] == "online_rate"} == {0}
 
 
 def test_lwt_and_availability_sources(daemon, mosquitto, private_postgres, tmp_path):
