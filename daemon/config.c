@@ -939,6 +939,7 @@ struct parse;
 static void finish_target(struct parse *p, void *inst);
 static void finish_viid_device(struct parse *p, void *inst);
 static void finish_welfare(struct parse *p, void *inst);
+static void finish_route(struct parse *p, void *inst);
 
 /* The kinds of [TYPE NAME] sections and where their arrays live. */
 struct instance_type {
@@ -952,7 +953,8 @@ struct instance_type {
 
 static const struct instance_type instance_types[] = {
 	{ .type = "route", .size = sizeof(struct config_route),
-	  .array = CONFIG_FIELD(routes), .count = CONFIG_FIELD(nroutes) },
+	  .array = CONFIG_FIELD(routes), .count = CONFIG_FIELD(nroutes),
+	  .finish = finish_route },
 	{ .type = "forward.target", .size = sizeof(struct config_target),
 	  .array = CONFIG_FIELD(targets), .count = CONFIG_FIELD(ntargets),
 	  .finish = finish_target },
@@ -1296,6 +1298,20 @@ finish_viid_device(struct parse *p, void *inst)
 	if (d->place_code[0] != '\0' && !all_digits(d->place_code, 6))
 		add_error(p->errs, p->name, key_line(p, "place_code"),
 		    "[viid.device %s] place_code: 6 digits expected", d->name);
+}
+
+/* The derived events' routes are not for [route] sections: rules tell
+ * them apart by it. */
+static void
+finish_route(struct parse *p, void *inst)
+{
+	const struct config_route *r = inst;
+	static const char *const reserved[] = { "registry", "welfare", "reports" };
+
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+		if (strcmp(r->name, reserved[i]) == 0)
+			add_error(p->errs, p->name, r->line, "[route %s]: the name is the derived "
+			    "events' route; choose another", r->name);
 }
 
 /* "HH:MM" as minutes after midnight, or -1. */
