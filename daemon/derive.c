@@ -401,9 +401,17 @@ confirm(struct derive *d, struct device *v, enum dstate s, int64_t since, int so
 		d->nonline--;
 	if (s == ST_ONLINE)
 		d->nonline++;
+	/* A device first heard from online is how the registry learns of it,
+	 * not a change anybody waits for: its row says so, no event. */
+	bool quiet = v->state == ST_UNKNOWN && s == ST_ONLINE;
 	v->state = s;
 	v->since_us = since;
 	v->source = source;
+	if (quiet) {
+		if (v->household >= 0)
+			welfare_sensor(d, &d->households[v->household], v, now_us);
+		return;
+	}
 
 	uint8_t id[16];
 	derived_id(id, "registry", v->community, v->id, state_names[s], since, 0);

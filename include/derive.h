@@ -26,8 +26,10 @@
  * other message. A change of state is confirmed once it held for
  * hold_down (a change back within it confirms nothing: flapping), and then
  * makes one device_online or device_offline event (route "registry",
- * vendor "gridbridge") at the time the change began. A report of the
- * state the device is in changes nothing.
+ * vendor "gridbridge") at the time the change began; the first state of a
+ * device heard from online is recorded without an event (it is how the
+ * registry learns of it), one first heard from offline makes one. A report
+ * of the state the device is in changes nothing.
  *
  * Welfare. Each [welfare HOUSEHOLD] watches its door sensors: a door
  * opening is activity. With every sensor online, no activity for

@@ -205,9 +205,9 @@ def derived_report(db, clock_file: Path) -> bool:
                         " WHERE e.vendor = 'gridbridge' ORDER BY e.event_time, e.device_id")
             return cur.fetchall()
 
-    say("-> the events no device sends: the device registry made one transition event "
-        "for each device's first state (an LWT or availability message, or any other "
-        "message), stored and forwarded by the shipped rule device-status:")
+    say("-> the events no device sends: the device registry knows every device heard from "
+        "(one first heard from online is recorded without an event) and made one event per "
+        "change of state, stored and forwarded by the shipped rule device-status:")
     registry = [r for r in rows() if r[0] == "registry"]
     for _, device, kind, attrs, state in registry:
         st = attrs.get("status", {})
