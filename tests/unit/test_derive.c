@@ -558,7 +558,7 @@ fresh(const struct derive_options *o, int64_t now)
 	struct derive *d = derive_new(o);
 
 	if (derive_load(d, NULL, NULL, NULL, now) != 0)
-		printf("# derive_load refused nothing\n");
+		t_report(0, "derive_load takes nothing", __FILE__, __LINE__);
 	return d;
 }
 
@@ -591,7 +591,7 @@ restart(struct derive *d, const struct derive_options *o, const struct db *b, in
 	d = derive_new(o);
 	db_read(b, &dv, &wf, &rp);
 	if (derive_load(d, dv, wf, rp, now) != 0)
-		printf("# derive_load refused the database's rows\n");
+		t_report(0, "derive_load takes the database's rows", __FILE__, __LINE__);
 	free(dv);
 	free(wf);
 	free(rp);
@@ -1409,10 +1409,10 @@ test_night_activity(void)
 	derive_observe(d, ev_door(&m, "door-1", true, t), t);
 	T_INTEQ(take(d, &out), 1);		/* the sensor online */
 	T_INTEQ(count_kind(&out, KIND(NIGHT_ACTIVITY)), 0);
+	/* An opening at 04:59:59.999999 that comes after the one at 05:00 is
+	 * older than the window: not counted, though it was in the night. */
 	t = local(1, 4, 59, 0) + 60 * S - 1;
 	derive_observe(d, ev_door(&m, "door-1", true, t), t);
-	/* (04:59:59.999999 is after 05:00 above: an opening out of order is
-	 * before the window and not counted) */
 	T_INTEQ(take(d, &out), 0);
 	t = local(2, 1, 0, 0);
 	derive_observe(d, ev_door(&m, "door-1", true, t), t);
@@ -2384,6 +2384,25 @@ known_bug_replayed_flap(void)
 	out_clear(&out);
 	derive_free(d);
 	db_free(&b);
+}
+
+/* Damaged state rather than what PostgreSQL gives: derive_load takes an
+ * array of anything. Elements that are not objects become devices with
+ * empty ids, and the same device twice becomes two registry entries
+ * (load_device calls device_add without device_find), each counted, each
+ * ticking and deriving the same events. Expected one device ("", "a");
+ * there are four. */
+void known_bug_load_takes_any_row(void);
+void
+known_bug_load_takes_any_row(void)
+{
+	struct derive_options o = opts();
+	struct derive *d = derive_new(&o);
+
+	T_INTEQ(derive_load(d, "[1, 2, {\"device_id\": \"a\"}, {\"device_id\": \"a\"}]", NULL,
+	    NULL, T0), 0);
+	T_INTEQ(derive_devices(d, NULL), 1);
+	derive_free(d);
 }
 
 /* derive.c adds windows and timeouts to times without checking for
