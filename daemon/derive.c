@@ -29,6 +29,12 @@ typedef Gridbridge__V1__Event Event;
 #define DEVICE_BUCKETS 4096
 #define REPORT_BUCKETS 1024
 #define US 1000000LL
+/* Times outside year 1970..9999 are taken as its ends: no sum of a time
+ * and a duration can overflow. */
+#define TIME_MAX_US (253402300799LL * US)
+/* A handled or closed report is kept this long (a late duplicate of its
+ * opening must not open it again), then forgotten. */
+#define REPORT_KEEP_US (24 * 3600 * US)
 
 enum dstate { ST_NONE = -1, ST_UNKNOWN = 0, ST_ONLINE = 1, ST_OFFLINE = 2 };
 static const char *const state_names[] = { "unknown", "online", "offline" };
@@ -64,10 +70,14 @@ struct device {
 
 struct household {
 	const struct derive_household *def;	/* in d->o */
+	struct device **sensors;	/* def->sensors' devices; NULL: not heard from */
+	size_t nsensors;
 	int64_t last_activity_us;	/* 0: none seen */
 	int64_t window_start_us;
 	int alerts;			/* inactivity alerts raised in this window */
-	bool sensor_offline;
+	int64_t alert_window_us;	/* the window of an alert not closed yet; 0: none */
+	bool sensor_offline;		/* told for the outage under way */
+	bool watching;			/* every sensor online */
 	int64_t night_start_us;		/* the night the openings were counted in */
 	int night_openings;
 	bool night_alerted;
@@ -79,6 +89,7 @@ struct report {
 	char *community, *id;
 	char *device, *building, *door, *category;
 	int64_t opened_us, deadline_us, handled_us, closed_us, overdue_us;
+	int64_t done_seen_us;		/* when it was known handled or closed (our clock) */
 	bool dirty;			/* to be written */
 	bool listed;			/* on the dirty list */
 	struct report *next_dirty;
@@ -116,6 +127,12 @@ hash2(const char *a, const char *b)
 	for (const char *p = b; *p != '\0'; p++)
 		h = (h ^ (uint8_t)*p) * 16777619u;
 	return h;
+}
+
+static int64_t
+clamp_us(int64_t t)
+{
+	return t < 0 ? 0 : t > TIME_MAX_US ? TIME_MAX_US : t;
 }
 
 static char *
@@ -178,12 +195,14 @@ derived_id(uint8_t id[16], const char *rule, const char *a, const char *b, const
 	id[8] = (uint8_t)((id[8] & 0x3f) | 0x80);	/* variant 10 */
 }
 
+static int64_t clamp_us(int64_t t);
+
 static int64_t
 json_us(json_t *o, const char *key)
 {
 	json_t *v = json_object_get(o, key);
 
-	return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+	return json_is_integer(v) ? clamp_us((int64_t)json_integer_value(v)) : 0;
 }
 
 static const char *
@@ -312,16 +331,22 @@ derive_event_free(Event *ev)
 static void welfare_sensor(struct derive *d, struct household *h, const struct device *v,
     int64_t now_us);
 
+/* The household whose sensor (community, device) is, and which of its
+ * sensors in *k; -1: none. */
 static int
-household_of(const struct derive *d, const char *community, const char *device)
+household_of(const struct derive *d, const char *community, const char *device, size_t *k)
 {
 	for (size_t i = 0; i < d->o.nhouseholds; i++) {
 		const struct derive_household *h = &d->hdefs[i];
 		if (h->community[0] != '\0' && strcmp(h->community, community) != 0)
 			continue;
-		for (size_t k = 0; h->sensors[k] != NULL; k++)
-			if (strcmp(h->sensors[k], device) == 0)
+		for (size_t j = 0; h->sensors[j] != NULL; j++) {
+			if (strcmp(h->sensors[j], device) == 0) {
+				if (k != NULL)
+					*k = j;
 				return (int)i;
+			}
+		}
 	}
 	return -1;
 }
@@ -357,7 +382,10 @@ device_add(struct derive *d, const char *community, const char *id, int cls, int
 	v->state = ST_UNKNOWN;
 	v->pending = ST_NONE;
 	v->battery = v->lq = -1;
-	v->household = household_of(d, community, id);
+	size_t k;
+	v->household = household_of(d, community, id, &k);
+	if (v->household >= 0 && d->households[v->household].sensors[k] == NULL)
+		d->households[v->household].sensors[k] = v;
 	for (size_t i = 0; i < d->o.ndevices; i++) {
 		const struct derive_device_def *def = &d->defs[i];
 		if (strcmp(def->device, id) == 0 && strcmp(def->community, community) == 0) {
@@ -498,7 +526,7 @@ registry_observe(struct derive *d, const Event *ev, int64_t now_us)
 	if (v == NULL && (v = device_add(d, ev->community_id, ev->device_id, ev->device_class,
 	    now_us)) == NULL)
 		return;
-	int64_t t = ev->received_time_us;
+	int64_t t = clamp_us(ev->received_time_us);
 	if (set_str(&v->route, ev->route))
 		touch_device(d, v);
 	if (set_str(&v->vendor, ev->vendor))
@@ -549,10 +577,15 @@ registry_observe(struct derive *d, const Event *ev, int64_t now_us)
 
 static Event *
 welfare_event(const struct household *h, const uint8_t id[16], int kind, int severity,
-    const char *sensor, int64_t at_us, int64_t now_us)
+    const struct device *sensor, int64_t at_us, int64_t now_us)
 {
 	const struct derive_household *def = h->def;
-	Event *ev = new_event(id, def->community, sensor != NULL ? sensor : def->sensors[0],
+	const struct device *v = sensor != NULL ? sensor : h->sensors[0];
+	const char *device = v != NULL ? v->id : def->sensors[0];
+	/* A household without a community has its sensor's. */
+	const char *community = def->community[0] != '\0' || v == NULL ? def->community :
+	    v->community;
+	Event *ev = new_event(id, community, device,
 	    GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_DOOR_SENSOR,
 	    GRIDBRIDGE__V1__EVENT_TYPE__EVENT_TYPE_WELFARE_ALERT, severity, "welfare", at_us, now_us);
 	Gridbridge__V1__WelfareAlert *w = util_calloc(1, sizeof(*w));
@@ -562,7 +595,7 @@ welfare_event(const struct household *h, const uint8_t id[16], int kind, int sev
 	w->household = dup(def->name);
 	w->last_activity_us = h->last_activity_us;
 	w->window_sec = def->inactive_us / US;
-	w->sensor_device_id = dup(sensor != NULL ? sensor : def->sensors[0]);
+	w->sensor_device_id = dup(device);
 	w->window_start_us = h->window_start_us;
 	ev->body_case = GRIDBRIDGE__V1__EVENT__BODY_WELFARE;
 	ev->welfare = w;
@@ -571,38 +604,37 @@ welfare_event(const struct household *h, const uint8_t id[16], int kind, int sev
 
 /* Are all the household's sensors online? */
 static bool
-sensors_online(const struct derive *d, const struct household *h)
+sensors_online(const struct household *h)
 {
-	for (size_t k = 0; h->def->sensors[k] != NULL; k++) {
-		const struct device *v = device_find(d, h->def->community, h->def->sensors[k]);
-		if (v == NULL || v->state != ST_ONLINE)
+	for (size_t k = 0; k < h->nsensors; k++)
+		if (h->sensors[k] == NULL || h->sensors[k]->state != ST_ONLINE)
 			return false;
-	}
-	return true;
+	return h->nsensors > 0;
 }
 
 /* A sensor of `h` changed state (confirmed): offline raises one
- * sensor_offline event; all online again starts a new window. */
+ * sensor_offline event for the outage; all online starts the watch, and
+ * with it a new window (the time nobody could watch is not inactivity). */
 static void
 welfare_sensor(struct derive *d, struct household *h, const struct device *v, int64_t now_us)
 {
 	uint8_t id[16];
 
 	if (v->state == ST_OFFLINE) {
+		h->watching = false;
+		touch_household(d, h);
 		if (h->sensor_offline)
 			return;
 		h->sensor_offline = true;
-		touch_household(d, h);
 		derived_id(id, "welfare-offline", h->def->name, v->id, "", v->since_us, 0);
 		emit(d, welfare_event(h, id, GRIDBRIDGE__V1__WELFARE_KIND__WELFARE_KIND_SENSOR_OFFLINE,
-		    GRIDBRIDGE__V1__SEVERITY__SEVERITY_WARNING, v->id, v->since_us, now_us));
+		    GRIDBRIDGE__V1__SEVERITY__SEVERITY_WARNING, v, v->since_us, now_us));
 		return;
 	}
-	if (v->state == ST_ONLINE && sensors_online(d, h)) {
-		bool was = h->sensor_offline;
+	if (v->state == ST_ONLINE && !h->watching && sensors_online(h)) {
+		h->watching = true;
 		h->sensor_offline = false;
-		/* The time it could not watch does not count as inactivity. */
-		if (was && v->since_us > h->window_start_us) {
+		if (v->since_us > h->window_start_us) {
 			h->window_start_us = v->since_us;
 			h->alerts = 0;
 		}
@@ -637,27 +669,33 @@ night_of(const struct derive_household *def, int64_t t)
 	return ((start_day * 86400 + (int64_t)s * 60) - def->tz_offset_s) * US;
 }
 
-/* A door of `h` opened at `t` (the event's time). */
+/* A door of `h` opened at `t`: activity. It closes an alert not yet
+ * closed and starts a new window (unless it is older than the window,
+ * which began when the sensors were online again), and counts for the
+ * night. An opening not after the last one is a replay: nothing. */
 static void
-welfare_opened(struct derive *d, struct household *h, const char *sensor, int64_t t,
+welfare_opened(struct derive *d, struct household *h, const struct device *sensor, int64_t t,
     int64_t now_us)
 {
 	uint8_t id[16];
 
-	if (t < h->window_start_us)
-		return;		/* before the window: a replay, or a late clock */
-	if (h->alerts > 0) {
-		derived_id(id, "welfare-resumed", h->def->name, "", "", h->window_start_us, 0);
+	if (h->last_activity_us != 0 && t <= h->last_activity_us)
+		return;
+	h->last_activity_us = t;
+	touch_household(d, h);
+	if (h->alert_window_us != 0) {
+		derived_id(id, "welfare-resumed", h->def->name, "", "", h->alert_window_us, 0);
 		Event *ev = welfare_event(h, id,
 		    GRIDBRIDGE__V1__WELFARE_KIND__WELFARE_KIND_ACTIVITY_RESUMED,
 		    GRIDBRIDGE__V1__SEVERITY__SEVERITY_INFO, sensor, t, now_us);
-		ev->welfare->last_activity_us = t;
+		ev->welfare->window_start_us = h->alert_window_us;
 		emit(d, ev);
+		h->alert_window_us = 0;
 	}
-	h->last_activity_us = t;
-	h->window_start_us = t;
-	h->alerts = 0;
-	touch_household(d, h);
+	if (t >= h->window_start_us) {
+		h->window_start_us = t;
+		h->alerts = 0;
+	}
 
 	int64_t night = night_of(h->def, t);
 	if (night == 0)
@@ -683,15 +721,13 @@ welfare_tick(struct derive *d, struct household *h, int64_t now_us)
 {
 	const struct derive_household *def = h->def;
 
-	if (h->sensor_offline || h->window_start_us == 0 || !sensors_online(d, h))
+	if (!h->watching || h->window_start_us == 0)
 		return;
 	int64_t due = h->window_start_us + def->inactive_us;
 	if (now_us < due)
 		return;
 	/* After a downtime, the repeat due now; not each one missed. */
 	int64_t k = def->repeat_us > 0 ? (now_us - due) / def->repeat_us : 0;
-	if (k > 1000000)
-		k = 1000000;
 	if (h->alerts > k)
 		return;
 	uint8_t id[16];
@@ -701,6 +737,7 @@ welfare_tick(struct derive *d, struct household *h, int64_t now_us)
 	ev->welfare->repeat = (int32_t)k;
 	emit(d, ev);
 	h->alerts = (int)k + 1;
+	h->alert_window_us = h->window_start_us;
 	touch_household(d, h);
 }
 
@@ -757,37 +794,40 @@ merge_us(struct derive *d, struct report *r, int64_t *dst, int64_t v)
 }
 
 static void
-report_observe(struct derive *d, const Event *ev)
+set_text(struct derive *d, struct report *r, char **dst, const char *v)
+{
+	if (v != NULL && v[0] != '\0' && set_str(dst, v))
+		touch_report(d, r);
+}
+
+static void
+report_observe(struct derive *d, const Event *ev, int64_t now_us)
 {
 	const Gridbridge__V1__ResidentReport *rr = ev->report;
 
 	if (rr == NULL || rr->report_id == NULL || rr->report_id[0] == '\0')
 		return;
 	struct report *r = report_get(d, ev->community_id, rr->report_id);
-	if (set_str(&r->device, ev->device_id))
-		touch_report(d, r);
-	if (rr->building != NULL && rr->building[0] != '\0')
-		if (set_str(&r->building, rr->building))
-		touch_report(d, r);
-	if (rr->door != NULL && rr->door[0] != '\0')
-		if (set_str(&r->door, rr->door))
-		touch_report(d, r);
-	if (rr->category != NULL && rr->category[0] != '\0')
-		if (set_str(&r->category, rr->category))
-		touch_report(d, r);
-	merge_us(d, r, &r->opened_us, rr->opened_us);
-	merge_us(d, r, &r->deadline_us, rr->deadline_us);
-	merge_us(d, r, &r->handled_us, rr->handled_us);
-	merge_us(d, r, &r->closed_us, rr->closed_us);
+	set_text(d, r, &r->device, ev->device_id);
+	set_text(d, r, &r->building, rr->building);
+	set_text(d, r, &r->door, rr->door);
+	set_text(d, r, &r->category, rr->category);
+	merge_us(d, r, &r->opened_us, clamp_us(rr->opened_us));
+	merge_us(d, r, &r->deadline_us, clamp_us(rr->deadline_us));
+	merge_us(d, r, &r->handled_us, clamp_us(rr->handled_us));
+	merge_us(d, r, &r->closed_us, clamp_us(rr->closed_us));
+	int64_t t = clamp_us(ev->event_time_us);
 	if (ev->event_type == GRIDBRIDGE__V1__EVENT_TYPE__EVENT_TYPE_REPORT_HANDLED &&
 	    r->handled_us == 0)
-		merge_us(d, r, &r->handled_us, ev->event_time_us);
+		merge_us(d, r, &r->handled_us, t);
 	if (ev->event_type == GRIDBRIDGE__V1__EVENT_TYPE__EVENT_TYPE_REPORT_CLOSED &&
 	    r->closed_us == 0)
-		merge_us(d, r, &r->closed_us, ev->event_time_us);
+		merge_us(d, r, &r->closed_us, t);
 	if (ev->event_type == GRIDBRIDGE__V1__EVENT_TYPE__EVENT_TYPE_REPORT_OPENED &&
 	    r->opened_us == 0)
-		merge_us(d, r, &r->opened_us, ev->event_time_us);
+		merge_us(d, r, &r->opened_us, t);
+	if ((r->handled_us != 0 || r->closed_us != 0) && r->done_seen_us == 0)
+		r->done_seen_us = now_us;
 }
 
 static void
@@ -839,32 +879,51 @@ derive_enrich(struct derive *d, Event *ev)
 void
 derive_observe(struct derive *d, const Event *ev, int64_t now_us)
 {
+	now_us = clamp_us(now_us);
 	if (ev->body_case == GRIDBRIDGE__V1__EVENT__BODY_REPORT) {
-		report_observe(d, ev);
+		report_observe(d, ev, now_us);
 		return;
 	}
 	if (ev->device_class == GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_REPORT_POINT)
 		return;		/* a QR code is not a device that comes and goes */
-	registry_observe(d, ev, now_us);
+	/* The opening first: when its message also brings the sensor back
+	 * online, it still closes the alert of before. */
 	if (ev->event_type == GRIDBRIDGE__V1__EVENT_TYPE__EVENT_TYPE_DOOR_OPENED) {
-		const struct device *v = device_find(d, ev->community_id, ev->device_id);
-		int hh = v != NULL ? v->household : household_of(d, ev->community_id, ev->device_id);
+		struct device *v = device_find(d, ev->community_id, ev->device_id);
+		int hh = v != NULL ? v->household : household_of(d, ev->community_id, ev->device_id,
+		    NULL);
+		/* A device clock far off is not when the door opened. */
+		int64_t t = clamp_us(ev->clock_skewed ? ev->received_time_us : ev->event_time_us);
 		if (hh >= 0)
-			welfare_opened(d, &d->households[hh], ev->device_id, ev->event_time_us, now_us);
+			welfare_opened(d, &d->households[hh], v, t, now_us);
 	}
+	registry_observe(d, ev, now_us);
 }
 
 void
 derive_tick(struct derive *d, int64_t now_us)
 {
+	now_us = clamp_us(now_us);
 	for (size_t b = 0; b < DEVICE_BUCKETS; b++)
 		for (struct device *v = d->devices[b]; v != NULL; v = v->next)
 			registry_tick(d, v, now_us);
 	for (size_t i = 0; i < d->o.nhouseholds; i++)
 		welfare_tick(d, &d->households[i], now_us);
-	for (size_t b = 0; b < REPORT_BUCKETS; b++)
-		for (struct report *r = d->reports[b]; r != NULL; r = r->next)
+	for (size_t b = 0; b < REPORT_BUCKETS; b++) {
+		struct report **at = &d->reports[b];
+		while (*at != NULL) {
+			struct report *r = *at;
 			report_tick(d, r, now_us);
+			/* Handled or closed a while ago, and written: forgotten. */
+			if (r->done_seen_us != 0 && !r->listed &&
+			    now_us - r->done_seen_us >= REPORT_KEEP_US) {
+				*at = r->next;
+				report_free(r);
+			} else {
+				at = &r->next;
+			}
+		}
+	}
 }
 
 bool
@@ -942,6 +1001,7 @@ derive_take(struct derive *d, Event ***events, char **devices, char **welfare, c
 		json_object_set_new(o, "last_activity_us", us_or_null(h->last_activity_us));
 		json_object_set_new(o, "window_start_us", json_integer(h->window_start_us));
 		json_object_set_new(o, "alerts", json_integer(h->alerts));
+		json_object_set_new(o, "alert_window_us", us_or_null(h->alert_window_us));
 		json_object_set_new(o, "sensor_offline", json_boolean(h->sensor_offline));
 		json_object_set_new(o, "night_start_us", us_or_null(h->night_start_us));
 		json_object_set_new(o, "night_openings", json_integer(h->night_openings));
@@ -958,6 +1018,7 @@ derive_take(struct derive *d, Event ***events, char **devices, char **welfare, c
 			json_t *o = json_object();
 			json_object_set_new(o, "community_id", json_string(r->community));
 			json_object_set_new(o, "report_id", json_string(r->id));
+			json_object_set_new(o, "device_id", json_string(r->device));
 			json_object_set_new(o, "building", json_string(r->building));
 			json_object_set_new(o, "door", json_string(r->door));
 			json_object_set_new(o, "category", json_string(r->category));
@@ -968,12 +1029,6 @@ derive_take(struct derive *d, Event ***events, char **devices, char **welfare, c
 			json_object_set_new(o, "overdue_us", us_or_null(r->overdue_us));
 			json_array_append_new(rp, o);
 			r->dirty = false;
-		}
-		/* Handled or closed, and written: nothing more to watch. */
-		if (r->handled_us != 0 || r->closed_us != 0) {
-			struct report **at = report_slot(d, r->community, r->id);
-			*at = r->next;
-			report_free(r);
 		}
 	}
 	*devices = dump_or_null(dv);
@@ -1028,9 +1083,11 @@ static void
 load_device(struct derive *d, json_t *o)
 {
 	int cls = index_of(class_names, DERIVE_CLASSES, json_str(o, "device_class"));
-	struct device *v = device_add(d, json_str(o, "community_id"), json_str(o, "device_id"),
-	    cls, json_us(o, "created_us"));
+	const char *community = json_str(o, "community_id"), *id = json_str(o, "device_id");
 
+	if (device_find(d, community, id) != NULL)
+		return;		/* one row per device */
+	struct device *v = device_add(d, community, id, cls, json_us(o, "created_us"));
 	if (v == NULL)
 		return;
 	free(v->route);
@@ -1071,10 +1128,13 @@ load_household(struct derive *d, json_t *o)
 			continue;
 		h->last_activity_us = json_us(o, "last_activity_us");
 		h->window_start_us = json_us(o, "window_start_us");
-		h->alerts = (int)json_us(o, "alerts");
+		int64_t alerts = json_us(o, "alerts");
+		h->alerts = alerts > 100000000 ? 100000000 : (int)alerts;
+		h->alert_window_us = json_us(o, "alert_window_us");
 		h->sensor_offline = json_is_true(json_object_get(o, "sensor_offline"));
 		h->night_start_us = json_us(o, "night_start_us");
-		h->night_openings = (int)json_us(o, "night_openings");
+		int64_t openings = json_us(o, "night_openings");
+		h->night_openings = openings > 100000000 ? 100000000 : (int)openings;
 		h->night_alerted = json_is_true(json_object_get(o, "night_alerted"));
 		h->dirty = false;
 		return;
@@ -1086,6 +1146,7 @@ load_report(struct derive *d, json_t *o)
 {
 	struct report *r = report_get(d, json_str(o, "community_id"), json_str(o, "report_id"));
 
+	set_str(&r->device, json_str(o, "device_id"));
 	set_str(&r->building, json_str(o, "building"));
 	set_str(&r->door, json_str(o, "door"));
 	set_str(&r->category, json_str(o, "category"));
@@ -1112,11 +1173,14 @@ derive_load(struct derive *d, const char *devices, const char *welfare, const ch
 		return -1;
 	}
 	json_array_foreach(dv, i, o)
-		load_device(d, o);
+		if (json_is_object(o))
+			load_device(d, o);
 	json_array_foreach(wf, i, o)
-		load_household(d, o);
+		if (json_is_object(o))
+			load_household(d, o);
 	json_array_foreach(rp, i, o)
-		load_report(d, o);
+		if (json_is_object(o))
+			load_report(d, o);
 	json_decref(dv);
 	json_decref(wf);
 	json_decref(rp);
@@ -1150,13 +1214,15 @@ derive_load(struct derive *d, const char *devices, const char *welfare, const ch
 			}
 		}
 	}
-	/* A household never watched before starts its window now. */
+	/* A household never watched before starts its window now (or when
+	 * its sensors are all online, later). */
 	for (size_t k = 0; k < d->o.nhouseholds; k++) {
 		struct household *h = &d->households[k];
 		if (h->window_start_us == 0) {
-			h->window_start_us = now_us;
+			h->window_start_us = clamp_us(now_us);
 			touch_household(d, h);
 		}
+		h->watching = sensors_online(h);
 	}
 	return 0;
 }
@@ -1198,6 +1264,8 @@ derive_new(const struct derive_options *o)
 		    dup(s->peephole) : NULL;
 		d->hdefs[i].sensors = (const char *const *)d->sensors[i];
 		d->households[i].def = &d->hdefs[i];
+		d->households[i].sensors = util_calloc(n ? n : 1, sizeof(struct device *));
+		d->households[i].nsensors = n;
 	}
 	d->o.devices = d->defs;
 	d->o.routes = d->routes;
@@ -1240,6 +1308,7 @@ derive_free(struct derive *d)
 		free((char *)d->routes[i].route);
 	free(d->routes);
 	for (size_t i = 0; i < d->o.nhouseholds; i++) {
+		free(d->households[i].sensors);
 		util_strv_free(d->sensors[i]);
 		free((char *)d->hdefs[i].name);
 		free((char *)d->hdefs[i].community);

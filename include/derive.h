@@ -32,18 +32,29 @@
  * of the state the device is in changes nothing.
  *
  * Welfare. Each [welfare HOUSEHOLD] watches its door sensors: a door
- * opening is activity. With every sensor online, no activity for
- * inactive_hours since the window began (the last opening, or the sensors
- * being online again) raises an inactivity alert, repeated every
- * repeat_hours while it lasts; the next opening closes it with an
- * activity_resumed event. A sensor going offline raises a sensor_offline
- * event instead (never an inactivity alert while one is offline). More
- * than night_openings openings within the night window raise one
- * night_activity alert a night. A peephole event of the household's
+ * opening is activity (at its event time; at its receive time when the
+ * device's clock is off, clock_skewed). The household is watched while
+ * every sensor is online; no activity for inactive_hours since the window
+ * began (the last opening, or every sensor being online, whichever is
+ * later: time nobody could watch is not inactivity) raises an inactivity
+ * alert, repeated every repeat_hours while it lasts; the next opening
+ * closes it with an activity_resumed event, also after a sensor outage in
+ * between. A sensor going offline raises one sensor_offline event for the
+ * outage (never an inactivity alert while one is offline). More than
+ * night_openings openings within the night window raise one
+ * night_activity alert a night. An opening not later than the last one is
+ * a replay: it changes nothing. A peephole event of the household's
  * peephole is given its household.
  *
  * Reports. A report opened with a deadline and neither handled nor closed
- * by then raises one report_overdue event.
+ * by then raises one report_overdue event. A report handled or closed is
+ * kept for a day after that was known (a late duplicate of its opening does
+ * not open it again), then forgotten.
+ *
+ * Times are taken within years 1970..9999. derive_tick must not run while
+ * the records after the checkpoint are being replayed (the pipeline runs
+ * it only once the journal is read through): a device whose messages wait
+ * there is not silent.
  *
  * Catching up: after the daemon was down longer than a threshold, each
  * rule raises what is due now once, at the time it became due: one
@@ -137,8 +148,10 @@ size_t derive_take(struct derive *d, Gridbridge__V1__Event ***events, char **dev
 void derive_event_free(Gridbridge__V1__Event *ev);
 /* Something is waiting to be written. */
 bool derive_pending(const struct derive *d);
-/* What was taken could not be written: its rows are written again with
- * the next take (the events are derived again by the next ticks). */
+/* What was taken could not be written (the database refused it: a bug,
+ * every field being bounded): every row is written again with the next
+ * take. The events of that take are not derived again (their state moved
+ * on); the caller logs it. */
 void derive_retake(struct derive *d);
 
 /* For the log and the status line: devices known, online. */
