@@ -65,7 +65,8 @@ def count_events(db, client_id):
     su = db.superuser_connect(dbname=db.dbname)
     try:
         with su.cursor() as cur:
-            cur.execute("SELECT count(*) FROM events WHERE journal_node = %s", (client_id,))
+            cur.execute("SELECT count(*) FROM events WHERE journal_node = %s"
+                        " AND vendor <> 'gridbridge'", (client_id,))
             return cur.fetchone()[0]
     finally:
         su.close()
