@@ -433,7 +433,7 @@ db_upsert_device(struct db *b, json_t *x)
 static void
 db_upsert_report(struct db *b, json_t *x)
 {
-	static const char *const texts[] = { "building", "door", "category" };
+	static const char *const texts[] = { "device_id", "building", "door", "category" };
 	static const char *const times[] = { "opened_us", "deadline_us", "handled_us",
 		"closed_us" };
 	char key[512];
@@ -441,7 +441,7 @@ db_upsert_report(struct db *b, json_t *x)
 	db_key(key, sizeof(key), x, "community_id", "report_id");
 	json_t *old = json_object_get(b->reports, key), *row = json_deep_copy(x);
 	if (old != NULL) {
-		for (size_t i = 0; i < 3; i++)
+		for (size_t i = 0; i < 4; i++)
 			json_object_set_new(row, texts[i], coalesce_text(json_object_get(x,
 			    texts[i]), json_object_get(old, texts[i])));
 		for (size_t i = 0; i < 4; i++)
@@ -512,11 +512,11 @@ db_read(const struct db *b, char **devices, char **welfare, char **reports)
 		"state_source", "pending_state", "pending_since_us", "pending_source",
 		"battery_percent", "link_quality", "created_us", NULL };
 	static const char *const wcols[] = { "household", "last_activity_us", "window_start_us",
-		"alerts", "sensor_offline", "night_start_us", "night_openings", "night_alerted",
-		NULL };
-	static const char *const rcols[] = { "community_id", "report_id", "building", "door",
-		"category", "opened_us", "deadline_us", "handled_us", "closed_us", "overdue_us",
-		NULL };
+		"alerts", "alert_window_us", "sensor_offline", "night_start_us", "night_openings",
+		"night_alerted", NULL };
+	static const char *const rcols[] = { "community_id", "report_id", "device_id", "building",
+		"door", "category", "opened_us", "deadline_us", "handled_us", "closed_us",
+		"overdue_us", NULL };
 	json_t *dv = json_array(), *wf = json_array(), *rp = json_array(), *row;
 	const char *key;
 
@@ -614,8 +614,35 @@ test_first_message(void)
 	T_INTEQ(take(d, &out), 0);
 	T_CHECK(out.rows[ROWS_DEVICES] == NULL);
 
-	/* The first stored event: one device_online at its receive time. */
+	/* The first stored event: the device is known, online since its
+	 * receive time. That is how the registry learns of it: its row, no
+	 * event. */
 	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0 + 5 * S), T0 + 5 * S + 7);
+	T_CHECK(derive_pending(d));
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(derive_devices(d, &online), 1);
+	T_INTEQ(online, 1);
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "gate-1");
+	T_CHECK(r != NULL);
+	T_STREQ(jstr(r, "state"), "online");
+	T_STREQ(jstr(r, "state_source"), "message");
+	T_STREQ(jstr(r, "device_class"), "access_gate");
+	T_STREQ(jstr(r, "community_id"), "c-1");
+	T_STREQ(jstr(r, "route"), "z2m");
+	T_STREQ(jstr(r, "vendor"), "zigbee2mqtt");
+	T_INTEQ(jint(r, "state_since_us"), T0 + 5 * S);
+	T_INTEQ(jint(r, "first_seen_us"), T0 + 5 * S);
+	T_INTEQ(jint(r, "last_seen_us"), T0 + 5 * S);
+	T_INTEQ(jint(r, "created_us"), T0 + 5 * S + 7);
+	T_INTEQ(jint(r, "pending_state"), -2);
+	json_decref(r);
+
+	/* A change after that is an event: offline (its last will), then
+	 * back with a message: one device_online at that message's receive
+	 * time, told at the clock's. */
+	derive_observe(d, ev_lwt(&m, "gate-1", CLS(ACCESS_GATE), T0 + 6 * S), T0 + 6 * S);
+	T_INTEQ(take(d, &out), 1);
+	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0 + 8 * S), T0 + 8 * S + 7);
 	T_INTEQ(take(d, &out), 1);
 	const Event *e = out.ev[0];
 	T_INTEQ(e->event_type, TYPE(DEVICE_ONLINE));
@@ -625,29 +652,17 @@ test_first_message(void)
 	T_STREQ(e->device_id, "gate-1");
 	T_INTEQ(e->device_class, CLS(ACCESS_GATE));
 	T_INTEQ(e->severity, SEV(INFO));
-	T_INTEQ(e->event_time_us, T0 + 5 * S);
-	T_INTEQ(e->received_time_us, T0 + 5 * S + 7);
+	T_INTEQ(e->event_time_us, T0 + 8 * S);
+	T_INTEQ(e->received_time_us, T0 + 8 * S + 7);
 	T_INTEQ(e->status->state, DSTATE(ONLINE));
 	T_INTEQ(e->status->source, SRC(MESSAGE));
+	T_STREQ(e->status->reason, "message");
 	T_INTEQ(derive_devices(d, &online), 1);
 	T_INTEQ(online, 1);
 
-	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "gate-1");
-	T_CHECK(r != NULL);
-	T_STREQ(jstr(r, "state"), "online");
-	T_STREQ(jstr(r, "device_class"), "access_gate");
-	T_STREQ(jstr(r, "community_id"), "c-1");
-	T_STREQ(jstr(r, "route"), "z2m");
-	T_STREQ(jstr(r, "vendor"), "zigbee2mqtt");
-	T_INTEQ(jint(r, "state_since_us"), T0 + 5 * S);
-	T_INTEQ(jint(r, "first_seen_us"), T0 + 5 * S);
-	T_INTEQ(jint(r, "last_seen_us"), T0 + 5 * S);
-	T_INTEQ(jint(r, "pending_state"), -2);
-	json_decref(r);
-
 	/* A door sensor's battery and link quality go into its row. */
-	derive_observe(d, ev_door(&m, "door-1", false, T0 + 6 * S), T0 + 6 * S);
-	T_INTEQ(take(d, &out), 1);
+	derive_observe(d, ev_door(&m, "door-1", false, T0 + 9 * S), T0 + 9 * S);
+	T_INTEQ(take(d, &out), 0);
 	r = row_of(out.rows[ROWS_DEVICES], "device_id", "door-1");
 	T_INTEQ(jint(r, "battery_percent"), 87);
 	T_INTEQ(jint(r, "link_quality"), 120);
@@ -670,7 +685,7 @@ test_lwt_and_availability(void)
 	size_t online;
 
 	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0 + S), T0 + S);
-	T_INTEQ(take(d, &out), 1);
+	T_INTEQ(take(d, &out), 0);
 
 	/* The broker's last will: offline, the source kept. */
 	derive_observe(d, ev_lwt(&m, "gw-1", CLS(GATEWAY), T0 + 10 * S), T0 + 10 * S);
@@ -700,11 +715,12 @@ test_lwt_and_availability(void)
 	T_INTEQ(online, 1);
 
 	/* A device first known from its last will: offline at once, never
-	 * seen. */
+	 * seen, and that is an event. */
 	derive_observe(d, ev_lwt(&m, "gw-2", CLS(GATEWAY), T0 + 30 * S), T0 + 30 * S);
 	T_INTEQ(take(d, &out), 1);
 	T_INTEQ(out.ev[0]->event_type, TYPE(DEVICE_OFFLINE));
 	T_STREQ(out.ev[0]->device_id, "gw-2");
+	T_INTEQ(out.ev[0]->event_time_us, T0 + 30 * S);
 	T_INTEQ(out.ev[0]->status->source, SRC(LWT));
 	r = row_of(out.rows[ROWS_DEVICES], "device_id", "gw-2");
 	T_INTEQ(jint(r, "first_seen_us"), -2);
@@ -725,7 +741,7 @@ test_repeated_state(void)
 	struct msg m;
 
 	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0), T0);
-	T_INTEQ(take(d, &out), 1);
+	T_INTEQ(take(d, &out), 0);
 	/* More messages, a heartbeat, an "online": it is online already. */
 	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0 + S), T0 + S);
 	derive_observe(d, ev_status(&m, "gate-1", CLS(ACCESS_GATE), DSTATE(HEARTBEAT),
@@ -755,14 +771,24 @@ test_hold_down(void)
 	struct out out = { 0 };
 	struct msg m;
 
-	/* The first state counts at once. */
+	/* The first state counts at once (online: no event). */
 	derive_observe(d, ev_avail(&m, "door-1", true, T0), T0);
+	T_INTEQ(take(d, &out), 0);
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "door-1");
+	T_STREQ(jstr(r, "state"), "online");
+	T_INTEQ(jint(r, "state_since_us"), T0);
+	T_INTEQ(jint(r, "pending_state"), -2);
+	json_decref(r);
+	/* So does a first state offline, reported. */
+	derive_observe(d, ev_avail(&m, "door-9", false, T0 + S), T0 + S);
 	T_INTEQ(take(d, &out), 1);
+	T_CHECK(out.n == 1 && out.ev[0]->event_type == TYPE(DEVICE_OFFLINE) &&
+	    out.ev[0]->event_time_us == T0 + S);
 
 	/* Offline and online again within the hold-down: flapping, nothing. */
 	derive_observe(d, ev_avail(&m, "door-1", false, T0 + 100 * S), T0 + 100 * S);
 	T_INTEQ(take(d, &out), 0);
-	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "door-1");
+	r = row_of(out.rows[ROWS_DEVICES], "device_id", "door-1");
 	T_STREQ(jstr(r, "state"), "online");
 	T_STREQ(jstr(r, "pending_state"), "offline");
 	T_INTEQ(jint(r, "pending_since_us"), T0 + 100 * S);
@@ -811,7 +837,8 @@ test_timeout_class(void)
 
 	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0), T0);
 	derive_observe(d, ev_plain(&m, "cam-1", CLS(CAMERA), T0), T0);
-	T_INTEQ(take(d, &out), 2);
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(rows_in(out.rows[ROWS_DEVICES]), 2);
 	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0 + 30 * S), T0 + 30 * S);
 	T_INTEQ(tick_take(d, T0 + 90 * S - 1, &out), 0);
 
@@ -861,7 +888,7 @@ test_timeout_route(void)
 	derive_observe(d, ev_routed(&m, "g-slow", CLS(ACCESS_GATE), "slow", T0), T0);
 	derive_observe(d, ev_routed(&m, "g-none", CLS(ACCESS_GATE), "none", T0), T0);
 	derive_observe(d, ev_routed(&m, "g-other", CLS(ACCESS_GATE), "other", T0), T0);
-	T_INTEQ(take(d, &out), 3);
+	T_INTEQ(take(d, &out), 0);
 	/* At 60 s only the gate on a route without its own timeout. */
 	T_INTEQ(tick_take(d, T0 + 60 * S, &out), 1);
 	T_CHECK(event_of(&out, "g-other") != NULL);
@@ -895,20 +922,22 @@ test_timeout_device(void)
 	struct out out = { 0 };
 	struct msg m;
 
-	/* Declared: in the registry before they speak, state unknown. */
-	T_INTEQ(derive_devices(d, NULL), 3);
+	/* Declared, not expected: the section only sets the timeout; the
+	 * devices are not in the registry before they speak. */
+	T_INTEQ(derive_devices(d, NULL), 0);
 	T_INTEQ(take(d, &out), 0);
-	T_INTEQ(rows_in(out.rows[ROWS_DEVICES]), 3);
-	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "d-30");
-	T_STREQ(jstr(r, "state"), "unknown");
-	T_CHECK(json_is_false(json_object_get(r, "expected")));
-	T_INTEQ(jint(r, "created_us"), T0);
-	json_decref(r);
+	T_CHECK(out.rows[ROWS_DEVICES] == NULL);
 
 	for (size_t i = 0; i < 3; i++)
 		derive_observe(d, ev_routed(&m, devs[i].device, CLS(ACCESS_GATE), "slow", T0 + S),
 		    T0 + S);
-	T_INTEQ(take(d, &out), 3);
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(derive_devices(d, NULL), 3);
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "d-30");
+	T_STREQ(jstr(r, "state"), "online");
+	T_CHECK(json_is_false(json_object_get(r, "expected")));
+	T_INTEQ(jint(r, "created_us"), T0 + S);
+	json_decref(r);
 	/* 30 s: the device's own timeout, before the route's and the class's. */
 	T_INTEQ(tick_take(d, T0 + 31 * S - 1, &out), 0);
 	T_INTEQ(tick_take(d, T0 + 31 * S, &out), 1);
@@ -934,7 +963,7 @@ test_replay(void)
 
 	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0 + 1000 * S), T0 + 1000 * S);
 	derive_observe(d, ev_lwt(&m, "gw-1", CLS(GATEWAY), T0 + 2000 * S), T0 + 2000 * S);
-	T_INTEQ(take(d, &out), 2);
+	T_INTEQ(take(d, &out), 1);
 	/* A message received before it went offline, again: nothing. */
 	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0 + 1500 * S), T0 + 3000 * S);
 	T_INTEQ(tick_take(d, T0 + 3001 * S, &out), 0);
@@ -954,7 +983,7 @@ test_replay(void)
 	oh.hold_down_us = 10 * S;
 	struct derive *h = fresh(&oh, T0);
 	derive_observe(h, ev_plain(&m, "gw-1", CLS(GATEWAY), T0 + 1000 * S), T0 + 1000 * S);
-	T_INTEQ(take(h, &out), 1);
+	T_INTEQ(take(h, &out), 0);
 	derive_observe(h, ev_lwt(&m, "gw-1", CLS(GATEWAY), T0 + 900 * S), T0 + 1001 * S);
 	T_INTEQ(tick_take(h, T0 + 2000 * S, &out), 0);
 	r = row_of(out.rows[ROWS_DEVICES], "device_id", "gw-1");
@@ -989,8 +1018,12 @@ test_expected(void)
 	T_STREQ(jstr(r, "device_class"), "camera");
 	json_decref(r);
 
+	/* An expected device heard from online is recorded, no event. */
 	derive_observe(d, ev_plain(&m, "cam-10", CLS(CAMERA), T0 + 10 * S), T0 + 10 * S);
-	T_INTEQ(take(d, &out), 1);
+	T_INTEQ(take(d, &out), 0);
+	r = row_of(out.rows[ROWS_DEVICES], "device_id", "cam-10");
+	T_STREQ(jstr(r, "state"), "online");
+	json_decref(r);
 	T_INTEQ(tick_take(d, T0 + 30 * S - 1, &out), 0);
 	/* Never heard from within the grace: offline once, at its end. */
 	T_INTEQ(tick_take(d, T0 + 30 * S, &out), 1);
@@ -1021,7 +1054,7 @@ static void
 test_max_devices(void)
 {
 	struct derive_options o = opts();
-	struct derive_device_def devs[] = { { "c-1", "declared", CLS(CAMERA), -1, false } };
+	struct derive_device_def devs[] = { { "c-1", "declared", CLS(CAMERA), -1, true } };
 	o.max_devices = 3;
 	o.devices = devs;
 	o.ndevices = 1;
@@ -1035,18 +1068,28 @@ test_max_devices(void)
 		snprintf(name, sizeof(name), "cam-%d", i);
 		derive_observe(d, ev_plain(&m, name, CLS(CAMERA), T0 + i * S), T0 + i * S);
 	}
-	/* The declared one and the first two: the rest are not tracked. */
+	/* The declared (expected) one and the first two: the rest are not
+	 * tracked. */
 	T_INTEQ(derive_devices(d, &online), 3);
 	T_INTEQ(online, 2);
-	T_INTEQ(take(d, &out), 2);
-	T_CHECK(event_of(&out, "cam-0") != NULL && event_of(&out, "cam-1") != NULL);
-	T_CHECK(event_of(&out, "cam-2") == NULL);
+	T_INTEQ(take(d, &out), 0);
 	T_INTEQ(rows_in(out.rows[ROWS_DEVICES]), 3);
-	/* A tracked device still changes state. */
-	derive_observe(d, ev_plain(&m, "declared", CLS(CAMERA), T0 + 9 * S), T0 + 9 * S);
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "cam-1");
+	T_CHECK(r != NULL);
+	json_decref(r);
+	r = row_of(out.rows[ROWS_DEVICES], "device_id", "cam-2");
+	T_CHECK(r == NULL);
+	json_decref(r);
+	/* A tracked device still changes state; one not tracked makes no
+	 * event. */
+	derive_observe(d, ev_lwt(&m, "cam-0", CLS(CAMERA), T0 + 9 * S), T0 + 9 * S);
+	derive_observe(d, ev_lwt(&m, "cam-3", CLS(CAMERA), T0 + 9 * S), T0 + 9 * S);
 	T_INTEQ(take(d, &out), 1);
+	T_CHECK(event_of(&out, "cam-0") != NULL);
+	derive_observe(d, ev_plain(&m, "declared", CLS(CAMERA), T0 + 10 * S), T0 + 10 * S);
+	T_INTEQ(take(d, &out), 0);
 	T_INTEQ(derive_devices(d, &online), 3);
-	T_INTEQ(online, 3);
+	T_INTEQ(online, 2);
 
 	/* max_devices 0 is taken as 1. */
 	struct derive_options z = opts();
