@@ -1544,6 +1544,332 @@ test_peephole_enrich(void)
 	derive_free(d);
 }
 
+/* [welfare] community empty: the sensors' device ids alone decide, in
+ * whatever community they are. */
+static void
+test_household_without_community(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(one_sensor);
+	hh.community = "";
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	const int64_t t1 = T0 + HOUR;
+	Event *ev;
+
+	ev = ev_avail(&m, "door-1", true, T0 + S);
+	ev->community_id = (char *)"c-9";
+	derive_observe(d, ev, T0 + S);
+	ev = ev_door(&m, "door-1", true, t1);
+	ev->community_id = (char *)"c-9";
+	derive_observe(d, ev, t1);
+	T_INTEQ(take(d, &out), 0);
+	json_t *r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "last_activity_us"), t1);
+	T_INTEQ(jint(r, "window_start_us"), t1);
+	json_decref(r);
+	T_INTEQ(tick_take(d, t1 + 12 * HOUR - 1, &out), 0);
+	T_INTEQ(tick_take(d, t1 + 12 * HOUR, &out), 1);
+	const Event *e = nth_kind(&out, KIND(INACTIVITY), 0);
+	T_CHECK(e != NULL);
+	if (e != NULL) {
+		T_INTEQ(e->event_time_us, t1 + 12 * HOUR);
+		T_STREQ(e->welfare->household, "h-1502");
+		T_STREQ(e->device_id, "door-1");
+		T_STREQ(e->community_id, "c-9");	/* its sensor's */
+	}
+	/* Its sensor going offline is told for the household. */
+	ev = ev_avail(&m, "door-1", false, t1 + 13 * HOUR);
+	ev->community_id = (char *)"c-9";
+	derive_observe(d, ev, t1 + 13 * HOUR);
+	T_INTEQ(take(d, &out), 2);
+	T_INTEQ(count_kind(&out, KIND(SENSOR_OFFLINE)), 1);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* Watched only while every sensor is online: a sensor never heard from
+ * leaves the household unwatched, and the window starts when the last one
+ * is online (the time before is nobody's inactivity). */
+static void
+test_watched_when_all_online(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(two_sensors);
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	const int64_t t1 = T0 + HOUR, t2 = T0 + 30 * HOUR;
+
+	/* door-1 online and opened; door-2 never heard from. */
+	derive_observe(d, ev_avail(&m, "door-1", true, T0 + S), T0 + S);
+	derive_observe(d, ev_door(&m, "door-1", true, t1), t1);
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(tick_take(d, t1 + 12 * HOUR, &out), 0);
+	T_INTEQ(tick_take(d, t2 - S, &out), 0);
+	/* door-2 heard from at last: watched, the window from then. */
+	derive_observe(d, ev_door(&m, "door-2", false, t2), t2);
+	T_INTEQ(take(d, &out), 0);
+	json_t *r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "window_start_us"), t2);
+	T_INTEQ(jint(r, "last_activity_us"), t1);
+	json_decref(r);
+	T_INTEQ(tick_take(d, t2 + 12 * HOUR - 1, &out), 0);
+	T_INTEQ(tick_take(d, t2 + 12 * HOUR, &out), 1);
+	const Event *e = nth_kind(&out, KIND(INACTIVITY), 0);
+	T_CHECK(e != NULL && e->welfare->window_start_us == t2 &&
+	    e->welfare->last_activity_us == t1 && e->welfare->repeat == 0);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* A new installation: the sensor is first heard from 10 h after the start;
+ * the window starts then, not at the start. */
+static void
+test_window_from_sensors_online(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(one_sensor);
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+
+	derive_observe(d, ev_avail(&m, "door-1", true, T0 + 10 * HOUR), T0 + 10 * HOUR);
+	T_INTEQ(take(d, &out), 0);
+	json_t *r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "window_start_us"), T0 + 10 * HOUR);
+	T_INTEQ(jint(r, "last_activity_us"), -2);
+	json_decref(r);
+	T_INTEQ(tick_take(d, T0 + 12 * HOUR, &out), 0);
+	T_INTEQ(tick_take(d, T0 + 22 * HOUR - 1, &out), 0);
+	T_INTEQ(tick_take(d, T0 + 22 * HOUR, &out), 1);
+	T_CHECK(out.n == 1 && out.ev[0]->welfare->kind == KIND(INACTIVITY) &&
+	    out.ev[0]->welfare->window_start_us == T0 + 10 * HOUR &&
+	    out.ev[0]->event_time_us == T0 + 22 * HOUR);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* An alert, then a sensor outage, then the door opens: the alert is
+ * closed (the outage changed nothing about it). */
+static void
+test_alert_closed_after_outage(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(one_sensor);
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	const int64_t t1 = T0 + HOUR;
+
+	sensors_up(d, one_sensor, t1);
+	T_INTEQ(tick_take(d, t1 + 12 * HOUR, &out), 1);		/* the alert */
+	derive_observe(d, ev_avail(&m, "door-1", false, t1 + 13 * HOUR), t1 + 13 * HOUR);
+	T_INTEQ(take(d, &out), 2);		/* offline, sensor offline */
+	derive_observe(d, ev_avail(&m, "door-1", true, t1 + 14 * HOUR), t1 + 14 * HOUR);
+	T_INTEQ(take(d, &out), 1);		/* online */
+	json_t *r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "window_start_us"), t1 + 14 * HOUR);
+	T_INTEQ(jint(r, "alerts"), 0);
+	T_INTEQ(jint(r, "alert_window_us"), t1);
+	json_decref(r);
+	derive_observe(d, ev_door(&m, "door-1", true, t1 + 15 * HOUR), t1 + 15 * HOUR);
+	T_INTEQ(take(d, &out), 1);
+	const Event *e = nth_kind(&out, KIND(ACTIVITY_RESUMED), 0);
+	T_CHECK(e != NULL);
+	if (e != NULL) {
+		T_INTEQ(e->event_time_us, t1 + 15 * HOUR);
+		T_INTEQ(e->welfare->window_start_us, t1);
+		T_INTEQ(e->welfare->last_activity_us, t1 + 15 * HOUR);
+	}
+	r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "alert_window_us"), -2);
+	json_decref(r);
+	/* Closed once. */
+	derive_observe(d, ev_door(&m, "door-1", true, t1 + 16 * HOUR), t1 + 16 * HOUR);
+	T_INTEQ(take(d, &out), 0);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* The message that brings a sensor back is a door opening (its device time
+ * a moment before its receive time): the opening counts, and closes the
+ * alert of before; the window starts as the sensor is online. */
+static void
+test_opening_brings_sensor_back(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(one_sensor);
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	const int64_t t1 = T0 + HOUR, t2 = t1 + 15 * HOUR;
+
+	sensors_up(d, one_sensor, t1);
+	T_INTEQ(tick_take(d, t1 + 12 * HOUR, &out), 1);		/* the alert */
+	derive_observe(d, ev_avail(&m, "door-1", false, t1 + 13 * HOUR), t1 + 13 * HOUR);
+	T_INTEQ(take(d, &out), 2);
+	Event *ev = ev_door(&m, "door-1", true, t2 - 200000);
+	ev->received_time_us = t2;
+	derive_observe(d, ev, t2);
+	T_INTEQ(take(d, &out), 2);
+	T_INTEQ(count_type(&out, TYPE(DEVICE_ONLINE)), 1);
+	const Event *e = nth_kind(&out, KIND(ACTIVITY_RESUMED), 0);
+	T_CHECK(e != NULL && e->event_time_us == t2 - 200000 && e->welfare->window_start_us == t1);
+	json_t *r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "last_activity_us"), t2 - 200000);
+	T_INTEQ(jint(r, "window_start_us"), t2);
+	T_CHECK(json_is_false(json_object_get(r, "sensor_offline")));
+	json_decref(r);
+	T_INTEQ(tick_take(d, t2 + 12 * HOUR - 1, &out), 0);
+	T_INTEQ(tick_take(d, t2 + 12 * HOUR, &out), 1);
+	T_CHECK(out.n == 1 && out.ev[0]->welfare->window_start_us == t2);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* An opening older than the window (the sensors came back after it, its
+ * message came late) is activity: the last activity, the night count, an
+ * alert closed; the window stays where the sensors being online put it. */
+static void
+test_opening_before_window(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(two_sensors);
+	hh.night_start_min = 22 * 60;
+	hh.night_end_min = 6 * 60;
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	const int tz = 8 * 3600;
+	/* T0 is 08:00 local. */
+	const int64_t back = T0 + 15 * HOUR, opened = T0 + 14 * HOUR + 30 * MIN;
+
+	sensors_up(d, two_sensors, 0);
+	T_INTEQ(tick_take(d, T0 + S + 12 * HOUR, &out), 1);	/* the alert */
+	derive_observe(d, ev_avail(&m, "door-2", false, T0 + 13 * HOUR), T0 + 13 * HOUR);
+	derive_observe(d, ev_avail(&m, "door-2", true, back), back);
+	T_INTEQ(take(d, &out), 3);
+	/* door-1's opening at 22:30 local, received after door-2 came back. */
+	Event *ev = ev_door(&m, "door-1", true, opened);
+	ev->received_time_us = back + MIN;
+	derive_observe(d, ev, back + MIN);
+	T_INTEQ(take(d, &out), 1);
+	const Event *e = nth_kind(&out, KIND(ACTIVITY_RESUMED), 0);
+	T_CHECK(e != NULL && e->welfare->window_start_us == T0 + S && e->event_time_us == opened);
+	json_t *r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "last_activity_us"), opened);
+	T_INTEQ(jint(r, "window_start_us"), back);
+	T_INTEQ(jint(r, "night_start_us"), local(1, 22, 0, tz));
+	T_INTEQ(jint(r, "night_openings"), 1);
+	json_decref(r);
+	T_INTEQ(tick_take(d, opened + 12 * HOUR, &out), 0);
+	T_INTEQ(tick_take(d, back + 12 * HOUR - 1, &out), 0);
+	T_INTEQ(tick_take(d, back + 12 * HOUR, &out), 1);
+	T_CHECK(out.n == 1 && out.ev[0]->welfare->window_start_us == back &&
+	    out.ev[0]->welfare->last_activity_us == opened);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* An opening not later than the last one is a replay: the night's count
+ * does not grow (two openings and the second again are two, not more
+ * than night_openings = 2), and the window does not move. */
+static void
+test_replayed_opening(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(one_sensor);
+	hh.night_start_min = 22 * 60;
+	hh.night_end_min = 6 * 60;
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	const int tz = 8 * 3600;
+	const int64_t t1 = local(1, 23, 0, tz), t2 = local(2, 1, 0, tz);
+
+	sensors_up(d, one_sensor, 0);
+	derive_observe(d, ev_door(&m, "door-1", true, t1), t1);
+	derive_observe(d, ev_door(&m, "door-1", true, t2), t2);
+	T_INTEQ(take(d, &out), 0);
+	/* The second again, and the first again. */
+	derive_observe(d, ev_door(&m, "door-1", true, t2), t2 + MIN);
+	derive_observe(d, ev_door(&m, "door-1", true, t1), t2 + 2 * MIN);
+	T_INTEQ(take(d, &out), 0);
+	T_CHECK(out.rows[ROWS_WELFARE] == NULL);
+	/* The window is still the second's. */
+	T_INTEQ(tick_take(d, t2 + 12 * HOUR, &out), 1);
+	T_CHECK(out.n == 1 && out.ev[0]->welfare->window_start_us == t2);
+	/* A replay after the alert closes nothing. */
+	derive_observe(d, ev_door(&m, "door-1", true, t2), t2 + 12 * HOUR + MIN);
+	T_INTEQ(take(d, &out), 0);
+	/* A third opening in that night (late) is more than two. */
+	derive_observe(d, ev_door(&m, "door-1", true, t2 + MIN), t2 + 12 * HOUR + 2 * MIN);
+	T_INTEQ(take(d, &out), 2);
+	T_INTEQ(count_kind(&out, KIND(ACTIVITY_RESUMED)), 1);
+	T_INTEQ(count_kind(&out, KIND(NIGHT_ACTIVITY)), 1);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* A door sensor's clock far off (clock_skewed): the opening is taken at
+ * its receive time, so it neither moves the window a year on nor makes the
+ * real openings after it replays. */
+static void
+test_skewed_opening(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(one_sensor);
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	const int64_t t1 = T0 + HOUR;
+
+	sensors_up(d, one_sensor, 0);
+	Event *ev = ev_door(&m, "door-1", true, t1 + 365 * 24 * HOUR);
+	ev->received_time_us = t1;
+	ev->clock_skewed = true;
+	derive_observe(d, ev, t1);
+	T_INTEQ(take(d, &out), 0);
+	json_t *r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "last_activity_us"), t1);
+	T_INTEQ(jint(r, "window_start_us"), t1);
+	json_decref(r);
+	derive_observe(d, ev_door(&m, "door-1", true, t1 + HOUR), t1 + HOUR);
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(tick_take(d, t1 + 13 * HOUR - 1, &out), 0);
+	T_INTEQ(tick_take(d, t1 + 13 * HOUR, &out), 1);
+	T_CHECK(out.n == 1 && out.ev[0]->welfare->kind == KIND(INACTIVITY) &&
+	    out.ev[0]->welfare->last_activity_us == t1 + HOUR);
+	/* Skewed into the past: at its receive time too, so not a replay. */
+	ev = ev_door(&m, "door-1", true, T0 - 365 * 24 * HOUR);
+	ev->received_time_us = t1 + 14 * HOUR;
+	ev->clock_skewed = true;
+	derive_observe(d, ev, t1 + 14 * HOUR);
+	T_INTEQ(take(d, &out), 1);
+	T_CHECK(out.n == 1 && out.ev[0]->welfare->kind == KIND(ACTIVITY_RESUMED) &&
+	    out.ev[0]->event_time_us == t1 + 14 * HOUR);
+	out_clear(&out);
+	derive_free(d);
+}
+
 /* ---- reports ----------------------------------------------------------- */
 
 static void
@@ -1561,6 +1887,7 @@ test_report_overdue(void)
 	T_INTEQ(jint(r, "deadline_us"), deadline);
 	T_INTEQ(jint(r, "opened_us"), T0);
 	T_INTEQ(jint(r, "handled_us"), -2);
+	T_STREQ(jstr(r, "device_id"), "qr-b03-east");
 	T_STREQ(jstr(r, "building"), "b03");
 	json_decref(r);
 
@@ -1588,7 +1915,8 @@ test_report_overdue(void)
 	json_decref(r);
 	T_INTEQ(tick_take(d, deadline + HOUR, &out), 0);
 
-	/* Handled after it was overdue: nothing more, and it is let go. */
+	/* Handled after it was overdue: nothing more (test_report_kept_a_day:
+	 * kept a day, then let go). */
 	derive_observe(d, ev_report(&m, TYPE(REPORT_HANDLED), "r-1", 0, 0, deadline + 2 * HOUR, 0,
 	    deadline + 2 * HOUR), deadline + 2 * HOUR);
 	T_INTEQ(tick_take(d, deadline + 2 * HOUR, &out), 0);
@@ -1637,6 +1965,109 @@ test_report_handled_in_time(void)
 	T_INTEQ(tick_take(d, deadline + 100 * HOUR, &out), 0);
 	out_clear(&out);
 	derive_free(d);
+}
+
+/* A report handled or closed is kept for a day after derive.c knew it (its
+ * clock): a late duplicate of its opening does not open it again, a
+ * retake writes its row again; then it is forgotten (once written). */
+static void
+test_report_kept_a_day(void)
+{
+	struct derive_options o = opts();
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	const int64_t deadline = T0 + HOUR, known = T0 + 10 * MIN;
+	json_t *r;
+
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, deadline, 0, 0, T0), T0);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-2", T0, deadline, 0, 0, T0), T0);
+	T_INTEQ(take(d, &out), 0);
+	/* r-1 handled at T0 + 1 min, told at T0 + 10 min; r-2 closed. */
+	derive_observe(d, ev_report(&m, TYPE(REPORT_HANDLED), "r-1", 0, 0, T0 + MIN, 0, T0 + MIN),
+	    known);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_CLOSED), "r-2", 0, 0, 0, T0 + MIN, T0 + MIN),
+	    known);
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(rows_in(out.rows[ROWS_REPORTS]), 2);
+
+	/* That take was refused: both rows again, as handled and closed. */
+	derive_retake(d);
+	T_INTEQ(take(d, &out), 0);
+	r = row_of(out.rows[ROWS_REPORTS], "report_id", "r-1");
+	T_CHECK(r != NULL && jint(r, "handled_us") == T0 + MIN);
+	json_decref(r);
+	r = row_of(out.rows[ROWS_REPORTS], "report_id", "r-2");
+	T_CHECK(r != NULL && jint(r, "closed_us") == T0 + MIN);
+	json_decref(r);
+
+	/* Their openings delivered again (MQTT QoS 1): not opened again, no
+	 * overdue event at the deadline. */
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, deadline, 0, 0, T0),
+	    known + MIN);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-2", T0, deadline, 0, 0, T0),
+	    known + MIN);
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(tick_take(d, deadline, &out), 0);
+	T_INTEQ(tick_take(d, deadline + 12 * HOUR, &out), 0);
+
+	/* Still kept a moment before a day after it was known (not after the
+	 * time it was handled), forgotten at that day's end. */
+	T_INTEQ(tick_take(d, known + 24 * HOUR - 1, &out), 0);
+	derive_retake(d);
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(rows_in(out.rows[ROWS_REPORTS]), 2);
+	T_INTEQ(tick_take(d, known + 24 * HOUR, &out), 0);
+	derive_retake(d);
+	T_INTEQ(take(d, &out), 0);
+	T_CHECK(out.rows[ROWS_REPORTS] == NULL);
+
+	/* Not before its row is taken: handled, a day passes before the
+	 * take, its row still comes; forgotten at the next tick. */
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-3", T0, 0, 0, 0, T0), known);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_HANDLED), "r-3", 0, 0, 0, 0, known), known);
+	T_INTEQ(tick_take(d, known + 48 * HOUR, &out), 0);
+	r = row_of(out.rows[ROWS_REPORTS], "report_id", "r-3");
+	T_CHECK(r != NULL && jint(r, "handled_us") == known);
+	json_decref(r);
+	T_INTEQ(tick_take(d, known + 48 * HOUR + S, &out), 0);
+	derive_retake(d);
+	T_INTEQ(take(d, &out), 0);
+	T_CHECK(out.rows[ROWS_REPORTS] == NULL);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* A report's device (the QR code it was reported at) is in its row: after
+ * a restart, the overdue event is the one it would have been. */
+static void
+test_report_device_restart(void)
+{
+	struct derive_options o = opts();
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	struct db b;
+
+	db_init(&b);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, T0 + HOUR, 0, 0, T0), T0);
+	flush(d, &out, &b);
+	json_t *r = row_of(out.rows[ROWS_REPORTS], "report_id", "r-1");
+	T_STREQ(jstr(r, "device_id"), "qr-b03-east");
+	json_decref(r);
+	/* A later message without a device does not blank it. */
+	Event *ev = ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, T0 + HOUR, 0, 0, T0);
+	ev->device_id = (char *)"";
+	derive_observe(d, ev, T0 + S);
+	flush(d, &out, &b);
+	d = restart(d, &o, &b, T0 + 2 * S);
+	T_INTEQ(tick_flush(d, T0 + HOUR, &out, &b), 1);
+	T_CHECK(out.n == 1 && strcmp(out.ev[0]->device_id, "qr-b03-east") == 0 &&
+	    strcmp(out.ev[0]->report->building, "b03") == 0 &&
+	    out.ev[0]->event_time_us == T0 + HOUR);
+	out_clear(&out);
+	derive_free(d);
+	db_free(&b);
 }
 
 /* ---- ids --------------------------------------------------------------- */
@@ -2505,8 +2936,18 @@ main(void)
 	test_activity_resumed();
 	test_night_activity();
 	test_peephole_enrich();
+	test_household_without_community();
+	test_watched_when_all_online();
+	test_window_from_sensors_online();
+	test_alert_closed_after_outage();
+	test_opening_brings_sensor_back();
+	test_opening_before_window();
+	test_replayed_opening();
+	test_skewed_opening();
 	test_report_overdue();
 	test_report_handled_in_time();
+	test_report_kept_a_day();
+	test_report_device_restart();
 	test_ids();
 	test_persistence();
 	test_load_rows();
