@@ -10,6 +10,7 @@
  * The known_bug_* functions at the end show what derive.c does not do as
  * derive.h says. They are not run (the suite stays green); each says what
  * it expects and what happens instead. Call one from main to see it fail.
+ * A known bug fixed in derive.c becomes a test of its own, run from main.
  */
 #include <jansson.h>
 #include <stdbool.h>
@@ -35,6 +36,8 @@ typedef Gridbridge__V1__Event Event;
 #define HOUR (3600 * S)
 /* 2026-01-01T00:00:00Z */
 #define T0 1767225600000000LL
+/* 9999-12-31T23:59:59Z: derive.h takes times within years 1970..9999. */
+#define TIME_MAX (253402300799LL * S)
 
 /* Derived events that broke the envelope's rules (see check_event). */
 static int bad_events;
@@ -2418,6 +2421,45 @@ test_persistence(void)
 	T_CHECK(ids_equal(&plain, &restarted));
 }
 
+/* A flap (offline, online again within the hold-down) leaves no trace in
+ * the state; after a restart the journal replays both records, and only
+ * then does the clock tick (derive.h: no tick while replaying): nothing. */
+static void
+test_replayed_flap(void)
+{
+	struct derive_options o = opts();
+	o.hold_down_us = 10 * S;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	struct db b;
+	size_t n;
+
+	db_init(&b);
+	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0), T0);
+	derive_observe(d, ev_lwt(&m, "gw-1", CLS(GATEWAY), T0 + 100 * S), T0 + 100 * S);
+	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0 + 102 * S), T0 + 102 * S);
+	n = flush(d, &out, &b);
+	n += tick_flush(d, T0 + 150 * S, &out, &b);
+	T_INTEQ(n, 0);
+	d = restart(d, &o, &b, T0 + 200 * S);
+	derive_observe(d, ev_lwt(&m, "gw-1", CLS(GATEWAY), T0 + 100 * S), T0 + 200 * S);
+	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0 + 102 * S), T0 + 200 * S);
+	n = tick_flush(d, T0 + 201 * S, &out, &b);
+	n += tick_flush(d, T0 + 300 * S, &out, &b);
+	T_INTEQ(n, 0);
+	json_t *r = json_object_get(b.devices, "c-1\x1fgw-1");
+	T_STREQ(jstr(r, "state"), "online");
+	T_INTEQ(jint(r, "state_since_us"), T0);
+	T_INTEQ(jint(r, "pending_state"), -2);
+	size_t online;
+	T_INTEQ(derive_devices(d, &online), 1);
+	T_INTEQ(online, 1);
+	out_clear(&out);
+	derive_free(d);
+	db_free(&b);
+}
+
 /* The rows derive_load is given are read as derive_take writes them. */
 static void
 test_load_rows(void)
@@ -2487,6 +2529,35 @@ test_load_rows(void)
 	db_free(&b);
 }
 
+/* Damaged rows: members that are not objects are skipped, a device's
+ * second row is not a second device. */
+static void
+test_load_odd_rows(void)
+{
+	struct derive_options o = opts();
+	struct derive *d = derive_new(&o);
+	struct out out = { 0 };
+	size_t online;
+
+	T_INTEQ(derive_load(d, "[1, \"x\", null, [], {\"device_id\": \"a\", \"state\": \"online\"},"
+	    " {\"device_id\": \"a\", \"state\": \"offline\"}, {\"community_id\": \"c-2\","
+	    " \"device_id\": \"a\"}]", "[true, 2]", "[\"r\", {\"report_id\": \"r-1\"}]", T0), 0);
+	/* ("", "a") once (one of its rows), ("c-2", "a") */
+	T_INTEQ(derive_devices(d, &online), 2);
+	T_CHECK(online <= 1);
+	derive_retake(d);
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(rows_in(out.rows[ROWS_DEVICES]), 2);
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "community_id", "");
+	T_CHECK(r != NULL && strcmp(jstr(r, "device_id"), "a") == 0 &&
+	    (strcmp(jstr(r, "state"), "online") == 0) == (online == 1));
+	json_decref(r);
+	T_INTEQ(rows_in(out.rows[ROWS_REPORTS]), 1);
+	T_CHECK(out.rows[ROWS_WELFARE] == NULL);
+	out_clear(&out);
+	derive_free(d);
+}
+
 /* ---- derive_pending, derive_retake ------------------------------------- */
 
 static void
@@ -2541,41 +2612,10 @@ test_pending_retake(void)
 	derive_free(NULL);
 }
 
-/* ---- what derive.c does not do as derive.h says ------------------------ */
-
-/* [welfare] community empty ("its sensors' ids alone decide", the
- * default): the sensors are found by household_of (any community) but
- * sensors_online() looks them up with device_find(d, "", id), never
- * finds them, and welfare_tick() returns early. Expected one inactivity
- * alert 12 h after the opening; none comes, ever. */
-void known_bug_household_without_community(void);
-void
-known_bug_household_without_community(void)
-{
-	struct derive_options o = opts();
-	struct derive_household hh = household(one_sensor);
-	hh.community = "";
-	o.households = &hh;
-	o.nhouseholds = 1;
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-
-	sensors_up(d, one_sensor, T0 + HOUR);
-	take(d, &out);
-	tick_take(d, T0 + 13 * HOUR, &out);
-	T_INTEQ(count_kind(&out, KIND(INACTIVITY)), 1);
-	out_clear(&out);
-	derive_free(d);
-}
-
-/* derive.h: after derive_retake "the events are derived again by the next
- * ticks". They are not: confirm() already moved the device's state, so
- * the device_offline event that was in the refused transaction is never
- * derived again. Expected the same event (same id) from the next tick;
- * nothing comes. The same holds for every derived event. */
-void known_bug_retake_loses_events(void);
-void
-known_bug_retake_loses_events(void)
+/* A refused take (derive.h: a bug path the caller logs): every row is
+ * written again, the events of that take are not derived again. */
+static void
+test_retake_events_not_again(void)
 {
 	struct derive_options o = opts();
 	struct derive *d = fresh(&o, T0);
@@ -2583,337 +2623,206 @@ known_bug_retake_loses_events(void)
 	struct msg m;
 
 	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0), T0);
-	take(d, &out);
+	T_INTEQ(take(d, &out), 0);
 	derive_observe(d, ev_lwt(&m, "gw-1", CLS(GATEWAY), T0 + S), T0 + S);
-	take(d, &lost);			/* the transaction is refused */
+	T_INTEQ(take(d, &lost), 1);		/* the transaction is refused */
 	derive_retake(d);
-	tick_take(d, T0 + 2 * S, &out);
-	T_INTEQ(count_type(&out, TYPE(DEVICE_OFFLINE)), 1);
-	T_CHECK(lost.n == 1 && out.n == 1 && same_id(lost.ev[0], out.ev[0]));
+	T_CHECK(derive_pending(d));
+	T_INTEQ(tick_take(d, T0 + 2 * S, &out), 0);
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "gw-1");
+	T_STREQ(jstr(r, "state"), "offline");
+	T_INTEQ(jint(r, "state_since_us"), T0 + S);
+	json_decref(r);
+	T_INTEQ(tick_take(d, T0 + HOUR, &out), 0);
 	out_clear(&out);
 	out_clear(&lost);
 	derive_free(d);
 }
 
-/* derive_take frees a handled or closed report as soon as its row is
- * taken, before it is known to be written. After derive_retake its row
- * (handled_us) is not written again, so the database keeps it open and
- * the next start loads it as open. Expected the report's row again after
- * the retake; there is none. */
-void known_bug_retake_loses_handled_report(void);
-void
-known_bug_retake_loses_handled_report(void)
-{
-	struct derive_options o = opts();
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
+/* ---- times ------------------------------------------------------------- */
 
-	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, T0 + HOUR, 0, 0, T0), T0);
-	take(d, &out);
-	derive_observe(d, ev_report(&m, TYPE(REPORT_HANDLED), "r-1", 0, 0, T0 + S, 0, T0 + S),
-	    T0 + S);
-	take(d, &out);			/* refused */
-	derive_retake(d);
-	take(d, &out);
-	json_t *r = row_of(out.rows[ROWS_REPORTS], "report_id", "r-1");
-	T_CHECK(r != NULL && jint(r, "handled_us") == T0 + S);
-	json_decref(r);
-	out_clear(&out);
-	derive_free(d);
-}
-
-/* A report's device (the QR code it was reported at) is not in its row,
- * so after a restart the overdue event has device_id "". Expected the
- * same event as without the restart ("qr-b03-east"). */
-void known_bug_report_device_lost(void);
-void
-known_bug_report_device_lost(void)
-{
-	struct derive_options o = opts();
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
-	struct db b;
-
-	db_init(&b);
-	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, T0 + HOUR, 0, 0, T0), T0);
-	flush(d, &out, &b);
-	d = restart(d, &o, &b, T0 + S);
-	tick_flush(d, T0 + HOUR, &out, &b);
-	T_CHECK(out.n == 1 && strcmp(out.ev[0]->device_id, "qr-b03-east") == 0);
-	out_clear(&out);
-	derive_free(d);
-	db_free(&b);
-}
-
-/* welfare_opened() drops openings "before the window" with t <
- * window_start, so the latest opening replayed (t == window_start) is
- * counted again: two openings in the night and the second one replayed
- * after a restart make three, more than night_openings = 2, and a
- * night_activity alert. derive.h: a record replayed from the journal
- * changes nothing. Expected no event; one comes. */
-void known_bug_replayed_opening_counted_twice(void);
-void
-known_bug_replayed_opening_counted_twice(void)
-{
-	struct derive_options o = opts();
-	struct derive_household hh = household(one_sensor);
-	hh.night_start_min = 22 * 60;
-	hh.night_end_min = 6 * 60;
-	o.households = &hh;
-	o.nhouseholds = 1;
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
-	const int tz = 8 * 3600;
-	int64_t t;
-
-	t = local(1, 23, 0, tz);
-	derive_observe(d, ev_door(&m, "door-1", true, t), t);
-	t = local(2, 1, 0, tz);
-	derive_observe(d, ev_door(&m, "door-1", true, t), t);
-	take(d, &out);
-	derive_observe(d, ev_door(&m, "door-1", true, t), t + MIN);	/* replayed */
-	take(d, &out);
-	T_INTEQ(count_kind(&out, KIND(NIGHT_ACTIVITY)), 0);
-	out_clear(&out);
-	derive_free(d);
-}
-
-/* A report handled and let go (derive_take frees it) is made anew by a
- * later record about it with an open state, e.g. the platform's "opened"
- * message delivered again (MQTT QoS 1) or replayed after a restart (the
- * database gives back only open reports): report_get() makes a fresh
- * report with the deadline and no handled time, and report_tick() raises
- * report_overdue. Expected none (it was handled in time); one comes. */
-void known_bug_report_reopened_after_handled(void);
-void
-known_bug_report_reopened_after_handled(void)
-{
-	struct derive_options o = opts();
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
-
-	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, T0 + HOUR, 0, 0, T0), T0);
-	derive_observe(d, ev_report(&m, TYPE(REPORT_HANDLED), "r-1", 0, 0, T0 + MIN, 0, T0 + MIN),
-	    T0 + MIN);
-	take(d, &out);
-	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, T0 + HOUR, 0, 0, T0),
-	    T0 + 2 * MIN);
-	tick_take(d, T0 + 2 * HOUR, &out);
-	T_INTEQ(count_type(&out, TYPE(REPORT_OVERDUE)), 0);
-	out_clear(&out);
-	derive_free(d);
-}
-
-/* derive.h: the next opening after an inactivity alert "closes it with an
- * activity_resumed event". When a sensor was offline in between,
- * welfare_sensor() sets alerts = 0 as the sensors come back, and the
- * opening closes nothing: the alert is never closed. Expected one
- * activity_resumed; none comes. */
-void known_bug_alert_not_closed_after_sensor_outage(void);
-void
-known_bug_alert_not_closed_after_sensor_outage(void)
-{
-	struct derive_options o = opts();
-	struct derive_household hh = household(one_sensor);
-	o.households = &hh;
-	o.nhouseholds = 1;
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
-	const int64_t t1 = T0 + HOUR;
-
-	sensors_up(d, one_sensor, t1);
-	tick_take(d, t1 + 12 * HOUR, &out);		/* the alert */
-	derive_observe(d, ev_avail(&m, "door-1", false, t1 + 13 * HOUR), t1 + 13 * HOUR);
-	derive_observe(d, ev_avail(&m, "door-1", true, t1 + 14 * HOUR), t1 + 14 * HOUR);
-	take(d, &out);
-	derive_observe(d, ev_door(&m, "door-1", true, t1 + 15 * HOUR), t1 + 15 * HOUR);
-	take(d, &out);
-	T_INTEQ(count_kind(&out, KIND(ACTIVITY_RESUMED)), 1);
-	out_clear(&out);
-	derive_free(d);
-}
-
-/* To decide rather than a plain bug: derive.h lets the window begin with
- * "the sensors being online again", and welfare_sensor() says "the time
- * it could not watch does not count as inactivity", but that is done only
- * after a sensor_offline. A household whose sensor is first heard of 10 h
- * after the start (a new installation, a sensor added) has its window
- * from the start (derive_load's "now"): the alert comes 2 h after the
- * sensor came online. Expected here: 12 h after the sensor came online
- * (T0 + 22 h); it comes at T0 + 12 h. */
-void known_bug_window_before_sensors_first_online(void);
-void
-known_bug_window_before_sensors_first_online(void)
-{
-	struct derive_options o = opts();
-	struct derive_household hh = household(one_sensor);
-	o.households = &hh;
-	o.nhouseholds = 1;
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
-
-	derive_observe(d, ev_avail(&m, "door-1", true, T0 + 10 * HOUR), T0 + 10 * HOUR);
-	take(d, &out);
-	tick_take(d, T0 + 12 * HOUR, &out);
-	T_INTEQ(count_kind(&out, KIND(INACTIVITY)), 0);
-	out_clear(&out);
-	derive_free(d);
-}
-
-/* Robustness rather than what derive.h says: a door opening whose device
- * time is far in the future (the decoder marks it clock_skewed and keeps
- * the time; derive.c never looks at the flag) becomes the window's start:
- * every real opening after it is "before the window" and ignored, and no
- * inactivity alert comes until a year later. Expected the alert 12 h
- * after the last real opening; none comes. */
-void known_bug_skewed_opening_moves_window(void);
-void
-known_bug_skewed_opening_moves_window(void)
-{
-	struct derive_options o = opts();
-	struct derive_household hh = household(one_sensor);
-	o.households = &hh;
-	o.nhouseholds = 1;
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
-	const int64_t t1 = T0 + HOUR;
-
-	sensors_up(d, one_sensor, 0);
-	Event *ev = ev_door(&m, "door-1", true, t1 + 365 * 24 * HOUR);
-	ev->received_time_us = t1;
-	ev->clock_skewed = true;
-	derive_observe(d, ev, t1);
-	derive_observe(d, ev_door(&m, "door-1", true, t1 + HOUR), t1 + HOUR);
-	take(d, &out);
-	tick_take(d, t1 + 13 * HOUR, &out);
-	T_INTEQ(count_kind(&out, KIND(INACTIVITY)), 1);
-	out_clear(&out);
-	derive_free(d);
-}
-
-/* With hold_down 0, a sensor that comes back with a door opening (device
- * time a moment before the receive time, as always) is confirmed online
- * first; welfare_sensor() starts the window at the receive time, and
- * welfare_opened() then drops the opening as "before the window": no
- * activity_resumed after an alert, last_activity not moved. Expected the
- * opening counted (last_activity = its time). */
-void known_bug_opening_that_brings_sensor_back(void);
-void
-known_bug_opening_that_brings_sensor_back(void)
-{
-	struct derive_options o = opts();
-	struct derive_household hh = household(one_sensor);
-	o.households = &hh;
-	o.nhouseholds = 1;
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
-	const int64_t t1 = T0 + HOUR, t2 = t1 + 5 * HOUR;
-
-	sensors_up(d, one_sensor, t1);
-	derive_observe(d, ev_avail(&m, "door-1", false, t1 + HOUR), t1 + HOUR);
-	take(d, &out);
-	Event *ev = ev_door(&m, "door-1", true, t2 - 200000);
-	ev->received_time_us = t2;
-	derive_observe(d, ev, t2);
-	take(d, &out);
-	json_t *r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
-	T_INTEQ(jint(r, "last_activity_us"), t2 - 200000);
-	json_decref(r);
-	out_clear(&out);
-	derive_free(d);
-}
-
-/* With a hold-down, a flap (offline, online again within it) leaves no
- * trace in the state. When the journal replays the offline record after
- * a restart and a tick comes before the online record is replayed (ticks
- * run between batches), the offline is confirmed: a device_offline (and
- * a device_online after it) that never happened. Expected nothing. */
-void known_bug_replayed_flap(void);
-void
-known_bug_replayed_flap(void)
-{
-	struct derive_options o = opts();
-	o.hold_down_us = 10 * S;
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
-	struct db b;
-
-	db_init(&b);
-	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0), T0);
-	derive_observe(d, ev_lwt(&m, "gw-1", CLS(GATEWAY), T0 + 100 * S), T0 + 100 * S);
-	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0 + 102 * S), T0 + 102 * S);
-	flush(d, &out, &b);
-	d = restart(d, &o, &b, T0 + 200 * S);
-	derive_observe(d, ev_lwt(&m, "gw-1", CLS(GATEWAY), T0 + 100 * S), T0 + 200 * S);
-	size_t n = tick_flush(d, T0 + 201 * S, &out, &b);
-	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0 + 102 * S), T0 + 201 * S);
-	n += tick_flush(d, T0 + 300 * S, &out, &b);
-	T_INTEQ(n, 0);
-	out_clear(&out);
-	derive_free(d);
-	db_free(&b);
-}
-
-/* Damaged state rather than what PostgreSQL gives: derive_load takes an
- * array of anything. Elements that are not objects become devices with
- * empty ids, and the same device twice becomes two registry entries
- * (load_device calls device_add without device_find), each counted, each
- * ticking and deriving the same events. Expected one device ("", "a");
- * there are four. */
-void known_bug_load_takes_any_row(void);
-void
-known_bug_load_takes_any_row(void)
-{
-	struct derive_options o = opts();
-	struct derive *d = derive_new(&o);
-
-	T_INTEQ(derive_load(d, "[1, 2, {\"device_id\": \"a\"}, {\"device_id\": \"a\"}]", NULL,
-	    NULL, T0), 0);
-	T_INTEQ(derive_devices(d, NULL), 1);
-	derive_free(d);
-}
-
-/* derive.c adds windows and timeouts to times without checking for
- * overflow: registry_tick() pending_us + hold_down_us (line 413),
- * last_seen_us + timeout (418, 423), created_us + expected_grace_us
- * (431-433); registry_observe() t - written_seen_us (479); welfare_tick()
- * window_start_us + inactive_us (630), now_us - due (634). Only times
- * near the ends of int64_t get there: a damaged state row, or a device
- * clock beyond any real date. It is undefined behaviour (the sanitizer
- * build stops); here, a household row whose window starts near INT64_MAX
- * wraps `due` to a negative time and raises an inactivity alert dated
- * some 292,000 years before the epoch. Expected no alert. */
-void known_bug_time_overflow(void);
-void
-known_bug_time_overflow(void)
+/* Times are taken within years 1970..9999: a time beyond is its end, in
+ * the rows and in every sum with a duration (no overflow: the sanitizer
+ * build would stop). */
+static void
+test_times_bounded(void)
 {
 	struct derive_options o = opts();
 	struct derive_household hh = household(one_sensor);
 	hh.repeat_us = 0;
+	o.hold_down_us = 10 * S;
+	o.class_timeout_us[CLS(ACCESS_GATE)] = 60 * S;
 	o.households = &hh;
 	o.nhouseholds = 1;
 	struct derive *d = derive_new(&o);
 	struct out out = { 0 };
-	char welfare[256];
+	struct msg m;
+	char welfare[256], devices[512];
+	Event *ev;
+	json_t *r;
 
+	/* Rows from a damaged database: a window starting near INT64_MAX, a
+	 * gate last seen and pending offline there, created before 1970. */
 	snprintf(welfare, sizeof(welfare), "[{\"household\":\"h-1502\",\"window_start_us\":%lld,"
 	    "\"alerts\":0,\"sensor_offline\":false}]", (long long)(INT64_MAX - HOUR));
-	derive_load(d, NULL, welfare, NULL, T0);
+	snprintf(devices, sizeof(devices), "[{\"community_id\":\"c-1\",\"device_id\":\"gate-9\","
+	    "\"device_class\":\"access_gate\",\"state\":\"online\",\"state_since_us\":%lld,"
+	    "\"last_seen_us\":%lld,\"pending_state\":\"offline\",\"pending_since_us\":%lld,"
+	    "\"created_us\":%lld}]", (long long)INT64_MIN, (long long)(INT64_MAX - S),
+	    (long long)(INT64_MAX - 2 * S), (long long)INT64_MIN);
+	T_INTEQ(derive_load(d, devices, welfare, NULL, T0), 0);
+	derive_retake(d);
+	T_INTEQ(take(d, &out), 0);
+	r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "window_start_us"), TIME_MAX);
+	json_decref(r);
+	r = row_of(out.rows[ROWS_DEVICES], "device_id", "gate-9");
+	T_INTEQ(jint(r, "last_seen_us"), TIME_MAX);
+	T_INTEQ(jint(r, "pending_since_us"), TIME_MAX);
+	T_INTEQ(jint(r, "state_since_us"), 0);
+	T_INTEQ(jint(r, "created_us"), 0);
+	json_decref(r);
 	sensors_up(d, one_sensor, 0);
-	take(d, &out);
-	tick_take(d, T0 + HOUR, &out);
-	T_INTEQ(count_kind(&out, KIND(INACTIVITY)), 0);
+	T_INTEQ(take(d, &out), 0);
+	/* Not due before the end of time. */
+	T_INTEQ(tick_take(d, T0 + HOUR, &out), 0);
+
+	/* Messages with times beyond: the receive time of a message, the
+	 * event time of a door opening, a report's deadline. */
+	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), INT64_MAX), T0 + 2 * HOUR);
+	derive_observe(d, ev_door(&m, "door-1", true, INT64_MAX), T0 + 2 * HOUR);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", INT64_MIN, INT64_MAX, 0, 0,
+	    INT64_MAX), T0 + 2 * HOUR);
+	T_INTEQ(take(d, &out), 0);
+	r = row_of(out.rows[ROWS_DEVICES], "device_id", "gate-1");
+	T_INTEQ(jint(r, "last_seen_us"), TIME_MAX);
+	T_INTEQ(jint(r, "first_seen_us"), TIME_MAX);
+	T_INTEQ(jint(r, "state_since_us"), TIME_MAX);
+	json_decref(r);
+	r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "last_activity_us"), TIME_MAX);
+	T_INTEQ(jint(r, "window_start_us"), TIME_MAX);
+	json_decref(r);
+	r = row_of(out.rows[ROWS_REPORTS], "report_id", "r-1");
+	T_INTEQ(jint(r, "deadline_us"), TIME_MAX);
+	/* The body's opening before 1970 is 1970, none: the event's time. */
+	T_INTEQ(jint(r, "opened_us"), TIME_MAX);
+	json_decref(r);
+	/* A clock beyond too: it is the end of time. The report is due then;
+	 * what is due after it (gate-9's hold-down, gate-1's and gate-9's
+	 * timeouts, the window) never is. */
+	T_INTEQ(tick_take(d, INT64_MAX, &out), 1);
+	const Event *e = nth_type(&out, TYPE(REPORT_OVERDUE), 0);
+	T_CHECK(e != NULL && e->event_time_us == TIME_MAX && e->received_time_us == TIME_MAX);
+	T_INTEQ(tick_take(d, INT64_MAX, &out), 0);
+	/* A clock before 1970 is 1970: nothing is due. */
+	T_INTEQ(tick_take(d, INT64_MIN, &out), 0);
+	ev = ev_lwt(&m, "gate-1", CLS(ACCESS_GATE), INT64_MIN);
+	derive_observe(d, ev, INT64_MIN);
+	T_INTEQ(tick_take(d, INT64_MIN, &out), 0);
 	out_clear(&out);
 	derive_free(d);
+}
+
+/* ---- what derive.c does not do as derive.h says ------------------------ */
+
+/* derive.h: "Times are taken within years 1970..9999." derive_load's clock
+ * is not: a declared expected device new to the registry is added with
+ * created_us = now_us as given (derive_load clamps it only for the
+ * households' windows), so its row says created_us (and state_since_us)
+ * INT64_MAX, and registry_tick() computes created_us + expected_grace_us,
+ * a signed overflow (undefined behaviour; the sanitizer build stops).
+ * Expected: created_us 9999-12-31T23:59:59Z, and no event at T0 (never
+ * heard from is not due before the end of time). Here (-O2, no sanitizer)
+ * the sum wraps and the camera is reported offline "never heard from" at
+ * once, dated some 292,000 years before the epoch. The daemon's wall
+ * clock never gets there: robustness, not a case seen in use. */
+void known_bug_load_clock_not_bounded(void);
+void
+known_bug_load_clock_not_bounded(void)
+{
+	struct derive_options o = opts();
+	struct derive_device_def devs[] = { { "c-1", "cam-9", CLS(CAMERA), -1, true } };
+	o.devices = devs;
+	o.ndevices = 1;
+	o.expected_grace_us = 30 * S;
+	struct derive *d = derive_new(&o);
+	struct out out = { 0 };
+
+	T_INTEQ(derive_load(d, NULL, NULL, NULL, INT64_MAX), 0);
+	take(d, &out);
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "cam-9");
+	T_INTEQ(jint(r, "created_us"), TIME_MAX);
+	json_decref(r);
+	T_INTEQ(tick_take(d, T0, &out), 0);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* derive.h: a report handled or closed "is kept for a day after that was
+ * known ..., then forgotten", and derive_load takes the rows "as written
+ * by derive_take" (which writes handled and closed reports). A handled
+ * report loaded from such a row is never forgotten: load_report() leaves
+ * done_seen_us 0 and derive_tick() forgets only reports whose
+ * done_seen_us is set. Expected: gone a day after the load (a retake
+ * then writes no report row); it is still there (and so for ever: a
+ * memory that only grows, were the store to load such rows; today
+ * store_setup.c loads open reports only, see the next one). */
+void known_bug_loaded_done_report_kept(void);
+void
+known_bug_loaded_done_report_kept(void)
+{
+	struct derive_options o = opts();
+	struct derive *d = derive_new(&o);
+	struct out out = { 0 };
+	char reports[256];
+
+	snprintf(reports, sizeof(reports), "[{\"community_id\":\"c-1\",\"report_id\":\"r-1\","
+	    "\"opened_us\":%lld,\"deadline_us\":%lld,\"handled_us\":%lld}]", (long long)T0,
+	    (long long)(T0 + HOUR), (long long)(T0 + MIN));
+	T_INTEQ(derive_load(d, NULL, NULL, reports, T0 + 2 * MIN), 0);
+	T_INTEQ(tick_take(d, T0 + 2 * MIN + 25 * HOUR, &out), 0);
+	derive_retake(d);
+	take(d, &out);
+	T_CHECK(out.rows[ROWS_REPORTS] == NULL);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* derive.h: a report handled "is kept for a day after that was known (a
+ * late duplicate of its opening does not open it again)", and "a restart
+ * neither repeats nor misses a derived event". Across a restart it is not
+ * kept: the load query (store_setup.c derived_sql, "WHERE handled_at IS
+ * NULL AND closed_at IS NULL", as db_read here) gives derive_load only
+ * open reports, so the opening delivered again after the restart (MQTT
+ * QoS 1) makes the report anew with its deadline and no handled time, and
+ * report_tick() raises report_overdue for a report handled in time.
+ * Expected no event; one comes. Fixing it takes both store_setup.c
+ * (load the reports handled or closed within the day) and derive.c (the
+ * day of a loaded one, see known_bug_loaded_done_report_kept). */
+void known_bug_report_reopened_after_restart(void);
+void
+known_bug_report_reopened_after_restart(void)
+{
+	struct derive_options o = opts();
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	struct db b;
+
+	db_init(&b);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, T0 + HOUR, 0, 0, T0), T0);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_HANDLED), "r-1", 0, 0, T0 + MIN, 0, T0 + MIN),
+	    T0 + MIN);
+	flush(d, &out, &b);
+	d = restart(d, &o, &b, T0 + 2 * MIN);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, T0 + HOUR, 0, 0, T0),
+	    T0 + 3 * MIN);
+	flush(d, &out, &b);
+	T_INTEQ(tick_flush(d, T0 + HOUR, &out, &b), 0);
+	out_clear(&out);
+	derive_free(d);
+	db_free(&b);
 }
 
 int
@@ -2950,8 +2859,12 @@ main(void)
 	test_report_device_restart();
 	test_ids();
 	test_persistence();
+	test_replayed_flap();
 	test_load_rows();
+	test_load_odd_rows();
 	test_pending_retake();
+	test_retake_events_not_again();
+	test_times_bounded();
 	T_INTEQ(bad_events, 0);
 	return t_done();
 }
