@@ -2085,7 +2085,8 @@ history(struct derive *d, int64_t skew, struct out *all)
 	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0), T0 + skew);
 	derive_observe(d, ev_plain(&m, "gate-2", CLS(ACCESS_GATE), T0), T0 + skew);
 	derive_observe(d, ev_lwt(&m, "gate-1", CLS(ACCESS_GATE), T0 + MIN), T0 + MIN + skew);
-	derive_observe(d, ev_lwt(&m, "gate-2", CLS(ACCESS_GATE), T0 + 2 * MIN), T0 + 2 * MIN + skew);
+	derive_observe(d, ev_lwt(&m, "gate-2", CLS(ACCESS_GATE), T0 + 2 * MIN),
+	    T0 + 2 * MIN + skew);
 	derive_observe(d, ev_plain(&m, "gate-2", CLS(ACCESS_GATE), T0 + 3 * MIN),
 	    T0 + 3 * MIN + skew);
 	derive_observe(d, ev_avail(&m, "door-1", true, T0 + S), T0 + S + skew);
