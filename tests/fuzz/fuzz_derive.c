@@ -11,20 +11,29 @@
  *            peephole, declared devices, one with empty ids)
  *   byte 2   its class (0..7, or out of range), the route (top bits)
  *   byte 3   variations: the time's unit, the status source, battery and
- *            link quality, the device's clock elsewhere, a time from the
- *            table of extreme ones
+ *            link quality, the device's clock elsewhere (clock_skewed), a
+ *            time from the table of extreme ones, the record delivered
+ *            twice
  *   byte 4-5 a signed offset from the clock, in that unit
  *
  * The first operation's byte 3 also chooses the options (hold-down,
  * max_devices, expected grace, persist_every).
  *
  * Checked: no crash and nothing leaked (the sanitizer builds); every
- * derived event has a 16-byte id, the route and body its rule gives it;
- * every text taken is a JSON array of objects; right after a take
- * nothing is pending; after a retake, the device rows taken are as many
- * as derive_devices() says, as many of them online; those rows, loaded
- * into a new instance and taken again, are the same rows; a refused
- * load takes nothing. */
+ * derived event has a 16-byte id, the route and body its rule gives it,
+ * and its times within years 1970..9999 (derive.h); every text taken is
+ * a JSON array of objects, their times null or within those years, the
+ * report rows with their device, the welfare rows with the window of
+ * their alert; right after a take nothing is pending; a record delivered
+ * again at once (a replay) derives nothing and changes no row; after a
+ * retake, the device rows taken are as many as derive_devices() says, as
+ * many of them online; those rows, loaded into a new instance and taken
+ * again, are the same rows, and at the same clock the new instance
+ * derives the same events as the old one (a restart neither repeats nor
+ * misses one); a refused load takes nothing.
+ *
+ * derive_load's own clock stays T0: a clock beyond year 9999 there is a
+ * known bug (test_derive.c, known_bug_load_clock_not_bounded). */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -39,6 +48,7 @@ typedef Gridbridge__V1__Event Event;
 #define OP_SIZE 6
 #define S 1000000LL
 #define T0 1767225600000000LL		/* 2026-01-01T00:00:00Z */
+#define TIME_MAX (253402300799LL * S)	/* 9999-12-31T23:59:59Z */
 #define MAX_OPS 512
 
 #define CLS(x) GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_##x
@@ -53,12 +63,12 @@ static const char *const devices[][2] = {
 static const char *const routes[] = { "z2m", "slow", "none", "" };
 static const char *const reports[] = { "r-1", "r-2", "r-3", "" };
 
-/* Times nobody's clock gives, but a device's might. Not nearer the ends
- * of int64_t than 2^61: derive.c adds timeouts and windows to times
- * without checking for overflow (a known bug, see test_derive.c). */
+/* Times nobody's clock gives, but a device's might, to the ends of
+ * int64_t (derive.c takes them within years 1970..9999). */
 static const int64_t extreme[] = {
 	0, 1, -1, T0 / 2, -T0, 1LL << 52, -(1LL << 52), 4102444800000000LL /* 2100 */,
 	1LL << 61, -(1LL << 61), (1LL << 61) - 1, -(1LL << 61) + 1,
+	TIME_MAX, TIME_MAX + 1, INT64_MAX, INT64_MIN, INT64_MAX - 1, INT64_MIN + 1,
 };
 
 static const char *const sensors_a[] = { "door-1", "door-2", NULL };
@@ -88,7 +98,11 @@ options(struct derive_options *o, uint8_t v, struct derive_device_def *defs,
 	o->nroutes = 2;
 	hh[0] = (struct derive_household){
 		.name = "h-a", .community = "c-1", .sensors = sensors_a, .peephole = "ph-1",
-		.inactive_us = 3600 * S, .repeat_us = 1800 * S,
+		/* Within the configuration's bounds (inactive_hours 1..720,
+		 * repeat_hours 0..720): derive.c counts repeats in an int and
+		 * loads at most 100,000,000 of them, which an hour's repeats
+		 * to year 9999 stay under. */
+		.inactive_us = 3600 * S, .repeat_us = 3600 * S,
 		.night_start_min = 22 * 60, .night_end_min = 6 * 60, .night_openings = 1,
 		.tz_offset_s = 8 * 3600,
 	};
@@ -104,12 +118,20 @@ options(struct derive_options *o, uint8_t v, struct derive_device_def *defs,
 
 /* ---- checks ------------------------------------------------------------ */
 
+static bool
+in_years(int64_t t)
+{
+	return t >= 0 && t <= TIME_MAX;
+}
+
 static void
 check_event(const Event *e)
 {
 	if (e == NULL || e->id.len != 16 || e->id.data == NULL || e->route == NULL ||
 	    e->vendor == NULL || strcmp(e->vendor, "gridbridge") != 0 ||
 	    e->community_id == NULL || e->device_id == NULL)
+		abort();
+	if (!in_years(e->event_time_us) || !in_years(e->received_time_us))
 		abort();
 	if (strcmp(e->route, "registry") == 0) {
 		if ((e->event_type != TYPE(DEVICE_ONLINE) && e->event_type != TYPE(DEVICE_OFFLINE)) ||
@@ -131,25 +153,39 @@ check_event(const Event *e)
 	}
 }
 
-/* A taken text: NULL, or a non-empty JSON array of objects. */
+enum { ROWS_DEVICES, ROWS_WELFARE, ROWS_REPORTS };
+
+/* A taken text: NULL, or a non-empty JSON array of objects, each time in
+ * it (a key ending in _us) null or within years 1970..9999. */
 static json_t *
-check_rows(const char *text)
+check_rows(const char *text, int which)
 {
+	static const char *const need[] = { "device_id", "alert_window_us", "device_id" };
 	if (text == NULL)
 		return json_array();
-	json_t *a = json_loads(text, 0, NULL), *o;
+	json_t *a = json_loads(text, 0, NULL), *o, *v;
 	size_t i;
+	const char *key;
 	if (!json_is_array(a) || json_array_size(a) == 0)
 		abort();
-	json_array_foreach(a, i, o)
-		if (!json_is_object(o))
+	json_array_foreach(a, i, o) {
+		if (!json_is_object(o) || json_object_get(o, need[which]) == NULL)
 			abort();
+		json_object_foreach(o, key, v) {
+			size_t n = strlen(key);
+			if (n < 3 || strcmp(key + n - 3, "_us") != 0 || json_is_null(v))
+				continue;
+			if (!json_is_integer(v) || !in_years((int64_t)json_integer_value(v)))
+				abort();
+		}
+	}
 	return a;
 }
 
 struct taken {
 	json_t *rows[3];
 	size_t nevents;
+	uint8_t *ids;		/* the events' ids, 16 bytes each, sorted */
 };
 
 static void
@@ -157,6 +193,13 @@ taken_free(struct taken *t)
 {
 	for (int i = 0; i < 3; i++)
 		json_decref(t->rows[i]);
+	free(t->ids);
+}
+
+static int
+cmp_id(const void *a, const void *b)
+{
+	return memcmp(a, b, 16);
 }
 
 static void
@@ -166,13 +209,17 @@ take(struct derive *d, struct taken *t)
 	char *text[3];
 
 	t->nevents = derive_take(d, &evs, &text[0], &text[1], &text[2]);
+	if ((t->ids = malloc(t->nevents * 16 + 1)) == NULL)
+		abort();
 	for (size_t i = 0; i < t->nevents; i++) {
 		check_event(evs[i]);
+		memcpy(t->ids + 16 * i, evs[i]->id.data, 16);
 		derive_event_free(evs[i]);
 	}
 	free(evs);
+	qsort(t->ids, t->nevents, 16, cmp_id);
 	for (int i = 0; i < 3; i++) {
-		t->rows[i] = check_rows(text[i]);
+		t->rows[i] = check_rows(text[i], i);
 		free(text[i]);
 	}
 	if (derive_pending(d))
@@ -216,7 +263,37 @@ same_rows(json_t *a, json_t *b)
 	return same;
 }
 
-/* Every row, counted; then loaded into a new instance, the same rows. */
+/* Is `row` one of the rows of `a`? */
+static bool
+has_row(json_t *a, json_t *row)
+{
+	size_t i;
+	json_t *x;
+
+	json_array_foreach(a, i, x)
+		if (json_equal(x, row))
+			return true;
+	return false;
+}
+
+/* More than one device of the id of h-b's sensor (h-b has no community):
+ * which of them the household watches may change with a restart, a known
+ * bug (test_derive.c, known_bug_household_sensor_in_two_communities). */
+static bool
+sensor_twice(json_t *rows)
+{
+	size_t i, n = 0;
+	json_t *x;
+
+	json_array_foreach(rows, i, x) {
+		const char *id = json_string_value(json_object_get(x, "device_id"));
+		n += id != NULL && strcmp(id, sensors_b[0]) == 0;
+	}
+	return n > 1;
+}
+
+/* Every row, counted; then loaded into a new instance, the same rows,
+ * and at the same clock the same events. */
 static void
 round_trip(struct derive *d, const struct derive_options *o, int64_t now)
 {
@@ -250,6 +327,17 @@ round_trip(struct derive *d, const struct derive_options *o, int64_t now)
 	for (int i = 0; i < 3; i++)
 		if (!same_rows(t.rows[i], u.rows[i]))
 			abort();
+	if (!sensor_twice(t.rows[0])) {
+		struct taken x, y;
+		derive_tick(d, now);
+		take(d, &x);
+		derive_tick(e, now);
+		take(e, &y);
+		if (x.nevents != y.nevents || memcmp(x.ids, y.ids, 16 * x.nevents) != 0)
+			abort();
+		taken_free(&x);
+		taken_free(&y);
+	}
 	for (int i = 0; i < 3; i++)
 		free(text[i]);
 	taken_free(&t);
@@ -294,6 +382,33 @@ record(struct msg *m, const uint8_t *op, int type, int64_t t, int64_t now)
 	return &m->ev;
 }
 
+/* The record stored; when `twice`, delivered again at once (MQTT QoS 1,
+ * or replayed from the journal): the second time derives nothing and
+ * writes no row other than as the first left it. */
+static void
+observe(struct derive *d, const Event *ev, int64_t now, bool twice)
+{
+	struct taken a, b;
+
+	derive_observe(d, ev, now);
+	if (!twice)
+		return;
+	take(d, &a);
+	derive_observe(d, ev, now);
+	take(d, &b);
+	if (b.nevents != 0)
+		abort();
+	for (int i = 0; i < 3; i++) {
+		size_t k;
+		json_t *row;
+		json_array_foreach(b.rows[i], k, row)
+			if (!has_row(a.rows[i], row))
+				abort();
+	}
+	taken_free(&a);
+	taken_free(&b);
+}
+
 /* a + b, held at the ends of int64_t (the target's own sums must not
  * overflow; derive.c's are what is tested). */
 static int64_t
@@ -324,10 +439,11 @@ apply(struct derive *d, const struct derive_options *o, const uint8_t *op, int64
 	struct taken t;
 	Event *ev;
 	int64_t at = offset(op, *now);
+	bool twice = (op[3] & 4) != 0;
 
 	switch (op[0] % 16) {
 	case 0:			/* any message */
-		derive_observe(d, record(&m, op, TYPE(PERSON_PASSAGE), at, *now), *now);
+		observe(d, record(&m, op, TYPE(PERSON_PASSAGE), at, *now), *now, twice);
 		break;
 	case 1:			/* a status: offline, online, heartbeat */
 	case 2:
@@ -339,7 +455,7 @@ apply(struct derive *d, const struct derive_options *o, const uint8_t *op, int64
 		m.status.reason = (char *)"";
 		ev->body_case = GRIDBRIDGE__V1__EVENT__BODY_STATUS;
 		ev->status = &m.status;
-		derive_observe(d, ev, *now);
+		observe(d, ev, *now, twice);
 		break;
 	case 3:			/* a door opens or closes */
 	case 4:
@@ -355,7 +471,7 @@ apply(struct derive *d, const struct derive_options *o, const uint8_t *op, int64
 		m.door.link_quality = (op[3] & 0x10) ? &m.lq : NULL;
 		ev->body_case = GRIDBRIDGE__V1__EVENT__BODY_DOOR;
 		ev->door = &m.door;
-		derive_observe(d, ev, *now);
+		observe(d, ev, *now, twice);
 		break;
 	case 5: {		/* a peephole: given its household, then stored */
 		ev = record(&m, op, TYPE(PEEPHOLE_DOORBELL), at, *now);
@@ -370,7 +486,7 @@ apply(struct derive *d, const struct derive_options *o, const uint8_t *op, int64
 		derive_enrich(d, ev);
 		if (before[0] != '\0' && m.peephole.household != before)
 			abort();	/* what the device said stays */
-		derive_observe(d, ev, *now);
+		observe(d, ev, *now, twice);
 		break;
 	}
 	case 6:			/* a report: opened, handled, closed */
@@ -388,7 +504,7 @@ apply(struct derive *d, const struct derive_options *o, const uint8_t *op, int64
 		m.report.closed_us = op[0] % 16 == 8 && (op[3] & 0x10) ? at : 0;
 		ev->body_case = GRIDBRIDGE__V1__EVENT__BODY_REPORT;
 		ev->report = &m.report;
-		derive_observe(d, ev, *now);
+		observe(d, ev, *now, twice);
 		break;
 	}
 	case 9:			/* the clock moves (backwards too) */

@@ -10,6 +10,7 @@
  * The known_bug_* functions at the end show what derive.c does not do as
  * derive.h says. They are not run (the suite stays green); each says what
  * it expects and what happens instead. Call one from main to see it fail.
+ * A known bug fixed in derive.c becomes a test of its own, run from main.
  */
 #include <jansson.h>
 #include <stdbool.h>
@@ -35,6 +36,8 @@ typedef Gridbridge__V1__Event Event;
 #define HOUR (3600 * S)
 /* 2026-01-01T00:00:00Z */
 #define T0 1767225600000000LL
+/* 9999-12-31T23:59:59Z: derive.h takes times within years 1970..9999. */
+#define TIME_MAX (253402300799LL * S)
 
 /* Derived events that broke the envelope's rules (see check_event). */
 static int bad_events;
@@ -433,7 +436,7 @@ db_upsert_device(struct db *b, json_t *x)
 static void
 db_upsert_report(struct db *b, json_t *x)
 {
-	static const char *const texts[] = { "building", "door", "category" };
+	static const char *const texts[] = { "device_id", "building", "door", "category" };
 	static const char *const times[] = { "opened_us", "deadline_us", "handled_us",
 		"closed_us" };
 	char key[512];
@@ -441,7 +444,7 @@ db_upsert_report(struct db *b, json_t *x)
 	db_key(key, sizeof(key), x, "community_id", "report_id");
 	json_t *old = json_object_get(b->reports, key), *row = json_deep_copy(x);
 	if (old != NULL) {
-		for (size_t i = 0; i < 3; i++)
+		for (size_t i = 0; i < 4; i++)
 			json_object_set_new(row, texts[i], coalesce_text(json_object_get(x,
 			    texts[i]), json_object_get(old, texts[i])));
 		for (size_t i = 0; i < 4; i++)
@@ -512,11 +515,11 @@ db_read(const struct db *b, char **devices, char **welfare, char **reports)
 		"state_source", "pending_state", "pending_since_us", "pending_source",
 		"battery_percent", "link_quality", "created_us", NULL };
 	static const char *const wcols[] = { "household", "last_activity_us", "window_start_us",
-		"alerts", "sensor_offline", "night_start_us", "night_openings", "night_alerted",
-		NULL };
-	static const char *const rcols[] = { "community_id", "report_id", "building", "door",
-		"category", "opened_us", "deadline_us", "handled_us", "closed_us", "overdue_us",
-		NULL };
+		"alerts", "alert_window_us", "sensor_offline", "night_start_us", "night_openings",
+		"night_alerted", NULL };
+	static const char *const rcols[] = { "community_id", "report_id", "device_id", "building",
+		"door", "category", "opened_us", "deadline_us", "handled_us", "closed_us",
+		"overdue_us", NULL };
 	json_t *dv = json_array(), *wf = json_array(), *rp = json_array(), *row;
 	const char *key;
 
@@ -614,8 +617,35 @@ test_first_message(void)
 	T_INTEQ(take(d, &out), 0);
 	T_CHECK(out.rows[ROWS_DEVICES] == NULL);
 
-	/* The first stored event: one device_online at its receive time. */
+	/* The first stored event: the device is known, online since its
+	 * receive time. That is how the registry learns of it: its row, no
+	 * event. */
 	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0 + 5 * S), T0 + 5 * S + 7);
+	T_CHECK(derive_pending(d));
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(derive_devices(d, &online), 1);
+	T_INTEQ(online, 1);
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "gate-1");
+	T_CHECK(r != NULL);
+	T_STREQ(jstr(r, "state"), "online");
+	T_STREQ(jstr(r, "state_source"), "message");
+	T_STREQ(jstr(r, "device_class"), "access_gate");
+	T_STREQ(jstr(r, "community_id"), "c-1");
+	T_STREQ(jstr(r, "route"), "z2m");
+	T_STREQ(jstr(r, "vendor"), "zigbee2mqtt");
+	T_INTEQ(jint(r, "state_since_us"), T0 + 5 * S);
+	T_INTEQ(jint(r, "first_seen_us"), T0 + 5 * S);
+	T_INTEQ(jint(r, "last_seen_us"), T0 + 5 * S);
+	T_INTEQ(jint(r, "created_us"), T0 + 5 * S + 7);
+	T_INTEQ(jint(r, "pending_state"), -2);
+	json_decref(r);
+
+	/* A change after that is an event: offline (its last will), then
+	 * back with a message: one device_online at that message's receive
+	 * time, told at the clock's. */
+	derive_observe(d, ev_lwt(&m, "gate-1", CLS(ACCESS_GATE), T0 + 6 * S), T0 + 6 * S);
+	T_INTEQ(take(d, &out), 1);
+	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0 + 8 * S), T0 + 8 * S + 7);
 	T_INTEQ(take(d, &out), 1);
 	const Event *e = out.ev[0];
 	T_INTEQ(e->event_type, TYPE(DEVICE_ONLINE));
@@ -625,29 +655,17 @@ test_first_message(void)
 	T_STREQ(e->device_id, "gate-1");
 	T_INTEQ(e->device_class, CLS(ACCESS_GATE));
 	T_INTEQ(e->severity, SEV(INFO));
-	T_INTEQ(e->event_time_us, T0 + 5 * S);
-	T_INTEQ(e->received_time_us, T0 + 5 * S + 7);
+	T_INTEQ(e->event_time_us, T0 + 8 * S);
+	T_INTEQ(e->received_time_us, T0 + 8 * S + 7);
 	T_INTEQ(e->status->state, DSTATE(ONLINE));
 	T_INTEQ(e->status->source, SRC(MESSAGE));
+	T_STREQ(e->status->reason, "message");
 	T_INTEQ(derive_devices(d, &online), 1);
 	T_INTEQ(online, 1);
 
-	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "gate-1");
-	T_CHECK(r != NULL);
-	T_STREQ(jstr(r, "state"), "online");
-	T_STREQ(jstr(r, "device_class"), "access_gate");
-	T_STREQ(jstr(r, "community_id"), "c-1");
-	T_STREQ(jstr(r, "route"), "z2m");
-	T_STREQ(jstr(r, "vendor"), "zigbee2mqtt");
-	T_INTEQ(jint(r, "state_since_us"), T0 + 5 * S);
-	T_INTEQ(jint(r, "first_seen_us"), T0 + 5 * S);
-	T_INTEQ(jint(r, "last_seen_us"), T0 + 5 * S);
-	T_INTEQ(jint(r, "pending_state"), -2);
-	json_decref(r);
-
 	/* A door sensor's battery and link quality go into its row. */
-	derive_observe(d, ev_door(&m, "door-1", false, T0 + 6 * S), T0 + 6 * S);
-	T_INTEQ(take(d, &out), 1);
+	derive_observe(d, ev_door(&m, "door-1", false, T0 + 9 * S), T0 + 9 * S);
+	T_INTEQ(take(d, &out), 0);
 	r = row_of(out.rows[ROWS_DEVICES], "device_id", "door-1");
 	T_INTEQ(jint(r, "battery_percent"), 87);
 	T_INTEQ(jint(r, "link_quality"), 120);
@@ -670,7 +688,7 @@ test_lwt_and_availability(void)
 	size_t online;
 
 	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0 + S), T0 + S);
-	T_INTEQ(take(d, &out), 1);
+	T_INTEQ(take(d, &out), 0);
 
 	/* The broker's last will: offline, the source kept. */
 	derive_observe(d, ev_lwt(&m, "gw-1", CLS(GATEWAY), T0 + 10 * S), T0 + 10 * S);
@@ -700,11 +718,12 @@ test_lwt_and_availability(void)
 	T_INTEQ(online, 1);
 
 	/* A device first known from its last will: offline at once, never
-	 * seen. */
+	 * seen, and that is an event. */
 	derive_observe(d, ev_lwt(&m, "gw-2", CLS(GATEWAY), T0 + 30 * S), T0 + 30 * S);
 	T_INTEQ(take(d, &out), 1);
 	T_INTEQ(out.ev[0]->event_type, TYPE(DEVICE_OFFLINE));
 	T_STREQ(out.ev[0]->device_id, "gw-2");
+	T_INTEQ(out.ev[0]->event_time_us, T0 + 30 * S);
 	T_INTEQ(out.ev[0]->status->source, SRC(LWT));
 	r = row_of(out.rows[ROWS_DEVICES], "device_id", "gw-2");
 	T_INTEQ(jint(r, "first_seen_us"), -2);
@@ -725,7 +744,7 @@ test_repeated_state(void)
 	struct msg m;
 
 	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0), T0);
-	T_INTEQ(take(d, &out), 1);
+	T_INTEQ(take(d, &out), 0);
 	/* More messages, a heartbeat, an "online": it is online already. */
 	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0 + S), T0 + S);
 	derive_observe(d, ev_status(&m, "gate-1", CLS(ACCESS_GATE), DSTATE(HEARTBEAT),
@@ -755,14 +774,24 @@ test_hold_down(void)
 	struct out out = { 0 };
 	struct msg m;
 
-	/* The first state counts at once. */
+	/* The first state counts at once (online: no event). */
 	derive_observe(d, ev_avail(&m, "door-1", true, T0), T0);
+	T_INTEQ(take(d, &out), 0);
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "door-1");
+	T_STREQ(jstr(r, "state"), "online");
+	T_INTEQ(jint(r, "state_since_us"), T0);
+	T_INTEQ(jint(r, "pending_state"), -2);
+	json_decref(r);
+	/* So does a first state offline, reported. */
+	derive_observe(d, ev_avail(&m, "door-9", false, T0 + S), T0 + S);
 	T_INTEQ(take(d, &out), 1);
+	T_CHECK(out.n == 1 && out.ev[0]->event_type == TYPE(DEVICE_OFFLINE) &&
+	    out.ev[0]->event_time_us == T0 + S);
 
 	/* Offline and online again within the hold-down: flapping, nothing. */
 	derive_observe(d, ev_avail(&m, "door-1", false, T0 + 100 * S), T0 + 100 * S);
 	T_INTEQ(take(d, &out), 0);
-	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "door-1");
+	r = row_of(out.rows[ROWS_DEVICES], "device_id", "door-1");
 	T_STREQ(jstr(r, "state"), "online");
 	T_STREQ(jstr(r, "pending_state"), "offline");
 	T_INTEQ(jint(r, "pending_since_us"), T0 + 100 * S);
@@ -811,7 +840,8 @@ test_timeout_class(void)
 
 	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0), T0);
 	derive_observe(d, ev_plain(&m, "cam-1", CLS(CAMERA), T0), T0);
-	T_INTEQ(take(d, &out), 2);
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(rows_in(out.rows[ROWS_DEVICES]), 2);
 	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0 + 30 * S), T0 + 30 * S);
 	T_INTEQ(tick_take(d, T0 + 90 * S - 1, &out), 0);
 
@@ -861,7 +891,7 @@ test_timeout_route(void)
 	derive_observe(d, ev_routed(&m, "g-slow", CLS(ACCESS_GATE), "slow", T0), T0);
 	derive_observe(d, ev_routed(&m, "g-none", CLS(ACCESS_GATE), "none", T0), T0);
 	derive_observe(d, ev_routed(&m, "g-other", CLS(ACCESS_GATE), "other", T0), T0);
-	T_INTEQ(take(d, &out), 3);
+	T_INTEQ(take(d, &out), 0);
 	/* At 60 s only the gate on a route without its own timeout. */
 	T_INTEQ(tick_take(d, T0 + 60 * S, &out), 1);
 	T_CHECK(event_of(&out, "g-other") != NULL);
@@ -895,20 +925,22 @@ test_timeout_device(void)
 	struct out out = { 0 };
 	struct msg m;
 
-	/* Declared: in the registry before they speak, state unknown. */
-	T_INTEQ(derive_devices(d, NULL), 3);
+	/* Declared, not expected: the section only sets the timeout; the
+	 * devices are not in the registry before they speak. */
+	T_INTEQ(derive_devices(d, NULL), 0);
 	T_INTEQ(take(d, &out), 0);
-	T_INTEQ(rows_in(out.rows[ROWS_DEVICES]), 3);
-	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "d-30");
-	T_STREQ(jstr(r, "state"), "unknown");
-	T_CHECK(json_is_false(json_object_get(r, "expected")));
-	T_INTEQ(jint(r, "created_us"), T0);
-	json_decref(r);
+	T_CHECK(out.rows[ROWS_DEVICES] == NULL);
 
 	for (size_t i = 0; i < 3; i++)
 		derive_observe(d, ev_routed(&m, devs[i].device, CLS(ACCESS_GATE), "slow", T0 + S),
 		    T0 + S);
-	T_INTEQ(take(d, &out), 3);
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(derive_devices(d, NULL), 3);
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "d-30");
+	T_STREQ(jstr(r, "state"), "online");
+	T_CHECK(json_is_false(json_object_get(r, "expected")));
+	T_INTEQ(jint(r, "created_us"), T0 + S);
+	json_decref(r);
 	/* 30 s: the device's own timeout, before the route's and the class's. */
 	T_INTEQ(tick_take(d, T0 + 31 * S - 1, &out), 0);
 	T_INTEQ(tick_take(d, T0 + 31 * S, &out), 1);
@@ -934,7 +966,7 @@ test_replay(void)
 
 	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0 + 1000 * S), T0 + 1000 * S);
 	derive_observe(d, ev_lwt(&m, "gw-1", CLS(GATEWAY), T0 + 2000 * S), T0 + 2000 * S);
-	T_INTEQ(take(d, &out), 2);
+	T_INTEQ(take(d, &out), 1);
 	/* A message received before it went offline, again: nothing. */
 	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0 + 1500 * S), T0 + 3000 * S);
 	T_INTEQ(tick_take(d, T0 + 3001 * S, &out), 0);
@@ -954,7 +986,7 @@ test_replay(void)
 	oh.hold_down_us = 10 * S;
 	struct derive *h = fresh(&oh, T0);
 	derive_observe(h, ev_plain(&m, "gw-1", CLS(GATEWAY), T0 + 1000 * S), T0 + 1000 * S);
-	T_INTEQ(take(h, &out), 1);
+	T_INTEQ(take(h, &out), 0);
 	derive_observe(h, ev_lwt(&m, "gw-1", CLS(GATEWAY), T0 + 900 * S), T0 + 1001 * S);
 	T_INTEQ(tick_take(h, T0 + 2000 * S, &out), 0);
 	r = row_of(out.rows[ROWS_DEVICES], "device_id", "gw-1");
@@ -989,8 +1021,12 @@ test_expected(void)
 	T_STREQ(jstr(r, "device_class"), "camera");
 	json_decref(r);
 
+	/* An expected device heard from online is recorded, no event. */
 	derive_observe(d, ev_plain(&m, "cam-10", CLS(CAMERA), T0 + 10 * S), T0 + 10 * S);
-	T_INTEQ(take(d, &out), 1);
+	T_INTEQ(take(d, &out), 0);
+	r = row_of(out.rows[ROWS_DEVICES], "device_id", "cam-10");
+	T_STREQ(jstr(r, "state"), "online");
+	json_decref(r);
 	T_INTEQ(tick_take(d, T0 + 30 * S - 1, &out), 0);
 	/* Never heard from within the grace: offline once, at its end. */
 	T_INTEQ(tick_take(d, T0 + 30 * S, &out), 1);
@@ -1021,7 +1057,7 @@ static void
 test_max_devices(void)
 {
 	struct derive_options o = opts();
-	struct derive_device_def devs[] = { { "c-1", "declared", CLS(CAMERA), -1, false } };
+	struct derive_device_def devs[] = { { "c-1", "declared", CLS(CAMERA), -1, true } };
 	o.max_devices = 3;
 	o.devices = devs;
 	o.ndevices = 1;
@@ -1035,18 +1071,28 @@ test_max_devices(void)
 		snprintf(name, sizeof(name), "cam-%d", i);
 		derive_observe(d, ev_plain(&m, name, CLS(CAMERA), T0 + i * S), T0 + i * S);
 	}
-	/* The declared one and the first two: the rest are not tracked. */
+	/* The declared (expected) one and the first two: the rest are not
+	 * tracked. */
 	T_INTEQ(derive_devices(d, &online), 3);
 	T_INTEQ(online, 2);
-	T_INTEQ(take(d, &out), 2);
-	T_CHECK(event_of(&out, "cam-0") != NULL && event_of(&out, "cam-1") != NULL);
-	T_CHECK(event_of(&out, "cam-2") == NULL);
+	T_INTEQ(take(d, &out), 0);
 	T_INTEQ(rows_in(out.rows[ROWS_DEVICES]), 3);
-	/* A tracked device still changes state. */
-	derive_observe(d, ev_plain(&m, "declared", CLS(CAMERA), T0 + 9 * S), T0 + 9 * S);
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "cam-1");
+	T_CHECK(r != NULL);
+	json_decref(r);
+	r = row_of(out.rows[ROWS_DEVICES], "device_id", "cam-2");
+	T_CHECK(r == NULL);
+	json_decref(r);
+	/* A tracked device still changes state; one not tracked makes no
+	 * event. */
+	derive_observe(d, ev_lwt(&m, "cam-0", CLS(CAMERA), T0 + 9 * S), T0 + 9 * S);
+	derive_observe(d, ev_lwt(&m, "cam-3", CLS(CAMERA), T0 + 9 * S), T0 + 9 * S);
 	T_INTEQ(take(d, &out), 1);
+	T_CHECK(event_of(&out, "cam-0") != NULL);
+	derive_observe(d, ev_plain(&m, "declared", CLS(CAMERA), T0 + 10 * S), T0 + 10 * S);
+	T_INTEQ(take(d, &out), 0);
 	T_INTEQ(derive_devices(d, &online), 3);
-	T_INTEQ(online, 3);
+	T_INTEQ(online, 2);
 
 	/* max_devices 0 is taken as 1. */
 	struct derive_options z = opts();
@@ -1121,12 +1167,12 @@ test_inactivity(void)
 	const int64_t t1 = T0 + HOUR;
 
 	sensors_up(d, one_sensor, t1);
-	T_INTEQ(take(d, &out), 1);		/* the sensor online */
-	T_CHECK(count_kind(&out, KIND(ACTIVITY_RESUMED)) == 0);
+	T_INTEQ(take(d, &out), 0);		/* the sensor online: its row */
 	json_t *r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
 	T_INTEQ(jint(r, "window_start_us"), t1);
 	T_INTEQ(jint(r, "last_activity_us"), t1);
 	T_INTEQ(jint(r, "alerts"), 0);
+	T_INTEQ(jint(r, "alert_window_us"), -2);
 	json_decref(r);
 
 	T_INTEQ(tick_take(d, t1 + 12 * HOUR - 1, &out), 0);
@@ -1150,6 +1196,7 @@ test_inactivity(void)
 	T_INTEQ(e->welfare->window_sec, 12 * 3600);
 	r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
 	T_INTEQ(jint(r, "alerts"), 1);
+	T_INTEQ(jint(r, "alert_window_us"), t1);
 	json_decref(r);
 
 	/* Repeats every repeat_hours while it lasts. */
@@ -1170,7 +1217,7 @@ test_inactivity(void)
 	o.households = &nr;
 	struct derive *n = fresh(&o, T0);
 	sensors_up(n, one_sensor, t1);
-	T_INTEQ(tick_take(n, t1 + 12 * HOUR, &out), 2);
+	T_INTEQ(tick_take(n, t1 + 12 * HOUR, &out), 1);
 	T_INTEQ(count_kind(&out, KIND(INACTIVITY)), 1);
 	T_INTEQ(tick_take(n, t1 + 100 * HOUR, &out), 0);
 	derive_free(n);
@@ -1190,7 +1237,7 @@ test_inactivity_catch_up(void)
 	const int64_t t1 = T0 + HOUR;
 
 	sensors_up(d, one_sensor, t1);
-	T_INTEQ(take(d, &out), 1);
+	T_INTEQ(take(d, &out), 0);
 	/* Down for a day and a half: the repeat due now, not the six missed. */
 	T_INTEQ(tick_take(d, t1 + 12 * HOUR + 5 * 4 * HOUR + HOUR, &out), 1);
 	T_INTEQ(out.ev[0]->welfare->kind, KIND(INACTIVITY));
@@ -1216,7 +1263,7 @@ test_sensor_offline(void)
 	const int64_t t1 = T0 + HOUR, t2 = t1 + 2 * HOUR, t3 = t1 + 31 * HOUR;
 
 	sensors_up(d, two_sensors, t1);
-	T_INTEQ(take(d, &out), 2);
+	T_INTEQ(take(d, &out), 0);
 
 	/* A sensor goes offline: its registry event and one sensor_offline. */
 	derive_observe(d, ev_avail(&m, "door-2", false, t2), t2);
@@ -1265,7 +1312,7 @@ test_sensor_offline(void)
 	ot.nhouseholds = 1;
 	struct derive *dt = fresh(&ot, T0);
 	sensors_up(dt, one_sensor, t1);
-	T_INTEQ(take(dt, &out), 1);
+	T_INTEQ(take(dt, &out), 0);
 	T_INTEQ(tick_take(dt, t1 + 2 * HOUR, &out), 2);
 	e = nth_kind(&out, KIND(SENSOR_OFFLINE), 0);
 	T_CHECK(e != NULL && e->event_time_us == t1 + 2 * HOUR);
@@ -1288,7 +1335,7 @@ test_activity_resumed(void)
 	const int64_t t1 = T0 + HOUR, t4 = t1 + 13 * HOUR;
 
 	sensors_up(d, one_sensor, t1);
-	T_INTEQ(take(d, &out), 1);
+	T_INTEQ(take(d, &out), 0);
 	/* An opening without an alert before it closes nothing. */
 	derive_observe(d, ev_door(&m, "door-1", true, t1 + HOUR), t1 + HOUR);
 	T_INTEQ(take(d, &out), 0);
@@ -1353,8 +1400,7 @@ test_night_activity(void)
 	derive_observe(d, ev_door(&m, "door-1", true, t), t);
 	t = local(2, 0, 30, tz);
 	derive_observe(d, ev_door(&m, "door-1", true, t), t);
-	T_INTEQ(take(d, &out), 1);		/* the sensor online */
-	T_INTEQ(count_kind(&out, KIND(NIGHT_ACTIVITY)), 0);
+	T_INTEQ(take(d, &out), 0);		/* the sensor online: no event */
 	t = local(2, 2, 0, tz);
 	derive_observe(d, ev_door(&m, "door-1", true, t), t);
 	T_INTEQ(take(d, &out), 1);
@@ -1407,10 +1453,10 @@ test_night_activity(void)
 	derive_observe(d, ev_door(&m, "door-1", true, t), t);
 	t = local(1, 5, 0, 0);
 	derive_observe(d, ev_door(&m, "door-1", true, t), t);
-	T_INTEQ(take(d, &out), 1);		/* the sensor online */
-	T_INTEQ(count_kind(&out, KIND(NIGHT_ACTIVITY)), 0);
+	T_INTEQ(take(d, &out), 0);		/* the sensor online: no event */
 	/* An opening at 04:59:59.999999 that comes after the one at 05:00 is
-	 * older than the window: not counted, though it was in the night. */
+	 * not later than the last one: a replay, not counted, though it was in
+	 * the night. */
 	t = local(1, 4, 59, 0) + 60 * S - 1;
 	derive_observe(d, ev_door(&m, "door-1", true, t), t);
 	T_INTEQ(take(d, &out), 0);
@@ -1434,8 +1480,7 @@ test_night_activity(void)
 	d = fresh(&o, T0 - 24 * HOUR);
 	t = local(1, 23, 30, -5 * 3600);
 	derive_observe(d, ev_door(&m, "door-1", true, t), t);
-	T_INTEQ(take(d, &out), 1);		/* the sensor online */
-	T_INTEQ(count_kind(&out, KIND(NIGHT_ACTIVITY)), 0);
+	T_INTEQ(take(d, &out), 0);		/* the sensor online: no event */
 	t = local(2, 1, 0, -5 * 3600);
 	derive_observe(d, ev_door(&m, "door-1", true, t), t);
 	T_INTEQ(take(d, &out), 1);
@@ -1502,6 +1547,332 @@ test_peephole_enrich(void)
 	derive_free(d);
 }
 
+/* [welfare] community empty: the sensors' device ids alone decide, in
+ * whatever community they are. */
+static void
+test_household_without_community(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(one_sensor);
+	hh.community = "";
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	const int64_t t1 = T0 + HOUR;
+	Event *ev;
+
+	ev = ev_avail(&m, "door-1", true, T0 + S);
+	ev->community_id = (char *)"c-9";
+	derive_observe(d, ev, T0 + S);
+	ev = ev_door(&m, "door-1", true, t1);
+	ev->community_id = (char *)"c-9";
+	derive_observe(d, ev, t1);
+	T_INTEQ(take(d, &out), 0);
+	json_t *r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "last_activity_us"), t1);
+	T_INTEQ(jint(r, "window_start_us"), t1);
+	json_decref(r);
+	T_INTEQ(tick_take(d, t1 + 12 * HOUR - 1, &out), 0);
+	T_INTEQ(tick_take(d, t1 + 12 * HOUR, &out), 1);
+	const Event *e = nth_kind(&out, KIND(INACTIVITY), 0);
+	T_CHECK(e != NULL);
+	if (e != NULL) {
+		T_INTEQ(e->event_time_us, t1 + 12 * HOUR);
+		T_STREQ(e->welfare->household, "h-1502");
+		T_STREQ(e->device_id, "door-1");
+		T_STREQ(e->community_id, "c-9");	/* its sensor's */
+	}
+	/* Its sensor going offline is told for the household. */
+	ev = ev_avail(&m, "door-1", false, t1 + 13 * HOUR);
+	ev->community_id = (char *)"c-9";
+	derive_observe(d, ev, t1 + 13 * HOUR);
+	T_INTEQ(take(d, &out), 2);
+	T_INTEQ(count_kind(&out, KIND(SENSOR_OFFLINE)), 1);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* Watched only while every sensor is online: a sensor never heard from
+ * leaves the household unwatched, and the window starts when the last one
+ * is online (the time before is nobody's inactivity). */
+static void
+test_watched_when_all_online(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(two_sensors);
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	const int64_t t1 = T0 + HOUR, t2 = T0 + 30 * HOUR;
+
+	/* door-1 online and opened; door-2 never heard from. */
+	derive_observe(d, ev_avail(&m, "door-1", true, T0 + S), T0 + S);
+	derive_observe(d, ev_door(&m, "door-1", true, t1), t1);
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(tick_take(d, t1 + 12 * HOUR, &out), 0);
+	T_INTEQ(tick_take(d, t2 - S, &out), 0);
+	/* door-2 heard from at last: watched, the window from then. */
+	derive_observe(d, ev_door(&m, "door-2", false, t2), t2);
+	T_INTEQ(take(d, &out), 0);
+	json_t *r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "window_start_us"), t2);
+	T_INTEQ(jint(r, "last_activity_us"), t1);
+	json_decref(r);
+	T_INTEQ(tick_take(d, t2 + 12 * HOUR - 1, &out), 0);
+	T_INTEQ(tick_take(d, t2 + 12 * HOUR, &out), 1);
+	const Event *e = nth_kind(&out, KIND(INACTIVITY), 0);
+	T_CHECK(e != NULL && e->welfare->window_start_us == t2 &&
+	    e->welfare->last_activity_us == t1 && e->welfare->repeat == 0);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* A new installation: the sensor is first heard from 10 h after the start;
+ * the window starts then, not at the start. */
+static void
+test_window_from_sensors_online(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(one_sensor);
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+
+	derive_observe(d, ev_avail(&m, "door-1", true, T0 + 10 * HOUR), T0 + 10 * HOUR);
+	T_INTEQ(take(d, &out), 0);
+	json_t *r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "window_start_us"), T0 + 10 * HOUR);
+	T_INTEQ(jint(r, "last_activity_us"), -2);
+	json_decref(r);
+	T_INTEQ(tick_take(d, T0 + 12 * HOUR, &out), 0);
+	T_INTEQ(tick_take(d, T0 + 22 * HOUR - 1, &out), 0);
+	T_INTEQ(tick_take(d, T0 + 22 * HOUR, &out), 1);
+	T_CHECK(out.n == 1 && out.ev[0]->welfare->kind == KIND(INACTIVITY) &&
+	    out.ev[0]->welfare->window_start_us == T0 + 10 * HOUR &&
+	    out.ev[0]->event_time_us == T0 + 22 * HOUR);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* An alert, then a sensor outage, then the door opens: the alert is
+ * closed (the outage changed nothing about it). */
+static void
+test_alert_closed_after_outage(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(one_sensor);
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	const int64_t t1 = T0 + HOUR;
+
+	sensors_up(d, one_sensor, t1);
+	T_INTEQ(tick_take(d, t1 + 12 * HOUR, &out), 1);		/* the alert */
+	derive_observe(d, ev_avail(&m, "door-1", false, t1 + 13 * HOUR), t1 + 13 * HOUR);
+	T_INTEQ(take(d, &out), 2);		/* offline, sensor offline */
+	derive_observe(d, ev_avail(&m, "door-1", true, t1 + 14 * HOUR), t1 + 14 * HOUR);
+	T_INTEQ(take(d, &out), 1);		/* online */
+	json_t *r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "window_start_us"), t1 + 14 * HOUR);
+	T_INTEQ(jint(r, "alerts"), 0);
+	T_INTEQ(jint(r, "alert_window_us"), t1);
+	json_decref(r);
+	derive_observe(d, ev_door(&m, "door-1", true, t1 + 15 * HOUR), t1 + 15 * HOUR);
+	T_INTEQ(take(d, &out), 1);
+	const Event *e = nth_kind(&out, KIND(ACTIVITY_RESUMED), 0);
+	T_CHECK(e != NULL);
+	if (e != NULL) {
+		T_INTEQ(e->event_time_us, t1 + 15 * HOUR);
+		T_INTEQ(e->welfare->window_start_us, t1);
+		T_INTEQ(e->welfare->last_activity_us, t1 + 15 * HOUR);
+	}
+	r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "alert_window_us"), -2);
+	json_decref(r);
+	/* Closed once. */
+	derive_observe(d, ev_door(&m, "door-1", true, t1 + 16 * HOUR), t1 + 16 * HOUR);
+	T_INTEQ(take(d, &out), 0);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* The message that brings a sensor back is a door opening (its device time
+ * a moment before its receive time): the opening counts, and closes the
+ * alert of before; the window starts as the sensor is online. */
+static void
+test_opening_brings_sensor_back(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(one_sensor);
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	const int64_t t1 = T0 + HOUR, t2 = t1 + 15 * HOUR;
+
+	sensors_up(d, one_sensor, t1);
+	T_INTEQ(tick_take(d, t1 + 12 * HOUR, &out), 1);		/* the alert */
+	derive_observe(d, ev_avail(&m, "door-1", false, t1 + 13 * HOUR), t1 + 13 * HOUR);
+	T_INTEQ(take(d, &out), 2);
+	Event *ev = ev_door(&m, "door-1", true, t2 - 200000);
+	ev->received_time_us = t2;
+	derive_observe(d, ev, t2);
+	T_INTEQ(take(d, &out), 2);
+	T_INTEQ(count_type(&out, TYPE(DEVICE_ONLINE)), 1);
+	const Event *e = nth_kind(&out, KIND(ACTIVITY_RESUMED), 0);
+	T_CHECK(e != NULL && e->event_time_us == t2 - 200000 && e->welfare->window_start_us == t1);
+	json_t *r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "last_activity_us"), t2 - 200000);
+	T_INTEQ(jint(r, "window_start_us"), t2);
+	T_CHECK(json_is_false(json_object_get(r, "sensor_offline")));
+	json_decref(r);
+	T_INTEQ(tick_take(d, t2 + 12 * HOUR - 1, &out), 0);
+	T_INTEQ(tick_take(d, t2 + 12 * HOUR, &out), 1);
+	T_CHECK(out.n == 1 && out.ev[0]->welfare->window_start_us == t2);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* An opening older than the window (the sensors came back after it, its
+ * message came late) is activity: the last activity, the night count, an
+ * alert closed; the window stays where the sensors being online put it. */
+static void
+test_opening_before_window(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(two_sensors);
+	hh.night_start_min = 22 * 60;
+	hh.night_end_min = 6 * 60;
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	const int tz = 8 * 3600;
+	/* T0 is 08:00 local. */
+	const int64_t back = T0 + 15 * HOUR, opened = T0 + 14 * HOUR + 30 * MIN;
+
+	sensors_up(d, two_sensors, 0);
+	T_INTEQ(tick_take(d, T0 + S + 12 * HOUR, &out), 1);	/* the alert */
+	derive_observe(d, ev_avail(&m, "door-2", false, T0 + 13 * HOUR), T0 + 13 * HOUR);
+	derive_observe(d, ev_avail(&m, "door-2", true, back), back);
+	T_INTEQ(take(d, &out), 3);
+	/* door-1's opening at 22:30 local, received after door-2 came back. */
+	Event *ev = ev_door(&m, "door-1", true, opened);
+	ev->received_time_us = back + MIN;
+	derive_observe(d, ev, back + MIN);
+	T_INTEQ(take(d, &out), 1);
+	const Event *e = nth_kind(&out, KIND(ACTIVITY_RESUMED), 0);
+	T_CHECK(e != NULL && e->welfare->window_start_us == T0 + S && e->event_time_us == opened);
+	json_t *r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "last_activity_us"), opened);
+	T_INTEQ(jint(r, "window_start_us"), back);
+	T_INTEQ(jint(r, "night_start_us"), local(1, 22, 0, tz));
+	T_INTEQ(jint(r, "night_openings"), 1);
+	json_decref(r);
+	T_INTEQ(tick_take(d, opened + 12 * HOUR, &out), 0);
+	T_INTEQ(tick_take(d, back + 12 * HOUR - 1, &out), 0);
+	T_INTEQ(tick_take(d, back + 12 * HOUR, &out), 1);
+	T_CHECK(out.n == 1 && out.ev[0]->welfare->window_start_us == back &&
+	    out.ev[0]->welfare->last_activity_us == opened);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* An opening not later than the last one is a replay: the night's count
+ * does not grow (two openings and the second again are two, not more
+ * than night_openings = 2), and the window does not move. */
+static void
+test_replayed_opening(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(one_sensor);
+	hh.night_start_min = 22 * 60;
+	hh.night_end_min = 6 * 60;
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	const int tz = 8 * 3600;
+	const int64_t t1 = local(1, 23, 0, tz), t2 = local(2, 1, 0, tz);
+
+	sensors_up(d, one_sensor, 0);
+	derive_observe(d, ev_door(&m, "door-1", true, t1), t1);
+	derive_observe(d, ev_door(&m, "door-1", true, t2), t2);
+	T_INTEQ(take(d, &out), 0);
+	/* The second again, and the first again. */
+	derive_observe(d, ev_door(&m, "door-1", true, t2), t2 + MIN);
+	derive_observe(d, ev_door(&m, "door-1", true, t1), t2 + 2 * MIN);
+	T_INTEQ(take(d, &out), 0);
+	T_CHECK(out.rows[ROWS_WELFARE] == NULL);
+	/* The window is still the second's. */
+	T_INTEQ(tick_take(d, t2 + 12 * HOUR, &out), 1);
+	T_CHECK(out.n == 1 && out.ev[0]->welfare->window_start_us == t2);
+	/* A replay after the alert closes nothing. */
+	derive_observe(d, ev_door(&m, "door-1", true, t2), t2 + 12 * HOUR + MIN);
+	T_INTEQ(take(d, &out), 0);
+	/* A third opening in that night (late) is more than two. */
+	derive_observe(d, ev_door(&m, "door-1", true, t2 + MIN), t2 + 12 * HOUR + 2 * MIN);
+	T_INTEQ(take(d, &out), 2);
+	T_INTEQ(count_kind(&out, KIND(ACTIVITY_RESUMED)), 1);
+	T_INTEQ(count_kind(&out, KIND(NIGHT_ACTIVITY)), 1);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* A door sensor's clock far off (clock_skewed): the opening is taken at
+ * its receive time, so it neither moves the window a year on nor makes the
+ * real openings after it replays. */
+static void
+test_skewed_opening(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(one_sensor);
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	const int64_t t1 = T0 + HOUR;
+
+	sensors_up(d, one_sensor, 0);
+	Event *ev = ev_door(&m, "door-1", true, t1 + 365 * 24 * HOUR);
+	ev->received_time_us = t1;
+	ev->clock_skewed = true;
+	derive_observe(d, ev, t1);
+	T_INTEQ(take(d, &out), 0);
+	json_t *r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "last_activity_us"), t1);
+	T_INTEQ(jint(r, "window_start_us"), t1);
+	json_decref(r);
+	derive_observe(d, ev_door(&m, "door-1", true, t1 + HOUR), t1 + HOUR);
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(tick_take(d, t1 + 13 * HOUR - 1, &out), 0);
+	T_INTEQ(tick_take(d, t1 + 13 * HOUR, &out), 1);
+	T_CHECK(out.n == 1 && out.ev[0]->welfare->kind == KIND(INACTIVITY) &&
+	    out.ev[0]->welfare->last_activity_us == t1 + HOUR);
+	/* Skewed into the past: at its receive time too, so not a replay. */
+	ev = ev_door(&m, "door-1", true, T0 - 365 * 24 * HOUR);
+	ev->received_time_us = t1 + 14 * HOUR;
+	ev->clock_skewed = true;
+	derive_observe(d, ev, t1 + 14 * HOUR);
+	T_INTEQ(take(d, &out), 1);
+	T_CHECK(out.n == 1 && out.ev[0]->welfare->kind == KIND(ACTIVITY_RESUMED) &&
+	    out.ev[0]->event_time_us == t1 + 14 * HOUR);
+	out_clear(&out);
+	derive_free(d);
+}
+
 /* ---- reports ----------------------------------------------------------- */
 
 static void
@@ -1519,6 +1890,7 @@ test_report_overdue(void)
 	T_INTEQ(jint(r, "deadline_us"), deadline);
 	T_INTEQ(jint(r, "opened_us"), T0);
 	T_INTEQ(jint(r, "handled_us"), -2);
+	T_STREQ(jstr(r, "device_id"), "qr-b03-east");
 	T_STREQ(jstr(r, "building"), "b03");
 	json_decref(r);
 
@@ -1546,7 +1918,8 @@ test_report_overdue(void)
 	json_decref(r);
 	T_INTEQ(tick_take(d, deadline + HOUR, &out), 0);
 
-	/* Handled after it was overdue: nothing more, and it is let go. */
+	/* Handled after it was overdue: nothing more (test_report_kept_a_day:
+	 * kept a day, then let go). */
 	derive_observe(d, ev_report(&m, TYPE(REPORT_HANDLED), "r-1", 0, 0, deadline + 2 * HOUR, 0,
 	    deadline + 2 * HOUR), deadline + 2 * HOUR);
 	T_INTEQ(tick_take(d, deadline + 2 * HOUR, &out), 0);
@@ -1597,6 +1970,109 @@ test_report_handled_in_time(void)
 	derive_free(d);
 }
 
+/* A report handled or closed is kept for a day after derive.c knew it (its
+ * clock): a late duplicate of its opening does not open it again, a
+ * retake writes its row again; then it is forgotten (once written). */
+static void
+test_report_kept_a_day(void)
+{
+	struct derive_options o = opts();
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	const int64_t deadline = T0 + HOUR, known = T0 + 10 * MIN;
+	json_t *r;
+
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, deadline, 0, 0, T0), T0);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-2", T0, deadline, 0, 0, T0), T0);
+	T_INTEQ(take(d, &out), 0);
+	/* r-1 handled at T0 + 1 min, told at T0 + 10 min; r-2 closed. */
+	derive_observe(d, ev_report(&m, TYPE(REPORT_HANDLED), "r-1", 0, 0, T0 + MIN, 0, T0 + MIN),
+	    known);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_CLOSED), "r-2", 0, 0, 0, T0 + MIN, T0 + MIN),
+	    known);
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(rows_in(out.rows[ROWS_REPORTS]), 2);
+
+	/* That take was refused: both rows again, as handled and closed. */
+	derive_retake(d);
+	T_INTEQ(take(d, &out), 0);
+	r = row_of(out.rows[ROWS_REPORTS], "report_id", "r-1");
+	T_CHECK(r != NULL && jint(r, "handled_us") == T0 + MIN);
+	json_decref(r);
+	r = row_of(out.rows[ROWS_REPORTS], "report_id", "r-2");
+	T_CHECK(r != NULL && jint(r, "closed_us") == T0 + MIN);
+	json_decref(r);
+
+	/* Their openings delivered again (MQTT QoS 1): not opened again, no
+	 * overdue event at the deadline. */
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, deadline, 0, 0, T0),
+	    known + MIN);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-2", T0, deadline, 0, 0, T0),
+	    known + MIN);
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(tick_take(d, deadline, &out), 0);
+	T_INTEQ(tick_take(d, deadline + 12 * HOUR, &out), 0);
+
+	/* Still kept a moment before a day after it was known (not after the
+	 * time it was handled), forgotten at that day's end. */
+	T_INTEQ(tick_take(d, known + 24 * HOUR - 1, &out), 0);
+	derive_retake(d);
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(rows_in(out.rows[ROWS_REPORTS]), 2);
+	T_INTEQ(tick_take(d, known + 24 * HOUR, &out), 0);
+	derive_retake(d);
+	T_INTEQ(take(d, &out), 0);
+	T_CHECK(out.rows[ROWS_REPORTS] == NULL);
+
+	/* Not before its row is taken: handled, a day passes before the
+	 * take, its row still comes; forgotten at the next tick. */
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-3", T0, 0, 0, 0, T0), known);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_HANDLED), "r-3", 0, 0, 0, 0, known), known);
+	T_INTEQ(tick_take(d, known + 48 * HOUR, &out), 0);
+	r = row_of(out.rows[ROWS_REPORTS], "report_id", "r-3");
+	T_CHECK(r != NULL && jint(r, "handled_us") == known);
+	json_decref(r);
+	T_INTEQ(tick_take(d, known + 48 * HOUR + S, &out), 0);
+	derive_retake(d);
+	T_INTEQ(take(d, &out), 0);
+	T_CHECK(out.rows[ROWS_REPORTS] == NULL);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* A report's device (the QR code it was reported at) is in its row: after
+ * a restart, the overdue event is the one it would have been. */
+static void
+test_report_device_restart(void)
+{
+	struct derive_options o = opts();
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	struct db b;
+
+	db_init(&b);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, T0 + HOUR, 0, 0, T0), T0);
+	flush(d, &out, &b);
+	json_t *r = row_of(out.rows[ROWS_REPORTS], "report_id", "r-1");
+	T_STREQ(jstr(r, "device_id"), "qr-b03-east");
+	json_decref(r);
+	/* A later message without a device does not blank it. */
+	Event *ev = ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, T0 + HOUR, 0, 0, T0);
+	ev->device_id = (char *)"";
+	derive_observe(d, ev, T0 + S);
+	flush(d, &out, &b);
+	d = restart(d, &o, &b, T0 + 2 * S);
+	T_INTEQ(tick_flush(d, T0 + HOUR, &out, &b), 1);
+	T_CHECK(out.n == 1 && strcmp(out.ev[0]->device_id, "qr-b03-east") == 0 &&
+	    strcmp(out.ev[0]->report->building, "b03") == 0 &&
+	    out.ev[0]->event_time_us == T0 + HOUR);
+	out_clear(&out);
+	derive_free(d);
+	db_free(&b);
+}
+
 /* ---- ids --------------------------------------------------------------- */
 
 /* A small history, fed to `d` with the clock `skew` later each time. */
@@ -1609,6 +2085,10 @@ history(struct derive *d, int64_t skew, struct out *all)
 	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0), T0 + skew);
 	derive_observe(d, ev_plain(&m, "gate-2", CLS(ACCESS_GATE), T0), T0 + skew);
 	derive_observe(d, ev_lwt(&m, "gate-1", CLS(ACCESS_GATE), T0 + MIN), T0 + MIN + skew);
+	derive_observe(d, ev_lwt(&m, "gate-2", CLS(ACCESS_GATE), T0 + 2 * MIN),
+	    T0 + 2 * MIN + skew);
+	derive_observe(d, ev_plain(&m, "gate-2", CLS(ACCESS_GATE), T0 + 3 * MIN),
+	    T0 + 3 * MIN + skew);
 	derive_observe(d, ev_avail(&m, "door-1", true, T0 + S), T0 + S + skew);
 	derive_observe(d, ev_door(&m, "door-1", true, T0 + HOUR), T0 + HOUR + skew);
 	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, T0 + HOUR, 0, 0, T0),
@@ -1632,10 +2112,11 @@ test_ids(void)
 
 	history(a, 0, &oa);
 	history(b, 7 * S, &ob);
-	/* gate-1 online, gate-2 online, gate-1 offline, door-1 online,
-	 * inactivity, report overdue, repeat 1, activity resumed. */
-	T_INTEQ(oa.n, 8);
-	T_INTEQ(ob.n, 8);
+	/* gate-1 offline, gate-2 offline, gate-2 online, inactivity, report
+	 * overdue, repeat 1, activity resumed (first states online make
+	 * none). */
+	T_INTEQ(oa.n, 7);
+	T_INTEQ(ob.n, 7);
 	bool same = oa.n == ob.n;
 	for (size_t i = 0; same && i < oa.n; i++)
 		same = same_id(oa.ev[i], ob.ev[i]) && oa.ev[i]->event_type == ob.ev[i]->event_type;
@@ -1653,16 +2134,16 @@ test_ids(void)
 	derive_free(a);
 	derive_free(b);
 
-	/* The same device online at another time: another id; another
+	/* The same device offline at another time: another id; another
 	 * community's device of that name: another id. */
 	struct msg m;
 	struct out x = { 0 }, y = { 0 }, z = { 0 };
 	a = fresh(&o, T0);
 	b = fresh(&o, T0);
 	struct derive *c = fresh(&o, T0);
-	derive_observe(a, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0), T0);
-	derive_observe(b, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0 + 1), T0 + 1);
-	Event *ev = ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0);
+	derive_observe(a, ev_lwt(&m, "gate-1", CLS(ACCESS_GATE), T0), T0);
+	derive_observe(b, ev_lwt(&m, "gate-1", CLS(ACCESS_GATE), T0 + 1), T0 + 1);
+	Event *ev = ev_lwt(&m, "gate-1", CLS(ACCESS_GATE), T0);
 	ev->community_id = (char *)"c-2";
 	derive_observe(c, ev, T0);
 	take(a, &x);
@@ -1919,18 +2400,18 @@ test_persistence(void)
 
 	registry_story(false, &plain);
 	registry_story(true, &restarted);
-	/* gate-1 online, gw-1 online, gw-1 offline, cam-9 offline, gate-1
-	 * offline, gate-1 online */
-	T_INTEQ(plain.n, 6);
+	/* gw-1 offline, cam-9 offline, gate-1 offline, gate-1 online (the
+	 * first states online make none) */
+	T_INTEQ(plain.n, 4);
 	T_CHECK(ids_equal(&plain, &restarted));
 
 	memset(&plain, 0, sizeof(plain));
 	memset(&restarted, 0, sizeof(restarted));
 	welfare_story(false, &plain);
 	welfare_story(true, &restarted);
-	/* online, night, inactivity, repeat, resumed, offline + sensor
-	 * offline, online, inactivity */
-	T_INTEQ(plain.n, 9);
+	/* night, inactivity, repeat, resumed, offline + sensor offline,
+	 * online, inactivity (the sensor's first state online makes none) */
+	T_INTEQ(plain.n, 8);
 	T_CHECK(ids_equal(&plain, &restarted));
 
 	memset(&plain, 0, sizeof(plain));
@@ -1939,6 +2420,45 @@ test_persistence(void)
 	reports_story(true, &restarted);
 	T_INTEQ(plain.n, 1);
 	T_CHECK(ids_equal(&plain, &restarted));
+}
+
+/* A flap (offline, online again within the hold-down) leaves no trace in
+ * the state; after a restart the journal replays both records, and only
+ * then does the clock tick (derive.h: no tick while replaying): nothing. */
+static void
+test_replayed_flap(void)
+{
+	struct derive_options o = opts();
+	o.hold_down_us = 10 * S;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	struct db b;
+	size_t n;
+
+	db_init(&b);
+	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0), T0);
+	derive_observe(d, ev_lwt(&m, "gw-1", CLS(GATEWAY), T0 + 100 * S), T0 + 100 * S);
+	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0 + 102 * S), T0 + 102 * S);
+	n = flush(d, &out, &b);
+	n += tick_flush(d, T0 + 150 * S, &out, &b);
+	T_INTEQ(n, 0);
+	d = restart(d, &o, &b, T0 + 200 * S);
+	derive_observe(d, ev_lwt(&m, "gw-1", CLS(GATEWAY), T0 + 100 * S), T0 + 200 * S);
+	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0 + 102 * S), T0 + 200 * S);
+	n = tick_flush(d, T0 + 201 * S, &out, &b);
+	n += tick_flush(d, T0 + 300 * S, &out, &b);
+	T_INTEQ(n, 0);
+	json_t *r = json_object_get(b.devices, "c-1\x1fgw-1");
+	T_STREQ(jstr(r, "state"), "online");
+	T_INTEQ(jint(r, "state_since_us"), T0);
+	T_INTEQ(jint(r, "pending_state"), -2);
+	size_t online;
+	T_INTEQ(derive_devices(d, &online), 1);
+	T_INTEQ(online, 1);
+	out_clear(&out);
+	derive_free(d);
+	db_free(&b);
 }
 
 /* The rows derive_load is given are read as derive_take writes them. */
@@ -2010,6 +2530,35 @@ test_load_rows(void)
 	db_free(&b);
 }
 
+/* Damaged rows: members that are not objects are skipped, a device's
+ * second row is not a second device. */
+static void
+test_load_odd_rows(void)
+{
+	struct derive_options o = opts();
+	struct derive *d = derive_new(&o);
+	struct out out = { 0 };
+	size_t online;
+
+	T_INTEQ(derive_load(d, "[1, \"x\", null, [], {\"device_id\": \"a\", \"state\": \"online\"},"
+	    " {\"device_id\": \"a\", \"state\": \"offline\"}, {\"community_id\": \"c-2\","
+	    " \"device_id\": \"a\"}]", "[true, 2]", "[\"r\", {\"report_id\": \"r-1\"}]", T0), 0);
+	/* ("", "a") once (one of its rows), ("c-2", "a") */
+	T_INTEQ(derive_devices(d, &online), 2);
+	T_CHECK(online <= 1);
+	derive_retake(d);
+	T_INTEQ(take(d, &out), 0);
+	T_INTEQ(rows_in(out.rows[ROWS_DEVICES]), 2);
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "community_id", "");
+	T_CHECK(r != NULL && strcmp(jstr(r, "device_id"), "a") == 0 &&
+	    (strcmp(jstr(r, "state"), "online") == 0) == (online == 1));
+	json_decref(r);
+	T_INTEQ(rows_in(out.rows[ROWS_REPORTS]), 1);
+	T_CHECK(out.rows[ROWS_WELFARE] == NULL);
+	out_clear(&out);
+	derive_free(d);
+}
+
 /* ---- derive_pending, derive_retake ------------------------------------- */
 
 static void
@@ -2035,7 +2584,7 @@ test_pending_retake(void)
 
 	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0 + 2 * S), T0 + 2 * S);
 	T_CHECK(derive_pending(d));
-	T_INTEQ(take(d, &out), 1);
+	T_INTEQ(take(d, &out), 0);
 	T_CHECK(!derive_pending(d));
 	/* last_seen alone is written at most every persist_every. */
 	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0 + 30 * S), T0 + 30 * S);
@@ -2064,41 +2613,10 @@ test_pending_retake(void)
 	derive_free(NULL);
 }
 
-/* ---- what derive.c does not do as derive.h says ------------------------ */
-
-/* [welfare] community empty ("its sensors' ids alone decide", the
- * default): the sensors are found by household_of (any community) but
- * sensors_online() looks them up with device_find(d, "", id), never
- * finds them, and welfare_tick() returns early. Expected one inactivity
- * alert 12 h after the opening; none comes, ever. */
-void known_bug_household_without_community(void);
-void
-known_bug_household_without_community(void)
-{
-	struct derive_options o = opts();
-	struct derive_household hh = household(one_sensor);
-	hh.community = "";
-	o.households = &hh;
-	o.nhouseholds = 1;
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-
-	sensors_up(d, one_sensor, T0 + HOUR);
-	take(d, &out);
-	tick_take(d, T0 + 13 * HOUR, &out);
-	T_INTEQ(count_kind(&out, KIND(INACTIVITY)), 1);
-	out_clear(&out);
-	derive_free(d);
-}
-
-/* derive.h: after derive_retake "the events are derived again by the next
- * ticks". They are not: confirm() already moved the device's state, so
- * the device_offline event that was in the refused transaction is never
- * derived again. Expected the same event (same id) from the next tick;
- * nothing comes. The same holds for every derived event. */
-void known_bug_retake_loses_events(void);
-void
-known_bug_retake_loses_events(void)
+/* A refused take (derive.h: a bug path the caller logs): every row is
+ * written again, the events of that take are not derived again. */
+static void
+test_retake_events_not_again(void)
 {
 	struct derive_options o = opts();
 	struct derive *d = fresh(&o, T0);
@@ -2106,335 +2624,306 @@ known_bug_retake_loses_events(void)
 	struct msg m;
 
 	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0), T0);
-	take(d, &out);
+	T_INTEQ(take(d, &out), 0);
 	derive_observe(d, ev_lwt(&m, "gw-1", CLS(GATEWAY), T0 + S), T0 + S);
-	take(d, &lost);			/* the transaction is refused */
+	T_INTEQ(take(d, &lost), 1);		/* the transaction is refused */
 	derive_retake(d);
-	tick_take(d, T0 + 2 * S, &out);
-	T_INTEQ(count_type(&out, TYPE(DEVICE_OFFLINE)), 1);
-	T_CHECK(lost.n == 1 && out.n == 1 && same_id(lost.ev[0], out.ev[0]));
+	T_CHECK(derive_pending(d));
+	T_INTEQ(tick_take(d, T0 + 2 * S, &out), 0);
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "gw-1");
+	T_STREQ(jstr(r, "state"), "offline");
+	T_INTEQ(jint(r, "state_since_us"), T0 + S);
+	json_decref(r);
+	T_INTEQ(tick_take(d, T0 + HOUR, &out), 0);
 	out_clear(&out);
 	out_clear(&lost);
 	derive_free(d);
 }
 
-/* derive_take frees a handled or closed report as soon as its row is
- * taken, before it is known to be written. After derive_retake its row
- * (handled_us) is not written again, so the database keeps it open and
- * the next start loads it as open. Expected the report's row again after
- * the retake; there is none. */
-void known_bug_retake_loses_handled_report(void);
-void
-known_bug_retake_loses_handled_report(void)
-{
-	struct derive_options o = opts();
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
+/* ---- times ------------------------------------------------------------- */
 
-	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, T0 + HOUR, 0, 0, T0), T0);
-	take(d, &out);
-	derive_observe(d, ev_report(&m, TYPE(REPORT_HANDLED), "r-1", 0, 0, T0 + S, 0, T0 + S),
-	    T0 + S);
-	take(d, &out);			/* refused */
-	derive_retake(d);
-	take(d, &out);
-	json_t *r = row_of(out.rows[ROWS_REPORTS], "report_id", "r-1");
-	T_CHECK(r != NULL && jint(r, "handled_us") == T0 + S);
-	json_decref(r);
-	out_clear(&out);
-	derive_free(d);
-}
-
-/* A report's device (the QR code it was reported at) is not in its row,
- * so after a restart the overdue event has device_id "". Expected the
- * same event as without the restart ("qr-b03-east"). */
-void known_bug_report_device_lost(void);
-void
-known_bug_report_device_lost(void)
-{
-	struct derive_options o = opts();
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
-	struct db b;
-
-	db_init(&b);
-	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, T0 + HOUR, 0, 0, T0), T0);
-	flush(d, &out, &b);
-	d = restart(d, &o, &b, T0 + S);
-	tick_flush(d, T0 + HOUR, &out, &b);
-	T_CHECK(out.n == 1 && strcmp(out.ev[0]->device_id, "qr-b03-east") == 0);
-	out_clear(&out);
-	derive_free(d);
-	db_free(&b);
-}
-
-/* welfare_opened() drops openings "before the window" with t <
- * window_start, so the latest opening replayed (t == window_start) is
- * counted again: two openings in the night and the second one replayed
- * after a restart make three, more than night_openings = 2, and a
- * night_activity alert. derive.h: a record replayed from the journal
- * changes nothing. Expected no event; one comes. */
-void known_bug_replayed_opening_counted_twice(void);
-void
-known_bug_replayed_opening_counted_twice(void)
-{
-	struct derive_options o = opts();
-	struct derive_household hh = household(one_sensor);
-	hh.night_start_min = 22 * 60;
-	hh.night_end_min = 6 * 60;
-	o.households = &hh;
-	o.nhouseholds = 1;
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
-	const int tz = 8 * 3600;
-	int64_t t;
-
-	t = local(1, 23, 0, tz);
-	derive_observe(d, ev_door(&m, "door-1", true, t), t);
-	t = local(2, 1, 0, tz);
-	derive_observe(d, ev_door(&m, "door-1", true, t), t);
-	take(d, &out);
-	derive_observe(d, ev_door(&m, "door-1", true, t), t + MIN);	/* replayed */
-	take(d, &out);
-	T_INTEQ(count_kind(&out, KIND(NIGHT_ACTIVITY)), 0);
-	out_clear(&out);
-	derive_free(d);
-}
-
-/* A report handled and let go (derive_take frees it) is made anew by a
- * later record about it with an open state, e.g. the platform's "opened"
- * message delivered again (MQTT QoS 1) or replayed after a restart (the
- * database gives back only open reports): report_get() makes a fresh
- * report with the deadline and no handled time, and report_tick() raises
- * report_overdue. Expected none (it was handled in time); one comes. */
-void known_bug_report_reopened_after_handled(void);
-void
-known_bug_report_reopened_after_handled(void)
-{
-	struct derive_options o = opts();
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
-
-	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, T0 + HOUR, 0, 0, T0), T0);
-	derive_observe(d, ev_report(&m, TYPE(REPORT_HANDLED), "r-1", 0, 0, T0 + MIN, 0, T0 + MIN),
-	    T0 + MIN);
-	take(d, &out);
-	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, T0 + HOUR, 0, 0, T0),
-	    T0 + 2 * MIN);
-	tick_take(d, T0 + 2 * HOUR, &out);
-	T_INTEQ(count_type(&out, TYPE(REPORT_OVERDUE)), 0);
-	out_clear(&out);
-	derive_free(d);
-}
-
-/* derive.h: the next opening after an inactivity alert "closes it with an
- * activity_resumed event". When a sensor was offline in between,
- * welfare_sensor() sets alerts = 0 as the sensors come back, and the
- * opening closes nothing: the alert is never closed. Expected one
- * activity_resumed; none comes. */
-void known_bug_alert_not_closed_after_sensor_outage(void);
-void
-known_bug_alert_not_closed_after_sensor_outage(void)
-{
-	struct derive_options o = opts();
-	struct derive_household hh = household(one_sensor);
-	o.households = &hh;
-	o.nhouseholds = 1;
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
-	const int64_t t1 = T0 + HOUR;
-
-	sensors_up(d, one_sensor, t1);
-	tick_take(d, t1 + 12 * HOUR, &out);		/* the alert */
-	derive_observe(d, ev_avail(&m, "door-1", false, t1 + 13 * HOUR), t1 + 13 * HOUR);
-	derive_observe(d, ev_avail(&m, "door-1", true, t1 + 14 * HOUR), t1 + 14 * HOUR);
-	take(d, &out);
-	derive_observe(d, ev_door(&m, "door-1", true, t1 + 15 * HOUR), t1 + 15 * HOUR);
-	take(d, &out);
-	T_INTEQ(count_kind(&out, KIND(ACTIVITY_RESUMED)), 1);
-	out_clear(&out);
-	derive_free(d);
-}
-
-/* To decide rather than a plain bug: derive.h lets the window begin with
- * "the sensors being online again", and welfare_sensor() says "the time
- * it could not watch does not count as inactivity", but that is done only
- * after a sensor_offline. A household whose sensor is first heard of 10 h
- * after the start (a new installation, a sensor added) has its window
- * from the start (derive_load's "now"): the alert comes 2 h after the
- * sensor came online. Expected here: 12 h after the sensor came online
- * (T0 + 22 h); it comes at T0 + 12 h. */
-void known_bug_window_before_sensors_first_online(void);
-void
-known_bug_window_before_sensors_first_online(void)
-{
-	struct derive_options o = opts();
-	struct derive_household hh = household(one_sensor);
-	o.households = &hh;
-	o.nhouseholds = 1;
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
-
-	derive_observe(d, ev_avail(&m, "door-1", true, T0 + 10 * HOUR), T0 + 10 * HOUR);
-	take(d, &out);
-	tick_take(d, T0 + 12 * HOUR, &out);
-	T_INTEQ(count_kind(&out, KIND(INACTIVITY)), 0);
-	out_clear(&out);
-	derive_free(d);
-}
-
-/* Robustness rather than what derive.h says: a door opening whose device
- * time is far in the future (the decoder marks it clock_skewed and keeps
- * the time; derive.c never looks at the flag) becomes the window's start:
- * every real opening after it is "before the window" and ignored, and no
- * inactivity alert comes until a year later. Expected the alert 12 h
- * after the last real opening; none comes. */
-void known_bug_skewed_opening_moves_window(void);
-void
-known_bug_skewed_opening_moves_window(void)
-{
-	struct derive_options o = opts();
-	struct derive_household hh = household(one_sensor);
-	o.households = &hh;
-	o.nhouseholds = 1;
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
-	const int64_t t1 = T0 + HOUR;
-
-	sensors_up(d, one_sensor, 0);
-	Event *ev = ev_door(&m, "door-1", true, t1 + 365 * 24 * HOUR);
-	ev->received_time_us = t1;
-	ev->clock_skewed = true;
-	derive_observe(d, ev, t1);
-	derive_observe(d, ev_door(&m, "door-1", true, t1 + HOUR), t1 + HOUR);
-	take(d, &out);
-	tick_take(d, t1 + 13 * HOUR, &out);
-	T_INTEQ(count_kind(&out, KIND(INACTIVITY)), 1);
-	out_clear(&out);
-	derive_free(d);
-}
-
-/* With hold_down 0, a sensor that comes back with a door opening (device
- * time a moment before the receive time, as always) is confirmed online
- * first; welfare_sensor() starts the window at the receive time, and
- * welfare_opened() then drops the opening as "before the window": no
- * activity_resumed after an alert, last_activity not moved. Expected the
- * opening counted (last_activity = its time). */
-void known_bug_opening_that_brings_sensor_back(void);
-void
-known_bug_opening_that_brings_sensor_back(void)
-{
-	struct derive_options o = opts();
-	struct derive_household hh = household(one_sensor);
-	o.households = &hh;
-	o.nhouseholds = 1;
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
-	const int64_t t1 = T0 + HOUR, t2 = t1 + 5 * HOUR;
-
-	sensors_up(d, one_sensor, t1);
-	derive_observe(d, ev_avail(&m, "door-1", false, t1 + HOUR), t1 + HOUR);
-	take(d, &out);
-	Event *ev = ev_door(&m, "door-1", true, t2 - 200000);
-	ev->received_time_us = t2;
-	derive_observe(d, ev, t2);
-	take(d, &out);
-	json_t *r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
-	T_INTEQ(jint(r, "last_activity_us"), t2 - 200000);
-	json_decref(r);
-	out_clear(&out);
-	derive_free(d);
-}
-
-/* With a hold-down, a flap (offline, online again within it) leaves no
- * trace in the state. When the journal replays the offline record after
- * a restart and a tick comes before the online record is replayed (ticks
- * run between batches), the offline is confirmed: a device_offline (and
- * a device_online after it) that never happened. Expected nothing. */
-void known_bug_replayed_flap(void);
-void
-known_bug_replayed_flap(void)
-{
-	struct derive_options o = opts();
-	o.hold_down_us = 10 * S;
-	struct derive *d = fresh(&o, T0);
-	struct out out = { 0 };
-	struct msg m;
-	struct db b;
-
-	db_init(&b);
-	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0), T0);
-	derive_observe(d, ev_lwt(&m, "gw-1", CLS(GATEWAY), T0 + 100 * S), T0 + 100 * S);
-	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0 + 102 * S), T0 + 102 * S);
-	flush(d, &out, &b);
-	d = restart(d, &o, &b, T0 + 200 * S);
-	derive_observe(d, ev_lwt(&m, "gw-1", CLS(GATEWAY), T0 + 100 * S), T0 + 200 * S);
-	size_t n = tick_flush(d, T0 + 201 * S, &out, &b);
-	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), T0 + 102 * S), T0 + 201 * S);
-	n += tick_flush(d, T0 + 300 * S, &out, &b);
-	T_INTEQ(n, 0);
-	out_clear(&out);
-	derive_free(d);
-	db_free(&b);
-}
-
-/* Damaged state rather than what PostgreSQL gives: derive_load takes an
- * array of anything. Elements that are not objects become devices with
- * empty ids, and the same device twice becomes two registry entries
- * (load_device calls device_add without device_find), each counted, each
- * ticking and deriving the same events. Expected one device ("", "a");
- * there are four. */
-void known_bug_load_takes_any_row(void);
-void
-known_bug_load_takes_any_row(void)
-{
-	struct derive_options o = opts();
-	struct derive *d = derive_new(&o);
-
-	T_INTEQ(derive_load(d, "[1, 2, {\"device_id\": \"a\"}, {\"device_id\": \"a\"}]", NULL,
-	    NULL, T0), 0);
-	T_INTEQ(derive_devices(d, NULL), 1);
-	derive_free(d);
-}
-
-/* derive.c adds windows and timeouts to times without checking for
- * overflow: registry_tick() pending_us + hold_down_us (line 413),
- * last_seen_us + timeout (418, 423), created_us + expected_grace_us
- * (431-433); registry_observe() t - written_seen_us (479); welfare_tick()
- * window_start_us + inactive_us (630), now_us - due (634). Only times
- * near the ends of int64_t get there: a damaged state row, or a device
- * clock beyond any real date. It is undefined behaviour (the sanitizer
- * build stops); here, a household row whose window starts near INT64_MAX
- * wraps `due` to a negative time and raises an inactivity alert dated
- * some 292,000 years before the epoch. Expected no alert. */
-void known_bug_time_overflow(void);
-void
-known_bug_time_overflow(void)
+/* Times are taken within years 1970..9999: a time beyond is its end, in
+ * the rows and in every sum with a duration (no overflow: the sanitizer
+ * build would stop). */
+static void
+test_times_bounded(void)
 {
 	struct derive_options o = opts();
 	struct derive_household hh = household(one_sensor);
 	hh.repeat_us = 0;
+	o.hold_down_us = 10 * S;
+	o.class_timeout_us[CLS(ACCESS_GATE)] = 60 * S;
 	o.households = &hh;
 	o.nhouseholds = 1;
 	struct derive *d = derive_new(&o);
 	struct out out = { 0 };
-	char welfare[256];
+	struct msg m;
+	char welfare[256], devices[512];
+	Event *ev;
+	json_t *r;
 
+	/* Rows from a damaged database: a window starting near INT64_MAX, a
+	 * gate last seen and pending offline there, created before 1970. */
 	snprintf(welfare, sizeof(welfare), "[{\"household\":\"h-1502\",\"window_start_us\":%lld,"
 	    "\"alerts\":0,\"sensor_offline\":false}]", (long long)(INT64_MAX - HOUR));
-	derive_load(d, NULL, welfare, NULL, T0);
+	snprintf(devices, sizeof(devices), "[{\"community_id\":\"c-1\",\"device_id\":\"gate-9\","
+	    "\"device_class\":\"access_gate\",\"state\":\"online\",\"state_since_us\":%lld,"
+	    "\"last_seen_us\":%lld,\"pending_state\":\"offline\",\"pending_since_us\":%lld,"
+	    "\"created_us\":%lld}]", (long long)INT64_MIN, (long long)(INT64_MAX - S),
+	    (long long)(INT64_MAX - 2 * S), (long long)INT64_MIN);
+	T_INTEQ(derive_load(d, devices, welfare, NULL, T0), 0);
+	derive_retake(d);
+	T_INTEQ(take(d, &out), 0);
+	r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "window_start_us"), TIME_MAX);
+	json_decref(r);
+	r = row_of(out.rows[ROWS_DEVICES], "device_id", "gate-9");
+	T_INTEQ(jint(r, "last_seen_us"), TIME_MAX);
+	T_INTEQ(jint(r, "pending_since_us"), TIME_MAX);
+	T_INTEQ(jint(r, "state_since_us"), 0);
+	T_INTEQ(jint(r, "created_us"), 0);
+	json_decref(r);
+	sensors_up(d, one_sensor, 0);
+	T_INTEQ(take(d, &out), 0);
+	/* Not due before the end of time. */
+	T_INTEQ(tick_take(d, T0 + HOUR, &out), 0);
+
+	/* Messages with times beyond: the receive time of a message, the
+	 * event time of a door opening, a report's deadline. */
+	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), INT64_MAX), T0 + 2 * HOUR);
+	derive_observe(d, ev_door(&m, "door-1", true, INT64_MAX), T0 + 2 * HOUR);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", INT64_MIN, INT64_MAX, 0, 0,
+	    INT64_MAX), T0 + 2 * HOUR);
+	T_INTEQ(take(d, &out), 0);
+	r = row_of(out.rows[ROWS_DEVICES], "device_id", "gate-1");
+	T_INTEQ(jint(r, "last_seen_us"), TIME_MAX);
+	T_INTEQ(jint(r, "first_seen_us"), TIME_MAX);
+	T_INTEQ(jint(r, "state_since_us"), TIME_MAX);
+	json_decref(r);
+	r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "last_activity_us"), TIME_MAX);
+	T_INTEQ(jint(r, "window_start_us"), TIME_MAX);
+	json_decref(r);
+	r = row_of(out.rows[ROWS_REPORTS], "report_id", "r-1");
+	T_INTEQ(jint(r, "deadline_us"), TIME_MAX);
+	/* The body's opening before 1970 is 1970, none: the event's time. */
+	T_INTEQ(jint(r, "opened_us"), TIME_MAX);
+	json_decref(r);
+	/* A clock beyond too: it is the end of time. The report is due then;
+	 * what is due after it (gate-9's hold-down, gate-1's and gate-9's
+	 * timeouts, the window) never is. */
+	T_INTEQ(tick_take(d, INT64_MAX, &out), 1);
+	const Event *e = nth_type(&out, TYPE(REPORT_OVERDUE), 0);
+	T_CHECK(e != NULL && e->event_time_us == TIME_MAX && e->received_time_us == TIME_MAX);
+	T_INTEQ(tick_take(d, INT64_MAX, &out), 0);
+	/* A clock before 1970 is 1970: nothing is due. */
+	T_INTEQ(tick_take(d, INT64_MIN, &out), 0);
+	ev = ev_lwt(&m, "gate-1", CLS(ACCESS_GATE), INT64_MIN);
+	derive_observe(d, ev, INT64_MIN);
+	T_INTEQ(tick_take(d, INT64_MIN, &out), 0);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* ---- what derive.c does not do as derive.h says ------------------------ */
+
+/* derive.h: "Times are taken within years 1970..9999." derive_load's clock
+ * is not: a declared expected device new to the registry is added with
+ * created_us = now_us as given (derive_load clamps it only for the
+ * households' windows), so its row says created_us (and state_since_us)
+ * INT64_MAX, and registry_tick() computes created_us + expected_grace_us,
+ * a signed overflow (undefined behaviour; the sanitizer build stops).
+ * Expected: created_us 9999-12-31T23:59:59Z, and no event at T0 (never
+ * heard from is not due before the end of time). Here (-O2, no sanitizer)
+ * the sum wraps and the camera is reported offline "never heard from" at
+ * once, dated some 292,000 years before the epoch. The daemon's wall
+ * clock never gets there: robustness, not a case seen in use. */
+void known_bug_load_clock_not_bounded(void);
+void
+known_bug_load_clock_not_bounded(void)
+{
+	struct derive_options o = opts();
+	struct derive_device_def devs[] = { { "c-1", "cam-9", CLS(CAMERA), -1, true } };
+	o.devices = devs;
+	o.ndevices = 1;
+	o.expected_grace_us = 30 * S;
+	struct derive *d = derive_new(&o);
+	struct out out = { 0 };
+
+	T_INTEQ(derive_load(d, NULL, NULL, NULL, INT64_MAX), 0);
+	take(d, &out);
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "cam-9");
+	T_INTEQ(jint(r, "created_us"), TIME_MAX);
+	json_decref(r);
+	T_INTEQ(tick_take(d, T0, &out), 0);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* derive.h: a report handled or closed "is kept for a day after that was
+ * known ..., then forgotten", and derive_load takes the rows "as written
+ * by derive_take" (which writes handled and closed reports). A handled
+ * report loaded from such a row is never forgotten: load_report() leaves
+ * done_seen_us 0 and derive_tick() forgets only reports whose
+ * done_seen_us is set. Expected: gone a day after the load (a retake
+ * then writes no report row); it is still there (and so for ever: a
+ * memory that only grows, were the store to load such rows; today
+ * store_setup.c loads open reports only, see the next one). */
+void known_bug_loaded_done_report_kept(void);
+void
+known_bug_loaded_done_report_kept(void)
+{
+	struct derive_options o = opts();
+	struct derive *d = derive_new(&o);
+	struct out out = { 0 };
+	char reports[256];
+
+	snprintf(reports, sizeof(reports), "[{\"community_id\":\"c-1\",\"report_id\":\"r-1\","
+	    "\"opened_us\":%lld,\"deadline_us\":%lld,\"handled_us\":%lld}]", (long long)T0,
+	    (long long)(T0 + HOUR), (long long)(T0 + MIN));
+	T_INTEQ(derive_load(d, NULL, NULL, reports, T0 + 2 * MIN), 0);
+	T_INTEQ(tick_take(d, T0 + 2 * MIN + 25 * HOUR, &out), 0);
+	derive_retake(d);
+	take(d, &out);
+	T_CHECK(out.rows[ROWS_REPORTS] == NULL);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* derive.h: a report handled "is kept for a day after that was known (a
+ * late duplicate of its opening does not open it again)", and "a restart
+ * neither repeats nor misses a derived event". Across a restart it is not
+ * kept: the load query (store_setup.c derived_sql, "WHERE handled_at IS
+ * NULL AND closed_at IS NULL", as db_read here) gives derive_load only
+ * open reports, so the opening delivered again after the restart (MQTT
+ * QoS 1) makes the report anew with its deadline and no handled time, and
+ * report_tick() raises report_overdue for a report handled in time.
+ * Expected no event; one comes. Fixing it takes both store_setup.c
+ * (load the reports handled or closed within the day) and derive.c (the
+ * day of a loaded one, see known_bug_loaded_done_report_kept). */
+void known_bug_report_reopened_after_restart(void);
+void
+known_bug_report_reopened_after_restart(void)
+{
+	struct derive_options o = opts();
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	struct db b;
+
+	db_init(&b);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, T0 + HOUR, 0, 0, T0), T0);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_HANDLED), "r-1", 0, 0, T0 + MIN, 0, T0 + MIN),
+	    T0 + MIN);
+	flush(d, &out, &b);
+	d = restart(d, &o, &b, T0 + 2 * MIN);
+	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-1", T0, T0 + HOUR, 0, 0, T0),
+	    T0 + 3 * MIN);
+	flush(d, &out, &b);
+	T_INTEQ(tick_flush(d, T0 + HOUR, &out, &b), 0);
+	out_clear(&out);
+	derive_free(d);
+	db_free(&b);
+}
+
+/* [welfare] community empty: "the sensors' device ids alone decide", so
+ * door-1 of c-1 and door-1 of c-9 are both the household's sensors (both
+ * registry entries get it as their household, the openings of both are its
+ * activity, the offline of either ends the watch and raises
+ * sensor_offline). But only one of them, the first created, is in the
+ * household's sensors, the ones sensors_online() looks at; and derive_load
+ * sets the watch from sensors_online() alone, the first created then being
+ * the first in the rows. So a restart changes what comes (derive.h: "a
+ * restart neither repeats nor misses a derived event"): door-1 of c-1 and
+ * of c-9 online, one of them goes offline; without a restart no inactivity
+ * alert ever comes (the watch ended); after a restart, when the one online
+ * is the first in the rows, one comes 12 h after the window began. The
+ * test runs it with each of the two going offline: whatever the order of
+ * the rows, one of the two differs. Expected the same events with and
+ * without the restart; here, c-1's going offline (db_read gives c-9's row
+ * first), none without the restart and, after it, the alert at
+ * T0 + 1 s + 12 h and its repeats (9 by T0 + 48 h).
+ * (derive.h does not say which is right; "every sensor" online, counting
+ * both, would raise none.) */
+void known_bug_household_sensor_in_two_communities(void);
+void
+known_bug_household_sensor_in_two_communities(void)
+{
+	static const char *const gone[] = { "c-1", "c-9" };
+
+	for (int g = 0; g < 2; g++) {
+		size_t alerts[2] = { 0, 0 };
+		for (int restarts = 0; restarts < 2; restarts++) {
+			struct derive_options o = opts();
+			struct derive_household hh = household(one_sensor);
+			hh.community = "";
+			o.households = &hh;
+			o.nhouseholds = 1;
+			struct derive *d = fresh(&o, T0);
+			struct out out = { 0 };
+			struct msg m;
+			struct db b;
+			Event *ev;
+
+			db_init(&b);
+			derive_observe(d, ev_avail(&m, "door-1", true, T0 + S), T0 + S);
+			ev = ev_avail(&m, "door-1", true, T0 + 2 * S);
+			ev->community_id = (char *)"c-9";
+			derive_observe(d, ev, T0 + 2 * S);
+			ev = ev_avail(&m, "door-1", false, T0 + HOUR);
+			ev->community_id = (char *)gone[g];
+			derive_observe(d, ev, T0 + HOUR);
+			flush(d, &out, &b);
+			if (restarts)
+				d = restart(d, &o, &b, T0 + 2 * HOUR);
+			for (int64_t t = T0 + 3 * HOUR; t <= T0 + 48 * HOUR; t += HOUR) {
+				tick_flush(d, t, &out, &b);
+				alerts[restarts] += count_kind(&out, KIND(INACTIVITY));
+			}
+			out_clear(&out);
+			derive_free(d);
+			db_free(&b);
+		}
+		printf("# %s offline: %zu inactivity alerts without a restart, %zu with\n",
+		    gone[g], alerts[0], alerts[1]);
+		T_INTEQ(alerts[1], alerts[0]);
+	}
+}
+
+/* derive.h: "An opening not later than the last one is a replay: it
+ * changes nothing", and times are taken within years 1970..9999 (one
+ * before is 1970-01-01T00:00:00Z, 0). welfare_opened() takes
+ * last_activity_us 0 as "none seen", so an opening at time 0 (a sensor
+ * whose clock is unset, when max_skew does not flag it, or any time before
+ * 1970) is never a replay of the one before: the same opening delivered
+ * three times counts three openings. In a night window holding 00:00 UTC
+ * (here UTC, 23:00-01:00, more than 2 openings) that is a night_activity
+ * alert from one opening. Expected no event; one comes. (Degenerate: a
+ * time 0 is a device's clock gone wrong.) */
+void known_bug_opening_at_time_zero_counted_again(void);
+void
+known_bug_opening_at_time_zero_counted_again(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(one_sensor);
+	hh.night_start_min = 23 * 60;
+	hh.night_end_min = 60;
+	hh.tz_offset_s = 0;
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+
 	sensors_up(d, one_sensor, 0);
 	take(d, &out);
-	tick_take(d, T0 + HOUR, &out);
-	T_INTEQ(count_kind(&out, KIND(INACTIVITY)), 0);
+	for (int i = 0; i < 3; i++) {
+		Event *ev = ev_door(&m, "door-1", true, 0);
+		ev->received_time_us = T0 + HOUR;
+		derive_observe(d, ev, T0 + HOUR + i * S);
+	}
+	take(d, &out);
+	T_INTEQ(count_kind(&out, KIND(NIGHT_ACTIVITY)), 0);
 	out_clear(&out);
 	derive_free(d);
 }
@@ -2459,12 +2948,26 @@ main(void)
 	test_activity_resumed();
 	test_night_activity();
 	test_peephole_enrich();
+	test_household_without_community();
+	test_watched_when_all_online();
+	test_window_from_sensors_online();
+	test_alert_closed_after_outage();
+	test_opening_brings_sensor_back();
+	test_opening_before_window();
+	test_replayed_opening();
+	test_skewed_opening();
 	test_report_overdue();
 	test_report_handled_in_time();
+	test_report_kept_a_day();
+	test_report_device_restart();
 	test_ids();
 	test_persistence();
+	test_replayed_flap();
 	test_load_rows();
+	test_load_odd_rows();
 	test_pending_retake();
+	test_retake_events_not_again();
+	test_times_bounded();
 	T_INTEQ(bad_events, 0);
 	return t_done();
 }
