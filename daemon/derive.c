@@ -33,8 +33,9 @@ typedef Gridbridge__V1__Event Event;
  * and a duration can overflow. */
 #define TIME_MAX_US (253402300799LL * US)
 /* A handled or closed report is kept this long (a late duplicate of its
- * opening must not open it again), then forgotten. */
-#define REPORT_KEEP_US (24 * 3600 * US)
+ * opening must not open it again), then forgotten; the store loads those
+ * done within it too. */
+#define REPORT_KEEP_US (30 * 24 * 3600 * US)
 
 enum dstate { ST_NONE = -1, ST_UNKNOWN = 0, ST_ONLINE = 1, ST_OFFLINE = 2 };
 static const char *const state_names[] = { "unknown", "online", "offline" };
@@ -382,10 +383,15 @@ device_add(struct derive *d, const char *community, const char *id, int cls, int
 	v->state = ST_UNKNOWN;
 	v->pending = ST_NONE;
 	v->battery = v->lq = -1;
+	/* With a household of no community, a sensor id in two communities:
+	 * the first device heard from (or loaded: oldest first) is its sensor,
+	 * the other is no household's. */
 	size_t k;
 	v->household = household_of(d, community, id, &k);
 	if (v->household >= 0 && d->households[v->household].sensors[k] == NULL)
 		d->households[v->household].sensors[k] = v;
+	else
+		v->household = -1;
 	for (size_t i = 0; i < d->o.ndevices; i++) {
 		const struct derive_device_def *def = &d->defs[i];
 		if (strcmp(def->device, id) == 0 && strcmp(def->community, community) == 0) {
@@ -679,8 +685,8 @@ welfare_opened(struct derive *d, struct household *h, const struct device *senso
 {
 	uint8_t id[16];
 
-	if (h->last_activity_us != 0 && t <= h->last_activity_us)
-		return;
+	if (t == 0 || t <= h->last_activity_us)
+		return;		/* no time, or not after the last one: a replay */
 	h->last_activity_us = t;
 	touch_household(d, h);
 	if (h->alert_window_us != 0) {
@@ -890,12 +896,12 @@ derive_observe(struct derive *d, const Event *ev, int64_t now_us)
 	 * online, it still closes the alert of before. */
 	if (ev->event_type == GRIDBRIDGE__V1__EVENT_TYPE__EVENT_TYPE_DOOR_OPENED) {
 		struct device *v = device_find(d, ev->community_id, ev->device_id);
-		int hh = v != NULL ? v->household : household_of(d, ev->community_id, ev->device_id,
-		    NULL);
+		if (v == NULL)
+			v = device_add(d, ev->community_id, ev->device_id, ev->device_class, now_us);
 		/* A device clock far off is not when the door opened. */
 		int64_t t = clamp_us(ev->clock_skewed ? ev->received_time_us : ev->event_time_us);
-		if (hh >= 0)
-			welfare_opened(d, &d->households[hh], v, t, now_us);
+		if (v != NULL && v->household >= 0)
+			welfare_opened(d, &d->households[v->household], v, t, now_us);
 	}
 	registry_observe(d, ev, now_us);
 }
@@ -1142,7 +1148,7 @@ load_household(struct derive *d, json_t *o)
 }
 
 static void
-load_report(struct derive *d, json_t *o)
+load_report(struct derive *d, json_t *o, int64_t now_us)
 {
 	struct report *r = report_get(d, json_str(o, "community_id"), json_str(o, "report_id"));
 
@@ -1155,6 +1161,8 @@ load_report(struct derive *d, json_t *o)
 	r->handled_us = json_us(o, "handled_us");
 	r->closed_us = json_us(o, "closed_us");
 	r->overdue_us = json_us(o, "overdue_us");
+	if (r->handled_us != 0 || r->closed_us != 0)
+		r->done_seen_us = now_us;	/* kept from now on, as when it was learned */
 	r->dirty = false;
 }
 
@@ -1166,6 +1174,7 @@ derive_load(struct derive *d, const char *devices, const char *welfare, const ch
 	size_t i;
 	json_t *o;
 
+	now_us = clamp_us(now_us);
 	if (dv == NULL || wf == NULL || rp == NULL) {
 		json_decref(dv);
 		json_decref(wf);
@@ -1180,7 +1189,7 @@ derive_load(struct derive *d, const char *devices, const char *welfare, const ch
 			load_household(d, o);
 	json_array_foreach(rp, i, o)
 		if (json_is_object(o))
-			load_report(d, o);
+			load_report(d, o, now_us);
 	json_decref(dv);
 	json_decref(wf);
 	json_decref(rp);

@@ -164,8 +164,9 @@ take_reports(struct store *s, PGresult *r)
 	}
 }
 
-/* The derived state (derive.h), once: the devices, the households, the
- * reports still open. */
+/* The derived state (derive.h), once: the devices (oldest first), the
+ * households, the reports still open or done within the last 30 days (a
+ * late duplicate of a done report's opening must not open it again). */
 #define US_OF(x) "(extract(epoch FROM " x ") * 1000000)::int8"
 static const char derived_sql[] =
     "SELECT (SELECT coalesce(json_agg(json_build_object('community_id', community_id,"
@@ -175,7 +176,8 @@ static const char derived_sql[] =
     "  'state_since_us', " US_OF("state_since") ", 'state_source', state_source,"
     "  'pending_state', pending_state, 'pending_since_us', " US_OF("pending_since") ","
     "  'pending_source', pending_source, 'battery_percent', battery_percent,"
-    "  'link_quality', link_quality, 'created_us', " US_OF("created_at") ")), '[]')"
+    "  'link_quality', link_quality, 'created_us', " US_OF("created_at") ")"
+    "  ORDER BY created_at, community_id, device_id), '[]')"
     "  FROM devices)::text,"
     " (SELECT coalesce(json_agg(json_build_object('household', household,"
     "  'last_activity_us', " US_OF("last_activity") ","
@@ -190,7 +192,8 @@ static const char derived_sql[] =
     "  'opened_us', " US_OF("opened_at") ", 'deadline_us', " US_OF("deadline") ","
     "  'handled_us', " US_OF("handled_at") ", 'closed_us', " US_OF("closed_at") ","
     "  'overdue_us', " US_OF("overdue_at") ")), '[]')"
-    "  FROM resident_reports WHERE handled_at IS NULL AND closed_at IS NULL)::text";
+    "  FROM resident_reports WHERE (handled_at IS NULL AND closed_at IS NULL)"
+    "   OR greatest(handled_at, closed_at) > now() - interval '30 days')::text";
 #undef US_OF
 
 static void become_ready(struct store *s);

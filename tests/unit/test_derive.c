@@ -506,9 +506,26 @@ db_dump(json_t *a)
 	return s;
 }
 
-/* What store_setup.c's query gives derive_load. */
+/* Oldest first, then by community and device: the devices' ORDER BY. */
+static int
+cmp_device_rows(const void *x, const void *y)
+{
+	json_t *a = *(json_t *const *)x, *b = *(json_t *const *)y;
+	long long ta = (long long)json_integer_value(json_object_get(a, "created_us"));
+	long long tb = (long long)json_integer_value(json_object_get(b, "created_us"));
+	if (ta != tb)
+		return ta < tb ? -1 : 1;
+	int c = strcmp(json_string_value(json_object_get(a, "community_id")),
+	    json_string_value(json_object_get(b, "community_id")));
+	if (c != 0)
+		return c;
+	return strcmp(json_string_value(json_object_get(a, "device_id")),
+	    json_string_value(json_object_get(b, "device_id")));
+}
+
+/* What store_setup.c's query gives derive_load at `now`. */
 static void
-db_read(const struct db *b, char **devices, char **welfare, char **reports)
+db_read(const struct db *b, int64_t now, char **devices, char **welfare, char **reports)
 {
 	static const char *const dcols[] = { "community_id", "device_id", "device_class", "route",
 		"vendor", "expected", "first_seen_us", "last_seen_us", "state", "state_since_us",
@@ -523,14 +540,25 @@ db_read(const struct db *b, char **devices, char **welfare, char **reports)
 	json_t *dv = json_array(), *wf = json_array(), *rp = json_array(), *row;
 	const char *key;
 
+	size_t nrows = json_object_size(b->devices), k = 0;
+	json_t **sorted = calloc(nrows ? nrows : 1, sizeof(*sorted));
 	json_object_foreach(b->devices, key, row)
-		json_array_append_new(dv, db_select(row, dcols));
+		sorted[k++] = row;
+	qsort(sorted, nrows, sizeof(*sorted), cmp_device_rows);
+	for (k = 0; k < nrows; k++)
+		json_array_append_new(dv, db_select(sorted[k], dcols));
+	free(sorted);
 	json_object_foreach(b->welfare, key, row)
 		json_array_append_new(wf, db_select(row, wcols));
 	json_object_foreach(b->reports, key, row) {
-		/* WHERE handled_at IS NULL AND closed_at IS NULL */
-		if (json_is_integer(json_object_get(row, "handled_us")) ||
-		    json_is_integer(json_object_get(row, "closed_us")))
+		/* WHERE (handled_at IS NULL AND closed_at IS NULL)
+		 *   OR greatest(handled_at, closed_at) > now() - 30 days */
+		json_t *h = json_object_get(row, "handled_us"), *c = json_object_get(row, "closed_us");
+		long long done = json_is_integer(h) ? (long long)json_integer_value(h) : 0;
+		if (json_is_integer(c) && json_integer_value(c) > done)
+			done = (long long)json_integer_value(c);
+		if ((json_is_integer(h) || json_is_integer(c)) &&
+		    done <= now - 30LL * 24 * 3600 * 1000000)
 			continue;
 		json_array_append_new(rp, db_select(row, rcols));
 	}
@@ -592,7 +620,7 @@ restart(struct derive *d, const struct derive_options *o, const struct db *b, in
 
 	derive_free(d);
 	d = derive_new(o);
-	db_read(b, &dv, &wf, &rp);
+	db_read(b, now, &dv, &wf, &rp);
 	if (derive_load(d, dv, wf, rp, now) != 0)
 		t_report(0, "derive_load takes the database's rows", __FILE__, __LINE__);
 	free(dv);
@@ -2014,26 +2042,26 @@ test_report_kept_a_day(void)
 	T_INTEQ(tick_take(d, deadline, &out), 0);
 	T_INTEQ(tick_take(d, deadline + 12 * HOUR, &out), 0);
 
-	/* Still kept a moment before a day after it was known (not after the
-	 * time it was handled), forgotten at that day's end. */
-	T_INTEQ(tick_take(d, known + 24 * HOUR - 1, &out), 0);
+	/* Still kept a moment before 30 days after it was known (not after
+	 * the time it was handled), forgotten then. */
+	T_INTEQ(tick_take(d, known + 30 * 24 * HOUR - 1, &out), 0);
 	derive_retake(d);
 	T_INTEQ(take(d, &out), 0);
 	T_INTEQ(rows_in(out.rows[ROWS_REPORTS]), 2);
-	T_INTEQ(tick_take(d, known + 24 * HOUR, &out), 0);
+	T_INTEQ(tick_take(d, known + 30 * 24 * HOUR, &out), 0);
 	derive_retake(d);
 	T_INTEQ(take(d, &out), 0);
 	T_CHECK(out.rows[ROWS_REPORTS] == NULL);
 
-	/* Not before its row is taken: handled, a day passes before the
+	/* Not before its row is taken: handled, 30 days pass before the
 	 * take, its row still comes; forgotten at the next tick. */
 	derive_observe(d, ev_report(&m, TYPE(REPORT_OPENED), "r-3", T0, 0, 0, 0, T0), known);
 	derive_observe(d, ev_report(&m, TYPE(REPORT_HANDLED), "r-3", 0, 0, 0, 0, known), known);
-	T_INTEQ(tick_take(d, known + 48 * HOUR, &out), 0);
+	T_INTEQ(tick_take(d, known + 60 * 24 * HOUR, &out), 0);
 	r = row_of(out.rows[ROWS_REPORTS], "report_id", "r-3");
 	T_CHECK(r != NULL && jint(r, "handled_us") == known);
 	json_decref(r);
-	T_INTEQ(tick_take(d, known + 48 * HOUR + S, &out), 0);
+	T_INTEQ(tick_take(d, known + 60 * 24 * HOUR + S, &out), 0);
 	derive_retake(d);
 	T_INTEQ(take(d, &out), 0);
 	T_CHECK(out.rows[ROWS_REPORTS] == NULL);
@@ -2725,22 +2753,13 @@ test_times_bounded(void)
 	derive_free(d);
 }
 
-/* ---- what derive.c does not do as derive.h says ------------------------ */
+/* ---- edges: clocks, restarts, odd configurations ---------------------- */
 
-/* derive.h: "Times are taken within years 1970..9999." derive_load's clock
- * is not: a declared expected device new to the registry is added with
- * created_us = now_us as given (derive_load clamps it only for the
- * households' windows), so its row says created_us (and state_since_us)
- * INT64_MAX, and registry_tick() computes created_us + expected_grace_us,
- * a signed overflow (undefined behaviour; the sanitizer build stops).
- * Expected: created_us 9999-12-31T23:59:59Z, and no event at T0 (never
- * heard from is not due before the end of time). Here (-O2, no sanitizer)
- * the sum wraps and the camera is reported offline "never heard from" at
- * once, dated some 292,000 years before the epoch. The daemon's wall
- * clock never gets there: robustness, not a case seen in use. */
-void known_bug_load_clock_not_bounded(void);
-void
-known_bug_load_clock_not_bounded(void)
+/* derive_load's clock is taken within years 1970..9999 too: a declared
+ * expected device new at a clock past the end is created at 9999-12-31,
+ * and nothing overflows (no "never heard from" dated before the epoch). */
+static void
+fixed_load_clock_not_bounded(void)
 {
 	struct derive_options o = opts();
 	struct derive_device_def devs[] = { { "c-1", "cam-9", CLS(CAMERA), -1, true } };
@@ -2760,18 +2779,10 @@ known_bug_load_clock_not_bounded(void)
 	derive_free(d);
 }
 
-/* derive.h: a report handled or closed "is kept for a day after that was
- * known ..., then forgotten", and derive_load takes the rows "as written
- * by derive_take" (which writes handled and closed reports). A handled
- * report loaded from such a row is never forgotten: load_report() leaves
- * done_seen_us 0 and derive_tick() forgets only reports whose
- * done_seen_us is set. Expected: gone a day after the load (a retake
- * then writes no report row); it is still there (and so for ever: a
- * memory that only grows, were the store to load such rows; today
- * store_setup.c loads open reports only, see the next one). */
-void known_bug_loaded_done_report_kept(void);
-void
-known_bug_loaded_done_report_kept(void)
+/* A handled report loaded from its row is kept 30 days from the load (as
+ * when it was learned), then forgotten: a retake writes no row for it. */
+static void
+fixed_loaded_done_report_kept(void)
 {
 	struct derive_options o = opts();
 	struct derive *d = derive_new(&o);
@@ -2782,7 +2793,11 @@ known_bug_loaded_done_report_kept(void)
 	    "\"opened_us\":%lld,\"deadline_us\":%lld,\"handled_us\":%lld}]", (long long)T0,
 	    (long long)(T0 + HOUR), (long long)(T0 + MIN));
 	T_INTEQ(derive_load(d, NULL, NULL, reports, T0 + 2 * MIN), 0);
-	T_INTEQ(tick_take(d, T0 + 2 * MIN + 25 * HOUR, &out), 0);
+	T_INTEQ(tick_take(d, T0 + 2 * MIN + 29 * 24 * HOUR, &out), 0);
+	derive_retake(d);
+	take(d, &out);
+	T_CHECK(out.rows[ROWS_REPORTS] != NULL);
+	T_INTEQ(tick_take(d, T0 + 2 * MIN + 30 * 24 * HOUR, &out), 0);
 	derive_retake(d);
 	take(d, &out);
 	T_CHECK(out.rows[ROWS_REPORTS] == NULL);
@@ -2790,20 +2805,11 @@ known_bug_loaded_done_report_kept(void)
 	derive_free(d);
 }
 
-/* derive.h: a report handled "is kept for a day after that was known (a
- * late duplicate of its opening does not open it again)", and "a restart
- * neither repeats nor misses a derived event". Across a restart it is not
- * kept: the load query (store_setup.c derived_sql, "WHERE handled_at IS
- * NULL AND closed_at IS NULL", as db_read here) gives derive_load only
- * open reports, so the opening delivered again after the restart (MQTT
- * QoS 1) makes the report anew with its deadline and no handled time, and
- * report_tick() raises report_overdue for a report handled in time.
- * Expected no event; one comes. Fixing it takes both store_setup.c
- * (load the reports handled or closed within the day) and derive.c (the
- * day of a loaded one, see known_bug_loaded_done_report_kept). */
-void known_bug_report_reopened_after_restart(void);
-void
-known_bug_report_reopened_after_restart(void)
+/* A report handled in time, a restart (the store loads reports done
+ * within 30 days), then its opening delivered again (MQTT QoS 1): not
+ * opened again, no overdue event. */
+static void
+fixed_report_reopened_after_restart(void)
 {
 	struct derive_options o = opts();
 	struct derive *d = fresh(&o, T0);
@@ -2826,28 +2832,12 @@ known_bug_report_reopened_after_restart(void)
 	db_free(&b);
 }
 
-/* [welfare] community empty: "the sensors' device ids alone decide", so
- * door-1 of c-1 and door-1 of c-9 are both the household's sensors (both
- * registry entries get it as their household, the openings of both are its
- * activity, the offline of either ends the watch and raises
- * sensor_offline). But only one of them, the first created, is in the
- * household's sensors, the ones sensors_online() looks at; and derive_load
- * sets the watch from sensors_online() alone, the first created then being
- * the first in the rows. So a restart changes what comes (derive.h: "a
- * restart neither repeats nor misses a derived event"): door-1 of c-1 and
- * of c-9 online, one of them goes offline; without a restart no inactivity
- * alert ever comes (the watch ended); after a restart, when the one online
- * is the first in the rows, one comes 12 h after the window began. The
- * test runs it with each of the two going offline: whatever the order of
- * the rows, one of the two differs. Expected the same events with and
- * without the restart; here, c-1's going offline (db_read gives c-9's row
- * first), none without the restart and, after it, the alert at
- * T0 + 1 s + 12 h and its repeats (9 by T0 + 48 h).
- * (derive.h does not say which is right; "every sensor" online, counting
- * both, would raise none.) */
-void known_bug_household_sensor_in_two_communities(void);
-void
-known_bug_household_sensor_in_two_communities(void)
+/* A household of no community whose sensor id is in two communities: the
+ * first device created (loaded oldest first) is its sensor, the other no
+ * household's; the same events come with and without a restart, whichever
+ * of the two goes offline. */
+static void
+fixed_household_sensor_in_two_communities(void)
 {
 	static const char *const gone[] = { "c-1", "c-9" };
 
@@ -2890,19 +2880,11 @@ known_bug_household_sensor_in_two_communities(void)
 	}
 }
 
-/* derive.h: "An opening not later than the last one is a replay: it
- * changes nothing", and times are taken within years 1970..9999 (one
- * before is 1970-01-01T00:00:00Z, 0). welfare_opened() takes
- * last_activity_us 0 as "none seen", so an opening at time 0 (a sensor
- * whose clock is unset, when max_skew does not flag it, or any time before
- * 1970) is never a replay of the one before: the same opening delivered
- * three times counts three openings. In a night window holding 00:00 UTC
- * (here UTC, 23:00-01:00, more than 2 openings) that is a night_activity
- * alert from one opening. Expected no event; one comes. (Degenerate: a
- * time 0 is a device's clock gone wrong.) */
-void known_bug_opening_at_time_zero_counted_again(void);
-void
-known_bug_opening_at_time_zero_counted_again(void)
+/* An opening at time 0 (a device clock unset, not flagged skewed) is no
+ * opening: the same one delivered three times in a night window raises
+ * nothing. */
+static void
+fixed_opening_at_time_zero_counted_again(void)
 {
 	struct derive_options o = opts();
 	struct derive_household hh = household(one_sensor);
@@ -2968,6 +2950,11 @@ main(void)
 	test_pending_retake();
 	test_retake_events_not_again();
 	test_times_bounded();
+	fixed_load_clock_not_bounded();
+	fixed_loaded_done_report_kept();
+	fixed_report_reopened_after_restart();
+	fixed_household_sensor_in_two_communities();
+	fixed_opening_at_time_zero_counted_again();
 	T_INTEQ(bad_events, 0);
 	return t_done();
 }
