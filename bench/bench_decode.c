@@ -38,6 +38,7 @@ static const struct {
 	{ "camera", "sac/{community}/camera/{device}/alarm", "camera_alarm", "camera" },
 	{ "peephole", "sac/{community}/peephole/{device}/event", "peephole", "peephole" },
 	{ "gateway", "sac/{community}/gateway/{device}/status", "gateway", "gateway" },
+	{ "resident-reports", "sac/{community}/report/{device}/event", "report", "report_point" },
 	{ "z2m-bridge", "zigbee2mqtt/bridge/state", "z2m_bridge", "gateway" },
 	{ "z2m-avail", "zigbee2mqtt/{device...}/availability", "z2m_availability", "door_sensor" },
 	{ "z2m", "zigbee2mqtt/{device...}", "z2m_device", "door_sensor" },

@@ -18,6 +18,8 @@
 #define TARGET_FIELD(field) offsetof(struct config_target, field)
 #define RULE_FIELD(field) offsetof(struct config_rule, field)
 #define VDEV_FIELD(field) offsetof(struct config_viid_device, field)
+#define DEV_FIELD(field) offsetof(struct config_device, field)
+#define HH_FIELD(field) offsetof(struct config_welfare, field)
 
 static const char *const level_choices[] = {
 	"debug", "info", "notice", "warning", "warn", "error", NULL
@@ -72,6 +74,11 @@ const struct config_key config_keys[] = {
 	  .min = 1, .max = PATH_MAX, .def = "/var/lib/gridbridge",
 	  .offset = CONFIG_FIELD(state_dir),
 	  .help = "directory for the journal and other state; created if missing" },
+	{ .section = "daemon", .name = "clock_offset_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = CONFIG_FIELD(clock_offset_file),
+	  .help = "for tests only: a file holding seconds added to the system clock (re-read every "
+	      "second); empty: the system clock" },
 
 	{ .section = "mqtt", .name = "host", .type = CFG_STRING,
 	  .min = 1, .max = 255, .def = "127.0.0.1",
@@ -182,11 +189,13 @@ const struct config_key config_keys[] = {
 	  .min = 0, .max = 64, .def = "",
 	  .offset = ROUTE_FIELD(decoder), .instanced = true, .required = true,
 	  .help = "payload format: access, hikvision, dahua, camera_alarm, peephole, gateway, z2m_device, "
-	      "z2m_availability, z2m_bridge, shelly_sensor, shelly_online or tasmota_lwt; required" },
+	      "z2m_availability, z2m_bridge, shelly_sensor, shelly_online, tasmota_lwt or report; "
+	      "required" },
 	{ .section = "route", .name = "class", .type = CFG_STRING,
 	  .min = 0, .max = 64, .def = "",
 	  .offset = ROUTE_FIELD(device_class), .instanced = true, .required = true,
-	  .help = "device class: access_gate, vehicle_barrier, camera, door_sensor, peephole or gateway; required" },
+	  .help = "device class: access_gate, vehicle_barrier, camera, door_sensor, peephole, gateway "
+	      "or report_point; required" },
 	{ .section = "route", .name = "community", .type = CFG_STRING,
 	  .min = 0, .max = 255, .def = "",
 	  .offset = ROUTE_FIELD(community), .instanced = true,
@@ -195,6 +204,11 @@ const struct config_key config_keys[] = {
 	  .min = 1, .max = 16, .def = "+08:00",
 	  .offset = ROUTE_FIELD(timezone), .instanced = true,
 	  .help = "zone of device times written without an offset, as +HH:MM" },
+	{ .section = "route", .name = "heartbeat_timeout", .type = CFG_INT,
+	  .min = -1, .max = 2592000, .def = "-1",
+	  .offset = ROUTE_FIELD(heartbeat_timeout), .instanced = true,
+	  .help = "seconds without a message before its devices are offline; 0: never; -1: the "
+	      "class's ([registry])" },
 	{ .section = "route", .name = "utc_is_local", .type = CFG_BOOL,
 	  .def = "true",
 	  .offset = ROUTE_FIELD(utc_is_local), .instanced = true,
@@ -470,6 +484,101 @@ const struct config_key config_keys[] = {
 	  .min = 0, .max = 32, .def = "",
 	  .offset = VDEV_FIELD(latitude), .instanced = true,
 	  .help = "APEObject Latitude in degrees (-90..90); empty: left out" },
+
+	{ .section = "registry", .name = "hold_down", .type = CFG_INT,
+	  .min = 0, .max = 86400, .def = "60",
+	  .offset = CONFIG_FIELD(registry_hold_down),
+	  .help = "seconds a device's new online state must hold before it counts (a change back "
+	      "within it is flapping: no event)" },
+	{ .section = "registry", .name = "expected_grace", .type = CFG_INT,
+	  .min = 1, .max = 2592000, .def = "600",
+	  .offset = CONFIG_FIELD(registry_expected_grace),
+	  .help = "seconds a declared device ([device NAME]) may stay unheard from before it is "
+	      "reported offline" },
+	{ .section = "registry", .name = "max_devices", .type = CFG_INT,
+	  .min = 1, .max = 10000000, .def = "100000",
+	  .offset = CONFIG_FIELD(registry_max_devices),
+	  .help = "devices the registry holds at most; more are stored but not tracked (logged once)" },
+	{ .section = "registry", .name = "heartbeat_timeout_access_gate", .type = CFG_INT,
+	  .min = 0, .max = 2592000, .def = "900",
+	  .offset = CONFIG_FIELD(registry_timeout[1]),
+	  .help = "seconds without a message before an access gate is offline; 0: never" },
+	{ .section = "registry", .name = "heartbeat_timeout_vehicle_barrier", .type = CFG_INT,
+	  .min = 0, .max = 2592000, .def = "900",
+	  .offset = CONFIG_FIELD(registry_timeout[2]),
+	  .help = "... a vehicle barrier; 0: never" },
+	{ .section = "registry", .name = "heartbeat_timeout_camera", .type = CFG_INT,
+	  .min = 0, .max = 2592000, .def = "900",
+	  .offset = CONFIG_FIELD(registry_timeout[3]),
+	  .help = "... a camera; 0: never" },
+	{ .section = "registry", .name = "heartbeat_timeout_door_sensor", .type = CFG_INT,
+	  .min = 0, .max = 2592000, .def = "0",
+	  .offset = CONFIG_FIELD(registry_timeout[4]),
+	  .help = "... a door sensor (they report on change; their availability topic tells); 0: never" },
+	{ .section = "registry", .name = "heartbeat_timeout_peephole", .type = CFG_INT,
+	  .min = 0, .max = 2592000, .def = "0",
+	  .offset = CONFIG_FIELD(registry_timeout[5]),
+	  .help = "... a peephole; 0: never" },
+	{ .section = "registry", .name = "heartbeat_timeout_gateway", .type = CFG_INT,
+	  .min = 0, .max = 2592000, .def = "0",
+	  .offset = CONFIG_FIELD(registry_timeout[6]),
+	  .help = "... a gateway (its LWT tells); 0: never" },
+
+	{ .section = "device", .name = "device", .type = CFG_STRING,
+	  .min = 0, .max = 128, .def = "",
+	  .offset = DEV_FIELD(device), .instanced = true, .required = true,
+	  .help = "the device id, as in the events; required" },
+	{ .section = "device", .name = "community", .type = CFG_STRING,
+	  .min = 0, .max = 64, .def = "",
+	  .offset = DEV_FIELD(community), .instanced = true,
+	  .help = "its community id, as in the events" },
+	{ .section = "device", .name = "class", .type = CFG_STRING,
+	  .min = 0, .max = 64, .def = "",
+	  .offset = DEV_FIELD(device_class), .instanced = true, .required = true,
+	  .help = "its class: access_gate, vehicle_barrier, camera, door_sensor, peephole or gateway; "
+	      "required" },
+	{ .section = "device", .name = "heartbeat_timeout", .type = CFG_INT,
+	  .min = -1, .max = 2592000, .def = "-1",
+	  .offset = DEV_FIELD(heartbeat_timeout), .instanced = true,
+	  .help = "seconds without a message before it is offline; 0: never; -1: its route's or "
+	      "class's" },
+	{ .section = "device", .name = "expected", .type = CFG_BOOL,
+	  .def = "true",
+	  .offset = DEV_FIELD(expected), .instanced = true,
+	  .help = "reported offline when never heard from within [registry] expected_grace" },
+
+	{ .section = "welfare", .name = "community", .type = CFG_STRING,
+	  .min = 0, .max = 64, .def = "",
+	  .offset = HH_FIELD(community), .instanced = true,
+	  .help = "the household's community id; empty: its sensors' ids alone decide" },
+	{ .section = "welfare", .name = "door_sensors", .type = CFG_STRING,
+	  .min = 0, .max = 1024, .def = "",
+	  .offset = HH_FIELD(door_sensors), .instanced = true, .required = true,
+	  .help = "the device ids of its door sensors, comma-separated; required" },
+	{ .section = "welfare", .name = "peephole", .type = CFG_STRING,
+	  .min = 0, .max = 128, .def = "",
+	  .offset = HH_FIELD(peephole), .instanced = true,
+	  .help = "the device id of its peephole; its events are given the household" },
+	{ .section = "welfare", .name = "inactive_hours", .type = CFG_INT,
+	  .min = 1, .max = 720, .def = "24",
+	  .offset = HH_FIELD(inactive_hours), .instanced = true,
+	  .help = "hours without a door opening (its sensors online) before a welfare alert" },
+	{ .section = "welfare", .name = "repeat_hours", .type = CFG_INT,
+	  .min = 0, .max = 720, .def = "12",
+	  .offset = HH_FIELD(repeat_hours), .instanced = true,
+	  .help = "hours between repeats of the alert while it lasts; 0: no repeats" },
+	{ .section = "welfare", .name = "night_window", .type = CFG_STRING,
+	  .min = 0, .max = 16, .def = "",
+	  .offset = HH_FIELD(night_window), .instanced = true,
+	  .help = "local HH:MM-HH:MM in which door openings are counted; empty: no night rule" },
+	{ .section = "welfare", .name = "night_openings", .type = CFG_INT,
+	  .min = 0, .max = 1000, .def = "2",
+	  .offset = HH_FIELD(night_openings), .instanced = true,
+	  .help = "more openings than this in one night window raise a night_activity alert" },
+	{ .section = "welfare", .name = "timezone", .type = CFG_STRING,
+	  .min = 1, .max = 16, .def = "+08:00",
+	  .offset = HH_FIELD(timezone), .instanced = true,
+	  .help = "the household's local time, as +HH:MM, for the night window" },
 
 	{ .section = "store", .name = "host", .type = CFG_STRING,
 	  .min = 1, .max = 255, .def = "127.0.0.1",
@@ -829,6 +938,8 @@ find_instanced_key(const char *type, const char *name, size_t *idx)
 struct parse;
 static void finish_target(struct parse *p, void *inst);
 static void finish_viid_device(struct parse *p, void *inst);
+static void finish_welfare(struct parse *p, void *inst);
+static void finish_route(struct parse *p, void *inst);
 
 /* The kinds of [TYPE NAME] sections and where their arrays live. */
 struct instance_type {
@@ -842,7 +953,8 @@ struct instance_type {
 
 static const struct instance_type instance_types[] = {
 	{ .type = "route", .size = sizeof(struct config_route),
-	  .array = CONFIG_FIELD(routes), .count = CONFIG_FIELD(nroutes) },
+	  .array = CONFIG_FIELD(routes), .count = CONFIG_FIELD(nroutes),
+	  .finish = finish_route },
 	{ .type = "forward.target", .size = sizeof(struct config_target),
 	  .array = CONFIG_FIELD(targets), .count = CONFIG_FIELD(ntargets),
 	  .finish = finish_target },
@@ -851,6 +963,11 @@ static const struct instance_type instance_types[] = {
 	{ .type = "viid.device", .size = sizeof(struct config_viid_device),
 	  .array = CONFIG_FIELD(viid_devices), .count = CONFIG_FIELD(nviid_devices),
 	  .finish = finish_viid_device },
+	{ .type = "device", .size = sizeof(struct config_device),
+	  .array = CONFIG_FIELD(devices), .count = CONFIG_FIELD(ndevices) },
+	{ .type = "welfare", .size = sizeof(struct config_welfare),
+	  .array = CONFIG_FIELD(welfare), .count = CONFIG_FIELD(nwelfare),
+	  .finish = finish_welfare },
 };
 #define NTYPES (sizeof(instance_types) / sizeof(instance_types[0]))
 
@@ -1181,6 +1298,70 @@ finish_viid_device(struct parse *p, void *inst)
 	if (d->place_code[0] != '\0' && !all_digits(d->place_code, 6))
 		add_error(p->errs, p->name, key_line(p, "place_code"),
 		    "[viid.device %s] place_code: 6 digits expected", d->name);
+}
+
+/* The derived events' routes are not for [route] sections: rules tell
+ * them apart by it. */
+static void
+finish_route(struct parse *p, void *inst)
+{
+	const struct config_route *r = inst;
+	static const char *const reserved[] = { "registry", "welfare", "reports" };
+
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+		if (strcmp(r->name, reserved[i]) == 0)
+			add_error(p->errs, p->name, r->line, "[route %s]: the name is the derived "
+			    "events' route; choose another", r->name);
+}
+
+/* "HH:MM" as minutes after midnight, or -1. */
+static int
+clock_minutes(const char *s, size_t n)
+{
+	if (n != 5 || s[2] != ':')
+		return -1;
+	for (size_t i = 0; i < 5; i++)
+		if (i != 2 && (s[i] < '0' || s[i] > '9'))
+			return -1;
+	int h = (s[0] - '0') * 10 + (s[1] - '0'), m = (s[3] - '0') * 10 + (s[4] - '0');
+	return h < 24 && m < 60 ? h * 60 + m : -1;
+}
+
+int
+config_night_window(const char *s, int *start_min, int *end_min)
+{
+	const char *dash = strchr(s, '-');
+
+	*start_min = *end_min = -1;
+	if (s[0] == '\0')
+		return 0;
+	if (dash == NULL)
+		return -1;
+	*start_min = clock_minutes(s, (size_t)(dash - s));
+	*end_min = clock_minutes(dash + 1, strlen(dash + 1));
+	if (*start_min < 0 || *end_min < 0 || *start_min == *end_min) {
+		*start_min = *end_min = -1;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+finish_welfare(struct parse *p, void *inst)
+{
+	const struct config_welfare *w = inst;
+	int a, b;
+
+	if (config_night_window(w->night_window, &a, &b) != 0)
+		add_error(p->errs, p->name, key_line(p, "night_window"),
+		    "[welfare %s] night_window: HH:MM-HH:MM expected (two different times)", w->name);
+	if (w->door_sensors[0] != '\0') {
+		char **v = util_split_list(w->door_sensors);
+		if (v == NULL || v[0] == NULL)
+			add_error(p->errs, p->name, key_line(p, "door_sensors"),
+			    "[welfare %s] door_sensors: at least one device id", w->name);
+		util_strv_free(v);
+	}
 }
 
 /* Checks registered by the code that owns a key's meaning (is "hikvision"

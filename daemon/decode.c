@@ -100,6 +100,7 @@ static const struct {
 	[DECODER_SHELLY_ONLINE] = { "shelly_online", "shelly", decode_shelly_online },
 	[DECODER_TASMOTA_LWT] = { "tasmota_lwt", "tasmota", decode_tasmota_lwt },
 	[DECODER_ACCESS] = { "access", "", decode_access },
+	[DECODER_REPORT] = { "report", "report", decode_report },
 };
 
 const char *
@@ -261,6 +262,7 @@ static const struct field_limit field_limits[] = {
 	{ "snapshot_url", 2048, 0, false },
 	{ "reason", 256, 0, true },
 	{ "offline_devices", 128, 256, true },
+	{ "report_id", 64, 0, false },
 };
 
 static const struct field_limit *

@@ -6,9 +6,15 @@
  *   gridbridgectl [-c FILE] outbox stat
  *   gridbridgectl [-c FILE] outbox retry [--target NAME]
  *   gridbridgectl [-c FILE] outbox show EVENT_ID
+ *   gridbridgectl [-c FILE] devices [--state S] [--class C] [--community ID]
+ *                                   [--offline-since WHEN] [--json]
+ *   gridbridgectl [-c FILE] reports [--community ID] [--since WHEN]
+ *                                   [--until TIME] [--json]
  *
  * Safe while gridbridged runs: only `outbox retry` writes (it re-queues
  * failed outbox rows, which the daemon then sends). */
+#include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -37,7 +43,11 @@ usage(FILE *out)
 	    "       gridbridgectl [-c FILE] outbox stat\n"
 	    "       gridbridgectl [-c FILE] outbox retry [--target NAME]\n"
 	    "       gridbridgectl [-c FILE] outbox show EVENT_ID\n"
-	    "       gridbridgectl --version | -h\n"
+	    "       gridbridgectl [-c FILE] devices [--state STATE] [--class CLASS]\n"
+	    "                     [--community ID] [--offline-since DURATION|TIME] [--json]\n"
+	    "       gridbridgectl [-c FILE] reports [--community ID] [--since TIME|DURATION]\n"
+	    "                     [--until TIME] [--json]\n"
+	    "       gridbridgectl COMMAND --help | --version | -h\n"
 	    "\n"
 	    "  -c, --config FILE  configuration file (default %s);\n"
 	    "                     the journal is <state_dir>/journal\n"
@@ -51,8 +61,65 @@ usage(FILE *out)
 	    "  outbox stat        forwarding outbox rows per target and priority: pending,\n"
 	    "                     sent, failed, age of the oldest pending (database of [store])\n"
 	    "  outbox retry       re-queue failed rows (of one target with --target)\n"
-	    "  outbox show ID     the outbox rows of one event\n",
+	    "  outbox show ID     the outbox rows of one event\n"
+	    "  devices            devices and their state, the online rate per community\n"
+	    "                     and class\n"
+	    "  reports            resident reports per community: handled on time, late,\n"
+	    "                     open\n",
 	    GRIDBRIDGE_DEFAULT_CONFIG);
+}
+
+static void
+usage_devices(FILE *out)
+{
+	fprintf(out,
+	    "usage: gridbridgectl [-c FILE] devices [--state online|offline|unknown]\n"
+	    "           [--class CLASS] [--community ID] [--offline-since DURATION|TIME]\n"
+	    "           [--json]\n"
+	    "\n"
+	    "The devices gridbridged has heard from or that the configuration declares\n"
+	    "(expected), by community, class and device; then per community and class\n"
+	    "the online rate: online / total, where the total counts every device of it\n"
+	    "(unknown ones, declared but never heard from, are not online).\n"
+	    "\n"
+	    "  --state STATE          only devices in this state\n"
+	    "  --class CLASS          only this device class (the rates too)\n"
+	    "  --community ID         only this community (the rates too)\n"
+	    "  --offline-since WHEN   only devices offline since WHEN or earlier: a\n"
+	    "                         duration before now (90s, 30m, 2h, 7d) or an ISO\n"
+	    "                         8601 time (2026-11-28T06:00:00Z, 2026-11-28; UTC\n"
+	    "                         without an offset)\n"
+	    "  --json                 one JSON object per line: \"type\":\"device\", then\n"
+	    "                         \"type\":\"online_rate\"\n"
+	    "\n"
+	    "Times are UTC. Exit status 0, 1 when the database cannot be read, 2 on a\n"
+	    "usage error. Columns and fields: gridbridgectl(8).\n");
+}
+
+static void
+usage_reports(FILE *out)
+{
+	fprintf(out,
+	    "usage: gridbridgectl [-c FILE] reports [--community ID] [--since TIME|DURATION]\n"
+	    "           [--until TIME] [--json]\n"
+	    "\n"
+	    "Resident reports opened in the period, per community and in total: opened,\n"
+	    "handled on time (handled, or closed when never handled, by the deadline),\n"
+	    "late, open and overdue, open within the deadline, without a deadline, and\n"
+	    "on_time_percent = on time / (on time + late + open overdue).\n"
+	    "\n"
+	    "  --community ID         only this community\n"
+	    "  --since WHEN           reports opened at WHEN or later: an ISO 8601 time\n"
+	    "                         (2026-11-01T00:00:00Z, 2026-11-01; UTC without an\n"
+	    "                         offset) or a duration before now (12h, 7d); default\n"
+	    "                         %dd\n"
+	    "  --until TIME           reports opened before TIME (default: no end)\n"
+	    "  --json                 one JSON object per line: \"type\":\"community\", then\n"
+	    "                         \"type\":\"total\"\n"
+	    "\n"
+	    "Times are UTC; \"overdue\" is as of the database's now. Exit status 0, 1 when\n"
+	    "the database cannot be read, 2 on a usage error. Columns and fields:\n"
+	    "gridbridgectl(8).\n", STORE_CTL_REPORTS_DAYS);
 }
 
 /* A string field when the bytes are UTF-8, else NAME_base64. */
@@ -247,6 +314,59 @@ load_config(const char *path)
 	return cfg;
 }
 
+/* The configuration's [store] as the store's options, the password and
+ * key file read. */
+struct ctl_store {
+	struct config *cfg;
+	char *password;
+	char sslkey[4096];
+	struct store_options so;
+};
+
+/* 0, or -1 after printing why. */
+static int
+ctl_store_open(struct ctl_store *s, const char *config)
+{
+	memset(s, 0, sizeof(*s));
+	log_set_ratelimit(0, 0);
+	s->cfg = load_config(config);
+	if (s->cfg == NULL)
+		return -1;
+	const struct config *cfg = s->cfg;
+	s->password = secret_load(cfg->store_password, cfg->store_password_file, "store");
+	if (s->password == NULL) {
+		config_free(s->cfg);
+		return -1;
+	}
+	const char *key = secret_key_file(cfg->store_sslkey, s->sslkey, sizeof(s->sslkey),
+	    "store");
+	if (key == NULL) {
+		secret_free(s->password);
+		config_free(s->cfg);
+		return -1;
+	}
+	s->so = (struct store_options){
+		.host = cfg->store_host,
+		.port = (int)cfg->store_port,
+		.dbname = cfg->store_dbname,
+		.user = cfg->store_user,
+		.password = s->password,
+		.connect_timeout = (int)cfg->store_connect_timeout,
+		.sslmode = config_enum_name("store", "sslmode", cfg->store_sslmode),
+		.sslrootcert = cfg->store_sslrootcert,
+		.sslcert = cfg->store_sslcert,
+		.sslkey = key,
+	};
+	return 0;
+}
+
+static void
+ctl_store_close(struct ctl_store *s)
+{
+	secret_free(s->password);
+	config_free(s->cfg);
+}
+
 /* outbox stat | retry | show ID: `words` after "outbox". */
 static int
 cmd_outbox(const char *config, const char *const *words, int n, const char *target)
@@ -257,37 +377,11 @@ cmd_outbox(const char *config, const char *const *words, int n, const char *targ
 		usage(stderr);
 		return 2;
 	}
-	log_set_ratelimit(0, 0);
-	struct config *cfg = load_config(config);
-	if (cfg == NULL)
+	struct ctl_store st;
+	if (ctl_store_open(&st, config) != 0)
 		return 1;
-	char *pw = secret_load(cfg->store_password, cfg->store_password_file, "store");
-	if (pw == NULL) {
-		config_free(cfg);
-		return 1;
-	}
-	char sslkey[4096];
-	const char *key = secret_key_file(cfg->store_sslkey, sslkey, sizeof(sslkey), "store");
-	if (key == NULL) {
-		secret_free(pw);
-		config_free(cfg);
-		return 1;
-	}
-	struct store_options so = {
-		.host = cfg->store_host,
-		.port = (int)cfg->store_port,
-		.dbname = cfg->store_dbname,
-		.user = cfg->store_user,
-		.password = pw,
-		.connect_timeout = (int)cfg->store_connect_timeout,
-		.sslmode = config_enum_name("store", "sslmode", cfg->store_sslmode),
-		.sslrootcert = cfg->store_sslrootcert,
-		.sslcert = cfg->store_sslcert,
-		.sslkey = key,
-	};
-	int rc = store_ctl_outbox(&so, words[0], n == 2 ? words[1] : target, stdout, stderr);
-	secret_free(pw);
-	config_free(cfg);
+	int rc = store_ctl_outbox(&st.so, words[0], n == 2 ? words[1] : target, stdout, stderr);
+	ctl_store_close(&st);
 	return rc;
 }
 
@@ -303,9 +397,135 @@ parse_seq(const char *arg, uint64_t *seq)
 	return *end == '\0' ? 0 : -1;
 }
 
+/* The longest duration taken: a century (of 365-day years). */
+#define MAX_AGO_S (36500LL * 86400)
+
+/* A duration: a whole number and s, m, h or d (a day is 24 hours). */
+static int
+parse_duration(const char *arg, int64_t *s)
+{
+	char *end;
+	int64_t unit;
+
+	if (!isdigit((unsigned char)arg[0]))
+		return -1;
+	errno = 0;
+	unsigned long long n = strtoull(arg, &end, 10);
+	if (errno != 0 || end[0] == '\0' || end[1] != '\0')
+		return -1;
+	switch (end[0]) {
+	case 's': unit = 1; break;
+	case 'm': unit = 60; break;
+	case 'h': unit = 3600; break;
+	case 'd': unit = 86400; break;
+	default: return -1;
+	}
+	if (n > (unsigned long long)(MAX_AGO_S / unit))
+		return -1;
+	*s = (int64_t)n * unit;
+	return 0;
+}
+
+/* An ISO 8601 time, 2026-11-28T06:00:00[.frac][Z|+hh:mm], or a date
+ * alone (its midnight); without an offset UTC, the zone of the output. */
+static int
+parse_time(const char *arg, int64_t *us)
+{
+	char date[sizeof("2026-11-28T00:00:00Z")];
+
+	if (strlen(arg) == 10) {
+		snprintf(date, sizeof(date), "%sT00:00:00Z", arg);
+		arg = date;
+	}
+	return decode_time_iso8601(arg, 0, us);
+}
+
+/* --NAME's value: a time, or also a duration before now when `ago`. */
+static int
+parse_when(const char *name, const char *arg, bool ago, struct store_ctl_when *w)
+{
+	if (ago && parse_duration(arg, &w->ago_s) == 0) {
+		w->kind = STORE_CTL_WHEN_AGO;
+		return 0;
+	}
+	if (parse_time(arg, &w->at_us) == 0) {
+		w->kind = STORE_CTL_WHEN_AT;
+		return 0;
+	}
+	fprintf(stderr, "gridbridgectl: --%s needs %s\n", name, ago ?
+	    "a duration (90s, 30m, 2h, 7d) or an ISO 8601 time (2026-11-28T06:00:00Z)" :
+	    "an ISO 8601 time (2026-11-28T06:00:00Z)");
+	return -1;
+}
+
+/* The options given, to refuse those a command does not take. */
+enum {
+	SEEN_DIR = 1 << 0,
+	SEEN_FROM = 1 << 1,
+	SEEN_TARGET = 1 << 2,
+	SEEN_STATE = 1 << 3,
+	SEEN_CLASS = 1 << 4,
+	SEEN_COMMUNITY = 1 << 5,
+	SEEN_OFFLINE_SINCE = 1 << 6,
+	SEEN_JSON = 1 << 7,
+	SEEN_SINCE = 1 << 8,
+	SEEN_UNTIL = 1 << 9,
+};
+#define DEVICES_OPTS (SEEN_STATE | SEEN_CLASS | SEEN_COMMUNITY | SEEN_OFFLINE_SINCE | SEEN_JSON)
+#define REPORTS_OPTS (SEEN_COMMUNITY | SEEN_SINCE | SEEN_UNTIL | SEEN_JSON)
+
+/* The options of devices and reports. */
+struct derived_opts {
+	unsigned seen;
+	struct store_ctl_devices dev;
+	struct store_ctl_reports rep;
+};
+
+/* devices | reports, `words` from the command on. */
+static int
+cmd_derived(const char *config, const char *const *words, int n, const struct derived_opts *o)
+{
+	bool devices = strcmp(words[0], "devices") == 0;
+	void (*help)(FILE *) = devices ? usage_devices : usage_reports;
+	unsigned takes = devices ? DEVICES_OPTS : REPORTS_OPTS;
+
+	if (n != 1 || (o->seen & ~takes) != 0) {
+		help(stderr);
+		return 2;
+	}
+	if (devices && o->dev.offline_since.kind != STORE_CTL_WHEN_NONE &&
+	    o->dev.state != NULL && strcmp(o->dev.state, "offline") != 0) {
+		fprintf(stderr, "gridbridgectl: --offline-since lists offline devices, not %s ones\n",
+		    o->dev.state);
+		return 2;
+	}
+	if (!devices && o->rep.since.kind == STORE_CTL_WHEN_AT &&
+	    o->rep.until.kind == STORE_CTL_WHEN_AT && o->rep.since.at_us >= o->rep.until.at_us) {
+		fprintf(stderr, "gridbridgectl: --since must be before --until\n");
+		return 2;
+	}
+	struct ctl_store st;
+	if (ctl_store_open(&st, config) != 0)
+		return 1;
+	int rc = devices ? store_ctl_devices(&st.so, &o->dev, stdout, stderr) :
+	    store_ctl_reports(&st.so, &o->rep, stdout, stderr);
+	ctl_store_close(&st);
+	return rc;
+}
+
 /* The most words a command has ("outbox show ID"), and one more to tell
  * that there are too many. */
 #define MAX_WORDS 4
+
+enum {
+	OPT_STATE = 256,
+	OPT_CLASS,
+	OPT_COMMUNITY,
+	OPT_OFFLINE_SINCE,
+	OPT_JSON,
+	OPT_SINCE,
+	OPT_UNTIL,
+};
 
 int
 main(int argc, char **argv)
@@ -315,6 +535,13 @@ main(int argc, char **argv)
 		{ "dir", required_argument, NULL, 'd' },
 		{ "from", required_argument, NULL, 'f' },
 		{ "target", required_argument, NULL, 't' },
+		{ "state", required_argument, NULL, OPT_STATE },
+		{ "class", required_argument, NULL, OPT_CLASS },
+		{ "community", required_argument, NULL, OPT_COMMUNITY },
+		{ "offline-since", required_argument, NULL, OPT_OFFLINE_SINCE },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "since", required_argument, NULL, OPT_SINCE },
+		{ "until", required_argument, NULL, OPT_UNTIL },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -324,12 +551,14 @@ main(int argc, char **argv)
 	int nwords = 0;
 	uint64_t from = 0;
 	unsigned long long disk_cap = 0;
+	struct derived_opts dopts = { 0 };
+	bool help = false;
 	char buf[4096];
 	int opt;
 
 	/* One pass, in order: options may come before and after the command's
 	 * words, which the leading '-' makes getopt return as 1; after "--"
-	 * only words follow. */
+	 * only words follow. --help is answered once the command is known. */
 	while ((opt = getopt_long(argc, argv, "-c:d:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 1:
@@ -340,15 +569,52 @@ main(int argc, char **argv)
 			words[nwords++] = optarg;
 			break;
 		case 'c': config = optarg; break;
-		case 'd': dir = optarg; break;
-		case 't': target = optarg; break;
+		case 'd': dir = optarg; dopts.seen |= SEEN_DIR; break;
+		case 't': target = optarg; dopts.seen |= SEEN_TARGET; break;
 		case 'f':
 			if (parse_seq(optarg, &from) != 0) {
 				fprintf(stderr, "gridbridgectl: --from needs a sequence number\n");
 				return 2;
 			}
+			dopts.seen |= SEEN_FROM;
 			break;
-		case 'h': usage(stdout); return 0;
+		case OPT_STATE:
+			if (strcmp(optarg, "online") != 0 && strcmp(optarg, "offline") != 0 &&
+			    strcmp(optarg, "unknown") != 0) {
+				fprintf(stderr, "gridbridgectl: --state is online, offline or unknown\n");
+				return 2;
+			}
+			dopts.dev.state = optarg;
+			dopts.seen |= SEEN_STATE;
+			break;
+		case OPT_CLASS:
+			dopts.dev.device_class = optarg;
+			dopts.seen |= SEEN_CLASS;
+			break;
+		case OPT_COMMUNITY:
+			dopts.dev.community = dopts.rep.community = optarg;
+			dopts.seen |= SEEN_COMMUNITY;
+			break;
+		case OPT_OFFLINE_SINCE:
+			if (parse_when("offline-since", optarg, true, &dopts.dev.offline_since) != 0)
+				return 2;
+			dopts.seen |= SEEN_OFFLINE_SINCE;
+			break;
+		case OPT_JSON:
+			dopts.dev.json = dopts.rep.json = true;
+			dopts.seen |= SEEN_JSON;
+			break;
+		case OPT_SINCE:
+			if (parse_when("since", optarg, true, &dopts.rep.since) != 0)
+				return 2;
+			dopts.seen |= SEEN_SINCE;
+			break;
+		case OPT_UNTIL:
+			if (parse_when("until", optarg, false, &dopts.rep.until) != 0)
+				return 2;
+			dopts.seen |= SEEN_UNTIL;
+			break;
+		case 'h': help = true; break;
 		case 'V': printf("gridbridgectl %s\n", GRIDBRIDGE_VERSION); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -359,6 +625,22 @@ main(int argc, char **argv)
 			return 2;
 		}
 		words[nwords++] = argv[optind];
+	}
+	bool derived = nwords >= 1 && (strcmp(words[0], "devices") == 0 ||
+	    strcmp(words[0], "reports") == 0);
+	if (help) {
+		if (derived)
+			(strcmp(words[0], "devices") == 0 ? usage_devices : usage_reports)(stdout);
+		else
+			usage(stdout);
+		return 0;
+	}
+	if (derived)
+		return cmd_derived(config, words, nwords, &dopts);
+	/* The other commands take none of the options of devices and reports. */
+	if ((dopts.seen & (DEVICES_OPTS | REPORTS_OPTS)) != 0) {
+		usage(stderr);
+		return 2;
 	}
 	if (nwords >= 1 && strcmp(words[0], "outbox") == 0)
 		return cmd_outbox(config, words + 1, nwords - 1, target);

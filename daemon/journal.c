@@ -1198,11 +1198,8 @@ journal_append(struct journal *j, struct journal_record *rec)
 		log_error("journal", "out of memory", "bytes=%zu", n);
 		return -1;
 	}
-	if (rec->received_us == 0) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		rec->received_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-	}
+	if (rec->received_us == 0)
+		rec->received_us = util_wall_us();
 	struct segment *s = &j->segs[j->nsegs - 1];
 	rec->seq = j->next_seq++;
 

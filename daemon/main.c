@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "derive.h"
 #include "journal.h"
 #include "forward.h"
 #include "log.h"
@@ -46,6 +47,7 @@ struct daemon {
 	struct pipeline *pipeline;
 	struct forward *forward;
 	struct rules *rules;
+	struct derive *derive;
 	struct route *routes;
 	size_t nroutes;
 	struct event *sig_term, *sig_int, *sig_hup;
@@ -323,6 +325,13 @@ store_report_cb(void *ctx, const struct store_report *r)
 {
 	struct daemon *d = ctx;
 	pipeline_store_report(d->pipeline, r);
+}
+
+static void
+store_derived_cb(void *ctx, const char *devices, const char *welfare, const char *reports)
+{
+	struct daemon *d = ctx;
+	pipeline_store_derived(d->pipeline, devices, welfare, reports);
 }
 
 static void
@@ -642,6 +651,7 @@ start_stages(struct daemon *d)
 	};
 	struct store_sink ssink = {
 		.report = store_report_cb,
+		.derived = store_derived_cb,
 		.fatal = store_fatal_cb,
 		.ready = store_ready_cb,
 		.back = store_back_cb,
@@ -658,6 +668,7 @@ start_stages(struct daemon *d)
 	if (d->nroutes == 0)
 		log_warn("main", "no [route] sections: every message will be quarantined", "");
 	d->rules = rules_build(c);
+	d->derive = derive_build(c);
 	if (c->nrules == 0 && c->ntargets > 0)
 		log_warn("main", "no [forward.rule] sections: nothing will be forwarded", "");
 	d->mqtt = mqtt_new(d->base, &mo, &sink);
@@ -684,6 +695,9 @@ start_stages(struct daemon *d)
 		.repeat_window_us = c->decode_repeat_window * 1000000LL,
 		.repeat_max_topics = (size_t)c->decode_repeat_topics,
 		.rules = d->rules,
+		.derive = d->derive,
+		.max_devices = (size_t)c->registry_max_devices,
+		.clock_offset_file = c->clock_offset_file,
 	};
 	d->pipeline = pipeline_new(d->base, &po, d->journal, d->store);
 	if (d->pipeline == NULL) {
@@ -753,6 +767,7 @@ daemon_free(struct daemon *d)
 	forward_free(d->forward);
 	store_free(d->store);
 	rules_free(d->rules);
+	derive_free(d->derive);
 	journal_free(d->journal);
 	routes_free(d->routes, d->nroutes);
 	notify_free(d->notify);

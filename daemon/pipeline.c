@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "decode.h"
+#include "derive.h"
 #include "event_json.h"
 #include "event_names.h"
 #include "forward_viid_subscribe.h"
@@ -20,6 +21,8 @@
 #include "store.h"
 #include "util.h"
 
+/* The derived events' clock ticks this often. */
+#define TICK_MS 1000
 /* Records handled per loop turn before yielding to other events. */
 #define PUMP_TURN 2000
 /* A record whose quarantine row the database refuses too is tried again
@@ -62,6 +65,9 @@ struct pipeline {
 	struct range *later;		/* resubmitted after a pause */
 	size_t nlater, caplater;
 	struct event *later_ev;
+	struct event *tick;		/* the derived events' clock */
+	bool derived_loaded;		/* the derived state came from the database */
+	bool full_logged;		/* the registry was full: said once */
 };
 
 static void submit_cur(struct pipeline *p);
@@ -161,8 +167,6 @@ check_repeat(struct pipeline *p, const struct journal_record *rec, const struct 
 	}
 }
 
-/* Decodes one record into `b`: an event, or a quarantined message. With
- * `force_reason` the record is quarantined with that reason. */
 /* The GA/T 1400 SubscribeDetail code a cascade target's subscriptions ask
  * for to get `ev`: faces for person passages, motor vehicles for vehicle
  * passages, device status; 0 for what no subscription can ask for. */
@@ -181,36 +185,10 @@ subscribe_detail(const Gridbridge__V1__Event *ev)
 	}
 }
 
+/* `ev` into `b`, with its outbox rows. */
 static void
-add_record(struct pipeline *p, struct store_batch *b, const struct journal_record *rec,
-    const char *force_reason)
+add_event(struct pipeline *p, struct store_batch *b, const Event *ev)
 {
-	struct route_match m;
-	const struct route *r = decode_find_route(p->o.routes, p->o.nroutes, rec->topic,
-	    rec->topic_len, &m);
-
-	if (force_reason != NULL) {
-		add_quarantine(b, rec, force_reason, r != NULL ? r->name : NULL);
-		return;
-	}
-	if (r == NULL) {
-		add_quarantine(b, rec, "no_route", NULL);
-		return;
-	}
-	struct decode_in in = {
-		.route = r, .match = &m, .topic = rec->topic, .topic_len = rec->topic_len,
-		.payload = rec->payload, .payload_len = rec->payload_len,
-		.oversize = (rec->flags & JOURNAL_OVERSIZE) != 0,
-		.received_us = rec->received_us, .journal_seq = rec->seq,
-		.max_skew_us = p->o.max_skew_us,
-	};
-	if (decode_record(&in, &p->out) != 0) {
-		add_quarantine(b, rec, p->out.reason, r->name);
-		return;
-	}
-	Event *ev = &p->out.ev;
-	if (!p->out.has_device_time && p->out.serial == NULL)
-		check_repeat(p, rec, r, ev);
 	size_t n = gridbridge__v1__event__get_packed_size(ev);
 	if (n > p->packcap) {
 		p->pack = util_realloc(p->pack, n);
@@ -257,6 +235,45 @@ add_record(struct pipeline *p, struct store_batch *b, const struct journal_recor
 	}
 }
 
+/* Decodes one record into `b`: an event, or a quarantined message. With
+ * `force_reason` the record is quarantined with that reason. */
+static void
+add_record(struct pipeline *p, struct store_batch *b, const struct journal_record *rec,
+    const char *force_reason)
+{
+	struct route_match m;
+	const struct route *r = decode_find_route(p->o.routes, p->o.nroutes, rec->topic,
+	    rec->topic_len, &m);
+
+	if (force_reason != NULL) {
+		add_quarantine(b, rec, force_reason, r != NULL ? r->name : NULL);
+		return;
+	}
+	if (r == NULL) {
+		add_quarantine(b, rec, "no_route", NULL);
+		return;
+	}
+	struct decode_in in = {
+		.route = r, .match = &m, .topic = rec->topic, .topic_len = rec->topic_len,
+		.payload = rec->payload, .payload_len = rec->payload_len,
+		.oversize = (rec->flags & JOURNAL_OVERSIZE) != 0,
+		.received_us = rec->received_us, .journal_seq = rec->seq,
+		.max_skew_us = p->o.max_skew_us,
+	};
+	if (decode_record(&in, &p->out) != 0) {
+		add_quarantine(b, rec, p->out.reason, r->name);
+		return;
+	}
+	Event *ev = &p->out.ev;
+	if (!p->out.has_device_time && p->out.serial == NULL)
+		check_repeat(p, rec, r, ev);
+	if (p->o.derive != NULL)
+		derive_enrich(p->o.derive, ev);
+	add_event(p, b, ev);
+	if (p->o.derive != NULL)
+		derive_observe(p->o.derive, ev, util_wall_us());
+}
+
 /* ---- batches ----------------------------------------------------------- */
 
 static void
@@ -269,10 +286,16 @@ add_report(void *ctx, const struct repeat_state *st)
 	store_batch_add_report(ctx, &r);
 }
 
+static struct store_batch *
+new_batch(struct pipeline *p)
+{
+	return store_batch_new(p->node, p->journal_id);
+}
+
 /* The batch writes the checkpoint and, with it, the repeated-report
  * states as they were there. */
 static void
-submit(struct pipeline *p, struct store_batch *b, uint64_t first, uint64_t last)
+submit_one(struct pipeline *p, struct store_batch *b, uint64_t first, uint64_t last)
 {
 	uint64_t ckpt = safe_checkpoint(p, first);
 
@@ -281,10 +304,37 @@ submit(struct pipeline *p, struct store_batch *b, uint64_t first, uint64_t last)
 	store_submit(p->store, b, first, last, ckpt);
 }
 
-static struct store_batch *
-new_batch(struct pipeline *p)
+/* What derive.c has for the database goes in a transaction of its own
+ * (no journal range: first > last), right behind the batch that caused
+ * it, so a record batch refused and split never takes it along. */
+static void
+flush_derived(struct pipeline *p)
 {
-	return store_batch_new(p->node, p->journal_id);
+	struct derive *d = p->o.derive;
+
+	if (d == NULL || !p->derived_loaded || !derive_pending(d))
+		return;
+	Event **evs;
+	char *devices, *welfare, *reports;
+	size_t n = derive_take(d, &evs, &devices, &welfare, &reports);
+	struct store_batch *b = new_batch(p);
+	for (size_t i = 0; i < n; i++) {
+		add_event(p, b, evs[i]);
+		derive_event_free(evs[i]);
+	}
+	free(evs);
+	store_batch_set_states(b, devices, welfare, reports);
+	free(devices);
+	free(welfare);
+	free(reports);
+	submit_one(p, b, p->read_through + 1, p->read_through);
+}
+
+static void
+submit(struct pipeline *p, struct store_batch *b, uint64_t first, uint64_t last)
+{
+	submit_one(p, b, first, last);
+	flush_derived(p);
 }
 
 static void
@@ -445,6 +495,55 @@ check_caught_up(struct pipeline *p)
 	p->caught_up_rows = 0;
 }
 
+/* The test clock: [daemon] clock_offset_file holds seconds (a decimal)
+ * added to the system's clock. A file that cannot be read keeps the
+ * offset as it was. */
+static void
+read_clock_offset(const char *path)
+{
+	char buf[64];
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL)
+		return;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *end;
+	double s = strtod(buf, &end);
+	if (end != buf && s > -1e9 && s < 1e9)
+		util_set_wall_offset_us((int64_t)(s * 1e6));
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pipeline *p = arg;
+
+	(void)fd;
+	(void)what;
+	if (p->o.clock_offset_file != NULL && p->o.clock_offset_file[0] != '\0')
+		read_clock_offset(p->o.clock_offset_file);
+	/* Not while records wait in the journal unread (the database was
+	 * away, or a backlog is being stored): a device whose messages are
+	 * there is not silent. The clock catches up once they are read. */
+	if (p->o.derive != NULL && p->derived_loaded && p->ready && !p->catching_up &&
+	    store_ready(p->store)) {
+		derive_tick(p->o.derive, util_wall_us());
+		/* Not while a record batch fills: it goes first. */
+		if (p->cur == NULL)
+			flush_derived(p);
+		size_t online, n = derive_devices(p->o.derive, &online);
+		if (n >= p->o.max_devices && !p->full_logged) {
+			log_warn("pipeline", "device registry full, new devices not tracked",
+			    "devices=%zu", n);
+			p->full_logged = true;
+		}
+	}
+	struct timeval tv = { .tv_sec = TICK_MS / 1000, .tv_usec = (TICK_MS % 1000) * 1000 };
+	evtimer_add(p->tick, &tv);
+}
+
 bool
 pipeline_catching_up(const struct pipeline *p)
 {
@@ -479,6 +578,22 @@ pipeline_store_report(void *ctx, const struct store_report *r)
 	st.event_time_us = r->event_time_us;
 	st.last_us = r->last_us;
 	repeats_load(p->repeats, &st);
+}
+
+void
+pipeline_store_derived(void *ctx, const char *devices, const char *welfare, const char *reports)
+{
+	struct pipeline *p = ctx;
+
+	if (p->o.derive == NULL || p->derived_loaded)
+		return;
+	if (derive_load(p->o.derive, devices, welfare, reports, util_wall_us()) != 0) {
+		log_error("pipeline", "derived state unreadable, starting afresh", "");
+		derive_load(p->o.derive, NULL, NULL, NULL, util_wall_us());
+	}
+	size_t online, n = derive_devices(p->o.derive, &online);
+	log_info("pipeline", "derived state loaded", "devices=%zu online=%zu", n, online);
+	p->derived_loaded = true;
 }
 
 void
@@ -545,6 +660,15 @@ pipeline_store_rejected(void *ctx, uint64_t first_seq, uint64_t last_seq,
 	char reason[320];
 
 	out_remove(p, first_seq, last_seq);
+	if (first_seq > last_seq) {
+		/* A transaction of derived events and states (checkpoint-only
+		 * ones have no data to refuse): written again from what is held. */
+		log_error("pipeline", "derived rows refused by the database", "sqlstate=%s error=%s",
+		    sqlstate, message);
+		if (p->o.derive != NULL)
+			derive_retake(p->o.derive);
+		return;
+	}
 	if (first_seq >= last_seq) {
 		if (first_seq == p->refused_quarantine) {
 			/* Even its quarantine row was refused: nowhere to put it.
@@ -595,6 +719,7 @@ pipeline_new(struct event_base *base, const struct pipeline_options *o,
 	p->age = evtimer_new(base, age_cb, p);
 	p->pump = event_new(base, -1, 0, pump_cb, p);
 	p->later_ev = evtimer_new(base, later_cb, p);
+	p->tick = evtimer_new(base, tick_cb, p);
 	decode_out_init(&p->out);
 	if (o->rules != NULL && rules_max_targets(o->rules) > 0) {
 		p->matches = calloc(rules_max_targets(o->rules), sizeof(*p->matches));
@@ -604,10 +729,14 @@ pipeline_new(struct event_base *base, const struct pipeline_options *o,
 		}
 	}
 	if (p->dir == NULL || p->node == NULL || p->age == NULL || p->pump == NULL ||
-	    p->later_ev == NULL) {
+	    p->later_ev == NULL || p->tick == NULL) {
 		pipeline_free(p);
 		return NULL;
 	}
+	if (o->clock_offset_file != NULL && o->clock_offset_file[0] != '\0')
+		read_clock_offset(o->clock_offset_file);
+	struct timeval tv = { .tv_sec = TICK_MS / 1000, .tv_usec = (TICK_MS % 1000) * 1000 };
+	evtimer_add(p->tick, &tv);
 	return p;
 }
 
@@ -622,6 +751,8 @@ pipeline_free(struct pipeline *p)
 		event_free(p->pump);
 	if (p->later_ev != NULL)
 		event_free(p->later_ev);
+	if (p->tick != NULL)
+		event_free(p->tick);
 	free(p->later);
 	repeats_free(p->repeats);
 	store_batch_free(p->cur);

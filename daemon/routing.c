@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "derive.h"
 #include "event_names.h"
 #include "forward_viid.h"
 #include "log.h"
@@ -82,6 +83,8 @@ routing_register_checks(void)
 	config_register_check("forward.rule", "severity", check_rule_severities);
 	config_register_check("forward.target", "viid_device_id", check_viid_device_id);
 	config_register_check("forward.target", "platform_id", check_viid_device_id);
+	config_register_check("device", "class", decode_check_class);
+	config_register_check("welfare", "timezone", decode_check_timezone);
 	config_register_check("viid.device", "id", check_viid_device_id);
 }
 
@@ -111,6 +114,69 @@ rules_build(const struct config *cfg)
 	struct rules *r = rules_new(defs, cfg->nrules);
 	free(defs);
 	return r;
+}
+
+struct derive *
+derive_build(const struct config *cfg)
+{
+	struct derive_options o = {
+		.hold_down_us = cfg->registry_hold_down * 1000000LL,
+		.expected_grace_us = cfg->registry_expected_grace * 1000000LL,
+		.max_devices = (size_t)cfg->registry_max_devices,
+		.persist_every_us = 60 * 1000000LL,
+	};
+	for (int c = 0; c < DERIVE_CLASSES; c++)
+		o.class_timeout_us[c] = cfg->registry_timeout[c] * 1000000LL;
+	struct derive_device_def *devs = util_calloc(cfg->ndevices ? cfg->ndevices : 1,
+	    sizeof(*devs));
+	for (size_t i = 0; i < cfg->ndevices; i++) {
+		const struct config_device *c = &cfg->devices[i];
+		Gridbridge__V1__DeviceClass cls = GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_UNSPECIFIED;
+		event_class_by_name(c->device_class, &cls);
+		devs[i] = (struct derive_device_def){
+			.community = c->community, .device = c->device, .device_class = (int)cls,
+			.timeout_us = c->heartbeat_timeout < 0 ? -1 : c->heartbeat_timeout * 1000000LL,
+			.expected = c->expected,
+		};
+	}
+	struct derive_route_def *routes = util_calloc(cfg->nroutes ? cfg->nroutes : 1,
+	    sizeof(*routes));
+	size_t nroutes = 0;
+	for (size_t i = 0; i < cfg->nroutes; i++)
+		if (cfg->routes[i].heartbeat_timeout >= 0)
+			routes[nroutes++] = (struct derive_route_def){ cfg->routes[i].name,
+			    cfg->routes[i].heartbeat_timeout * 1000000LL };
+	struct derive_household *hh = util_calloc(cfg->nwelfare ? cfg->nwelfare : 1, sizeof(*hh));
+	char ***sensors = util_calloc(cfg->nwelfare ? cfg->nwelfare : 1, sizeof(*sensors));
+	for (size_t i = 0; i < cfg->nwelfare; i++) {
+		const struct config_welfare *w = &cfg->welfare[i];
+		int tz = 0, start, end;
+		decode_parse_tz(w->timezone, &tz);
+		config_night_window(w->night_window, &start, &end);
+		sensors[i] = util_split_list(w->door_sensors);
+		hh[i] = (struct derive_household){
+			.name = w->name, .community = w->community,
+			.sensors = (const char *const *)sensors[i], .peephole = w->peephole,
+			.inactive_us = w->inactive_hours * 3600 * 1000000LL,
+			.repeat_us = w->repeat_hours * 3600 * 1000000LL,
+			.night_start_min = start, .night_end_min = end,
+			.night_openings = (int)w->night_openings, .tz_offset_s = tz * 60,
+		};
+	}
+	o.devices = devs;
+	o.ndevices = cfg->ndevices;
+	o.routes = routes;
+	o.nroutes = nroutes;
+	o.households = hh;
+	o.nhouseholds = cfg->nwelfare;
+	struct derive *d = derive_new(&o);
+	for (size_t i = 0; i < cfg->nwelfare; i++)
+		util_strv_free(sensors[i]);
+	free(sensors);
+	free(hh);
+	free(routes);
+	free(devs);
+	return d;
 }
 
 int

@@ -249,6 +249,70 @@ static const struct schema_migration migrations[] = {
 	  ");"
 	  "CREATE INDEX viid_subscriptions_active ON viid_subscriptions (target)"
 	  "  WHERE state = 'active';" },
+	{ 5, "device registry, welfare and resident report states",
+	  /* Every device heard from or declared in the configuration, with
+	   * its online state: written with the batches, read at start (see
+	   * derive.h). state_since is when the state began (the confirmed
+	   * transition); last_seen is written at most once a minute between
+	   * other changes. */
+	  "CREATE TABLE devices ("
+	  "  community_id text NOT NULL,"
+	  "  device_id text NOT NULL,"
+	  "  device_class text NOT NULL,"
+	  "  route text NOT NULL DEFAULT '',"
+	  "  vendor text NOT NULL DEFAULT '',"
+	  "  expected boolean NOT NULL DEFAULT false,"
+	  "  first_seen timestamptz,"
+	  "  last_seen timestamptz,"
+	  "  state text NOT NULL DEFAULT 'unknown'"
+	  "    CHECK (state IN ('online', 'offline', 'unknown')),"
+	  "  state_since timestamptz NOT NULL,"
+	  "  state_source text NOT NULL DEFAULT '',"
+	  /* A change of state not yet confirmed (the hold-down against
+	   * flapping): what and since when; NULL: none. */
+	  "  pending_state text CHECK (pending_state IN ('online', 'offline')),"
+	  "  pending_since timestamptz,"
+	  "  pending_source text,"
+	  "  battery_percent smallint,"
+	  "  link_quality smallint,"
+	  "  created_at timestamptz NOT NULL DEFAULT now(),"
+	  "  updated_at timestamptz NOT NULL DEFAULT now(),"
+	  "  PRIMARY KEY (community_id, device_id)"
+	  ");"
+	  "CREATE INDEX devices_state ON devices (community_id, device_class, state);"
+	  /* Each [welfare HOUSEHOLD]: the inactivity window under way and what
+	   * was raised for it, the night's door openings. */
+	  "CREATE TABLE welfare_state ("
+	  "  household text PRIMARY KEY,"
+	  "  community_id text NOT NULL,"
+	  "  last_activity timestamptz,"
+	  "  window_start timestamptz NOT NULL,"
+	  "  alerts integer NOT NULL DEFAULT 0,"
+	  "  alert_window_start timestamptz,"
+	  "  sensor_offline boolean NOT NULL DEFAULT false,"
+	  "  night_start timestamptz,"
+	  "  night_openings integer NOT NULL DEFAULT 0,"
+	  "  night_alerted boolean NOT NULL DEFAULT false,"
+	  "  updated_at timestamptz NOT NULL DEFAULT now()"
+	  ");"
+	  /* Resident reports (QR codes on building doors): when each was
+	   * opened, due, handled and closed, and when it was reported overdue. */
+	  "CREATE TABLE resident_reports ("
+	  "  community_id text NOT NULL,"
+	  "  report_id text NOT NULL,"
+	  "  device_id text NOT NULL DEFAULT '',"
+	  "  building text NOT NULL DEFAULT '',"
+	  "  door text NOT NULL DEFAULT '',"
+	  "  category text NOT NULL DEFAULT '',"
+	  "  opened_at timestamptz,"
+	  "  deadline timestamptz,"
+	  "  handled_at timestamptz,"
+	  "  closed_at timestamptz,"
+	  "  overdue_at timestamptz,"
+	  "  updated_at timestamptz NOT NULL DEFAULT now(),"
+	  "  PRIMARY KEY (community_id, report_id)"
+	  ");"
+	  "CREATE INDEX resident_reports_opened ON resident_reports (community_id, opened_at);" },
 };
 
 const struct schema_migration *

@@ -94,6 +94,69 @@ static const char upsert_reports[] =
     " ON CONFLICT (report_key) DO UPDATE SET digest = excluded.digest,"
     " event_id = excluded.event_id, event_time = excluded.event_time,"
     " last_at = excluded.last_at WHERE report_state.last_at <= excluded.last_at";
+/* The derived state (derive.h), as JSON arrays of rows. Times travel as
+ * microseconds since the epoch. */
+#define TS(x) "to_timestamp((" x ") / 1000000.0::float8)"
+static const char upsert_devices[] =
+    "INSERT INTO devices AS d (community_id, device_id, device_class, route, vendor, expected,"
+    " first_seen, last_seen, state, state_since, state_source, pending_state, pending_since,"
+    " pending_source, battery_percent, link_quality, created_at, updated_at)"
+    " SELECT community_id, device_id, device_class, route, vendor, expected,"
+    " " TS("first_seen_us") ", " TS("last_seen_us") ", state, " TS("state_since_us") ","
+    " state_source, pending_state, " TS("pending_since_us") ", pending_source,"
+    " battery_percent, link_quality, " TS("created_us") ", now()"
+    " FROM jsonb_to_recordset($1::jsonb) AS x(community_id text, device_id text,"
+    "  device_class text, route text, vendor text, expected boolean, first_seen_us int8,"
+    "  last_seen_us int8, state text, state_since_us int8, state_source text,"
+    "  pending_state text, pending_since_us int8, pending_source text,"
+    "  battery_percent smallint, link_quality smallint, created_us int8)"
+    " ON CONFLICT (community_id, device_id) DO UPDATE SET"
+    " device_class = excluded.device_class, route = excluded.route, vendor = excluded.vendor,"
+    " expected = excluded.expected,"
+    " first_seen = coalesce(least(d.first_seen, excluded.first_seen), excluded.first_seen),"
+    " last_seen = greatest(d.last_seen, excluded.last_seen),"
+    " state = excluded.state, state_since = excluded.state_since,"
+    " state_source = excluded.state_source, pending_state = excluded.pending_state,"
+    " pending_since = excluded.pending_since, pending_source = excluded.pending_source,"
+    " battery_percent = coalesce(excluded.battery_percent, d.battery_percent),"
+    " link_quality = coalesce(excluded.link_quality, d.link_quality), updated_at = now()";
+static const char upsert_welfare[] =
+    "INSERT INTO welfare_state AS w (household, community_id, last_activity, window_start,"
+    " alerts, alert_window_start, sensor_offline, night_start, night_openings, night_alerted,"
+    " updated_at)"
+    " SELECT household, community_id, " TS("last_activity_us") ", " TS("window_start_us") ","
+    " alerts, " TS("alert_window_us") ", sensor_offline, " TS("night_start_us") ","
+    " night_openings, night_alerted, now()"
+    " FROM jsonb_to_recordset($1::jsonb) AS x(household text, community_id text,"
+    "  last_activity_us int8, window_start_us int8, alerts int, alert_window_us int8,"
+    "  sensor_offline boolean, night_start_us int8, night_openings int, night_alerted boolean)"
+    " ON CONFLICT (household) DO UPDATE SET community_id = excluded.community_id,"
+    " last_activity = excluded.last_activity, window_start = excluded.window_start,"
+    " alerts = excluded.alerts, alert_window_start = excluded.alert_window_start,"
+    " sensor_offline = excluded.sensor_offline,"
+    " night_start = excluded.night_start, night_openings = excluded.night_openings,"
+    " night_alerted = excluded.night_alerted, updated_at = now()";
+/* A report's times merge: what one row does not know, another did. */
+static const char upsert_reports_state[] =
+    "INSERT INTO resident_reports AS r (community_id, report_id, device_id, building, door,"
+    " category, opened_at, deadline, handled_at, closed_at, overdue_at, updated_at)"
+    " SELECT community_id, report_id, device_id, building, door, category, " TS("opened_us") ","
+    " " TS("deadline_us") ", " TS("handled_us") ", " TS("closed_us") ", " TS("overdue_us") ","
+    " now()"
+    " FROM jsonb_to_recordset($1::jsonb) AS x(community_id text, report_id text,"
+    "  device_id text, building text, door text, category text, opened_us int8,"
+    "  deadline_us int8, handled_us int8, closed_us int8, overdue_us int8)"
+    " ON CONFLICT (community_id, report_id) DO UPDATE SET"
+    " device_id = coalesce(nullif(excluded.device_id, ''), r.device_id),"
+    " building = coalesce(nullif(excluded.building, ''), r.building),"
+    " door = coalesce(nullif(excluded.door, ''), r.door),"
+    " category = coalesce(nullif(excluded.category, ''), r.category),"
+    " opened_at = coalesce(excluded.opened_at, r.opened_at),"
+    " deadline = coalesce(excluded.deadline, r.deadline),"
+    " handled_at = coalesce(excluded.handled_at, r.handled_at),"
+    " closed_at = coalesce(excluded.closed_at, r.closed_at),"
+    " overdue_at = coalesce(r.overdue_at, excluded.overdue_at), updated_at = now()";
+#undef TS
 static const char upsert_checkpoint[] =
     "INSERT INTO ingest_checkpoint (journal_node, journal_id, journal_seq)"
     " VALUES ($1, $2::uuid, $3)"
@@ -281,6 +344,8 @@ store_batch_free(struct store_batch *b)
 	cols_free(b->q, Q_COLS);
 	cols_free(b->o, O_COLS);
 	cols_free(b->r, R_COLS);
+	for (int i = 0; i < STORE_STATES; i++)
+		free(b->states[i]);
 	free(b->node);
 	free(b);
 }
@@ -367,6 +432,20 @@ store_batch_add_report(struct store_batch *b, const struct store_report *r)
 	b->nreports++;
 }
 
+void
+store_batch_set_states(struct store_batch *b, const char *devices, const char *welfare,
+    const char *reports)
+{
+	const char *v[STORE_STATES] = { devices, welfare, reports };
+
+	for (int i = 0; i < STORE_STATES; i++) {
+		free(b->states[i]);
+		b->states[i] = v[i] != NULL ? util_strdup(v[i]) : NULL;
+		if (v[i] != NULL)
+			b->bytes += strlen(v[i]);
+	}
+}
+
 size_t
 store_batch_rows(const struct store_batch *b)
 {
@@ -420,6 +499,16 @@ store_batch_statements(struct store_batch *b, uint64_t checkpoint, const char *n
 		stmt_arrays(stmt_next(out, insert_quarantine, true), b->q, Q_COLS);
 	if (b->nreports > 0)
 		stmt_arrays(stmt_next(out, upsert_reports, true), b->r, R_COLS);
+	static const char *const state_sql[STORE_STATES] = {
+		upsert_devices, upsert_welfare, upsert_reports_state,
+	};
+	for (int i = 0; i < STORE_STATES; i++) {
+		if (b->states[i] == NULL)
+			continue;
+		st = stmt_next(out, state_sql[i], false);
+		st->vals[0] = b->states[i];
+		st->nparams = 1;
+	}
 	store_checkpoint_statement(out, checkpoint, node, journal_id);
 }
 

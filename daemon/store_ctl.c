@@ -1,5 +1,6 @@
-/* store_ctl.c — gridbridgectl outbox: blocking SQL on a connection of
- * its own, for the operator's tool (not the daemon's event loop). */
+/* store_ctl.c — gridbridgectl's connection and `outbox`: blocking SQL on
+ * a connection of its own, for the operator's tool (not the daemon's
+ * event loop). `devices` and `reports` are in store_ctl_derived.c. */
 #include "store_ctl.h"
 
 #include <libpq-fe.h>
@@ -8,8 +9,10 @@
 
 #include "store_int.h"
 
-static PGconn *
-ctl_connect(const struct store_options *o, FILE *err)
+/* ---- the connection ---- */
+
+PGconn *
+store_ctl_connect(const struct store_options *o, FILE *err)
 {
 	struct conn_params p;
 	char port[16], timeout[16];
@@ -32,27 +35,36 @@ ctl_connect(const struct store_options *o, FILE *err)
 	return c;
 }
 
-static PGresult *
-ctl_exec(PGconn *c, const char *sql, int n, const char *const *vals, FILE *err)
+void
+store_ctl_query_error(FILE *err, const char *message)
+{
+	char e[512];
+
+	snprintf(e, sizeof(e), "%s", message);
+	e[strcspn(e, "\n")] = '\0';
+	fprintf(err, "gridbridgectl: query failed: %s\n", e);
+}
+
+PGresult *
+store_ctl_exec(PGconn *c, const char *sql, int n, const char *const *vals, FILE *err)
 {
 	PGresult *r = PQexecParams(c, sql, n, NULL, vals, NULL, NULL, 0);
 	ExecStatusType st = PQresultStatus(r);
 
 	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-		char e[512];
-		snprintf(e, sizeof(e), "%s", PQresultErrorMessage(r));
-		e[strcspn(e, "\n")] = '\0';
-		fprintf(err, "gridbridgectl: query failed: %s\n", e);
+		store_ctl_query_error(err, r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(c));
 		PQclear(r);
 		return NULL;
 	}
 	return r;
 }
 
+/* ---- outbox ---- */
+
 static int
 ctl_stat(PGconn *c, FILE *out, FILE *err)
 {
-	PGresult *r = ctl_exec(c,
+	PGresult *r = store_ctl_exec(c,
 	    "SELECT target, priority,"
 	    " count(*) FILTER (WHERE state = 'pending'),"
 	    " count(*) FILTER (WHERE state = 'sent'),"
@@ -77,7 +89,7 @@ static int
 ctl_retry(PGconn *c, const char *target, FILE *out, FILE *err)
 {
 	const char *vals[1] = { target };
-	PGresult *r = ctl_exec(c,
+	PGresult *r = store_ctl_exec(c,
 	    "UPDATE forward_outbox SET state = 'pending', next_attempt_at = now(), claimed_by = NULL"
 	    " WHERE state = 'failed' AND ($1::text IS NULL OR target = $1)", 1, vals, err);
 	if (r == NULL)
@@ -91,7 +103,7 @@ static int
 ctl_show(PGconn *c, const char *id, FILE *out, FILE *err)
 {
 	const char *vals[1] = { id };
-	PGresult *r = ctl_exec(c,
+	PGresult *r = store_ctl_exec(c,
 	    "SELECT o.event_id, o.target, o.priority, o.state, o.attempts,"
 	    " coalesce(o.last_status::text, ''), coalesce(o.last_error, ''), o.created_at,"
 	    " coalesce(o.sent_at::text, ''), o.next_attempt_at, coalesce(o.claimed_by, ''),"
@@ -124,7 +136,7 @@ int
 store_ctl_outbox(const struct store_options *o, const char *cmd, const char *arg, FILE *out,
     FILE *err)
 {
-	PGconn *c = ctl_connect(o, err);
+	PGconn *c = store_ctl_connect(o, err);
 	int rc;
 
 	if (c == NULL)

@@ -1,12 +1,14 @@
 /* store_int.h — what store.c (connection, transaction queue),
  * store_setup.c (schema, maintenance), store_outbox.c (the forwarder's
- * queries) and store_ctl.c (gridbridgectl) share. Not for other files. */
+ * queries), store_ctl.c and store_ctl_derived.c (gridbridgectl) share.
+ * Not for other files. */
 #ifndef GRIDBRIDGE_STORE_INT_H
 #define GRIDBRIDGE_STORE_INT_H
 
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "backoff.h"
 #include "store.h"
@@ -29,6 +31,7 @@ enum setup_step {
 	STEP_MAINTAIN,
 	STEP_CHECKPOINT,	/* read this journal's committed sequence */
 	STEP_REPORTS,		/* read the last repeated-report states */
+	STEP_DERIVED,		/* read the derived state (devices, welfare, reports) */
 	STEP_READY,		/* pipeline mode: batches */
 	STEP_INCOMPATIBLE,
 };
@@ -134,6 +137,17 @@ void store_queue_op(struct store *s, struct store_op *op);
 void store_send_more(struct store *s);
 /* The pipeline's results, in STEP_READY. */
 void store_take_txn_results(struct store *s);
+
+/* ---- store_ctl.c: gridbridgectl's connection ---- */
+
+/* A blocking connection of its own, or NULL after one line on `err`. */
+PGconn *store_ctl_connect(const struct store_options *o, FILE *err);
+/* PQexecParams() with text parameters: the result, or NULL after one line
+ * on `err`. */
+PGresult *store_ctl_exec(PGconn *c, const char *sql, int n, const char *const *vals,
+    FILE *err);
+/* "gridbridgectl: query failed: " and the first line of libpq's `message`. */
+void store_ctl_query_error(FILE *err, const char *message);
 
 /* ---- store_setup.c ---- */
 

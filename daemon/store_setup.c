@@ -164,6 +164,59 @@ take_reports(struct store *s, PGresult *r)
 	}
 }
 
+/* The derived state (derive.h), once: the devices (oldest first), the
+ * households, the reports still open or done within the last 30 days (a
+ * late duplicate of a done report's opening must not open it again). */
+#define US_OF(x) "(extract(epoch FROM " x ") * 1000000)::int8"
+static const char derived_sql[] =
+    "SELECT (SELECT coalesce(json_agg(json_build_object('community_id', community_id,"
+    "  'device_id', device_id, 'device_class', device_class, 'route', route,"
+    "  'vendor', vendor, 'expected', expected, 'first_seen_us', " US_OF("first_seen") ","
+    "  'last_seen_us', " US_OF("last_seen") ", 'state', state,"
+    "  'state_since_us', " US_OF("state_since") ", 'state_source', state_source,"
+    "  'pending_state', pending_state, 'pending_since_us', " US_OF("pending_since") ","
+    "  'pending_source', pending_source, 'battery_percent', battery_percent,"
+    "  'link_quality', link_quality, 'created_us', " US_OF("created_at") ")"
+    "  ORDER BY created_at, community_id, device_id), '[]')"
+    "  FROM devices)::text,"
+    " (SELECT coalesce(json_agg(json_build_object('household', household,"
+    "  'last_activity_us', " US_OF("last_activity") ","
+    "  'window_start_us', " US_OF("window_start") ", 'alerts', alerts,"
+    "  'alert_window_us', " US_OF("alert_window_start") ","
+    "  'sensor_offline', sensor_offline, 'night_start_us', " US_OF("night_start") ","
+    "  'night_openings', night_openings, 'night_alerted', night_alerted)), '[]')"
+    "  FROM welfare_state)::text,"
+    " (SELECT coalesce(json_agg(json_build_object('community_id', community_id,"
+    "  'report_id', report_id, 'device_id', device_id, 'building', building, 'door', door,"
+    "  'category', category,"
+    "  'opened_us', " US_OF("opened_at") ", 'deadline_us', " US_OF("deadline") ","
+    "  'handled_us', " US_OF("handled_at") ", 'closed_us', " US_OF("closed_at") ","
+    "  'overdue_us', " US_OF("overdue_at") ")), '[]')"
+    "  FROM resident_reports WHERE (handled_at IS NULL AND closed_at IS NULL)"
+    "   OR greatest(handled_at, closed_at) > now() - interval '30 days')::text";
+#undef US_OF
+
+static void become_ready(struct store *s);
+
+static void
+load_derived(struct store *s)
+{
+	if (s->sink.derived == NULL) {
+		become_ready(s);
+		return;
+	}
+	send_query(s, STEP_DERIVED, derived_sql);
+}
+
+static void
+take_derived(struct store *s, PGresult *r)
+{
+	if (PQntuples(r) != 1 || PQnfields(r) != 3)
+		return;
+	s->sink.derived(s->sink.ctx, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
+	    PQgetvalue(r, 0, 2));
+}
+
 /* Setup is done: batches from now on. */
 static void
 become_ready(struct store *s)
@@ -255,8 +308,12 @@ store_setup_next(struct store *s)
 		break;
 	}
 	case STEP_CHECKPOINT:
-		if (s->announced || s->max_reports == 0) {
+		if (s->announced) {
 			become_ready(s);
+			break;
+		}
+		if (s->max_reports == 0) {
+			load_derived(s);
 			break;
 		}
 		snprintf(sql, sizeof(sql), "SELECT encode(report_key, 'hex'), encode(digest, 'hex'),"
@@ -266,6 +323,9 @@ store_setup_next(struct store *s)
 		send_query(s, STEP_REPORTS, sql);
 		break;
 	case STEP_REPORTS:
+		load_derived(s);
+		break;
+	case STEP_DERIVED:
 		become_ready(s);
 		break;
 	case STEP_READY:
@@ -300,6 +360,8 @@ take_result(struct store *s, PGresult *r)
 	}
 	if (s->step == STEP_REPORTS && st == PGRES_TUPLES_OK && PQnfields(r) == 5)
 		take_reports(s, r);
+	if (s->step == STEP_DERIVED && st == PGRES_TUPLES_OK && s->sink.derived != NULL)
+		take_derived(s, r);
 	if (s->step == STEP_MAINTAIN && st == PGRES_TUPLES_OK && PQnfields(r) == 1 &&
 	    strcmp(PQfname(r, 0), "gridbridge_maintain_outbox") == 0) {
 		if (PQntuples(r) == 1 && atoll(PQgetvalue(r, 0, 0)) > 0)

@@ -16,6 +16,29 @@ util_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t wall_offset_us;
+
+int64_t
+util_wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 + wall_offset_us;
+}
+
+void
+util_set_wall_offset_us(int64_t offset_us)
+{
+	wall_offset_us = offset_us;
+}
+
+int64_t
+util_wall_offset_us(void)
+{
+	return wall_offset_us;
+}
+
 uint64_t
 util_mono_us(void)
 {

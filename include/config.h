@@ -77,6 +77,32 @@ struct config_route {
 	char *community;
 	char *timezone;
 	bool utc_is_local;
+	long long heartbeat_timeout;	/* seconds; 0: never; -1: the class's */
+};
+
+/* One [device NAME] section: a device the registry knows before it speaks. */
+struct config_device {
+	char *name;
+	int line;
+	char *device;
+	char *community;
+	char *device_class;
+	long long heartbeat_timeout;	/* seconds; 0: never; -1: the route's or class's */
+	bool expected;
+};
+
+/* One [welfare HOUSEHOLD] section: an elderly person living alone. */
+struct config_welfare {
+	char *name;
+	int line;
+	char *community;
+	char *door_sensors;		/* comma-separated device ids */
+	char *peephole;
+	long long inactive_hours;
+	long long repeat_hours;
+	char *night_window;		/* "HH:MM-HH:MM" or "" */
+	long long night_openings;
+	char *timezone;
 };
 
 enum forward_format { FORWARD_PROTOBUF = 0, FORWARD_JSON = 1 };
@@ -181,6 +207,7 @@ struct config {
 	/* [daemon] */
 	int log_level;
 	char *state_dir;
+	char *clock_offset_file;
 	long long log_rate_burst;
 	long long log_rate_interval;
 
@@ -245,6 +272,17 @@ struct config {
 	struct config_viid_device *viid_devices;
 	size_t nviid_devices;
 
+	/* [registry] */
+	long long registry_hold_down;
+	long long registry_expected_grace;
+	long long registry_max_devices;
+	long long registry_timeout[8];	/* by gridbridge.v1.DeviceClass */
+	/* [device NAME], [welfare HOUSEHOLD] sections. */
+	struct config_device *devices;
+	size_t ndevices;
+	struct config_welfare *welfare;
+	size_t nwelfare;
+
 	/* Where the configuration came from (for messages). */
 	char *path;
 };
@@ -292,6 +330,10 @@ void config_errors_print(const struct config_errors *errs, FILE *out);
 
 /* Prints the effective configuration as INI, secrets redacted. */
 void config_print(const struct config *cfg, FILE *out);
+
+/* A [welfare] night_window ("HH:MM-HH:MM", or "" for none: -1, -1) as
+ * minutes after midnight. Returns 0, or -1 when malformed. */
+int config_night_window(const char *s, int *start_min, int *end_min);
 
 /* The name of the CFG_ENUM key's value `value` ("verify-full" for [store]
  * sslmode SSLMODE_VERIFY_FULL), or NULL. */

@@ -63,6 +63,7 @@ enum decoder_id {
 	DECODER_SHELLY_ONLINE,		/* "shelly_online": shellies/<id>/online true|false */
 	DECODER_TASMOTA_LWT,		/* "tasmota_lwt": tele/<topic>/LWT Online|Offline */
 	DECODER_ACCESS,			/* "access": Hikvision or Dahua, told apart by the payload */
+	DECODER_REPORT,			/* "report": resident reports (QR codes on building doors) */
 	DECODER_COUNT
 };
 
@@ -218,5 +219,6 @@ int decode_shelly_sensor(const struct decode_in *in, struct decode_out *out);
 int decode_shelly_online(const struct decode_in *in, struct decode_out *out);
 int decode_tasmota_lwt(const struct decode_in *in, struct decode_out *out);
 int decode_access(const struct decode_in *in, struct decode_out *out);
+int decode_report(const struct decode_in *in, struct decode_out *out);
 
 #endif

@@ -39,6 +39,7 @@ struct journal;
 struct store;
 struct route;
 struct rules;
+struct derive;
 struct pipeline;
 
 struct pipeline_options {
@@ -55,6 +56,9 @@ struct pipeline_options {
 	int64_t repeat_window_us;	/* see repeats.h */
 	size_t repeat_max_topics;
 	const struct rules *rules;	/* borrowed; NULL: nothing is forwarded */
+	struct derive *derive;		/* borrowed; NULL: no derived events */
+	size_t max_devices;		/* the registry's bound, for its warning */
+	const char *clock_offset_file;	/* tests: seconds added to the wall clock */
 };
 
 struct pipeline *pipeline_new(struct event_base *base, const struct pipeline_options *o,
@@ -79,6 +83,8 @@ void pipeline_apply(struct pipeline *p, const struct config *cfg);
 /* The store's sink (see store.h), wired by main.c with the pipeline as ctx. */
 struct store_report;
 void pipeline_store_report(void *ctx, const struct store_report *r);
+void pipeline_store_derived(void *ctx, const char *devices, const char *welfare,
+    const char *reports);
 void pipeline_store_ready(void *ctx, uint64_t checkpoint);
 void pipeline_store_back(void *ctx);
 void pipeline_store_committed(void *ctx, uint64_t first_seq, uint64_t last_seq,

@@ -28,6 +28,12 @@ void routes_free(struct route *routes, size_t n);
 struct rules;
 struct rules *rules_build(const struct config *cfg);
 
+/* The derived events' engine of a configuration ([registry], [device
+ * NAME], [welfare HOUSEHOLD], [route] heartbeat_timeout; already checked).
+ * Never NULL; free with derive_free(). */
+struct derive;
+struct derive *derive_build(const struct config *cfg);
+
 /* Decoded and rejected records per route and reason. Reasons with a value
  * part (unsupported:eventType:foo) are counted under their first two parts
  * once many distinct ones were seen, so hostile input cannot grow the

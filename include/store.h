@@ -17,10 +17,10 @@
  *
  * Of the daemon's files only the store's include libpq-fe.h: store.c the
  * connection and the queue of transactions, store_setup.c schema and
- * maintenance, store_outbox.c the forwarder's queries, store_ctl.c
- * gridbridgectl's (store_ctl.h); their shared internals are in
- * daemon/store_int.h. store_batch.c, the rows as binary array parameters
- * (store_batch.h), is pure: no libpq, no libevent.
+ * maintenance, store_outbox.c the forwarder's queries, store_ctl.c and
+ * store_ctl_derived.c gridbridgectl's (store_ctl.h); their shared
+ * internals are in daemon/store_int.h. store_batch.c, the rows as binary
+ * array parameters (store_batch.h), is pure: no libpq, no libevent.
  */
 #ifndef GRIDBRIDGE_STORE_H
 #define GRIDBRIDGE_STORE_H
@@ -74,6 +74,10 @@ struct store_report {
 struct store_sink {
 	/* A repeated-report state from the database, before ready(). */
 	void (*report)(void *ctx, const struct store_report *r);
+	/* The derived state from the database, before ready(): JSON arrays
+	 * of the devices, the households and the open reports (derive.h).
+	 * NULL: not read. */
+	void (*derived)(void *ctx, const char *devices, const char *welfare, const char *reports);
 	/* The schema is ready; `checkpoint` is this node's committed journal
 	 * sequence. Called once, on the first successful setup. */
 	void (*ready)(void *ctx, uint64_t checkpoint);
@@ -129,6 +133,11 @@ void store_batch_add_event(struct store_batch *b, const struct store_event *e);
 void store_batch_add_quarantine(struct store_batch *b, const struct store_quarantine *q);
 /* A repeated-report state, written with the batch (newer states win). */
 void store_batch_add_report(struct store_batch *b, const struct store_report *r);
+/* The derived state's rows (derive.h: JSON arrays for devices,
+ * welfare_state and resident_reports; NULL for none), copied, written
+ * with the batch. */
+void store_batch_set_states(struct store_batch *b, const char *devices, const char *welfare,
+    const char *reports);
 size_t store_batch_rows(const struct store_batch *b);
 size_t store_batch_bytes(const struct store_batch *b);
 void store_batch_free(struct store_batch *b);

@@ -67,6 +67,9 @@ int store_uuid_parse(const char *s, uint8_t out[16]);
 			 * kind (see store_batch_add_outbox) */
 #define R_COLS 5	/* report_state */
 
+/* The derived state's tables: devices, welfare_state, resident_reports. */
+#define STORE_STATES 3
+
 struct store_batch {
 	struct pgarr ev[EV_COLS];
 	struct pgarr q[Q_COLS];
@@ -74,6 +77,7 @@ struct store_batch {
 	struct pgarr r[R_COLS];
 	size_t nevents, nquar, nout, nreports, bytes;
 	size_t nfanout;		/* outbox rows of kind != 0 */
+	char *states[STORE_STATES];	/* JSON arrays of rows; NULL: none */
 	char *node;
 	uint8_t journal_uuid[16];
 };
@@ -89,10 +93,12 @@ struct store_stmt {
 };
 
 /* A batch's transaction, in the order sent: the events with their outbox
- * rows ($1..$17 the events' columns, $18..$21 the outbox's), the
- * quarantine rows, the report states (each only when the batch has such
- * rows), then the checkpoint upsert (text: node, journal id, `checkpoint`). */
-#define STORE_BATCH_STMTS 4
+ * rows ($1..$17 the events' columns, $18..$21 the outbox's, $22 their
+ * kinds with cascade rows), the quarantine rows, the report states, the
+ * derived states (text: a JSON array each; each only when the batch has
+ * such rows), then the checkpoint upsert (text: node, journal id,
+ * `checkpoint`). */
+#define STORE_BATCH_STMTS (4 + STORE_STATES)
 struct store_stmts {
 	struct store_stmt stmt[STORE_BATCH_STMTS];
 	size_t n;

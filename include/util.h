@@ -31,6 +31,16 @@ int64_t util_mono_ms(void);
  * MONOTONIC_USEC. */
 uint64_t util_mono_us(void);
 
+/* ---- the wall clock ---------------------------------------------------- */
+
+/* The daemon's wall clock, UTC microseconds since the epoch: the system's
+ * (CLOCK_REALTIME) plus an offset that is 0 except in tests ([daemon]
+ * clock_offset_file). Receive times and the derived events' timers read
+ * it, so a test moves them together. */
+int64_t util_wall_us(void);
+void util_set_wall_offset_us(int64_t offset_us);
+int64_t util_wall_offset_us(void);
+
 /* ---- allocation with one out-of-memory policy ------------------------- */
 
 /* Writes the line above and aborts. For allocations made by a library. */

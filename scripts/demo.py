@@ -11,7 +11,10 @@ vehicle passages uploaded to a GA/T 1400 (VIID) platform (tests/integration/
 viid.py: Digest, User-Identify, validation of every object), a second
 GA/T 1400 platform that subscribes to us instead (cascade: it calls our
 listener with Digest, we push the device catalogue and a notification per
-passage to its ReceiveAddr), stops everything.
+passage to its ReceiveAddr), the events no device sends (the registry's
+online/offline transitions, and a welfare alert for an elderly person
+living alone after the demo moves the daemon's clock on by an hour), stops
+everything.
 Exit status 0 when all of it worked.
 """
 
@@ -104,6 +107,9 @@ def describe(record: dict) -> str:
     elif "status" in record:
         s = record["status"]
         body = f"{s.get('state', '').replace('DEVICE_STATE_', '').lower()} via {s.get('source', '').replace('STATUS_SOURCE_', '').lower()}"
+    elif "report" in record:
+        r = record["report"]
+        body = f"report {r.get('reportId', '?')} ({r.get('category', '?')}), door {r.get('door', '?')}"
     return f"{kind:<18} {sev:<8} {record.get('vendor', ''):<11} {record.get('deviceId', '')}: {body}"
 
 
@@ -189,6 +195,51 @@ def cascade_report(subscriber, sid: str) -> bool:
         not subscriber.violations
 
 
+def derived_report(db, clock_file: Path) -> bool:
+    """The registry's transitions, then a welfare alert after moving the
+    daemon's clock on. True when both were stored and forwarded."""
+    def rows():
+        with db.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT e.route, e.device_id, e.event_type, e.attrs, o.state"
+                        " FROM events e LEFT JOIN forward_outbox o ON o.event_id = e.id"
+                        " WHERE e.vendor = 'gridbridge' ORDER BY e.event_time, e.device_id")
+            return cur.fetchall()
+
+    say("-> the events no device sends: the device registry knows every device heard from "
+        "(one first heard from online is recorded without an event) and made one event per "
+        "change of state, stored and forwarded by the shipped rule device-status:")
+    registry = [r for r in rows() if r[0] == "registry"]
+    for _, device, kind, attrs, state in registry:
+        st = attrs.get("status", {})
+        say(f"      {kind:<15} {device:<40} source "
+            f"{st.get('source', '').replace('STATUS_SOURCE_', '').lower():<12} "
+            f"forwarded: {state or '-'}")
+    with db.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT device_class, count(*), count(*) FILTER (WHERE state = 'online')"
+                    " FROM devices GROUP BY 1 ORDER BY 1")
+        rates = cur.fetchall()
+    say("   online per class (the figure the police platform asks for): " +
+        ", ".join(f"{c} {on}/{n}" for c, n, on in rates))
+    say("   moving the daemon's clock on by an hour ([daemon] clock_offset_file, for tests "
+        "and this demo): the household's door has not opened since ...")
+    clock_file.write_text("3605\n")
+    deadline = time.monotonic() + 20
+    alert = None
+    while time.monotonic() < deadline and alert is None:
+        alert = next((r for r in rows() if r[0] == "welfare" and r[4] == "sent"), None)
+        time.sleep(0.2)
+    if alert is None:
+        say("   no welfare alert within 20 s")
+        return False
+    w = alert[3].get("welfare", {})
+    say(f"-> welfare alert for household {w.get('household')}: "
+        f"{w.get('kind', '').replace('WELFARE_KIND_', '').lower()}, no door opening for "
+        f"{int(w.get('windowSec', 0)) // 60} minutes (inactive_hours), severity "
+        f"{alert[3].get('severity', '').replace('SEVERITY_', '').lower()}; forwarded "
+        "(the shipped rule welfare, priority 8)")
+    return len(registry) > 0
+
+
 def event_pb2():
     """The .proto compiled for Python with protoc, or None."""
     try:
@@ -233,6 +284,8 @@ def run(workdir: Path) -> bool:
 
         state = workdir / "state"
         state.mkdir()
+        clock_file = workdir / "clock-offset"
+        clock_file.write_text("0\n")
         password_file = db.write_password_file(workdir / "store-password")
         viid_password_file = workdir / "viid-password"
         viid_password_file.write_text(viid_password + "\n")
@@ -245,6 +298,7 @@ def run(workdir: Path) -> bool:
             [daemon]
             log_level = info
             state_dir = {state}
+            clock_offset_file = {clock_file}
 
             [mqtt]
             host = {broker.host}
@@ -312,6 +366,12 @@ def run(workdir: Path) -> bool:
             [viid.device barrier]
             device = 34010405011190000011
             id = 34010405011190000011
+
+            # an elderly person living alone behind the sample door sensor
+            [welfare b03-u2-1502]
+            community = c-0001
+            door_sensors = b03/u2/1502/entry_door
+            inactive_hours = 1
             """) + shipped_rules() + shipped_routes())
         say(f"config written to {conf}; the database password is in {password_file}")
         say()
@@ -355,7 +415,8 @@ def run(workdir: Path) -> bool:
         say()
 
         with db.connect() as conn, conn.cursor() as cur:
-            cur.execute("SELECT journal_seq, attrs FROM events ORDER BY journal_seq")
+            cur.execute("SELECT journal_seq, attrs FROM events WHERE vendor <> 'gridbridge'"
+                        " ORDER BY journal_seq")
             rows = cur.fetchall()
             cur.execute("SELECT journal_seq, topic, reason FROM quarantine ORDER BY journal_seq")
             quarantined = cur.fetchall()
@@ -385,6 +446,8 @@ def run(workdir: Path) -> bool:
                             subscriber.accepted_ids("motor_vehicles"), 20, "notifications")
         notified = cascade_report(subscriber, sid)
         say()
+        welfare = derived_report(db, clock_file)
+        say()
 
         say("stopping the daemon with SIGTERM")
         status = daemon.stop(timeout=10)
@@ -394,7 +457,7 @@ def run(workdir: Path) -> bool:
             say(f"sanitizer report:\n{report}")
         say("stopping services")
     ok = (status == 0 and acked == total and decoded == total and not report and
-          forwarded > 0 and uploaded and notified)
+          forwarded > 0 and uploaded and notified and welfare)
     return ok
 
 

@@ -66,6 +66,9 @@ MODULES = [
     Module("journal", "stage", ["journal", "journal_*"], {"config.h"}, []),  # journal_apply()
     Module("decode", "stage", ["decode", "decode_*", "dec_*", "route", "route_*", "repeats"],
            set(), ["jansson.h"]),
+    # Events no device sends (the registry, welfare, reports), from the
+    # stored ones and the clock: pure, between decode and store.
+    Module("derive", "stage", ["derive", "derive_*"], set(), ["jansson.h"]),
     Module("store", "stage", ["store", "store_*", "schema", "outbox"], set(),
            ["libpq-fe.h", "event2/*"]),
     Module("forward", "stage", ["forward", "forward_*", "rules", "rules_*", "event_json"],

@@ -177,7 +177,8 @@ def test_reload_applies_decode_keys(daemon, mosquitto, private_postgres, tmp_pat
     rows = query(pg, "SELECT clock_skewed FROM events WHERE device_class = 'access_gate'"
                      " ORDER BY journal_seq")
     assert rows == [(True,), (False,)], rows
-    assert scalar(pg, "SELECT count(*) FROM events WHERE device_id = 'door-9'") == 2
+    assert scalar(pg, "SELECT count(*) FROM events WHERE device_id = 'door-9'"
+                  " AND vendor <> 'gridbridge'") == 2
     assert daemon.stop() == 0
 
 

@@ -153,6 +153,7 @@ class StreamBuilder:
         "hik_access": 20, "dahua_access": 12, "hik_heartbeat": 5, "anpr": 15,
         "camera": 8, "peephole": 8, "gateway_hb": 6, "gateway_lwt": 2,
         "z2m_state": 14, "z2m_avail": 4.8, "z2m_bridge": 0.2, "shelly": 2, "tasmota": 1,
+        "report": 2,
     }
     MALFORMED_SHARE = 0.05
 
@@ -328,6 +329,24 @@ class StreamBuilder:
                            vendor="zigbee2mqtt", comm="c-0001", dev="zigbee2mqtt/bridge",
                            stable=False)
 
+    def _report(self, j, d, t):
+        # a QR code per door; each message another report, in turn opened,
+        # handled and closed, with the times in the forms of the samples
+        dev, comm = f"QR-B{d % 20:02d}-U{d % 4}-{d:03d}", community(d)
+        etype = ("report_opened", "report_handled", "report_closed")[j % 3]
+        o = json.loads(json.dumps(FIXTURES[f"resident_{etype}"]))
+        o.update(report_id=f"RP-{self.t0}-{j:06d}", door=f"B{d % 20:02d}-U{d % 4}-east")
+        if etype == "report_opened":
+            o.update(opened_at=iso8(t), deadline=iso8(t + 86400))
+        elif etype == "report_handled":
+            o.update(opened_at=iso8(t - 3600), deadline=iso8(t + 82800), handled_at=iso8(t))
+        else:
+            o.update(opened_at=(t - 7200) * 1000, deadline=(t + 79200) * 1000,
+                     handled_at=(t - 600) * 1000, closed_at=t * 1000)
+        return self._event("report", f"sac/{comm}/report/{dev}/event", o, t=t,
+                           route="resident-reports", cls="report_point", etype=etype,
+                           sev="info", vendor="report", comm=comm, dev=dev)
+
     # ---- malformed messages (each payload unique: the key is the payload)
 
     def _quarantined(self, kind, topic, payload, reason, route) -> Msg:
@@ -491,7 +510,7 @@ def db_query(pg, sql, *args):
 def db_progress(pg) -> tuple[int, int]:
     """(events + quarantine rows, this node's ingest_checkpoint) or (-1, -1)."""
     try:
-        rows = db_query(pg, """SELECT (SELECT count(*) FROM events)
+        rows = db_query(pg, """SELECT (SELECT count(*) FROM events WHERE vendor <> 'gridbridge')
                                         + (SELECT count(*) FROM quarantine),
                                       (SELECT max(journal_seq) FROM ingest_checkpoint
                                         WHERE journal_node = %s)""", CLIENT_ID)
@@ -512,7 +531,8 @@ def assert_checkpoint_atomic(pg) -> int:
             cur.execute("SELECT coalesce(max(journal_seq), 0) FROM ingest_checkpoint "
                         "WHERE journal_node = %s", (CLIENT_ID,))
             cp = cur.fetchone()[0]
-            cur.execute("""SELECT (SELECT count(*) FROM events WHERE journal_seq <= %(cp)s),
+            cur.execute("""SELECT (SELECT count(*) FROM events WHERE journal_seq <= %(cp)s
+                                     AND vendor <> 'gridbridge'),
                                   (SELECT count(*) FROM quarantine WHERE journal_seq <= %(cp)s)""",
                         {"cp": cp})
             ev, q = cur.fetchone()
@@ -597,7 +617,8 @@ def us_of(dt: datetime.datetime) -> int:
 
 def fetch_rows(pg) -> tuple[list[dict], list[dict]]:
     with db_conn(pg) as conn, conn.cursor() as cur:
-        cur.execute(f"SELECT {', '.join(EVENT_COLS)} FROM events")
+        # derived events (vendor gridbridge) are no message's
+        cur.execute(f"SELECT {', '.join(EVENT_COLS)} FROM events WHERE vendor <> 'gridbridge'")
         events = [dict(zip(EVENT_COLS, r)) for r in cur.fetchall()]
         cur.execute(f"SELECT {', '.join(QUAR_COLS)} FROM quarantine")
         quarantine = [dict(zip(QUAR_COLS, r)) for r in cur.fetchall()]
@@ -779,7 +800,8 @@ def check_records(stream: Stream, pg, per_kind: int = 25) -> int:
                               record, attrs FROM (
                          SELECT *, row_number() OVER (PARTITION BY route, event_type
                                                       ORDER BY journal_seq) AS k
-                         FROM events) s WHERE k <= %s""", (per_kind,))
+                         FROM events WHERE vendor <> 'gridbridge') s WHERE k <= %s""",
+                    (per_kind,))
         rows = cur.fetchall()
     assert rows
     problems = []
@@ -831,6 +853,14 @@ def check_records(stream: Stream, pg, per_kind: int = 25) -> int:
             if (ev.camera_alarm.vendor_event_id, ev.camera_alarm.estimated_floor.value) != (
                     o["eventId"], o["estimatedFloor"]):
                 problems.append(f"camera alarm body {ev.camera_alarm} vs {o['eventId']}")
+        elif m.kind == "report":
+            o = json.loads(m.payload)
+            r = ev.report
+            if (r.report_id, r.door, r.building, r.category) != (
+                    o["report_id"], o["door"], o["building"], o["category"]) or \
+                    ev.event_time_us != m.event_time_us or r.opened_us == 0 or \
+                    r.deadline_us <= r.opened_us:
+                problems.append(f"report body {r} vs {o}")
         elif m.kind == "hik_access":
             o = json.loads(m.payload)["AccessControllerEvent"]
             if ev.person.person_ref != o["employeeNoString"]:
@@ -918,7 +948,7 @@ def test_mixed_stream_every_message_stored_once(daemon, ingest_broker, private_p
     assert reasons == collections.Counter(m.reason for m in stream.messages if m.quarantined)
     classes = {e["device_class"] for e in out.events}
     assert classes == {"access_gate", "vehicle_barrier", "camera", "door_sensor", "peephole",
-                       "gateway"}, classes
+                       "gateway", "report_point"}, classes
     assert db_query(pg, "SELECT count(*) - count(DISTINCT id) FROM events") == [(0,)]
     sampled = check_records(stream, pg)
     check_final_state(pg, ctl, st)
@@ -1191,6 +1221,7 @@ def test_attrs_off_and_tiny_batches(daemon, ingest_broker, private_postgres, bui
     out = check_rows(stream, pg, last_seq=st["last_seq"], t_from=t0, t_to=time.time())
     assert out.rows == n == st["last_seq"]
     assert db_query(pg, "SELECT count(*) FROM events WHERE attrs IS NOT NULL") == [(0,)]
-    assert db_query(pg, "SELECT count(*) FROM events WHERE length(record) > 0") == \
+    assert db_query(pg, "SELECT count(*) FROM events WHERE length(record) > 0"
+                        " AND vendor <> 'gridbridge'") == \
         [(len(out.events),)]
     assert daemon.stop(timeout=30) == 0

@@ -44,10 +44,18 @@ def partitions(pg):
         WHERE i.inhparent = 'events'::regclass"""))
 
 
-SCHEMA_VERSION = 4   # the last migration in daemon/schema.c
+SCHEMA_VERSION = 5   # the last migration in daemon/schema.c
+
+# What migration 5 added, taken back: a database as version 4 left it.
+UNDO_5 = """
+    DROP TABLE devices;
+    DROP TABLE welfare_state;
+    DROP TABLE resident_reports;
+    DELETE FROM schema_migrations WHERE version > 4;
+"""
 
 # What migration 4 added, taken back: a database as version 3 left it.
-UNDO_4 = """
+UNDO_4 = UNDO_5 + """
     DROP TABLE viid_subscriptions;
     DELETE FROM schema_migrations WHERE version > 3;
 """
@@ -79,7 +87,7 @@ def test_migrations_applied_once_with_partitions(daemon, mosquitto, private_post
         SELECT tablename FROM pg_tables WHERE schemaname = 'public'""")}
     assert {"events", "quarantine", "forward_outbox", "ingest_checkpoint",
             "schema_migrations", "events_default", "event_ids", "report_state",
-            "viid_subscriptions"} <= tables
+            "viid_subscriptions", "devices", "welfare_state", "resident_reports"} <= tables
     cols = {r[0] for r in query(private_postgres, """
         SELECT column_name FROM information_schema.columns WHERE table_name = 'events'""")}
     assert {"id", "event_time", "received_at", "community_id", "device_id", "device_class",

@@ -330,7 +330,10 @@ def test_device_status_as_apes(daemon, mosquitto, private_postgres, platform, tm
     gateway, gateway_id = gw_topic.split("/")[3], "34010405011190000031"
     conf = tmp_path / "gridbridge.conf"
     text = viid_config(tmp_path, mosquitto, pg, platform)
-    text += "\n[forward.rule status]\ntarget = viid\nevent_type = device_online, device_offline\n"
+    # the devices' own status messages (the registry's transitions, route
+    # registry, are another rule's)
+    text += "\n[forward.rule status]\ntarget = viid\nevent_type = device_online, device_offline\n" \
+            "route = z2m-availability, gateway\n"
     text += f"\n[viid.device door]\ndevice = {door}\nid = {door_id}\n"
     text += f"\n[viid.device gateway]\ndevice = {gateway}\nid = {gateway_id}\n"
     conf.write_text(text)

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "config.h"
+#include "decode.h"
+#include "event_names.h"
 #include "log.h"
 #include "routing.h"
 #include "t.h"
@@ -80,17 +82,24 @@ documented(const char *conf, const struct config_key *k)
 {
 	char header[128], want[512];
 	if (k->instanced) {
-		/* A [section NAME] example with the key and a comment above. */
-		snprintf(header, sizeof(header), "\n[%s ", k->section);
-		const char *sec = strstr(conf, header);
-		snprintf(want, sizeof(want), "\n%s =", k->name);
-		const char *hit = sec != NULL ? strstr(sec, want) : NULL;
-		if (hit == NULL)
-			return 0;
-		const char *prev = hit;
-		while (prev > conf && prev[-1] != '\n')
-			prev--;
-		return prev[0] == '#' || prev[0] == ';';
+		/* A [section NAME] example with the key and a comment above, or
+		 * one commented out (#[section NAME], #key = ...): sections that
+		 * would act if shipped live (a household, a device) are shown so. */
+		for (int commented = 0; commented < 2; commented++) {
+			const char *mark = commented ? "#" : "";
+			snprintf(header, sizeof(header), "\n%s[%s ", mark, k->section);
+			const char *sec = strstr(conf, header);
+			snprintf(want, sizeof(want), "\n%s%s =", mark, k->name);
+			const char *hit = sec != NULL ? strstr(sec, want) : NULL;
+			if (hit == NULL)
+				continue;
+			const char *prev = hit;
+			while (prev > conf && prev[-1] != '\n')
+				prev--;
+			if (prev[0] == '#' || prev[0] == ';')
+				return 1;
+		}
+		return 0;
 	}
 	snprintf(header, sizeof(header), "\n[%s]\n", k->section);
 	const char *sec = strstr(conf, header);
@@ -106,6 +115,78 @@ documented(const char *conf, const struct config_key *k)
 	while (prev > conf && prev[-1] != '\n')
 		prev--;
 	return prev[0] == '#' || prev[0] == ';';
+}
+
+/* True when `name` is a word of the list in s[0..n): after a blank, before
+ * a blank or punctuation. */
+static bool
+listed(const char *s, size_t n, const char *name)
+{
+	size_t len = strlen(name);
+
+	for (const char *p = strstr(s, name); p != NULL && p + len <= s + n;
+	    p = strstr(p + 1, name))
+		if (p > s && (p[-1] == ' ' || p[-1] == '\n') && p[len] != '\0' &&
+		    strchr(" ,;.)\n", p[len]) != NULL)
+			return true;
+	return false;
+}
+
+/* The text of `s` from `from` to the next `to` (or the end), or NULL. */
+static const char *
+between(const char *s, const char *from, const char *to, size_t *n)
+{
+	const char *a = s != NULL ? strstr(s, from) : NULL;
+	if (a == NULL)
+		return NULL;
+	const char *b = strstr(a + strlen(from), to);
+	*n = b != NULL ? (size_t)(b - a) : strlen(a);
+	return a;
+}
+
+/* Every decoder and device class is named where an operator looks for
+ * them: the [route] keys' help, the example's comment on [route NAME] and
+ * the man page's [route NAME]. */
+static void
+check_route_lists(const char *conf, const char *man)
+{
+	const char *decoder_help = "", *class_help = "";
+	size_t nconf = 0, nman = 0;
+	const char *conf_route = between(conf, "Keys of a [route NAME] section", "\n[route ",
+	    &nconf);
+	const char *man_route = between(man, "\n.Ss [route NAME]", "\n.Ss ", &nman);
+	char what[160];
+
+	T_CHECK(conf_route != NULL && man_route != NULL);
+	if (conf_route == NULL || man_route == NULL)
+		return;
+	for (size_t i = 0; i < config_nkeys; i++) {
+		if (strcmp(config_keys[i].section, "route") != 0)
+			continue;
+		if (strcmp(config_keys[i].name, "decoder") == 0)
+			decoder_help = config_keys[i].help;
+		else if (strcmp(config_keys[i].name, "class") == 0)
+			class_help = config_keys[i].help;
+	}
+	for (int d = 0; d < DECODER_COUNT; d++) {
+		const char *name = decoder_name((enum decoder_id)d);
+		snprintf(what, sizeof(what), "decoder %s in the help, the example and the man page",
+		    name);
+		t_report(listed(decoder_help, strlen(decoder_help), name) &&
+		    listed(conf_route, nconf, name) && listed(man_route, nman, name), what,
+		    __FILE__, __LINE__);
+	}
+	const ProtobufCEnumDescriptor *cd = &gridbridge__v1__device_class__descriptor;
+	for (unsigned i = 0; i < cd->n_values; i++) {
+		if (cd->values[i].value == 0)
+			continue;
+		const char *name = event_class_name((Gridbridge__V1__DeviceClass)cd->values[i].value);
+		snprintf(what, sizeof(what), "class %s in the help, the example and the man page",
+		    name);
+		t_report(listed(class_help, strlen(class_help), name) &&
+		    listed(conf_route, nconf, name) && listed(man_route, nman, name), what,
+		    __FILE__, __LINE__);
+	}
 }
 
 int
@@ -241,7 +322,7 @@ main(int argc, char **argv)
 		s = print_text(cfg);
 		T_CHECK(strstr(s, "\n[route gate]\npattern = sac/{community}/access/{device}/event\n"
 		    "decoder = hikvision\nclass = access_gate\ncommunity =\ntimezone = +08:00\n"
-		    "utc_is_local = true\n\n[route door]\n") != NULL);
+		    "heartbeat_timeout = -1\nutc_is_local = true\n\n[route door]\n") != NULL);
 		free(s);
 	}
 	config_free(cfg);
@@ -384,6 +465,7 @@ main(int argc, char **argv)
 		snprintf(what, sizeof(what), "man page documents [%s] %s", k->section, k->name);
 		t_report(strstr(man, mark) != NULL, what, __FILE__, __LINE__);
 	}
+	check_route_lists(conf, man);
 	free(conf);
 	free(man);
 	return t_done();

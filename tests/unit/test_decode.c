@@ -1,5 +1,5 @@
 /* Unit tests for the decode framework: identity, times, plates, UTF-8,
- * JSON integers. */
+ * JSON integers; the resident report decoder's identity and fallbacks. */
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
@@ -109,6 +109,106 @@ test_json_integer(void)
 	T_INTEQ(integer("-0.5", DECODE_INT_ROUND, 0, 100), -999);
 }
 
+/* Decodes a resident report (DECODER_REPORT on `pattern`, route community
+ * `route_community`); returns 0 and copies the record's community, device
+ * and door (each at most 63 bytes here), or -1 with the reason. */
+static int
+report(const char *pattern, const char *route_community, const char *topic,
+    const char *payload, char community[64], char device[64], char door[64], char *reason)
+{
+	struct decode_out out;
+	struct route_match m;
+	int rc = -1;
+
+	setup_route(DECODER_REPORT, pattern);
+	route.community = (char *)route_community;
+	route.device_class = GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_REPORT_POINT;
+	decode_out_init(&out);
+	reason[0] = '\0';
+	if (route_matches(&route.pattern, topic, strlen(topic), &m)) {
+		struct decode_in in = {
+			.route = &route, .match = &m, .topic = topic, .topic_len = strlen(topic),
+			.payload = (const uint8_t *)payload, .payload_len = strlen(payload),
+			.received_us = 1742256000000000LL, .journal_seq = 1,
+			.max_skew_us = 300000000,
+		};
+		rc = decode_record(&in, &out);
+		if (rc == 0) {
+			snprintf(community, 64, "%s", out.ev.community_id);
+			snprintf(device, 64, "%s", out.ev.device_id);
+			snprintf(door, 64, "%s", out.ev.report->door);
+		}
+		strcpy(reason, out.reason);
+	}
+	decode_out_free(&out);
+	return rc;
+}
+
+/* Resident reports: who the record is about when the topic does not say,
+ * and what makes two messages the same event. */
+static void
+test_report(void)
+{
+	const char *opened = "{\"type\":\"report_opened\",\"report_id\":\"RP-42\","
+	    "\"door\":\"B03-U2-east\",\"opened_at\":\"2025-03-18T07:12:05+08:00\","
+	    "\"deadline\":\"2025-03-19T07:12:05+08:00\"}";
+	const char *topic = "sac/340104050101/report/QR-7/event";
+	char community[64], device[64], door[64], reason[96];
+	uint8_t a[16], b[16];
+
+	/* The topic names the community and the QR code; the payload's
+	 * community does not override it. */
+	const char *with_community = "{\"type\":\"report_handled\",\"report_id\":\"RP-42\","
+	    "\"community\":\"elsewhere\",\"handled_at\":1742254800}";
+	T_INTEQ(report("sac/{community}/report/{device}/event", "", topic, with_community,
+	    community, device, door, reason), 0);
+	T_STREQ(community, "340104050101");
+	T_STREQ(device, "QR-7");
+	T_STREQ(door, "QR-7");		/* no door in the payload: the QR code's */
+	/* Neither topic nor route names the community: the payload's. */
+	T_INTEQ(report("sac/+/report/{device}/event", "", topic, with_community, community,
+	    device, door, reason), 0);
+	T_STREQ(community, "elsewhere");
+	/* The route's community comes before the payload's. */
+	T_INTEQ(report("sac/+/report/{device}/event", "c-route", topic, with_community,
+	    community, device, door, reason), 0);
+	T_STREQ(community, "c-route");
+	/* No {device}: the door is the device; without a door, rejected. */
+	T_INTEQ(report("sac/{community}/report/+/event", "", topic, opened, community, device,
+	    door, reason), 0);
+	T_STREQ(device, "B03-U2-east");
+	T_STREQ(door, "B03-U2-east");
+	T_INTEQ(report("sac/{community}/report/+/event", "", topic, with_community, community,
+	    device, door, reason), -1);
+	T_STREQ(reason, "missing_field:device");
+
+	/* Identity: the report id, the type and the type's time, not the
+	 * bytes: the platform sending the same change again, written another
+	 * way, is the same event. */
+	setup_route(DECODER_REPORT, "sac/{community}/report/{device}/event");
+	T_INTEQ(decode(topic, opened, 1742256000000000LL, 1, a, reason), 0);
+	const char *rewritten = "{ \"deadline\": 1742339525, \"opened_at\": 1742253125,\n"
+	    "  \"door\": \"B03-U2-east\", \"report_id\": \"RP-42\", \"type\": \"report_opened\" }";
+	T_INTEQ(decode(topic, rewritten, 1742256099000000LL, 2, b, reason), 0);
+	T_CHECK(memcmp(a, b, 16) == 0);
+	/* Another report, another change of it, or the report opened again
+	 * later: other events. */
+	char other[512];
+	snprintf(other, sizeof(other), "%s", opened);
+	memcpy(strstr(other, "RP-42"), "RP-43", 5);
+	T_INTEQ(decode(topic, other, 1742256000000000LL, 3, b, reason), 0);
+	T_CHECK(memcmp(a, b, 16) != 0);
+	snprintf(other, sizeof(other), "{\"type\":\"report_closed\",\"report_id\":\"RP-42\","
+	    "\"closed_at\":\"2025-03-18T07:12:05+08:00\"}");
+	T_INTEQ(decode(topic, other, 1742256000000000LL, 4, b, reason), 0);
+	T_CHECK(memcmp(a, b, 16) != 0);
+	snprintf(other, sizeof(other), "%s", opened);
+	memcpy(strstr(other, "07:12:05"), "09:12:05", 8);
+	T_INTEQ(decode(topic, other, 1742256000000000LL, 5, b, reason), 0);
+	T_CHECK(memcmp(a, b, 16) != 0);
+	route.community = "c-default";
+}
+
 int
 main(void)
 {
@@ -210,6 +310,7 @@ main(void)
 	T_INTEQ(decode("shellies/door-1/sensor/state", "open", 1, 1, a, reason), -1);
 	T_STREQ(reason, "missing_field:device");
 
+	test_report();
 	route_pattern_free(&route.pattern);
 	test_json_integer();
 	return t_done();

@@ -1,0 +1,160 @@
+/* derive.c — the events no device sends: whether each device is online
+ * (the registry), welfare alerts for elderly people living alone, and
+ * resident reports not handled by their deadline.
+ *
+ * Pure: stored events and a clock in, derived events and state rows out.
+ * The glue (pipeline.c) hands it every event it stores (derive_observe),
+ * calls derive_tick() with the clock every second, and writes what comes
+ * out (derive_take) in a transaction of its own, right after the batch
+ * whose records caused it. Its state is loaded from PostgreSQL at start
+ * (derive_load), so a restart neither repeats nor misses a derived event:
+ *
+ * - Every update is ordered by time: a record replayed from the journal
+ *   after a restart (already reflected in the state loaded) changes
+ *   nothing, and the records after the checkpoint bring the state up to
+ *   date as before.
+ * - A derived event's id comes from what it is about and when it began
+ *   (device + state + since; household + rule + window start + repeat;
+ *   report + "overdue"), never from the clock: derived again, it is the
+ *   same event, and the store keeps it once.
+ *
+ * The registry. A device is known from its first stored event (or its
+ * [device NAME] section: expected, reported offline when it is never heard
+ * from within expected_grace). It wants to be offline when an LWT or
+ * availability message says so, or when nothing came from it within its
+ * heartbeat timeout (class, route or device; 0: none); online on any
+ * other message. A change of state is confirmed once it held for
+ * hold_down (a change back within it confirms nothing: flapping), and then
+ * makes one device_online or device_offline event (route "registry",
+ * vendor "gridbridge") at the time the change began; the first state of a
+ * device heard from online is recorded without an event (it is how the
+ * registry learns of it), one first heard from offline makes one. A report
+ * of the state the device is in changes nothing.
+ *
+ * Welfare. Each [welfare HOUSEHOLD] watches its door sensors: a door
+ * opening is activity (at its event time; at its receive time when the
+ * device's clock is off, clock_skewed). The household is watched while
+ * every sensor is online; no activity for inactive_hours since the window
+ * began (the last opening, or every sensor being online, whichever is
+ * later: time nobody could watch is not inactivity) raises an inactivity
+ * alert, repeated every repeat_hours while it lasts; the next opening
+ * closes it with an activity_resumed event, also after a sensor outage in
+ * between. A sensor going offline raises one sensor_offline event for the
+ * outage (never an inactivity alert while one is offline). More than
+ * night_openings openings within the night window raise one
+ * night_activity alert a night. An opening not later than the last one is
+ * a replay: it changes nothing. A peephole event of the household's
+ * peephole is given its household.
+ *
+ * Reports. A report opened with a deadline and neither handled nor closed
+ * by then raises one report_overdue event. A report handled or closed is
+ * kept for a day after that was known (a late duplicate of its opening does
+ * not open it again), then forgotten.
+ *
+ * Times are taken within years 1970..9999. derive_tick must not run while
+ * the records after the checkpoint are being replayed (the pipeline runs
+ * it only once the journal is read through): a device whose messages wait
+ * there is not silent.
+ *
+ * Catching up: after the daemon was down longer than a threshold, each
+ * rule raises what is due now once, at the time it became due: one
+ * offline event per silent device, the latest inactivity repeat of a
+ * window (not the ones missed), one overdue event per report.
+ */
+#ifndef GRIDBRIDGE_DERIVE_H
+#define GRIDBRIDGE_DERIVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "event.pb-c.h"
+
+struct derive;
+
+#define DERIVE_CLASSES 8		/* gridbridge.v1.DeviceClass values, 0..7 */
+
+/* A [device NAME] section: a device declared in the configuration. */
+struct derive_device_def {
+	const char *community;
+	const char *device;
+	int device_class;		/* gridbridge.v1.DeviceClass */
+	int64_t timeout_us;		/* heartbeat timeout; -1: the route's or the class's */
+	bool expected;			/* reported offline when never heard from */
+};
+
+/* A [route NAME] heartbeat_timeout other than the class's. */
+struct derive_route_def {
+	const char *route;
+	int64_t timeout_us;		/* 0: none */
+};
+
+/* A [welfare HOUSEHOLD] section. */
+struct derive_household {
+	const char *name;
+	const char *community;
+	const char *const *sensors;	/* door sensor device ids, NULL-terminated, >= 1 */
+	const char *peephole;		/* its device id; NULL or "": none */
+	int64_t inactive_us;
+	int64_t repeat_us;		/* 0: no repeats */
+	int night_start_min;		/* minutes after local midnight; -1: no night rule */
+	int night_end_min;
+	int night_openings;		/* more than this many raise the alert */
+	int tz_offset_s;		/* local time = UTC + this */
+};
+
+struct derive_options {
+	int64_t class_timeout_us[DERIVE_CLASSES];	/* 0: none */
+	int64_t hold_down_us;
+	int64_t expected_grace_us;
+	size_t max_devices;		/* the registry holds at most this many */
+	int64_t persist_every_us;	/* last_seen alone is written at most this often */
+	const struct derive_device_def *devices;
+	size_t ndevices;
+	const struct derive_route_def *routes;
+	size_t nroutes;
+	const struct derive_household *households;
+	size_t nhouseholds;
+};
+
+/* `o` and everything it points to are copied. */
+struct derive *derive_new(const struct derive_options *o);
+void derive_free(struct derive *d);
+
+/* The state the database holds (outbox.h-like JSON arrays, as written by
+ * derive_take; NULL or "" for none), then the declared devices not in it.
+ * Before any other call but derive_new. Returns 0, or -1 (nothing taken)
+ * when a text is not such an array. */
+int derive_load(struct derive *d, const char *devices, const char *welfare,
+    const char *reports, int64_t now_us);
+
+/* An event just put in a batch: a peephole's household is filled in
+ * (before it is packed). */
+void derive_enrich(struct derive *d, Gridbridge__V1__Event *ev);
+/* An event just stored (not derived): the registry, the households and
+ * the reports it concerns. */
+void derive_observe(struct derive *d, const Gridbridge__V1__Event *ev, int64_t now_us);
+/* The clock moved on: confirms changes past their hold-down, times out
+ * silent devices and inactive households, reports overdue reports. */
+void derive_tick(struct derive *d, int64_t now_us);
+
+/* What is waiting to be written: derived events, and the rows that
+ * changed (JSON arrays for devices, welfare_state and resident_reports;
+ * NULL when none changed). The events and texts are the caller's (free
+ * each Event with derive_event_free, the texts with free); `d` forgets
+ * them. Returns the number of events. */
+size_t derive_take(struct derive *d, Gridbridge__V1__Event ***events, char **devices,
+    char **welfare, char **reports);
+void derive_event_free(Gridbridge__V1__Event *ev);
+/* Something is waiting to be written. */
+bool derive_pending(const struct derive *d);
+/* What was taken could not be written (the database refused it: a bug,
+ * every field being bounded): every row is written again with the next
+ * take. The events of that take are not derived again (their state moved
+ * on); the caller logs it. */
+void derive_retake(struct derive *d);
+
+/* For the log and the status line: devices known, online. */
+size_t derive_devices(const struct derive *d, size_t *online);
+
+#endif
