@@ -141,8 +141,9 @@ def device_row(pg, device: str) -> dict:
     return dict(zip(cols, rows[0]))
 
 
-def settle(daemon, seconds: float = 2.5) -> None:
-    """Two ticks of the daemon's clock (once a second) and their writes."""
+def settle(daemon, seconds: float = 1.6) -> None:
+    """A tick of the daemon's clock (once a second) and its writes: time
+    for an event that is not to come to show."""
     time.sleep(seconds)
 
 
@@ -192,7 +193,7 @@ community = {COMMUNITY}
     assert daemon.stop() == 0
     start_daemon(daemon, conf)
     daemon.wait_log(r'msg="derived state loaded"', timeout=20)
-    settle(daemon, 3)
+    settle(daemon, 2)
     assert len(welfare(pg, "INACTIVITY")) == 1
     # The repeat, an hour later, at its time.
     clock.set(2 * HOUR + 5)
@@ -244,7 +245,7 @@ inactive_hours = 1
     off = welfare(pg, "SENSOR_OFFLINE")[0]
     assert off["attrs"]["welfare"]["sensorDeviceId"] == DOOR2
     clock.set(3 * HOUR)
-    settle(daemon, 3)
+    settle(daemon, 2)
     assert welfare(pg, "INACTIVITY") == []
     assert len(welfare(pg, "SENSOR_OFFLINE")) == 1
 
@@ -285,7 +286,7 @@ class = camera
     publish(mosquitto, availability(DOOR, "offline"), availability(DOOR, "online"),
             availability(DOOR, "online"))
     clock.set(20)
-    settle(daemon, 3)
+    settle(daemon, 2)
     assert [r for r in derived(pg, "registry") if r["device"] == DOOR] == []
     assert device_row(pg, DOOR)["pending_state"] is None
     assert device_row(pg, DOOR)["state"] == "online"
@@ -324,7 +325,7 @@ class = camera
     assert daemon.stop() == 0
     start_daemon(daemon, conf)
     daemon.wait_log(r'msg="derived state loaded"', timeout=20)
-    settle(daemon, 3)
+    settle(daemon, 2)
     assert len(derived(pg)) == n
     ids = [r["id"] for r in derived(pg)]
     assert len(set(ids)) == len(ids)
