@@ -70,6 +70,11 @@ const struct config_key config_keys[] = {
 	  .offset = CONFIG_FIELD(log_rate_interval),
 	  .reloadable = true, .applied_by = CONFIG_APPLY_LOG,
 	  .help = "seconds of the rate-limit window; the next line reports suppressed=N" },
+	{ .section = "daemon", .name = "stats_interval", .type = CFG_INT,
+	  .min = 0, .max = 86400, .def = "300",
+	  .offset = CONFIG_FIELD(stats_interval),
+	  .help = "seconds between msg=\"stats\" lines (received, stored, quarantined, backlog, "
+	      "forward pending, devices online); 0: none" },
 	{ .section = "daemon", .name = "state_dir", .type = CFG_PATH,
 	  .min = 1, .max = PATH_MAX, .def = "/var/lib/gridbridge",
 	  .offset = CONFIG_FIELD(state_dir),
@@ -484,6 +489,25 @@ const struct config_key config_keys[] = {
 	  .min = 0, .max = 32, .def = "",
 	  .offset = VDEV_FIELD(latitude), .instanced = true,
 	  .help = "APEObject Latitude in degrees (-90..90); empty: left out" },
+
+	{ .section = "admin", .name = "listen", .type = CFG_STRING,
+	  .min = 1, .max = 128, .def = "127.0.0.1:9464",
+	  .offset = CONFIG_FIELD(admin_listen),
+	  .help = "address:port of the admin listener (/healthz, /readyz, /metrics; IPv6 in []), "
+	      "or none" },
+	{ .section = "admin", .name = "max_connections", .type = CFG_INT,
+	  .min = 1, .max = 1024, .def = "16",
+	  .offset = CONFIG_FIELD(admin_max_connections),
+	  .help = "connections the admin listener serves at once; more wait to be accepted" },
+	{ .section = "admin", .name = "timeout", .type = CFG_INT,
+	  .min = 1, .max = 300, .def = "10",
+	  .offset = CONFIG_FIELD(admin_timeout),
+	  .help = "seconds a connection to the admin listener may last, request and answer" },
+	{ .section = "admin", .name = "ready_max_forward_lag", .type = CFG_INT,
+	  .min = 0, .max = 2592000, .def = "600",
+	  .offset = CONFIG_FIELD(admin_ready_max_forward_lag),
+	  .help = "/readyz fails while the oldest event waiting to be forwarded is older than this "
+	      "many seconds; 0: forwarding never makes it fail" },
 
 	{ .section = "registry", .name = "hold_down", .type = CFG_INT,
 	  .min = 0, .max = 86400, .def = "60",
@@ -1686,6 +1710,12 @@ validate(struct parse *p)
 		if (r->target[0] != '\0' && t == p->cfg->ntargets)
 			add_error(p->errs, p->name, r->line,
 			    "[forward.rule %s] target: no [forward.target %s]", r->name, r->target);
+	}
+	if (strcmp(p->cfg->admin_listen, "none") != 0 && !listen_address_ok(p->cfg->admin_listen)) {
+		size_t i;
+		find_key("admin", "listen", &i);
+		add_error(p->errs, p->name, p->seen[i],
+		    "[admin] listen: not address:port (a port 1-65535; IPv6 in []) nor none");
 	}
 	if (p->cfg->state_dir[0] != '/') {
 		size_t i;

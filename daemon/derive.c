@@ -1068,6 +1068,40 @@ derive_devices(const struct derive *d, size_t *online)
 	return d->ndevices;
 }
 
+#define CENSUS_SLOTS 2048	/* open addressing: at most half full */
+
+size_t
+derive_census(const struct derive *d, struct derive_census *out, size_t max)
+{
+	int32_t slot[CENSUS_SLOTS];
+	size_t n = 0;
+
+	if (max > CENSUS_SLOTS / 2)
+		max = CENSUS_SLOTS / 2;
+	for (size_t i = 0; i < CENSUS_SLOTS; i++)
+		slot[i] = -1;
+	for (size_t b = 0; b < DEVICE_BUCKETS; b++) {
+		for (const struct device *v = d->devices[b]; v != NULL; v = v->next) {
+			char cls[4] = { (char)('0' + v->cls % 10), '\0' };
+			uint32_t h = hash2(v->community, cls) % CENSUS_SLOTS;
+			while (slot[h] >= 0 && (out[slot[h]].device_class != v->cls ||
+			    strcmp(out[slot[h]].community, v->community) != 0))
+				h = (h + 1) % CENSUS_SLOTS;
+			if (slot[h] < 0) {
+				if (n == max)
+					continue;
+				out[n] = (struct derive_census){ .community = v->community,
+					.device_class = v->cls };
+				slot[h] = (int32_t)n++;
+			}
+			out[slot[h]].total++;
+			if (v->state == ST_ONLINE)
+				out[slot[h]].online++;
+		}
+	}
+	return n;
+}
+
 /* ---- loading ----------------------------------------------------------- */
 
 static json_t *

@@ -3,6 +3,7 @@
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "forward_viid_profile.h"
 #include "forward_viid_session.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 #include "version.h"
 
@@ -47,7 +49,22 @@ struct forward_stats {
 	uint64_t latency_ms_sum;	/* of answered requests */
 	uint64_t latency_ms_max;
 	uint64_t latency_count;
+	uint64_t requests[5];		/* by status class: none, 2xx, 3xx, 4xx, 5xx */
+	struct metrics_hist seconds;	/* request duration, answered or not */
 };
+
+static const char *const status_classes[5] = { "none", "2xx", "3xx", "4xx", "5xx" };
+static const double request_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+	10, 30, 60 };
+
+/* Pending outbox rows of one target, as the database last said. */
+struct pending {
+	char target[128];
+	uint64_t rows;
+	double oldest_s;
+};
+#define PENDING_MAX 256		/* targets reported at most */
+#define PENDING_MS 5000		/* how often the outbox is counted */
 
 /* An outbox row the forwarder holds. */
 struct row {
@@ -167,11 +184,17 @@ struct forward {
 	 * ("<target>/<SubscribeID>"), retired ones included until freed. */
 	struct target **subs;
 	size_t nsubs, capsubs;
+	struct event *count;		/* counts the pending rows (metrics) */
+	bool counting;			/* a count is in the store's queue */
+	bool counted;			/* `pending` is from the database */
+	struct pending *pending;
+	size_t npending;
 };
 
 static void lane_pump(struct lane *l);
 static void request_done(void *forward, CURL *easy, void *slot, CURLcode code);
 static void target_reap(struct target *t);
+static bool target_failing(const struct target *t);
 
 /* A configured string; an unset one is "". */
 static const char *
@@ -1323,6 +1346,13 @@ request_done(void *forward, CURL *easy, void *slot, CURLcode code)
 	b->slot = NULL;
 	if (l->probe == b)
 		l->probe = NULL;
+	if (t->st.seconds.bounds == NULL) {
+		t->st.seconds.bounds = request_bounds;
+		t->st.seconds.nbounds = sizeof(request_bounds) / sizeof(request_bounds[0]);
+	}
+	metrics_observe(&t->st.seconds, (double)ms / 1000.0);
+	t->st.requests[code != CURLE_OK || r.status < 200 || r.status > 599 ? 0 :
+	    (size_t)(r.status / 100 - 1)]++;
 	if (code == CURLE_OK) {
 		t->st.latency_count++;
 		t->st.latency_ms_sum += (uint64_t)ms;
@@ -1426,13 +1456,187 @@ session_up(void *ctx)
 			target_resume(t->f->subs[i]);
 }
 
+/* ---- metrics ----------------------------------------------------------- */
+
+static void
+counted(void *ctx, const char *json, bool ok)
+{
+	struct forward *f = ctx;
+	json_error_t err;
+
+	f->counting = false;
+	if (!ok || json == NULL)
+		return;
+	json_t *a = json_loads(json, 0, &err);
+	if (!json_is_array(a)) {
+		json_decref(a);
+		return;
+	}
+	size_t n = json_array_size(a);
+	if (n > PENDING_MAX)
+		n = PENDING_MAX;
+	f->npending = 0;
+	for (size_t i = 0; i < n; i++) {
+		json_t *e = json_array_get(a, i);
+		const char *name = json_string_value(json_array_get(e, 0));
+		json_t *rows = json_array_get(e, 1), *age = json_array_get(e, 2);
+		if (name == NULL || !json_is_integer(rows) || !json_is_number(age))
+			continue;
+		struct pending *p = &f->pending[f->npending++];
+		snprintf(p->target, sizeof(p->target), "%s", name);
+		p->rows = (uint64_t)json_integer_value(rows);
+		p->oldest_s = json_number_value(age);
+	}
+	f->counted = true;
+	json_decref(a);
+}
+
+static void
+count_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct forward *f = arg;
+
+	(void)fd;
+	(void)what;
+	/* One at a time: while the database is away it waits in the queue. */
+	if (f->counting || f->outbox.pending == NULL)
+		return;
+	f->counting = true;
+	f->outbox.pending(f->outbox.ctx, counted, f);
+}
+
+double
+forward_oldest_pending(const struct forward *f, const char **target)
+{
+	double oldest = 0;
+
+	if (target != NULL)
+		*target = NULL;
+	for (size_t i = 0; f != NULL && i < f->npending; i++) {
+		if (f->pending[i].oldest_s > oldest) {
+			oldest = f->pending[i].oldest_s;
+			if (target != NULL)
+				*target = f->pending[i].target;
+		}
+	}
+	return oldest;
+}
+
+uint64_t
+forward_pending_rows(const struct forward *f, size_t i, const char **target, double *oldest_s)
+{
+	if (f == NULL || i >= f->npending)
+		return UINT64_MAX;
+	*target = f->pending[i].target;
+	*oldest_s = f->pending[i].oldest_s;
+	return f->pending[i].rows;
+}
+
+static void
+write_target(FILE *out, const struct target *t, int what)
+{
+	char name[256], labels[320];
+
+	metrics_escape(name, sizeof(name), t->name);
+	switch (what) {
+	case 0:
+		for (size_t k = 0; k < 5; k++) {
+			snprintf(labels, sizeof(labels), "target=\"%s\",status_class=\"%s\"", name,
+			    status_classes[k]);
+			metrics_sample_u64(out, "gridbridge_forward_requests_total", labels,
+			    t->st.requests[k]);
+		}
+		break;
+	case 1:
+		snprintf(labels, sizeof(labels), "target=\"%s\"", name);
+		metrics_sample_u64(out, "gridbridge_forward_events_sent_total", labels,
+		    t->st.sent_rows);
+		break;
+	case 2:
+		snprintf(labels, sizeof(labels), "target=\"%s\"", name);
+		metrics_sample_u64(out, "gridbridge_forward_requests_retried_total", labels,
+		    t->st.retried_requests);
+		break;
+	case 3:
+		snprintf(labels, sizeof(labels), "target=\"%s\",reason=\"refused\"", name);
+		metrics_sample_u64(out, "gridbridge_forward_events_failed_total", labels,
+		    t->st.failed_rows_4xx);
+		snprintf(labels, sizeof(labels), "target=\"%s\",reason=\"given_up\"", name);
+		metrics_sample_u64(out, "gridbridge_forward_events_failed_total", labels,
+		    t->st.failed_rows_other);
+		break;
+	case 4:
+		snprintf(labels, sizeof(labels), "target=\"%s\"", name);
+		metrics_sample_u64(out, "gridbridge_forward_target_up", labels,
+		    target_failing(t) ? 0 : 1);
+		break;
+	case 5:
+		if (t->st.seconds.bounds != NULL) {
+			snprintf(labels, sizeof(labels), "target=\"%s\"", name);
+			metrics_write_hist(out, "gridbridge_forward_request_duration_seconds", labels,
+			    &t->st.seconds);
+		}
+		break;
+	}
+}
+
+void
+forward_write_metrics(const struct forward *f, FILE *out)
+{
+	static const char *const heads[][3] = {
+		{ "gridbridge_forward_requests_total", "counter",
+		  "Requests to the target, by status class (none: no HTTP answer)." },
+		{ "gridbridge_forward_events_sent_total", "counter",
+		  "Events the target accepted." },
+		{ "gridbridge_forward_requests_retried_total", "counter",
+		  "Requests that failed and will be tried again." },
+		{ "gridbridge_forward_events_failed_total", "counter",
+		  "Events not forwarded: refused by the target, or given up (max_attempts, "
+		  "max_age, gone from the database)." },
+		{ "gridbridge_forward_target_up", "gauge",
+		  "1 while the target takes requests, 0 while it fails." },
+		{ "gridbridge_forward_request_duration_seconds", "histogram",
+		  "Request duration, from the start to the answer or the failure." },
+	};
+	char name[256], labels[320];
+
+	for (int w = 0; w < 6; w++) {
+		metrics_head(out, heads[w][0], heads[w][1], heads[w][2]);
+		for (size_t i = 0; f != NULL && i < f->ntargets; i++)
+			write_target(out, &f->targets[i], w);
+		for (size_t i = 0; f != NULL && i < f->nsubs; i++)
+			if (!f->subs[i]->retired)
+				write_target(out, f->subs[i], w);
+	}
+	metrics_head(out, "gridbridge_forward_events_pending", "gauge",
+	    "Outbox rows waiting to be sent, per target (counted every 5 s).");
+	for (size_t i = 0; f != NULL && i < f->npending; i++) {
+		metrics_escape(name, sizeof(name), f->pending[i].target);
+		snprintf(labels, sizeof(labels), "target=\"%s\"", name);
+		metrics_sample_u64(out, "gridbridge_forward_events_pending", labels,
+		    f->pending[i].rows);
+	}
+	metrics_head(out, "gridbridge_forward_oldest_pending_seconds", "gauge",
+	    "Age of the oldest outbox row waiting to be sent, per target.");
+	for (size_t i = 0; f != NULL && i < f->npending; i++) {
+		metrics_escape(name, sizeof(name), f->pending[i].target);
+		snprintf(labels, sizeof(labels), "target=\"%s\"", name);
+		metrics_sample(out, "gridbridge_forward_oldest_pending_seconds", labels,
+		    f->pending[i].oldest_s);
+	}
+}
+
 void
 forward_start(struct forward *f)
 {
 	struct timeval tv = { .tv_sec = POLL_MS / 1000, .tv_usec = (POLL_MS % 1000) * 1000 };
 
+	struct timeval ctv = { .tv_sec = PENDING_MS / 1000, .tv_usec = 0 };
+
 	f->outbox.release(f->outbox.ctx);
 	evtimer_add(f->poll, &tv);
+	evtimer_add(f->count, &ctv);
+	count_cb(-1, 0, f);
 	for (size_t i = 0; i < f->ntargets; i++) {
 		struct target *t = &f->targets[i];
 		log_info("forward", "target", "target=%s format=%s max_inflight=%zu alarm_priority=%d",
@@ -1755,8 +1959,11 @@ forward_new(struct event_base *base, const struct outbox *outbox,
 	}
 	f->curl = forward_curl_new(base, request_done, f);
 	f->poll = event_new(base, -1, EV_PERSIST, poll_cb, f);
+	f->count = event_new(base, -1, EV_PERSIST, count_cb, f);
+	f->pending = calloc(PENDING_MAX, sizeof(*f->pending));
 	f->targets = calloc(ntargets ? ntargets : 1, sizeof(*f->targets));
-	if (f->curl == NULL || f->poll == NULL || f->targets == NULL) {
+	if (f->curl == NULL || f->poll == NULL || f->count == NULL || f->pending == NULL ||
+	    f->targets == NULL) {
 		forward_free(f);
 		return NULL;
 	}
@@ -1858,6 +2065,9 @@ forward_free(struct forward *f)
 	forward_curl_free(f->curl);
 	if (f->poll != NULL)
 		event_free(f->poll);
+	if (f->count != NULL)
+		event_free(f->count);
+	free(f->pending);
 	curl_global_cleanup();
 	free(f);
 }

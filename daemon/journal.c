@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 /* Buffered appends are written out (without a sync) past this size, so a
@@ -1098,6 +1099,7 @@ journal_sync(struct journal *j)
 		return 0;
 	if (j->fd >= 0 && flush_buffer(j) != 0)
 		return -1;
+	uint64_t t0 = util_mono_us();
 	if (j->fd >= 0 && j->pending > 0 && fdatasync(j->fd) != 0) {
 		int err = errno;
 		/* What reached the disk is unknown now: never sync again as
@@ -1117,6 +1119,10 @@ journal_sync(struct journal *j)
 			return -1;
 		}
 		j->dir_dirty = false;
+	}
+	if (j->pending > 0) {
+		metrics_observe(&metrics.fdatasync_seconds, (double)(util_mono_us() - t0) / 1e6);
+		metrics_observe(&metrics.sync_messages, (double)j->pending);
 	}
 	j->pending = 0;
 	j->synced = j->written;

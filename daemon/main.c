@@ -10,11 +10,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "config.h"
+#include "decode.h"
 #include "derive.h"
 #include "journal.h"
 #include "forward.h"
 #include "log.h"
+#include "metrics.h"
 #include "mqtt.h"
 #include "notify.h"
 #include "pipeline.h"
@@ -50,6 +53,7 @@ struct daemon {
 	struct derive *derive;
 	struct route *routes;
 	size_t nroutes;
+	struct admin *admin;
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *tick;
 	int exit_code;		/* 1 after a fatal error in a stage */
@@ -275,6 +279,18 @@ crash_point(struct crash_hook *h, bool after)
 		raise(SIGKILL);
 }
 
+/* A message in the journal counts as received, under its route. */
+static void
+count_received(struct daemon *d, const char *topic)
+{
+	struct route_match m;
+	const struct route *r = decode_find_route(d->routes, d->nroutes, topic, strlen(topic), &m);
+
+	metrics.received.counts[metrics_label(&metrics.received, r != NULL ? r->name : "none",
+	    SIZE_MAX)]++;
+	metrics.received_all++;
+}
+
 static int
 sink_message(void *ctx, const struct mqtt_message *msg)
 {
@@ -293,9 +309,12 @@ sink_message(void *ctx, const struct mqtt_message *msg)
 	crash_point(&d->crash, false);
 	int rc = journal_append(d->journal, &rec);
 	crash_point(&d->crash, true);
-	if (rc != 0)
+	if (rc != 0) {
 		check_journal(d);
-	return rc;
+		return rc;
+	}
+	count_received(d, msg->topic);
+	return 0;
 }
 
 static int
@@ -667,6 +686,9 @@ start_stages(struct daemon *d)
 	}
 	if (d->nroutes == 0)
 		log_warn("main", "no [route] sections: every message will be quarantined", "");
+	for (size_t i = 0; i < d->nroutes; i++)
+		metrics_label(&metrics.received, d->routes[i].name, SIZE_MAX);
+	metrics_label(&metrics.received, "none", SIZE_MAX);
 	d->rules = rules_build(c);
 	d->derive = derive_build(c);
 	if (c->nrules == 0 && c->ntargets > 0)
@@ -749,6 +771,21 @@ run(struct daemon *d)
 		return start_failed(d, "journal");
 	if (start_stages(d) != 0)
 		return -1;	/* start_stages() said where */
+	struct admin_options ao = {
+		.listen = d->cfg->admin_listen,
+		.max_connections = (int)d->cfg->admin_max_connections,
+		.timeout_s = (int)d->cfg->admin_timeout,
+		.ready_max_forward_lag_s = (int)d->cfg->admin_ready_max_forward_lag,
+		.stats_interval_s = (int)d->cfg->stats_interval,
+	};
+	struct admin_sources as = {
+		.journal = d->journal, .mqtt = d->mqtt, .store = d->store,
+		.pipeline = d->pipeline, .forward = d->forward, .derive = d->derive,
+	};
+	if ((d->admin = admin_new(d->base, &ao, &as)) == NULL) {
+		log_error("main", "cannot start the admin listener", "");
+		return start_failed(d, "admin");
+	}
 
 	notify_ready("running");
 	log_info("main", "ready", "");
@@ -762,6 +799,7 @@ run(struct daemon *d)
 static void
 daemon_free(struct daemon *d)
 {
+	admin_free(d->admin);
 	mqtt_free(d->mqtt);	/* flushes into the journal first */
 	pipeline_free(d->pipeline);
 	forward_free(d->forward);
@@ -838,6 +876,7 @@ main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	log_apply(d.cfg);
+	metrics_init();
 	log_info("main", "started", "version=%s config=%s pid=%ld", GRIDBRIDGE_VERSION,
 	    path, (long)getpid());
 

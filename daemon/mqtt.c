@@ -14,6 +14,7 @@
 
 #include "backoff.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define MQTT_RETRY_BASE_MS 500
@@ -43,6 +44,7 @@ struct mqtt {
 
 	bool started;		/* the first connect was made */
 	bool connected;
+	uint64_t connections;	/* made since start */
 	bool subscribed_once;	/* subscribed since the process started */
 	bool stopping;
 	bool paused;		/* disconnected because the sink is full */
@@ -394,6 +396,8 @@ on_connect(struct mosquitto *mosq, void *arg, int rc, int flags)
 		return;
 	}
 	m->connected = true;
+	if (m->connections++ > 0)
+		metrics.broker_reconnects++;
 	m->down_logged = false;
 	backoff_reset(&m->backoff);
 	log_info("mqtt", "connected", "host=%s port=%d session_present=%d tls=%d protocol=%s",

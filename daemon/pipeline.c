@@ -15,6 +15,7 @@
 #include "forward_viid_subscribe.h"
 #include "journal.h"
 #include "log.h"
+#include "metrics.h"
 #include "repeats.h"
 #include "rules.h"
 #include "sha256.h"
@@ -68,6 +69,7 @@ struct pipeline {
 	struct event *tick;		/* the derived events' clock */
 	bool derived_loaded;		/* the derived state came from the database */
 	bool full_logged;		/* the registry was full: said once */
+	uint64_t start_last_seq;	/* the journal's last record before we ran */
 };
 
 static void submit_cur(struct pipeline *p);
@@ -550,6 +552,28 @@ pipeline_catching_up(const struct pipeline *p)
 	return p->catching_up;
 }
 
+uint64_t
+pipeline_unstored(const struct pipeline *p)
+{
+	struct journal_stat js;
+	uint64_t n = 0;
+
+	journal_stat(p->journal, &js);
+	if (!p->ready)
+		return js.last_seq > js.checkpoint_seq ? js.last_seq - js.checkpoint_seq : 0;
+	/* Not read yet, read into the batch being filled, sent and not
+	 * confirmed (or put off): a batch confirmed beyond the checkpoint is
+	 * stored even though the checkpoint has not passed it yet. */
+	if (js.last_seq > p->read_through)
+		n += js.last_seq - p->read_through;
+	if (p->cur != NULL && p->cur_last >= p->cur_first)
+		n += p->cur_last - p->cur_first + 1;
+	for (size_t i = 0; i < p->nout; i++)
+		if (p->outstanding[i].first <= p->outstanding[i].last)
+			n += p->outstanding[i].last - p->outstanding[i].first + 1;
+	return n;
+}
+
 void
 pipeline_set_decode(struct pipeline *p, int64_t max_skew_us, int64_t repeat_window_us)
 {
@@ -611,6 +635,9 @@ pipeline_store_ready(void *ctx, uint64_t checkpoint)
 	p->committed = checkpoint;
 	p->read_through = checkpoint;
 	journal_checkpoint(p->journal, checkpoint);
+	/* What an earlier run left unstored (metrics.h: it reconciles). */
+	if (p->start_last_seq > checkpoint)
+		metrics.recovered += p->start_last_seq - checkpoint;
 	p->reader = journal_reader_open(p->dir, checkpoint + 1);
 	if (p->reader == NULL) {
 		log_error("pipeline", "cannot read the journal", "dir=%s", p->dir);
@@ -712,6 +739,9 @@ pipeline_new(struct event_base *base, const struct pipeline_options *o,
 		p->o.max_backlog = 1;
 	p->journal = journal;
 	p->store = store;
+	struct journal_stat js;
+	journal_stat(journal, &js);
+	p->start_last_seq = js.last_seq;
 	p->dir = strdup(o->journal_dir);
 	p->node = strdup(o->node);
 	snprintf(p->journal_id, sizeof(p->journal_id), "%s", journal_id(journal));

@@ -12,6 +12,7 @@
 
 #include "backoff.h"
 #include "log.h"
+#include "metrics.h"
 #include "store_batch.h"
 #include "store_int.h"
 #include "util.h"
@@ -208,6 +209,8 @@ poll_connect(struct store *s)
 			return;
 		}
 		s->connected = true;
+		if (s->connections++ > 0)
+			metrics.db_reconnects++;
 		s->down_logged = false;
 		backoff_reset(&s->backoff);
 		log_info("store", "connected", "host=%s port=%s dbname=%s server_version=%d",
@@ -265,6 +268,7 @@ send_batch(struct store *s, struct store_txn *t)
 {
 	struct store_stmts q;
 
+	t->sent_ms = util_mono_ms();
 	store_batch_statements(t->u.batch, t->checkpoint, s->node, s->journal_id, &q);
 	for (size_t i = 0; i < q.n; i++) {
 		const struct store_stmt *st = &q.stmt[i];
@@ -415,6 +419,12 @@ batch_done(struct store *s, struct store_txn *t)
 		    "last_seq=%llu checkpoint=%llu", b->nevents, b->nquar,
 		    (unsigned long long)t->first_seq, (unsigned long long)t->last_seq,
 		    (unsigned long long)t->checkpoint);
+		metrics_tally_commit(&b->tally);
+		if (t->first_seq <= t->last_seq || store_batch_rows(b) > 0) {
+			metrics_observe(&metrics.batch_seconds,
+			    (double)(util_mono_ms() - t->sent_ms) / 1000.0);
+			metrics_observe(&metrics.batch_rows, (double)store_batch_rows(b));
+		}
 		if (s->sink.committed != NULL)
 			s->sink.committed(s->sink.ctx, t->first_seq, t->last_seq, t->checkpoint);
 		if (b->nout > 0 && s->outbox_hook != NULL)

@@ -376,6 +376,9 @@ store_batch_add_event(struct store_batch *b, const struct store_event *e)
 	pgarr_add_jsonb(&c[16], e->attrs, e->attrs != NULL ? strlen(e->attrs) : 0);
 	b->bytes += cols_len(c, EV_COLS) - before;
 	b->nevents++;
+	/* Derived events (derive.c) are ours: vendor "gridbridge". */
+	metrics_tally_event(&b->tally, e->device_class,
+	    e->vendor != NULL && strcmp(e->vendor, "gridbridge") == 0);
 }
 
 void
@@ -391,6 +394,7 @@ store_batch_add_quarantine(struct store_batch *b, const struct store_quarantine 
 	pgarr_add(&c[4], q->topic, q->topic_len);
 	pgarr_add(&c[5], q->raw != NULL ? (const void *)q->raw : "", q->raw_len);
 	pgarr_add_text(&c[6], q->reason);
+	metrics_tally_quarantine(&b->tally, q->reason);
 	pgarr_add_text(&c[7], q->route);
 	b->bytes += cols_len(c, Q_COLS) - before;
 	b->nquar++;

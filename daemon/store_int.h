@@ -52,6 +52,7 @@ struct store_txn {
 	} u;
 	uint64_t first_seq, last_seq, checkpoint;	/* TXN_BATCH */
 	int failures;			/* attempts that failed, not for the data */
+	int64_t sent_ms;		/* TXN_BATCH: last sent (util_mono_ms) */
 	bool failed;
 	char sqlstate[6];
 	char error[256];
@@ -66,6 +67,7 @@ struct store {
 	struct event *retry;	/* reconnect timer */
 	struct event *deadline;	/* connect timeout */
 	struct backoff backoff;
+	uint64_t connections;	/* made since start */
 	char *host, *port, *dbname, *user, *password;
 	char *sslmode, *sslrootcert, *sslcert, *sslkey;	/* "" for libpq's default */
 	int connect_timeout;

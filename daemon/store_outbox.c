@@ -24,6 +24,8 @@ struct store_op {
 	outbox_claim_fn claim_done;
 	outbox_subs_fn subs_done;	/* OP_SUBS; NULL: no answer wanted */
 	char *answer;			/* OP_SUBS: the first row's first column */
+	const char *what;		/* OP_SUBS: what it is, for the log; NULL:
+					 * a subscription query */
 	void *ctx;
 	struct outbox_row *rows;
 	size_t nrows;
@@ -375,6 +377,26 @@ subs_catalogue(void *ctx, const char *target, const char *id, const char *state,
 	subs_query(ctx, subs_catalogue_sql, p, 4, NULL, NULL);
 }
 
+/* The pending rows per target (outbox.h: pending). The partial index
+ * forward_outbox_pending covers it. */
+static const char outbox_pending_sql[] =
+    "SELECT coalesce(json_agg(json_build_array(target, n, age) ORDER BY target), '[]')::text"
+    " FROM (SELECT target, count(*) AS n,"
+    "   greatest(0, round(extract(epoch FROM now() - min(created_at))::numeric, 3)) AS age"
+    "   FROM forward_outbox WHERE state = 'pending' GROUP BY target ORDER BY target"
+    "   LIMIT 256) p";
+
+static void
+outbox_pending(void *ctx, outbox_subs_fn done, void *done_ctx)
+{
+	struct store_op *op = new_op(OP_SUBS, outbox_pending_sql, 0);
+
+	op->subs_done = done;
+	op->ctx = done_ctx;
+	op->what = "outbox count";
+	store_queue_op(ctx, op);
+}
+
 void
 store_outbox(struct store *s, struct outbox *out)
 {
@@ -385,6 +407,7 @@ store_outbox(struct store *s, struct outbox *out)
 	out->subs_put = subs_put;
 	out->subs_end = subs_end;
 	out->subs_catalogue = subs_catalogue;
+	out->pending = outbox_pending;
 	out->ctx = s;
 }
 
@@ -409,8 +432,8 @@ void
 store_op_done(struct store_op *op, const struct store_txn *t)
 {
 	if (t->failed && op->kind == OP_SUBS)
-		log_error("store", "subscription query failed", "sqlstate=%s error=%s", t->sqlstate,
-		    t->error);
+		log_error("store", op->what != NULL ? "outbox count failed" :
+		    "subscription query failed", "sqlstate=%s error=%s", t->sqlstate, t->error);
 	else if (t->failed)
 		log_error("store", "outbox query failed", "sqlstate=%s error=%s", t->sqlstate,
 		    t->error);

@@ -210,6 +210,7 @@ struct config {
 	char *clock_offset_file;
 	long long log_rate_burst;
 	long long log_rate_interval;
+	long long stats_interval;
 
 	/* [mqtt] */
 	char *mqtt_host;
@@ -271,6 +272,12 @@ struct config {
 	/* [viid.device NAME] sections. */
 	struct config_viid_device *viid_devices;
 	size_t nviid_devices;
+
+	/* [admin] */
+	char *admin_listen;
+	long long admin_max_connections;
+	long long admin_timeout;
+	long long admin_ready_max_forward_lag;
 
 	/* [registry] */
 	long long registry_hold_down;

@@ -157,4 +157,14 @@ void derive_retake(struct derive *d);
 /* For the log and the status line: devices known, online. */
 size_t derive_devices(const struct derive *d, size_t *online);
 
+/* The devices of one community and class (metrics). */
+struct derive_census {
+	const char *community;	/* valid until the registry changes */
+	int device_class;	/* Gridbridge__V1__DeviceClass */
+	size_t total, online;
+};
+/* The registry by community and class, at most `max` groups (more are
+ * left out); returns how many. */
+size_t derive_census(const struct derive *d, struct derive_census *out, size_t max);
+
 #endif

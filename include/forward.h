@@ -58,6 +58,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "outbox.h"
 
@@ -147,5 +148,17 @@ const char *forward_unavailable(const struct forward *f);
 /* Requests in flight are abandoned: their rows are leased to this daemon
  * and sent again after a restart. */
 void forward_free(struct forward *f);
+
+/* ---- metrics (admin.c) ----------------------------------------------- */
+
+/* The targets' figures in the Prometheus text format (metrics.h). */
+void forward_write_metrics(const struct forward *f, FILE *out);
+/* The age in seconds of the oldest outbox row waiting to be sent (0:
+ * none), as counted every few seconds; *target (may be NULL) its target. */
+double forward_oldest_pending(const struct forward *f, const char **target);
+/* The `i`-th target with rows waiting: their number (UINT64_MAX past
+ * the last), its name and the oldest's age. */
+uint64_t forward_pending_rows(const struct forward *f, size_t i, const char **target,
+    double *oldest_s);
 
 #endif

@@ -89,6 +89,10 @@ struct outbox {
 	 * NULL for none. */
 	void (*subs_catalogue)(void *ctx, const char *target, const char *id, const char *state,
 	    const char *error);
+
+	/* The pending rows per target: a JSON array of [target, rows,
+	 * seconds since the oldest was made], at most 256 targets. */
+	void (*pending)(void *ctx, outbox_subs_fn done, void *done_ctx);
 	void *ctx;
 };
 

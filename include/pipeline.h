@@ -68,6 +68,11 @@ void pipeline_free(struct pipeline *p);
 /* A backlog (the journal since the checkpoint, at start or after an
  * outage) is being stored and not all of it is in the database yet. */
 bool pipeline_catching_up(const struct pipeline *p);
+/* Records in the journal not stored yet: received (or left by an earlier
+ * run) and neither an event nor a quarantine row in the database. Before
+ * the database is first reached: the records past the journal's own
+ * checkpoint. */
+uint64_t pipeline_unstored(const struct pipeline *p);
 
 /* New records are durable in the journal. */
 void pipeline_kick(struct pipeline *p);

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "metrics.h"
 #include "store.h"
 
 /* Element type oids (pg_type.h). */
@@ -80,6 +81,7 @@ struct store_batch {
 	char *states[STORE_STATES];	/* JSON arrays of rows; NULL: none */
 	char *node;
 	uint8_t journal_uuid[16];
+	struct metrics_tally tally;	/* added to the metrics when it commits */
 };
 
 /* One statement of a batch's transaction, ready for PQsendQueryParams. */

@@ -26,7 +26,7 @@ import sys
 import tempfile
 
 # Headers any file may include.
-BASE = {"log.h", "backoff.h", "secret.h", "sha256.h", "util.h", "version.h", "event.pb-c.h",
+BASE = {"log.h", "metrics.h", "backoff.h", "secret.h", "sha256.h", "util.h", "version.h", "event.pb-c.h",
         "event_names.h"}
 
 # External libraries' headers (angle or quoted includes matching these);
@@ -53,6 +53,7 @@ MODULES = [
     # The base, used by every layer.
     Module("log", "base", ["log"], {"config.h"}, []),      # config.h: log_apply()
     Module("util", "base", ["util"], set(), []),           # libc only
+    Module("metrics", "base", ["metrics"], set(), []),     # libc only
     Module("backoff", "base", ["backoff"], set(), []),
     Module("secret", "base", ["secret"], set(), []),
     Module("sha256", "base", ["sha256", "sha256_*"], set(), ["openssl/*"]),
@@ -76,6 +77,7 @@ MODULES = [
            ["curl/*", "event2/*", "jansson.h", "protobuf-c/*", "openssl/*"]),
     # The glue.
     Module("main.c", "glue", ["main"], ANY, ["event2/*"]),
+    Module("admin.c", "glue", ["admin"], ANY, ["event2/*"]),
     Module("pipeline.c", "glue", ["pipeline"], ANY, ["event2/*"]),
     Module("routing.c", "glue", ["routing"], ANY, []),
     Module("gridbridgectl.c", "glue", ["gridbridgectl"], ANY, ["jansson.h"]),
