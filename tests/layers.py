@@ -80,7 +80,8 @@ MODULES = [
     Module("admin.c", "glue", ["admin"], ANY, ["event2/*"]),
     Module("pipeline.c", "glue", ["pipeline"], ANY, ["event2/*"]),
     Module("routing.c", "glue", ["routing"], ANY, []),
-    Module("gridbridgectl.c", "glue", ["gridbridgectl"], ANY, ["jansson.h"]),
+    Module("gridbridgectl.c", "glue", ["gridbridgectl", "gridbridgectl_*"], ANY,
+           ["jansson.h", "curl/*"]),
 ]
 
 RULE = ("The data flows mqtt -> journal -> decode -> store -> forward. A stage includes "
