@@ -366,7 +366,7 @@ ctl_status(const char *listen, int interval_ms, FILE *out)
 	}
 	const char *m = m1.text;
 	double rate = -1;	/* not measured */
-	if (interval_ms > 0) {
+	if (interval_ms > 0 && ctl_metric(m1.text, "gridbridge_journal_lag_messages", NULL) > 0) {
 		struct timespec ts = { .tv_sec = interval_ms / 1000,
 			.tv_nsec = (long)(interval_ms % 1000) * 1000000L };
 		nanosleep(&ts, NULL);

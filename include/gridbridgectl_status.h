@@ -11,9 +11,9 @@
 enum { CTL_STATUS_OK = 0, CTL_STATUS_DEGRADED = 1, CTL_STATUS_UNREACHABLE = 2 };
 
 /* Asks the admin listener at `listen` ("address:port", IPv6 in []) and
- * prints the summary to `out`, errors to stderr in one line. With
- * `interval_ms` > 0 /metrics is read twice that far apart for the
- * catch-up rate. */
+ * prints the summary to `out`, errors to stderr in one line. With a
+ * backlog and `interval_ms` > 0, /metrics is read again that much later
+ * for the catch-up rate. */
 int ctl_status(const char *listen, int interval_ms, FILE *out);
 
 /* The sum of the samples of metric `name` in the text format `text`

@@ -24,6 +24,7 @@ import json
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -411,3 +412,54 @@ def test_stats_line_and_listen_none(daemon, mosquitto, private_postgres, tmp_pat
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1)
     assert daemon.stop() == 0
+
+
+def ctl(build_dir, conf, *args):
+    return subprocess.run([str(build_dir / "gridbridgectl"), "-c", str(conf), *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_ctl_status(daemon, mosquitto, private_postgres, tmp_path, build_dir):
+    pg, port = private_postgres, free_port()
+    conf = daemon.write_config(base_config(tmp_path, mosquitto, pg, port))
+    start_daemon(daemon, conf)
+    wait_until(lambda: get(port, "/readyz")[0] == 200, 15, "ready")
+    publish(mosquitto, fixture_messages(1))
+    wait_until(lambda: total(scrape(port), "gridbridge_events_stored_total") > 0, 15, "stored")
+
+    r = ctl(build_dir, conf, "status")
+    assert r.returncode == 0, r
+    assert f"gridbridged at 127.0.0.1:{port}: healthy" in r.stdout
+    assert "broker:     connected" in r.stdout and "database:   connected" in r.stdout
+    assert re.search(r"devices: +\d+ of \d+ online \(\d+\.\d%\)", r.stdout), r.stdout
+    assert r.stderr == ""
+
+    # the database away, a backlog: degraded, and why
+    pg.stop()
+    publish(mosquitto, door_messages(20))
+    wait_until(lambda: total(scrape(port), "gridbridge_journal_lag_messages") == 20, 15,
+               "backlog")
+    r = ctl(build_dir, conf, "status")
+    assert r.returncode == 1, r
+    assert "degraded" in r.stdout
+    assert "not ready: database: not connected" in r.stdout
+    assert "backlog:    20 records not stored yet" in r.stdout
+    assert "catch-up:   not moving" in r.stdout
+    pg.start()
+    wait_until(lambda: ctl(build_dir, conf, "status").returncode == 0, 60, "healthy again")
+
+    # not running: unreachable, one line on stderr
+    assert daemon.stop() == 0
+    r = ctl(build_dir, conf, "status")
+    assert r.returncode == 2, r
+    assert r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "not reachable" in r.stderr, r.stderr
+
+    # no listener configured
+    none = daemon.write_config(base_config(tmp_path, mosquitto, pg, port).replace(
+        f"listen = 127.0.0.1:{port}", "listen = none"), name="none.conf")
+    r = ctl(build_dir, none, "status")
+    assert r.returncode == 2 and "listen = none" in r.stderr, r
+
+    r = ctl(build_dir, conf, "status", "--help")
+    assert r.returncode == 0 and "status" in r.stdout
