@@ -201,7 +201,7 @@ def self_test():
         'daemon/frobnicate.c: belongs to no module',
         'daemon/rules.c:2: includes "config.h", config\'s header, into forward (stage) '
         '(rule: config.h is the glue\'s',
-        'daemon/store_batch.c:3: includes <curl/curl.h>, a library of forward, not of store',
+        'daemon/store_batch.c:3: includes <curl/curl.h>, a library of forward, gridbridgectl.c, not of store',
     ]
     with tempfile.TemporaryDirectory() as root:
         for name, text in tree.items():
