@@ -108,6 +108,8 @@ store_ctl_snapshot_parse(const char *text, struct store_ctl_snapshot *s)
 			return -1;
 		p = end + 1;
 	}
+	if (s->xmin > s->xmax)
+		return -1;
 	while (*p != '\0') {
 		uint64_t x;
 		end = p + strcspn(p, ",");
@@ -117,8 +119,8 @@ store_ctl_snapshot_parse(const char *text, struct store_ctl_snapshot *s)
 		memcpy(num, p, (size_t)(end - p));
 		num[end - p] = '\0';
 		const char *q = num;
-		if (parse_number(&q, false, true, &x, NULL) != 0)
-			goto fail;
+		if (parse_number(&q, false, true, &x, NULL) != 0 || x < s->xmin || x >= s->xmax)
+			goto fail;	/* running ones are from xmin to before xmax */
 		if (s->nxip == cap) {
 			cap = cap ? cap * 2 : 16;
 			s->xip = util_realloc(s->xip, cap * sizeof(*s->xip));
@@ -130,8 +132,6 @@ store_ctl_snapshot_parse(const char *text, struct store_ctl_snapshot *s)
 		if (*p == '\0')
 			goto fail;	/* a trailing comma */
 	}
-	if (s->xmin > s->xmax)
-		goto fail;
 	return 0;
 fail:
 	store_ctl_snapshot_clear(s);

@@ -109,6 +109,7 @@ test_snapshot(void)
 	static const char *const bad[] = {
 		"", "1", "1:2", "1:2:3,", "1:2:,3", "a:2:", "1:b:", "1:2:x", "3:2:",
 		"1::", ":1:", "1:2:3;4", "99999999999999999999:1:",
+		"5:9:4", "5:9:9", "5:9:6,10",	/* running ones outside xmin..xmax */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int rc = store_ctl_snapshot_parse(bad[i], &s);
