@@ -22,9 +22,9 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <time.h>
@@ -728,30 +728,48 @@ tail_event(void *ctx, const char *id, const uint8_t *record, size_t len)
 	return 0;
 }
 
-/* Whether `name` is a value's name of enum `d` as the events table has
- * it; if not, says so with the names there are in one line. */
-static bool
-known_name(const char *opt, const char *name, const ProtobufCEnumDescriptor *d,
-    size_t prefix)
-{
-	char have[64];
+/* The enums the tail's filters name: device class, event type, severity. */
+enum tail_enum {
+	TAIL_CLASS,
+	TAIL_TYPE,
+	TAIL_SEVERITY,
+};
 
-	for (int pass = 0; pass < 2; pass++) {
-		for (unsigned i = 0; i < d->n_values; i++) {
-			const char *v = d->values[i].name;
-			size_t n = strlen(v);
-			if (d->values[i].value == 0 || n <= prefix || n - prefix >= sizeof(have))
-				continue;
-			for (size_t k = prefix; k <= n; k++)
-				have[k - prefix] = (char)tolower((unsigned char)v[k]);
-			if (pass == 0 && strcmp(have, name) == 0)
-				return true;
-			if (pass == 1)
-				fprintf(stderr, "%s%s", i > 1 ? ", " : "", have);
-		}
-		if (pass == 0)
-			fprintf(stderr, "gridbridgectl: --%s is one of ", opt);
+/* A value's name as the events table has it (event_names.h). */
+static const char *
+tail_enum_name(enum tail_enum e, int v)
+{
+	switch (e) {
+	case TAIL_CLASS: return event_class_name((Gridbridge__V1__DeviceClass)v);
+	case TAIL_TYPE: return event_type_name((Gridbridge__V1__EventType)v);
+	case TAIL_SEVERITY: return event_severity_name((Gridbridge__V1__Severity)v);
 	}
+	return "";
+}
+
+/* Whether --`opt`'s `name` is one of enum `e`'s; if not, says which there
+ * are, in one line. */
+static bool
+tail_known(const char *opt, const char *name, enum tail_enum e)
+{
+	static const ProtobufCEnumDescriptor *const d[] = {
+		&gridbridge__v1__device_class__descriptor,
+		&gridbridge__v1__event_type__descriptor,
+		&gridbridge__v1__severity__descriptor,
+	};
+	Gridbridge__V1__DeviceClass c;
+	Gridbridge__V1__EventType t;
+	Gridbridge__V1__Severity s;
+
+	if (name == NULL || (e == TAIL_CLASS && event_class_by_name(name, &c)) ||
+	    (e == TAIL_TYPE && event_type_by_name(name, &t)) ||
+	    (e == TAIL_SEVERITY && event_severity_by_name(name, &s)))
+		return true;
+	fprintf(stderr, "gridbridgectl: --%s is one of", opt);
+	for (unsigned i = 0, n = 0; i < d[e]->n_values; i++)
+		if (d[e]->values[i].value != 0)
+			fprintf(stderr, "%s %s", n++ > 0 ? "," : "",
+			    tail_enum_name(e, d[e]->values[i].value));
 	fputc('\n', stderr);
 	return false;
 }
@@ -761,12 +779,9 @@ cmd_tail(const char *config, struct store_ctl_tail *q, const struct tail_out *o)
 {
 	sigset_t set;
 
-	if ((q->device_class != NULL && !known_name("class", q->device_class,
-	    &gridbridge__v1__device_class__descriptor, sizeof("DEVICE_CLASS_") - 1)) ||
-	    (q->event_type != NULL && !known_name("type", q->event_type,
-	    &gridbridge__v1__event_type__descriptor, sizeof("EVENT_TYPE_") - 1)) ||
-	    (q->severity != NULL && !known_name("severity", q->severity,
-	    &gridbridge__v1__severity__descriptor, sizeof("SEVERITY_") - 1)))
+	if (!tail_known("class", q->device_class, TAIL_CLASS) ||
+	    !tail_known("type", q->event_type, TAIL_TYPE) ||
+	    !tail_known("severity", q->severity, TAIL_SEVERITY))
 		return 2;
 	/* SIGINT and SIGTERM are read from a descriptor the wait watches:
 	 * the tool stops between two events, never in the middle of a line. */
