@@ -307,7 +307,7 @@ start(struct tail *t, struct store_ctl_snapshot *snap)
 		return -1;
 	int rc = PQntuples(r) == 1 ? store_ctl_snapshot_parse(PQgetvalue(r, 0, 0), snap) : -1;
 	if (rc != 0)
-		fprintf(t->err, "gridbridgectl: query failed: a snapshot not understood\n");
+		fprintf(t->err, "gridbridgectl: query failed: the snapshot is not understood\n");
 	PQclear(r);
 	if (rc == 0 && t->q->since.kind != STORE_CTL_WHEN_NONE) {
 		char at[24], ago[24];
