@@ -204,3 +204,78 @@ event_json_text(const ProtobufCMessage *msg)
 	json_decref(j);
 	return s;
 }
+
+/* ---- personal data ---------------------------------------------------- */
+
+enum mask_how {
+	MASK_ENDS,	/* the first character and the last two kept */
+	MASK_DROP,	/* removed */
+};
+
+/* Where an Event's JSON object holds personal data: the body (the oneof's
+ * member) and its field. */
+static const struct {
+	const char *body, *field;
+	enum mask_how how;
+} mask_rules[] = {
+	{ "person", "cardRef", MASK_ENDS },
+	{ "person", "personRef", MASK_ENDS },
+	{ "person", "personName", MASK_DROP },
+	{ "person", "pictureUrl", MASK_DROP },
+	{ "vehicle", "plate", MASK_ENDS },
+	{ "vehicle", "plateNormalized", MASK_ENDS },
+	{ "vehicle", "pictureUrls", MASK_DROP },
+	{ "cameraAlarm", "pictureUrls", MASK_DROP },
+	{ "cameraAlarm", "clipUrl", MASK_DROP },
+	{ "peephole", "household", MASK_ENDS },
+	{ "peephole", "snapshotUrl", MASK_DROP },
+	{ "welfare", "household", MASK_ENDS },
+};
+
+/* Fewer characters than this are masked throughout. */
+#define MASK_MIN_CHARS 5
+
+/* `s` (valid UTF-8: a JSON string) with its characters but the first and
+ * the last two as '*'; NULL when out of memory. Never longer than `s`. */
+static char *
+mask_ends(const char *s)
+{
+	size_t len = strlen(s), n = 0, k = 0;
+	char *out = malloc(len + 1), *o = out;
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < len; i++)
+		n += ((unsigned char)s[i] & 0xc0) != 0x80;
+	for (size_t i = 0; i < len; i++) {
+		if (((unsigned char)s[i] & 0xc0) != 0x80)
+			k++;	/* s[i] starts character k */
+		if (n >= MASK_MIN_CHARS && (k == 1 || k > n - 2))
+			*o++ = s[i];
+		else if (((unsigned char)s[i] & 0xc0) != 0x80)
+			*o++ = '*';
+	}
+	*o = '\0';
+	return out;
+}
+
+void
+event_json_mask(json_t *event)
+{
+	if (!json_is_object(event))
+		return;
+	for (size_t i = 0; i < sizeof(mask_rules) / sizeof(mask_rules[0]); i++) {
+		json_t *body = json_object_get(event, mask_rules[i].body);
+		json_t *v = json_object_get(body, mask_rules[i].field);
+		if (v == NULL)
+			continue;
+		char *m = NULL;
+		if (mask_rules[i].how == MASK_ENDS && json_is_string(v))
+			m = mask_ends(json_string_value(v));
+		/* Anything not masked is removed: also when out of memory. */
+		json_t *masked = m != NULL ? json_string(m) : NULL;
+		if (masked == NULL || json_object_set_new(body, mask_rules[i].field, masked) != 0)
+			json_object_del(body, mask_rules[i].field);
+		free(m);
+	}
+}

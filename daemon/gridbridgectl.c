@@ -10,6 +10,10 @@
  *                                   [--offline-since WHEN] [--json]
  *   gridbridgectl [-c FILE] reports [--community ID] [--since WHEN]
  *                                   [--until TIME] [--json]
+ *   gridbridgectl [-c FILE] tail [--class C] [--device ID] [--community ID]
+ *                                [--severity S] [--type T] [--since WHEN]
+ *                                [--show-personal-data] [--json]
+ *   gridbridgectl decode --proto [FILE|-]
  *
  * Safe while gridbridged runs: only `outbox retry` writes (it re-queues
  * failed outbox rows, which the daemon then sends). */
@@ -18,14 +22,18 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "decode.h"
 #include "event_json.h"
+#include "event_names.h"
 #include "journal.h"
 #include "log.h"
 #include "routing.h"
@@ -47,6 +55,10 @@ usage(FILE *out)
 	    "                     [--community ID] [--offline-since DURATION|TIME] [--json]\n"
 	    "       gridbridgectl [-c FILE] reports [--community ID] [--since TIME|DURATION]\n"
 	    "                     [--until TIME] [--json]\n"
+	    "       gridbridgectl [-c FILE] tail [--class CLASS] [--device ID] [--community ID]\n"
+	    "                     [--severity SEVERITY] [--type TYPE] [--since DURATION|TIME]\n"
+	    "                     [--show-personal-data] [--json]\n"
+	    "       gridbridgectl decode --proto [FILE|-]\n"
 	    "       gridbridgectl COMMAND --help | --version | -h\n"
 	    "\n"
 	    "  -c, --config FILE  configuration file (default %s);\n"
@@ -65,8 +77,67 @@ usage(FILE *out)
 	    "  devices            devices and their state, the online rate per community\n"
 	    "                     and class\n"
 	    "  reports            resident reports per community: handled on time, late,\n"
-	    "                     open\n",
+	    "                     open\n"
+	    "  tail               the events as they are stored, personal data masked\n"
+	    "  decode --proto     an EventBatch or Event as forwarded (protobuf), as JSON\n",
 	    GRIDBRIDGE_DEFAULT_CONFIG);
+}
+
+/* The largest input decode --proto reads. */
+#define DECODE_PROTO_MAX_MIB 64
+#define DECODE_PROTO_MAX ((size_t)DECODE_PROTO_MAX_MIB << 20)
+
+static void
+usage_tail(FILE *out)
+{
+	fprintf(out,
+	    "usage: gridbridgectl [-c FILE] tail [--class CLASS] [--device ID] [--community ID]\n"
+	    "           [--severity SEVERITY] [--type TYPE] [--since DURATION|TIME]\n"
+	    "           [--show-personal-data] [--json]\n"
+	    "\n"
+	    "Follows the events gridbridged stores in the database of [store], one line\n"
+	    "each as its batch commits, until interrupted (SIGINT, SIGTERM). Woken by\n"
+	    "the batches' notifications (LISTEN %s): no query while\n"
+	    "nothing is stored.\n"
+	    "\n"
+	    "  --class CLASS          only this device class (access_gate, camera, ...)\n"
+	    "  --device ID            only this device\n"
+	    "  --community ID         only this community\n"
+	    "  --severity SEVERITY    only this severity (info, notice, warning, critical)\n"
+	    "  --type TYPE            only this event type (person_passage, ...)\n"
+	    "  --since WHEN           first the events received since WHEN: a duration\n"
+	    "                         before now (90s, 30m, 2h, 7d) or an ISO 8601 time\n"
+	    "  --show-personal-data   plates, card and person numbers and households as\n"
+	    "                         they are, names and picture URLs too (masked or\n"
+	    "                         left out by default)\n"
+	    "  --json                 the Event in the proto3 JSON mapping, one per line\n"
+	    "\n"
+	    "Names are those of the events table (lower case, as in the configuration).\n"
+	    "Exit status 0 when interrupted, 1 when the database cannot be reached or goes\n"
+	    "away, 2 on a usage error. Output and masking: gridbridgectl(8).\n",
+	    STORE_NOTIFY_CHANNEL);
+}
+
+static void
+usage_decode(FILE *out)
+{
+	fprintf(out,
+	    "usage: gridbridgectl [-c FILE] [-d DIR] decode [--from SEQ]\n"
+	    "       gridbridgectl decode --proto [FILE|-]\n"
+	    "\n"
+	    "Without --proto: every journal record (from SEQ on) decoded with the\n"
+	    "configured routes, one JSON object per line: the Event, or the reason the\n"
+	    "record would be quarantined; counts per route and reason on stderr.\n"
+	    "\n"
+	    "With --proto: FILE (or standard input, also as -), at most %d MiB, holds a\n"
+	    "gridbridge.v1.EventBatch as gridbridge forwards it, or a single Event;\n"
+	    "each Event is printed in the proto3 JSON mapping, one per line, as it is.\n"
+	    "It is a batch when it parses as one with events, each with a 16-byte id;\n"
+	    "else an Event with a 16-byte id; empty input is a batch of none; anything\n"
+	    "else is an error.\n"
+	    "\n"
+	    "Exit status 0, 1 when the input cannot be read or is neither, 2 on a usage\n"
+	    "error.\n", DECODE_PROTO_MAX_MIB);
 }
 
 static void
@@ -299,6 +370,167 @@ cmd_decode(const struct config *cfg, const char *dir, uint64_t from)
 	return status;
 }
 
+/* ---- decode --proto ---- */
+
+/* All of `f` into `*buf` (`*len` bytes): 0, or -1 after one line on
+ * stderr (`name` says what it is). */
+static int
+read_all(FILE *f, const char *name, uint8_t **buf, size_t *len)
+{
+	size_t cap = 65536, n = 0;
+	uint8_t *b = malloc(cap);
+
+	if (b == NULL) {
+		fprintf(stderr, "gridbridgectl: out of memory\n");
+		return -1;
+	}
+	for (;;) {
+		if (n == cap) {
+			if (cap > DECODE_PROTO_MAX) {
+				fprintf(stderr, "gridbridgectl: %s: larger than %d MiB\n", name,
+				    DECODE_PROTO_MAX_MIB);
+				free(b);
+				return -1;
+			}
+			uint8_t *nb = realloc(b, cap * 2);
+			if (nb == NULL) {
+				fprintf(stderr, "gridbridgectl: out of memory\n");
+				free(b);
+				return -1;
+			}
+			b = nb;
+			cap *= 2;
+		}
+		size_t got = fread(b + n, 1, cap - n, f);
+		n += got;
+		if (got == 0)
+			break;
+	}
+	if (ferror(f)) {
+		fprintf(stderr, "gridbridgectl: %s: %s\n", name, strerror(errno));
+		free(b);
+		return -1;
+	}
+	if (n > DECODE_PROTO_MAX) {
+		fprintf(stderr, "gridbridgectl: %s: larger than %d MiB\n", name,
+		    DECODE_PROTO_MAX_MIB);
+		free(b);
+		return -1;
+	}
+	*buf = b;
+	*len = n;
+	return 0;
+}
+
+/* Whether every string in `m` and its messages is UTF-8, as proto3 wants
+ * (protobuf-c does not check; the JSON would leave such a field out). */
+static bool
+strings_valid(const ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const char *base = (const char *)m;
+		if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+		    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+			continue;
+		size_t n = 1;
+		const void *const *v = (const void *const *)(base + f->offset);
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			n = *(const size_t *)(base + f->quantifier_offset);
+			v = *(const void *const *const *)(base + f->offset);
+		}
+		for (size_t k = 0; k < n; k++) {
+			if (v[k] == NULL)
+				continue;
+			if (f->type == PROTOBUF_C_TYPE_STRING ?
+			    !utf8_valid(v[k], strlen(v[k])) : !strings_valid(v[k]))
+				return false;
+		}
+	}
+	return true;
+}
+
+/* Each event as a JSON line: 0, or 1 after one line on stderr. */
+static int
+print_events(Gridbridge__V1__Event *const *ev, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!strings_valid(&ev[i]->base)) {
+			fprintf(stderr, "gridbridgectl: %s: event %zu has a string that is not "
+			    "UTF-8\n", name, i + 1);
+			return 1;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *line = event_json_text(&ev[i]->base);
+		if (line == NULL) {
+			fprintf(stderr, "gridbridgectl: out of memory\n");
+			return 1;
+		}
+		puts(line);
+		free(line);
+	}
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "gridbridgectl: cannot write the output\n");
+		return 1;
+	}
+	return 0;
+}
+
+/* decode --proto: `path` NULL or "-" for standard input. The input is an
+ * EventBatch when it parses as one with at least one event and every
+ * event has a 16-byte id; else an Event when it parses as one with a
+ * 16-byte id; else, empty, a batch of no events. An Event never parses as
+ * such a batch (its field 1 is a 16-byte id, too short to hold an event
+ * with one), and a batch never as such an Event (its field 1 elements are
+ * whole events, the last of which an Event would take for its id): the
+ * readings cannot both succeed. Fields neither message knows are skipped,
+ * as proto3 wants. */
+static int
+cmd_decode_proto(const char *path)
+{
+	bool in = path == NULL || strcmp(path, "-") == 0;
+	const char *name = in ? "standard input" : path;
+	FILE *f = in ? stdin : fopen(path, "rb");
+	uint8_t *buf;
+	size_t len;
+	int rc = 1;
+
+	if (f == NULL) {
+		fprintf(stderr, "gridbridgectl: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	int got = read_all(f, name, &buf, &len);
+	if (!in)
+		fclose(f);
+	if (got != 0)
+		return 1;
+	Gridbridge__V1__EventBatch *b = gridbridge__v1__event_batch__unpack(NULL, len, buf);
+	bool batch = b != NULL && (b->n_events > 0 || len == 0);
+	for (size_t i = 0; batch && i < b->n_events; i++)
+		batch = b->events[i]->id.len == 16;
+	if (batch) {
+		rc = print_events(b->events, b->n_events, name);
+	} else {
+		Gridbridge__V1__Event *ev = gridbridge__v1__event__unpack(NULL, len, buf);
+		if (ev != NULL && ev->id.len == 16)
+			rc = print_events(&ev, 1, name);
+		else
+			fprintf(stderr, "gridbridgectl: %s: neither a gridbridge.v1.EventBatch nor "
+			    "an Event (%zu bytes; every event has a 16-byte id)\n", name, len);
+		if (ev != NULL)
+			gridbridge__v1__event__free_unpacked(ev, NULL);
+	}
+	if (b != NULL)
+		gridbridge__v1__event_batch__free_unpacked(b, NULL);
+	free(buf);
+	return rc;
+}
+
 /* The configuration, or NULL after printing its errors. */
 static struct config *
 load_config(const char *path)
@@ -382,6 +614,192 @@ cmd_outbox(const char *config, const char *const *words, int n, const char *targ
 		return 1;
 	int rc = store_ctl_outbox(&st.so, words[0], n == 2 ? words[1] : target, stdout, stderr);
 	ctl_store_close(&st);
+	return rc;
+}
+
+/* ---- tail ---- */
+
+struct tail_out {
+	bool json;
+	bool personal;		/* --show-personal-data */
+};
+
+/* A value of a body's field in a text line: a string as it is when it is
+ * one word without quotes, '=' or '\', else as a JSON string (control
+ * characters escaped); an Int32Value as its number; anything else as
+ * compact JSON. */
+static void
+put_value(FILE *f, json_t *v)
+{
+	if (json_is_object(v) && json_object_size(v) <= 1 &&
+	    (json_object_size(v) == 0 || json_object_get(v, "value") != NULL)) {
+		json_t *n = json_object_get(v, "value");
+		fprintf(f, "%" JSON_INTEGER_FORMAT, n != NULL ? json_integer_value(n) : 0);
+		return;
+	}
+	if (json_is_string(v)) {
+		const char *s = json_string_value(v);
+		bool plain = s[0] != '\0';
+		for (const unsigned char *p = (const unsigned char *)s; plain && *p; p++)
+			plain = *p > 0x20 && *p != 0x7f && *p != '"' && *p != '=' && *p != '\\';
+		if (plain) {
+			fputs(s, f);
+			return;
+		}
+	}
+	char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+	fputs(t != NULL ? t : "?", f);
+	free(t);
+}
+
+/* A string of the envelope as put_value() writes it ("" when empty). */
+static void
+put_string(FILE *f, const char *s)
+{
+	json_t *v = json_string(s != NULL ? s : "");
+
+	if (v != NULL)
+		put_value(f, v);
+	else
+		fputc('?', f);	/* not UTF-8: cannot be, the store checked */
+	json_decref(v);
+}
+
+/* An event as a line for people: receive time, community, device, class,
+ * type, severity (the names of the events table), then the body's fields
+ * as name=value, from `j`, its (masked) JSON. */
+static void
+put_text(FILE *f, const Gridbridge__V1__Event *ev, json_t *j)
+{
+	char when[64];
+	const char *key;
+	json_t *v;
+
+	iso_time(ev->received_time_us, when, sizeof(when));
+	when[23] = 'Z';		/* to the millisecond */
+	when[24] = '\0';
+	fprintf(f, "%s ", when);
+	put_string(f, ev->community_id);
+	fputc(' ', f);
+	put_string(f, ev->device_id);
+	fprintf(f, " %s %s %s", event_class_name(ev->device_class),
+	    event_type_name(ev->event_type), event_severity_name(ev->severity));
+	json_object_foreach(j, key, v) {
+		if (!json_is_object(v))
+			continue;	/* the envelope: above */
+		const char *k;
+		json_t *x;
+		json_object_foreach(v, k, x) {
+			fprintf(f, " %s=", k);
+			put_value(f, x);
+		}
+	}
+	fputc('\n', f);
+}
+
+/* One event from the database: 0, or -1 when the output fails. */
+static int
+tail_event(void *ctx, const char *id, const uint8_t *record, size_t len)
+{
+	const struct tail_out *o = ctx;
+	Gridbridge__V1__Event *ev = gridbridge__v1__event__unpack(NULL, len, record);
+
+	if (ev == NULL) {
+		fprintf(stderr, "gridbridgectl: event %s: its record does not parse, skipped\n", id);
+		return 0;
+	}
+	json_t *j = event_json(&ev->base);
+	if (!o->personal)
+		event_json_mask(j);
+	if (o->json) {
+		char *line = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+		if (line != NULL)
+			puts(line);
+		free(line);
+	} else if (j != NULL) {
+		put_text(stdout, ev, j);
+	}
+	json_decref(j);
+	gridbridge__v1__event__free_unpacked(ev, NULL);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "gridbridgectl: cannot write the output\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* The enums the tail's filters name: device class, event type, severity. */
+enum tail_enum {
+	TAIL_CLASS,
+	TAIL_TYPE,
+	TAIL_SEVERITY,
+};
+
+/* A value's name as the events table has it (event_names.h). */
+static const char *
+tail_enum_name(enum tail_enum e, int v)
+{
+	switch (e) {
+	case TAIL_CLASS: return event_class_name((Gridbridge__V1__DeviceClass)v);
+	case TAIL_TYPE: return event_type_name((Gridbridge__V1__EventType)v);
+	case TAIL_SEVERITY: return event_severity_name((Gridbridge__V1__Severity)v);
+	}
+	return "";
+}
+
+/* Whether --`opt`'s `name` is one of enum `e`'s; if not, says which there
+ * are, in one line. */
+static bool
+tail_known(const char *opt, const char *name, enum tail_enum e)
+{
+	static const ProtobufCEnumDescriptor *const d[] = {
+		&gridbridge__v1__device_class__descriptor,
+		&gridbridge__v1__event_type__descriptor,
+		&gridbridge__v1__severity__descriptor,
+	};
+	Gridbridge__V1__DeviceClass c;
+	Gridbridge__V1__EventType t;
+	Gridbridge__V1__Severity s;
+
+	if (name == NULL || (e == TAIL_CLASS && event_class_by_name(name, &c)) ||
+	    (e == TAIL_TYPE && event_type_by_name(name, &t)) ||
+	    (e == TAIL_SEVERITY && event_severity_by_name(name, &s)))
+		return true;
+	fprintf(stderr, "gridbridgectl: --%s is one of", opt);
+	for (unsigned i = 0, n = 0; i < d[e]->n_values; i++)
+		if (d[e]->values[i].value != 0)
+			fprintf(stderr, "%s %s", n++ > 0 ? "," : "",
+			    tail_enum_name(e, d[e]->values[i].value));
+	fputc('\n', stderr);
+	return false;
+}
+
+static int
+cmd_tail(const char *config, struct store_ctl_tail *q, const struct tail_out *o)
+{
+	sigset_t set;
+
+	if (!tail_known("class", q->device_class, TAIL_CLASS) ||
+	    !tail_known("type", q->event_type, TAIL_TYPE) ||
+	    !tail_known("severity", q->severity, TAIL_SEVERITY))
+		return 2;
+	/* SIGINT and SIGTERM are read from a descriptor the wait watches:
+	 * the tool stops between two events, never in the middle of a line. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) != 0 ||
+	    (q->stop_fd = signalfd(-1, &set, SFD_CLOEXEC)) < 0) {
+		fprintf(stderr, "gridbridgectl: signalfd: %s\n", strerror(errno));
+		return 1;
+	}
+	struct ctl_store st;
+	int rc = 1;
+	if (ctl_store_open(&st, config) == 0) {
+		rc = store_ctl_tail(&st.so, q, tail_event, (void *)o, stderr);
+		ctl_store_close(&st);
+	}
+	close(q->stop_fd);
 	return rc;
 }
 
@@ -470,15 +888,24 @@ enum {
 	SEEN_JSON = 1 << 7,
 	SEEN_SINCE = 1 << 8,
 	SEEN_UNTIL = 1 << 9,
+	SEEN_DEVICE = 1 << 10,
+	SEEN_SEVERITY = 1 << 11,
+	SEEN_TYPE = 1 << 12,
+	SEEN_PERSONAL = 1 << 13,
+	SEEN_PROTO = 1 << 14,
 };
 #define DEVICES_OPTS (SEEN_STATE | SEEN_CLASS | SEEN_COMMUNITY | SEEN_OFFLINE_SINCE | SEEN_JSON)
 #define REPORTS_OPTS (SEEN_COMMUNITY | SEEN_SINCE | SEEN_UNTIL | SEEN_JSON)
+#define TAIL_OPTS (SEEN_CLASS | SEEN_DEVICE | SEEN_COMMUNITY | SEEN_SEVERITY | SEEN_TYPE | \
+	SEEN_SINCE | SEEN_PERSONAL | SEEN_JSON)
 
-/* The options of devices and reports. */
+/* The options of devices, reports and tail. */
 struct derived_opts {
 	unsigned seen;
 	struct store_ctl_devices dev;
 	struct store_ctl_reports rep;
+	struct store_ctl_tail tail;
+	struct tail_out out;
 };
 
 /* devices | reports, `words` from the command on. */
@@ -525,6 +952,11 @@ enum {
 	OPT_JSON,
 	OPT_SINCE,
 	OPT_UNTIL,
+	OPT_DEVICE,
+	OPT_SEVERITY,
+	OPT_TYPE,
+	OPT_PERSONAL,
+	OPT_PROTO,
 };
 
 int
@@ -542,6 +974,11 @@ main(int argc, char **argv)
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "since", required_argument, NULL, OPT_SINCE },
 		{ "until", required_argument, NULL, OPT_UNTIL },
+		{ "device", required_argument, NULL, OPT_DEVICE },
+		{ "severity", required_argument, NULL, OPT_SEVERITY },
+		{ "type", required_argument, NULL, OPT_TYPE },
+		{ "show-personal-data", no_argument, NULL, OPT_PERSONAL },
+		{ "proto", no_argument, NULL, OPT_PROTO },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -588,12 +1025,31 @@ main(int argc, char **argv)
 			dopts.seen |= SEEN_STATE;
 			break;
 		case OPT_CLASS:
-			dopts.dev.device_class = optarg;
+			dopts.dev.device_class = dopts.tail.device_class = optarg;
 			dopts.seen |= SEEN_CLASS;
 			break;
 		case OPT_COMMUNITY:
-			dopts.dev.community = dopts.rep.community = optarg;
+			dopts.dev.community = dopts.rep.community = dopts.tail.community = optarg;
 			dopts.seen |= SEEN_COMMUNITY;
+			break;
+		case OPT_DEVICE:
+			dopts.tail.device_id = optarg;
+			dopts.seen |= SEEN_DEVICE;
+			break;
+		case OPT_SEVERITY:
+			dopts.tail.severity = optarg;
+			dopts.seen |= SEEN_SEVERITY;
+			break;
+		case OPT_TYPE:
+			dopts.tail.event_type = optarg;
+			dopts.seen |= SEEN_TYPE;
+			break;
+		case OPT_PERSONAL:
+			dopts.out.personal = true;
+			dopts.seen |= SEEN_PERSONAL;
+			break;
+		case OPT_PROTO:
+			dopts.seen |= SEEN_PROTO;
 			break;
 		case OPT_OFFLINE_SINCE:
 			if (parse_when("offline-since", optarg, true, &dopts.dev.offline_since) != 0)
@@ -601,7 +1057,7 @@ main(int argc, char **argv)
 			dopts.seen |= SEEN_OFFLINE_SINCE;
 			break;
 		case OPT_JSON:
-			dopts.dev.json = dopts.rep.json = true;
+			dopts.dev.json = dopts.rep.json = dopts.out.json = true;
 			dopts.seen |= SEEN_JSON;
 			break;
 		case OPT_SINCE:
@@ -628,23 +1084,46 @@ main(int argc, char **argv)
 	}
 	bool derived = nwords >= 1 && (strcmp(words[0], "devices") == 0 ||
 	    strcmp(words[0], "reports") == 0);
+	bool tail = nwords >= 1 && strcmp(words[0], "tail") == 0;
+	bool decode = nwords >= 1 && strcmp(words[0], "decode") == 0;
 	if (help) {
 		if (derived)
 			(strcmp(words[0], "devices") == 0 ? usage_devices : usage_reports)(stdout);
+		else if (tail)
+			usage_tail(stdout);
+		else if (decode)
+			usage_decode(stdout);
 		else
 			usage(stdout);
 		return 0;
 	}
 	if (derived)
 		return cmd_derived(config, words, nwords, &dopts);
-	/* The other commands take none of the options of devices and reports. */
-	if ((dopts.seen & (DEVICES_OPTS | REPORTS_OPTS)) != 0) {
+	if (tail) {
+		if (nwords != 1 || (dopts.seen & ~TAIL_OPTS) != 0) {
+			usage_tail(stderr);
+			return 2;
+		}
+		dopts.tail.since = dopts.rep.since;
+		return cmd_tail(config, &dopts.tail, &dopts.out);
+	}
+	if (decode && (dopts.seen & SEEN_PROTO) != 0) {
+		/* FILE alone: no journal, no routes, no configuration. */
+		if (nwords > 2 || (dopts.seen & ~SEEN_PROTO) != 0) {
+			usage_decode(stderr);
+			return 2;
+		}
+		return cmd_decode_proto(nwords == 2 ? words[1] : NULL);
+	}
+	/* The other commands take none of the options of devices, reports and
+	 * tail. */
+	if ((dopts.seen & (DEVICES_OPTS | REPORTS_OPTS | TAIL_OPTS | SEEN_PROTO)) != 0) {
 		usage(stderr);
 		return 2;
 	}
 	if (nwords >= 1 && strcmp(words[0], "outbox") == 0)
 		return cmd_outbox(config, words + 1, nwords - 1, target);
-	bool decode = nwords == 1 && strcmp(words[0], "decode") == 0;
+	decode = decode && nwords == 1;
 	if (!decode && (nwords != 2 || strcmp(words[0], "journal") != 0)) {
 		usage(stderr);
 		return 2;

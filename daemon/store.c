@@ -262,7 +262,8 @@ txn_free(struct store_txn *t)
 	free(t);
 }
 
-/* A batch's transaction: events, quarantine, reports, checkpoint, sync. */
+/* A batch's transaction: events and their notification, quarantine,
+ * reports, derived states, checkpoint, sync. */
 static int
 send_batch(struct store *s, struct store_txn *t)
 {

@@ -78,6 +78,16 @@ static const char insert_events_fanout[] =
     "     AND r.device_id = ANY(s.devices)))) AS t(target)"
     "  ORDER BY o.event_id, t.target, o.ord"
     " ON CONFLICT DO NOTHING";
+/* The events' notification (see STORE_NOTIFY_CHANNEL): one statement in
+ * the batch's transaction, sent only when it has events. A listener that
+ * stops reading holds the server's notification queue (8 GB) back; were
+ * it to fill, pg_notify() would fail the batch with a program-limit error,
+ * taken for the rows' fault: past 90% the batch notifies nothing instead.
+ * txid_current(), not pg_current_xact_id(): the same number, also before
+ * PostgreSQL 13. */
+static const char notify_events[] =
+    "SELECT pg_notify('" STORE_NOTIFY_CHANNEL "', txid_current()::text || ' ' || $1)"
+    " WHERE pg_notification_queue_usage() < 0.9";
 static const char insert_quarantine[] =
     "INSERT INTO quarantine (journal_node, journal_id, journal_seq, received_at, topic, raw,"
     " reason, route)"
@@ -375,6 +385,14 @@ store_batch_add_event(struct store_batch *b, const struct store_event *e)
 	pgarr_add(&c[15], e->record, e->record_len);
 	pgarr_add_jsonb(&c[16], e->attrs, e->attrs != NULL ? strlen(e->attrs) : 0);
 	b->bytes += cols_len(c, EV_COLS) - before;
+	if (b->nevents == 0) {
+		b->recv_first = b->recv_last = e->received_us;
+		b->time_first = b->time_last = e->event_time_us;
+	}
+	b->recv_first = e->received_us < b->recv_first ? e->received_us : b->recv_first;
+	b->recv_last = e->received_us > b->recv_last ? e->received_us : b->recv_last;
+	b->time_first = e->event_time_us < b->time_first ? e->event_time_us : b->time_first;
+	b->time_last = e->event_time_us > b->time_last ? e->event_time_us : b->time_last;
 	b->nevents++;
 	/* Derived events (derive.c) are ours: vendor "gridbridge". */
 	metrics_tally_event(&b->tally, e->device_class,
@@ -498,6 +516,12 @@ store_batch_statements(struct store_batch *b, uint64_t checkpoint, const char *n
 		st = stmt_next(out, b->nfanout > 0 ? insert_events_fanout : insert_events, true);
 		stmt_arrays(st, b->ev, EV_COLS);
 		stmt_arrays(st, b->o, b->nfanout > 0 ? O_COLS : O_COLS - 1);
+		snprintf(out->times, sizeof(out->times), "%lld %lld %lld %lld",
+		    (long long)b->recv_first, (long long)b->recv_last, (long long)b->time_first,
+		    (long long)b->time_last);
+		st = stmt_next(out, notify_events, false);
+		st->vals[0] = out->times;
+		st->nparams = 1;
 	}
 	if (b->nquar > 0)
 		stmt_arrays(stmt_next(out, insert_quarantine, true), b->q, Q_COLS);

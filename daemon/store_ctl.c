@@ -23,6 +23,12 @@ store_ctl_connect(const struct store_options *o, FILE *err)
 	    o->sslrootcert, o->sslcert, o->sslkey);
 	store_conn_param(&p, "connect_timeout", timeout);
 	store_conn_param(&p, "application_name", "gridbridgectl");
+	/* A server gone without a word (its host down, the network cut) is
+	 * noticed within about a minute, not the system's two hours: `tail`
+	 * waits on the connection for as long as it runs. */
+	store_conn_param(&p, "keepalives_idle", "30");
+	store_conn_param(&p, "keepalives_interval", "10");
+	store_conn_param(&p, "keepalives_count", "3");
 	PGconn *c = PQconnectdbParams(p.keys, p.vals, 0);
 	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
 		char e[256];

@@ -18,6 +18,26 @@ struct json_t *event_json(const ProtobufCMessage *msg);
  * that want the text only and have no other use for jansson. */
 char *event_json_text(const ProtobufCMessage *msg);
 
+/* Takes the personal data out of `event`, the JSON object of a
+ * gridbridge.v1.Event that event_json() made, in place, for people who
+ * watch events go by (gridbridgectl tail):
+ *
+ *   - identifiers keep their first character and their last two, the
+ *     characters between become '*' (a value of fewer than 5 characters
+ *     becomes '*' throughout): vehicle.plate, vehicle.plateNormalized,
+ *     person.cardRef, person.personRef, and the household of peephole and
+ *     welfare (it names the flat of someone living alone);
+ *   - person.personName is removed;
+ *   - every URL is removed (person.pictureUrl, vehicle.pictureUrls,
+ *     cameraAlarm.pictureUrls and clipUrl, peephole.snapshotUrl): a
+ *     picture shows faces and plates, and devices put plates, card and
+ *     employee numbers into the paths.
+ *
+ * Characters are UTF-8 sequences ("皖A12345" -> "皖****45"). Everything
+ * else stays: ids of devices and communities, topics, times. Not an
+ * Event's object, or NULL: nothing is done. */
+void event_json_mask(struct json_t *event);
+
 /* Standard base64 of `n` bytes; the caller frees the string. */
 char *base64_encode(const uint8_t *p, size_t n);
 

@@ -4,7 +4,8 @@
  *   events             one row per event id, partitioned by day on
  *                      event_time (+ a DEFAULT partition); record bytea is
  *                      the packed gridbridge.v1.Event, attrs jsonb the same
- *                      as JSON
+ *                      as JSON; a BRIN index on received_at (the
+ *                      rows gridbridgectl tail reads)
  *   quarantine         messages no decoder took: raw bytes and the reason
  *   forward_outbox     one row per (event, target): what went to the police
  *                      platform and when

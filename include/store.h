@@ -117,6 +117,23 @@ struct store_options {
 	const char *sslrootcert, *sslcert, *sslkey;
 };
 
+/* Each batch transaction that stores events notifies this channel
+ * (pg_notify(), delivered to the listeners when it commits, in commit
+ * order, never when it rolls back). The payload is five decimal numbers
+ * separated by a space:
+ *
+ *   TXID RECEIVED_FIRST RECEIVED_LAST TIME_FIRST TIME_LAST
+ *
+ * the transaction's id (txid_current(): its low 32 bits are the xmin of
+ * the rows it inserted), then the earliest and latest received_at and
+ * event_time of the batch's events, as UTC µs since the Unix epoch: the
+ * rows it inserted are among those in both ranges. An event already
+ * stored is not inserted again, so a notification may stand for no new
+ * row. While the server's notification queue is over 90% full (a listener
+ * that stopped reading) batches notify nothing rather than fail.
+ * gridbridgectl tail reads the new events with it (store_ctl.h). */
+#define STORE_NOTIFY_CHANNEL "gridbridge_events"
+
 /* Whether `host` is this machine by its spelling: a socket directory (or
  * abstract socket), 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z), or the
  * name localhost. A comma-separated list is local when every entry is.

@@ -78,6 +78,9 @@ struct store_batch {
 	struct pgarr r[R_COLS];
 	size_t nevents, nquar, nout, nreports, bytes;
 	size_t nfanout;		/* outbox rows of kind != 0 */
+	/* The events' received and event times, earliest and latest (UTC
+	 * µs): the notification's payload. Valid when nevents > 0. */
+	int64_t recv_first, recv_last, time_first, time_last;
 	char *states[STORE_STATES];	/* JSON arrays of rows; NULL: none */
 	char *node;
 	uint8_t journal_uuid[16];
@@ -96,15 +99,18 @@ struct store_stmt {
 
 /* A batch's transaction, in the order sent: the events with their outbox
  * rows ($1..$17 the events' columns, $18..$21 the outbox's, $22 their
- * kinds with cascade rows), the quarantine rows, the report states, the
- * derived states (text: a JSON array each; each only when the batch has
- * such rows), then the checkpoint upsert (text: node, journal id,
- * `checkpoint`). */
-#define STORE_BATCH_STMTS (4 + STORE_STATES)
+ * kinds with cascade rows) and the notification of STORE_NOTIFY_CHANNEL
+ * (text: the payload's times, "RECEIVED_FIRST RECEIVED_LAST TIME_FIRST
+ * TIME_LAST"; the server adds the transaction's id), the quarantine rows,
+ * the report states, the derived states (text: a JSON array each; each
+ * only when the batch has such rows), then the checkpoint upsert (text:
+ * node, journal id, `checkpoint`). */
+#define STORE_BATCH_STMTS (5 + STORE_STATES)
 struct store_stmts {
 	struct store_stmt stmt[STORE_BATCH_STMTS];
 	size_t n;
 	char seq[32];		/* the checkpoint's text */
+	char times[96];		/* the notification's */
 };
 
 /* The parameters point into `b` and `out`: valid while both are and `b`

@@ -1,5 +1,6 @@
 /* store_ctl.c — the database side of `gridbridgectl outbox`;
- * store_ctl_derived.c — of `gridbridgectl devices` and `reports`. */
+ * store_ctl_derived.c — of `gridbridgectl devices` and `reports`;
+ * store_ctl_tail.c — of `gridbridgectl tail`. */
 #ifndef GRIDBRIDGE_STORE_CTL_H
 #define GRIDBRIDGE_STORE_CTL_H
 
@@ -64,5 +65,60 @@ int store_ctl_devices(const struct store_options *o, const struct store_ctl_devi
     FILE *out, FILE *err);
 int store_ctl_reports(const struct store_options *o, const struct store_ctl_reports *q,
     FILE *out, FILE *err);
+
+/* ---- store_ctl_tail.c: the events as they are stored ---- */
+
+/* What `gridbridgectl tail` follows. NULL strings: no filter; names as the
+ * events table has them (event_names.h). */
+struct store_ctl_tail {
+	const char *device_class, *device_id, *community, *severity, *event_type;
+	/* Also the events received since then, first (NONE: only those
+	 * stored from the start on). */
+	struct store_ctl_when since;
+	/* Readable (or closed): stop and return 0. -1: none. */
+	int stop_fd;
+};
+
+/* Called with each event: its id as text and its packed
+ * gridbridge.v1.Event (events.record). Returns 0, or -1 to stop after
+ * saying why in one line. */
+typedef int (*store_ctl_event_fn)(void *ctx, const char *id, const uint8_t *record,
+    size_t len);
+
+/* Listens on STORE_NOTIFY_CHANNEL (store.h) on a blocking connection of
+ * its own and gives `fn` every event stored from then on that the filters
+ * let through, once each: a transaction's events as it commits, in commit
+ * order, and within one by receive time and id. With `since` those
+ * received since then come first. Sends no query while nothing is stored.
+ * Returns the exit status: 0 when `stop_fd` became readable; 1 after one
+ * line on `err` when the database went away, a query failed or `fn`
+ * failed. How the rows are found: store_ctl_tail.c. */
+int store_ctl_tail(const struct store_options *o, const struct store_ctl_tail *q,
+    store_ctl_event_fn fn, void *ctx, FILE *err);
+
+/* A notification's payload (store.h, STORE_NOTIFY_CHANNEL). */
+struct store_ctl_note {
+	uint64_t txid;
+	int64_t recv_first, recv_last, time_first, time_last;	/* UTC µs */
+};
+
+/* Five decimal numbers separated by one space, the firsts not after the
+ * lasts: 0, or -1. */
+int store_ctl_note_parse(const char *payload, struct store_ctl_note *n);
+
+/* A snapshot, txid_current_snapshot()'s "xmin:xmax:xip,...". */
+struct store_ctl_snapshot {
+	uint64_t xmin, xmax;
+	uint64_t *xip;		/* running when it was taken */
+	size_t nxip;
+};
+
+/* 0, or -1 (nothing to clear). */
+int store_ctl_snapshot_parse(const char *text, struct store_ctl_snapshot *s);
+/* Whether transaction `txid` had committed (or ended) when the snapshot
+ * was taken, as PostgreSQL sees it: before xmin, or before xmax and not
+ * running. */
+bool store_ctl_snapshot_visible(const struct store_ctl_snapshot *s, uint64_t txid);
+void store_ctl_snapshot_clear(struct store_ctl_snapshot *s);
 
 #endif

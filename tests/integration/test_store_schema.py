@@ -44,10 +44,16 @@ def partitions(pg):
         WHERE i.inhparent = 'events'::regclass"""))
 
 
-SCHEMA_VERSION = 5   # the last migration in daemon/schema.c
+SCHEMA_VERSION = 6   # the last migration in daemon/schema.c
+
+# What migration 6 added, taken back: a database as version 5 left it.
+UNDO_6 = """
+    DROP INDEX events_received;
+    DELETE FROM schema_migrations WHERE version > 5;
+"""
 
 # What migration 5 added, taken back: a database as version 4 left it.
-UNDO_5 = """
+UNDO_5 = UNDO_6 + """
     DROP TABLE devices;
     DROP TABLE welfare_state;
     DROP TABLE resident_reports;

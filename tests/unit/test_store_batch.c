@@ -249,7 +249,7 @@ test_event_batch(void)
 	store_batch_add_outbox(b, id, PG_EPOCH_US + 1, "platform", 9, 0);
 	T_INTEQ(store_batch_rows(b), 1);
 	store_batch_statements(b, 42, "node-1", JOURNAL, &q);
-	T_INTEQ(q.n, 2);
+	T_INTEQ(q.n, 3);
 	const struct store_stmt *st = &q.stmt[0];
 	T_CHECK(st->binary && strstr(st->sql, "INSERT INTO events") != NULL);
 	/* No cascade row: the kinds are not sent, nor subscriptions read. */
@@ -298,8 +298,15 @@ test_event_batch(void)
 	p = element(st, EV_COLS + 3, 0, &len);
 	CHECK_BYTES("outbox priority as int2", p, len, prio);
 
-	/* The checkpoint: text parameters. */
+	/* The notification, after the events: the times of the one event. */
 	st = &q.stmt[1];
+	T_CHECK(!st->binary && strstr(st->sql, "pg_notify('" STORE_NOTIFY_CHANNEL "'") != NULL);
+	T_CHECK(strstr(st->sql, "txid_current()") != NULL);
+	T_INTEQ(st->nparams, 1);
+	T_STREQ(st->vals[0], "946684800000002 946684800000002 946684800000001 946684800000001");
+
+	/* The checkpoint: text parameters. */
+	st = &q.stmt[2];
 	T_CHECK(!st->binary && strstr(st->sql, "INSERT INTO ingest_checkpoint") != NULL);
 	T_INTEQ(st->nparams, 3);
 	T_STREQ(st->vals[0], "node-1");
@@ -365,7 +372,50 @@ test_event_without_outbox(void)
 	CHECK_BYTES("empty outbox event_id", st->vals[EV_COLS], st->lens[EV_COLS], empty_uuid);
 	CHECK_BYTES("empty outbox priority", st->vals[EV_COLS + 3], st->lens[EV_COLS + 3],
 	    empty_int2);
-	T_STREQ(q.stmt[1].vals[2], "0");
+	T_STREQ(q.stmt[2].vals[2], "0");
+	store_batch_free(b);
+}
+
+/* The notification's times are the earliest and latest of the batch's
+ * events, whatever their order; a batch without events notifies nothing,
+ * with or without other rows. */
+static void
+test_notification_times(void)
+{
+	static const int64_t recv[] = { 1700000000000005LL, 1700000000000001LL,
+		1700000000000009LL };
+	static const int64_t when[] = { -5, 1800000000000000LL, 0 };
+	struct store_batch *b = store_batch_new("n", JOURNAL);
+	struct store_stmts q;
+
+	for (int i = 0; i < 3; i++) {
+		uint8_t id[16] = { (uint8_t)(i + 1) };
+		struct store_event e = {
+			.id = id, .event_time_us = when[i], .received_us = recv[i],
+			.community_id = "c", .device_id = "d", .device_class = "k",
+			.event_type = "t", .severity = "s", .vendor = "v", .route = "r",
+			.source_topic = "x", .record = (const uint8_t *)"", .attrs = NULL,
+		};
+		store_batch_add_event(b, &e);
+	}
+	store_batch_statements(b, 3, "n", JOURNAL, &q);
+	T_INTEQ(q.n, 3);
+	T_CHECK(strstr(q.stmt[1].sql, "pg_notify") != NULL);
+	T_STREQ(q.stmt[1].vals[0], "1700000000000001 1700000000000009 -5 1800000000000000");
+	store_batch_free(b);
+
+	/* Quarantine and a derived state only: no notification. */
+	struct store_quarantine qr = {
+		.journal_seq = 4, .received_us = 1, .topic = "t", .topic_len = 1,
+		.raw = (const uint8_t *)"x", .raw_len = 1, .reason = "bad_json",
+	};
+	b = store_batch_new("n", JOURNAL);
+	store_batch_add_quarantine(b, &qr);
+	store_batch_set_states(b, "[]", NULL, NULL);
+	store_batch_statements(b, 4, "n", JOURNAL, &q);
+	T_INTEQ(q.n, 3);
+	for (size_t i = 0; i < q.n; i++)
+		T_CHECK(strstr(q.stmt[i].sql, "pg_notify") == NULL);
 	store_batch_free(b);
 }
 
@@ -450,6 +500,7 @@ main(void)
 	test_event_batch();
 	test_event_batch_fanout();
 	test_event_without_outbox();
+	test_notification_times();
 	test_quarantine_and_reports();
 	test_checkpoint_only();
 	return t_done();
