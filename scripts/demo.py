@@ -27,6 +27,7 @@ import tempfile
 import textwrap
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,6 +112,37 @@ def describe(record: dict) -> str:
         r = record["report"]
         body = f"report {r.get('reportId', '?')} ({r.get('category', '?')}), door {r.get('door', '?')}"
     return f"{kind:<18} {sev:<8} {record.get('vendor', ''):<11} {record.get('deviceId', '')}: {body}"
+
+
+def status_report(build_dir: Path, conf: Path, admin_port: int) -> bool:
+    """gridbridgectl status and the message counters of /metrics, which
+    reconcile. True when the daemon says it is healthy and they do."""
+    say("-> what an operator sees: the admin listener ([admin] listen) and gridbridgectl "
+        "status")
+    ctl = [str(build_dir / "gridbridgectl"), "-c", str(conf), "status"]
+    r = subprocess.run(ctl, capture_output=True, text=True, timeout=30)
+    say(f"$ gridbridgectl -c {conf} status   (exit {r.returncode})")
+    say(textwrap.indent((r.stdout + r.stderr).rstrip(), "  "))
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    sums = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line:
+            continue
+        name = line.split("{")[0].split(" ")[0]
+        sums[name] = sums.get(name, 0) + float(line.rsplit(" ", 1)[1])
+    names = ["gridbridge_messages_received_total", "gridbridge_messages_recovered_total",
+             "gridbridge_events_stored_total", "gridbridge_messages_quarantined_total",
+             "gridbridge_journal_lag_messages"]
+    say(f"$ curl -s 127.0.0.1:{admin_port}/metrics   (the message counters, summed over "
+        "their labels)")
+    for n in names:
+        say(f"  {n} {sums.get(n, 0):.0f}")
+    left = sums.get(names[0], 0) + sums.get(names[1], 0)
+    right = sum(sums.get(n, 0) for n in names[2:])
+    say(f"-> received + recovered = {left:.0f}, stored + quarantined + journal lag = "
+        f"{right:.0f}: {'they reconcile' if left == right else 'THEY DO NOT RECONCILE'}")
+    return r.returncode == 0 and left == right
 
 
 def forward_report(db, endpoint, build_dir: Path, conf: Path) -> int:
@@ -279,6 +311,7 @@ def run(workdir: Path) -> bool:
         subscriber.start()
         stack.callback(subscriber.stop)
         listen_port = services.free_port()
+        admin_port = services.free_port()
         say(f"a second GA/T 1400 platform {upper.url}/VIID that subscribes to us (cascade), "
             f"its ReceiveAddr {subscriber.receive_addr}")
 
@@ -299,6 +332,10 @@ def run(workdir: Path) -> bool:
             log_level = info
             state_dir = {state}
             clock_offset_file = {clock_file}
+
+            # /healthz, /readyz, /metrics and gridbridgectl status
+            [admin]
+            listen = 127.0.0.1:{admin_port}
 
             [mqtt]
             host = {broker.host}
@@ -405,7 +442,14 @@ def run(workdir: Path) -> bool:
         say(f"{acked} of {total} sample device events accepted by the broker.")
         say()
 
-        daemon.wait_log(r'mod=pipeline msg="caught up"', timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with db.connect() as conn, conn.cursor() as cur:
+                cur.execute("SELECT (SELECT count(*) FROM events WHERE vendor <> 'gridbridge')"
+                            " + (SELECT count(*) FROM quarantine)")
+                if cur.fetchone()[0] >= acked:
+                    break
+            time.sleep(0.1)
         say("-> every event journaled (fsynced before the broker got our PUBACK), decoded "
             "and stored in PostgreSQL; the journal is reclaimed behind the checkpoint:")
         ctl = [str(build_dir / "gridbridgectl"), "-c", str(conf), "journal", "stat"]
@@ -448,6 +492,8 @@ def run(workdir: Path) -> bool:
         say()
         welfare = derived_report(db, clock_file)
         say()
+        healthy = status_report(build_dir, conf, admin_port)
+        say()
 
         say("stopping the daemon with SIGTERM")
         status = daemon.stop(timeout=10)
@@ -457,7 +503,7 @@ def run(workdir: Path) -> bool:
             say(f"sanitizer report:\n{report}")
         say("stopping services")
     ok = (status == 0 and acked == total and decoded == total and not report and
-          forwarded > 0 and uploaded and notified and welfare)
+          forwarded > 0 and uploaded and notified and welfare and healthy)
     return ok
 
 
