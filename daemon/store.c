@@ -376,6 +376,8 @@ classify(const char *sqlstate)
 static void
 dequeue(struct store *s)
 {
+	if (s->queue->kind == TXN_BATCH)
+		s->batches--;
 	s->queue = s->queue->next;
 	if (s->queue == NULL)
 		s->queue_tail = NULL;
@@ -488,13 +490,17 @@ store_submit(struct store *s, struct store_batch *b, uint64_t first_seq, uint64_
 		s->queue = t;
 	s->queue_tail = t;
 	s->queued++;
+	s->batches++;
 	store_send_more(s);
 }
 
+/* Batches only: the forwarder's queries finish without telling the
+ * pipeline, which would wait for room that came (reading paused with
+ * nothing of its own in flight, until the next message). */
 size_t
 store_backlog(const struct store *s)
 {
-	return s->queued;
+	return s->batches;
 }
 
 /* ---- events and the store's life -------------------------------------- */

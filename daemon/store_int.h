@@ -95,6 +95,7 @@ struct store {
 	 * connection's pipeline. */
 	struct store_txn *queue, *queue_tail;
 	size_t queued, sent;
+	size_t batches;		/* of `queued`, the batches (store_backlog) */
 	bool outage;		/* an outage is going on (for its duration) */
 	int64_t outage_started_ms;
 	void (*outbox_hook)(void *ctx);
