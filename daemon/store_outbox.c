@@ -410,10 +410,10 @@ store_op_done(struct store_op *op, const struct store_txn *t)
 {
 	if (t->failed && op->kind == OP_SUBS)
 		log_error("store", "subscription query failed", "sqlstate=%s error=%s", t->sqlstate,
-		    t->error);
+		    store_loggable_error(t->sqlstate, t->error));
 	else if (t->failed)
 		log_error("store", "outbox query failed", "sqlstate=%s error=%s", t->sqlstate,
-		    t->error);
+		    store_loggable_error(t->sqlstate, t->error));
 	if (op->kind == OP_CLAIM && op->claim_done != NULL)
 		op->claim_done(op->ctx, t->failed ? NULL : op->rows, t->failed ? 0 : op->nrows,
 		    !t->failed);
