@@ -537,7 +537,8 @@ test_reason_quotes_nothing(void)
 		    &sum));
 		T_CHECK(strstr(sum.reason, "not JSON") != NULL);
 		T_CHECK(strstr(sum.reason, "A9Z8Y7") == NULL && strstr(sum.reason, "7696") == NULL);
-		T_CHECK(!forward_viid_session_reply(200, bodies[i], strlen(bodies[i]), false, &rep));
+		T_CHECK(!forward_viid_session_reply(200, bodies[i], strlen(bodies[i]), false,
+		    &rep));
 		T_CHECK(strstr(rep.reason, "A9Z8Y7") == NULL);
 	}
 }

@@ -49,7 +49,8 @@ main(void)
 	T_CHECK(store_loggable_error(NULL, unique) == unique);
 	/* Data exceptions quote the value, raised texts are anything, and
 	 * what is not known is not logged. */
-	static const char quoted[] = "invalid input syntax for type bigint: \"\xe4\xba\xac" "B12345\"";
+	static const char quoted[] =
+	    "invalid input syntax for type bigint: \"\xe4\xba\xac" "B12345\"";
 	const char *classes[] = { "22P02", "22001", "P0001", "XX000", "0A000", "HV000", "2200",
 		"230", "99999" };
 	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
