@@ -126,15 +126,6 @@ code_verdict(long long code)
 	return VIID_RETRY;
 }
 
-/* Bytes for the log: printable ASCII kept, any other byte a space. */
-static void
-printable(char *s)
-{
-	for (unsigned char *p = (unsigned char *)s; *p != '\0'; p++)
-		if (*p < 0x20 || *p >= 0x7f)
-			*p = ' ';
-}
-
 void
 forward_viid_clean_text(const char *text, size_t n, char *out, size_t max)
 {
@@ -267,8 +258,10 @@ load_reply(const void *body, size_t len, bool cut, char *reason, size_t size)
 	}
 	json_t *root = json_loadb((const char *)p, len, 0, &err);
 	if (root == NULL) {
-		snprintf(reason, size, "reply is not JSON: %s (byte %d)", err.text, err.position);
-		printable(reason);
+		/* Not jansson's text: it quotes the reply ("invalid token near
+		 * '...'"), and a platform may echo the plate or name it refused.
+		 * The reason goes to the log. */
+		snprintf(reason, size, "reply is not JSON (at byte %d)", err.position);
 		return NULL;
 	}
 	if (!json_is_object(root)) {

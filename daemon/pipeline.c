@@ -689,9 +689,10 @@ pipeline_store_rejected(void *ctx, uint64_t first_seq, uint64_t last_seq,
 	out_remove(p, first_seq, last_seq);
 	if (first_seq > last_seq) {
 		/* A transaction of derived events and states (checkpoint-only
-		 * ones have no data to refuse): written again from what is held. */
-		log_error("pipeline", "derived rows refused by the database", "sqlstate=%s error=%s",
-		    sqlstate, message);
+		 * ones have no data to refuse): written again from what is held.
+		 * The store logged the server's message as far as it may be. */
+		log_error("pipeline", "derived rows refused by the database", "sqlstate=%s",
+		    sqlstate);
 		if (p->o.derive != NULL)
 			derive_retake(p->o.derive);
 		return;

@@ -138,6 +138,35 @@ store_conn_error(const PGconn *conn, char *buf, size_t len)
 	buf[strcspn(buf, "\n")] = '\0';
 }
 
+/* The classes of SQLSTATE whose primary message is logged. These speak of
+ * the connection, the server, the schema or a constraint by its name, never
+ * of a value: 08 connection, 23 integrity ("duplicate key value violates
+ * unique constraint ..."; the row is in DETAIL, which is never read), 25
+ * transaction state, 28 authorization, 3D database, 40 rollback, 42
+ * statement and privileges (our statements are constants, their values go
+ * apart as parameters), 53 resources, 54 program limits ("index row size
+ * ... exceeds maximum"), 55 object state, 57 operator intervention, 58
+ * system. Any other class is logged by its SQLSTATE alone: 22 quotes the
+ * value at fault (invalid input syntax for type bigint: "<the value>"), a
+ * trigger or function raises any text it likes (P0), and a class not
+ * listed here is not known to be safe. A message without a SQLSTATE is
+ * libpq's own, about the connection. The whole message stays in the
+ * quarantine reason (db_rejected:...), in the database with the record. */
+static const char *const loggable_classes[] = { "08", "23", "25", "28", "3D", "40", "42",
+	"53", "54", "55", "57", "58" };
+
+const char *
+store_loggable_error(const char *sqlstate, const char *message)
+{
+	if (sqlstate == NULL || sqlstate[0] == '\0')
+		return message;		/* libpq's own, about the connection */
+	if (strlen(sqlstate) == 5)
+		for (size_t i = 0; i < sizeof(loggable_classes) / sizeof(loggable_classes[0]); i++)
+			if (strncmp(sqlstate, loggable_classes[i], 2) == 0)
+				return message;
+	return "(not logged: it may quote data)";
+}
+
 void
 store_drop_connection(struct store *s)
 {
@@ -381,6 +410,8 @@ classify(const char *sqlstate)
 static void
 dequeue(struct store *s)
 {
+	if (s->queue->kind == TXN_BATCH)
+		s->batches--;
 	s->queue = s->queue->next;
 	if (s->queue == NULL)
 		s->queue_tail = NULL;
@@ -401,7 +432,8 @@ batch_done(struct store *s, struct store_txn *t)
 	if (t->failed && kind != FAIL_DATA) {
 		/* Not (yet) the data's fault: keep it and start again. */
 		log_warn("store", "batch failed, retrying", "sqlstate=%s error=%s first_seq=%llu "
-		    "last_seq=%llu attempt=%d", t->sqlstate, t->error,
+		    "last_seq=%llu attempt=%d", t->sqlstate,
+		    store_loggable_error(t->sqlstate, t->error),
 		    (unsigned long long)t->first_seq, (unsigned long long)t->last_seq,
 		    t->failures + 1);
 		store_reconnect_quietly(s, "batch failed");
@@ -410,7 +442,8 @@ batch_done(struct store *s, struct store_txn *t)
 	dequeue(s);
 	if (t->failed) {
 		log_warn("store", "batch refused by the database", "sqlstate=%s error=%s "
-		    "first_seq=%llu last_seq=%llu rows=%zu", t->sqlstate, t->error,
+		    "first_seq=%llu last_seq=%llu rows=%zu", t->sqlstate,
+		    store_loggable_error(t->sqlstate, t->error),
 		    (unsigned long long)t->first_seq, (unsigned long long)t->last_seq,
 		    store_batch_rows(b));
 		if (s->sink.rejected != NULL)
@@ -499,13 +532,17 @@ store_submit(struct store *s, struct store_batch *b, uint64_t first_seq, uint64_
 		s->queue = t;
 	s->queue_tail = t;
 	s->queued++;
+	s->batches++;
 	store_send_more(s);
 }
 
+/* Batches only: the forwarder's queries finish without telling the
+ * pipeline, which would wait for room that came (reading paused with
+ * nothing of its own in flight, until the next message). */
 size_t
 store_backlog(const struct store *s)
 {
-	return s->queued;
+	return s->batches;
 }
 
 /* ---- events and the store's life -------------------------------------- */
@@ -555,14 +592,17 @@ io_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 void
-store_notice(void *arg, const char *message)
+store_notice(void *arg, const PGresult *notice)
 {
+	const char *code = PQresultErrorField(notice, PG_DIAG_SQLSTATE);
+	const char *msg = PQresultErrorField(notice, PG_DIAG_MESSAGE_PRIMARY);
 	char text[256];
 
 	(void)arg;
-	snprintf(text, sizeof(text), "%s", message);
+	snprintf(text, sizeof(text), "%s", msg != NULL ? msg : "");
 	text[strcspn(text, "\n")] = '\0';
-	log_debug("store", "server notice", "text=%s", text);
+	log_debug("store", "server notice", "sqlstate=%s text=%s", code != NULL ? code : "",
+	    store_loggable_error(code, text));
 }
 
 static void
@@ -587,7 +627,7 @@ connect_now(evutil_socket_t fd, short what, void *arg)
 		store_schedule_retry(s, NULL);
 		return;
 	}
-	PQsetNoticeProcessor(s->conn, store_notice, s);
+	PQsetNoticeReceiver(s->conn, store_notice, s);
 	struct timeval tv = { .tv_sec = s->connect_timeout, .tv_usec = 0 };
 	evtimer_add(s->deadline, &tv);
 	poll_connect(s);

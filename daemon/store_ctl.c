@@ -37,7 +37,7 @@ store_ctl_connect(const struct store_options *o, FILE *err)
 		PQfinish(c);
 		return NULL;
 	}
-	PQsetNoticeProcessor(c, store_notice, NULL);
+	PQsetNoticeReceiver(c, store_notice, NULL);
 	return c;
 }
 

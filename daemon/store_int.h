@@ -97,6 +97,7 @@ struct store {
 	 * connection's pipeline. */
 	struct store_txn *queue, *queue_tail;
 	size_t queued, sent;
+	size_t batches;		/* of `queued`, the batches (store_backlog) */
 	bool outage;		/* an outage is going on (for its duration) */
 	int64_t outage_started_ms;
 	void (*outbox_hook)(void *ctx);
@@ -118,10 +119,13 @@ void store_conn_params_init(struct conn_params *p, const char *host, const char 
     const char *dbname, const char *user, const char *password, const char *sslmode,
     const char *sslrootcert, const char *sslcert, const char *sslkey);
 void store_conn_param(struct conn_params *p, const char *key, const char *val);
-/* The first line of libpq's message, without the trailing newline. */
+/* The first line of libpq's message, without the trailing newline. It is
+ * about the connection: a statement's error, which may quote a value,
+ * belongs to its result once that is taken (libpq 15, as Debian 12 has) and is
+ * logged through store_loggable_error(). */
 void store_conn_error(const PGconn *conn, char *buf, size_t len);
-/* libpq's notice processor: server notices go to our log. */
-void store_notice(void *arg, const char *message);
+/* libpq's notice receiver: server notices go to our log (debug). */
+void store_notice(void *arg, const PGresult *notice);
 
 void store_drop_connection(struct store *s);
 /* The database is unavailable: logged, retried after a backoff. */

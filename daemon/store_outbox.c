@@ -433,10 +433,11 @@ store_op_done(struct store_op *op, const struct store_txn *t)
 {
 	if (t->failed && op->kind == OP_SUBS)
 		log_error("store", op->what != NULL ? "outbox count failed" :
-		    "subscription query failed", "sqlstate=%s error=%s", t->sqlstate, t->error);
+		    "subscription query failed", "sqlstate=%s error=%s", t->sqlstate,
+		    store_loggable_error(t->sqlstate, t->error));
 	else if (t->failed)
 		log_error("store", "outbox query failed", "sqlstate=%s error=%s", t->sqlstate,
-		    t->error);
+		    store_loggable_error(t->sqlstate, t->error));
 	if (op->kind == OP_CLAIM && op->claim_done != NULL)
 		op->claim_done(op->ctx, t->failed ? NULL : op->rows, t->failed ? 0 : op->nrows,
 		    !t->failed);

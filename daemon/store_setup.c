@@ -341,11 +341,12 @@ take_result(struct store *s, PGresult *r)
 
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 		char err[512];
-		snprintf(err, sizeof(err), "%s", PQresultErrorMessage(r));
+		const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+		snprintf(err, sizeof(err), "%s", msg != NULL ? msg : PQresultErrorMessage(r));
 		err[strcspn(err, "\n")] = '\0';
 		const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
 		log_error("store", "query failed", "step=%d sqlstate=%s error=%s", (int)s->step,
-		    code != NULL ? code : "", err);
+		    code != NULL ? code : "", store_loggable_error(code, err));
 		s->query_failed = true;
 		return;
 	}

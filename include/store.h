@@ -142,6 +142,11 @@ struct store_options {
  * (sslmode verify-full). */
 bool store_host_is_local(const char *host);
 
+/* What a log line may say of the server's error `message` of SQLSTATE
+ * `sqlstate`: the message itself, or a constant when messages of its class
+ * may quote a row's values (the classes are listed in store.c). */
+const char *store_loggable_error(const char *sqlstate, const char *message);
+
 /* Batches: built row by row into binary array parameters, then submitted
  * (the store owns them from then on). */
 /* `node` names this daemon (journal_node), `journal_id` its journal. */

@@ -518,6 +518,31 @@ test_code_names(void)
 	T_CHECK(forward_viid_code_name(-1) == NULL);
 }
 
+/* A reply that is not JSON goes to the log as its reason: jansson's text
+ * would quote it, and a platform may echo the plate it refused. */
+static void
+test_reason_quotes_nothing(void)
+{
+	static const char *const bodies[] = {
+		"\xe7\x9a\x96" "A9Z8Y7 refused", "{\"Plate\": \xe7\x9a\x96" "A9Z8Y7}",
+		"{\"Plate\": \"\\u7696A9Z8Y7}", "A9Z8Y7",
+	};
+	const char *ids[] = { A };
+	struct viid_status st[1];
+	struct viid_upload_summary sum;
+	struct viid_session_reply rep;
+
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		T_CHECK(!forward_viid_upload_reply(bodies[i], strlen(bodies[i]), false, ids, 1, st,
+		    &sum));
+		T_CHECK(strstr(sum.reason, "not JSON") != NULL);
+		T_CHECK(strstr(sum.reason, "A9Z8Y7") == NULL && strstr(sum.reason, "7696") == NULL);
+		T_CHECK(!forward_viid_session_reply(200, bodies[i], strlen(bodies[i]), false,
+		    &rep));
+		T_CHECK(strstr(rep.reason, "A9Z8Y7") == NULL);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -527,6 +552,7 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(upload_rows) / sizeof(upload_rows[0]); i++)
 		check_upload_row(&upload_rows[i]);
 	test_bom_and_nul();
+	test_reason_quotes_nothing();
 	test_status_string();
 	test_caps();
 	test_session();
