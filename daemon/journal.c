@@ -73,6 +73,7 @@ struct journal {
 	uint64_t durable_seq;	/* covered by the last successful sync */
 	uint64_t checkpoint;
 	uint64_t checkpoint_synced;	/* the checkpoint file says at least this, durably */
+	uint64_t checkpoint_written;	/* ... at least this, maybe in the page cache only */
 	int ckfd;		/* the checkpoint file, or -1 */
 	unsigned ckslot;	/* the slot written last */
 	bool broken;
@@ -635,6 +636,7 @@ ckpt_open(struct journal *j)
 
 	j->checkpoint = journal_read_checkpoint(j->dir);
 	j->checkpoint_synced = j->checkpoint;
+	j->checkpoint_written = j->checkpoint;
 	int fd = openat(j->dirfd, CKPT_FILE, O_RDWR | O_CLOEXEC);
 	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size == (off_t)sizeof(buf) &&
 	    pread(fd, buf, 1, 0) == 1 && buf[0] == CKPT_MAGIC[0]) {
@@ -881,7 +883,12 @@ total_bytes(const struct journal *j)
 	return b;
 }
 
-/* Whether a segment lies wholly at or behind `seq` and may go. */
+bool journal_full(const struct journal *j);
+
+/* Whether a segment lies wholly at or behind `seq` and may go. The one
+ * being appended to stays, unless the journal is full: deleting it after
+ * every commit that catches up would cost a file created, a directory
+ * synced and a file deleted per commit at a community's rate. */
 static bool
 segment_behind(const struct journal *j, size_t i, uint64_t seq)
 {
@@ -891,7 +898,9 @@ segment_behind(const struct journal *j, size_t i, uint64_t seq)
 
 	if (i + 1 < j->nsegs && last == 0)
 		last = j->segs[i + 1].first_seq - 1;
-	return last != 0 && last <= seq && !(is_cur && (j->buflen > 0 || j->pending > 0));
+	if (is_cur && (j->buflen > 0 || j->pending > 0 || !journal_full(j)))
+		return false;
+	return last != 0 && last <= seq;
 }
 
 /* Deletes segments wholly at or behind the durable checkpoint, except the
@@ -1241,28 +1250,49 @@ journal_pending(const struct journal *j)
 	return j->pending;
 }
 
-int
-journal_checkpoint(struct journal *j, uint64_t seq)
+/* Writes the in-memory checkpoint into the next slot (not synced). */
+static int
+ckpt_write(struct journal *j)
 {
 	uint8_t slot[CKPT_SLOT];
 
-	if (seq <= j->checkpoint)
+	if (j->checkpoint <= j->checkpoint_written)
 		return 0;
 	j->ckslot ^= 1;
-	ckpt_slot(slot, seq);
+	ckpt_slot(slot, j->checkpoint);
 	if (pwrite(j->ckfd, slot, sizeof(slot), (off_t)(j->ckslot * CKPT_SLOT)) !=
 	    (ssize_t)sizeof(slot)) {
-		log_errno(LOG_LVL_ERROR, "journal", "cannot write checkpoint", "seq=%" PRIu64, seq);
+		log_errno(LOG_LVL_ERROR, "journal", "cannot write checkpoint",
+		    "seq=%" PRIu64, j->checkpoint);
 		return -1;
 	}
+	j->checkpoint_written = j->checkpoint;
+	return 0;
+}
+
+int
+journal_flush_checkpoint(struct journal *j)
+{
+	return j->ckfd >= 0 ? ckpt_write(j) : 0;
+}
+
+int
+journal_checkpoint(struct journal *j, uint64_t seq)
+{
+	if (seq <= j->checkpoint)
+		return 0;
 	j->checkpoint = seq;
 	/* Segments go only behind a checkpoint that is on disk: after a crash
-	 * the numbering must go on from it. */
+	 * the numbering must go on from it. Otherwise the file is written
+	 * later (journal_flush_checkpoint): the database's checkpoint is the
+	 * authority, this one only a floor. */
 	bool any = false;
 	for (size_t i = 0; i < j->nsegs && !any; i++)
 		any = segment_behind(j, i, seq);
 	if (!any)
 		return 0;
+	if (ckpt_write(j) != 0)
+		return -1;
 	if (fdatasync(j->ckfd) != 0) {
 		log_errno(LOG_LVL_ERROR, "journal", "cannot sync checkpoint, segments kept",
 		    "seq=%" PRIu64, seq);
@@ -1321,6 +1351,7 @@ journal_free(struct journal *j)
 		close(j->fd);
 	}
 	if (j->ckfd >= 0) {
+		ckpt_write(j);
 		if (j->checkpoint != j->checkpoint_synced)
 			fdatasync(j->ckfd);
 		close(j->ckfd);
@@ -1367,10 +1398,16 @@ struct journal_reader {
 	bool have_header;	/* of the open segment */
 	struct seg_check check;
 	uint64_t off;		/* of the next record in the open segment */
-	uint8_t *buf;
-	size_t bufcap;
+	uint64_t want;		/* the next seq wanted: from_seq, then one past the last */
+	uint8_t *buf;		/* read ahead: bytes [buf_off, buf_off + buflen) of the segment */
+	size_t bufcap, buflen;
+	uint64_t buf_off;
 	bool started;
 };
+
+/* What one read asks for at least: records are small, and a batch of them
+ * is read with one system call. */
+#define READ_AHEAD (64u * 1024)
 
 struct journal_reader *
 journal_reader_open(const char *dir, uint64_t from_seq)
@@ -1381,6 +1418,7 @@ journal_reader_open(const char *dir, uint64_t from_seq)
 		return NULL;
 	r->fd = -1;
 	r->from_seq = from_seq;
+	r->want = from_seq;
 	r->dir = strdup(dir);
 	if (r->dir == NULL) {
 		free(r);
@@ -1453,6 +1491,7 @@ reader_advance(struct journal_reader *r)
 	r->cur_first = first;
 	r->have_header = false;
 	r->started = true;
+	r->buflen = 0;
 	return 1;
 }
 
@@ -1489,6 +1528,43 @@ pread_all(int fd, void *buf, size_t len, uint64_t off)
 		got += (size_t)n;
 	}
 	return (ssize_t)got;
+}
+
+/* Makes bytes [off, off + len) of the open segment available at *out,
+ * from what was read ahead or with one read of at least READ_AHEAD bytes.
+ * Returns how many of the `len` bytes there are (fewer at the end of the
+ * file), or -1. Bytes read ahead stay valid: a segment is only appended
+ * to (the reader's limit keeps it before anything a failed sync could cut
+ * back), and a shorter read is repeated rather than trusted. */
+static ssize_t
+reader_fetch(struct journal_reader *r, uint64_t off, size_t len, const uint8_t **out)
+{
+	if (off >= r->buf_off && off + len <= r->buf_off + r->buflen) {
+		*out = r->buf + (off - r->buf_off);
+		return (ssize_t)len;
+	}
+	size_t ask = len > READ_AHEAD ? len : READ_AHEAD;
+	if (reader_grow(r, ask) != 0)
+		return -1;
+	r->buflen = 0;
+	/* One read, unless it came back short of `len` (not to the end of
+	 * the file: a second read only to hear "end of file" costs a system
+	 * call per record at a low rate). */
+	ssize_t got = 0;
+	while ((size_t)got < len) {
+		ssize_t n = pread(r->fd, r->buf + got, ask - (size_t)got, (off_t)(off + (size_t)got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		got += n;
+	}
+	r->buf_off = off;
+	r->buflen = (size_t)got;
+	*out = r->buf;
+	return got < (ssize_t)len ? got : (ssize_t)len;
 }
 
 /* Is there a segment after the open one? Then the open one is complete. */
@@ -1540,6 +1616,10 @@ int
 journal_reader_next(struct journal_reader *r, struct journal_record *rec)
 {
 	for (;;) {
+		/* Everything up to the limit was read: the live end, known
+		 * without asking the file system. */
+		if (r->limit != 0 && r->want > r->limit)
+			return 0;
 		if (r->fd < 0) {
 			int rc = reader_advance(r);
 			if (rc <= 0)
@@ -1550,26 +1630,23 @@ journal_reader_next(struct journal_reader *r, struct journal_record *rec)
 			if (rc <= 0)
 				return rc;
 		}
-		uint8_t head[JOURNAL_RECORD_HEAD];
-		ssize_t got = pread_all(r->fd, head, sizeof(head), r->off);
+		const uint8_t *head;
+		ssize_t got = reader_fetch(r, r->off, JOURNAL_RECORD_HEAD, &head);
 		if (got < 0) {
 			log_errno(LOG_LVL_ERROR, "journal", "read failed", "");
 			return -1;
 		}
-		uint32_t len = got == (ssize_t)sizeof(head) ? get32(head + 4) : 0;
-		bool head_ok = got == (ssize_t)sizeof(head) &&
+		uint32_t len = got == JOURNAL_RECORD_HEAD ? get32(head + 4) : 0;
+		bool head_ok = got == JOURNAL_RECORD_HEAD &&
 		    get32(head) == JOURNAL_MAGIC_RECORD && len >= JOURNAL_RECORD_FIXED &&
 		    len <= JOURNAL_RECORD_FIXED + UINT16_MAX + (256u << 20);
 		long long n = 0;
 		if (head_ok) {
-			if (reader_grow(r, JOURNAL_RECORD_HEAD + (size_t)len) != 0)
-				return -1;
-			memcpy(r->buf, head, sizeof(head));
-			ssize_t b = pread_all(r->fd, r->buf + JOURNAL_RECORD_HEAD, len,
-			    r->off + JOURNAL_RECORD_HEAD);
+			const uint8_t *whole;
+			ssize_t b = reader_fetch(r, r->off, JOURNAL_RECORD_HEAD + (size_t)len, &whole);
 			if (b < 0)
 				return -1;
-			n = parse_record(r->buf, JOURNAL_RECORD_HEAD + (size_t)b, 0, &r->check, rec);
+			n = parse_record(whole, (size_t)b, 0, &r->check, rec);
 			if (n > 0 && !seq_fits(&r->check, rec->seq, 0))
 				n = -1;
 		} else if (got > 0 && got < (ssize_t)sizeof(head)) {
@@ -1587,6 +1664,7 @@ journal_reader_next(struct journal_reader *r, struct journal_record *rec)
 			r->check.expect = rec->seq + 1;
 			if (rec->seq < r->from_seq)
 				continue;
+			r->want = rec->seq + 1;
 			return 1;
 		}
 		if (n == 0 && !reader_has_next(r))
@@ -1604,6 +1682,7 @@ journal_reader_next(struct journal_reader *r, struct journal_record *rec)
 		size_t rest = (size_t)st.st_size > r->off ? (size_t)st.st_size - r->off : 0;
 		if (reader_grow(r, rest + 1) != 0)
 			return -1;
+		r->buflen = 0;	/* the buffer is the scan's now */
 		ssize_t b = pread_all(r->fd, r->buf, rest, r->off);
 		if (b < 0)
 			return -1;

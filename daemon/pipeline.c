@@ -526,6 +526,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (p->o.clock_offset_file != NULL && p->o.clock_offset_file[0] != '\0')
 		read_clock_offset(p->o.clock_offset_file);
+	/* For readers of the directory; the database has the authority. */
+	journal_flush_checkpoint(p->journal);
 	/* Not while records wait in the journal unread (the database was
 	 * away, or a backlog is being stored): a device whose messages are
 	 * there is not silent. The clock catches up once they are read. */

@@ -87,7 +87,20 @@
  * place, so that a torn write leaves the other; it is fdatasync()ed before
  * any segment behind it is deleted, and otherwise not synced at all: a
  * checkpoint lost in a crash only means records are read again (the
- * database has them and skips them).
+ * database has them and skips them). For the same reason it is not even
+ * written at every commit: the database's checkpoint, committed in the
+ * same transaction as the rows, is the authority on what is stored, and
+ * the file is only a floor under it — written when segments are deleted
+ * (then synced first), about once a second by the daemon, and at close.
+ * What the file must guarantee is only that sequence numbers never go
+ * back: a segment is deleted only behind a synced checkpoint, so the
+ * highest number ever given out is always in a segment or in the file.
+ *
+ * The segment being appended to is kept when it falls behind the
+ * checkpoint (unless the journal is full): at a low rate every commit
+ * catches up, and deleting it each time would create a file, sync the
+ * directory and delete a file per commit. It goes once the next segment
+ * is rolled.
  */
 #ifndef GRIDBRIDGE_JOURNAL_H
 #define GRIDBRIDGE_JOURNAL_H
@@ -155,9 +168,14 @@ size_t journal_pending(const struct journal *j);
  * number be given again). */
 uint64_t journal_durable_seq(const struct journal *j);
 
-/* Everything up to and including `seq` is safe elsewhere: persists the
- * checkpoint and deletes segments wholly behind it. */
+/* Everything up to and including `seq` is safe elsewhere. When segments
+ * wholly behind it can go, the checkpoint file is written and synced and
+ * they are deleted; otherwise the file is written by
+ * journal_flush_checkpoint() (or at close). */
 int journal_checkpoint(struct journal *j, uint64_t seq);
+/* Writes the checkpoint into its file if it moved (not synced): for
+ * readers of the directory, such as `gridbridgectl journal stat`. */
+int journal_flush_checkpoint(struct journal *j);
 
 void journal_set_disk_cap(struct journal *j, uint64_t cap);
 /* Applies the reloadable [journal] keys of `cfg` (disk_cap) on SIGHUP. */

@@ -321,6 +321,7 @@ checkpoint_file_tests(void)
 	journal_sync(j);
 	for (uint64_t c = 10; c <= 200; c += 10)
 		T_INTEQ(journal_checkpoint(j, c), 0);
+	T_INTEQ(journal_flush_checkpoint(j), 0);
 	T_INTEQ(journal_read_checkpoint(dir), 200);
 	journal_free(j);
 	T_INTEQ(journal_read_checkpoint(dir), 200);
@@ -340,6 +341,66 @@ checkpoint_file_tests(void)
 	journal_free(j);
 	T_INTEQ(journal_read_checkpoint(dir), 260);
 	T_INTEQ(file_size("checkpoint"), 32);
+}
+
+/* The live end and a full journal, in a directory of their own. */
+static void
+live_end_tests(void)
+{
+	struct journal_stat st;
+	struct journal *j;
+	char cmd[160];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s/*", dir);
+	if (system(cmd) != 0)
+		abort();
+	/* A full journal deletes even the segment being appended to once the
+	 * checkpoint passes it: the space is what ingest waits for. */
+	j = open_j(1 << 20, 1 << 30);
+	append_n(j, 1, 50);
+	T_INTEQ(journal_sync(j), 0);
+	journal_stat(j, &st);
+	journal_set_disk_cap(j, st.bytes);
+	T_CHECK(journal_full(j));
+	T_INTEQ(journal_checkpoint(j, 50), 0);
+	T_CHECK(!journal_full(j));
+	journal_stat(j, &st);
+	T_INTEQ(st.segments, 0);
+	T_INTEQ(journal_read_checkpoint(dir), 50);
+	append_n(j, 51, 2);
+	T_INTEQ(journal_sync(j), 0);
+	journal_stat(j, &st);
+	T_INTEQ(st.last_seq, 52);
+	T_INTEQ(st.segments, 1);
+
+	/* A reader with a limit knows the live end without the directory:
+	 * no listing per commit (the directory moved away proves it). */
+	struct journal_reader *lr = journal_reader_open(dir, 51);
+	struct journal_record lrec;
+	journal_reader_set_limit(lr, 52);
+	T_INTEQ(journal_reader_next(lr, &lrec), 1);
+	T_INTEQ(lrec.seq, 51);
+	T_INTEQ(journal_reader_next(lr, &lrec), 1);
+	T_INTEQ(lrec.seq, 52);
+	char moved[160];
+	snprintf(moved, sizeof(moved), "%s.moved", dir);
+	T_INTEQ(rename(dir, moved), 0);
+	T_INTEQ(journal_reader_next(lr, &lrec), 0);
+	T_INTEQ(journal_reader_next(lr, &lrec), 0);
+	T_INTEQ(rename(moved, dir), 0);
+	/* Records after the limit are read from what was read ahead or the
+	 * file, once the limit allows them. */
+	append_n(j, 53, 3);
+	T_INTEQ(journal_sync(j), 0);
+	T_INTEQ(journal_reader_next(lr, &lrec), 0);
+	journal_reader_set_limit(lr, 55);
+	for (uint64_t want = 53; want <= 55; want++) {
+		T_INTEQ(journal_reader_next(lr, &lrec), 1);
+		T_INTEQ(lrec.seq, want);
+	}
+	T_INTEQ(journal_reader_next(lr, &lrec), 0);
+	journal_reader_free(lr);
+	journal_free(j);
 }
 
 int
@@ -411,13 +472,20 @@ main(void)
 	journal_free(j);
 	T_INTEQ(journal_read_checkpoint(dir), 400);
 
-	/* Everything checkpointed and deleted: numbering still continues. */
+	/* Everything checkpointed: the segment being appended to stays (no
+	 * file made and deleted per commit at a low rate), the others go. */
 	j = open_j(4096, 1 << 30);
 	T_INTEQ(journal_checkpoint(j, 501), 0);
 	journal_stat(j, &st);
-	T_INTEQ(st.segments, 0);
+	T_INTEQ(st.segments, 1);
+	T_INTEQ(count_files(".", ".seg"), 1);
 	journal_free(j);
+	/* ... and goes at the next open, which appends to nothing yet:
+	 * numbering still continues. */
 	j = open_j(4096, 1 << 30);
+	journal_stat(j, &st);
+	T_INTEQ(st.segments, 0);
+	T_INTEQ(count_files(".", ".seg"), 0);
 	append_n(j, 502, 1);
 	journal_stat(j, &st);
 	T_INTEQ(st.last_seq, 502);
@@ -485,6 +553,7 @@ main(void)
 	identity_tests();
 	forgery_tests();
 	checkpoint_file_tests();
+	live_end_tests();
 
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
