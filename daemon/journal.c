@@ -1270,10 +1270,40 @@ ckpt_write(struct journal *j)
 	return 0;
 }
 
+/* Deletes the segments wholly behind the checkpoint, if any, after
+ * making the checkpoint durable: after a crash the numbering must go on
+ * from it. Returns 0 when there was nothing to delete. */
+static int
+reclaim_behind(struct journal *j)
+{
+	bool any = false;
+	for (size_t i = 0; i < j->nsegs && !any; i++)
+		any = segment_behind(j, i, j->checkpoint);
+	if (!any)
+		return 0;
+	if (ckpt_write(j) != 0)
+		return -1;
+	if (fdatasync(j->ckfd) != 0) {
+		log_errno(LOG_LVL_ERROR, "journal", "cannot sync checkpoint, segments kept",
+		    "seq=%" PRIu64, j->checkpoint);
+		return -1;
+	}
+	j->checkpoint_synced = j->checkpoint;
+	reclaim(j);
+	return 0;
+}
+
 int
 journal_flush_checkpoint(struct journal *j)
 {
-	return j->ckfd >= 0 ? ckpt_write(j) : 0;
+	if (j->ckfd < 0)
+		return 0;
+	/* Full while nothing moves the checkpoint (the cap lowered, or the
+	 * disk filled, after everything was stored): the segment being
+	 * appended to is what ingest waits for. */
+	if (journal_full(j) && reclaim_behind(j) != 0)
+		return -1;
+	return ckpt_write(j);
 }
 
 int
@@ -1282,25 +1312,9 @@ journal_checkpoint(struct journal *j, uint64_t seq)
 	if (seq <= j->checkpoint)
 		return 0;
 	j->checkpoint = seq;
-	/* Segments go only behind a checkpoint that is on disk: after a crash
-	 * the numbering must go on from it. Otherwise the file is written
-	 * later (journal_flush_checkpoint): the database's checkpoint is the
-	 * authority, this one only a floor. */
-	bool any = false;
-	for (size_t i = 0; i < j->nsegs && !any; i++)
-		any = segment_behind(j, i, seq);
-	if (!any)
-		return 0;
-	if (ckpt_write(j) != 0)
-		return -1;
-	if (fdatasync(j->ckfd) != 0) {
-		log_errno(LOG_LVL_ERROR, "journal", "cannot sync checkpoint, segments kept",
-		    "seq=%" PRIu64, seq);
-		return -1;
-	}
-	j->checkpoint_synced = seq;
-	reclaim(j);
-	return 0;
+	/* Otherwise the file is written later (journal_flush_checkpoint):
+	 * the database's checkpoint is the authority, this one only a floor. */
+	return reclaim_behind(j);
 }
 
 void
@@ -1402,6 +1416,7 @@ struct journal_reader {
 	uint8_t *buf;		/* read ahead: bytes [buf_off, buf_off + buflen) of the segment */
 	size_t bufcap, buflen;
 	uint64_t buf_off;
+	uint64_t buf_limit;	/* the limit when it was read: bytes past it may be cut back */
 	bool started;
 };
 
@@ -1563,6 +1578,7 @@ reader_fetch(struct journal_reader *r, uint64_t off, size_t len, const uint8_t *
 	}
 	r->buf_off = off;
 	r->buflen = (size_t)got;
+	r->buf_limit = r->limit;
 	*out = r->buf;
 	return got < (ssize_t)len ? got : (ssize_t)len;
 }
@@ -1649,7 +1665,7 @@ journal_reader_next(struct journal_reader *r, struct journal_record *rec)
 			n = parse_record(whole, (size_t)b, 0, &r->check, rec);
 			if (n > 0 && !seq_fits(&r->check, rec->seq, 0))
 				n = -1;
-		} else if (got > 0 && got < (ssize_t)sizeof(head)) {
+		} else if (got > 0 && got < JOURNAL_RECORD_HEAD) {
 			n = 0;		/* incomplete head */
 		} else if (got == 0) {
 			n = 0;		/* end of this segment */
@@ -1660,6 +1676,13 @@ journal_reader_next(struct journal_reader *r, struct journal_record *rec)
 		if (n > 0) {
 			if (r->limit != 0 && rec->seq > r->limit)
 				return 0;	/* not durable yet: read it later */
+			if (r->limit != 0 && rec->seq > r->buf_limit) {
+				/* Read ahead before it was durable: a failed sync may
+				 * have cut it back and given its number to another
+				 * message since. Read it again from the file. */
+				r->buflen = 0;
+				continue;
+			}
 			r->off += (uint64_t)n;
 			r->check.expect = rec->seq + 1;
 			if (rec->seq < r->from_seq)
