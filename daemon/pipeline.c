@@ -32,6 +32,11 @@
 
 struct range {
 	uint64_t first, last;	/* first > last: checkpoint-only */
+	/* Derived events and states that went into the batch with the
+	 * records: sent again on their own if the batch is refused. */
+	Gridbridge__V1__Event **derived;
+	size_t nderived;
+	bool states;
 };
 
 struct pipeline {
@@ -77,7 +82,16 @@ static void submit_cur(struct pipeline *p);
 /* ---- outstanding ranges ------------------------------------------------ */
 
 static void
-out_add(struct pipeline *p, uint64_t first, uint64_t last)
+free_derived(Gridbridge__V1__Event **evs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		derive_event_free(evs[i]);
+	free(evs);
+}
+
+static void
+out_add(struct pipeline *p, uint64_t first, uint64_t last, Gridbridge__V1__Event **derived,
+    size_t nderived, bool states)
 {
 	if (p->nout == p->capout) {
 		size_t cap = p->capout ? p->capout * 2 : 16;
@@ -89,8 +103,17 @@ out_add(struct pipeline *p, uint64_t first, uint64_t last)
 		p->outstanding[i] = p->outstanding[i - 1];
 		i--;
 	}
-	p->outstanding[i] = (struct range){ first, last };
+	p->outstanding[i] = (struct range){ first, last, derived, nderived, states };
 	p->nout++;
+}
+
+static struct range *
+out_find(struct pipeline *p, uint64_t first, uint64_t last)
+{
+	for (size_t i = 0; i < p->nout; i++)
+		if (p->outstanding[i].first == first && p->outstanding[i].last == last)
+			return &p->outstanding[i];
+	return NULL;
 }
 
 static void
@@ -98,6 +121,7 @@ out_remove(struct pipeline *p, uint64_t first, uint64_t last)
 {
 	for (size_t i = 0; i < p->nout; i++) {
 		if (p->outstanding[i].first == first && p->outstanding[i].last == last) {
+			free_derived(p->outstanding[i].derived, p->outstanding[i].nderived);
 			memmove(&p->outstanding[i], &p->outstanding[i + 1],
 			    (p->nout - i - 1) * sizeof(*p->outstanding));
 			p->nout--;
@@ -106,12 +130,13 @@ out_remove(struct pipeline *p, uint64_t first, uint64_t last)
 	}
 }
 
-/* The checkpoint a batch starting at `first` may write: just before the
- * oldest record not yet confirmed. */
+/* The checkpoint a batch of [first, last] may write: its own last record
+ * (its transaction stores them, and the derived state they led to), unless
+ * an older one is not confirmed yet: then just before that. */
 static uint64_t
-safe_checkpoint(const struct pipeline *p, uint64_t first)
+safe_checkpoint(const struct pipeline *p, uint64_t first, uint64_t last)
 {
-	uint64_t oldest = first;
+	uint64_t oldest = last >= first ? last + 1 : first;
 
 	for (size_t i = 0; i < p->nout; i++)
 		if (p->outstanding[i].first <= p->outstanding[i].last &&
@@ -294,21 +319,50 @@ new_batch(struct pipeline *p)
 	return store_batch_new(p->node, p->journal_id);
 }
 
-/* The batch writes the checkpoint and, with it, the repeated-report
- * states as they were there. */
+/* Submits a batch. What derive.c has for the database (the events and
+ * states the records read so far led to) goes into the same transaction,
+ * and so do the repeated-report states as they were at its checkpoint:
+ * one commit stores the records, what they changed and the checkpoint
+ * past them, so a crash finds either all of it or none. `derived`
+ * events already in `b` (sent again after a refusal) are kept with it. */
 static void
-submit_one(struct pipeline *p, struct store_batch *b, uint64_t first, uint64_t last)
+submit_with(struct pipeline *p, struct store_batch *b, uint64_t first, uint64_t last,
+    Event **derived, size_t nderived, bool states)
 {
-	uint64_t ckpt = safe_checkpoint(p, first);
+	struct derive *d = p->o.derive;
 
+	if (d != NULL && p->derived_loaded && derive_pending(d)) {
+		Event **evs;
+		char *devices, *welfare, *reports;
+		size_t n = derive_take(d, &evs, &devices, &welfare, &reports);
+		if (n > 0) {
+			derived = util_realloc(derived, (nderived + n) * sizeof(*derived));
+			for (size_t i = 0; i < n; i++) {
+				add_event(p, b, evs[i]);
+				derived[nderived++] = evs[i];
+			}
+		}
+		free(evs);
+		store_batch_set_states(b, devices, welfare, reports);
+		states = states || devices != NULL || welfare != NULL || reports != NULL;
+		free(devices);
+		free(welfare);
+		free(reports);
+	}
+	uint64_t ckpt = safe_checkpoint(p, first, last);
 	repeats_pending(p->repeats, ckpt, add_report, b);
-	out_add(p, first, last);
+	out_add(p, first, last, derived, nderived, states);
 	store_submit(p->store, b, first, last, ckpt);
 }
 
-/* What derive.c has for the database goes in a transaction of its own
- * (no journal range: first > last), right behind the batch that caused
- * it, so a record batch refused and split never takes it along. */
+static void
+submit(struct pipeline *p, struct store_batch *b, uint64_t first, uint64_t last)
+{
+	submit_with(p, b, first, last, NULL, 0, false);
+}
+
+/* Derived events and states with no records to go with (the clock moved
+ * on): a transaction of their own, no journal range (first > last). */
 static void
 flush_derived(struct pipeline *p)
 {
@@ -316,27 +370,7 @@ flush_derived(struct pipeline *p)
 
 	if (d == NULL || !p->derived_loaded || !derive_pending(d))
 		return;
-	Event **evs;
-	char *devices, *welfare, *reports;
-	size_t n = derive_take(d, &evs, &devices, &welfare, &reports);
-	struct store_batch *b = new_batch(p);
-	for (size_t i = 0; i < n; i++) {
-		add_event(p, b, evs[i]);
-		derive_event_free(evs[i]);
-	}
-	free(evs);
-	store_batch_set_states(b, devices, welfare, reports);
-	free(devices);
-	free(welfare);
-	free(reports);
-	submit_one(p, b, p->read_through + 1, p->read_through);
-}
-
-static void
-submit(struct pipeline *p, struct store_batch *b, uint64_t first, uint64_t last)
-{
-	submit_one(p, b, first, last);
-	flush_derived(p);
+	submit(p, new_batch(p), p->read_through + 1, p->read_through);
 }
 
 static void
@@ -477,8 +511,8 @@ later(struct pipeline *p, uint64_t first, uint64_t last)
 		p->later = util_realloc(p->later, cap * sizeof(*p->later));
 		p->caplater = cap;
 	}
-	p->later[p->nlater++] = (struct range){ first, last };
-	out_add(p, first, last);
+	p->later[p->nlater++] = (struct range){ first, last, NULL, 0, false };
+	out_add(p, first, last, NULL, 0, false);
 	struct timeval tv = { .tv_sec = PIPELINE_REFUSED_RETRY_MS / 1000,
 		.tv_usec = (PIPELINE_REFUSED_RETRY_MS % 1000) * 1000 };
 	evtimer_add(p->later_ev, &tv);
@@ -688,6 +722,24 @@ pipeline_store_rejected(void *ctx, uint64_t first_seq, uint64_t last_seq,
 	struct pipeline *p = ctx;
 	char reason[320];
 
+	/* What derive.c put into a refused record batch is sent again on its
+	 * own, before the records (and while they are still outstanding, so
+	 * its checkpoint stays behind them): the split halves will not bring
+	 * it back, the state having moved on. */
+	struct range *r = out_find(p, first_seq, last_seq);
+	if (r != NULL && first_seq <= last_seq && (r->nderived > 0 || r->states)) {
+		Event **derived = r->derived;
+		size_t nderived = r->nderived;
+		bool states = r->states;
+		r->derived = NULL;
+		r->nderived = 0;
+		struct store_batch *b = new_batch(p);
+		for (size_t i = 0; i < nderived; i++)
+			add_event(p, b, derived[i]);
+		if (states && p->o.derive != NULL)
+			derive_retake(p->o.derive);
+		submit_with(p, b, p->read_through + 1, p->read_through, derived, nderived, false);
+	}
 	out_remove(p, first_seq, last_seq);
 	if (first_seq > last_seq) {
 		/* A transaction of derived events and states (checkpoint-only
@@ -786,6 +838,8 @@ pipeline_free(struct pipeline *p)
 		event_free(p->later_ev);
 	if (p->tick != NULL)
 		event_free(p->tick);
+	for (size_t i = 0; i < p->nout; i++)
+		free_derived(p->outstanding[i].derived, p->outstanding[i].nderived);
 	free(p->later);
 	repeats_free(p->repeats);
 	store_batch_free(p->cur);
