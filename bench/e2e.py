@@ -123,13 +123,36 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+# data directory of the cluster Database.start() started: postgres_cpu()
+# counts that cluster only
+_pg_data_dir: Path | None = None
+
+
 def postgres_cpu() -> float:
-    """CPU seconds of the PostgreSQL processes: every live process named
-    postgres, plus what the postmasters' exited children used (cutime +
+    """CPU seconds of the PostgreSQL processes: the postmaster of our cluster
+    and its live children, plus what its exited children used (cutime +
     cstime: a backend that ended during the run, like psql's, still counts).
-    Other clusters on the machine would be counted too."""
+    Without a cluster of ours: every process named postgres (other clusters
+    on the machine, e.g. of a test suite running meanwhile, would count)."""
     total = 0.0
     tck = os.sysconf("SC_CLK_TCK")
+    if _pg_data_dir is not None:
+        try:
+            pm = int((_pg_data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+            f = Path(f"/proc/{pm}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in f[11:15]) / tck
+        except (OSError, IndexError, ValueError):
+            return 0.0
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                f = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(f[1]) == pm:
+                    total += (int(f[11]) + int(f[12])) / tck
+            except (OSError, IndexError, ValueError):
+                pass
+        return total
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
@@ -178,6 +201,52 @@ def stop_proc(p: subprocess.Popen | None, timeout: float = 10.0) -> int | None:
     return p.returncode
 
 
+class HwmWatch:
+    """Largest VmHWM (KiB) seen of each pid, sampled every 10 ms in a thread
+    (ru_maxrss of a child forked from Python includes the parent's memory
+    before the exec, so it cannot serve)."""
+
+    def __init__(self, *pids: int):
+        import threading
+        self.hwm = {p: 0 for p in pids}
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            for p in self.hwm:
+                v = vm_hwm_kib(p)
+                if v and v > self.hwm[p]:
+                    self.hwm[p] = v
+            self._stop.wait(0.01)
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._t.join(2)
+        return self.hwm
+
+
+def wait_rusage(p: subprocess.Popen, timeout: float) -> dict | None:
+    """Wait for child p like p.wait(timeout), reaping it with wait4 to get its
+    CPU time: {"cpu": user + system seconds}. None on timeout (p still
+    running); p.returncode is set on success."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if p.returncode is not None:
+            return None  # reaped elsewhere: usage unknown
+        try:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if pid == p.pid:
+            p.returncode = os.waitstatus_to_exitcode(status)
+            return {"cpu": ru.ru_utime + ru.ru_stime}
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.005)
+
+
 def pct(xs: list[float], q: float) -> float:
     """q-quantile (0..1) of sorted xs, nearest rank."""
     if not xs:
@@ -221,7 +290,9 @@ class Database:
         self.pg = services.Postgres()
 
     def start(self) -> str:
+        global _pg_data_dir
         self.pg.start()
+        _pg_data_dir = self.pg.data_dir
         conn = self.pg.superuser_connect()
         conn.autocommit = True
         with conn.cursor() as cur:
@@ -256,6 +327,8 @@ class Database:
         return c
 
     def close(self) -> None:
+        global _pg_data_dir
+        _pg_data_dir = None
         self.pg.close()
 
 
@@ -347,14 +420,16 @@ def run_baseline_a(args, db: Database, d: Path) -> dict:
                                     stdin=sub.stdout, stdout=out, stderr=err, env=env,
                                     start_new_session=True)
         sub.stdout.close()
+        hwm = HwmWatch(sub.pid, psql.pid)
         wait_subscribed(broker, "bench-baseline", 10)
         broker_cpu0, pg_cpu0 = cpu_seconds(broker.proc.pid), postgres_cpu()
         lg = start_loadgen(args, broker, d)
-        try:
-            psql.wait(args.timeout)
-        except subprocess.TimeoutExpired:
+        psql_ru = wait_rusage(psql, args.timeout)
+        if psql.returncode is None:
             raise BenchError(f"psql COPY not done within {args.timeout}s")
-        if psql.returncode != 0 or sub.wait(10) != 0:
+        sub_ru = wait_rusage(sub, 10)
+        peak = hwm.stop()
+        if psql.returncode != 0 or sub.returncode != 0:
             raise BenchError(f"mosquitto_sub {sub.returncode} / psql {psql.returncode}: "
                              + (d / "psql.stderr").read_text()[-1000:]
                              + (d / "sub.stderr").read_text()[-1000:])
@@ -375,7 +450,10 @@ def run_baseline_a(args, db: Database, d: Path) -> dict:
         secs = commit - info["start_wall"]
         return {"rate": args.count / secs, "seconds": secs, "pub_rate": info["pub_rate"],
                 "broker_cpu": broker_cpu, "pg_cpu": pg_cpu, "pub_cpu": info["pub_cpu"],
-                "xacts": nxact}
+                "xacts": nxact,
+                # the pipe's own processes (wait4), for bench/run
+                "sub_cpu": sub_ru and sub_ru["cpu"], "psql_cpu": psql_ru and psql_ru["cpu"],
+                "sub_rss_kib": peak[sub.pid], "psql_rss_kib": peak[psql.pid]}
     finally:
         stop_proc(lg)
         stop_proc(sub)
@@ -383,27 +461,40 @@ def run_baseline_a(args, db: Database, d: Path) -> dict:
         broker.stop()
 
 
-def daemon_conf(d: Path, broker, db: Database) -> Path:
+def daemon_conf(d: Path, broker, db: Database, extra: str = "") -> Path:
     text = it_ingest.daemon_config(d, broker, client_id=CLIENT_ID, subscribe=(TOPIC,),
                                    store_db=db.pg, routes=True)
     path = d / "gridbridge.conf"
-    path.write_text(text + DOOR_ROUTE)
+    path.write_text(text + DOOR_ROUTE + extra)
     return path
 
 
-def run_daemon(args, db: Database, d: Path, rate: float) -> dict:
-    """gridbridged from publish to commit; rate 0: as fast as possible."""
+def run_daemon(args, db: Database, d: Path, rate: float, hooks=None) -> dict:
+    """gridbridged from publish to commit; rate 0: as fast as possible.
+
+    hooks (bench/run): an object with optional attributes
+      conf: str                     appended to the daemon's configuration
+      binary: Path                  run instead of build/gridbridged
+      started(daemon, broker)       called once the daemon is ready, before
+                                    loadgen starts (not timed)
+      finished(daemon, conn, rows, pub) -> dict
+                                    called once every row is committed, before
+                                    the daemon stops; rows: journal seq ->
+                                    (topic, commit time), pub: loadgen seq ->
+                                    publish time; its dict joins the result"""
     d.mkdir(parents=True)
     db.fresh()
     broker = start_broker(d / "broker", args)
-    daemon = services.Daemon(args.build, d)
+    daemon = services.Daemon(args.build, d, binary=getattr(hooks, "binary", None))
     lg = None
     try:
-        conf = daemon_conf(d, broker, db)
+        conf = daemon_conf(d, broker, db, getattr(hooks, "conf", ""))
         daemon.start(conf)
         daemon.wait_notify("READY=1", timeout=30)
         daemon.wait_log(r'mod=mqtt msg="subscribed"', timeout=30)
         daemon.wait_log(r'mod=store msg="ready"', timeout=30)
+        if getattr(hooks, "started", None):
+            hooks.started(daemon, broker)
         conn = db.connect()
         cpu0 = cpu_seconds(daemon.pid)
         broker_cpu0, pg_cpu0 = cpu_seconds(broker.proc.pid), postgres_cpu()
@@ -448,7 +539,6 @@ def run_daemon(args, db: Database, d: Path, rate: float) -> dict:
             skewed = cur.fetchone()[0]
             cur.execute("SELECT count(*) FROM events_default")
             in_default = cur.fetchone()[0]
-        conn.close()
         rows = {}
         for line in buf.getvalue().splitlines():
             seq, topic, ts = line.split("\t")
@@ -474,6 +564,10 @@ def run_daemon(args, db: Database, d: Path, rate: float) -> dict:
             with open(args.latency_dir / f"{d.name}.tsv", "w") as f:
                 for j in sorted(rows):
                     f.write(f"{j - 1}\t{pub[j - 1]:.6f}\t{rows[j][1]:.6f}\n")
+        extra = {}
+        if getattr(hooks, "finished", None):
+            extra = hooks.finished(daemon, conn, rows, pub) or {}
+        conn.close()
         lat = sorted((ts - pub[j - 1]) * 1000 for j, (_, ts) in rows.items())
         last_commit = max(ts for _, ts in rows.values())
         secs = last_commit - info["start_wall"]
@@ -484,7 +578,7 @@ def run_daemon(args, db: Database, d: Path, rate: float) -> dict:
                 "hwm_mib": hwm / 1024 if hwm else None, "cpu": cpu,
                 "broker_cpu": broker_cpu, "pg_cpu": pg_cpu, "pub_cpu": info["pub_cpu"],
                 "events": nevents, "quarantined": quarantined, "skewed": skewed,
-                "in_default": in_default, "stop_status": stop_status}
+                "in_default": in_default, "stop_status": stop_status, **extra}
     finally:
         stop_proc(lg)
         try:
