@@ -886,9 +886,11 @@ total_bytes(const struct journal *j)
 bool journal_full(const struct journal *j);
 
 /* Whether a segment lies wholly at or behind `seq` and may go. The one
- * being appended to stays, unless the journal is full: deleting it after
- * every commit that catches up would cost a file created, a directory
- * synced and a file deleted per commit at a community's rate. */
+ * being appended to stays while the journal is below half its cap:
+ * deleting it after every commit that catches up would cost a file
+ * created, a directory synced and a file deleted per commit at a
+ * community's rate; past half the cap (a small cap) the space counts
+ * more, and ingest must never pause for a segment already stored. */
 static bool
 segment_behind(const struct journal *j, size_t i, uint64_t seq)
 {
@@ -898,7 +900,8 @@ segment_behind(const struct journal *j, size_t i, uint64_t seq)
 
 	if (i + 1 < j->nsegs && last == 0)
 		last = j->segs[i + 1].first_seq - 1;
-	if (is_cur && (j->buflen > 0 || j->pending > 0 || !journal_full(j)))
+	if (is_cur && (j->buflen > 0 || j->pending > 0 ||
+	    (!journal_full(j) && total_bytes(j) < j->disk_cap / 2)))
 		return false;
 	return last != 0 && last <= seq;
 }
@@ -1298,10 +1301,10 @@ journal_flush_checkpoint(struct journal *j)
 {
 	if (j->ckfd < 0)
 		return 0;
-	/* Full while nothing moves the checkpoint (the cap lowered, or the
-	 * disk filled, after everything was stored): the segment being
-	 * appended to is what ingest waits for. */
-	if (journal_full(j) && reclaim_behind(j) != 0)
+	/* Full (or past half the cap) while nothing moves the checkpoint
+	 * (the cap lowered, or the disk filled, after everything was
+	 * stored): the segment being appended to is what ingest waits for. */
+	if (reclaim_behind(j) != 0)
 		return -1;
 	return ckpt_write(j);
 }

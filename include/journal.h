@@ -97,7 +97,7 @@
  * highest number ever given out is always in a segment or in the file.
  *
  * The segment being appended to is kept when it falls behind the
- * checkpoint (unless the journal is full): at a low rate every commit
+ * checkpoint (unless the journal is past half its cap): at a low rate every commit
  * catches up, and deleting it each time would create a file, sync the
  * directory and delete a file per commit. It goes once the next segment
  * is rolled.

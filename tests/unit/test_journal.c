@@ -400,6 +400,24 @@ live_end_tests(void)
 	}
 	T_INTEQ(journal_reader_next(lr, &lrec), 0);
 	journal_reader_free(lr);
+
+	/* Past half the cap (but not full) the segment being appended to goes
+	 * too once stored: a small cap must never pause ingest for it. */
+	journal_set_disk_cap(j, 1 << 30);
+	append_n(j, 56, 40);
+	T_INTEQ(journal_sync(j), 0);
+	journal_stat(j, &st);
+	journal_set_disk_cap(j, st.bytes * 2 - 1);
+	T_CHECK(!journal_full(j));
+	T_INTEQ(journal_checkpoint(j, 95), 0);
+	journal_stat(j, &st);
+	T_INTEQ(st.segments, 0);
+	journal_set_disk_cap(j, 1 << 30);
+	append_n(j, 96, 1);
+	T_INTEQ(journal_checkpoint(j, 96), 0);
+	journal_stat(j, &st);
+	T_INTEQ(st.segments, 1);	/* far below half: kept */
+
 	journal_free(j);
 }
 
