@@ -73,6 +73,10 @@ struct pipeline {
 	struct event *later_ev;
 	struct event *tick;		/* the derived events' clock */
 	bool derived_loaded;		/* the derived state came from the database */
+	/* The database refused derived rows on their own: until it takes
+	 * them again, they are not put into record batches, which they would
+	 * only get refused too (one bad row must never hold records back). */
+	bool derived_refused;
 	bool full_logged;		/* the registry was full: said once */
 	uint64_t start_last_seq;	/* the journal's last record before we ran */
 };
@@ -331,7 +335,8 @@ submit_with(struct pipeline *p, struct store_batch *b, uint64_t first, uint64_t 
 {
 	struct derive *d = p->o.derive;
 
-	if (d != NULL && p->derived_loaded && derive_pending(d)) {
+	if (d != NULL && p->derived_loaded && derive_pending(d) &&
+	    (first > last || !p->derived_refused)) {
 		Event **evs;
 		char *devices, *welfare, *reports;
 		size_t n = derive_take(d, &evs, &devices, &welfare, &reports);
@@ -695,6 +700,8 @@ pipeline_store_committed(void *ctx, uint64_t first_seq, uint64_t last_seq, uint6
 	out_remove(p, first_seq, last_seq);
 	if (first_seq <= last_seq)
 		p->caught_up_rows += last_seq - first_seq + 1;
+	else
+		p->derived_refused = false;	/* a transaction without records went through */
 	if (checkpoint > p->committed) {
 		p->committed = checkpoint;
 		repeats_persisted(p->repeats, checkpoint);
@@ -747,6 +754,7 @@ pipeline_store_rejected(void *ctx, uint64_t first_seq, uint64_t last_seq,
 		 * The store logged the server's message as far as it may be. */
 		log_error("pipeline", "derived rows refused by the database", "sqlstate=%s",
 		    sqlstate);
+		p->derived_refused = true;
 		if (p->o.derive != NULL)
 			derive_retake(p->o.derive);
 		return;
