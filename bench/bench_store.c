@@ -17,6 +17,33 @@
  *   g  unnest_bin_noconflict  as a without ON CONFLICT DO NOTHING (reference:
  *                        what the conflict check costs; not usable either)
  *
+ * The daemon's whole batch, and changes of it, one at a time:
+ *
+ *   h  daemon            store_batch_statements()'s statements as daemon/store.c
+ *                        sends them: INSERT_EVENTS (event_ids, events, outbox
+ *                        rows), pg_notify, the checkpoint upsert, Sync; unnamed
+ *                        statements. Outbox rows as under the shipped rules
+ *                        (passages, camera alarms: 52 % of the rows)
+ *   i  daemon_noattrs    h, attrs NULL
+ *   j  daemon_no_secondary_idx  h without events_device_time, events_plate,
+ *                        events_community_time (dropped before, made again after)
+ *   k  daemon_pk_dedupe  h without event_ids: events' primary key decides
+ *   l  daemon_events_noconflict  h, the events insert without ON CONFLICT
+ *   m  daemon_no_notify  h without pg_notify
+ *   n  daemon_no_checkpoint  h without the checkpoint upsert
+ *   o  daemon_outbox_none  h, no event matches a rule
+ *   p  daemon_outbox_all   h, every event matches one
+ *   q  daemon_prepared   h as named statements prepared once per connection
+ *   v, w, r              q with attrs NULL; without the secondary indexes; both
+ *   u                    r deduplicated as k
+ *   x                    u with no outbox rows: the events insert alone
+ *   y                    q without pg_notify and the checkpoint upsert
+ *   s  copy_raw_batch    COPY raw (topic text, payload text) FROM STDIN, the
+ *                        received topic and payload, one transaction per batch
+ *   t  copy_pipe         the same, every row in one COPY: what
+ *                        `mosquitto_sub | psql -c 'COPY raw FROM STDIN'` costs
+ *                        the server (bench/e2e.py's baseline (a))
+ *
  * Every batch is one transaction, and as in the daemon it also upserts the
  * ingest_checkpoint row: the unnest variants send INSERT + upsert + Sync in
  * pipeline mode (one round trip, like store.c); the COPY variants send one
@@ -45,7 +72,9 @@
  *   ROWS      default 200000; BATCH default 500 (the daemon's batch_rows)
  *   -k        keep the bench_store schema afterwards
  *   -W        no warm-up (by default all rows are inserted once by method a,
- *             untimed, before the variants: WAL segment files, caches)
+ *             in batches of at least 500, untimed, before the variants: WAL
+ *             segment files, caches)
+ *   -w N      the first N batches of every variant untimed (default 5)
  *   -p        make every row's record and attrs that many times bigger
  *             (padding, see pad_row), e.g. -p 2:1.6: bigger devices' rows
  *
@@ -53,11 +82,15 @@
  * with the same attrs setting must have stored the same rows, or it fails.
  *
  * One line per variant on stdout:
- *   variant=a method=unnest_bin attrs=on rows=... seconds=... rows_per_s=...
- *   ratio=... client_cpu_us_row=... server_cpu_us_row=... wal_bytes_row=...
- *   table_bytes_row=...
+ *   variant=h method=daemon attrs=on batch=... rows=... xacts=... seconds=...
+ *   rows_per_s=... ratio=... client_cpu_us_row=... server_cpu_us_row=...
+ *   cluster_cpu_us_row=... wal_bytes_row=... table_bytes_row=... outbox_rows=...
  * ratio is rows/s over variant a's in this run ("-" without a). server CPU
- * is the backend's utime+stime from /proc (same machine), 10 ms ticks.
+ * is the backend's, cluster CPU the postmaster's and all its children's
+ * (and the ended ones': the postmaster's cutime + cstime), from
+ * /proc/PID/schedstat (same machine). The first -w batches (default 5) of
+ * each variant are not timed (a new backend's caches); rows= is the number
+ * timed.
  * Exit status 0, 1 on a database error, 2 on a usage error.
  */
 #include <dirent.h>
@@ -927,6 +960,11 @@ static const struct variant variants[] = {
 	{ V('v', "daemon_prepared_noattrs", M_DAEMON, false), .prepared = true },
 	{ V('w', "daemon_prepared_no_secondary", M_DAEMON, true), .prepared = true,
 	  .no_secondary = true },
+	{ V('x', "daemon_prepared_noattrs_no_secondary_pk_dedupe_outbox_none", M_DAEMON, false),
+	  .events_sql = daemon_pk_only, .prepared = true, .no_secondary = true,
+	  .outbox = OB_NONE },
+	{ V('y', "daemon_prepared_no_notify_no_checkpoint", M_DAEMON, true), .prepared = true,
+	  .no_notify = true, .no_checkpoint = true },
 };
 #undef V
 
@@ -1501,14 +1539,14 @@ main(int argc, char **argv)
 	long batch = optind + 2 < argc ? strtol(argv[optind + 2], NULL, 10) : 500;
 	if (nrows <= 0 || batch <= 0)
 		usage();
-	const struct variant *run[16];
+	const struct variant *run[32];
 	size_t nrun = 0;
 	for (const char *p = vlist; *p != '\0'; p++) {
 		const struct variant *v = NULL;
 		for (size_t k = 0; k < sizeof(variants) / sizeof(variants[0]); k++)
 			if (variants[k].letter == *p)
 				v = &variants[k];
-		if (v == NULL || nrun == 16)
+		if (v == NULL || nrun == 32)
 			usage();
 		run[nrun++] = v;
 	}
@@ -1567,7 +1605,7 @@ main(int argc, char **argv)
 	fflush(stdout);
 
 	double base_rate = -1;	/* variant a's rows/s */
-	struct result res[16];
+	struct result res[32];
 	bool ckpt = true;
 	if (warmup) {
 		/* Untimed: a fresh cluster creates its WAL segment files (zero-filled)

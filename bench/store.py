@@ -67,6 +67,8 @@ NAMES = {
     "u": "r + dedupe by events PK only (no event_ids)",
     "v": "daemon, prepared + attrs NULL",
     "w": "daemon, prepared + no secondary indexes",
+    "x": "u with no outbox rows (the events insert alone)",
+    "y": "daemon, prepared, without pg_notify and checkpoint upsert",
 }
 
 
