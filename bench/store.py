@@ -3,8 +3,9 @@
 binary arrays, ON CONFLICT DO NOTHING) against the alternatives, on a private
 PostgreSQL 15 cluster.
 
-    /usr/bin/python3 bench/store.py [-n 200000] [-b 500] [--repeat 3]
-                                    [--variants abcdef] [--pad R:A] [--build DIR]
+    /usr/bin/python3 bench/store.py [-n 200000] [-b 500] [--batches B:N,...]
+                                    [--repeat 3] [--variants abcdef] [--pad R:A]
+                                    [--build DIR]
 
 Starts a cluster with tests/integration/services.py's Postgres (127.0.0.1,
 free port, temporary directory, fsync on; as root it runs as the postgres
@@ -17,8 +18,14 @@ from run to run (abcdef, bcdefa, cdefab, ...) so that none always goes first. Ea
 run's ratios are against variant a in that same run.
 
 Prints each run's lines, then a table: per variant, rows/s of every run, the
-median, the median of the per-run ratios to a, and the medians of the
-backend's CPU µs per row, WAL bytes per row and table bytes per row.
+median, the median of the per-run ratios to a (to h without a), each run's
+CPU µs per row of the whole cluster and its median, the median of the
+per-run ratios of that to the COPY pipe's (t) and to COPY per batch (s), and
+the medians of the backend's and the client's CPU µs per row and of the WAL
+bytes per row. --batches runs several batch sizes (each with its row count)
+in every repeat, one after the other, and prints one table per batch size.
+After each run: the CPU the machine's other processes used meanwhile
+(/proc/stat less bench_store's and the cluster's), DISTURBED over 0.25 cores.
 
 Before each run it waits (up to --quiet-wait s) until the CPUs are less than
 --quiet busy. Every run has a timeout (--timeout); the cluster is stopped and
@@ -44,7 +51,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 import services  # noqa: E402
 
 NAMES = {
-    "a": "unnest binary, attrs on (daemon)",
+    "a": "unnest binary, attrs on (events alone; the daemon's batch is h)",
     "b": "unnest binary, attrs NULL",
     "c": "COPY binary -> TEMP staging + INSERT SELECT ON CONFLICT",
     "d": "unnest text arrays, attrs on",
