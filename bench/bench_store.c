@@ -17,6 +17,33 @@
  *   g  unnest_bin_noconflict  as a without ON CONFLICT DO NOTHING (reference:
  *                        what the conflict check costs; not usable either)
  *
+ * The daemon's whole batch, and changes of it, one at a time:
+ *
+ *   h  daemon            store_batch_statements()'s statements as daemon/store.c
+ *                        sends them: INSERT_EVENTS (event_ids, events, outbox
+ *                        rows), pg_notify, the checkpoint upsert, Sync; unnamed
+ *                        statements. Outbox rows as under the shipped rules
+ *                        (passages, camera alarms: 52 % of the rows)
+ *   i  daemon_noattrs    h, attrs NULL
+ *   j  daemon_no_secondary_idx  h without events_device_time, events_plate,
+ *                        events_community_time (dropped before, made again after)
+ *   k  daemon_pk_dedupe  h without event_ids: events' primary key decides
+ *   l  daemon_events_noconflict  h, the events insert without ON CONFLICT
+ *   m  daemon_no_notify  h without pg_notify
+ *   n  daemon_no_checkpoint  h without the checkpoint upsert
+ *   o  daemon_outbox_none  h, no event matches a rule
+ *   p  daemon_outbox_all   h, every event matches one
+ *   q  daemon_prepared   h as named statements prepared once per connection
+ *   v, w, r              q with attrs NULL; without the secondary indexes; both
+ *   u                    r deduplicated as k
+ *   x                    u with no outbox rows: the events insert alone
+ *   y                    q without pg_notify and the checkpoint upsert
+ *   s  copy_raw_batch    COPY raw (topic text, payload text) FROM STDIN, the
+ *                        received topic and payload, one transaction per batch
+ *   t  copy_pipe         the same, every row in one COPY: what
+ *                        `mosquitto_sub | psql -c 'COPY raw FROM STDIN'` costs
+ *                        the server (bench/e2e.py's baseline (a))
+ *
  * Every batch is one transaction, and as in the daemon it also upserts the
  * ingest_checkpoint row: the unnest variants send INSERT + upsert + Sync in
  * pipeline mode (one round trip, like store.c); the COPY variants send one
@@ -45,7 +72,9 @@
  *   ROWS      default 200000; BATCH default 500 (the daemon's batch_rows)
  *   -k        keep the bench_store schema afterwards
  *   -W        no warm-up (by default all rows are inserted once by method a,
- *             untimed, before the variants: WAL segment files, caches)
+ *             in batches of at least 500, untimed, before the variants: WAL
+ *             segment files, caches)
+ *   -w N      the first N batches of every variant untimed (default 5)
  *   -p        make every row's record and attrs that many times bigger
  *             (padding, see pad_row), e.g. -p 2:1.6: bigger devices' rows
  *
@@ -53,11 +82,15 @@
  * with the same attrs setting must have stored the same rows, or it fails.
  *
  * One line per variant on stdout:
- *   variant=a method=unnest_bin attrs=on rows=... seconds=... rows_per_s=...
- *   ratio=... client_cpu_us_row=... server_cpu_us_row=... wal_bytes_row=...
- *   table_bytes_row=...
+ *   variant=h method=daemon attrs=on batch=... rows=... xacts=... seconds=...
+ *   rows_per_s=... ratio=... client_cpu_us_row=... server_cpu_us_row=...
+ *   cluster_cpu_us_row=... wal_bytes_row=... table_bytes_row=... outbox_rows=...
  * ratio is rows/s over variant a's in this run ("-" without a). server CPU
- * is the backend's utime+stime from /proc (same machine), 10 ms ticks.
+ * is the backend's, cluster CPU the postmaster's and all its children's
+ * (and the ended ones': the postmaster's cutime + cstime), from
+ * /proc/PID/schedstat (same machine). The first -w batches (default 5) of
+ * each variant are not timed (a new backend's caches); rows= is the number
+ * timed.
  * Exit status 0, 1 on a database error, 2 on a usage error.
  */
 #include <dirent.h>
@@ -105,6 +138,11 @@ struct row {
 	size_t record_len;
 	char *attrs;
 	size_t attrs_len;
+	/* the message as received (the COPY pipe's two columns) */
+	const char *payload;
+	size_t payload_len;
+	/* the priority of its outbox row under the shipped rules, -1: none */
+	int rule_priority;
 };
 
 struct sample {
@@ -463,6 +501,18 @@ make_rows(size_t n, struct sample *samples, size_t ns, struct route *routes, uin
 		r->journal_seq = i + 1;
 		r->clock_skewed = false;
 		r->plate = s->plate;
+		r->payload = s->payload;
+		r->payload_len = s->len;
+		/* conf/gridbridge.conf's rules: camera alarms (7; high-altitude
+		 * throwing 9), passages (3); device status only from the registry,
+		 * welfare alerts only derived: none among the samples. */
+		if (strcmp(s->event_type, "camera_alarm") == 0)
+			r->rule_priority = 7;
+		else if (strcmp(s->event_type, "person_passage") == 0 ||
+		    strcmp(s->event_type, "vehicle_passage") == 0)
+			r->rule_priority = 3;
+		else
+			r->rule_priority = -1;
 
 		st->record_bytes += r->record_len;
 		st->attrs_bytes += r->attrs_len;
@@ -658,6 +708,41 @@ static const char insert_events_noconflict[] =
     " device_class, event_type, severity, vendor, route, source_topic, journal_node," \
     " journal_seq, clock_skewed, plate, record, attrs"
 
+/* The daemon's batch (store_batch.c) with one thing changed; the same
+ * parameters ($1..$17 the events, $18..$21 the outbox rows). */
+#define D_ROWS \
+    "WITH r AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]," \
+    "  $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]," \
+    "  $11::text[], $12::text[], $13::int8[], $14::bool[], $15::text[], $16::bytea[]," \
+    "  $17::jsonb[]) WITH ORDINALITY AS r(id, event_time, received_at, community_id," \
+    "  device_id, device_class, event_type, severity, vendor, route, source_topic," \
+    "  journal_node, journal_seq, clock_skewed, plate, record, attrs, ord)),"
+#define D_EVENTS_INSERT \
+    " INSERT INTO events (id, event_time, received_at, community_id, device_id," \
+    "  device_class, event_type, severity, vendor, route, source_topic, journal_node," \
+    "  journal_seq, clock_skewed, plate, record, attrs)" \
+    "  SELECT DISTINCT ON (r.id) r.id, r.event_time, r.received_at, r.community_id," \
+    "  r.device_id, r.device_class, r.event_type, r.severity, r.vendor, r.route," \
+    "  r.source_topic, r.journal_node, r.journal_seq, r.clock_skewed, r.plate, r.record," \
+    "  r.attrs FROM r"
+#define D_OUTBOX \
+    " INSERT INTO forward_outbox (event_id, event_time, target, priority)" \
+    " SELECT DISTINCT ON (o.event_id, o.target) o.event_id, o.event_time, o.target," \
+    "  o.priority FROM unnest($18::uuid[], $19::timestamptz[], $20::text[], $21::int2[])" \
+    "  WITH ORDINALITY AS o(event_id, event_time, target, priority, ord)" \
+    "  JOIN n ON n.id = o.event_id ORDER BY o.event_id, o.target, o.ord" \
+    " ON CONFLICT DO NOTHING"
+/* k: no event_ids; the events' primary key (id, event_time) decides. */
+static const char daemon_pk_only[] =
+    D_ROWS " n AS (" D_EVENTS_INSERT " ORDER BY r.id, r.ord ON CONFLICT DO NOTHING RETURNING id)"
+    D_OUTBOX;
+/* l: event_ids decides, the events insert has no ON CONFLICT (a row of
+ * events whose id is not in event_ids would fail the batch). */
+static const char daemon_events_noconflict[] =
+    D_ROWS " n AS (INSERT INTO event_ids (id, received_at) SELECT id, received_at FROM r"
+    "  ON CONFLICT DO NOTHING RETURNING id),"
+    " e AS (" D_EVENTS_INSERT " JOIN n ON n.id = r.id ORDER BY r.id, r.ord)" D_OUTBOX;
+
 static PGconn *
 db_connect(const char *conninfo)
 {
@@ -732,6 +817,8 @@ create_schema(const char *conninfo)
 		PQclear(db_exec(c, "COMMIT", false));
 	}
 	PQclear(db_exec(c, "SELECT gridbridge_maintain_partitions(7, 0)", false));
+	/* the COPY pipe's table (bench/e2e.py baseline (a)) */
+	PQclear(db_exec(c, "CREATE TABLE raw (topic text, payload text)", false));
 	PQfinish(c);
 }
 
@@ -745,9 +832,25 @@ drop_schema(const char *conninfo)
 	PQfinish(c);
 }
 
-/* utime + stime of process `pid` in seconds, or -1. */
+/* CPU seconds process `pid` has run, from /proc/PID/schedstat (ns), or
+ * -1. */
 static double
-proc_cpu_s(int pid)
+proc_run_s(int pid)
+{
+	char path[64];
+	unsigned long long ns;
+	snprintf(path, sizeof(path), "/proc/%d/schedstat", pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	int ok = fscanf(f, "%llu", &ns);
+	fclose(f);
+	return ok == 1 ? (double)ns / 1e9 : -1;
+}
+
+/* The parent of process `pid`, or -1. */
+static int
+proc_ppid(int pid)
 {
 	char path[64], line[1024];
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
@@ -758,37 +861,112 @@ proc_cpu_s(int pid)
 	fclose(f);
 	line[n] = '\0';
 	char *p = strrchr(line, ')');
-	if (p == NULL)
+	int ppid;
+	if (p == NULL || sscanf(p + 2, "%*c %d", &ppid) != 1)
 		return -1;
-	unsigned long long ut = 0, st = 0;
-	/* after ")": state(3) ... utime(14) stime(15) */
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-	    &st) != 2)
+	return ppid;
+}
+
+/* The whole cluster's CPU seconds: the postmaster `pm` and its live
+ * children (schedstat, ns), plus the children that ended (the
+ * postmaster's cutime + cstime, 10 ms ticks: autovacuum workers). */
+static double
+cluster_cpu_s(int pm)
+{
+	char path[64], line[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pm);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
 		return -1;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	size_t n = fread(line, 1, sizeof(line) - 1, f);
+	fclose(f);
+	line[n] = '\0';
+	char *p = strrchr(line, ')');
+	unsigned long long cut = 0, cst = 0;
+	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u"
+	    " %llu %llu", &cut, &cst) != 2)
+		return -1;
+	double total = (double)(cut + cst) / (double)sysconf(_SC_CLK_TCK) + proc_run_s(pm);
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		int pid = atoi(de->d_name);
+		if (pid <= 0 || proc_ppid(pid) != pm)
+			continue;
+		double t = proc_run_s(pid);
+		if (t > 0)
+			total += t;
+	}
+	closedir(d);
+	return total;
 }
 
 /* ---- variants --------------------------------------------------------- */
 
 enum method { M_UNNEST_BIN, M_UNNEST_TEXT, M_COPY_STAGING, M_COPY_DIRECT,
-	M_UNNEST_BIN_NOCONFLICT };
+	M_UNNEST_BIN_NOCONFLICT, M_DAEMON, M_COPY_RAW, M_COPY_PIPE };
+
+enum outbox_rows { OB_RULES, OB_NONE, OB_ALL };
 
 struct variant {
 	char letter;
 	const char *name;
 	enum method method;
 	bool attrs;
+	/* M_DAEMON: the daemon's batch, store_batch_statements(), unless: */
+	const char *events_sql;		/* another first statement (same parameters) */
+	enum outbox_rows outbox;	/* which events have an outbox row */
+	bool no_notify, no_checkpoint;
+	bool prepared;			/* named statements, prepared once per connection */
+	bool no_secondary;		/* without events' three btree indexes */
 };
 
+/* events' secondary indexes (migration 1); events_received (BRIN) stays */
+static const char drop_secondary[] =
+    "DROP INDEX events_device_time; DROP INDEX events_plate; DROP INDEX events_community_time";
+static const char create_secondary[] =
+    "CREATE INDEX events_device_time ON events (device_id, event_time);"
+    "CREATE INDEX events_plate ON events (plate, event_time) WHERE plate IS NOT NULL;"
+    "CREATE INDEX events_community_time ON events (community_id, event_time)";
+
+#define V(l, n, m, at) .letter = l, .name = n, .method = m, .attrs = at
 static const struct variant variants[] = {
-	{ 'a', "unnest_bin", M_UNNEST_BIN, true },
-	{ 'b', "unnest_bin_noattrs", M_UNNEST_BIN, false },
-	{ 'c', "copy_staging", M_COPY_STAGING, true },
-	{ 'd', "unnest_text", M_UNNEST_TEXT, true },
-	{ 'e', "copy_staging_noattrs", M_COPY_STAGING, false },
-	{ 'f', "copy_direct", M_COPY_DIRECT, true },
-	{ 'g', "unnest_bin_noconflict", M_UNNEST_BIN_NOCONFLICT, true },
+	{ V('a', "unnest_bin", M_UNNEST_BIN, true) },
+	{ V('b', "unnest_bin_noattrs", M_UNNEST_BIN, false) },
+	{ V('c', "copy_staging", M_COPY_STAGING, true) },
+	{ V('d', "unnest_text", M_UNNEST_TEXT, true) },
+	{ V('e', "copy_staging_noattrs", M_COPY_STAGING, false) },
+	{ V('f', "copy_direct", M_COPY_DIRECT, true) },
+	{ V('g', "unnest_bin_noconflict", M_UNNEST_BIN_NOCONFLICT, true) },
+	{ V('h', "daemon", M_DAEMON, true) },
+	{ V('i', "daemon_noattrs", M_DAEMON, false) },
+	{ V('j', "daemon_no_secondary_idx", M_DAEMON, true), .no_secondary = true },
+	{ V('k', "daemon_pk_dedupe", M_DAEMON, true), .events_sql = daemon_pk_only },
+	{ V('l', "daemon_events_noconflict", M_DAEMON, true),
+	  .events_sql = daemon_events_noconflict },
+	{ V('m', "daemon_no_notify", M_DAEMON, true), .no_notify = true },
+	{ V('n', "daemon_no_checkpoint", M_DAEMON, true), .no_checkpoint = true },
+	{ V('o', "daemon_outbox_none", M_DAEMON, true), .outbox = OB_NONE },
+	{ V('p', "daemon_outbox_all", M_DAEMON, true), .outbox = OB_ALL },
+	{ V('q', "daemon_prepared", M_DAEMON, true), .prepared = true },
+	{ V('r', "daemon_prepared_noattrs_no_secondary", M_DAEMON, false), .prepared = true,
+	  .no_secondary = true },
+	{ V('s', "copy_raw_batch", M_COPY_RAW, false) },
+	{ V('t', "copy_pipe", M_COPY_PIPE, false) },
+	{ V('u', "daemon_prepared_noattrs_no_secondary_pk_dedupe", M_DAEMON, false),
+	  .events_sql = daemon_pk_only, .prepared = true, .no_secondary = true },
+	{ V('v', "daemon_prepared_noattrs", M_DAEMON, false), .prepared = true },
+	{ V('w', "daemon_prepared_no_secondary", M_DAEMON, true), .prepared = true,
+	  .no_secondary = true },
+	{ V('x', "daemon_prepared_noattrs_no_secondary_pk_dedupe_outbox_none", M_DAEMON, false),
+	  .events_sql = daemon_pk_only, .prepared = true, .no_secondary = true,
+	  .outbox = OB_NONE },
+	{ V('y', "daemon_prepared_no_notify_no_checkpoint", M_DAEMON, true), .prepared = true,
+	  .no_notify = true, .no_checkpoint = true },
 };
+#undef V
 
 struct enc {
 	struct buf text[EV_COLS];
@@ -1027,15 +1205,171 @@ batch_copy(PGconn *c, struct enc *e, const struct row *rows, size_t n, bool attr
 	}
 }
 
+/* The daemon's batch (daemon/store.c send_batch()): the statements of
+ * store_batch_statements() — events + event_ids + outbox rows in one
+ * statement, the notification, the checkpoint upsert — in one pipelined
+ * transaction, unless the variant changes one of them. */
+static const char *const prep_names[3] = { "bench_events", "bench_notify", "bench_checkpoint" };
+
+static void
+batch_daemon(PGconn *c, const struct variant *v, const struct row *rows, size_t n)
+{
+	struct store_stmts q;
+	struct store_batch *b = store_batch_new(NODE, JOURNAL_ID);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct row *r = &rows[i];
+		struct store_event ev = {
+			.id = r->id, .event_time_us = r->event_time_us,
+			.received_us = r->received_us, .community_id = r->community_id,
+			.device_id = r->device_id, .device_class = r->device_class,
+			.event_type = r->event_type, .severity = r->severity, .vendor = r->vendor,
+			.route = r->route, .source_topic = r->source_topic,
+			.journal_seq = r->journal_seq, .clock_skewed = r->clock_skewed,
+			.plate = r->plate, .record = r->record, .record_len = r->record_len,
+			.attrs = v->attrs ? r->attrs : NULL,
+		};
+		store_batch_add_event(b, &ev);
+		int prio = v->outbox == OB_ALL ? (r->rule_priority >= 0 ? r->rule_priority : 1) :
+		    v->outbox == OB_NONE ? -1 : r->rule_priority;
+		if (prio >= 0)
+			store_batch_add_outbox(b, r->id, r->event_time_us, "police", prio, 0);
+	}
+	store_batch_statements(b, rows[n - 1].journal_seq, NODE, JOURNAL_ID, &q);
+	/* events (+ outbox), notify, checkpoint */
+	if (q.n != 3) {
+		fprintf(stderr, "bench_store: %zu statements, expected 3\n", (size_t)q.n);
+		exit(1);
+	}
+	for (size_t k = 0; k < q.n; k++) {
+		const struct store_stmt *st = &q.stmt[k];
+		if ((k == 1 && v->no_notify) || (k == 2 && v->no_checkpoint))
+			continue;
+		int ok;
+		if (v->prepared)
+			ok = PQsendQueryPrepared(c, prep_names[k], st->nparams, st->vals,
+			    st->binary ? st->lens : NULL, st->binary ? st->fmts : NULL, 0);
+		else
+			ok = PQsendQueryParams(c, k == 0 && v->events_sql != NULL ? v->events_sql :
+			    st->sql, st->nparams, NULL, st->vals, st->binary ? st->lens : NULL,
+			    st->binary ? st->fmts : NULL, 0);
+		if (ok == 0) {
+			fprintf(stderr, "bench_store: send failed: %s", PQerrorMessage(c));
+			exit(1);
+		}
+	}
+	if (PQpipelineSync(c) == 0) {
+		fprintf(stderr, "bench_store: send failed: %s", PQerrorMessage(c));
+		exit(1);
+	}
+	pipeline_results(c);
+	store_batch_free(b);
+}
+
+/* Prepares the daemon's statements (of a batch of one row: the SQL does
+ * not depend on the rows) on `c`, outside pipeline mode. */
+static void
+prepare_daemon(PGconn *c, const struct variant *v, const struct row *rows)
+{
+	struct store_stmts q;
+	struct store_batch *b = store_batch_new(NODE, JOURNAL_ID);
+	struct store_event ev = {
+		.id = rows[0].id, .community_id = "", .device_id = "", .device_class = "",
+		.event_type = "", .severity = "", .vendor = "", .route = "", .source_topic = "",
+		.record = rows[0].record, .record_len = rows[0].record_len,
+	};
+
+	store_batch_add_event(b, &ev);
+	store_batch_statements(b, 1, NODE, JOURNAL_ID, &q);
+	for (size_t k = 0; k < q.n && k < 3; k++) {
+		const char *sql = k == 0 && v->events_sql != NULL ? v->events_sql : q.stmt[k].sql;
+		PGresult *r = PQprepare(c, prep_names[k], sql, q.stmt[k].nparams, NULL);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			fprintf(stderr, "bench_store: prepare failed: %s", PQerrorMessage(c));
+			exit(1);
+		}
+		PQclear(r);
+	}
+	store_batch_free(b);
+}
+
+/* One COPY text line: topic TAB payload, escaped for COPY. */
+static void
+copy_raw_line(struct buf *b, const struct row *r)
+{
+	buf_str(b, r->source_topic);
+	buf_put(b, "\t", 1);
+	buf_reserve(b, 2 * r->payload_len + 1);
+	for (size_t i = 0; i < r->payload_len; i++) {
+		char ch = r->payload[i];
+		const char *esc = ch == '\\' ? "\\\\" : ch == '\t' ? "\\t" : ch == '\n' ? "\\n" :
+		    ch == '\r' ? "\\r" : NULL;
+		if (esc != NULL) {
+			memcpy(b->p + b->len, esc, 2);
+			b->len += 2;
+		} else {
+			b->p[b->len++] = (uint8_t)ch;
+		}
+	}
+	buf_put(b, "\n", 1);
+}
+
+/* COPY raw FROM STDIN of `n` rows, each call its own transaction (s);
+ * copy_pipe (t) sends every row in one COPY, in pieces of 64 KiB, as
+ * `mosquitto_sub | psql -c 'COPY raw FROM STDIN'` does. */
+static void
+copy_raw(PGconn *c, struct enc *e, const struct row *rows, size_t n)
+{
+	struct buf *b = &e->copy;
+	PGresult *r = PQexec(c, "COPY raw FROM STDIN");
+
+	if (PQresultStatus(r) != PGRES_COPY_IN) {
+		fprintf(stderr, "bench_store: COPY raw: %s", PQerrorMessage(c));
+		exit(1);
+	}
+	PQclear(r);
+	b->len = 0;
+	for (size_t i = 0; i < n; i++) {
+		copy_raw_line(b, &rows[i]);
+		if (b->len >= 65536 || i == n - 1) {
+			if (PQputCopyData(c, (const char *)b->p, (int)b->len) != 1) {
+				fprintf(stderr, "bench_store: COPY failed: %s", PQerrorMessage(c));
+				exit(1);
+			}
+			b->len = 0;
+		}
+	}
+	if (PQputCopyEnd(c, NULL) != 1) {
+		fprintf(stderr, "bench_store: COPY failed: %s", PQerrorMessage(c));
+		exit(1);
+	}
+	while ((r = PQgetResult(c)) != NULL) {
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			fprintf(stderr, "bench_store: COPY raw: %s", PQresultErrorMessage(r));
+			exit(1);
+		}
+		PQclear(r);
+	}
+}
+
 struct result {
-	double seconds, client_cpu, server_cpu;
-	long long wal_bytes, table_bytes, rows_stored, rows_default;
+	double seconds, client_cpu, server_cpu, cluster_cpu;
+	long long wal_bytes, table_bytes, rows_stored, rows_default, outbox_rows, xacts;
+	long long timed_rows;	/* the rows after the warm-up batches */
 	char content[64];	/* a checksum of every stored row's text */
 };
 
 static const char table_size_sql[] =
     "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0)::int8 FROM pg_inherits"
     " WHERE inhparent = '" SCHEMA ".events'::regclass";
+
+static bool
+is_raw(const struct variant *v)
+{
+	return v->method == M_COPY_RAW || v->method == M_COPY_PIPE;
+}
+
+static size_t warm_batches = 5;
 
 static struct result
 run_variant(const char *conninfo, const struct variant *v, const struct row *rows, size_t n,
@@ -1046,25 +1380,45 @@ run_variant(const char *conninfo, const struct variant *v, const struct row *row
 	PGconn *c = db_connect(conninfo);
 
 	memset(&e, 0, sizeof(e));
-	PQclear(db_exec(c, "TRUNCATE events; TRUNCATE ingest_checkpoint", false));
+	PQclear(db_exec(c, "TRUNCATE events, event_ids, forward_outbox, ingest_checkpoint, raw",
+	    false));
+	if (v->no_secondary)
+		PQclear(db_exec(c, drop_secondary, false));
 	PGresult *cr = db_exec(c, "CHECKPOINT", true);
 	*checkpoint_ok = cr != NULL;
 	PQclear(cr);
 	if (v->method == M_COPY_STAGING)
 		PQclear(db_exec(c, "CREATE TEMP TABLE events_staging (LIKE events)"
 		    " ON COMMIT DELETE ROWS", false));
+	if (v->method == M_DAEMON && v->prepared)
+		prepare_daemon(c, v, rows);
 	long long wal0 = db_int8(c, "SELECT (pg_current_wal_lsn() - '0/0')::int8");
-	int pid = PQbackendPID(c);
+	int pid = PQbackendPID(c), pm = proc_ppid(pid);
 	if ((v->method == M_UNNEST_BIN || v->method == M_UNNEST_TEXT ||
-	    v->method == M_UNNEST_BIN_NOCONFLICT) &&
+	    v->method == M_UNNEST_BIN_NOCONFLICT || v->method == M_DAEMON) &&
 	    PQenterPipelineMode(c) != 1) {
 		fprintf(stderr, "bench_store: cannot enter pipeline mode\n");
 		exit(1);
 	}
 
-	double s0 = proc_cpu_s(pid), c0 = cpu_s(), t0 = now_s();
-	for (size_t i = 0; i < n; i += batch) {
+	/* The first warm_batches batches are not timed: a new backend builds
+	 * its caches (relations, indexes, plans) with them, which the daemon's
+	 * long-lived connection does once. */
+	size_t warm = v->method == M_COPY_PIPE ? 0 : warm_batches * batch;
+	if (warm > n / 2)
+		warm = n / 2 / batch * batch;
+	double k0 = 0, s0 = 0, c0 = 0, t0 = 0;
+	if (v->method == M_COPY_PIPE) {
+		k0 = cluster_cpu_s(pm);
+		s0 = proc_run_s(pid), c0 = cpu_s(), t0 = now_s();
+		copy_raw(c, &e, rows, n);
+	}
+	for (size_t i = 0; i < n && v->method != M_COPY_PIPE; i += batch) {
 		size_t k = n - i < batch ? n - i : batch;
+		if (i == warm) {
+			k0 = cluster_cpu_s(pm);
+			s0 = proc_run_s(pid), c0 = cpu_s(), t0 = now_s();
+		}
 		switch (v->method) {
 		case M_UNNEST_BIN:
 			batch_unnest_bin(c, rows + i, k, v->attrs, insert_events);
@@ -1081,23 +1435,45 @@ run_variant(const char *conninfo, const struct variant *v, const struct row *row
 		case M_COPY_DIRECT:
 			batch_copy(c, &e, rows + i, k, v->attrs, true);
 			break;
+		case M_DAEMON:
+			batch_daemon(c, v, rows + i, k);
+			break;
+		case M_COPY_RAW:
+			copy_raw(c, &e, rows + i, k);
+			break;
+		case M_COPY_PIPE:
+			break;
 		}
 	}
 	res.seconds = now_s() - t0;
 	res.client_cpu = cpu_s() - c0;
-	double s1 = proc_cpu_s(pid);
+	double s1 = proc_run_s(pid);
+	/* the walwriter's and the backend's last flushes are done by now */
+	double k1 = cluster_cpu_s(pm);
 	res.server_cpu = s0 >= 0 && s1 >= 0 ? s1 - s0 : -1;
+	res.cluster_cpu = k0 >= 0 && k1 >= 0 ? k1 - k0 : -1;
 
 	if (PQpipelineStatus(c) != PQ_PIPELINE_OFF)
 		PQexitPipelineMode(c);
 	res.wal_bytes = db_int8(c, "SELECT (pg_current_wal_lsn() - '0/0')::int8") - wal0;
-	res.rows_stored = db_int8(c, "SELECT count(*) FROM events");
-	res.rows_default = db_int8(c, "SELECT count(*) FROM events_default");
-	res.table_bytes = db_int8(c, table_size_sql);
-	PGresult *h = db_exec(c, "SELECT sum(hashtextextended(e::text, 0))::text FROM events e",
-	    false);
-	snprintf(res.content, sizeof(res.content), "%s", PQgetvalue(h, 0, 0));
-	PQclear(h);
+	res.timed_rows = (long long)(n - warm);
+	res.xacts = v->method == M_COPY_PIPE ? 1 : (long long)((n - warm + batch - 1) / batch);
+	if (is_raw(v)) {
+		res.rows_stored = db_int8(c, "SELECT count(*) FROM raw");
+		res.table_bytes = db_int8(c, "SELECT pg_total_relation_size('raw')");
+		snprintf(res.content, sizeof(res.content), "-");
+	} else {
+		res.rows_stored = db_int8(c, "SELECT count(*) FROM events");
+		res.rows_default = db_int8(c, "SELECT count(*) FROM events_default");
+		res.outbox_rows = db_int8(c, "SELECT count(*) FROM forward_outbox");
+		res.table_bytes = db_int8(c, table_size_sql);
+		PGresult *h = db_exec(c,
+		    "SELECT sum(hashtextextended(e::text, 0))::text FROM events e", false);
+		snprintf(res.content, sizeof(res.content), "%s", PQgetvalue(h, 0, 0));
+		PQclear(h);
+	}
+	if (v->no_secondary)
+		PQclear(db_exec(c, create_secondary, false));
 	PQfinish(c);
 	for (int k = 0; k < EV_COLS; k++)
 		free(e.text[k].p);
@@ -1108,12 +1484,13 @@ run_variant(const char *conninfo, const struct variant *v, const struct row *row
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: bench_store [-v VARIANTS] [-f FIXTURES] [-s SEED] [-k] [-W]"
+	fprintf(stderr, "usage: bench_store [-v VARIANTS] [-f FIXTURES] [-s SEED] [-k] [-W] [-w N]"
 	    " [-p RECORD_FACTOR:ATTRS_FACTOR]"
 	    " CONNINFO [ROWS [BATCH]]\n"
 	    "  VARIANTS: letters, default abcdef: a unnest_bin, b unnest_bin_noattrs,"
 	    " c copy_staging, d unnest_text, e copy_staging_noattrs, f copy_direct,"
-	    " g unnest_bin_noconflict\n");
+	    " g unnest_bin_noconflict; h..r, u, v the daemon's batch and changes of it;"
+	    " s COPY raw per batch, t COPY pipe (see the top of bench_store.c)\n");
 	exit(2);
 }
 
@@ -1126,8 +1503,11 @@ main(int argc, char **argv)
 	int opt;
 
 	double rec_factor = 1, attrs_factor = 1;
-	while ((opt = getopt(argc, argv, "v:f:s:kp:W")) != -1) {
+	while ((opt = getopt(argc, argv, "v:f:s:kp:Ww:")) != -1) {
 		switch (opt) {
+		case 'w':
+			warm_batches = (size_t)strtoul(optarg, NULL, 10);
+			break;
 		case 'W':
 			warmup = false;
 			break;
@@ -1159,14 +1539,14 @@ main(int argc, char **argv)
 	long batch = optind + 2 < argc ? strtol(argv[optind + 2], NULL, 10) : 500;
 	if (nrows <= 0 || batch <= 0)
 		usage();
-	const struct variant *run[16];
+	const struct variant *run[32];
 	size_t nrun = 0;
 	for (const char *p = vlist; *p != '\0'; p++) {
 		const struct variant *v = NULL;
 		for (size_t k = 0; k < sizeof(variants) / sizeof(variants[0]); k++)
 			if (variants[k].letter == *p)
 				v = &variants[k];
-		if (v == NULL || nrun == 16)
+		if (v == NULL || nrun == 32)
 			usage();
 		run[nrun++] = v;
 	}
@@ -1225,7 +1605,7 @@ main(int argc, char **argv)
 	fflush(stdout);
 
 	double base_rate = -1;	/* variant a's rows/s */
-	struct result res[16];
+	struct result res[32];
 	bool ckpt = true;
 	if (warmup) {
 		/* Untimed: a fresh cluster creates its WAL segment files (zero-filled)
@@ -1233,7 +1613,7 @@ main(int argc, char **argv)
 		 * up. Without this the first variant pays for both. */
 		bool ok;
 		struct result w = run_variant(conninfo, &variants[0], rows, (size_t)nrows,
-		    (size_t)batch, &ok);
+		    batch > 500 ? (size_t)batch : 500, &ok);
 		printf("warmup method=%s seconds=%.2f rows_per_s=%.0f (not counted)\n",
 		    variants[0].name, w.seconds, (double)nrows / w.seconds);
 		fflush(stdout);
@@ -1247,39 +1627,44 @@ main(int argc, char **argv)
 			    run[k]->letter, res[k].rows_stored, nrows);
 			return 1;
 		}
-		if (res[k].rows_default != 0)
+		if (!is_raw(run[k]) && res[k].rows_default != 0)
 			fprintf(stderr, "bench_store: warning: variant %c: %lld rows in"
 			    " events_default, not in a daily partition\n", run[k]->letter,
 			    res[k].rows_default);
 		/* Every variant with the same attrs setting stores the same rows. */
 		for (size_t j = 0; j < k; j++)
-			if (run[j]->attrs == run[k]->attrs &&
+			if (run[j]->attrs == run[k]->attrs && !is_raw(run[j]) && !is_raw(run[k]) &&
 			    strcmp(res[j].content, res[k].content) != 0) {
 				fprintf(stderr, "bench_store: variants %c and %c stored different rows\n",
 				    run[j]->letter, run[k]->letter);
 				return 1;
 			}
 		if (run[k]->letter == 'a')
-			base_rate = (double)nrows / res[k].seconds;
+			base_rate = (double)res[k].timed_rows / res[k].seconds;
 	}
 	for (size_t k = 0; k < nrun; k++) {
 		const struct result *r = &res[k];
-		double rate = (double)nrows / r->seconds;
-		char ratio[16], scpu[32];
+		double tr = (double)r->timed_rows, rate = tr / r->seconds;
+		char ratio[16], scpu[32], kcpu[32];
 		if (base_rate > 0)
 			snprintf(ratio, sizeof(ratio), "%.2f", rate / base_rate);
 		else
 			snprintf(ratio, sizeof(ratio), "-");
 		if (r->server_cpu >= 0)
-			snprintf(scpu, sizeof(scpu), "%.1f", r->server_cpu * 1e6 / (double)nrows);
+			snprintf(scpu, sizeof(scpu), "%.1f", r->server_cpu * 1e6 / tr);
 		else
 			snprintf(scpu, sizeof(scpu), "-");
-		printf("variant=%c method=%s attrs=%s rows=%ld seconds=%.2f rows_per_s=%.0f"
-		    " ratio=%s client_cpu_us_row=%.1f server_cpu_us_row=%s wal_bytes_row=%lld"
-		    " table_bytes_row=%lld\n", run[k]->letter, run[k]->name,
-		    run[k]->attrs ? "on" : "off", nrows, r->seconds, rate, ratio,
-		    r->client_cpu * 1e6 / (double)nrows, scpu, r->wal_bytes / nrows,
-		    r->table_bytes / nrows);
+		if (r->cluster_cpu >= 0)
+			snprintf(kcpu, sizeof(kcpu), "%.1f", r->cluster_cpu * 1e6 / tr);
+		else
+			snprintf(kcpu, sizeof(kcpu), "-");
+		printf("variant=%c method=%s attrs=%s batch=%ld rows=%lld xacts=%lld seconds=%.2f"
+		    " rows_per_s=%.0f ratio=%s client_cpu_us_row=%.1f server_cpu_us_row=%s"
+		    " cluster_cpu_us_row=%s wal_bytes_row=%lld table_bytes_row=%lld"
+		    " outbox_rows=%lld\n", run[k]->letter, run[k]->name,
+		    run[k]->attrs ? "on" : "off", batch, r->timed_rows, r->xacts, r->seconds, rate,
+		    ratio, r->client_cpu * 1e6 / tr, scpu, kcpu, r->wal_bytes / nrows,
+		    r->table_bytes / nrows, r->outbox_rows);
 	}
 	if (!ckpt)
 		printf("note: CHECKPOINT not permitted for this role (grant pg_checkpoint);"
