@@ -302,7 +302,12 @@ send_batch(struct store *s, struct store_txn *t)
 	store_batch_statements(t->u.batch, t->checkpoint, s->node, s->journal_id, &q);
 	for (size_t i = 0; i < q.n; i++) {
 		const struct store_stmt *st = &q.stmt[i];
-		if (PQsendQueryParams(s->conn, st->sql, st->nparams, NULL, st->vals,
+		int k = s->prepared ? store_batch_sql_index(st->sql) : -1;
+		char name[32];
+		snprintf(name, sizeof(name), "gb_batch_%d", k);
+		if (k >= 0 ? PQsendQueryPrepared(s->conn, name, st->nparams, st->vals,
+		    st->binary ? st->lens : NULL, st->binary ? st->fmts : NULL, 0) == 0 :
+		    PQsendQueryParams(s->conn, st->sql, st->nparams, NULL, st->vals,
 		    st->binary ? st->lens : NULL, st->binary ? st->fmts : NULL, 0) == 0)
 			return -1;
 	}
@@ -622,6 +627,7 @@ connect_now(evutil_socket_t fd, short what, void *arg)
 	store_conn_param(&p, "options", "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 "
 	    "-c tcp_keepalives_count=3");
 
+	s->prepared = false;
 	s->conn = PQconnectStartParams(p.keys, p.vals, 0);
 	if (s->conn == NULL || PQstatus(s->conn) == CONNECTION_BAD) {
 		store_schedule_retry(s, NULL);

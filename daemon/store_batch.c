@@ -540,6 +540,27 @@ store_batch_statements(struct store_batch *b, uint64_t checkpoint, const char *n
 	store_checkpoint_statement(out, checkpoint, node, journal_id);
 }
 
+static const char *const all_sqls[] = {
+	insert_events, insert_events_fanout, notify_events, insert_quarantine, upsert_reports,
+	upsert_devices, upsert_welfare, upsert_reports_state, upsert_checkpoint,
+};
+
+size_t
+store_batch_sqls(const char *const **out)
+{
+	*out = all_sqls;
+	return sizeof(all_sqls) / sizeof(all_sqls[0]);
+}
+
+int
+store_batch_sql_index(const char *sql)
+{
+	for (size_t i = 0; i < sizeof(all_sqls) / sizeof(all_sqls[0]); i++)
+		if (all_sqls[i] == sql)
+			return (int)i;
+	return -1;
+}
+
 void
 store_checkpoint_statement(struct store_stmts *out, uint64_t checkpoint, const char *node,
     const char *journal_id)

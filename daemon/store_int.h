@@ -32,6 +32,7 @@ enum setup_step {
 	STEP_CHECKPOINT,	/* read this journal's committed sequence */
 	STEP_REPORTS,		/* read the last repeated-report states */
 	STEP_DERIVED,		/* read the derived state (devices, welfare, reports) */
+	STEP_PREPARE,		/* prepare the batch statements (once per connection) */
 	STEP_READY,		/* pipeline mode: batches */
 	STEP_INCOMPATIBLE,
 };
@@ -92,6 +93,7 @@ struct store {
 	size_t max_reports;
 	int max_inflight;
 	bool announced;		/* sink->ready() was called */
+	bool prepared;		/* this connection has the batch statements prepared */
 	/* Transactions: `queue` in submission order (outbox queries ahead of
 	 * batches not yet sent); the first `sent` of them are in the current
 	 * connection's pipeline. */

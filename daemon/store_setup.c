@@ -198,6 +198,23 @@ static const char derived_sql[] =
 
 static void become_ready(struct store *s);
 
+/* The batch statements, prepared in one round trip (SQL PREPARE: the
+ * parameters' types come from their casts, as for unnamed statements). */
+static void
+prepare_batches(struct store *s)
+{
+	const char *const *sqls;
+	size_t n = store_batch_sqls(&sqls), len = 1;
+
+	for (size_t i = 0; i < n; i++)
+		len += strlen(sqls[i]) + 48;
+	char *q = util_malloc(len), *p = q;
+	for (size_t i = 0; i < n; i++)
+		p += snprintf(p, len - (size_t)(p - q), "PREPARE gb_batch_%zu AS %s;", i, sqls[i]);
+	send_query(s, STEP_PREPARE, q);
+	free(q);
+}
+
 static void
 load_derived(struct store *s)
 {
@@ -221,6 +238,10 @@ take_derived(struct store *s, PGresult *r)
 static void
 become_ready(struct store *s)
 {
+	if (!s->prepared) {
+		prepare_batches(s);
+		return;
+	}
 	if (PQenterPipelineMode(s->conn) != 1) {
 		store_schedule_retry(s, "cannot enter pipeline mode");
 		return;
@@ -326,6 +347,10 @@ store_setup_next(struct store *s)
 		load_derived(s);
 		break;
 	case STEP_DERIVED:
+		become_ready(s);
+		break;
+	case STEP_PREPARE:
+		s->prepared = true;
 		become_ready(s);
 		break;
 	case STEP_READY:

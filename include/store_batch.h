@@ -123,4 +123,11 @@ void store_batch_statements(struct store_batch *b, uint64_t checkpoint, const ch
 void store_checkpoint_statement(struct store_stmts *out, uint64_t checkpoint, const char *node,
     const char *journal_id);
 
+/* Every statement a batch may send, in a fixed order: prepared once per
+ * connection as "gb_batch_<index>" (the server then neither parses nor
+ * plans them per batch, which at a few rows per transaction was most of
+ * its work). Returns how many; store_batch_sql_index() finds one. */
+size_t store_batch_sqls(const char *const **out);
+int store_batch_sql_index(const char *sql);
+
 #endif
