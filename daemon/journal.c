@@ -1529,14 +1529,15 @@ reader_grow(struct journal_reader *r, size_t need)
 	return 0;
 }
 
-/* Reads up to `len` bytes at `off`; returns how many were there. */
+/* Reads at `off` until at least `need` bytes (each read asking for up to
+ * `cap`) or the end of the file; returns how many it got. */
 static ssize_t
-pread_all(int fd, void *buf, size_t len, uint64_t off)
+pread_some(int fd, void *buf, size_t need, size_t cap, uint64_t off)
 {
 	size_t got = 0;
 
-	while (got < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + got, len - got, (off_t)(off + got));
+	while (got < need) {
+		ssize_t n = pread(fd, (uint8_t *)buf + got, cap - got, (off_t)(off + got));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -1548,12 +1549,19 @@ pread_all(int fd, void *buf, size_t len, uint64_t off)
 	return (ssize_t)got;
 }
 
+/* Reads up to `len` bytes at `off`; returns how many were there. */
+static ssize_t
+pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	return pread_some(fd, buf, len, len, off);
+}
+
 /* Makes bytes [off, off + len) of the open segment available at *out,
  * from what was read ahead or with one read of at least READ_AHEAD bytes.
  * Returns how many of the `len` bytes there are (fewer at the end of the
  * file), or -1. Bytes read ahead stay valid: a segment is only appended
- * to (the reader's limit keeps it before anything a failed sync could cut
- * back), and a shorter read is repeated rather than trusted. */
+ * to, a shorter read is repeated rather than trusted, and a record read
+ * past the limit of its time is read again (journal_reader_next). */
 static ssize_t
 reader_fetch(struct journal_reader *r, uint64_t off, size_t len, const uint8_t **out)
 {
@@ -1568,17 +1576,9 @@ reader_fetch(struct journal_reader *r, uint64_t off, size_t len, const uint8_t *
 	/* One read, unless it came back short of `len` (not to the end of
 	 * the file: a second read only to hear "end of file" costs a system
 	 * call per record at a low rate). */
-	ssize_t got = 0;
-	while ((size_t)got < len) {
-		ssize_t n = pread(r->fd, r->buf + got, ask - (size_t)got, (off_t)(off + (size_t)got));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0)
-			break;
-		got += n;
-	}
+	ssize_t got = pread_some(r->fd, r->buf, len, ask, off);
+	if (got < 0)
+		return -1;
 	r->buf_off = off;
 	r->buflen = (size_t)got;
 	r->buf_limit = r->limit;
