@@ -1247,6 +1247,71 @@ journal_append(struct journal *j, struct journal_record *rec)
 	return 0;
 }
 
+static int ckpt_write(struct journal *j);
+
+/* The database has stored records of this journal's id up to `floor`,
+ * beyond what the journal held when it was opened (`from` - 1): it was put
+ * back from an older copy. Numbers from `from` on were given again, to
+ * other messages than the database's. Those records are copied, in order,
+ * to numbers after both `floor` and the journal's end, made durable, and
+ * then the checkpoint is moved past the old ones and synced: a crash
+ * before that point leaves both (stored twice at worst, never lost); after
+ * it, the copies alone. */
+int
+journal_renumber(struct journal *j, uint64_t from, uint64_t floor)
+{
+	if (j->broken)
+		return -1;
+	if (journal_sync(j) != 0)
+		return -1;
+	uint64_t last = j->next_seq - 1;
+	uint64_t base = last > floor ? last : floor;
+	uint64_t copied = 0;
+
+	/* A new segment from base + 1: the numbers in between were never ours. */
+	if (j->fd >= 0) {
+		close(j->fd);
+		j->fd = -1;
+	}
+	j->next_seq = base + 1;
+	if (from <= last) {
+		struct journal_reader *r = journal_reader_open(j->dir, from);
+		if (r == NULL)
+			return -1;
+		journal_reader_set_limit(r, last);
+		struct journal_record rec;
+		int rc;
+		while ((rc = journal_reader_next(r, &rec)) == 1) {
+			struct journal_record copy = rec;
+			if (journal_append(j, &copy) != 0) {
+				rc = -1;
+				break;
+			}
+			copied++;
+		}
+		journal_reader_free(r);
+		if (rc < 0 || journal_sync(j) != 0) {
+			log_error("journal", "cannot renumber the records", "dir=%s", j->dir);
+			j->broken = true;
+			return -1;
+		}
+	}
+	if (base > j->checkpoint)
+		j->checkpoint = base;
+	if (ckpt_write(j) != 0 || fdatasync(j->ckfd) != 0) {
+		log_errno(LOG_LVL_ERROR, "journal", "cannot sync checkpoint", "seq=%" PRIu64, base);
+		j->broken = true;
+		return -1;
+	}
+	j->checkpoint_synced = j->checkpoint;
+	reclaim(j);
+	log_error("journal", "journal behind the database, numbered on from its checkpoint",
+	    "dir=%s journal_id=%s journal_last_seq=%" PRIu64 " database_checkpoint=%" PRIu64
+	    " records_renumbered=%" PRIu64 " next_seq=%" PRIu64, j->dir, j->id_text,
+	    from - 1, floor, copied, base + copied + 1);
+	return 0;
+}
+
 size_t
 journal_pending(const struct journal *j)
 {

@@ -671,6 +671,17 @@ pipeline_store_ready(void *ctx, uint64_t checkpoint)
 	 * journal's id); the journal's own can only be behind it, or alone
 	 * (a database that never saw this journal). */
 	journal_stat(p->journal, &js);
+	if (checkpoint > p->start_last_seq) {
+		/* The database stored more of this journal than it had when we
+		 * started: an older copy of the state directory. What came in
+		 * since is numbered after the database's checkpoint. */
+		if (journal_renumber(p->journal, p->start_last_seq + 1, checkpoint) != 0) {
+			log_error("pipeline", "cannot read the journal", "dir=%s", p->dir);
+			return;
+		}
+		journal_stat(p->journal, &js);
+		p->start_last_seq = checkpoint;
+	}
 	if (js.checkpoint_seq > checkpoint)
 		checkpoint = js.checkpoint_seq;
 	p->committed = checkpoint;

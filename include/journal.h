@@ -161,6 +161,12 @@ int journal_append(struct journal *j, struct journal_record *rec);
  * logging: the unsynced records are gone and must not be acknowledged
  * (see "A failed write or fdatasync" above). */
 int journal_sync(struct journal *j);
+/* The database holds records of this journal's id up to `floor`, more
+ * than the journal had when opened (`from` - 1): the state directory was
+ * restored from an older copy. The records from `from` on get new numbers
+ * after `floor` (copied, synced), and the checkpoint moves past the old
+ * ones. Returns 0, or -1 after logging (the journal is then broken). */
+int journal_renumber(struct journal *j, uint64_t from, uint64_t floor);
 /* Records appended but not yet synced. */
 size_t journal_pending(const struct journal *j);
 /* The last sequence number an fdatasync covers: readers must not go past

@@ -188,6 +188,59 @@ def test_replaced_state_dir_is_stored_from_its_first_record(daemon, ingest_broke
     assert daemon.stop() == 0
 
 
+@pytest.mark.parametrize("database", ["up", "down_at_start"])
+def test_restored_old_state_dir_loses_nothing(daemon, ingest_broker, private_postgres,
+                                              tmp_path, database):
+    """A state directory restored from an older copy (a backup, a VM
+    snapshot): its journal is behind the database's checkpoint for its id.
+    Run 1 stores 2 events and a quarantined message (seq 1..3), the
+    directory is copied; run 2 stores 3 and one (seq 4..7); the copy is put
+    back; run 3's 4 events and one quarantined message must all be stored.
+    Before: the journal numbered them 4..8 again and the pipeline read from
+    8 on: 3 of 4 events were acknowledged and never stored, and the
+    quarantine row at seq 7 was taken for the old one. With the database
+    down when run 3 starts, the messages are journaled before the daemon
+    can know; they are numbered anew when it does."""
+    pg = private_postgres
+    conf = daemon.write_config(config(tmp_path, ingest_broker, pg))
+    junk = ("sac/340104050101/access/34010405011190000001/event", b"{not json")
+    state, backup = tmp_path / "state", tmp_path / "state-backup"
+
+    def run(first: int, n: int, total: int, quarantined: int, db_down: bool = False):
+        if db_down:
+            pg.stop(mode="immediate")
+        start_daemon(daemon, conf)
+        if db_down:
+            daemon.wait_log(DB_DOWN, timeout=30)
+        else:
+            daemon.wait_log(STORE_READY, timeout=30)
+        publish_all(ingest_broker, [access_event(k) for k in range(first, first + n)] + [junk])
+        if db_down:
+            pg.start()
+        wait_stored(pg, daemon, total, quarantined=quarantined)
+        assert daemon.stop() == 0
+
+    run(0, 2, 2, 1)
+    shutil.copytree(state, backup)
+    run(2, 3, 5, 2)
+    shutil.rmtree(state)
+    shutil.copytree(backup, state)
+    run(5, 4, 9, 3, db_down=database == "down_at_start")
+
+    assert scalar(pg, "SELECT count(DISTINCT journal_seq) FROM quarantine") == 3
+    # one journal, its checkpoint past everything stored; nothing pending
+    cps = checkpoints(pg)
+    assert len(cps) == 1, cps
+    line = logfmt.select(daemon.lines, logfmt.Match(mod="journal",
+                                                    msg="journal behind the database, numbered on from its checkpoint"))
+    assert line, "the renumbering is not logged"
+    start_daemon(daemon, conf)
+    daemon.wait_log(STORE_READY, timeout=30)
+    publish_all(ingest_broker, [access_event(k) for k in range(9, 11)])
+    wait_stored(pg, daemon, 11, quarantined=3)
+    assert daemon.stop() == 0
+
+
 def second_daemon(build_dir, tmp_path, name):
     d = services.Daemon(build_dir, tmp_path / name)
     d.check_binary()
