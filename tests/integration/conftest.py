@@ -12,6 +12,8 @@
     report            report(text): a line for the summary at the end of the run
 """
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -118,20 +120,52 @@ def pki(tmp_path):
     return services.TestPKI(tmp_path / "pki")
 
 
-_reports: list[str] = []
+# report() lines go through a file, so that the lines of pytest-xdist's
+# workers reach the summary the controller prints.
+_REPORTS_ENV = "GRIDBRIDGE_TEST_REPORTS"
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput") and _REPORTS_ENV not in os.environ:
+        fd, path = tempfile.mkstemp(prefix="gridbridge-reports-", suffix=".txt")
+        os.close(fd)
+        os.environ[_REPORTS_ENV] = path
+        config._gridbridge_reports = path
+
+
+def pytest_unconfigure(config):
+    path = getattr(config, "_gridbridge_reports", None)
+    if path is not None:
+        os.environ.pop(_REPORTS_ENV, None)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 @pytest.fixture
 def report(request):
     """report(text): printed in the terminal summary (e.g. duplicate counts)."""
     def add(text: str) -> None:
-        _reports.append(f"{request.node.name}: {text}")
+        line = f"{request.node.name}: {text}".replace("\n", " ")
+        path = os.environ.get(_REPORTS_ENV)
+        if path:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
         print(text)
     return add
 
 
-def pytest_terminal_summary(terminalreporter):
-    if _reports:
+def pytest_terminal_summary(terminalreporter, config):
+    path = getattr(config, "_gridbridge_reports", None)
+    if path is None:
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return
+    if lines:
         terminalreporter.section("gridbridge measurements")
-        for line in _reports:
+        for line in lines:
             terminalreporter.write_line(line)

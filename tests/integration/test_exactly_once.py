@@ -479,7 +479,9 @@ def test_failed_fdatasync_loses_and_skips_nothing(daemon, ingest_broker, private
     pg = private_postgres
     shim = Path(build_dir) / "tests" / "libfail_sync.so"
     conf = daemon.write_config(config(tmp_path, ingest_broker, pg))
-    env = {"LD_PRELOAD": str(shim), "GRIDBRIDGE_TEST_FAIL_FDATASYNC": "5",
+    # The second sync of a segment: 2,000 messages take at least two
+    # (sync_batch 1000), however large the groups grow on a busy machine.
+    env = {"LD_PRELOAD": str(shim), "GRIDBRIDGE_TEST_FAIL_FDATASYNC": "2",
            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
     start_daemon(daemon, conf, env=env)
     daemon.wait_log(STORE_READY, timeout=30)
