@@ -213,6 +213,11 @@ write_metrics(const struct admin *a, FILE *f)
 	metrics_head(f, "gridbridge_broker_reconnects_total", "counter",
 	    "Connections to the broker made after the first.");
 	metrics_sample_u64(f, "gridbridge_broker_reconnects_total", NULL, metrics.broker_reconnects);
+	metrics_head(f, "gridbridge_broker_redeliveries_total", "counter",
+	    "Messages the broker sent again after resuming our session that were "
+	    "journaled already (acknowledged, not journaled twice).");
+	metrics_sample_u64(f, "gridbridge_broker_redeliveries_total", NULL,
+	    metrics.broker_redeliveries);
 
 	metrics_head(f, "gridbridge_database_up", "gauge",
 	    "1 while connected to the database with the schema ready.");
@@ -220,6 +225,11 @@ write_metrics(const struct admin *a, FILE *f)
 	metrics_head(f, "gridbridge_database_reconnects_total", "counter",
 	    "Connections to the database made after the first.");
 	metrics_sample_u64(f, "gridbridge_database_reconnects_total", NULL, metrics.db_reconnects);
+	metrics_head(f, "gridbridge_database_answer_timeouts_total", "counter",
+	    "Connections given up because the database did not answer within "
+	    "[store] answer_timeout.");
+	metrics_sample_u64(f, "gridbridge_database_answer_timeouts_total", NULL,
+	    metrics.db_answer_timeouts);
 	metrics_head(f, "gridbridge_store_batches_inflight", "gauge",
 	    "Transactions sent to the database and not yet confirmed.");
 	metrics_sample_u64(f, "gridbridge_store_batches_inflight", NULL,

@@ -660,6 +660,11 @@ const struct config_key config_keys[] = {
 	  .min = 1, .max = 300, .def = "10",
 	  .offset = CONFIG_FIELD(store_connect_timeout),
 	  .help = "seconds allowed for connecting to the database before retrying" },
+	{ .section = "store", .name = "answer_timeout", .type = CFG_INT,
+	  .min = 1, .max = 3600, .def = "60",
+	  .offset = CONFIG_FIELD(store_answer_timeout),
+	  .help = "seconds the database may take to answer a query it was sent before the "
+	      "connection is given up and made again (a server that hangs)" },
 	{ .section = "store", .name = "sslmode", .type = CFG_ENUM,
 	  .choices = sslmode_choices, .choice_values = sslmode_values, .def = "prefer",
 	  .offset = CONFIG_FIELD(store_sslmode),

@@ -657,6 +657,7 @@ start_stages(struct daemon *d)
 		.user = c->store_user,
 		.password = store_pw,
 		.connect_timeout = (int)c->store_connect_timeout,
+		.answer_timeout = (int)c->store_answer_timeout,
 		.partitions_ahead = (int)c->store_partitions_ahead,
 		.retention_days = (int)c->store_retention_days,
 		.node = c->mqtt_client_id,

@@ -51,9 +51,101 @@ struct mqtt {
 	bool abort;		/* the sink failed: drop without acknowledging */
 	bool down_logged;	/* this outage was reported at warn */
 	char last_lib_error[256];
+
+	/* Redeliveries (see take_redelivery): the messages of this connection
+	 * and of the one before, by packet id. */
+	struct seen *seen_cur, *seen_prev;
+	bool redelivering;	/* every message of this connection so far was one */
+	int64_t cur_last_ms;	/* the last message of this connection */
+	int64_t prev_last_ms;	/* ... and of the one before */
+	uint32_t flush_gen;	/* successful syncs of the sink so far */
 };
 
+/* A QoS 1 message received: its packet id, a digest of its topic and
+ * payload, when. */
+struct seen {
+	uint64_t digest;
+	int64_t at_ms;
+	uint32_t gen;		/* flush_gen when received */
+	uint16_t mid;
+	bool used;
+};
+#define SEEN_SLOTS 4096			/* by packet id modulo */
+#define REDELIVERY_WINDOW_MS 30000	/* received this close to the connection's end */
+
 static void io_cb(evutil_socket_t fd, short what, void *arg);
+
+static void
+seen_clear(struct seen *s)
+{
+	if (s != NULL)
+		memset(s, 0, SEEN_SLOTS * sizeof(*s));
+}
+
+/* Forgets the messages received since the last successful sync: a failed
+ * write or sync took them out of the journal again. */
+static void
+seen_forget_unsynced(struct seen *s, uint32_t gen)
+{
+	for (size_t i = 0; s != NULL && i < SEEN_SLOTS; i++)
+		if (s[i].used && s[i].gen == gen)
+			s[i].used = false;
+}
+
+/* FNV-1a, 64 bits, of the topic, a NUL and the payload. */
+static uint64_t
+message_digest(const char *topic, const void *payload, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	const unsigned char *p = (const unsigned char *)topic;
+
+	for (; *p != '\0'; p++)
+		h = (h ^ *p) * 0x100000001b3ULL;
+	h *= 0x100000001b3ULL;
+	p = payload;
+	for (size_t i = 0; p != NULL && i < len; i++)
+		h = (h ^ p[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+/* A broker that resumes our session sends the messages whose PUBACK it did
+ * not get again, first, with their packet ids (MQTT 3.1.1 4.4; a broker
+ * restarted, a connection lost after the journal's sync and before our
+ * PUBACKs reached it). They are in the journal already: journaled again,
+ * a report without device time or serial would be a second event.
+ * libmosquitto does not show the DUP flag, so a redelivery is recognised
+ * as a message of the resumed session's first run that has the packet id,
+ * topic and payload of one received within REDELIVERY_WINDOW_MS of the last
+ * message of the connection before. The first message that is not one ends the
+ * run. Such a message is acknowledged (after the next sync, like every
+ * PUBACK) and not journaled. A failed write or sync, which takes the
+ * records since the last sync out of the journal, forgets those messages
+ * first. Returns true for a redelivery. */
+static bool
+take_redelivery(struct mqtt *m, const struct mosquitto_message *msg)
+{
+	if (m->seen_cur == NULL || msg->qos == 0)
+		return false;
+	uint64_t d = message_digest(msg->topic, msg->payload, (size_t)msg->payloadlen);
+	int64_t now = util_mono_ms();
+	uint16_t mid = (uint16_t)msg->mid;
+	bool again = false;
+
+	if (m->redelivering) {
+		struct seen *p = &m->seen_prev[mid % SEEN_SLOTS];
+		if (p->used && p->mid == mid && p->digest == d &&
+		    p->at_ms >= m->prev_last_ms - REDELIVERY_WINDOW_MS) {
+			again = true;
+			p->used = false;
+		} else {
+			m->redelivering = false;
+		}
+	}
+	m->seen_cur[mid % SEEN_SLOTS] = (struct seen){ .digest = d, .at_ms = now, .mid = mid,
+		.gen = m->flush_gen, .used = true };
+	m->cur_last_ms = now;
+	return again;
+}
 
 /* (Re)arms the socket event after every libmosquitto call: the socket
  * changes on reconnect, and EV_WRITE is wanted only while packets wait. */
@@ -123,8 +215,31 @@ abort_connection(struct mqtt *m)
 	log_error("mqtt", "message not kept, dropping connection unacknowledged",
 	    "host=%s port=%d", m->host, m->port);
 	m->abort = false;
-	if (fd >= 0)
+	/* What was journaled since the last sync is gone (a failed write or
+	 * sync): those messages must be journaled when they come again. */
+	seen_forget_unsynced(m->seen_cur, m->flush_gen);
+	seen_forget_unsynced(m->seen_prev, m->flush_gen);
+	if (fd >= 0) {
+		/* Nothing more is written (the held PUBACKs stay in the library's
+		 * queue, which it discards), but what was written already, the
+		 * PUBACKs of messages that were synced, must reach the broker:
+		 * a FIN after them, and the broker's end read before closing, as
+		 * a socket closed with unread bytes sends a reset, which makes
+		 * the broker drop what it has not read yet, and send those
+		 * messages again. */
+		shutdown(fd, SHUT_WR);
+		int64_t deadline = util_mono_ms() + 500;
+		for (;;) {
+			int64_t left = deadline - util_mono_ms();
+			struct pollfd pf = { .fd = fd, .events = POLLIN };
+			char scratch[16384];
+			if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
+				break;
+			if (recv(fd, scratch, sizeof(scratch), 0) <= 0)
+				break;
+		}
 		shutdown(fd, SHUT_RDWR);
+	}
 	/* The library notices the dead socket and discards its queue. */
 	mosquitto_loop_read(m->mosq, 1);
 	m->connected = false;
@@ -147,7 +262,10 @@ flush_sink(struct mqtt *m)
 {
 	if (m->sink.pending(m->sink.ctx) == 0)
 		return 0;
-	return m->sink.flush(m->sink.ctx);
+	if (m->sink.flush(m->sink.ctx) != 0)
+		return -1;
+	m->flush_gen++;
+	return 0;
 }
 
 static int
@@ -398,6 +516,17 @@ on_connect(struct mosquitto *mosq, void *arg, int rc, int flags)
 	m->connected = true;
 	if (m->connections++ > 0)
 		metrics.broker_reconnects++;
+	if (m->seen_cur != NULL) {
+		struct seen *t = m->seen_prev;
+		m->seen_prev = m->seen_cur;
+		m->seen_cur = t;
+		seen_clear(m->seen_cur);
+		if (!session)
+			seen_clear(m->seen_prev);
+		m->redelivering = session;
+		m->prev_last_ms = m->cur_last_ms;
+		m->cur_last_ms = 0;
+	}
 	m->down_logged = false;
 	backoff_reset(&m->backoff);
 	log_info("mqtt", "connected", "host=%s port=%d session_present=%d tls=%d protocol=%s",
@@ -459,6 +588,11 @@ on_message(struct mosquitto *mosq, void *arg, const struct mosquitto_message *ms
 	(void)mosq;
 	if (m->abort)
 		return;		/* the connection is being dropped */
+	if (take_redelivery(m, msg)) {
+		metrics.broker_redeliveries++;
+		log_debug("mqtt", "redelivered message already journaled", "mid=%d", msg->mid);
+		return;
+	}
 	if (mm.payload_len > m->max_message_size) {
 		mm.oversize = true;
 		mm.payload = NULL;
@@ -551,6 +685,10 @@ mqtt_new(struct event_base *base, const struct mqtt_options *o,
 	m->max_message_size = o->max_message_size;
 	m->sync_batch = o->sync_batch > 0 ? o->sync_batch : 1;
 	m->tls = o->tls;
+	m->seen_cur = calloc(SEEN_SLOTS, sizeof(*m->seen_cur));
+	m->seen_prev = calloc(SEEN_SLOTS, sizeof(*m->seen_prev));
+	if (m->seen_cur == NULL || m->seen_prev == NULL)
+		goto fail;
 	backoff_init(&m->backoff, MQTT_RETRY_BASE_MS, MQTT_RETRY_CAP_MS);
 	m->host = strdup(o->host);
 	if (m->host == NULL || set_filters(m, o->filters, o->shared_group) != 0)
@@ -644,5 +782,7 @@ mqtt_free(struct mqtt *m)
 	free(m->filters);
 	log_debug("mqtt", "stopped", "");
 	free(m->host);
+	free(m->seen_cur);
+	free(m->seen_prev);
 	free(m);
 }

@@ -174,6 +174,7 @@ store_drop_connection(struct store *s)
 	s->sent = 0;		/* everything queued is sent again */
 	watch(s, 0);
 	evtimer_del(s->deadline);
+	evtimer_del(s->answer);
 	if (s->conn != NULL) {
 		PQfinish(s->conn);
 		s->conn = NULL;
@@ -255,6 +256,27 @@ poll_connect(struct store *s)
 	}
 }
 
+/* Whether a query that was sent still waits for (part of) its answer. */
+static bool
+awaiting_answer(const struct store *s)
+{
+	if (s->conn == NULL || !s->connected)
+		return false;
+	if (s->step == STEP_READY)
+		return s->sent > 0;
+	return PQtransactionStatus(s->conn) == PQTRANS_ACTIVE;
+}
+
+/* The answer timer runs from the oldest unanswered send and starts again
+ * on every answer that arrives: it measures a server that stopped, not one
+ * that is slow with a long queue. */
+static void
+arm_answer(struct store *s)
+{
+	struct timeval tv = { .tv_sec = s->answer_timeout, .tv_usec = 0 };
+	evtimer_add(s->answer, &tv);
+}
+
 void
 store_flush(struct store *s)
 {
@@ -264,6 +286,8 @@ store_flush(struct store *s)
 		return;
 	}
 	watch(s, f == 1 ? (EV_READ | EV_WRITE | EV_PERSIST) : (EV_READ | EV_PERSIST));
+	if (!evtimer_pending(s->answer, NULL))
+		arm_answer(s);
 }
 
 /* ---- the transaction queue -------------------------------------------- */
@@ -594,6 +618,10 @@ io_cb(evutil_socket_t fd, short what, void *arg)
 		store_take_txn_results(s);
 	else
 		store_setup_results(s);
+	if (awaiting_answer(s))
+		arm_answer(s);
+	else if (s->conn != NULL)
+		evtimer_del(s->answer);
 }
 
 void
@@ -640,6 +668,22 @@ connect_now(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+answer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct store *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (!awaiting_answer(s))
+		return;
+	log_warn("store", "database not answering", "host=%s port=%s answer_timeout_s=%d "
+	    "in_flight=%zu", s->host, s->port, s->answer_timeout,
+	    s->step == STEP_READY ? s->sent : (size_t)1);
+	metrics.db_answer_timeouts++;
+	store_schedule_retry(s, "no answer within answer_timeout");
+}
+
+static void
 deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct store *s = arg;
@@ -662,6 +706,7 @@ store_new(struct event_base *base, const struct store_options *o,
 	s->base = base;
 	s->io_fd = -1;
 	s->connect_timeout = o->connect_timeout;
+	s->answer_timeout = o->answer_timeout > 0 ? o->answer_timeout : 60;
 	s->partitions_ahead = o->partitions_ahead;
 	s->retention_days = o->retention_days;
 	s->max_inflight = o->max_inflight > 0 ? o->max_inflight : 1;
@@ -689,9 +734,10 @@ store_new(struct event_base *base, const struct store_options *o,
 	s->sslkey = strdup(o->sslkey != NULL ? o->sslkey : "");
 	s->retry = evtimer_new(base, connect_now, s);
 	s->deadline = evtimer_new(base, deadline_cb, s);
+	s->answer = evtimer_new(base, answer_cb, s);
 	s->maintain = evtimer_new(base, maintain_cb, s);
 	if (s->host == NULL || s->port == NULL || s->dbname == NULL || s->user == NULL ||
-	    s->password == NULL || s->retry == NULL || s->deadline == NULL ||
+	    s->password == NULL || s->retry == NULL || s->deadline == NULL || s->answer == NULL ||
 	    s->maintain == NULL || s->node == NULL || s->journal_id == NULL ||
 	    s->sslmode == NULL || s->sslrootcert == NULL || s->sslcert == NULL ||
 	    s->sslkey == NULL) {

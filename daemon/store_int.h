@@ -67,6 +67,8 @@ struct store {
 	short io_flags;
 	struct event *retry;	/* reconnect timer */
 	struct event *deadline;	/* connect timeout */
+	struct event *answer;	/* answer timeout: a server that hangs */
+	int answer_timeout;	/* seconds */
 	struct backoff backoff;
 	uint64_t connections;	/* made since start */
 	char *host, *port, *dbname, *user, *password;

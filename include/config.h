@@ -244,6 +244,7 @@ struct config {
 	char *store_password;
 	char *store_password_file;
 	long long store_connect_timeout;
+	long long store_answer_timeout;
 	long long store_partitions_ahead;
 	long long store_batch_rows;
 	long long store_batch_bytes;

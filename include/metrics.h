@@ -76,7 +76,9 @@ struct metrics {
 	struct metrics_hist batch_seconds;	/* store batch: sent to committed */
 	struct metrics_hist batch_rows;
 	uint64_t db_reconnects;			/* connections lost or refused */
+	uint64_t db_answer_timeouts;		/* connections given up: no answer */
 	uint64_t broker_reconnects;
+	uint64_t broker_redeliveries;		/* already journaled, not again */
 	int64_t started_us;			/* wall clock at start */
 };
 extern struct metrics metrics;

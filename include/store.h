@@ -105,6 +105,7 @@ struct store_options {
 	const char *user;
 	const char *password;	/* NULL or "" for none */
 	int connect_timeout;	/* seconds */
+	int answer_timeout;	/* seconds a query may wait for its answer; 0: 60 */
 	int partitions_ahead;	/* daily partitions created ahead */
 	int retention_days;	/* partitions older are dropped; 0 keeps all */
 	const char *node;	/* journal_node: this daemon's name (MQTT client id) */
