@@ -5,12 +5,14 @@
  * Replays every file given (directories: every file in them), then runs
  * ITERATIONS random mutations of them (bit flips, byte changes, inserts,
  * deletions, truncation, splices). Built with the sanitizers, a crash or a
- * report fails the test. */
+ * report fails the test. With GRIDBRIDGE_FUZZ_SECONDS set (scripts/test
+ * --long), mutations run for that many seconds instead. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "fuzz.h"
 
@@ -107,8 +109,16 @@ main(int argc, char **argv)
 	for (size_t k = 0; k < ninputs; k++)
 		LLVMFuzzerTestOneInput(inputs[k].data, inputs[k].size);
 
+	const char *secs = getenv("GRIDBRIDGE_FUZZ_SECONDS");
+	time_t until = 0;
+	if (secs != NULL && atol(secs) > 0) {
+		until = time(NULL) + atol(secs);
+		iterations = -1;
+	}
 	uint8_t *buf = NULL;
-	for (long it = 0; it < iterations; it++) {
+	long it;
+	for (it = 0; until != 0 ? (it % 1024 != 0 || time(NULL) < until) : it < iterations;
+	    it++) {
 		struct input *src = &inputs[rnd() % ninputs];
 		size_t size = src->size, cap = size * 2 + 64;
 		buf = realloc(buf, cap);
@@ -149,6 +159,6 @@ main(int argc, char **argv)
 		LLVMFuzzerTestOneInput(buf, size);
 	}
 	free(buf);
-	printf("fuzz: %zu inputs replayed, %ld mutations run\n", ninputs, iterations);
+	printf("fuzz: %zu inputs replayed, %ld mutations run\n", ninputs, it);
 	return 0;
 }
