@@ -25,6 +25,7 @@
 #include "routing.h"
 #include "secret.h"
 #include "store.h"
+#include "util.h"
 #include "version.h"
 
 /* Test hook: GRIDBRIDGE_CRASH_AT=before_append:N or after_append:N makes
@@ -46,6 +47,10 @@ struct daemon {
 	bool journal_was_full;
 	struct crash_hook crash;
 	struct mqtt *mqtt;
+	bool mqtt_started;
+	bool stopping;
+	struct event *drain;	/* stopping: waits for the journal to be stored */
+	int64_t stop_deadline_ms;
 	struct store *store;
 	struct pipeline *pipeline;
 	struct forward *forward;
@@ -156,6 +161,35 @@ reload(struct daemon *d)
 	notify_ready("running");
 }
 
+/* Stopping: the broker connection is closed first (what it held made
+ * durable and acknowledged; the broker queues the rest for the next
+ * start), then what the journal holds is stored, for at most
+ * STOP_DRAIN_MS while the database answers: after a clean stop the
+ * journal normally holds nothing the database lacks. A second signal stops
+ * at once; the journal keeps anything unstored for the next start. */
+#define STOP_DRAIN_MS 5000
+
+static void
+drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	uint64_t left = d->pipeline != NULL ? pipeline_unstored(d->pipeline) : 0;
+
+	(void)fd;
+	(void)what;
+	bool can_store = d->store != NULL && store_ready(d->store);
+	if (left == 0 || !can_store || util_mono_ms() >= d->stop_deadline_ms) {
+		if (left > 0)
+			log_info("main", "stopping with records not stored yet", "records=%llu "
+			    "reason=%s", (unsigned long long)left,
+			    can_store ? "timeout" : "database unavailable");
+		event_base_loopbreak(d->base);
+		return;
+	}
+	struct timeval tv = { .tv_sec = 0, .tv_usec = 50000 };
+	evtimer_add(d->drain, &tv);
+}
+
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -166,9 +200,16 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		reload(d);
 		return;
 	}
+	if (d->stopping || d->drain == NULL) {
+		event_base_loopbreak(d->base);
+		return;
+	}
+	d->stopping = true;
 	notify_stopping();
 	log_info("main", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
-	event_base_loopbreak(d->base);
+	mqtt_quit(d->mqtt);
+	d->stop_deadline_ms = util_mono_ms() + STOP_DRAIN_MS;
+	drain_cb(-1, 0, d);
 }
 
 /* What `systemctl status` shows: what the daemon cannot do right now. */
@@ -332,11 +373,35 @@ sink_flush(void *ctx)
 
 /* ---- store -> pipeline ---------------------------------------------------- */
 
+/* The broker is not asked for messages before the database has said that
+ * this daemon's node name and journal are its own (the store's locks): a
+ * second daemon started with the same name would otherwise take over the
+ * broker session, journal and acknowledge messages, and then stop, leaving
+ * them in a journal nobody stores. A database that cannot be reached does
+ * not hold ingest back: the journal takes the messages meanwhile. */
+static void
+start_mqtt(struct daemon *d, const char *why)
+{
+	if (d->mqtt_started || d->stopping)
+		return;
+	d->mqtt_started = true;
+	log_debug("main", "connecting to the broker", "after=%s", why);
+	if (mqtt_start(d->mqtt) != 0)
+		fatal_stop(d, "cannot start the broker connection");
+}
+
 static void
 store_ready_cb(void *ctx, uint64_t checkpoint)
 {
 	struct daemon *d = ctx;
 	pipeline_store_ready(d->pipeline, checkpoint);
+	start_mqtt(d, "database ready");
+}
+
+static void
+store_unavailable_cb(void *ctx)
+{
+	start_mqtt(ctx, "database unavailable");
 }
 
 static void
@@ -674,6 +739,7 @@ start_stages(struct daemon *d)
 		.derived = store_derived_cb,
 		.fatal = store_fatal_cb,
 		.ready = store_ready_cb,
+		.unavailable = store_unavailable_cb,
 		.back = store_back_cb,
 		.committed = store_committed_cb,
 		.rejected = store_rejected_cb,
@@ -727,10 +793,6 @@ start_stages(struct daemon *d)
 		start_failed(d, "pipeline");
 		goto out;
 	}
-	if (mqtt_start(d->mqtt) != 0) {
-		start_failed(d, "mqtt");
-		goto out;
-	}
 	if (store_start(d->store) != 0) {
 		start_failed(d, "store");
 		goto out;
@@ -759,8 +821,9 @@ run(struct daemon *d)
 	d->sig_hup = add_signal(d, SIGHUP);
 	if (d->sig_term == NULL || d->sig_int == NULL || d->sig_hup == NULL)
 		return start_failed(d, "signals");
+	d->drain = evtimer_new(d->base, drain_cb, d);
 	d->tick = event_new(d->base, -1, EV_PERSIST, tick_cb, d);
-	if (d->tick == NULL || event_add(d->tick, &sec) != 0) {
+	if (d->drain == NULL || d->tick == NULL || event_add(d->tick, &sec) != 0) {
 		log_error("main", "cannot start status timer", "");
 		return start_failed(d, "event_loop");
 	}
@@ -812,6 +875,8 @@ daemon_free(struct daemon *d)
 	notify_free(d->notify);
 	if (d->tick != NULL)
 		event_free(d->tick);
+	if (d->drain != NULL)
+		event_free(d->drain);
 	if (d->sig_term != NULL)
 		event_free(d->sig_term);
 	if (d->sig_int != NULL)

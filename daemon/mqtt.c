@@ -757,13 +757,36 @@ mqtt_connected(const struct mqtt *m)
 }
 
 void
+mqtt_quit(struct mqtt *m)
+{
+	if (m == NULL || m->stopping)
+		return;
+	m->stopping = true;
+	m->paused = false;
+	evtimer_del(m->retry);
+	if (m->mosq == NULL || !m->connected)
+		return;
+	/* Make what we hold durable, let the PUBACKs go, then leave cleanly:
+	 * the broker keeps the session and queues for us. */
+	graceful_close(m, 2000);
+	int fd = mosquitto_socket(m->mosq);
+	if (fd >= 0) {
+		shutdown(fd, SHUT_RDWR);
+		mosquitto_loop_read(m->mosq, 1);
+	}
+	m->connected = false;
+	log_info("mqtt", "disconnected", "host=%s port=%d", m->host, m->port);
+	update_io(m);
+}
+
+void
 mqtt_free(struct mqtt *m)
 {
 	if (m == NULL)
 		return;
 	m->stopping = true;
 	if (m->mosq != NULL) {
-		if (m->connected) {
+		if (m->connected && mosquitto_socket(m->mosq) >= 0) {
 			/* Make what we hold durable, let the PUBACKs go, then
 			 * leave cleanly: the broker keeps the session. */
 			graceful_close(m, 2000);

@@ -206,6 +206,8 @@ store_schedule_retry(struct store *s, const char *why)
 	}
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 	evtimer_add(s->retry, &tv);
+	if (!s->announced && s->sink.unavailable != NULL)
+		s->sink.unavailable(s->sink.ctx);
 }
 
 /* Not the database being down (a batch or a setup query failed): no

@@ -92,6 +92,10 @@ struct mqtt *mqtt_new(struct event_base *base, const struct mqtt_options *o,
 /* Starts connecting; failures are retried in the background. */
 int mqtt_start(struct mqtt *m);
 bool mqtt_connected(const struct mqtt *m);
+/* Stops taking messages: what is held is made durable and acknowledged,
+ * and the connection closed cleanly (the broker keeps our session and
+ * queues for us); no reconnect. */
+void mqtt_quit(struct mqtt *m);
 /* Flushes, sends what is held, disconnects cleanly (the broker keeps our
  * session) and frees. */
 void mqtt_free(struct mqtt *m);

@@ -81,6 +81,9 @@ struct store_sink {
 	/* The schema is ready; `checkpoint` is this node's committed journal
 	 * sequence. Called once, on the first successful setup. */
 	void (*ready)(void *ctx, uint64_t checkpoint);
+	/* Before the first ready(): the database could not be reached (or
+	 * stopped answering) and is being retried. */
+	void (*unavailable)(void *ctx);
 	/* Connected again after an outage; unconfirmed batches are being sent
 	 * again. */
 	void (*back)(void *ctx);
