@@ -55,7 +55,8 @@ def main():
         print(f"{path.stem}: {counts[0]} passed, {counts[1]} failed, {counts[2]} skipped")
         for i in range(3):
             total[i] += counts[i]
-    expected = {"plain-meson", "plain-pytest", "sanitize-meson", "sanitize-pytest"}
+    expected = {"plain-meson", "plain-pytest", "sanitize-meson", "sanitize-pytest",
+                "fault-pytest", "valgrind-meson"}
     present = {p.stem for p in results.iterdir()}
     for name in sorted(expected - present):
         print(f"{name}: no results (did not run)")
