@@ -49,7 +49,11 @@ read_all(uint64_t from_seq, int *first_payload_seq, int *last_payload_seq)
 		if (rc < 0)
 			continue;
 		int s = -1;
-		sscanf((const char *)rec.payload, "{\"seq\":%d", &s);
+		char text[64];
+		size_t len = rec.payload_len < sizeof(text) - 1 ? rec.payload_len : sizeof(text) - 1;
+		memcpy(text, rec.payload, len);	/* the payload is not NUL-terminated */
+		text[len] = '\0';
+		sscanf(text, "{\"seq\":%d", &s);
 		if (n == 0)
 			*first_payload_seq = s;
 		*last_payload_seq = s;
