@@ -11,7 +11,8 @@ an id the endpoint already took). Each scenario adds its line to the table
 printed at the end (conftest.py).
 
 GRIDBRIDGE_FAULT_SCALE multiplies the stream sizes and outage lengths
-(`./scripts/test --long`: 10); GRIDBRIDGE_TEST_SEED fixes the random choices.
+(`./scripts/test --long`: 10); GRIDBRIDGE_TEST_SEED fixes the random choices;
+GRIDBRIDGE_FAULT_DEBUG=1 runs the daemon at log_level debug.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class Run:
             text = text.replace(f"state_dir = {tmp_path / 'state'}", f"state_dir = {state}", 1)
         if db_port is not None:
             text = text.replace(f"port = {pg.port}\n", f"port = {db_port}\n", 1)
+        if os.environ.get("GRIDBRIDGE_FAULT_DEBUG"):
+            text = text.replace("log_level = info", "log_level = debug", 1)
         self.conf = daemon.write_config(text)
         self.peak_rss_kib = 0
         self.fault_over: float | None = None
@@ -617,9 +620,67 @@ def test_overload(daemon, ingest_broker, private_postgres, https_endpoint, tmp_p
         behind = r.total.acked - r.total.stored - r.total.quarantined
         run.fault_over = time.monotonic()
         recovery = run.settle(stream)
-    assert run.peak_rss_kib < 64 * 1024, f"peak RSS {run.peak_rss_kib} KiB"
+    assert run.peak_rss_kib < 32 * 1024, f"peak RSS {run.peak_rss_kib} KiB"
     run.finish(stream, fault_row, recovery, burst_per_s=round(stream.total / burst_s),
                behind_at_end=behind)
+
+
+# --------------------------------------------------------------------------
+# 9. one device floods
+
+
+def test_one_device_floods(daemon, ingest_broker, private_postgres, https_endpoint, tmp_path,
+                           fault_row):
+    """A broken door sensor sends 2,000 messages/s while the others go on:
+    an alarm from another camera is still stored and forwarded within
+    seconds, and nothing of the others is lost. (A per-device rate limit
+    that holds the flood back is not built yet: the flood is stored.)"""
+    from checker import make
+    from ingest import MessagePublisher
+    from test_store import db_query
+    flood_s = 8 * SCALE
+    stream = FaultStream(per_family(300), seed=SEED)
+    run = Run(daemon, ingest_broker, private_postgres, https_endpoint, tmp_path)
+    run.start()
+    flood = [("zigbee2mqtt/fault/broken/9999/entry_door",
+              json.dumps({"contact": i % 2 == 1, "battery": 1, "linkquality": i % 256,
+                          "n": i}).encode()) for i in range(2000 * flood_s)]
+    fp = MessagePublisher(ingest_broker, "flood", flood, rate=2000, window=200)
+    alarm = make("alarm", 9, 0, stream.t0)
+    with publish(stream, ingest_broker, rate=100) as pubs:
+        pubs.start()
+        fp.start()
+        try:
+            time.sleep(flood_s / 2)
+            published_at = time.time()
+            ingest_broker.publish(alarm.topic, alarm.payload, qos=1)
+            alarm_id = None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                rows = db_query(private_postgres, "SELECT id::text, received_at FROM events"
+                                " WHERE device_id = %s", (alarm.topic.split("/")[3],))
+                if rows:
+                    alarm_id = rows[0][0]
+                    stored_s = time.time() - published_at
+                    break
+                time.sleep(0.05)
+            assert alarm_id is not None, "the alarm was not stored within 30 s"
+            from checker import forwarded_ids
+            while time.monotonic() < deadline and alarm_id not in forwarded_ids(https_endpoint):
+                time.sleep(0.05)
+            forwarded_s = time.time() - published_at
+            assert alarm_id in forwarded_ids(https_endpoint), "the alarm was not forwarded"
+            while not fp.done_publishing and time.monotonic() < deadline + 60:
+                time.sleep(0.2)
+        finally:
+            flood_acked = len(fp.acked())
+            fp.close()
+        run.fault_over = time.monotonic()
+        pubs.finish(timeout=SETTLE_TIMEOUT)
+        recovery = run.settle(stream)
+    assert stored_s < 5 and forwarded_s < 10, (stored_s, forwarded_s)
+    run.finish(stream, fault_row, recovery, fwd_dup_allowed=False, flood=flood_acked,
+               alarm_stored_s=round(stored_s, 2), alarm_forwarded_s=round(forwarded_s, 2))
 
 
 # --------------------------------------------------------------------------
