@@ -219,27 +219,8 @@ abort_connection(struct mqtt *m)
 	 * sync): those messages must be journaled when they come again. */
 	seen_forget_unsynced(m->seen_cur, m->flush_gen);
 	seen_forget_unsynced(m->seen_prev, m->flush_gen);
-	if (fd >= 0) {
-		/* Nothing more is written (the held PUBACKs stay in the library's
-		 * queue, which it discards), but what was written already, the
-		 * PUBACKs of messages that were synced, must reach the broker:
-		 * a FIN after them, and the broker's end read before closing, as
-		 * a socket closed with unread bytes sends a reset, which makes
-		 * the broker drop what it has not read yet, and send those
-		 * messages again. */
-		shutdown(fd, SHUT_WR);
-		int64_t deadline = util_mono_ms() + 500;
-		for (;;) {
-			int64_t left = deadline - util_mono_ms();
-			struct pollfd pf = { .fd = fd, .events = POLLIN };
-			char scratch[16384];
-			if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
-				break;
-			if (recv(fd, scratch, sizeof(scratch), 0) <= 0)
-				break;
-		}
+	if (fd >= 0)
 		shutdown(fd, SHUT_RDWR);
-	}
 	/* The library notices the dead socket and discards its queue. */
 	mosquitto_loop_read(m->mosq, 1);
 	m->connected = false;

@@ -785,6 +785,8 @@ store_free(struct store *s)
 		event_free(s->retry);
 	if (s->deadline != NULL)
 		event_free(s->deadline);
+	if (s->answer != NULL)
+		event_free(s->answer);
 	if (s->maintain != NULL)
 		event_free(s->maintain);
 	while (s->queue != NULL) {

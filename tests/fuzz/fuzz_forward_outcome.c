@@ -14,10 +14,10 @@
 static long long
 take(const uint8_t **p, size_t *n, int bytes)
 {
-	long long v = 0;
+	uint64_t v = 0;
 	for (int i = 0; i < bytes && *n > 0; i++, (*p)++, (*n)--)
 		v = (v << 8) | **p;
-	return v;
+	return (long long)v;
 }
 
 int
@@ -37,7 +37,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int flags = (int)take(&p, &n, 1);
 	r.body_cut = flags & 1;
 	r.tls_outage = flags & 2;
-	size_t split = n > 0 ? (size_t)take(&p, &n, 1) % (n + 1) : 0;
+	size_t sel = (size_t)take(&p, &n, 1);
+	size_t split = sel % (n + 1);	/* error text: the first `split` bytes left */
 
 	char *error = malloc(split + 1);
 	if (error == NULL)
