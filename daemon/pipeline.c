@@ -567,6 +567,12 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		read_clock_offset(p->o.clock_offset_file);
 	/* For readers of the directory; the database has the authority. */
 	journal_flush_checkpoint(p->journal);
+	/* Records made durable by a sync nobody reported (a segment rolled,
+	 * then the next write failed and the connection was dropped): without
+	 * this nothing would read them until the next message, and a full
+	 * journal waits for them to be stored before it takes one. */
+	if (p->ready && journal_durable_seq(p->journal) > p->read_through)
+		pump(p);
 	/* Not while records wait in the journal unread (the database was
 	 * away, or a backlog is being stored): a device whose messages are
 	 * there is not silent. The clock catches up once they are read. */
