@@ -73,6 +73,7 @@ struct journal {
 	uint64_t durable_seq;	/* covered by the last successful sync */
 	uint64_t checkpoint;
 	uint64_t checkpoint_synced;	/* the checkpoint file says at least this, durably */
+	uint64_t syncs;			/* syncs that made appended records durable */
 	uint64_t checkpoint_written;	/* ... at least this, maybe in the page cache only */
 	int ckfd;		/* the checkpoint file, or -1 */
 	unsigned ckslot;	/* the slot written last */
@@ -1136,6 +1137,8 @@ journal_sync(struct journal *j)
 		metrics_observe(&metrics.fdatasync_seconds, (double)(util_mono_us() - t0) / 1e6);
 		metrics_observe(&metrics.sync_messages, (double)j->pending);
 	}
+	if (j->pending > 0)
+		j->syncs++;
 	j->pending = 0;
 	j->synced = j->written;
 	j->durable_seq = j->next_seq - 1;
@@ -1150,6 +1153,12 @@ uint64_t
 journal_durable_seq(const struct journal *j)
 {
 	return j->durable_seq;
+}
+
+uint64_t
+journal_syncs(const struct journal *j)
+{
+	return j->syncs;
 }
 
 /* Closes the current segment (synced) and starts a new one at `first_seq`. */

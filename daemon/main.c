@@ -453,6 +453,13 @@ sink_pending(void *ctx)
 	return journal_pending(d->journal);
 }
 
+static uint64_t
+sink_syncs(void *ctx)
+{
+	struct daemon *d = ctx;
+	return journal_syncs(d->journal);
+}
+
 static bool
 sink_full(void *ctx)
 {
@@ -712,6 +719,7 @@ start_stages(struct daemon *d)
 		.message = sink_message,
 		.flush = sink_flush,
 		.pending = sink_pending,
+		.syncs = sink_syncs,
 		.full = sink_full,
 		.ctx = d,
 	};

@@ -58,7 +58,6 @@ struct mqtt {
 	bool redelivering;	/* every message of this connection so far was one */
 	int64_t cur_last_ms;	/* the last message of this connection */
 	int64_t prev_last_ms;	/* ... and of the one before */
-	uint32_t flush_gen;	/* successful syncs of the sink so far */
 };
 
 /* A QoS 1 message received: its packet id, a digest of its topic and
@@ -66,7 +65,7 @@ struct mqtt {
 struct seen {
 	uint64_t digest;
 	int64_t at_ms;
-	uint32_t gen;		/* flush_gen when received */
+	uint64_t gen;		/* durable once the sink's syncs reach this; 0: durable */
 	uint16_t mid;
 	bool used;
 };
@@ -82,13 +81,14 @@ seen_clear(struct seen *s)
 		memset(s, 0, SEEN_SLOTS * sizeof(*s));
 }
 
-/* Forgets the messages received since the last successful sync: a failed
- * write or sync took them out of the journal again. */
+/* Forgets the messages kept since the last successful sync (`syncs` is
+ * the sink's count now): a failed write or sync took them out of the
+ * journal again. */
 static void
-seen_forget_unsynced(struct seen *s, uint32_t gen)
+seen_forget_unsynced(struct seen *s, uint64_t syncs)
 {
 	for (size_t i = 0; s != NULL && i < SEEN_SLOTS; i++)
-		if (s[i].used && s[i].gen == gen)
+		if (s[i].used && s[i].gen > syncs)
 			s[i].used = false;
 }
 
@@ -119,32 +119,40 @@ message_digest(const char *topic, const void *payload, size_t len)
  * message of the connection before. The first message that is not one ends the
  * run. Such a message is acknowledged (after the next sync, like every
  * PUBACK) and not journaled. A failed write or sync, which takes the
- * records since the last sync out of the journal, forgets those messages
- * first. Returns true for a redelivery. */
+ * records since the last sync out of the journal, forgets the messages
+ * kept since then first (remember() notes the sink's sync count once a
+ * message is kept: a sync the journal made by itself, when a segment
+ * rolled, counts too). Returns true for a redelivery. */
 static bool
-take_redelivery(struct mqtt *m, const struct mosquitto_message *msg)
+is_redelivery(struct mqtt *m, const struct mosquitto_message *msg, uint64_t d)
 {
-	if (m->seen_cur == NULL || msg->qos == 0)
-		return false;
-	uint64_t d = message_digest(msg->topic, msg->payload, (size_t)msg->payloadlen);
-	int64_t now = util_mono_ms();
 	uint16_t mid = (uint16_t)msg->mid;
-	bool again = false;
 
-	if (m->redelivering) {
-		struct seen *p = &m->seen_prev[mid % SEEN_SLOTS];
-		if (p->used && p->mid == mid && p->digest == d &&
-		    p->at_ms >= m->prev_last_ms - REDELIVERY_WINDOW_MS) {
-			again = true;
-			p->used = false;
-		} else {
-			m->redelivering = false;
-		}
+	if (m->seen_cur == NULL || msg->qos == 0 || !m->redelivering)
+		return false;
+	struct seen *p = &m->seen_prev[mid % SEEN_SLOTS];
+	if (p->used && p->mid == mid && p->digest == d &&
+	    p->at_ms >= m->prev_last_ms - REDELIVERY_WINDOW_MS) {
+		p->used = false;
+		return true;
 	}
+	m->redelivering = false;
+	return false;
+}
+
+/* A QoS 1 message of this connection, durable once the sink's sync count
+ * reaches `gen` (0: durable already). */
+static void
+remember(struct mqtt *m, const struct mosquitto_message *msg, uint64_t d, uint64_t gen)
+{
+	uint16_t mid = (uint16_t)msg->mid;
+	int64_t now = util_mono_ms();
+
+	if (m->seen_cur == NULL || msg->qos == 0)
+		return;
 	m->seen_cur[mid % SEEN_SLOTS] = (struct seen){ .digest = d, .at_ms = now, .mid = mid,
-		.gen = m->flush_gen, .used = true };
+		.gen = gen, .used = true };
 	m->cur_last_ms = now;
-	return again;
 }
 
 /* (Re)arms the socket event after every libmosquitto call: the socket
@@ -217,8 +225,8 @@ abort_connection(struct mqtt *m)
 	m->abort = false;
 	/* What was journaled since the last sync is gone (a failed write or
 	 * sync): those messages must be journaled when they come again. */
-	seen_forget_unsynced(m->seen_cur, m->flush_gen);
-	seen_forget_unsynced(m->seen_prev, m->flush_gen);
+	seen_forget_unsynced(m->seen_cur, m->sink.syncs(m->sink.ctx));
+	seen_forget_unsynced(m->seen_prev, m->sink.syncs(m->sink.ctx));
 	if (fd >= 0)
 		shutdown(fd, SHUT_RDWR);
 	/* The library notices the dead socket and discards its queue. */
@@ -243,10 +251,7 @@ flush_sink(struct mqtt *m)
 {
 	if (m->sink.pending(m->sink.ctx) == 0)
 		return 0;
-	if (m->sink.flush(m->sink.ctx) != 0)
-		return -1;
-	m->flush_gen++;
-	return 0;
+	return m->sink.flush(m->sink.ctx);
 }
 
 static int
@@ -569,7 +574,11 @@ on_message(struct mosquitto *mosq, void *arg, const struct mosquitto_message *ms
 	(void)mosq;
 	if (m->abort)
 		return;		/* the connection is being dropped */
-	if (take_redelivery(m, msg)) {
+	uint64_t d = 0;
+	if (m->seen_cur != NULL && msg->qos > 0)
+		d = message_digest(msg->topic, msg->payload, (size_t)msg->payloadlen);
+	if (is_redelivery(m, msg, d)) {
+		remember(m, msg, d, 0);
 		metrics.broker_redeliveries++;
 		log_debug("mqtt", "redelivered message already journaled", "mid=%d", msg->mid);
 		return;
@@ -582,6 +591,8 @@ on_message(struct mosquitto *mosq, void *arg, const struct mosquitto_message *ms
 	}
 	if (m->sink.message(m->sink.ctx, &mm) != 0)
 		m->abort = true;
+	else
+		remember(m, msg, d, m->sink.syncs(m->sink.ctx) + 1);
 }
 
 /* libmosquitto's own messages: its errors (TLS above all) explain what

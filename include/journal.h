@@ -173,6 +173,10 @@ size_t journal_pending(const struct journal *j);
  * it (a record written but not synced can vanish in a crash, and its
  * number be given again). */
 uint64_t journal_durable_seq(const struct journal *j);
+/* How many syncs made appended records durable so far (any caller's, a
+ * segment's roll included): a record appended when this was N is durable
+ * once it is more than N. */
+uint64_t journal_syncs(const struct journal *j);
 
 /* Everything up to and including `seq` is safe elsewhere. When segments
  * wholly behind it can go, the checkpoint file is written and synced and

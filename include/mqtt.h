@@ -41,6 +41,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct mqtt;
@@ -63,6 +64,9 @@ struct mqtt_sink {
 	int (*flush)(void *ctx);
 	/* Messages kept since the last flush. */
 	size_t (*pending)(void *ctx);
+	/* Syncs that made kept messages durable so far: a message kept when
+	 * this was N is durable once it is more than N. */
+	uint64_t (*syncs)(void *ctx);
 	/* True while no more messages may be taken. */
 	bool (*full)(void *ctx);
 	void *ctx;
