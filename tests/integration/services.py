@@ -773,6 +773,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _handle(self):
         endpoint: HttpsEndpoint = self.server.endpoint
         body = self._read_body()
+        if endpoint._closing:
+            # stop() runs: a request on a connection still open is cut,
+            # not taken, as a closed port would not take it
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
         peer = getattr(self.connection, "getpeercert", None)
         subject, cn = _subject_string(peer() if peer is not None else None)
         req = RecordedRequest(method=self.command, path=self.path, headers=self.headers,
@@ -880,6 +889,7 @@ class HttpsEndpoint:
         self._answer: Callable[[RecordedRequest], dict | None] | None = None
         self._conns: set = set()
         self._server: _TLSServer | None = None
+        self._closing = False
         self._thread: threading.Thread | None = None
 
     # files and address
@@ -902,6 +912,7 @@ class HttpsEndpoint:
     def start(self) -> "HttpsEndpoint":
         if self._server is not None:
             raise ServiceError("endpoint is already serving")
+        self._closing = False
         self._server = _TLSServer((self.host, self.port or 0), self)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
@@ -916,6 +927,7 @@ class HttpsEndpoint:
         server, self._server = self._server, None
         if server is None:
             return
+        self._closing = True
         server.shutdown()
         server.server_close()
         self._thread.join(5)
