@@ -77,8 +77,7 @@ static void io_cb(evutil_socket_t fd, short what, void *arg);
 static void
 seen_clear(struct seen *s)
 {
-	if (s != NULL)
-		memset(s, 0, SEEN_SLOTS * sizeof(*s));
+	memset(s, 0, SEEN_SLOTS * sizeof(*s));
 }
 
 /* Forgets the messages kept since the last successful sync (`syncs` is
@@ -87,7 +86,7 @@ seen_clear(struct seen *s)
 static void
 seen_forget_unsynced(struct seen *s, uint64_t syncs)
 {
-	for (size_t i = 0; s != NULL && i < SEEN_SLOTS; i++)
+	for (size_t i = 0; i < SEEN_SLOTS; i++)
 		if (s[i].used && s[i].gen > syncs)
 			s[i].used = false;
 }
@@ -128,7 +127,7 @@ is_redelivery(struct mqtt *m, const struct mosquitto_message *msg, uint64_t d)
 {
 	uint16_t mid = (uint16_t)msg->mid;
 
-	if (m->seen_cur == NULL || msg->qos == 0 || !m->redelivering)
+	if (msg->qos == 0 || !m->redelivering)
 		return false;
 	struct seen *p = &m->seen_prev[mid % SEEN_SLOTS];
 	if (p->used && p->mid == mid && p->digest == d &&
@@ -148,7 +147,7 @@ remember(struct mqtt *m, const struct mosquitto_message *msg, uint64_t d, uint64
 	uint16_t mid = (uint16_t)msg->mid;
 	int64_t now = util_mono_ms();
 
-	if (m->seen_cur == NULL || msg->qos == 0)
+	if (msg->qos == 0)
 		return;
 	m->seen_cur[mid % SEEN_SLOTS] = (struct seen){ .digest = d, .at_ms = now, .mid = mid,
 		.gen = gen, .used = true };
@@ -502,17 +501,15 @@ on_connect(struct mosquitto *mosq, void *arg, int rc, int flags)
 	m->connected = true;
 	if (m->connections++ > 0)
 		metrics.broker_reconnects++;
-	if (m->seen_cur != NULL) {
-		struct seen *t = m->seen_prev;
-		m->seen_prev = m->seen_cur;
-		m->seen_cur = t;
-		seen_clear(m->seen_cur);
-		if (!session)
-			seen_clear(m->seen_prev);
-		m->redelivering = session;
-		m->prev_last_ms = m->cur_last_ms;
-		m->cur_last_ms = 0;
-	}
+	struct seen *t = m->seen_prev;
+	m->seen_prev = m->seen_cur;
+	m->seen_cur = t;
+	seen_clear(m->seen_cur);
+	if (!session)
+		seen_clear(m->seen_prev);
+	m->redelivering = session;
+	m->prev_last_ms = m->cur_last_ms;
+	m->cur_last_ms = 0;
 	m->down_logged = false;
 	backoff_reset(&m->backoff);
 	log_info("mqtt", "connected", "host=%s port=%d session_present=%d tls=%d protocol=%s",
@@ -575,7 +572,7 @@ on_message(struct mosquitto *mosq, void *arg, const struct mosquitto_message *ms
 	if (m->abort)
 		return;		/* the connection is being dropped */
 	uint64_t d = 0;
-	if (m->seen_cur != NULL && msg->qos > 0)
+	if (msg->qos > 0)
 		d = message_digest(msg->topic, msg->payload, (size_t)msg->payloadlen);
 	if (is_redelivery(m, msg, d)) {
 		remember(m, msg, d, 0);

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import collections
 import json
-import random
 import re
 import time
 import uuid
@@ -158,8 +157,6 @@ class FaultStream:
     def published(self) -> int:
         return self.group.published_count()
 
-    def index_of(self, family: str, device: int, seq: int, devices: int = 4) -> int:
-        return seq * devices + device
 
 
 # --------------------------------------------------------------------------
@@ -356,8 +353,3 @@ def settled(stream: FaultStream, pg, endpoint=None) -> bool:
     t = r.total
     return t.lost == 0 and t.fwd_missing == 0
 
-
-def shuffled(seed: int, items: list) -> list:
-    items = list(items)
-    random.Random(seed).shuffle(items)
-    return items

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -467,19 +468,8 @@ def test_endpoint_faults(daemon, ingest_broker, private_postgres, https_endpoint
 # 5. the journal's disk: really full, and fdatasync failing
 
 
-@pytest.fixture
-def small_fs(tmp_path):
-    """A 2 MiB tmpfs for the state directory (needs CAP_SYS_ADMIN)."""
-    mnt = tmp_path / "smallfs"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs", str(mnt)],
-                       capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+# the 2 MiB tmpfs of the exactly-once tests (skips where it cannot be mounted)
+from test_exactly_once import small_fs  # noqa: E402,F401
 
 
 @pytest.mark.xfail(strict=False, reason=(
@@ -541,7 +531,6 @@ def test_fdatasync_fails(daemon, ingest_broker, private_postgres, https_endpoint
 @pytest.mark.parametrize("how", ["emptied", "old_copy"])
 def test_state_dir_replaced(daemon, ingest_broker, private_postgres, https_endpoint, tmp_path,
                             build_dir, fault_row, how):
-    import shutil
     pg = private_postgres
     stream = FaultStream(per_family(300), seed=SEED)
     run = Run(daemon, ingest_broker, pg, https_endpoint, tmp_path)
@@ -748,7 +737,6 @@ def hostile_messages(n_random: int, rnd: random.Random) -> list[tuple[str, bytes
 
 def test_hostile_input(daemon, ingest_broker, private_postgres, https_endpoint, tmp_path,
                        build_dir, fault_row):
-    import json as _json  # noqa: F401
     rnd = random.Random(SEED)
     pg = private_postgres
     stream = FaultStream(per_family(400), seed=SEED)

@@ -770,17 +770,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
+    def _cut(self) -> None:
+        """Close the connection without an answer."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def _handle(self):
         endpoint: HttpsEndpoint = self.server.endpoint
         body = self._read_body()
         if endpoint._closing:
             # stop() runs: a request on a connection still open is cut,
             # not taken, as a closed port would not take it
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._cut()
             return
         peer = getattr(self.connection, "getpeercert", None)
         subject, cn = _subject_string(peer() if peer is not None else None)
@@ -793,11 +797,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(resp.delay)
         if resp.drop:
             endpoint._record(req)
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._cut()
             return
         req.response_status = resp.status
         endpoint._record(req)
