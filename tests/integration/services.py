@@ -24,6 +24,7 @@ import http.server
 import json
 import os
 import pwd
+import random
 import re
 import secrets
 import select
@@ -60,8 +61,35 @@ class ServiceError(RuntimeError):
 # helpers
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_RANDOM_PORTS = random.Random()
+
+
 def free_port(host: str = LOCALHOST) -> int:
-    """Return a TCP port on host that was free a moment ago (bind to port 0)."""
+    """Return a TCP port on host that was free a moment ago.
+
+    Chosen at random below the kernel's ephemeral range when there is room:
+    a server stopped and started again on its port (PostgreSQL down for a
+    while) must not find it taken by the source port of some outgoing
+    connection in the meantime, which ports from bind(0) can be. Bound once
+    to check; bind(0) when no such port is found."""
+    lo, _ = _ephemeral_range()
+    if lo > 11000:
+        for _ in range(50):
+            port = _RANDOM_PORTS.randrange(10000, min(lo, 30000))
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
