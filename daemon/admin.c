@@ -177,6 +177,9 @@ write_metrics(const struct admin *a, FILE *f)
 	    "Messages stored as events, per device class.", "device_class", &metrics.stored);
 	metrics_write_family(f, "gridbridge_messages_quarantined_total",
 	    "Messages stored in quarantine, per reason.", "reason", &metrics.quarantined);
+	metrics_write_family(f, "gridbridge_messages_rate_limited_total",
+	    "Messages a device over its rate limit held back (quarantined as a summary row per "
+	    "device and minute), per route.", "route", &metrics.rate_limited);
 	metrics_write_family(f, "gridbridge_derived_events_stored_total",
 	    "Events gridbridge derived (device online state, welfare, reports) and stored, per "
 	    "device class.", "device_class", &metrics.derived);

@@ -185,6 +185,19 @@ const struct config_key config_keys[] = {
 	  .offset = CONFIG_FIELD(decode_repeat_topics),
 	  .help = "topics whose last such report is remembered (the least recently reported is "
 	      "forgotten first)" },
+	{ .section = "decode", .name = "rate_limit", .type = CFG_INT,
+	  .min = 0, .max = 1000000, .def = "0",
+	  .offset = CONFIG_FIELD(decode_rate_limit),
+	  .help = "messages a second a device may send; more are held back, counted in one "
+	      "quarantine row per device and minute (0: no limit)" },
+	{ .section = "decode", .name = "rate_burst", .type = CFG_INT,
+	  .min = 1, .max = 1000000, .def = "100",
+	  .offset = CONFIG_FIELD(decode_rate_burst),
+	  .help = "messages a device may send at once above rate_limit" },
+	{ .section = "decode", .name = "rate_limit_devices", .type = CFG_INT,
+	  .min = 1, .max = 10000000, .def = "100000",
+	  .offset = CONFIG_FIELD(decode_rate_limit_devices),
+	  .help = "devices whose rate is tracked (idle ones are forgotten first; beyond, not limited)" },
 
 	{ .section = "route", .name = "pattern", .type = CFG_STRING,
 	  .min = 0, .max = 65535, .def = "",
@@ -218,6 +231,16 @@ const struct config_key config_keys[] = {
 	  .def = "true",
 	  .offset = ROUTE_FIELD(utc_is_local), .instanced = true,
 	  .help = "Dahua: the UTC field holds local wall-clock time (RealUTC is preferred when present)" },
+	{ .section = "route", .name = "rate_limit", .type = CFG_INT,
+	  .min = -1, .max = 1000000, .def = "-1",
+	  .offset = ROUTE_FIELD(rate_limit), .instanced = true,
+	  .help = "messages a second each of its devices may send; 0: no limit; -1: [decode] "
+	      "rate_limit" },
+	{ .section = "route", .name = "rate_burst", .type = CFG_INT,
+	  .min = -1, .max = 1000000, .def = "-1",
+	  .offset = ROUTE_FIELD(rate_burst), .instanced = true,
+	  .help = "messages each of its devices may send at once above its rate; -1: [decode] "
+	      "rate_burst" },
 
 	{ .section = "forward.target", .name = "url", .type = CFG_URL,
 	  .min = 0, .max = 4096, .def = "",

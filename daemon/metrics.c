@@ -91,6 +91,14 @@ metrics_tally_quarantine(struct metrics_tally *t, const char *reason)
 }
 
 void
+metrics_tally_held(struct metrics_tally *t, const char *route)
+{
+	t->quarantined[metrics_reason(&metrics.quarantined, "rate_limited")]++;
+	t->rate_limited[metrics_label(&metrics.rate_limited, route != NULL ? route : "none",
+	    SIZE_MAX)]++;
+}
+
+void
 metrics_tally_commit(const struct metrics_tally *t)
 {
 	for (size_t i = 0; i <= METRICS_LABELS; i++) {
@@ -100,6 +108,7 @@ metrics_tally_commit(const struct metrics_tally *t)
 		metrics.derived_all += t->derived[i];
 		metrics.quarantined.counts[i] += t->quarantined[i];
 		metrics.quarantined_all += t->quarantined[i];
+		metrics.rate_limited.counts[i] += t->rate_limited[i];
 	}
 }
 

@@ -16,10 +16,12 @@
 #include "journal.h"
 #include "log.h"
 #include "metrics.h"
+#include "ratelimit.h"
 #include "repeats.h"
 #include "rules.h"
 #include "sha256.h"
 #include "store.h"
+#include "store_batch.h"
 #include "util.h"
 
 /* The derived events' clock ticks this often. */
@@ -79,6 +81,9 @@ struct pipeline {
 	bool derived_refused;
 	bool full_logged;		/* the registry was full: said once */
 	uint64_t start_last_seq;	/* the journal's last record before we ran */
+	struct ratelimit *limits;	/* NULL: no route and no default has a limit */
+	uint64_t batch_serial;		/* the last batch's */
+	bool untracked_logged;		/* the rate limit's table was full: said once */
 };
 
 static void submit_cur(struct pipeline *p);
@@ -266,11 +271,82 @@ add_event(struct pipeline *p, struct store_batch *b, const Event *ev)
 	}
 }
 
+/* ---- rate limits ------------------------------------------------------- */
+
+static void
+log_held(const struct rl_entry *e, uint64_t held)
+{
+	log_warn("pipeline", "rate limit held back messages", "route=%s device=%s held_back=%llu",
+	    e->route[0] != '\0' ? e->route : "none", e->device, (unsigned long long)held);
+}
+
+static void
+expired(void *ctx, const struct rl_entry *e)
+{
+	(void)ctx;
+	log_held(e, e->held);
+}
+
+/* Is `rec` over its device's rate limit? Then it is held back: counted in
+ * its device's summary row in `b` (ratelimit.h), and true. */
+static bool
+held_back(struct pipeline *p, struct store_batch *b, const struct journal_record *rec,
+    const struct route *r, const struct route_match *m)
+{
+	int rate = r != NULL ? r->rate_limit : p->o.rate_limit;
+	int burst = r != NULL ? r->rate_burst : p->o.rate_burst;
+
+	if (p->limits == NULL || rate <= 0)
+		return false;
+	/* The device the topic names; the topic when it names none. */
+	const char *dev = rec->topic;
+	size_t len = rec->topic_len;
+	const struct route_capture *c = r != NULL ? route_capture(&r->pattern, m, "device") : NULL;
+	if (c != NULL && c->len > 0) {
+		dev = c->value;
+		len = c->len;
+	}
+	struct rl_entry *e;
+	uint64_t closed;
+	enum rl_verdict v = ratelimit_check(p->limits, r != NULL ? r->name : NULL, dev, len, rate,
+	    burst, rec->seq, rec->received_us, &e, &closed);
+	if (v == RL_PASS) {
+		if (ratelimit_untracked(p->limits) > 0 && !p->untracked_logged) {
+			log_warn("pipeline", "rate limit table full, new devices not limited",
+			    "devices=%zu", ratelimit_devices(p->limits));
+			p->untracked_logged = true;
+		}
+		return false;
+	}
+	if (v == RL_HOLD_NEW) {
+		if (closed > 0)
+			log_held(e, closed);
+		log_warn("pipeline", "device over its rate limit, holding its messages back",
+		    "route=%s device=%s rate_limit=%d rate_burst=%d",
+		    e->route[0] != '\0' ? e->route : "none", e->device, rate, burst);
+	}
+	if (e->batch == b->serial && b->serial != 0) {
+		store_batch_held_more(b, e->row, rec->seq, r != NULL ? r->name : NULL);
+	} else {
+		struct store_quarantine q = {
+			.journal_seq = rec->seq, .received_us = rec->received_us,
+			.topic = rec->topic, .topic_len = rec->topic_len,
+			.raw = rec->payload, .raw_len = rec->payload != NULL ? rec->payload_len : 0,
+			.reason = "rate_limited", .route = r != NULL ? r->name : NULL,
+		};
+		e->row = store_batch_add_held(b, e->first_seq, &q);
+		e->batch = b->serial;
+	}
+	return true;
+}
+
 /* Decodes one record into `b`: an event, or a quarantined message. With
- * `force_reason` the record is quarantined with that reason. */
+ * `force_reason` the record is quarantined with that reason. `limit`: the
+ * rate limits apply (not to a refused batch's records, written again one
+ * by one). */
 static void
 add_record(struct pipeline *p, struct store_batch *b, const struct journal_record *rec,
-    const char *force_reason)
+    const char *force_reason, bool limit)
 {
 	struct route_match m;
 	const struct route *r = decode_find_route(p->o.routes, p->o.nroutes, rec->topic,
@@ -280,6 +356,8 @@ add_record(struct pipeline *p, struct store_batch *b, const struct journal_recor
 		add_quarantine(b, rec, force_reason, r != NULL ? r->name : NULL);
 		return;
 	}
+	if (limit && held_back(p, b, rec, r, &m))
+		return;
 	if (r == NULL) {
 		add_quarantine(b, rec, "no_route", NULL);
 		return;
@@ -320,7 +398,10 @@ add_report(void *ctx, const struct repeat_state *st)
 static struct store_batch *
 new_batch(struct pipeline *p)
 {
-	return store_batch_new(p->node, p->journal_id);
+	struct store_batch *b = store_batch_new(p->node, p->journal_id);
+
+	b->serial = ++p->batch_serial;
+	return b;
 }
 
 /* Submits a batch. What derive.c has for the database (the events and
@@ -431,7 +512,7 @@ pump(struct pipeline *p)
 				.tv_usec = (p->o.batch_ms % 1000) * 1000 };
 			evtimer_add(p->age, &tv);
 		}
-		add_record(p, p->cur, &rec, NULL);
+		add_record(p, p->cur, &rec, NULL, true);
 		p->cur_last = rec.seq;
 		p->read_through = rec.seq;
 		if (store_batch_rows(p->cur) >= p->o.batch_rows ||
@@ -484,7 +565,7 @@ resubmit(struct pipeline *p, uint64_t first, uint64_t last, const char *force_re
 			continue;
 		if (rec.seq > last)
 			break;
-		add_record(p, b, &rec, force_reason);
+		add_record(p, b, &rec, force_reason, false);
 	}
 	journal_reader_free(r);
 	submit(p, b, first, last);
@@ -567,6 +648,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 		read_clock_offset(p->o.clock_offset_file);
 	/* For readers of the directory; the database has the authority. */
 	journal_flush_checkpoint(p->journal);
+	if (p->limits != NULL)
+		ratelimit_expire(p->limits, util_wall_us(), expired, p);
 	/* Records made durable by a sync nobody reported (a segment rolled,
 	 * then the next write failed and the connection was dropped): without
 	 * this nothing would read them until the next message, and a full
@@ -765,6 +848,10 @@ pipeline_store_rejected(void *ctx, uint64_t first_seq, uint64_t last_seq,
 		submit_with(p, b, p->read_through + 1, p->read_through, derived, nderived, false);
 	}
 	out_remove(p, first_seq, last_seq);
+	/* Its records are written again one by one, without the rate limit:
+	 * a summary row in it is not there to add to. */
+	if (p->limits != NULL && first_seq <= last_seq)
+		ratelimit_reset_intervals(p->limits);
 	if (first_seq > last_seq) {
 		/* A transaction of derived events and states (checkpoint-only
 		 * ones have no data to refuse): written again from what is held.
@@ -831,6 +918,11 @@ pipeline_new(struct event_base *base, const struct pipeline_options *o,
 	p->later_ev = evtimer_new(base, later_cb, p);
 	p->tick = evtimer_new(base, tick_cb, p);
 	decode_out_init(&p->out);
+	bool limited = o->rate_limit > 0;
+	for (size_t i = 0; i < o->nroutes; i++)
+		limited = limited || o->routes[i].rate_limit > 0;
+	if (limited)
+		p->limits = ratelimit_new(o->rate_devices > 0 ? o->rate_devices : 100000);
 	if (o->rules != NULL && rules_max_targets(o->rules) > 0) {
 		p->matches = calloc(rules_max_targets(o->rules), sizeof(*p->matches));
 		if (p->matches == NULL) {
@@ -867,6 +959,7 @@ pipeline_free(struct pipeline *p)
 		free_derived(p->outstanding[i].derived, p->outstanding[i].nderived);
 	free(p->later);
 	repeats_free(p->repeats);
+	ratelimit_free(p->limits);
 	store_batch_free(p->cur);
 	journal_reader_free(p->reader);
 	decode_out_free(&p->out);

@@ -195,6 +195,8 @@ routes_build(const struct config *cfg, struct route **out, size_t *n)
 		r->name = strdup(c->name);
 		r->community = strdup(c->community);
 		r->utc_is_local = c->utc_is_local;
+		r->rate_limit = (int)(c->rate_limit >= 0 ? c->rate_limit : cfg->decode_rate_limit);
+		r->rate_burst = (int)(c->rate_burst >= 0 ? c->rate_burst : cfg->decode_rate_burst);
 		if (r->name == NULL || r->community == NULL ||
 		    route_compile(&r->pattern, c->pattern, err, sizeof(err)) != 0 ||
 		    decoder_by_name(c->decoder, &r->decoder) != 0 ||

@@ -323,6 +323,14 @@ static const struct schema_migration migrations[] = {
 	   * ones. */
 	  "CREATE INDEX events_received ON events USING brin (received_at)"
 	  "  WITH (autosummarize = on);" },
+	{ 7, "quarantine summary rows of rate-limited devices",
+	  /* A device over its rate limit (ratelimit.h) has one quarantine row
+	   * per interval, reason rate_limited: its first held-back message as
+	   * the sample (journal_seq, topic, raw), how many it held back in all
+	   * (held_back, the sample included) and the last of them
+	   * (held_back_through). NULL in every other row, each one message. */
+	  "ALTER TABLE quarantine ADD COLUMN held_back bigint,"
+	  "  ADD COLUMN held_back_through bigint;" },
 };
 
 const struct schema_migration *

@@ -19,6 +19,11 @@ static const uint32_t q_oids[Q_COLS] = {
 	OID_TEXT, OID_UUID, OID_INT8, OID_TIMESTAMPTZ, OID_TEXT, OID_BYTEA, OID_TEXT, OID_TEXT,
 };
 
+static const uint32_t h_oids[H_COLS] = {
+	OID_TEXT, OID_UUID, OID_INT8, OID_TIMESTAMPTZ, OID_TEXT, OID_BYTEA, OID_TEXT, OID_INT8,
+	OID_INT8,
+};
+
 static const uint32_t o_oids[O_COLS] = {
 	OID_UUID, OID_TIMESTAMPTZ, OID_TEXT, OID_INT2, OID_INT2,
 };
@@ -94,6 +99,20 @@ static const char insert_quarantine[] =
     " SELECT * FROM unnest($1::text[], $2::uuid[], $3::int8[], $4::timestamptz[], $5::text[],"
     " $6::bytea[], $7::text[], $8::text[])"
     " ON CONFLICT DO NOTHING";
+/* A rate-limited device's summary row (store_batch_add_held): new, it is
+ * this batch's share; there, the share's count is added unless the row
+ * already went as far (the same batch sent again after a lost answer).
+ * Every other row has held_back NULL: the comparison is NULL, no update. */
+static const char upsert_held[] =
+    "INSERT INTO quarantine (journal_node, journal_id, journal_seq, received_at, topic, raw,"
+    " reason, route, held_back, held_back_through)"
+    " SELECT n, j, s, r, t, w, 'rate_limited', ro, c, th FROM unnest($1::text[], $2::uuid[],"
+    " $3::int8[], $4::timestamptz[], $5::text[], $6::bytea[], $7::text[], $8::int8[],"
+    " $9::int8[]) AS u(n, j, s, r, t, w, ro, c, th)"
+    " ON CONFLICT (journal_node, journal_id, journal_seq) DO UPDATE"
+    " SET held_back = quarantine.held_back + excluded.held_back,"
+    " held_back_through = excluded.held_back_through"
+    " WHERE quarantine.held_back_through < excluded.held_back_through";
 /* The states are those as of the batch's checkpoint; a batch committed
  * late never takes one back. */
 static const char upsert_reports[] =
@@ -342,6 +361,7 @@ store_batch_new(const char *node, const char *journal_id)
 	cols_init(b->q, q_oids, Q_COLS);
 	cols_init(b->o, o_oids, O_COLS);
 	cols_init(b->r, r_oids, R_COLS);
+	cols_init(b->h, h_oids, H_COLS);
 	return b;
 }
 
@@ -354,6 +374,13 @@ store_batch_free(struct store_batch *b)
 	cols_free(b->q, Q_COLS);
 	cols_free(b->o, O_COLS);
 	cols_free(b->r, R_COLS);
+	cols_free(b->h, H_COLS);
+	for (size_t i = 0; i < b->nheld; i++) {
+		free(b->held[i].topic);
+		free(b->held[i].raw);
+		free(b->held[i].route);
+	}
+	free(b->held);
 	for (int i = 0; i < STORE_STATES; i++)
 		free(b->states[i]);
 	free(b->node);
@@ -418,6 +445,61 @@ store_batch_add_quarantine(struct store_batch *b, const struct store_quarantine 
 	b->nquar++;
 }
 
+size_t
+store_batch_add_held(struct store_batch *b, uint64_t key_seq, const struct store_quarantine *q)
+{
+	if (b->nheld == b->capheld) {
+		b->capheld = b->capheld ? b->capheld * 2 : 8;
+		b->held = util_realloc(b->held, b->capheld * sizeof(*b->held));
+	}
+	struct store_held *h = &b->held[b->nheld];
+	*h = (struct store_held){
+		.key_seq = key_seq, .through = q->journal_seq, .received_us = q->received_us,
+		.topic = util_malloc(q->topic_len), .topic_len = q->topic_len,
+		.raw = util_malloc(q->raw_len), .raw_len = q->raw_len,
+		.route = q->route != NULL ? util_strdup(q->route) : NULL, .count = 1,
+	};
+	memcpy(h->topic, q->topic, q->topic_len);
+	if (q->raw_len > 0)
+		memcpy(h->raw, q->raw, q->raw_len);
+	b->bytes += q->topic_len + q->raw_len + 64;
+	b->nheld_msgs++;
+	metrics_tally_held(&b->tally, q->route);
+	return b->nheld++;
+}
+
+void
+store_batch_held_more(struct store_batch *b, size_t row, uint64_t seq, const char *route)
+{
+	struct store_held *h = &b->held[row];
+
+	h->count++;
+	h->through = seq;
+	b->nheld_msgs++;
+	metrics_tally_held(&b->tally, route);
+}
+
+/* The summary rows' arrays, once (statements may be made again). */
+static void
+build_held(struct store_batch *b)
+{
+	if (b->h_built)
+		return;
+	b->h_built = true;
+	for (size_t i = 0; i < b->nheld; i++) {
+		const struct store_held *h = &b->held[i];
+		pgarr_add_text(&b->h[0], b->node);
+		pgarr_add(&b->h[1], b->journal_uuid, 16);
+		pgarr_add_i64(&b->h[2], (int64_t)h->key_seq);
+		pgarr_add_time(&b->h[3], h->received_us);
+		pgarr_add(&b->h[4], h->topic, h->topic_len);
+		pgarr_add(&b->h[5], h->raw, h->raw_len);
+		pgarr_add_text(&b->h[6], h->route);
+		pgarr_add_i64(&b->h[7], (int64_t)h->count);
+		pgarr_add_i64(&b->h[8], (int64_t)h->through);
+	}
+}
+
 void
 store_batch_add_outbox(struct store_batch *b, const uint8_t *event_id, int64_t event_time_us,
     const char *target, int priority, int kind)
@@ -471,7 +553,7 @@ store_batch_set_states(struct store_batch *b, const char *devices, const char *w
 size_t
 store_batch_rows(const struct store_batch *b)
 {
-	return b->nevents + b->nquar;
+	return b->nevents + b->nquar + b->nheld_msgs;
 }
 
 size_t
@@ -525,6 +607,10 @@ store_batch_statements(struct store_batch *b, uint64_t checkpoint, const char *n
 	}
 	if (b->nquar > 0)
 		stmt_arrays(stmt_next(out, insert_quarantine, true), b->q, Q_COLS);
+	if (b->nheld > 0) {
+		build_held(b);
+		stmt_arrays(stmt_next(out, upsert_held, true), b->h, H_COLS);
+	}
 	if (b->nreports > 0)
 		stmt_arrays(stmt_next(out, upsert_reports, true), b->r, R_COLS);
 	static const char *const state_sql[STORE_STATES] = {
@@ -541,8 +627,8 @@ store_batch_statements(struct store_batch *b, uint64_t checkpoint, const char *n
 }
 
 static const char *const all_sqls[] = {
-	insert_events, insert_events_fanout, notify_events, insert_quarantine, upsert_reports,
-	upsert_devices, upsert_welfare, upsert_reports_state, upsert_checkpoint,
+	insert_events, insert_events_fanout, notify_events, insert_quarantine, upsert_held,
+	upsert_reports, upsert_devices, upsert_welfare, upsert_reports_state, upsert_checkpoint,
 };
 
 size_t

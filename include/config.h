@@ -78,6 +78,8 @@ struct config_route {
 	char *timezone;
 	bool utc_is_local;
 	long long heartbeat_timeout;	/* seconds; 0: never; -1: the class's */
+	long long rate_limit;		/* messages/s per device; 0: none; -1: [decode]'s */
+	long long rate_burst;		/* -1: [decode]'s */
 };
 
 /* One [device NAME] section: a device the registry knows before it speaks. */
@@ -261,6 +263,9 @@ struct config {
 	long long decode_max_clock_skew;
 	long long decode_repeat_window;
 	long long decode_repeat_topics;
+	long long decode_rate_limit;
+	long long decode_rate_burst;
+	long long decode_rate_limit_devices;
 
 	/* [route NAME] sections, in file order (first match wins). */
 	struct config_route *routes;

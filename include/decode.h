@@ -76,6 +76,8 @@ struct route {
 	char *community;		/* when the topic has no {community} */
 	int tz_offset_min;		/* zone of device-local times, minutes east of UTC */
 	bool utc_is_local;		/* Dahua: UTC is local wall-clock time */
+	int rate_limit;			/* messages/s per device (ratelimit.h); 0: none */
+	int rate_burst;
 };
 
 /* Bump allocator for one decode: strings and sub-messages of the record

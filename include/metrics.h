@@ -58,9 +58,13 @@ struct metrics_tally {
 	uint32_t stored[METRICS_LABELS + 1];	/* message events per class */
 	uint32_t derived[METRICS_LABELS + 1];	/* derived events per class */
 	uint32_t quarantined[METRICS_LABELS + 1];	/* per reason */
+	uint32_t rate_limited[METRICS_LABELS + 1];	/* per route */
 };
 void metrics_tally_event(struct metrics_tally *t, const char *device_class, bool derived);
 void metrics_tally_quarantine(struct metrics_tally *t, const char *reason);
+/* A message a rate limit held back (quarantined, reason rate_limited):
+ * `route` NULL when none matched ("none"). */
+void metrics_tally_held(struct metrics_tally *t, const char *route);
 void metrics_tally_commit(const struct metrics_tally *t);
 
 struct metrics {
@@ -68,6 +72,7 @@ struct metrics {
 	struct metrics_family stored;		/* message events per device class */
 	struct metrics_family derived;		/* derived events per device class */
 	struct metrics_family quarantined;	/* messages per reason */
+	struct metrics_family rate_limited;	/* messages held back, per route */
 	uint64_t recovered;			/* unstored records of an earlier run */
 	uint64_t received_all;			/* sum of `received` */
 	uint64_t stored_all, quarantined_all, derived_all;

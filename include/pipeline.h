@@ -59,6 +59,11 @@ struct pipeline_options {
 	struct derive *derive;		/* borrowed; NULL: no derived events */
 	size_t max_devices;		/* the registry's bound, for its warning */
 	const char *clock_offset_file;	/* tests: seconds added to the wall clock */
+	/* The rate limit of topics no route matches (the routes have their
+	 * own, struct route), and how many devices are tracked (ratelimit.h). */
+	int rate_limit;
+	int rate_burst;
+	size_t rate_devices;
 };
 
 struct pipeline *pipeline_new(struct event_base *base, const struct pipeline_options *o,

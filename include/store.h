@@ -157,6 +157,18 @@ const char *store_loggable_error(const char *sqlstate, const char *message);
 struct store_batch *store_batch_new(const char *node, const char *journal_id);
 void store_batch_add_event(struct store_batch *b, const struct store_event *e);
 void store_batch_add_quarantine(struct store_batch *b, const struct store_quarantine *q);
+/* Messages a rate-limited device held back (ratelimit.h): this batch's
+ * share of its interval's summary quarantine row, keyed by the interval's
+ * first held-back message `key_seq`. `sample` is the first of them in this
+ * batch (its seq, received time, topic, raw bytes, route; the reason is
+ * rate_limited): the row's content when the row is new. Returns the share's
+ * index for store_batch_held_more. Written with an upsert that adds the
+ * share's count once (a batch sent again after a lost answer finds its
+ * last seq there already and adds nothing). */
+size_t store_batch_add_held(struct store_batch *b, uint64_t key_seq,
+    const struct store_quarantine *sample);
+/* One more message held back, record `seq`, in share `row`. */
+void store_batch_held_more(struct store_batch *b, size_t row, uint64_t seq, const char *route);
 /* A repeated-report state, written with the batch (newer states win). */
 void store_batch_add_report(struct store_batch *b, const struct store_report *r);
 /* The derived state's rows (derive.h: JSON arrays for devices,

@@ -67,6 +67,20 @@ int store_uuid_parse(const char *s, uint8_t out[16]);
 #define O_COLS 5	/* forward_outbox: event_id, event_time, target, priority,
 			 * kind (see store_batch_add_outbox) */
 #define R_COLS 5	/* report_state */
+#define H_COLS 9	/* quarantine summary rows: node, journal id, seq, received_at,
+			 * topic, raw, route, held_back, held_back_through */
+
+/* A summary row's share (see store_batch_add_held). */
+struct store_held {
+	uint64_t key_seq, through;
+	int64_t received_us;
+	char *topic;
+	size_t topic_len;
+	uint8_t *raw;
+	size_t raw_len;
+	char *route;
+	uint64_t count;
+};
 
 /* The derived state's tables: devices, welfare_state, resident_reports. */
 #define STORE_STATES 3
@@ -76,6 +90,11 @@ struct store_batch {
 	struct pgarr q[Q_COLS];
 	struct pgarr o[O_COLS];
 	struct pgarr r[R_COLS];
+	struct pgarr h[H_COLS];		/* built from `held` when the batch is sent */
+	struct store_held *held;
+	size_t nheld, capheld;
+	size_t nheld_msgs;		/* messages the shares stand for */
+	bool h_built;
 	size_t nevents, nquar, nout, nreports, bytes;
 	size_t nfanout;		/* outbox rows of kind != 0 */
 	/* The events' received and event times, earliest and latest (UTC
@@ -85,6 +104,7 @@ struct store_batch {
 	char *node;
 	uint8_t journal_uuid[16];
 	struct metrics_tally tally;	/* added to the metrics when it commits */
+	uint64_t serial;		/* the caller's name for it; 0 from store_batch_new */
 };
 
 /* One statement of a batch's transaction, ready for PQsendQueryParams. */
@@ -102,10 +122,10 @@ struct store_stmt {
  * kinds with cascade rows) and the notification of STORE_NOTIFY_CHANNEL
  * (text: the payload's times, "RECEIVED_FIRST RECEIVED_LAST TIME_FIRST
  * TIME_LAST"; the server adds the transaction's id), the quarantine rows,
- * the report states, the derived states (text: a JSON array each; each
+ * the rate-limited devices' summary rows, the report states, the derived states (text: a JSON array each; each
  * only when the batch has such rows), then the checkpoint upsert (text:
  * node, journal id, `checkpoint`). */
-#define STORE_BATCH_STMTS (5 + STORE_STATES)
+#define STORE_BATCH_STMTS (6 + STORE_STATES)
 struct store_stmts {
 	struct store_stmt stmt[STORE_BATCH_STMTS];
 	size_t n;

@@ -65,7 +65,7 @@ MODULES = [
     Module("mqtt", "stage", ["mqtt", "mqtt_*"], set(),
            ["mosquitto.h", "mqtt_protocol.h", "event2/*"]),
     Module("journal", "stage", ["journal", "journal_*"], {"config.h"}, []),  # journal_apply()
-    Module("decode", "stage", ["decode", "decode_*", "dec_*", "route", "route_*", "repeats"],
+    Module("decode", "stage", ["decode", "decode_*", "dec_*", "route", "route_*", "repeats", "ratelimit"],
            set(), ["jansson.h"]),
     # Events no device sends (the registry, welfare, reports), from the
     # stored ones and the clock: pure, between decode and store.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -54,7 +55,7 @@ class Run:
     """One daemon with forwarding to `endpoint`, its stream and its figures."""
 
     def __init__(self, daemon, broker, pg, endpoint, tmp_path, *, store=None, target=None,
-                 journal=None, state=None, db_port=None):
+                 journal=None, state=None, db_port=None, decode=None):
         self.daemon, self.broker, self.pg, self.endpoint = daemon, broker, pg, endpoint
         self.tmp_path = tmp_path
         text = forward_config(tmp_path, broker, pg, endpoint,
@@ -65,6 +66,9 @@ class Run:
         if journal:
             text = text.replace("[journal]\n", "[journal]\n" + "".join(
                 f"{k} = {v}\n" for k, v in journal.items()), 1)
+        for k, v in (decode or {}).items():
+            text, n = re.subn(rf"\n{k} = [^\n]*\n", f"\n{k} = {v}\n", text, count=1)
+            assert n == 1, k
         if state is not None:
             text = text.replace(f"state_dir = {tmp_path / 'state'}", f"state_dir = {state}", 1)
         if db_port is not None:
@@ -624,20 +628,25 @@ def test_overload(daemon, ingest_broker, private_postgres, https_endpoint, tmp_p
 
 def test_one_device_floods(daemon, ingest_broker, private_postgres, https_endpoint, tmp_path,
                            fault_row):
-    """A broken door sensor sends 2,000 messages/s while the others go on:
-    an alarm from another camera is still stored and forwarded within
-    seconds, and nothing of the others is lost. (A per-device rate limit
-    that holds the flood back is not built yet: the flood is stored.)"""
+    """A broken door sensor sends 2,000 messages/s, valid and junk, while the
+    others go on under [decode] rate_limit = 50/s (burst 100): an alarm
+    from another camera is still stored and forwarded within seconds,
+    nothing of the others is lost, and the flood is held back: counted in
+    one quarantine row per minute (reason rate_limited), named in a
+    warning and a metric, and every message of it acknowledged is an
+    event, a quarantine row or counted in a summary row, exactly once."""
     from checker import make
     from ingest import MessagePublisher
     from test_store import db_query
     flood_s = 8 * SCALE
     stream = FaultStream(per_family(300), seed=SEED)
-    run = Run(daemon, ingest_broker, private_postgres, https_endpoint, tmp_path)
+    run = Run(daemon, ingest_broker, private_postgres, https_endpoint, tmp_path,
+              decode={"rate_limit": 50, "rate_burst": 100})
     run.start()
-    flood = [("zigbee2mqtt/fault/broken/9999/entry_door",
-              json.dumps({"contact": i % 2 == 1, "battery": 1, "linkquality": i % 256,
-                          "n": i}).encode()) for i in range(2000 * flood_s)]
+    topic = "zigbee2mqtt/fault/broken/9999/entry_door"
+    flood = [(topic, json.dumps({"contact": i % 2 == 1, "battery": 1, "linkquality": i % 256,
+                                 "n": i}).encode() if i % 7 else b"{junk %d" % i)
+             for i in range(2000 * flood_s)]
     fp = MessagePublisher(ingest_broker, "flood", flood, rate=2000, window=200)
     alarm = make("alarm", 9, 0, stream.t0)
     with publish(stream, ingest_broker, rate=100) as pubs:
@@ -671,9 +680,28 @@ def test_one_device_floods(daemon, ingest_broker, private_postgres, https_endpoi
         run.fault_over = time.monotonic()
         pubs.finish(timeout=SETTLE_TIMEOUT)
         recovery = run.settle(stream)
+
+    def flood_rows():
+        ev = db_query(private_postgres, "SELECT count(*) FROM events WHERE source_topic = %s",
+                      (topic,))[0][0]
+        q = db_query(private_postgres, "SELECT count(*) FILTER (WHERE held_back IS NULL),"
+                     " count(held_back), coalesce(sum(held_back), 0) FROM quarantine"
+                     " WHERE topic = %s", (topic,))[0]
+        return ev, q[0], q[1], int(q[2])
+    deadline = time.monotonic() + 60
+    while sum(x for i, x in enumerate(flood_rows()) if i != 2) < flood_acked and \
+            time.monotonic() < deadline:
+        time.sleep(0.5)
+    events, quarantined, summary_rows, held = flood_rows()
+    assert events + quarantined + held == flood_acked, (events, quarantined, held, flood_acked)
+    assert held >= flood_acked * 0.9, (held, flood_acked)
+    assert 1 <= summary_rows <= flood_s // 60 + 2, summary_rows
+    assert any('msg="device over its rate limit, holding its messages back"' in x and
+               "device=fault/broken/9999/entry_door" in x for x in daemon.lines)
     assert stored_s < 5 and forwarded_s < 10, (stored_s, forwarded_s)
     run.finish(stream, fault_row, recovery, fwd_dup_allowed=False, flood=flood_acked,
-               alarm_stored_s=round(stored_s, 2), alarm_forwarded_s=round(forwarded_s, 2))
+               flood_held=held, alarm_stored_s=round(stored_s, 2),
+               alarm_forwarded_s=round(forwarded_s, 2))
 
 
 # --------------------------------------------------------------------------

@@ -44,10 +44,16 @@ def partitions(pg):
         WHERE i.inhparent = 'events'::regclass"""))
 
 
-SCHEMA_VERSION = 6   # the last migration in daemon/schema.c
+SCHEMA_VERSION = 7   # the last migration in daemon/schema.c
+
+# What migration 7 added, taken back: a database as version 6 left it.
+UNDO_7 = """
+    ALTER TABLE quarantine DROP COLUMN held_back, DROP COLUMN held_back_through;
+    DELETE FROM schema_migrations WHERE version > 6;
+"""
 
 # What migration 6 added, taken back: a database as version 5 left it.
-UNDO_6 = """
+UNDO_6 = UNDO_7 + """
     DROP INDEX events_received;
     DELETE FROM schema_migrations WHERE version > 5;
 """

@@ -322,7 +322,8 @@ main(int argc, char **argv)
 		s = print_text(cfg);
 		T_CHECK(strstr(s, "\n[route gate]\npattern = sac/{community}/access/{device}/event\n"
 		    "decoder = hikvision\nclass = access_gate\ncommunity =\ntimezone = +08:00\n"
-		    "heartbeat_timeout = -1\nutc_is_local = true\n\n[route door]\n") != NULL);
+		    "heartbeat_timeout = -1\nutc_is_local = true\nrate_limit = -1\nrate_burst = -1\n\n"
+		    "[route door]\n") != NULL);
 		free(s);
 	}
 	config_free(cfg);

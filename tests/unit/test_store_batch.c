@@ -465,6 +465,51 @@ test_quarantine_and_reports(void)
 	store_batch_free(b);
 }
 
+/* A rate-limited device's share of its summary row: one row per device
+ * and batch, the count and the last seq, built once however often the
+ * statements are made (a batch sent again). */
+static void
+test_held_back(void)
+{
+	struct store_quarantine first = {
+		.journal_seq = 7, .received_us = PG_EPOCH_US, .topic = "z/broken", .topic_len = 8,
+		.raw = (const uint8_t *)"{}", .raw_len = 2, .reason = "rate_limited", .route = "z2m",
+	};
+	struct store_batch *b = store_batch_new("n", JOURNAL);
+	struct store_stmts q;
+	int len;
+
+	size_t row = store_batch_add_held(b, 5, &first);
+	store_batch_held_more(b, row, 9, "z2m");
+	store_batch_held_more(b, row, 12, "z2m");
+	T_INTEQ(store_batch_rows(b), 3);	/* messages, for the batch's size */
+	for (int round = 0; round < 2; round++) {
+		store_batch_statements(b, 12, "n", JOURNAL, &q);
+		T_INTEQ(q.n, 2);
+		const struct store_stmt *st = &q.stmt[0];
+		T_CHECK(strstr(st->sql, "held_back = quarantine.held_back + excluded.held_back") != NULL);
+		T_INTEQ(st->nparams, H_COLS);
+		static const uint8_t key[] = { 0, 0, 0, 0, 0, 0, 0, 5 };
+		static const uint8_t n[] = { 0, 0, 0, 0, 0, 0, 0, 3 };
+		static const uint8_t through[] = { 0, 0, 0, 0, 0, 0, 0, 12 };
+		static const uint8_t topic[] = { 'z', '/', 'b', 'r', 'o', 'k', 'e', 'n' };
+		static const uint8_t route[] = { 'z', '2', 'm' };
+		const uint8_t *p = element(st, 2, 0, &len);
+		CHECK_BYTES("held key: the interval's first seq", p, len, key);
+		p = element(st, 4, 0, &len);
+		CHECK_BYTES("held sample topic", p, len, topic);
+		p = element(st, 6, 0, &len);
+		CHECK_BYTES("held route", p, len, route);
+		p = element(st, 7, 0, &len);
+		CHECK_BYTES("held count", p, len, n);
+		p = element(st, 8, 0, &len);
+		CHECK_BYTES("held through", p, len, through);
+		const uint8_t *h = (const uint8_t *)st->vals[2];
+		T_INTEQ(h[12] << 24 | h[13] << 16 | h[14] << 8 | h[15], 1);	/* one row */
+	}
+	store_batch_free(b);
+}
+
 static void
 test_checkpoint_only(void)
 {
@@ -502,6 +547,7 @@ main(void)
 	test_event_without_outbox();
 	test_notification_times();
 	test_quarantine_and_reports();
+	test_held_back();
 	test_checkpoint_only();
 	return t_done();
 }
