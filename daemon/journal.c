@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,8 +26,11 @@
 /* The smallest record: head and fixed fields, empty topic and payload. */
 #define RECORD_MIN (JOURNAL_RECORD_HEAD + JOURNAL_RECORD_FIXED)
 /* After ENOSPC the journal counts as full this long (or until space is
- * freed), so ingest pauses instead of failing every message. */
+ * freed), so ingest pauses instead of failing every message; after that,
+ * for as long as its file system has less than NOSPACE_ROOM free: taking
+ * messages only to fail again would cut the connection each time. */
 #define NOSPACE_PAUSE_MS 5000
+#define NOSPACE_ROOM (256u << 10)
 
 /* The checkpoint file: two slots written in turn, each "GBCK", the seq
  * and a CRC-32C of both. */
@@ -1409,8 +1413,14 @@ journal_apply(struct journal *j, const struct config *cfg)
 bool
 journal_full(const struct journal *j)
 {
-	if (j->nospace_until_ms != 0 && util_mono_ms() < j->nospace_until_ms)
-		return true;
+	if (j->nospace_until_ms != 0) {
+		if (util_mono_ms() < j->nospace_until_ms)
+			return true;
+		struct statvfs vfs;
+		if (fstatvfs(j->dirfd, &vfs) == 0 &&
+		    (uint64_t)vfs.f_bavail * vfs.f_frsize < NOSPACE_ROOM)
+			return true;
+	}
 	return total_bytes(j) >= j->disk_cap;
 }
 

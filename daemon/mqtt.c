@@ -71,6 +71,8 @@ struct seen {
 };
 #define SEEN_SLOTS 4096			/* by packet id modulo */
 #define REDELIVERY_WINDOW_MS 30000	/* received this close to the connection's end */
+/* Reads to the end of a dropped connection (a socket buffer's packets). */
+#define ABORT_READS 100000
 
 static void io_cb(evutil_socket_t fd, short what, void *arg);
 
@@ -83,12 +85,17 @@ seen_clear(struct seen *s)
 /* Forgets the messages kept since the last successful sync (`syncs` is
  * the sink's count now): a failed write or sync took them out of the
  * journal again. */
-static void
+static size_t
 seen_forget_unsynced(struct seen *s, uint64_t syncs)
 {
+	size_t n = 0;
+
 	for (size_t i = 0; i < SEEN_SLOTS; i++)
-		if (s[i].used && s[i].gen > syncs)
+		if (s[i].used && s[i].gen > syncs) {
 			s[i].used = false;
+			n++;
+		}
+	return n;
 }
 
 /* FNV-1a, 64 bits, of the topic, a NUL and the payload. */
@@ -136,6 +143,10 @@ is_redelivery(struct mqtt *m, const struct mosquitto_message *msg, uint64_t d)
 		return true;
 	}
 	m->redelivering = false;
+	log_debug("mqtt", "first message after reconnect not already journaled",
+	    "mid=%d slot_used=%d slot_mid=%d same_digest=%d age_ms=%lld",
+	    msg->mid, p->used, p->mid, p->used && p->digest == d,
+	    p->used ? (long long)(m->prev_last_ms - p->at_ms) : -1LL);
 	return false;
 }
 
@@ -221,15 +232,24 @@ abort_connection(struct mqtt *m)
 
 	log_error("mqtt", "message not kept, dropping connection unacknowledged",
 	    "host=%s port=%d", m->host, m->port);
-	m->abort = false;
 	/* What was journaled since the last sync is gone (a failed write or
 	 * sync): those messages must be journaled when they come again. */
-	seen_forget_unsynced(m->seen_cur, m->sink.syncs(m->sink.ctx));
-	seen_forget_unsynced(m->seen_prev, m->sink.syncs(m->sink.ctx));
+	size_t n = seen_forget_unsynced(m->seen_cur, m->sink.syncs(m->sink.ctx));
+	n += seen_forget_unsynced(m->seen_prev, m->sink.syncs(m->sink.ctx));
+	log_debug("mqtt", "unsynced messages forgotten", "messages=%zu syncs=%llu", n,
+	    (unsigned long long)m->sink.syncs(m->sink.ctx));
 	if (fd >= 0)
 		shutdown(fd, SHUT_RDWR);
-	/* The library notices the dead socket and discards its queue. */
-	mosquitto_loop_read(m->mosq, 1);
+	/* The library reads what was still queued, then the end of the stream,
+	 * and lets go of the socket and its queue. Nothing it reads is taken
+	 * (m->abort holds on_message off): unacknowledged, the broker sends it
+	 * again. Until the socket is gone, for the event loop must not read
+	 * more from it: a message taken on a connection being dropped could be
+	 * made durable later while its acknowledgement never leaves. */
+	for (int i = 0; i < ABORT_READS && mosquitto_socket(m->mosq) >= 0; i++)
+		if (mosquitto_loop_read(m->mosq, 1) != MOSQ_ERR_SUCCESS)
+			break;
+	m->abort = false;
 	m->connected = false;
 	update_io(m);
 	/* The journal's disk is full: wait for room (misc_cb) instead of
