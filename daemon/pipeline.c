@@ -568,10 +568,12 @@ static void
 check_clock(struct pipeline *p)
 {
 	int64_t step = util_clock_step_us();
+	char seconds[32];
 
 	if (step == 0)
 		return;
-	log_warn("pipeline", "system clock stepped", "seconds=%+.1f", (double)step / 1e6);
+	snprintf(seconds, sizeof(seconds), "%+.1f", (double)step / 1e6);
+	log_warn("pipeline", "system clock stepped", "seconds=%s", seconds);
 	metrics.clock_steps++;
 	if (p->o.derive != NULL)
 		derive_clock_stepped(p->o.derive, step);
