@@ -54,7 +54,7 @@ class Run:
     """One daemon with forwarding to `endpoint`, its stream and its figures."""
 
     def __init__(self, daemon, broker, pg, endpoint, tmp_path, *, store=None, target=None,
-                 journal=None, state=None, db_port=None, extra: str = ""):
+                 journal=None, state=None, db_port=None):
         self.daemon, self.broker, self.pg, self.endpoint = daemon, broker, pg, endpoint
         self.tmp_path = tmp_path
         text = forward_config(tmp_path, broker, pg, endpoint,
@@ -71,7 +71,7 @@ class Run:
             text = text.replace(f"port = {pg.port}\n", f"port = {db_port}\n", 1)
         if os.environ.get("GRIDBRIDGE_FAULT_DEBUG"):
             text = text.replace("log_level = info", "log_level = debug", 1)
-        self.conf = daemon.write_config(text + extra)
+        self.conf = daemon.write_config(text)
         self.peak_rss_kib = 0
         self.fault_over: float | None = None
 
@@ -736,7 +736,8 @@ def test_clock_steps(daemon, ingest_broker, private_postgres, https_endpoint, tm
            "DONT_FAKE_MONOTONIC": "1", "NO_FAKE_STAT": "1",
            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
     stream = FaultStream(per_family(400), seed=SEED)
-    run = Run(daemon, ingest_broker, pg, https_endpoint, tmp_path, extra=extra)
+    run = Run(daemon, ingest_broker, pg, https_endpoint, tmp_path)
+    run.conf.write_text(run.conf.read_text() + extra)
     start_daemon(run.daemon, run.conf, env=env, timeout=60)
     run.daemon.wait_log(STORE_READY, timeout=60)
     stepped = logfmt.Match(mod="pipeline", msg="system clock stepped")
