@@ -221,6 +221,10 @@ write_metrics(const struct admin *a, FILE *f)
 	    "journaled already (acknowledged, not journaled twice).");
 	metrics_sample_u64(f, "gridbridge_broker_redeliveries_total", NULL,
 	    metrics.broker_redeliveries);
+	metrics_head(f, "gridbridge_clock_steps_total", "counter",
+	    "Times the system clock stepped (moved more than 1 s apart from the time "
+	    "that passed) while the daemon ran.");
+	metrics_sample_u64(f, "gridbridge_clock_steps_total", NULL, metrics.clock_steps);
 
 	metrics_head(f, "gridbridge_database_up", "gauge",
 	    "1 while connected to the database with the schema ready.");

@@ -932,6 +932,64 @@ derive_tick(struct derive *d, int64_t now_us)
 	}
 }
 
+/* A time the daemon took from its clock, in the clock's new scale: moved
+ * by the step (0, not set, stays 0). */
+static bool
+shift_us(int64_t *t, int64_t step_us)
+{
+	if (*t == 0)
+		return false;
+	int64_t v = clamp_us(*t + step_us);
+
+	if (v == 0)
+		v = 1;		/* still set */
+	if (v == *t)
+		return false;
+	*t = v;
+	return true;
+}
+
+void
+derive_clock_stepped(struct derive *d, int64_t step_us)
+{
+	if (step_us == 0)
+		return;
+	/* Within the years derive.h takes: no overflow below. */
+	if (step_us > TIME_MAX_US)
+		step_us = TIME_MAX_US;
+	if (step_us < -TIME_MAX_US)
+		step_us = -TIME_MAX_US;
+	for (size_t b = 0; b < DEVICE_BUCKETS; b++) {
+		for (struct device *v = d->devices[b]; v != NULL; v = v->next) {
+			bool changed = false;
+			changed |= shift_us(&v->created_us, step_us);
+			changed |= shift_us(&v->first_seen_us, step_us);
+			changed |= shift_us(&v->last_seen_us, step_us);
+			changed |= shift_us(&v->since_us, step_us);
+			if (v->pending != ST_NONE)
+				changed |= shift_us(&v->pending_us, step_us);
+			/* What the database has, in the new scale: last_seen alone
+			 * is written persist_every after it, as before. */
+			shift_us(&v->written_seen_us, step_us);
+			if (changed)
+				touch_device(d, v);
+		}
+	}
+	for (size_t i = 0; i < d->o.nhouseholds; i++) {
+		struct household *h = &d->households[i];
+		bool changed = false;
+		changed |= shift_us(&h->last_activity_us, step_us);
+		changed |= shift_us(&h->window_start_us, step_us);
+		if (changed)
+			touch_household(d, h);
+	}
+	/* Only when it was known done is the daemon's; the rest is the report
+	 * platform's. Not a column: nothing to write. */
+	for (size_t b = 0; b < REPORT_BUCKETS; b++)
+		for (struct report *r = d->reports[b]; r != NULL; r = r->next)
+			shift_us(&r->done_seen_us, step_us);
+}
+
 bool
 derive_pending(const struct derive *d)
 {

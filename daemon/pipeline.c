@@ -87,6 +87,7 @@ struct pipeline {
 };
 
 static void submit_cur(struct pipeline *p);
+static void check_clock(struct pipeline *p);
 
 /* ---- outstanding ranges ------------------------------------------------ */
 
@@ -379,8 +380,10 @@ add_record(struct pipeline *p, struct store_batch *b, const struct journal_recor
 	if (p->o.derive != NULL)
 		derive_enrich(p->o.derive, ev);
 	add_event(p, b, ev);
-	if (p->o.derive != NULL)
+	if (p->o.derive != NULL) {
+		check_clock(p);
 		derive_observe(p->o.derive, ev, util_wall_us());
+	}
 }
 
 /* ---- batches ----------------------------------------------------------- */
@@ -637,6 +640,26 @@ read_clock_offset(const char *path)
 		util_set_wall_offset_us((int64_t)(s * 1e6));
 }
 
+/* Did the system clock step since the last look? Then the derived
+ * events' times move with it (derive.h, "Clock steps"). Looked at before
+ * every derive_observe and derive_tick, so neither sees the new clock
+ * before the state is in its scale. A record received before the step and
+ * decoded after it keeps its receive time in the old scale. */
+static void
+check_clock(struct pipeline *p)
+{
+	int64_t step = util_clock_step_us();
+	char seconds[32];
+
+	if (step == 0)
+		return;
+	snprintf(seconds, sizeof(seconds), "%+.1f", (double)step / 1e6);
+	log_warn("pipeline", "system clock stepped", "seconds=%s", seconds);
+	metrics.clock_steps++;
+	if (p->o.derive != NULL)
+		derive_clock_stepped(p->o.derive, step);
+}
+
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -646,6 +669,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (p->o.clock_offset_file != NULL && p->o.clock_offset_file[0] != '\0')
 		read_clock_offset(p->o.clock_offset_file);
+	check_clock(p);
 	/* For readers of the directory; the database has the authority. */
 	journal_flush_checkpoint(p->journal);
 	if (p->limits != NULL)
@@ -937,6 +961,7 @@ pipeline_new(struct event_base *base, const struct pipeline_options *o,
 	}
 	if (o->clock_offset_file != NULL && o->clock_offset_file[0] != '\0')
 		read_clock_offset(o->clock_offset_file);
+	util_clock_step_us();	/* where steps are measured from */
 	struct timeval tv = { .tv_sec = TICK_MS / 1000, .tv_usec = (TICK_MS % 1000) * 1000 };
 	evtimer_add(p->tick, &tv);
 	return p;

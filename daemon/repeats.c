@@ -221,7 +221,9 @@ same_report(const struct repeat_state *last, const struct repeat_state *st, bool
 		return false;
 	if (retained)
 		return true;
-	return window_us > 0 && st->last_us - last->last_us <= window_us;
+	/* Received before the last one: the clock went back. */
+	int64_t since = st->last_us - last->last_us;
+	return window_us > 0 && since >= 0 && since <= window_us;
 }
 
 bool

@@ -39,6 +39,26 @@ util_wall_offset_us(void)
 	return wall_offset_us;
 }
 
+/* The system's wall clock minus the monotonic clock at the last call. */
+static int64_t step_base_us;
+static bool step_based;
+
+int64_t
+util_clock_step_us(void)
+{
+	struct timespec rt, mono;
+
+	clock_gettime(CLOCK_REALTIME, &rt);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	int64_t base = ((int64_t)rt.tv_sec - (int64_t)mono.tv_sec) * 1000000 +
+	    (rt.tv_nsec - mono.tv_nsec) / 1000;
+	int64_t d = step_based ? base - step_base_us : 0;
+
+	step_base_us = base;
+	step_based = true;
+	return d > UTIL_CLOCK_STEP_MIN_US || d < -UTIL_CLOCK_STEP_MIN_US ? d : 0;
+}
+
 uint64_t
 util_mono_us(void)
 {

@@ -60,6 +60,30 @@
  * rule raises what is due now once, at the time it became due: one
  * offline event per silent device, the latest inactivity repeat of a
  * window (not the ones missed), one overdue event per report.
+ *
+ * Clock steps. The timers run on the daemon's wall clock, so a step of the
+ * system clock would read as time passing (a day forward: every device
+ * silent, every household inactive) or going back (an hour back: new
+ * messages older than the states they would change, taken as replays;
+ * timeouts an hour late). When the glue sees a step (util_clock_step_us)
+ * it calls derive_clock_stepped(), which moves the times the daemon took
+ * from its own clock by the step, so that the time elapsed since each is
+ * what it was: a device's first and last seen, its state's and pending
+ * change's since, its creation; a household's last activity and window
+ * start (door openings without a device time, or with one further from
+ * ours than max_clock_skew, are at their receive time: ours); when a
+ * report was known done. Not moved: the times of the report platform (a
+ * report's opening, deadline, handling, closing) and of what was raised
+ * already (an open alert's window names the alert the activity_resumed
+ * event closes; the night an opening counted in is a wall-clock night).
+ * The rows that changed are written again; the devices table keeps the
+ * latest last_seen and the earliest first_seen it was given, so after a
+ * step back it shows the times before the step until the clock passes
+ * them. Limits: a record received before the step and observed after it
+ * carries a time in the old scale (after a step back: a last_seen that
+ * far ahead, a timeout that much later, until the clock passes it); a
+ * step while the daemon is stopped cannot be told from downtime (no
+ * reference survives a restart), so the catch-up rules apply then.
  */
 #ifndef GRIDBRIDGE_DERIVE_H
 #define GRIDBRIDGE_DERIVE_H
@@ -137,6 +161,11 @@ void derive_observe(struct derive *d, const Gridbridge__V1__Event *ev, int64_t n
 /* The clock moved on: confirms changes past their hold-down, times out
  * silent devices and inactive households, reports overdue reports. */
 void derive_tick(struct derive *d, int64_t now_us);
+
+/* The daemon's clock stepped by `step_us` (new - old, microseconds) since
+ * the last call: the times taken from it move with it (see "Clock steps"
+ * above); what moved is written with the next take. */
+void derive_clock_stepped(struct derive *d, int64_t step_us);
 
 /* What is waiting to be written: derived events, and the rows that
  * changed (JSON arrays for devices, welfare_state and resident_reports;

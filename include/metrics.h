@@ -84,6 +84,7 @@ struct metrics {
 	uint64_t db_answer_timeouts;		/* connections given up: no answer */
 	uint64_t broker_reconnects;
 	uint64_t broker_redeliveries;		/* already journaled, not again */
+	uint64_t clock_steps;			/* the system clock stepped */
 	int64_t started_us;			/* wall clock at start */
 };
 extern struct metrics metrics;

@@ -14,7 +14,9 @@
  *   - at any time when the broker marks it retained.
  *
  * Anything else is a new event: another payload (a state that changed),
- * or the same payload after a silence longer than the window.
+ * the same payload after a silence longer than the window, or the same
+ * payload received at a time before the previous report's (the system
+ * clock went back: how long ago it came is not known).
  *
  * Exactly once across restarts and retries: each decision is kept by the
  * record's journal sequence number until the checkpoint passes it, so a

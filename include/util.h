@@ -41,6 +41,18 @@ int64_t util_wall_us(void);
 void util_set_wall_offset_us(int64_t offset_us);
 int64_t util_wall_offset_us(void);
 
+/* Did the system's wall clock step since the last call (settimeofday, an
+ * NTP step, a virtual machine resumed)? Compares CLOCK_REALTIME -
+ * CLOCK_MONOTONIC with its value at the last call: the difference in
+ * microseconds when it is more than UTIL_CLOCK_STEP_MIN_US either way (the
+ * clock moved that much more, or less, than time passed), else 0; the
+ * first call gives 0. Each call starts from the value it read, so slewing
+ * (NTP's gradual corrections) never adds up to a step, and a step is told
+ * once. The test offset (util_set_wall_offset_us) is not the system's
+ * clock: moving it is time passing, not a step. */
+#define UTIL_CLOCK_STEP_MIN_US 1000000
+int64_t util_clock_step_us(void);
+
 /* ---- allocation with one out-of-memory policy ------------------------- */
 
 /* Writes the line above and aborts. For allocations made by a library. */

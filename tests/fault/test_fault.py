@@ -704,6 +704,130 @@ def test_one_device_floods(daemon, ingest_broker, private_postgres, https_endpoi
 
 
 # --------------------------------------------------------------------------
+# 10. the system clock steps
+
+
+def faketime_lib() -> str | None:
+    """libfaketime's preload library (Debian: package libfaketime)."""
+    for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib",
+              "/usr/local/lib"):
+        for name in ("faketime/libfaketime.so.1", "libfaketime.so.1"):
+            if os.path.exists(f"{d}/{name}"):
+                return f"{d}/{name}"
+    return None
+
+
+def test_clock_steps(daemon, ingest_broker, private_postgres, https_endpoint, tmp_path,
+                     fault_row):
+    """The daemon runs under libfaketime; while the stream flows its wall
+    clock (not its monotonic clock) steps back an hour, then forward a
+    day. Each step is logged once; nothing is lost or duplicated; the
+    derived events keep elapsed time (heartbeat timeouts of 5 minutes,
+    hold-down 0):
+
+      - after the step back, an availability "offline" (its receive time an
+        hour before the state it changes) is taken: one device_offline;
+      - after the step forward, no device is reported offline: neither the
+        stream's, which kept publishing, nor one that spoke a few seconds
+        before the step and was silent since (its 5 minutes have not
+        passed);
+      - no inactivity alert (inactive_hours = 1): neither for a household
+        watching one of the stream's door sensors, nor for one whose sensor
+        (no heartbeat timeout) opened its door a few seconds before the step
+        and was silent since.
+
+    While the clock is an hour back, the endpoint's certificate may not be
+    valid yet for the daemon: forwarding retries and catches up."""
+    from checker import zigbee_device
+    from test_forward import wait_until
+    from test_store import db_query
+    lib = faketime_lib()
+    if lib is None:
+        pytest.skip("libfaketime not installed (Debian: faketime)")
+    pg = private_postgres
+    sensor = zigbee_device(0)
+    lwt, quiet_sensor, quiet = (f"fault/clock/{n}/entry_door" for n in (9999, 9998, 9997))
+    extra = ("\n[registry]\nhold_down = 0\n"
+             + "".join(f"heartbeat_timeout_{c} = 300\n"
+                       for c in ("access_gate", "vehicle_barrier", "camera", "door_sensor"))
+             # the shipped Zigbee2MQTT routes' community
+             + f"\n[device quiet-sensor]\ndevice = {quiet_sensor}\ncommunity = c-0001\n"
+             "class = door_sensor\nheartbeat_timeout = 0\nexpected = false\n"
+             + "".join(f"\n[welfare {name}]\ndoor_sensors = {dev}\ninactive_hours = 1\n"
+                       "repeat_hours = 1\n"
+                       for name, dev in (("stream", sensor), ("quiet", quiet_sensor))))
+    clock = tmp_path / "faketime.rc"
+    clock.write_text("+0\n")
+    env = {"LD_PRELOAD": lib, "FAKETIME_TIMESTAMP_FILE": str(clock),
+           "FAKETIME_CACHE_DURATION": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+           "DONT_FAKE_MONOTONIC": "1", "NO_FAKE_STAT": "1",
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    stream = FaultStream(per_family(400), seed=SEED)
+    run = Run(daemon, ingest_broker, pg, https_endpoint, tmp_path)
+    run.conf.write_text(run.conf.read_text() + extra)
+    start_daemon(run.daemon, run.conf, env=env, timeout=60)
+    run.daemon.wait_log(STORE_READY, timeout=60)
+    stepped = logfmt.Match(mod="pipeline", msg="system clock stepped")
+
+    def step(offset_s: int, expect_s: int) -> None:
+        """libfaketime's offset from the real clock becomes offset_s: the
+        daemon's clock steps by expect_s."""
+        mark = len(run.daemon.lines)
+        tmp = clock.with_suffix(".tmp")
+        tmp.write_text(f"{offset_s:+d}\n")
+        tmp.replace(clock)
+        line = run.daemon.wait_log(stepped, timeout=20, since=mark)
+        assert line.startswith("<4>level=warn"), line
+        assert abs(float(logfmt.fields(line)["seconds"]) - expect_s) < 2, line
+
+    def door(device: str, opened: bool, n: int) -> None:
+        ingest_broker.publish(f"zigbee2mqtt/{device}", json.dumps(
+            {"contact": not opened, "battery": 90, "linkquality": n}).encode(), qos=1)
+
+    def offline_events() -> dict[str, int]:
+        return dict(db_query(pg, "SELECT device_id, count(*) FROM events"
+                                 " WHERE vendor = 'gridbridge' AND event_type = 'device_offline'"
+                                 " GROUP BY device_id"))
+
+    def known(device: str) -> bool:
+        return bool(db_query(pg, "SELECT 1 FROM devices WHERE device_id = %s", device))
+
+    door(lwt, False, 1)
+    wait_until(lambda: known(lwt), 20, "the LWT probe in the registry")
+    with publish(stream, ingest_broker, rate=stream.total / 24) as pubs:
+        pubs.start()
+        time.sleep(3)
+        step(-3600, -3600)
+        ingest_broker.publish(f"zigbee2mqtt/{lwt}/availability",
+                              json.dumps({"state": "offline"}).encode(), qos=1)
+        wait_until(lambda: lwt in offline_events(), 20, "the probe's device_offline")
+        door(quiet, False, 2)
+        door(quiet_sensor, True, 3)
+        wait_until(lambda: known(quiet) and known(quiet_sensor), 20, "the quiet devices")
+        time.sleep(2)
+        step(86400 - 3600, 86400)
+        time.sleep(4)     # ticks at the new time
+        still_publishing = not pubs.done_publishing
+        run.fault_over = time.monotonic()
+        pubs.finish(timeout=SETTLE_TIMEOUT)
+        recovery = run.settle(stream)
+    assert still_publishing, "the stream ended before the clock stepped forward"
+    lines = logfmt.select(run.daemon.lines, stepped)
+    assert len(lines) == 2, lines
+    offline = offline_events()
+    assert offline == {lwt: 1}, f"device_offline events: {offline}"
+    alerts = db_query(pg, "SELECT attrs->'welfare'->>'household', attrs->'welfare'->>'kind'"
+                          " FROM events WHERE vendor = 'gridbridge'"
+                          " AND event_type = 'welfare_alert'")
+    assert not [a for a in alerts if a[1] == "WELFARE_KIND_INACTIVITY"], alerts
+    # both households were watched through the step
+    states = dict(db_query(pg, "SELECT device_id, state FROM devices WHERE device_id IN (%s, %s)",
+                           sensor, quiet_sensor))
+    assert states == {sensor: "online", quiet_sensor: "online"}, states
+    run.finish(stream, fault_row, recovery, steps=len(lines))
+
+
+# --------------------------------------------------------------------------
 # 8. hostile input amid the stream
 
 NAME_ZH = "张秘密"

@@ -6,7 +6,8 @@
  * missing is NULL), then operations of OP_SIZE bytes each:
  *
  *   byte 0   what: a record (message, status, door, peephole, report), a
- *            tick, a take, a retake, a round trip through a new instance
+ *            tick, a step of the clock, a take, a retake, a round trip
+ *            through a new instance
  *   byte 1   which device, from a small fixed set (household sensors, a
  *            peephole, declared devices, one with empty ids)
  *   byte 2   its class (0..7, or out of range), the route (top bits)
@@ -509,7 +510,11 @@ apply(struct derive *d, const struct derive_options *o, const uint8_t *op, int64
 	}
 	case 9:			/* the clock moves (backwards too) */
 	case 10:
-	case 11:
+		*now = at;
+		derive_tick(d, *now);
+		break;
+	case 11:		/* the system clock steps there */
+		derive_clock_stepped(d, at - *now);
 		*now = at;
 		derive_tick(d, *now);
 		break;

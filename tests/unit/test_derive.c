@@ -2673,6 +2673,192 @@ test_retake_events_not_again(void)
 /* Times are taken within years 1970..9999: a time beyond is its end, in
  * the rows and in every sum with a duration (no overflow: the sanitizer
  * build would stop). */
+/* ---- the system clock steps -------------------------------------------- */
+
+#define DAY (24 * HOUR)
+
+/* A day forward while devices speak and a household is watched: time that
+ * did not pass is not silence. Nothing times out at the step; what was
+ * due later falls due as long after it as before. */
+static void
+test_clock_step_forward(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(one_sensor);
+	struct derive_device_def devs[] = { { "c-1", "gate-x", CLS(ACCESS_GATE), -1, true } };
+	o.class_timeout_us[CLS(ACCESS_GATE)] = 5 * MIN;
+	o.class_timeout_us[CLS(DOOR_SENSOR)] = 5 * MIN;
+	o.hold_down_us = 10 * S;
+	o.households = &hh;
+	o.nhouseholds = 1;
+	o.devices = devs;
+	o.ndevices = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct db b;
+	struct msg m;
+	size_t online;
+	const int64_t t1 = T0 + HOUR, step = T0 + 2 * HOUR;
+
+	db_init(&b);
+	/* gate-x is expected and never heard from (grace 5 min, from T0); the
+	 * door sensor is up and opened at t1; gate-1 and gate-2 speak. */
+	sensors_up(d, one_sensor, t1);
+	for (int64_t t = t1; t <= step - MIN; t += MIN) {
+		derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), t), t);
+		derive_observe(d, ev_plain(&m, "gate-2", CLS(ACCESS_GATE), t), t);
+		derive_observe(d, ev_door(&m, "door-1", false, t), t);
+	}
+	/* The expected gate's grace ran out long ago: its offline, then
+	 * nothing else up to the step. */
+	T_INTEQ(tick_flush(d, step - MIN, &out, &b), 1);
+	T_CHECK(event_of(&out, "gate-x") != NULL);
+	/* A pending change in flight: gate-1 says offline 5 s before the step. */
+	derive_observe(d, ev_lwt(&m, "gate-1", CLS(ACCESS_GATE), step - 5 * S), step - 5 * S);
+	T_INTEQ(tick_flush(d, step, &out, &b), 0);
+
+	derive_clock_stepped(d, DAY);
+	/* At the step: nothing timed out, nobody inactive, the LWT still
+	 * within its hold-down. */
+	T_INTEQ(tick_flush(d, step + DAY, &out, &b), 0);
+	T_INTEQ(derive_devices(d, &online), 4);
+	T_INTEQ(online, 3);
+	/* The rows that moved are written in the new scale. */
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "gate-2");
+	T_INTEQ(jint(r, "last_seen_us"), step - MIN + DAY);
+	T_INTEQ(jint(r, "first_seen_us"), t1 + DAY);
+	T_INTEQ(jint(r, "state_since_us"), t1 + DAY);
+	json_decref(r);
+	r = row_of(out.rows[ROWS_DEVICES], "device_id", "gate-1");
+	T_STREQ(jstr(r, "pending_state"), "offline");
+	T_INTEQ(jint(r, "pending_since_us"), step - 5 * S + DAY);
+	json_decref(r);
+	r = row_of(out.rows[ROWS_DEVICES], "device_id", "gate-x");
+	T_INTEQ(jint(r, "first_seen_us"), -2);	/* never seen stays never */
+	T_INTEQ(jint(r, "last_seen_us"), -2);
+	json_decref(r);
+	r = row_of(out.rows[ROWS_WELFARE], "household", "h-1502");
+	T_INTEQ(jint(r, "window_start_us"), t1 + DAY);
+	T_INTEQ(jint(r, "last_activity_us"), t1 + DAY);
+	json_decref(r);
+
+	/* The LWT's hold-down runs out 10 s after it, by the time passed. */
+	T_INTEQ(tick_flush(d, step + DAY + 5 * S - 1, &out, &b), 0);
+	T_INTEQ(tick_flush(d, step + DAY + 5 * S, &out, &b), 1);
+	const Event *e = event_of(&out, "gate-1");
+	T_CHECK(e != NULL && e->event_type == TYPE(DEVICE_OFFLINE) &&
+	    e->event_time_us == step - 5 * S + DAY);
+
+	/* gate-2 goes on speaking: never offline. door-1 falls silent: its
+	 * timeout is 5 min after its last message, by the time passed. */
+	for (int64_t t = step + DAY + MIN; t <= step + DAY + 30 * MIN; t += MIN) {
+		derive_observe(d, ev_plain(&m, "gate-2", CLS(ACCESS_GATE), t), t);
+		size_t n = tick_flush(d, t, &out, &b);
+		if (t < step + DAY + 4 * MIN) {
+			T_INTEQ(n, 0);
+		} else if (t == step + DAY + 4 * MIN) {
+			T_INTEQ(n, 2);	/* door-1 offline, its household's sensor_offline */
+			e = event_of(&out, "door-1");
+			T_CHECK(e != NULL && e->event_type == TYPE(DEVICE_OFFLINE) &&
+			    e->event_time_us == step - MIN + 5 * MIN + DAY);
+			T_INTEQ(count_kind(&out, KIND(SENSOR_OFFLINE)), 1);
+		} else {
+			T_INTEQ(n, 0);
+		}
+		T_CHECK(event_of(&out, "gate-2") == NULL);
+	}
+	T_INTEQ(count_kind(&out, KIND(INACTIVITY)), 0);
+	out_clear(&out);
+	db_free(&b);
+	derive_free(d);
+
+	/* A watched household: its inactivity falls due inactive_hours after
+	 * the last opening by the time passed, not at the step. */
+	struct derive_options w = opts();
+	w.households = &hh;
+	w.nhouseholds = 1;
+	d = fresh(&w, T0);
+	sensors_up(d, one_sensor, t1);
+	T_INTEQ(tick_take(d, step, &out), 0);
+	derive_clock_stepped(d, DAY);
+	T_INTEQ(tick_take(d, step + DAY, &out), 0);
+	T_INTEQ(count_kind(&out, KIND(INACTIVITY)), 0);
+	T_INTEQ(tick_take(d, t1 + 12 * HOUR + DAY - 1, &out), 0);
+	T_INTEQ(tick_take(d, t1 + 12 * HOUR + DAY, &out), 1);
+	e = nth_kind(&out, KIND(INACTIVITY), 0);
+	T_CHECK(e != NULL && e->event_time_us == t1 + 12 * HOUR + DAY &&
+	    e->welfare->repeat == 0 && e->welfare->window_start_us == t1 + DAY);
+	/* An alert raised before a step is the one the next opening closes. */
+	derive_clock_stepped(d, DAY);
+	derive_observe(d, ev_door(&m, "door-1", true, t1 + 13 * HOUR + 2 * DAY),
+	    t1 + 13 * HOUR + 2 * DAY);
+	T_INTEQ(take(d, &out), 1);
+	e = nth_kind(&out, KIND(ACTIVITY_RESUMED), 0);
+	T_CHECK(e != NULL && e->welfare->window_start_us == t1 + DAY);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* An hour back: new messages are not older than the states they change,
+ * and a silent device times out after its timeout, not an hour later. */
+static void
+test_clock_step_back(void)
+{
+	struct derive_options o = opts();
+	o.class_timeout_us[CLS(ACCESS_GATE)] = 5 * MIN;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	const int64_t step = T0 + 10 * MIN, back = step - HOUR;
+
+	for (int64_t t = T0; t <= T0 + 8 * MIN; t += MIN) {
+		derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), t), t);
+		derive_observe(d, ev_plain(&m, "gate-2", CLS(ACCESS_GATE), t), t);
+		derive_observe(d, ev_plain(&m, "gate-3", CLS(ACCESS_GATE), t), t);
+	}
+	derive_observe(d, ev_lwt(&m, "gw-1", CLS(GATEWAY), T0 + 9 * MIN), T0 + 9 * MIN);
+	T_INTEQ(tick_take(d, step, &out), 1);		/* gw-1 offline */
+	derive_clock_stepped(d, -HOUR);
+	T_INTEQ(tick_take(d, back, &out), 0);
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "gate-1");
+	T_INTEQ(jint(r, "last_seen_us"), T0 + 8 * MIN - HOUR);
+	T_INTEQ(jint(r, "state_since_us"), T0 - HOUR);
+	json_decref(r);
+
+	/* gate-1's last will, 30 s after the step: taken. */
+	derive_observe(d, ev_lwt(&m, "gate-1", CLS(ACCESS_GATE), back + 30 * S), back + 30 * S);
+	T_INTEQ(take(d, &out), 1);
+	const Event *e = event_of(&out, "gate-1");
+	T_CHECK(e != NULL && e->event_type == TYPE(DEVICE_OFFLINE) &&
+	    e->event_time_us == back + 30 * S && e->status->source == SRC(LWT));
+	/* gw-1 comes back: online. */
+	derive_observe(d, ev_plain(&m, "gw-1", CLS(GATEWAY), back + 40 * S), back + 40 * S);
+	T_INTEQ(take(d, &out), 1);
+	e = event_of(&out, "gw-1");
+	T_CHECK(e != NULL && e->event_type == TYPE(DEVICE_ONLINE) &&
+	    e->event_time_us == back + 40 * S);
+	/* gate-3 goes on speaking, and its last seen follows. */
+	derive_observe(d, ev_plain(&m, "gate-3", CLS(ACCESS_GATE), back + MIN), back + MIN);
+	T_INTEQ(take(d, &out), 0);
+	r = row_of(out.rows[ROWS_DEVICES], "device_id", "gate-3");
+	T_INTEQ(jint(r, "last_seen_us"), back + MIN);
+	json_decref(r);
+
+	/* gate-2 is silent since T0 + 8 min: offline 5 min later by the time
+	 * passed, in the new scale. */
+	T_INTEQ(tick_take(d, T0 + 13 * MIN - HOUR - 1, &out), 0);
+	T_INTEQ(tick_take(d, T0 + 13 * MIN - HOUR, &out), 1);
+	e = event_of(&out, "gate-2");
+	T_CHECK(e != NULL && e->event_type == TYPE(DEVICE_OFFLINE) &&
+	    e->event_time_us == T0 + 13 * MIN - HOUR && e->status->source == SRC(TIMEOUT));
+	/* gate-3, 5 min after its message after the step. */
+	T_INTEQ(tick_take(d, back + 6 * MIN - 1, &out), 0);
+	T_INTEQ(tick_take(d, back + 6 * MIN, &out), 1);
+	T_CHECK(event_of(&out, "gate-3") != NULL);
+	out_clear(&out);
+	derive_free(d);
+}
+
 static void
 test_times_bounded(void)
 {
@@ -2950,6 +3136,8 @@ main(void)
 	test_pending_retake();
 	test_retake_events_not_again();
 	test_times_bounded();
+	test_clock_step_forward();
+	test_clock_step_back();
 	fixed_load_clock_not_bounded();
 	fixed_loaded_done_report_kept();
 	fixed_report_reopened_after_restart();

@@ -26,6 +26,26 @@ test_clock(void)
 	T_CHECK((int64_t)(us2 / 1000) - ms2 <= 1 && ms2 - (int64_t)(us2 / 1000) <= 1);
 }
 
+/* Steps of the system clock: none here (the suite does not set the
+ * clock; tests/fault's clock_steps does, under libfaketime). Time passing
+ * and the test offset moving are not steps. */
+static void
+test_clock_step(void)
+{
+	struct timespec nap = { .tv_sec = 0, .tv_nsec = 20 * 1000000 };
+
+	T_INTEQ(util_clock_step_us(), 0);	/* the first call */
+	nanosleep(&nap, NULL);
+	T_INTEQ(util_clock_step_us(), 0);
+	int64_t wall = util_wall_us();
+	util_set_wall_offset_us(86400LL * 1000000);
+	T_CHECK(util_wall_us() - wall >= 86400LL * 1000000);
+	T_INTEQ(util_clock_step_us(), 0);
+	util_set_wall_offset_us(-3600LL * 1000000);
+	T_INTEQ(util_clock_step_us(), 0);
+	util_set_wall_offset_us(0);
+}
+
 static void
 test_alloc(void)
 {
@@ -129,6 +149,7 @@ int
 main(void)
 {
 	test_clock();
+	test_clock_step();
 	test_alloc();
 	test_oom();
 	test_lists();
