@@ -671,6 +671,11 @@ const struct config_key config_keys[] = {
 	  .min = 1, .max = 60000, .def = "100",
 	  .offset = CONFIG_FIELD(store_batch_ms),
 	  .help = "milliseconds a partial batch waits for more rows while others are in flight" },
+	{ .section = "store", .name = "linger_ms", .type = CFG_INT,
+	  .min = 0, .max = 60000, .def = "0",
+	  .offset = CONFIG_FIELD(store_linger_ms),
+	  .help = "milliseconds a batch waits for more rows when nothing is in flight (0: sent at once; "
+	      "at most batch_ms)" },
 	{ .section = "store", .name = "max_inflight", .type = CFG_INT,
 	  .min = 1, .max = 64, .def = "4",
 	  .offset = CONFIG_FIELD(store_max_inflight),

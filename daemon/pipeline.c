@@ -60,6 +60,7 @@ struct pipeline {
 
 	struct store_batch *cur;
 	uint64_t cur_first, cur_last;
+	uint64_t cur_started_us;	/* monotonic, when cur was begun */
 	struct event *age;	/* submits a partial batch */
 	struct event *pump;	/* deferred reading */
 
@@ -511,6 +512,7 @@ pump(struct pipeline *p)
 		if (p->cur == NULL) {
 			p->cur = new_batch(p);
 			p->cur_first = rec.seq;
+			p->cur_started_us = util_mono_us();
 			struct timeval tv = { .tv_sec = p->o.batch_ms / 1000,
 				.tv_usec = (p->o.batch_ms % 1000) * 1000 };
 			evtimer_add(p->age, &tv);
@@ -523,9 +525,21 @@ pump(struct pipeline *p)
 			submit_cur(p);
 	}
 	/* At the end of what is durable: nothing in flight means nobody to
-	 * wait for, so send what there is now. */
-	if (p->cur != NULL && store_backlog(p->store) == 0)
-		submit_cur(p);
+	 * wait for, so send what there is now; or, with linger_ms, once the
+	 * batch is that old (at a few messages a second, one transaction for
+	 * several instead of one each: the database's cost is per commit). */
+	if (p->cur != NULL && store_backlog(p->store) == 0) {
+		int linger = p->o.linger_ms < p->o.batch_ms ? p->o.linger_ms : p->o.batch_ms;
+		uint64_t age = util_mono_us() - p->cur_started_us;
+		if (linger <= 0 || age >= (uint64_t)linger * 1000) {
+			submit_cur(p);
+		} else {
+			uint64_t left = (uint64_t)linger * 1000 - age;
+			struct timeval tv = { .tv_sec = (time_t)(left / 1000000),
+				.tv_usec = (suseconds_t)(left % 1000000) };
+			evtimer_add(p->age, &tv);
+		}
+	}
 	maybe_idle_checkpoint(p);
 }
 

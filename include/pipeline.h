@@ -50,6 +50,8 @@ struct pipeline_options {
 	size_t batch_rows;
 	size_t batch_bytes;
 	int batch_ms;			/* a partial batch waits at most this long */
+	int linger_ms;			/* ... and at least this long when nothing is in
+					 * flight (0: sent at once) */
 	size_t max_backlog;		/* batches queued in the store before reading pauses */
 	bool attrs;			/* also store the record as JSON */
 	int64_t max_skew_us;

@@ -1,0 +1,36 @@
+"""[store] linger_ms, with a real broker, PostgreSQL and daemon: a slow
+stream (a community's rate) is stored one transaction per message without
+it, and in a few transactions with it; every message is stored either way."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ingest import daemon_config, start_daemon
+from test_admin import door_messages
+from test_forward import wait_until
+from test_store import db_query
+
+
+@pytest.mark.parametrize("linger_ms", [0, 300])
+def test_linger_groups_a_slow_stream(daemon, mosquitto, private_postgres, tmp_path, linger_ms):
+    pg = private_postgres
+    text = daemon_config(tmp_path, mosquitto, store_db=pg, routes=True, subscribe=("#",),
+                         store={"linger_ms": linger_ms, "batch_ms": 1000})
+    start_daemon(daemon, daemon.write_config(text))
+    msgs = door_messages(20)
+    for topic, payload in msgs:               # 20 messages/s for a second
+        mosquitto.publish(topic, payload, qos=1)
+        time.sleep(0.05)
+    wait_until(lambda: db_query(pg, "SELECT count(*) FROM events WHERE device_id LIKE 'b09/%%'")
+               [0][0] == 20, 20, "20 events stored")
+    # the transaction that inserted each row
+    tx = db_query(pg, "SELECT count(DISTINCT xmin::text) FROM events"
+                      " WHERE device_id LIKE 'b09/%%'")[0][0]
+    if linger_ms == 0:
+        assert tx >= 10, tx                   # about one per message
+    else:
+        assert tx <= 6, tx                    # one per 300 ms or so
+    assert daemon.stop(timeout=30) == 0
