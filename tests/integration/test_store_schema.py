@@ -44,7 +44,7 @@ def partitions(pg):
         WHERE i.inhparent = 'events'::regclass"""))
 
 
-SCHEMA_VERSION = 7   # the last migration in daemon/schema.c
+SCHEMA_VERSION = 8   # the last migration in daemon/schema.c
 
 # What migration 7 added, taken back: a database as version 6 left it.
 UNDO_7 = """
