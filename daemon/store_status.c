@@ -93,12 +93,13 @@ static void io_cb(evutil_socket_t fd, short what, void *arg);
 int64_t
 store_status_day_start(int64_t now_us, int tz_offset_s)
 {
-	int64_t local_s = now_us / US + tz_offset_s;
-	int64_t day = local_s / 86400;
+	const int64_t day_us = 86400 * US;
+	int64_t local_us = now_us + (int64_t)tz_offset_s * US;
+	int64_t day = local_us / day_us;
 
-	if (local_s < 0 && local_s % 86400 != 0)
-		day--;
-	return (day * 86400 - tz_offset_s) * US;
+	if (local_us < 0 && local_us % day_us != 0)
+		day--;		/* floor, not towards zero */
+	return day * day_us - (int64_t)tz_offset_s * US;
 }
 
 static void
