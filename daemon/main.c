@@ -787,7 +787,7 @@ start_stages(struct daemon *d)
 			.password = so.password, .connect_timeout = so.connect_timeout,
 			.sslmode = so.sslmode, .sslrootcert = so.sslrootcert, .sslcert = so.sslcert,
 			.sslkey = so.sslkey, .refresh_s = (int)c->admin_status_refresh,
-			.tz_offset_s = tz * 60,
+			.tz_offset_s = tz * 60, .store = d->store,
 		};
 		if ((d->status_figures = store_status_new(d->base, &sto)) == NULL) {
 			start_failed(d, "admin");

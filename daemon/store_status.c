@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "store.h"
 #include "store_int.h"
 #include "util.h"
 
@@ -323,6 +324,10 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (s->o.store != NULL && !store_ready(s->o.store)) {
+		s->failing = true;	/* what we have is getting old */
+		return;
+	}
 	if (s->conn == NULL)
 		connect_now(s);
 	else if (s->connected && !s->busy)

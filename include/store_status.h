@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 struct event_base;
+struct store;
 struct store_status;
 
 #define STORE_STATUS_LATEST 10		/* alarms, welfare alerts */
@@ -53,6 +54,9 @@ struct store_status_options {
 	const char *sslmode, *sslrootcert, *sslcert, *sslkey;
 	int refresh_s;			/* seconds between queries */
 	int tz_offset_s;		/* the communities' local time: UTC + this */
+	/* The daemon's store: no query while it is not ready (the schema
+	 * not there yet, the database away); NULL: always. */
+	const struct store *store;
 	/* Called after each refresh that succeeded; may be NULL. */
 	void (*refreshed)(void *ctx);
 	void *ctx;

@@ -130,6 +130,7 @@
       e.setAttribute("data-count", f ? String(sums[t] || 0) : "");
     });
     $("day").textContent = f ? ymd(f.day_start_ms, s.timezone) : "";
+    if (f) $("day").setAttribute("data-day-start", String(f.day_start_ms));
     var body = clear($("today-all"));
     Object.keys(sums).sort().forEach(function (t) {
       var tr = el("tr");

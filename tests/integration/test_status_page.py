@@ -24,9 +24,13 @@ PostgreSQL and daemon, and a real browser:
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
+import os
 import re
+import select
+import shlex
 import shutil
 import socket
 import subprocess
@@ -299,7 +303,7 @@ def test_status_figures_match_database(daemon, mosquitto, private_postgres, tmp_
             if not chunk:
                 return
             buf.extend(chunk)
-            for line in bytes(buf).split(b"\n"):
+            for line in bytes(buf).split(b"\n")[:-1]:
                 if line.startswith(b"data: ") and line not in events:
                     events.append(line)
     t = threading.Thread(target=reader, daemon=True)
@@ -397,164 +401,200 @@ def test_status_token(daemon, mosquitto, private_postgres, tmp_path):
     assert token not in daemon.log_path.read_text()
 
 
-def chromium(url: str, out_dir, *extra: str, budget_ms: int = 8000) -> subprocess.CompletedProcess:
-    profile = out_dir / f"chromium-profile-{uuid.uuid4().hex[:8]}"
-    return subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
-                           "--no-first-run", "--disable-extensions", "--hide-scrollbars",
-                           f"--user-data-dir={profile}", "--window-size=1920,1080",
-                           f"--virtual-time-budget={budget_ms}", *extra, url],
-                          capture_output=True, text=True, timeout=120)
+class Browser:
+    """Headless Chromium driven over the DevTools protocol on a pipe
+    (--remote-debugging-pipe: JSON messages ending in NUL on fds 3 and 4),
+    so a test can wait for live data, watch it change and take screenshots
+    without a WebSocket library."""
+
+    def __init__(self, profile):
+        to_r, self._to_w = os.pipe()
+        self._from_r, from_w = os.pipe()
+        args = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-extensions", "--hide-scrollbars", "--remote-debugging-pipe",
+                f"--user-data-dir={profile}", "--window-size=1920,1080", "about:blank"]
+        cmd = " ".join(shlex.quote(a) for a in args)
+        self.proc = subprocess.Popen(
+            ["/bin/sh", "-c", f"exec {cmd} 3<&{to_r} 4>&{from_w} {to_r}<&- {from_w}>&-"],
+            pass_fds=(to_r, from_w), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_r)
+        os.close(from_w)
+        self._buf = b""
+        self._id = 0
+        self.session = None
+
+    def call(self, method: str, params: dict | None = None, session: bool = True,
+             timeout: float = 30.0) -> dict:
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params or {}}
+        if session and self.session:
+            msg["sessionId"] = self.session
+        os.write(self._to_w, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" in self._buf:
+                raw, self._buf = self._buf.split(b"\0", 1)
+                m = json.loads(raw)
+                if m.get("id") == self._id:
+                    if "error" in m:
+                        raise RuntimeError(f"{method}: {m['error']}")
+                    return m.get("result", {})
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(method)
+            r, _, _ = select.select([self._from_r], [], [], left)
+            if r:
+                chunk = os.read(self._from_r, 1 << 20)
+                if not chunk:
+                    raise RuntimeError("chromium went away")
+                self._buf += chunk
+
+    def open(self, url: str, width: int = 1920, height: int = 1080) -> None:
+        target = self.call("Target.createTarget", {"url": "about:blank"}, session=False)
+        self.session = self.call("Target.attachToTarget", {"targetId": target["targetId"],
+                                                           "flatten": True},
+                                 session=False)["sessionId"]
+        self.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
+                                                         "deviceScaleFactor": 1,
+                                                         "mobile": width < 800})
+        self.call("Page.enable")
+        self.call("Page.navigate", {"url": url})
+
+    def eval(self, expression: str):
+        r = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        return r.get("result", {}).get("value")
+
+    def hooks(self) -> dict:
+        """data-testid -> (attributes, text) of the page as it is now."""
+        rows = json.loads(self.eval(
+            "JSON.stringify(Array.from(document.querySelectorAll('[data-testid]')).map(e => "
+            "[e.getAttribute('data-testid'), Object.fromEntries(Array.from(e.attributes)"
+            ".map(a => [a.name, a.value])), e.textContent]))") or "[]")
+        return {k: (a, t) for k, a, t in rows}
+
+    def screenshot(self, path) -> None:
+        data = self.call("Page.captureScreenshot", {"format": "png"})["data"]
+        path.write_bytes(base64.b64decode(data))
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close", session=False, timeout=5)
+        except Exception:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._to_w)
+        os.close(self._from_r)
+
+
+def page_matches_database(pg, hooks: dict) -> list[str]:
+    """What the page shows that differs from the database (empty: none)."""
+    if "data-day-start" not in hooks.get("today", ({}, ""))[0]:
+        return ["no figures yet"]
+    diffs = []
+    today = sql_today(pg, int(hooks["today"][0]["data-day-start"]))
+    for t in ("person_passage", "vehicle_passage", "camera_alarm", "welfare_alert"):
+        text = hooks[f"today-{t}"][1].strip()
+        if text != str(today.get(t, 0)):
+            diffs.append(f"today {t}: {text} != {today.get(t, 0)}")
+    for cls, (on, total) in sql_online(pg).items():
+        if f"online-rate-{cls}" not in hooks:
+            diffs.append(f"no online rate of {cls}")
+            continue
+        attrs, text = hooks[f"online-rate-{cls}"]
+        want = f"{round(on * 1000 / total) / 10:.1f}%"
+        if (int(attrs["data-online"]), int(attrs["data-total"])) != (on, total) or \
+                text.strip() != want:
+            diffs.append(f"online {cls}: {text} {attrs} != {on}/{total} {want}")
+    alarm_id, alarm_ms = sql_latest_alarm(pg)
+    attrs, text = hooks["latest-alarm"]
+    hhmmss = time.strftime("%H:%M:%S", time.gmtime(alarm_ms / 1000 + TZ))
+    if attrs.get("data-id") != alarm_id or attrs.get("data-time-ms") != str(alarm_ms) or \
+            hhmmss not in text:
+        diffs.append(f"latest alarm {attrs.get('data-id')} {text!r} != {alarm_id} {hhmmss}")
+    return diffs
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/deps installs it)")
 def test_status_page_in_browser(daemon, mosquitto, private_postgres, tmp_path, report):
-    import html.parser
-
     pg = private_postgres
     token = "screen-" + uuid.uuid4().hex
     tf = write_token(tmp_path, token)
     port, _ = start(daemon, mosquitto, pg, tmp_path, f"status_token_file = {tf}\n")
-    wait_until(lambda: not matches_database(pg, status(port, token)), 30,
-               "status figures equal to the database")
-
-    class Hooks(html.parser.HTMLParser):
-        """data-testid -> (attributes, text) of the rendered DOM."""
-
-        def __init__(self):
-            super().__init__()
-            self.hooks, self.stack = {}, []
-
-        def handle_starttag(self, tag, attrs):
-            a = dict(attrs)
-            if tag in ("meta", "link", "br", "img", "input"):
-                return
-            self.stack.append(a.get("data-testid"))
-            if a.get("data-testid"):
-                self.hooks[a["data-testid"]] = [a, ""]
-
-        def handle_endtag(self, tag):
-            if tag in ("meta", "link", "br", "img", "input"):
-                return
-            if self.stack:
-                self.stack.pop()
-
-        def handle_data(self, data):
-            for t in self.stack:
-                if t:
-                    self.hooks[t][1] += data
-
     url = f"http://127.0.0.1:{port}/?token={token}"
-    dom = None
-    for attempt in range(3):
-        r = chromium(url, tmp_path, "--dump-dom")
-        if 'data-loaded="1"' in r.stdout:
-            dom = r.stdout
-            break
-    assert dom is not None, f"the page did not load its data: {r.stderr[-2000:]}"
-    p = Hooks()
-    p.feed(dom)
-    hooks = p.hooks
-    # what the page shows is what the database holds
-    s = status(port, token)
-    day0 = s["db"]["figures"]["day_start_ms"]
-    today = sql_today(pg, day0)
-    for t in ("person_passage", "vehicle_passage", "camera_alarm", "welfare_alert"):
-        attrs, text = hooks[f"today-{t}"]
-        assert text.strip() == str(today.get(t, 0)), (t, text, today)
-    online = sql_online(pg)
-    for cls, (on, total) in online.items():
-        attrs, text = hooks[f"online-rate-{cls}"]
-        assert (int(attrs["data-online"]), int(attrs["data-total"])) == (on, total), cls
-        assert text.strip() == f"{round(on * 1000 / total) / 10:.1f}%", (cls, text)
-    assert hooks["online-rate-door_sensor"][1].strip() == "66.7%"
-    attrs, text = hooks["latest-alarm"]
-    alarm_id, alarm_ms = sql_latest_alarm(pg)
-    assert attrs["data-id"] == alarm_id and int(attrs["data-time-ms"]) == alarm_ms
-    hhmmss = time.strftime("%H:%M:%S", time.gmtime(alarm_ms / 1000 + TZ))
-    assert hhmmss in text
-    assert hooks["overdue-total"][1].strip() == str(sql_overdue(pg, int(time.time() * 1000)))
-    assert "hidden" in hooks["stale"][0], "stale banner shown with live data"
-    assert not leaks(dom), f"the rendered page holds {leaks(dom)}"
+    b = Browser(tmp_path / "chromium-profile")
+    try:
+        # the numbers shown are the database's
+        b.open(url)
+        last = {}
 
-    # a screenshot of each theme, kept with the test's files
-    for theme in ("light", "dark"):
-        shot = tmp_path / f"status-{theme}.png"
-        r = chromium(f"{url}&theme={theme}", tmp_path, f"--screenshot={shot}")
-        assert shot.exists() and shot.stat().st_size > 10000, r.stderr[-2000:]
-        report(f"status page screenshot ({theme}): {shot}")
+        def agrees():
+            last["diffs"] = page_matches_database(pg, b.hooks())
+            return not last["diffs"]
+        try:
+            wait_until(agrees, 40, "the page showing the database's figures", interval=0.5)
+        except AssertionError:
+            raise AssertionError(f"the page differs: {last.get('diffs')}")
+        hooks = b.hooks()
+        assert hooks["online-rate-door_sensor"][1].strip() == "66.7%"
+        assert hooks["overdue-total"][1].strip() == str(
+            sql_overdue(pg, int(time.time() * 1000)))
+        assert "hidden" in hooks["stale"][0], "stale banner shown with live data"
+        assert b.eval("document.querySelectorAll('#per-minute polyline').length") >= 3
+        assert b.eval("document.querySelectorAll('#timeline circle').length") >= 1
+        # headline numbers readable at 3 m: 64 px and more on 1920x1080
+        size = b.eval("parseFloat(getComputedStyle(document.querySelector("
+                      "'[data-testid=today-vehicle_passage]')).fontSize)")
+        assert size >= 64, size
+        dom = b.eval("document.documentElement.outerHTML")
+        assert not leaks(dom), f"the rendered page holds {leaks(dom)}"
+        shot = tmp_path / "status-light.png"
+        b.screenshot(shot)
+        light_bg = b.eval("getComputedStyle(document.body).backgroundColor")
 
-    # the daemon out of reach after the first figures: the page says its
-    # data is stale (and since when) instead of freezing
-    with CuttingProxy(port) as proxy:
-        r = chromium(f"http://127.0.0.1:{proxy.port}/?token={token}", tmp_path, "--dump-dom",
-                     budget_ms=30000)
-    p = Hooks()
-    p.feed(r.stdout)
-    assert 'data-loaded="1"' in r.stdout, r.stderr[-2000:]
-    attrs, text = p.hooks["stale"]
-    assert "hidden" not in attrs, text
-    as_of = int(re.search(r'data-as-of="(\d+)"', r.stdout).group(1))
-    since = time.strftime("%H:%M:%S", time.gmtime(as_of / 1000 + TZ))
-    assert f"data stale since {since}" in text, text
-    assert proxy.api_calls >= 2
+        # live: a new alarm reaches the page through the stream
+        publish(mosquitto, [alarm(time.time())])
+        wait_until(lambda: sql_latest_alarm(pg)[0] != hooks["latest-alarm"][0].get("data-id"),
+                   20, "the new alarm stored")
+        new_id = sql_latest_alarm(pg)[0]
+        wait_until(lambda: b.hooks()["latest-alarm"][0].get("data-id") == new_id, 20,
+                   "the new alarm on the page", interval=0.5)
 
+        # the dark theme
+        b.open(url + "&theme=dark")
+        wait_until(lambda: not page_matches_database(pg, b.hooks()), 40, "dark page loaded",
+                   interval=0.5)
+        dark_bg = b.eval("getComputedStyle(document.body).backgroundColor")
+        assert dark_bg != light_bg, (light_bg, dark_bg)
+        shot_dark = tmp_path / "status-dark.png"
+        b.screenshot(shot_dark)
+        for theme, p in (("light", shot), ("dark", shot_dark)):
+            assert p.stat().st_size > 10000
+            report(f"status page screenshot ({theme}, 1920x1080): {p}")
 
-class CuttingProxy:
-    """Serves the page from the daemon, the figures once (/api/status or one
-    event of /api/events), then answers 503 to every figure request: the
-    daemon as a screen sees it when it goes out of reach."""
+        # a phone: one column, nothing wider than the screen
+        b.open(url, width=390, height=844)
+        wait_until(lambda: b.eval("document.body.getAttribute('data-loaded')") == "1", 20,
+                   "phone page loaded", interval=0.5)
+        assert b.eval("document.documentElement.scrollWidth") <= 391
+        b.screenshot(tmp_path / "status-phone.png")
 
-    def __init__(self, daemon_port: int):
-        import http.server
-
-        outer = self
-        self.daemon_port = daemon_port
-        self.api_calls = 0
-        self.served = False
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                path = self.path.split("?", 1)[0]
-                if not path.startswith("/api/"):
-                    code, headers, body = get(outer.daemon_port, self.path)
-                    self.send_response(code)
-                    self.send_header("Content-Type", headers.get("Content-Type", "text/plain"))
-                    self.send_header("Connection", "close")
-                    self.end_headers()
-                    self.wfile.write(body.encode())
-                    return
-                outer.api_calls += 1
-                if outer.served:
-                    self.send_response(503)
-                    self.send_header("Connection", "close")
-                    self.end_headers()
-                    return
-                outer.served = True
-                q = self.path.split("?", 1)[1] if "?" in self.path else ""
-                code, _, body = get(outer.daemon_port, "/api/status?" + q)
-                self.send_response(code)
-                if path == "/api/events":
-                    self.send_header("Content-Type", "text/event-stream")
-                    self.send_header("Connection", "close")
-                    self.end_headers()
-                    self.wfile.write(b"retry: 1000\n\ndata: " + body.strip().encode() + b"\n\n")
-                else:
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Connection", "close")
-                    self.end_headers()
-                    self.wfile.write(body.encode())
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        # the daemon gone: the page says its data is stale, and since when
+        b.open(url)
+        wait_until(lambda: b.eval("document.body.getAttribute('data-loaded')") == "1", 20,
+                   "page loaded", interval=0.5)
+        assert daemon.stop() == 0
+        as_of = int(b.eval("document.body.getAttribute('data-as-of')"))
+        since = time.strftime("%H:%M:%S", time.gmtime(as_of / 1000 + TZ))
+        t0 = time.monotonic()
+        wait_until(lambda: "hidden" not in b.hooks()["stale"][0], 30, "stale banner",
+                   interval=0.5)
+        assert time.monotonic() - t0 < 25
+        text = b.hooks()["stale"][1]
+        assert f"data stale since {since}" in text, text
+        b.screenshot(tmp_path / "status-stale.png")
+    finally:
+        b.close()
