@@ -105,18 +105,18 @@
     var rows = ((s.devices && s.devices.communities) || []).slice(0, 40);
     var box2 = clear($("online-communities"));
     if (!rows.length) return;
-    var rowH = 22, labelW = 330, w = 1000, h = rows.length * rowH + 4;
+    var rowH = 30, labelW = 430, w = 1000, h = rows.length * rowH + 4;
     var g = svg("svg", { viewBox: "0 0 " + w + " " + h, role: "img",
       "aria-label": "online rate per community and class" });
     rows.forEach(function (r, i) {
       var y = i * rowH + 2, frac = r.total > 0 ? r.online / r.total : 0;
-      g.appendChild(svg("text", { x: 0, y: y + 15 }, r.community + " · " + className(r.device_class)));
-      g.appendChild(svg("rect", { x: labelW, y: y + 3, width: w - labelW - 120, height: rowH - 8,
+      g.appendChild(svg("text", { x: 0, y: y + 21 }, r.community + " · " + className(r.device_class)));
+      g.appendChild(svg("rect", { x: labelW, y: y + 4, width: w - labelW - 180, height: rowH - 10,
         fill: "none", stroke: "var(--line)" }));
-      g.appendChild(svg("rect", { x: labelW, y: y + 3, width: Math.max(0, (w - labelW - 120) * frac),
-        height: rowH - 8, fill: frac >= 0.95 ? "var(--ok)" : frac >= 0.8 ? "var(--warn)" : "var(--bad)",
+      g.appendChild(svg("rect", { x: labelW, y: y + 4, width: Math.max(0, (w - labelW - 180) * frac),
+        height: rowH - 10, fill: frac >= 0.95 ? "var(--ok)" : frac >= 0.8 ? "var(--warn)" : "var(--bad)",
         "data-testid": "online-bar" }));
-      g.appendChild(svg("text", { x: w - 110, y: y + 15 }, pct(r.online, r.total) + " (" + r.online + "/" + r.total + ")"));
+      g.appendChild(svg("text", { x: w - 170, y: y + 21 }, pct(r.online, r.total) + " (" + r.online + "/" + r.total + ")"));
     });
     box2.appendChild(g);
   }
@@ -133,10 +133,9 @@
     if (f) $("day").setAttribute("data-day-start", String(f.day_start_ms));
     var body = clear($("today-all"));
     Object.keys(sums).sort().forEach(function (t) {
-      var tr = el("tr");
-      tr.appendChild(el("td", {}, t.replace(/_/g, " ")));
-      tr.appendChild(el("td", { "data-testid": "today-all-" + t }, sums[t]));
-      body.appendChild(tr);
+      var li = el("li", {}, t.replace(/_/g, " ") + " ");
+      li.appendChild(el("b", { "data-testid": "today-all-" + t }, sums[t]));
+      body.appendChild(li);
     });
   }
 
@@ -171,7 +170,7 @@
     for (var k = 0; k <= 24; k += 6) {
       var x = 10 + (w - 20) * k / 24;
       g.appendChild(svg("line", { x1: x, y1: 44, x2: x, y2: 56, "class": "axis" }));
-      g.appendChild(svg("text", { x: x - 16, y: 78 }, hms(start + k * 3600000, s.timezone).slice(0, 5)));
+      g.appendChild(svg("text", { x: Math.min(Math.max(x, 25), w - 25), y: 82, "text-anchor": "middle" }, hms(start + k * 3600000, s.timezone).slice(0, 5)));
     }
     function dots(list, color, y) {
       list.forEach(function (a) {
@@ -197,14 +196,14 @@
     });
     var max = 1;
     names.forEach(function (n) { series[n].forEach(function (v) { if (v > max) max = v; }); });
-    var w = 1000, h = 260, left = 40, bottom = 24, top = 10;
+    var w = 1000, h = 200, left = 44, bottom = 26, top = 20;
     var g = svg("svg", { viewBox: "0 0 " + w + " " + h, role: "img", "aria-label": "events per minute" });
     g.appendChild(svg("line", { x1: left, y1: h - bottom, x2: w, y2: h - bottom, "class": "axis" }));
-    g.appendChild(svg("text", { x: 2, y: top + 10 }, max));
+    g.appendChild(svg("text", { x: 2, y: top + 4 }, max));
     g.appendChild(svg("text", { x: 2, y: h - bottom }, 0));
     [0, 15, 30, 45, 60].forEach(function (m) {
       var x = left + (w - left) * m / 60;
-      g.appendChild(svg("text", { x: Math.min(x - 12, w - 40), y: h - 6 }, m === 60 ? "now" : "-" + (60 - m) + "m"));
+      g.appendChild(svg("text", { x: Math.min(Math.max(x, 30), w - 30), y: h - 4, "text-anchor": "middle" }, m === 60 ? "now" : "-" + (60 - m) + "m"));
     });
     names.forEach(function (n) {
       var pts = series[n].map(function (v, i) {

@@ -25,12 +25,12 @@ PostgreSQL and daemon, and a real browser:
 from __future__ import annotations
 
 import base64
+import fcntl
 import http.client
 import json
 import os
 import re
 import select
-import shlex
 import shutil
 import socket
 import subprocess
@@ -410,15 +410,23 @@ class Browser:
     def __init__(self, profile):
         to_r, self._to_w = os.pipe()
         self._from_r, from_w = os.pipe()
-        args = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                "--disable-extensions", "--hide-scrollbars", "--remote-debugging-pipe",
-                f"--user-data-dir={profile}", "--window-size=1920,1080", "about:blank"]
-        cmd = " ".join(shlex.quote(a) for a in args)
-        self.proc = subprocess.Popen(
-            ["/bin/sh", "-c", f"exec {cmd} 3<&{to_r} 4>&{from_w} {to_r}<&- {from_w}>&-"],
-            pass_fds=(to_r, from_w), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # chromium's ends, above the fds it must get (3 and 4), closed on exec
+        r = fcntl.fcntl(to_r, fcntl.F_DUPFD_CLOEXEC, 10)
+        w = fcntl.fcntl(from_w, fcntl.F_DUPFD_CLOEXEC, 10)
         os.close(to_r)
         os.close(from_w)
+
+        def pipes():
+            os.dup2(r, 3)
+            os.dup2(w, 4)
+        self.proc = subprocess.Popen(
+            [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-extensions", "--hide-scrollbars", "--remote-debugging-pipe",
+             f"--user-data-dir={profile}", "--window-size=1920,1080", "about:blank"],
+            preexec_fn=pipes, close_fds=False, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(r)
+        os.close(w)
         self._buf = b""
         self._id = 0
         self.session = None
