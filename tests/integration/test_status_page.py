@@ -3,8 +3,9 @@ PostgreSQL and daemon, and a real browser:
 
   1. /api/status says what the database says: today's counts per event
      type, events over the last hour, the online rate per class (the
-     `devices` table), the latest camera alarm, overdue resident reports;
-     it marks the database figures stale when the database goes away and
+     `devices` table, also per community), the latest camera alarm,
+     overdue resident reports, and the police platform down with its
+     backlog and oldest pending row (the outbox), then up with none; it marks the database figures stale when the database goes away and
      fresh again when it is back;
   2. /api/events (server-sent events) delivers an update carrying a new
      alarm within seconds of its publication;
@@ -137,9 +138,9 @@ def status(port: int, token: str | None = None) -> dict:
     return json.loads(body)
 
 
-def config(tmp_path, broker, pg, port: int, admin: str = "") -> str:
+def config(tmp_path, broker, pg, port: int, admin: str = "", extra: str = "") -> str:
     text = daemon_config(tmp_path, broker, store_db=pg, routes=True, subscribe=("#",))
-    text += "\n[registry]\nhold_down = 0\n"
+    text += "\n[registry]\nhold_down = 0\n" + extra
     return text + f"\n[admin]\nlisten = 127.0.0.1:{port}\nstatus_refresh = 1\n{admin}"
 
 
@@ -147,10 +148,10 @@ def stored(pg) -> int:
     return db_query(pg, "SELECT count(*) FROM events WHERE vendor <> 'gridbridge'")[0][0]
 
 
-def start(daemon, mosquitto, pg, tmp_path, admin: str = "") -> tuple[int, int]:
+def start(daemon, mosquitto, pg, tmp_path, admin: str = "", extra: str = "") -> tuple[int, int]:
     """A daemon with the mix stored: (admin port, events published)."""
     port = free_port()
-    conf = daemon.write_config(config(tmp_path, mosquitto, pg, port, admin))
+    conf = daemon.write_config(config(tmp_path, mosquitto, pg, port, admin, extra))
     start_daemon(daemon, conf)
     msgs = messages(time.time())
     publish(mosquitto, msgs)
@@ -243,9 +244,15 @@ def leaks(text: str) -> list[str]:
 # the tests
 
 
-def test_status_figures_match_database(daemon, mosquitto, private_postgres, tmp_path):
-    pg = private_postgres
-    port, _ = start(daemon, mosquitto, pg, tmp_path)
+def test_status_figures_match_database(daemon, mosquitto, private_postgres, https_endpoint,
+                                       tmp_path):
+    pg, ep = private_postgres, https_endpoint
+    ep.close_port()     # the police platform away: a backlog
+    target = (f"\n[forward.target police]\nurl = {ep.url}\nca_file = {ep.ca_file}\n"
+              f"cert_file = {ep.client_cert}\nkey_file = {ep.client_key}\n"
+              "retry_base_ms = 100\nretry_cap_ms = 200\n"
+              "\n[forward.rule all]\ntarget = police\n")
+    port, _ = start(daemon, mosquitto, pg, tmp_path, extra=target)
     now = time.time()
 
     # the numbers, once the registry and the cache have caught up
@@ -283,6 +290,19 @@ def test_status_figures_match_database(daemon, mosquitto, private_postgres, tmp_
                         "'online'), count(*) FROM devices GROUP BY 1, 2")
     assert {(c["community"], c["device_class"]): (c["online"], c["total"])
             for c in s["devices"]["communities"]} == {(a, b): (c, d) for a, b, c, d in rows}
+
+    # the police platform: down, its backlog and the oldest pending, as the outbox says
+    def backlog():
+        t = status(port)["forward"]
+        rows = db_query(pg, "SELECT count(*), extract(epoch FROM now() - min(created_at)) FROM "
+                            "forward_outbox WHERE target = 'police' AND state = 'pending'")
+        return t if t and t[0]["pending"] == rows[0][0] > 0 and \
+            abs(t[0]["oldest_pending_s"] - float(rows[0][1])) < 8 else None
+    t = wait_until(backlog, 30, "the backlog of the police platform")
+    assert t[0]["target"] == "police" and t[0]["up"] is False, t
+    ep.reopen()
+    wait_until(lambda: (lambda t: t[0]["up"] and t[0]["pending"] == 0)(status(port)["forward"]),
+               30, "the police platform up, nothing pending")
 
     # the stream: at once, then an update with a new alarm
     c = socket.create_connection(("127.0.0.1", port), timeout=10)
