@@ -388,7 +388,7 @@ def test_status_token(daemon, mosquitto, private_postgres, tmp_path):
     tf = write_token(tmp_path, token)
     port = free_port()
     conf = daemon.write_config(config(tmp_path, mosquitto, private_postgres, port,
-                                      f"status_token_file = {tf}\n"))
+                                      f"status_token_file = {tf}\nmax_connections = 3\n"))
     start_daemon(daemon, conf)
     for path in ("/", "/index.html", "/api/status", "/api/events"):
         code, headers, _ = get(port, path)
@@ -409,7 +409,18 @@ def test_status_token(daemon, mosquitto, private_postgres, tmp_path):
     while not line.startswith(b"data: "):
         line = r.fp.readline()
     assert json.loads(line[6:])["version"]
+    # streams take at most max_connections - 1: a third screen polls, /metrics answers
+    c2 = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c2.request("GET", "/api/events", headers={"Authorization": f"Bearer {token}"})
+    r2 = c2.getresponse()
+    assert r2.status == 200
+    code, _, body = get(port, f"/api/events?token={token}")
+    assert code == 503 and "poll /api/status" in body
+    assert get(port, "/metrics")[0] == 200
+    c2.close()
     c.close()
+    # a stream that ended gives its place back
+    wait_until(lambda: _stream_opens(port, token), 10, "a stream again")
     # the rest is as before
     for path in ("/healthz", "/metrics", "/status.css", "/status.js"):
         assert get(port, path)[0] == 200, path
@@ -419,6 +430,15 @@ def test_status_token(daemon, mosquitto, private_postgres, tmp_path):
     assert headers["X-Content-Type-Options"] == "nosniff"
     # the token never reaches the log
     assert token not in daemon.log_path.read_text()
+
+
+def _stream_opens(port: int, token: str) -> bool:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        c.request("GET", f"/api/events?token={token}")
+        return c.getresponse().status == 200
+    finally:
+        c.close()
 
 
 class Browser:
