@@ -2,6 +2,7 @@
 #include "admin.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "derive.h"
@@ -681,6 +683,21 @@ stream_send(struct conn *c, const char *json, size_t len)
 	evbuffer_free(b);
 }
 
+/* Whether the client of a stream closed its end (evhttp reads nothing
+ * while it sends, so a browser gone would hold its place until a write
+ * failed). */
+static bool
+peer_closed(struct bufferevent *bev)
+{
+	evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+	char ch;
+
+	if (fd < 0)
+		return true;
+	ssize_t n = recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static void
 push_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -698,7 +715,7 @@ push_cb(evutil_socket_t fd, short what, void *arg)
 		if (c->stream == NULL)
 			continue;
 		struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
-		if (now - c->stream_since_ms >= (uint64_t)ADMIN_STREAM_MAX_S * 1000 ||
+		if (peer_closed(bev) || now - c->stream_since_ms >= (uint64_t)ADMIN_STREAM_MAX_S * 1000 ||
 		    (bev != NULL && evbuffer_get_length(bufferevent_get_output(bev)) >
 		    STREAM_BACKLOG_MAX)) {
 			/* over: the browser reconnects (a reader that does not
@@ -875,8 +892,14 @@ conn_gone(struct conn *c)
 			*p = c->next;
 			break;
 		}
-	if (c->stream != NULL)
+	if (c->stream != NULL) {
 		a->streams--;
+		/* A stream the connection failed under was let go by evhttp
+		 * (it stays the sender's until its end): ours to free. One
+		 * still attached is freed with its connection. */
+		if (evhttp_request_get_connection(c->stream) == NULL)
+			evhttp_request_free(c->stream);
+	}
 	if (c->deadline != NULL)
 		event_free(c->deadline);
 	free(c);

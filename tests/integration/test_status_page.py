@@ -417,8 +417,8 @@ def test_status_token(daemon, mosquitto, private_postgres, tmp_path):
     code, _, body = get(port, f"/api/events?token={token}")
     assert code == 503 and "poll /api/status" in body
     assert get(port, "/metrics")[0] == 200
-    c2.close()
-    c.close()
+    for x in (r2, c2, r, c):    # the responses hold the sockets too
+        x.close()
     # a stream that ended gives its place back
     wait_until(lambda: _stream_opens(port, token), 10, "a stream again")
     # the rest is as before
