@@ -2,6 +2,7 @@
 #include "admin.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -10,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "derive.h"
@@ -22,6 +25,7 @@
 #include "mqtt.h"
 #include "pipeline.h"
 #include "store.h"
+#include "store_status.h"
 #include "util.h"
 #include "version.h"
 
@@ -29,6 +33,9 @@
 #define BODY_MAX 1024		/* GET has none; a little is tolerated */
 #define RETRY_BIND_S 30
 #define CENSUS_MAX 1024		/* community x class groups in /metrics */
+#define TARGETS_MAX 64		/* forward targets in /api/status */
+#define STREAM_BACKLOG_MAX (1024 * 1024)	/* unread bytes of a stream: cut */
+
 
 struct admin {
 	struct event_base *base;
@@ -46,6 +53,22 @@ struct admin {
 	uint64_t refused;		/* connections put off by the limit */
 	struct event *stats;
 	struct derive_census *census;
+	struct conn *conns;		/* every connection open */
+	int streams;			/* of which /api/events streams */
+	struct event *push;		/* the streams' next event */
+};
+
+/* One connection: counted, and closed at its deadline whatever it is
+ * doing (a client trickling its headers a byte at a time keeps resetting
+ * the read timeout, not this). */
+struct conn {
+	struct admin *a;
+	struct conn *next;
+	struct bufferevent *bev;
+	struct evhttp_connection *evcon;	/* NULL until adopted */
+	struct event *deadline;
+	struct evhttp_request *stream;	/* an /api/events stream under way */
+	uint64_t stream_since_ms;
 };
 
 /* ---- the figures ------------------------------------------------------- */
@@ -314,6 +337,236 @@ stats_cb(evutil_socket_t fd, short what, void *arg)
 	    (unsigned long long)rss_bytes(), cpu_seconds());
 }
 
+/* ---- the status page: its JSON and its token (pure) -------------------- */
+
+/* The length of the UTF-8 sequence at `s` (1..4), or 0 when it is not a
+ * valid one (overlong, surrogate, beyond U+10FFFF, cut). */
+static size_t
+utf8_len(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	size_t n;
+	uint32_t cp;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+void
+admin_json_string(FILE *f, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
+
+	fputc('"', f);
+	while (*p != '\0') {
+		unsigned char c = *p;
+		if (c == '"' || c == '\\') {
+			fputc('\\', f);
+			fputc(c, f);
+			p++;
+		} else if (c < 0x20 || c == 0x7f || c == '<' || c == '>' || c == '&') {
+			fprintf(f, "\\u%04x", c);
+			p++;
+		} else {
+			size_t n = utf8_len(p);
+			if (n == 0) {
+				fputs("\\ufffd", f);
+				p++;
+			} else {
+				fwrite(p, 1, n, f);
+				p += n;
+			}
+		}
+	}
+	fputc('"', f);
+}
+
+static void
+json_ms(FILE *f, const char *key, int64_t us)
+{
+	fprintf(f, "\"%s\":%lld", key, (long long)(us / 1000));
+}
+
+static void
+json_tz(FILE *f, int off_s)
+{
+	int m = off_s / 60;
+	char sign = m < 0 ? '-' : '+';
+
+	if (m < 0)
+		m = -m;
+	fprintf(f, "\"%c%02d:%02d\"", sign, m / 60, m % 60);
+}
+
+void
+admin_status_write(FILE *f, const struct admin_status_view *v)
+{
+	/* devices per class, summed over the communities */
+	size_t total[DERIVE_CLASSES] = { 0 }, online[DERIVE_CLASSES] = { 0 };
+
+	fputs("{\"version\":", f);
+	admin_json_string(f, v->version);
+	fputc(',', f);
+	json_ms(f, "as_of_ms", v->now_us);
+	fputc(',', f);
+	json_ms(f, "started_ms", v->started_us);
+	fputs(",\"timezone\":", f);
+	json_tz(f, v->tz_offset_s);
+
+	fprintf(f, ",\"health\":{\"ready\":%s,\"reasons\":[", v->reasons == NULL ||
+	    v->reasons[0] == '\0' ? "true" : "false");
+	const char *r = v->reasons != NULL ? v->reasons : "";
+	for (bool first = true; *r != '\0';) {
+		size_t n = strcspn(r, "\n");
+		char line[512];
+		snprintf(line, sizeof(line), "%.*s", (int)(n < sizeof(line) ? n : sizeof(line) - 1), r);
+		if (!first)
+			fputc(',', f);
+		admin_json_string(f, line);
+		first = false;
+		r += n;
+		if (*r == '\n')
+			r++;
+	}
+	fprintf(f, "],\"broker_up\":%s,\"database_up\":%s,\"catching_up\":%s,"
+	    "\"journal_lag\":%llu}", v->broker_up ? "true" : "false",
+	    v->database_up ? "true" : "false", v->catching_up ? "true" : "false",
+	    (unsigned long long)v->journal_lag);
+
+	fputs(",\"devices\":{\"communities\":[", f);
+	for (size_t i = 0; i < v->ncensus; i++) {
+		const struct derive_census *c = &v->census[i];
+		if (i > 0)
+			fputc(',', f);
+		fputs("{\"community\":", f);
+		admin_json_string(f, c->community);
+		fputs(",\"device_class\":", f);
+		admin_json_string(f, event_class_name(c->device_class));
+		fprintf(f, ",\"online\":%zu,\"total\":%zu}", c->online, c->total);
+		if (c->device_class >= 0 && c->device_class < DERIVE_CLASSES) {
+			total[c->device_class] += c->total;
+			online[c->device_class] += c->online;
+		}
+	}
+	fputs("],\"classes\":[", f);
+	for (int k = 0, first = 1; k < DERIVE_CLASSES; k++) {
+		if (total[k] == 0)
+			continue;
+		if (!first)
+			fputc(',', f);
+		first = 0;
+		fputs("{\"device_class\":", f);
+		admin_json_string(f, event_class_name(k));
+		fprintf(f, ",\"online\":%zu,\"total\":%zu}", online[k], total[k]);
+	}
+	fputs("]},\"forward\":[", f);
+	for (size_t i = 0; i < v->ntargets; i++) {
+		const struct admin_status_target *t = &v->targets[i];
+		if (i > 0)
+			fputc(',', f);
+		fputs("{\"target\":", f);
+		admin_json_string(f, t->name);
+		fprintf(f, ",\"up\":%s,\"pending\":%llu,\"oldest_pending_s\":%.0f,\"sent\":%llu}",
+		    t->up ? "true" : "false", (unsigned long long)t->pending,
+		    t->oldest_pending_s >= 0 && t->oldest_pending_s < 1e12 ? t->oldest_pending_s : 0,
+		    (unsigned long long)t->sent);
+	}
+	fputs("],\"db\":", f);
+	if (v->db_json == NULL) {
+		fprintf(f, "{\"stale\":true,\"as_of_ms\":null,\"figures\":null}");
+	} else {
+		fprintf(f, "{\"stale\":%s,", v->db_stale ? "true" : "false");
+		json_ms(f, "as_of_ms", v->db_as_of_us);
+		fputs(",\"figures\":", f);
+		fputs(v->db_json, f);
+		fputc('}', f);
+	}
+	fputs("}\n", f);
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Whether `given` (len bytes, percent-decoded when `encoded`) equals
+ * `token`; the time depends on the token's length only. */
+static bool
+same_token(const char *token, const char *given, size_t len, bool encoded)
+{
+	size_t tlen = strlen(token), j = 0;
+	unsigned diff = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		int c = (unsigned char)given[i];
+		if (encoded && c == '+')
+			c = ' ';
+		else if (encoded && c == '%' && i + 2 < len && hexval(given[i + 1]) >= 0 &&
+		    hexval(given[i + 2]) >= 0) {
+			c = hexval(given[i + 1]) * 16 + hexval(given[i + 2]);
+			i += 2;
+		}
+		diff |= (unsigned)(j < tlen ? ((unsigned char)token[j] ^ c) : 1);
+		j++;
+	}
+	diff |= (unsigned)(j != tlen);
+	return diff == 0;
+}
+
+bool
+admin_token_ok(const char *token, const char *authorization, const char *query)
+{
+	if (token == NULL || token[0] == '\0')
+		return true;
+	if (authorization != NULL && strncasecmp(authorization, "Bearer ", 7) == 0) {
+		const char *t = authorization + 7;
+		while (*t == ' ')
+			t++;
+		size_t n = strlen(t);
+		while (n > 0 && (t[n - 1] == ' ' || t[n - 1] == '\t'))
+			n--;
+		if (same_token(token, t, n, false))
+			return true;
+	}
+	for (const char *q = query; q != NULL && *q != '\0';) {
+		size_t n = strcspn(q, "&;");
+		if (n > 6 && strncmp(q, "token=", 6) == 0 && same_token(token, q + 6, n - 6, true))
+			return true;
+		q += n;
+		if (*q != '\0')
+			q++;
+	}
+	return false;
+}
+
 /* ---- the listener ------------------------------------------------------ */
 
 static void
@@ -334,6 +587,253 @@ reply_text(struct evhttp_request *req, int code, const char *reason, const char 
 	evbuffer_add(b, body, len);
 	evhttp_send_reply(req, code, reason, b);
 	evbuffer_free(b);
+}
+
+/* ---- the status page: serving it --------------------------------------- */
+
+/* /api/status's body, malloc'd; NULL when out of memory. */
+static char *
+status_json(struct admin *a, size_t *len)
+{
+	const struct admin_sources *s = &a->src;
+	struct admin_status_target targets[TARGETS_MAX];
+	struct admin_status_view v = { 0 };
+	char reasons[1024];
+	char *text = NULL;
+	FILE *f;
+
+	v.now_us = util_wall_us();
+	v.started_us = metrics.started_us;
+	v.version = GRIDBRIDGE_VERSION;
+	v.tz_offset_s = a->o.status_tz_offset_s;
+	not_ready(a, reasons, sizeof(reasons));
+	v.reasons = reasons;
+	v.broker_up = s->mqtt != NULL && mqtt_connected(s->mqtt);
+	v.database_up = s->store != NULL && store_ready(s->store);
+	v.catching_up = s->pipeline != NULL && pipeline_catching_up(s->pipeline);
+	v.journal_lag = s->pipeline != NULL ? pipeline_unstored(s->pipeline) : 0;
+	v.census = a->census;
+	v.ncensus = s->derive != NULL ? derive_census(s->derive, a->census, CENSUS_MAX) : 0;
+	for (size_t i = 0; i < TARGETS_MAX; i++) {
+		struct admin_status_target *t = &targets[i];
+		memset(t, 0, sizeof(*t));
+		if ((t->name = forward_target(s->forward, i, &t->up, &t->sent)) == NULL)
+			break;
+		const char *name;
+		double oldest;
+		uint64_t n;
+		for (size_t j = 0; (n = forward_pending_rows(s->forward, j, &name, &oldest)) !=
+		    UINT64_MAX; j++)
+			if (strcmp(name, t->name) == 0) {
+				t->pending = n;
+				t->oldest_pending_s = oldest;
+			}
+		v.ntargets++;
+	}
+	v.targets = targets;
+	v.db_json = store_status_json(s->status, &v.db_as_of_us);
+	v.db_stale = store_status_failing(s->status);
+	if ((f = open_memstream(&text, len)) == NULL)
+		return NULL;
+	admin_status_write(f, &v);
+	if (fclose(f) != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+static void
+security_headers(struct evkeyvalq *h)
+{
+	evhttp_add_header(h, "Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "
+	    "style-src 'self'; script-src 'self'; connect-src 'self'; base-uri 'none'; "
+	    "form-action 'none'; frame-ancestors 'none'");
+	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+	/* the page's address may carry the token */
+	evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+}
+
+static struct conn *
+conn_of(struct admin *a, struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+
+	for (struct conn *c = a->conns; c != NULL; c = c->next)
+		if (c->evcon == evcon && evcon != NULL)
+			return c;
+	return NULL;
+}
+
+/* One server-sent event of `json` (one line: it has no newline but its
+ * last) to a stream. */
+static void
+stream_send(struct conn *c, const char *json, size_t len)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL)
+		return;
+	while (len > 0 && json[len - 1] == '\n')
+		len--;
+	evbuffer_add(b, "data: ", 6);
+	evbuffer_add(b, json, len);
+	evbuffer_add(b, "\n\n", 2);
+	evhttp_send_reply_chunk(c->stream, b);
+	evbuffer_free(b);
+}
+
+/* Whether the client of a stream closed its end (evhttp reads nothing
+ * while it sends, so a browser gone would hold its place until a write
+ * failed). */
+static bool
+peer_closed(struct bufferevent *bev)
+{
+	evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+	char ch;
+
+	if (fd < 0)
+		return true;
+	ssize_t n = recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static void
+push_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct admin *a = arg;
+	char *json = NULL;
+	size_t len = 0;
+	uint64_t now = util_mono_ms();
+
+	(void)fd;
+	(void)what;
+	if (a->streams == 0)
+		return;
+	for (struct conn *c = a->conns, *next; c != NULL; c = next) {
+		next = c->next;
+		if (c->stream == NULL)
+			continue;
+		struct bufferevent *bev = evhttp_connection_get_bufferevent(c->evcon);
+		if (peer_closed(bev) || now - c->stream_since_ms >= (uint64_t)ADMIN_STREAM_MAX_S * 1000 ||
+		    (bev != NULL && evbuffer_get_length(bufferevent_get_output(bev)) >
+		    STREAM_BACKLOG_MAX)) {
+			/* over: the browser reconnects (a reader that does not
+			 * read is cut) */
+			evhttp_connection_free(c->evcon);	/* frees c */
+			continue;
+		}
+		if (json == NULL && (json = status_json(a, &len)) == NULL)
+			return;
+		stream_send(c, json, len);
+	}
+	free(json);
+}
+
+static void
+serve_stream(struct admin *a, struct evhttp_request *req)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	struct conn *c = conn_of(a, req);
+	char *json;
+	size_t len;
+
+	if (c == NULL || (a->o.max_connections > 1 && a->streams >= a->o.max_connections - 1)) {
+		static const char busy[] = "too many streams: poll /api/status\n";
+		reply_text(req, 503, "Service Unavailable", "text/plain; charset=utf-8", busy,
+		    sizeof(busy) - 1);
+		return;
+	}
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+		reply_text(req, 200, "OK", "text/event-stream", "", 0);
+		return;
+	}
+	if ((json = status_json(a, &len)) == NULL) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	evhttp_add_header(h, "Content-Type", "text/event-stream; charset=utf-8");
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	evhttp_add_header(h, "Connection", "close");
+	evhttp_add_header(h, "X-Accel-Buffering", "no");
+	security_headers(h);
+	evhttp_send_reply_start(req, 200, "OK");
+	c->stream = req;
+	c->stream_since_ms = util_mono_ms();
+	a->streams++;
+	/* The stream's own deadline, beyond the listener's timeout. */
+	struct timeval tv = { .tv_sec = ADMIN_STREAM_MAX_S + a->o.timeout_s, .tv_usec = 0 };
+	if (c->deadline != NULL)
+		evtimer_add(c->deadline, &tv);
+	struct evbuffer *b = evbuffer_new();
+	if (b != NULL) {
+		evbuffer_add_printf(b, "retry: %d\n\n", 3000);
+		evhttp_send_reply_chunk(req, b);
+		evbuffer_free(b);
+	}
+	stream_send(c, json, len);
+	free(json);
+}
+
+/* The page's paths; false when `path` is none of them. */
+static bool
+serve_status(struct admin *a, struct evhttp_request *req, const char *path, size_t plen)
+{
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Authorization");
+	bool api_status = plen == 11 && strncmp(path, "/api/status", 11) == 0;
+	bool api_events = plen == 11 && strncmp(path, "/api/events", 11) == 0;
+	const struct admin_asset *asset = NULL;
+
+	for (size_t i = 0; i < admin_nassets; i++)
+		if (strlen(admin_assets[i].path) == plen &&
+		    strncmp(admin_assets[i].path, path, plen) == 0)
+			asset = &admin_assets[i];
+	if (plen == 11 && strncmp(path, "/index.html", 11) == 0)
+		asset = &admin_assets[0];
+	if (asset == NULL && !api_status && !api_events)
+		return false;
+	/* The page itself and its figures want the token; its style and
+	 * script are the same for everybody. */
+	bool open = asset != NULL && asset != &admin_assets[0];
+	if (!open && !admin_token_ok(a->o.status_token, auth, query)) {
+		static const char no[] = "unauthorized: a status token is needed\n";
+		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+		    "Bearer realm=\"gridbridge status\"");
+		reply_text(req, 401, "Unauthorized", "text/plain; charset=utf-8", no,
+		    sizeof(no) - 1);
+		return true;
+	}
+	if (api_events) {
+		serve_stream(a, req);
+	} else if (api_status) {
+		size_t len;
+		char *json = status_json(a, &len);
+		if (json == NULL) {
+			evhttp_send_error(req, 500, NULL);
+			return true;
+		}
+		security_headers(evhttp_request_get_output_headers(req));
+		reply_text(req, 200, "OK", "application/json; charset=utf-8", json, len);
+		free(json);
+	} else {
+		struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+		security_headers(h);
+		evhttp_add_header(h, "Content-Type", asset->type);
+		/* small and compiled in: revalidated, never stale after an upgrade */
+		evhttp_add_header(h, "Cache-Control", "no-cache");
+		evhttp_add_header(h, "Connection", "close");
+		struct evbuffer *b = evbuffer_new();
+		if (b == NULL) {
+			evhttp_send_error(req, 500, NULL);
+			return true;
+		}
+		evbuffer_add_reference(b, asset->data, asset->len, NULL, NULL);
+		evhttp_send_reply(req, 200, "OK", b);
+		evbuffer_free(b);
+	}
+	return true;
 }
 
 static void
@@ -368,8 +868,9 @@ request_cb(struct evhttp_request *req, void *arg)
 		}
 		reply_text(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text, len);
 		free(text);
-	} else {
-		static const char nf[] = "not found: /healthz, /readyz, /metrics\n";
+	} else if (!serve_status(a, req, uri, plen)) {
+		static const char nf[] = "not found: /healthz, /readyz, /metrics, /, /api/status, "
+		    "/api/events\n";
 		reply_text(req, 404, "Not Found", "text/plain; charset=utf-8", nf, sizeof(nf) - 1);
 	}
 }
@@ -380,21 +881,25 @@ listener_of(struct admin *a)
 	return a->bound != NULL ? evhttp_bound_socket_get_listener(a->bound) : NULL;
 }
 
-/* One connection: counted, and closed at its deadline whatever it is
- * doing (a client trickling its headers a byte at a time keeps resetting
- * the read timeout, not this). */
-struct conn {
-	struct admin *a;
-	struct bufferevent *bev;
-	struct evhttp_connection *evcon;	/* NULL until adopted */
-	struct event *deadline;
-};
 
 static void
 conn_gone(struct conn *c)
 {
 	struct admin *a = c->a;
 
+	for (struct conn **p = &a->conns; *p != NULL; p = &(*p)->next)
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	if (c->stream != NULL) {
+		a->streams--;
+		/* A stream the connection failed under was let go by evhttp
+		 * (it stays the sender's until its end): ours to free. One
+		 * still attached is freed with its connection. */
+		if (evhttp_request_get_connection(c->stream) == NULL)
+			evhttp_request_free(c->stream);
+	}
 	if (c->deadline != NULL)
 		event_free(c->deadline);
 	free(c);
@@ -463,6 +968,8 @@ new_connection(struct event_base *base, void *arg)
 		return bev;	/* evhttp copes with NULL; uncounted then */
 	}
 	a->live++;
+	c->next = a->conns;
+	a->conns = c;
 	if (a->live >= a->o.max_connections && listener_of(a) != NULL) {
 		evconnlistener_disable(listener_of(a));
 		a->listening_paused = true;
@@ -535,6 +1042,10 @@ admin_new(struct event_base *base, const struct admin_options *o,
 	a->base = base;
 	a->o = *o;
 	a->o.listen = util_strdup(o->listen != NULL ? o->listen : "none");
+	a->o.status_token = o->status_token != NULL && o->status_token[0] != '\0' ?
+	    util_strdup(o->status_token) : NULL;
+	if (a->o.status_refresh_s < 1)
+		a->o.status_refresh_s = 5;
 	a->src = *src;
 	if (a->o.max_connections < 1)
 		a->o.max_connections = 1;
@@ -569,6 +1080,12 @@ admin_new(struct event_base *base, const struct admin_options *o,
 	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
 	evhttp_set_bevcb(a->http, new_connection, a);
 	evhttp_set_gencb(a->http, request_cb, a);
+	struct timeval ptv = { .tv_sec = a->o.status_refresh_s, .tv_usec = 0 };
+	a->push = event_new(base, -1, EV_PERSIST, push_cb, a);
+	if (a->push == NULL || event_add(a->push, &ptv) != 0) {
+		admin_free(a);
+		return NULL;
+	}
 	try_bind(a);
 	return a;
 }
@@ -585,6 +1102,12 @@ admin_free(struct admin *a)
 		event_free(a->retry);
 	if (a->stats != NULL)
 		event_free(a->stats);
+	if (a->push != NULL)
+		event_free(a->push);
+	if (a->o.status_token != NULL) {
+		memset((char *)a->o.status_token, 0, strlen(a->o.status_token));
+		free((char *)a->o.status_token);
+	}
 	free(a->census);
 	free((char *)a->o.listen);
 	free(a);

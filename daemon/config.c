@@ -1,6 +1,7 @@
 /* config.c — INI configuration driven by one table of keys. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
@@ -531,6 +532,21 @@ const struct config_key config_keys[] = {
 	  .offset = CONFIG_FIELD(admin_ready_max_forward_lag),
 	  .help = "/readyz fails while the oldest event waiting to be forwarded is older than this "
 	      "many seconds; 0: forwarding never makes it fail" },
+	{ .section = "admin", .name = "status_token_file", .type = CFG_PATH,
+	  .min = 0, .max = PATH_MAX, .def = "",
+	  .offset = CONFIG_FIELD(admin_status_token_file),
+	  .help = "file holding a token the status page (/, /api/status, /api/events) wants as "
+	      "Authorization: Bearer or ?token=; a relative name is looked up in "
+	      "$CREDENTIALS_DIRECTORY; empty: the page is open to whoever reaches the listener" },
+	{ .section = "admin", .name = "status_refresh", .type = CFG_INT,
+	  .min = 1, .max = 300, .def = "5",
+	  .offset = CONFIG_FIELD(admin_status_refresh),
+	  .help = "seconds between the status page's database queries and live updates" },
+	{ .section = "admin", .name = "status_timezone", .type = CFG_STRING,
+	  .min = 1, .max = 16, .def = "+08:00",
+	  .offset = CONFIG_FIELD(admin_status_timezone),
+	  .help = "the communities' local time on the status page, as +HH:MM: \"today\" starts at "
+	      "its midnight" },
 
 	{ .section = "registry", .name = "hold_down", .type = CFG_INT,
 	  .min = 0, .max = 86400, .def = "60",
@@ -1180,6 +1196,27 @@ cascade_keys(const struct config_target *t)
 	return k;
 }
 
+/* "+HH:MM", "-HH:MM", "+HH", "Z" or "UTC" (as [route] timezone). */
+static bool
+utc_offset_ok(const char *s)
+{
+	if (strcmp(s, "Z") == 0 || strcmp(s, "UTC") == 0)
+		return true;
+	if ((s[0] != '+' && s[0] != '-') || !isdigit((unsigned char)s[1]) ||
+	    !isdigit((unsigned char)s[2]))
+		return false;
+	int h = (s[1] - '0') * 10 + (s[2] - '0'), m = 0;
+	const char *q = s + 3;
+	if (*q == ':')
+		q++;
+	if (*q != '\0') {
+		if (!isdigit((unsigned char)q[0]) || !isdigit((unsigned char)q[1]) || q[2] != '\0')
+			return false;
+		m = (q[0] - '0') * 10 + (q[1] - '0');
+	}
+	return h <= 14 && m <= 59;
+}
+
 /* "address:port": an IPv4 address or host name, or [IPv6], then a port
  * 1..65535. */
 static bool
@@ -1749,6 +1786,12 @@ validate(struct parse *p)
 		find_key("admin", "listen", &i);
 		add_error(p->errs, p->name, p->seen[i],
 		    "[admin] listen: not address:port (a port 1-65535; IPv6 in []) nor none");
+	}
+	if (!utc_offset_ok(p->cfg->admin_status_timezone)) {
+		size_t i;
+		find_key("admin", "status_timezone", &i);
+		add_error(p->errs, p->name, p->seen[i],
+		    "[admin] status_timezone: not +HH:MM (or -HH:MM, Z, UTC), at most 14 hours");
 	}
 	if (p->cfg->state_dir[0] != '/') {
 		size_t i;

@@ -1674,6 +1674,16 @@ forward_unavailable(const struct forward *f)
 	return NULL;
 }
 
+const char *
+forward_target(const struct forward *f, size_t i, bool *up, uint64_t *sent)
+{
+	if (f == NULL || i >= f->ntargets)
+		return NULL;
+	*up = !target_failing(&f->targets[i]);
+	*sent = f->targets[i].st.sent_rows;
+	return f->targets[i].name;
+}
+
 static int
 lane_init(struct target *t, struct lane *l, const char *name, int min, int max, size_t nslots)
 {

@@ -25,6 +25,7 @@
 #include "routing.h"
 #include "secret.h"
 #include "store.h"
+#include "store_status.h"
 #include "util.h"
 #include "version.h"
 
@@ -59,6 +60,8 @@ struct daemon {
 	struct route *routes;
 	size_t nroutes;
 	struct admin *admin;
+	struct store_status *status_figures;	/* the status page's figures */
+	char *status_token;
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *tick;
 	int exit_code;		/* 1 after a fatal error in a stage */
@@ -774,6 +777,23 @@ start_stages(struct daemon *d)
 		start_failed(d, d->mqtt == NULL ? "mqtt" : "store");
 		goto out;
 	}
+	if (strcmp(c->admin_listen, "none") != 0) {
+		/* The status page's figures: a connection of their own, with
+		 * the store's settings. */
+		int tz = 0;
+		decode_parse_tz(c->admin_status_timezone, &tz);
+		struct store_status_options sto = {
+			.host = so.host, .port = so.port, .dbname = so.dbname, .user = so.user,
+			.password = so.password, .connect_timeout = so.connect_timeout,
+			.sslmode = so.sslmode, .sslrootcert = so.sslrootcert, .sslcert = so.sslcert,
+			.sslkey = so.sslkey, .refresh_s = (int)c->admin_status_refresh,
+			.tz_offset_s = tz * 60, .store = d->store,
+		};
+		if ((d->status_figures = store_status_new(d->base, &sto)) == NULL) {
+			start_failed(d, "admin");
+			goto out;
+		}
+	}
 	if (c->ntargets > 0 && new_forward(d) != 0) {
 		start_failed(d, "forward");
 		goto out;
@@ -847,16 +867,25 @@ run(struct daemon *d)
 		return start_failed(d, "journal");
 	if (start_stages(d) != 0)
 		return -1;	/* start_stages() said where */
+	if (d->cfg->admin_status_token_file[0] != '\0' &&
+	    (d->status_token = secret_load(NULL, d->cfg->admin_status_token_file, "admin")) == NULL)
+		return start_failed(d, "secrets");
+	int status_tz = 0;
+	decode_parse_tz(d->cfg->admin_status_timezone, &status_tz);
 	struct admin_options ao = {
 		.listen = d->cfg->admin_listen,
 		.max_connections = (int)d->cfg->admin_max_connections,
 		.timeout_s = (int)d->cfg->admin_timeout,
 		.ready_max_forward_lag_s = (int)d->cfg->admin_ready_max_forward_lag,
 		.stats_interval_s = (int)d->cfg->stats_interval,
+		.status_token = d->status_token,
+		.status_refresh_s = (int)d->cfg->admin_status_refresh,
+		.status_tz_offset_s = status_tz * 60,
 	};
 	struct admin_sources as = {
 		.journal = d->journal, .mqtt = d->mqtt, .store = d->store,
 		.pipeline = d->pipeline, .forward = d->forward, .derive = d->derive,
+		.status = d->status_figures,
 	};
 	if ((d->admin = admin_new(d->base, &ao, &as)) == NULL) {
 		log_error("main", "cannot start the admin listener", "");
@@ -876,6 +905,8 @@ static void
 daemon_free(struct daemon *d)
 {
 	admin_free(d->admin);
+	store_status_free(d->status_figures);
+	secret_free(d->status_token);
 	mqtt_free(d->mqtt);	/* flushes into the journal first */
 	pipeline_free(d->pipeline);
 	forward_free(d->forward);

@@ -285,6 +285,9 @@ struct config {
 	long long admin_max_connections;
 	long long admin_timeout;
 	long long admin_ready_max_forward_lag;
+	char *admin_status_token_file;
+	long long admin_status_refresh;
+	char *admin_status_timezone;
 
 	/* [registry] */
 	long long registry_hold_down;

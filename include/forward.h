@@ -161,4 +161,9 @@ double forward_oldest_pending(const struct forward *f, const char **target);
 uint64_t forward_pending_rows(const struct forward *f, size_t i, const char **target,
     double *oldest_s);
 
+/* The `i`-th configured target's name (NULL past the last), whether it
+ * takes requests (*up, as gridbridge_forward_target_up) and the events
+ * it accepted since the start (*sent). */
+const char *forward_target(const struct forward *f, size_t i, bool *up, uint64_t *sent);
+
 #endif

@@ -44,10 +44,16 @@ def partitions(pg):
         WHERE i.inhparent = 'events'::regclass"""))
 
 
-SCHEMA_VERSION = 7   # the last migration in daemon/schema.c
+SCHEMA_VERSION = 8   # the last migration in daemon/schema.c
+
+# What migration 8 added, taken back: a database as version 7 left it.
+UNDO_8 = """
+    DROP INDEX events_alarms;
+    DELETE FROM schema_migrations WHERE version > 7;
+"""
 
 # What migration 7 added, taken back: a database as version 6 left it.
-UNDO_7 = """
+UNDO_7 = UNDO_8 + """
     ALTER TABLE quarantine DROP COLUMN held_back, DROP COLUMN held_back_through;
     DELETE FROM schema_migrations WHERE version > 6;
 """
