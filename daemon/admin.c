@@ -505,18 +505,6 @@ admin_status_write(FILE *f, const struct admin_status_view *v)
 	fputs("}\n", f);
 }
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Whether `given` (len bytes, percent-decoded when `encoded`) equals
  * `token`; the time depends on the token's length only. */
 static bool
@@ -529,9 +517,9 @@ same_token(const char *token, const char *given, size_t len, bool encoded)
 		int c = (unsigned char)given[i];
 		if (encoded && c == '+')
 			c = ' ';
-		else if (encoded && c == '%' && i + 2 < len && hexval(given[i + 1]) >= 0 &&
-		    hexval(given[i + 2]) >= 0) {
-			c = hexval(given[i + 1]) * 16 + hexval(given[i + 2]);
+		else if (encoded && c == '%' && i + 2 < len &&
+		    util_hex_digit(given[i + 1]) >= 0 && util_hex_digit(given[i + 2]) >= 0) {
+			c = util_hex_digit(given[i + 1]) * 16 + util_hex_digit(given[i + 2]);
 			i += 2;
 		}
 		diff |= (unsigned)(j < tlen ? ((unsigned char)token[j] ^ c) : 1);

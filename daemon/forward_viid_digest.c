@@ -100,6 +100,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 #define KEY_LEN 32
 #define NONCE_BODY 16			/* issued (8) and random (8): what the MAC covers */
 #define NONCE_MAC 16			/* the first half of HMAC-SHA256 */
@@ -183,18 +185,6 @@ to_hex(const uint8_t *b, size_t n, char *out)
 		out[2 * i + 1] = digits[b[i] & 15];
 	}
 	out[2 * n] = '\0';
-}
-
-static int
-hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* MD5 of the parts joined by ':', as 32 lower case hex digits. The parts
@@ -616,7 +606,7 @@ static bool
 hex_digits(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (hex_value((unsigned char)s[i]) < 0)
+		if (util_hex_digit((unsigned char)s[i]) < 0)
 			return false;
 	return s[n] == '\0';
 }
@@ -629,7 +619,7 @@ nonce_bytes(const char *s, uint8_t out[NONCE_LEN])
 		unsigned char c = (unsigned char)s[i];
 		if (c >= 'A' && c <= 'F')
 			return -1;
-		int v = hex_value(c);	/* -1 at the NUL of a shorter text */
+		int v = util_hex_digit(c);	/* -1 at the NUL of a shorter text */
 		if (v < 0)
 			return -1;
 		if (i % 2 == 0)

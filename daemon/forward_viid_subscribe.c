@@ -755,18 +755,6 @@ out:
 
 /* ---- delete ------------------------------------------------------------ */
 
-static int
-hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* One decoded item: appended to ids unless listed already. */
 static int
 add_id(const char *item, size_t len, char (*ids)[VIID_BUSINESS_ID_LEN + 1], size_t max,
@@ -799,8 +787,9 @@ read_ids(const char *v, const char *end, char (*ids)[VIID_BUSINESS_ID_LEN + 1], 
 		char c;
 		if (p == end) {
 			c = ',';
-		} else if (*p == '%' && end - p >= 3 && hex(p[1]) >= 0 && hex(p[2]) >= 0) {
-			c = (char)(hex(p[1]) << 4 | hex(p[2]));
+		} else if (*p == '%' && end - p >= 3 && util_hex_digit(p[1]) >= 0 &&
+		    util_hex_digit(p[2]) >= 0) {
+			c = (char)(util_hex_digit(p[1]) << 4 | util_hex_digit(p[2]));
 			p += 2;
 		} else {
 			c = *p == '+' ? ' ' : *p;

@@ -435,18 +435,6 @@ id_to_text(const uint8_t id[16], char out[JOURNAL_ID_LEN + 1])
 }
 
 static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static int
 id_from_text(const char *s, uint8_t id[16])
 {
 	size_t o = 0;
@@ -456,7 +444,7 @@ id_from_text(const char *s, uint8_t id[16])
 			if (s[o++] != '-')
 				return -1;
 		}
-		int hi = hexval(s[o]), lo = hi < 0 ? -1 : hexval(s[o + 1]);
+		int hi = util_hex_digit(s[o]), lo = hi < 0 ? -1 : util_hex_digit(s[o + 1]);
 		if (hi < 0 || lo < 0)
 			return -1;
 		id[i] = (uint8_t)(hi << 4 | lo);

@@ -109,24 +109,31 @@ store_conn_params_init(struct conn_params *p, const char *host, const char *port
 	store_conn_param(p, "sslkey", sslkey);
 }
 
+void
+store_watch(struct event_base *base, PGconn *conn, short flags, struct event **io, int *io_fd,
+    short *io_flags, event_callback_fn cb, void *arg, const char *mod)
+{
+	int fd = conn != NULL ? PQsocket(conn) : -1;
+
+	if (fd == *io_fd && flags == *io_flags && *io != NULL)
+		return;
+	if (*io != NULL) {
+		event_free(*io);
+		*io = NULL;
+	}
+	*io_fd = fd;
+	*io_flags = flags;
+	if (fd < 0 || flags == 0)
+		return;
+	*io = event_new(base, fd, flags, cb, arg);
+	if (*io == NULL || event_add(*io, NULL) != 0)
+		log_error(mod, "cannot watch socket", "fd=%d", fd);
+}
+
 static void
 watch(struct store *s, short flags)
 {
-	int fd = s->conn != NULL ? PQsocket(s->conn) : -1;
-
-	if (fd == s->io_fd && flags == s->io_flags && s->io != NULL)
-		return;
-	if (s->io != NULL) {
-		event_free(s->io);
-		s->io = NULL;
-	}
-	s->io_fd = fd;
-	s->io_flags = flags;
-	if (fd < 0 || flags == 0)
-		return;
-	s->io = event_new(s->base, fd, flags, io_cb, s);
-	if (s->io == NULL || event_add(s->io, NULL) != 0)
-		log_error("store", "cannot watch socket", "fd=%d", fd);
+	store_watch(s->base, s->conn, flags, &s->io, &s->io_fd, &s->io_flags, io_cb, s, "store");
 }
 
 void

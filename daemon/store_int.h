@@ -5,6 +5,7 @@
 #ifndef GRIDBRIDGE_STORE_INT_H
 #define GRIDBRIDGE_STORE_INT_H
 
+#include <event2/event.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -177,5 +178,12 @@ void store_op_result(struct store_op *op, PGresult *r);
 /* Its Sync arrived: tells the forwarder (`t` says whether it failed). */
 void store_op_done(struct store_op *op, const struct store_txn *t);
 void store_op_free(struct store_op *op);
+
+/* Arms *io for `flags` on the socket of `conn` (store.c and
+ * store_status.c drive their connections alike), making it again only
+ * when the socket (new with each connection) or the flags changed; no
+ * event without a socket or with flags 0. */
+void store_watch(struct event_base *base, PGconn *conn, short flags, struct event **io,
+    int *io_fd, short *io_flags, event_callback_fn cb, void *arg, const char *mod);
 
 #endif

@@ -106,21 +106,7 @@ store_status_day_start(int64_t now_us, int tz_offset_s)
 static void
 watch(struct store_status *s, short flags)
 {
-	int fd = s->conn != NULL ? PQsocket(s->conn) : -1;
-
-	if (fd == s->io_fd && flags == s->io_flags && s->io != NULL)
-		return;
-	if (s->io != NULL) {
-		event_free(s->io);
-		s->io = NULL;
-	}
-	s->io_fd = fd;
-	s->io_flags = flags;
-	if (fd < 0 || flags == 0)
-		return;
-	s->io = event_new(s->base, fd, flags, io_cb, s);
-	if (s->io == NULL || event_add(s->io, NULL) != 0)
-		log_error("status", "cannot watch socket", "fd=%d", fd);
+	store_watch(s->base, s->conn, flags, &s->io, &s->io_fd, &s->io_flags, io_cb, s, "status");
 }
 
 static void

@@ -53,6 +53,11 @@ int64_t util_wall_offset_us(void);
 #define UTIL_CLOCK_STEP_MIN_US 1000000
 int64_t util_clock_step_us(void);
 
+/* ---- text -------------------------------------------------------------- */
+
+/* The value of a hexadecimal digit (either case), or -1. */
+int util_hex_digit(int c);
+
 /* ---- allocation with one out-of-memory policy ------------------------- */
 
 /* Writes the line above and aborts. For allocations made by a library. */
