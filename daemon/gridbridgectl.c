@@ -323,6 +323,7 @@ cmd_dump(const char *dir, uint64_t from)
 		iso_time(rec.received_us, when, sizeof(when));
 		json_object_set_new(o, "received_at", json_string(when));
 		json_object_set_new(o, "qos", json_integer(rec.qos));
+		json_object_set_new(o, "mid", json_integer(rec.mid));
 		set_bytes(o, "topic", rec.topic, rec.topic_len);
 		json_object_set_new(o, "payload_len", json_integer(rec.payload_len));
 		bool oversize = (rec.flags & JOURNAL_OVERSIZE) != 0;

@@ -24,7 +24,7 @@
 #define JOURNAL_WRITE_CHUNK (1u << 20)
 #define SEG_NAME_LEN 24		/* 20 digits + ".seg" */
 /* The smallest record: head and fixed fields, empty topic and payload. */
-#define RECORD_MIN (JOURNAL_RECORD_HEAD + JOURNAL_RECORD_FIXED)
+#define RECORD_MIN (JOURNAL_RECORD_HEAD + JOURNAL_RECORD_FIXED_V2)
 /* After ENOSPC the journal counts as full this long (or until space is
  * freed), so ingest pauses instead of failing every message; after that,
  * for as long as its file system has less than NOSPACE_ROOM free: taking
@@ -43,7 +43,7 @@ struct segment {
 	uint64_t first_seq;
 	uint64_t last_seq;	/* 0 while empty */
 	uint64_t bytes;
-	uint32_t version;	/* 1: records' CRCs from 0; 2: from the seed */
+	uint32_t version;	/* 1: records' CRCs from 0; 2: from the seed; 3: with mid */
 	uint32_t seed;
 };
 
@@ -51,7 +51,7 @@ struct segment {
 struct seg_check {
 	uint32_t version;
 	uint32_t seed;
-	uint64_t expect;	/* version 2: the next record's seq */
+	uint64_t expect;	/* versions 2, 3: the next record's seq */
 };
 
 struct journal {
@@ -158,8 +158,15 @@ record_size(const struct journal_record *rec)
 	return JOURNAL_RECORD_HEAD + JOURNAL_RECORD_FIXED + rec->topic_len + payload;
 }
 
-/* A segment header: fills `c` (expect = first_seq) and, for version 2,
- * `id`. Returns the header's size, 0 when `size` is too short to tell, or
+/* The fixed fields of a record in a segment of `version`. */
+static size_t
+record_fixed(uint32_t version)
+{
+	return version >= 3 ? JOURNAL_RECORD_FIXED : JOURNAL_RECORD_FIXED_V2;
+}
+
+/* A segment header: fills `c` (expect = first_seq) and, for versions 2
+ * and 3, `id`. Returns the header's size, 0 when `size` is too short to tell, or
  * -1 when it is not a header we can read. */
 static long
 parse_header(const uint8_t *buf, size_t size, struct seg_check *c, uint64_t *first_seq,
@@ -174,7 +181,7 @@ parse_header(const uint8_t *buf, size_t size, struct seg_check *c, uint64_t *fir
 	*c = (struct seg_check){ .version = version, .expect = *first_seq };
 	if (version == 1)
 		return JOURNAL_HEADER_SIZE_V1;
-	if (version != 2)
+	if (version != 2 && version != 3)
 		return -1;
 	if (size < JOURNAL_HEADER_SIZE)
 		return 0;
@@ -199,7 +206,8 @@ parse_record(const uint8_t *buf, size_t size, size_t off, const struct seg_check
 	if (get32(p) != JOURNAL_MAGIC_RECORD)
 		return -1;
 	uint32_t len = get32(p + 4);
-	if (len < JOURNAL_RECORD_FIXED)
+	size_t fixed = record_fixed(c->version);
+	if (len < fixed)
 		return -1;
 	if (size - off - JOURNAL_RECORD_HEAD < len)
 		return 0;
@@ -210,23 +218,23 @@ parse_record(const uint8_t *buf, size_t size, size_t off, const struct seg_check
 	uint16_t topic_len = get16(body + 18);
 	uint32_t payload_len = get32(body + 20);
 	uint64_t stored = (flags & JOURNAL_OVERSIZE) ? 0 : payload_len;
-	if ((uint64_t)JOURNAL_RECORD_FIXED + topic_len + stored != len)
+	if ((uint64_t)fixed + topic_len + stored != len)
 		return -1;
 	if (rec != NULL) {
 		rec->seq = get64(body);
 		rec->received_us = (int64_t)get64(body + 8);
 		rec->qos = body[16];
 		rec->flags = flags;
+		rec->mid = c->version >= 3 ? get16(body + 24) : 0;
 		rec->topic_len = topic_len;
-		rec->topic = (const char *)body + JOURNAL_RECORD_FIXED;
+		rec->topic = (const char *)body + fixed;
 		rec->payload_len = payload_len;
-		rec->payload = (flags & JOURNAL_OVERSIZE) ? NULL :
-		    body + JOURNAL_RECORD_FIXED + topic_len;
+		rec->payload = (flags & JOURNAL_OVERSIZE) ? NULL : body + fixed + topic_len;
 	}
 	return (long long)JOURNAL_RECORD_HEAD + len;
 }
 
-/* Version 2: numbers only go up from the header's first_seq (a segment
+/* Versions 2, 3: numbers only go up from the header's first_seq (a segment
  * rewritten around damage has gaps); a record found by scanning past
  * `skipped` damaged bytes must be no further ahead than those bytes could
  * hold records. Version 1 segments have no such rule. */
@@ -491,7 +499,7 @@ journal_read_id(const char *dir, char *out)
 	return rc;
 }
 
-/* The id of the newest version 2 segment, for a journal whose id file is
+/* The id of the newest version 2 or 3 segment, for a journal whose id file is
  * gone. Returns 0 when one was found. */
 static int
 id_from_segments(struct journal *j, const uint64_t *firsts, size_t n)
@@ -1234,6 +1242,8 @@ journal_append(struct journal *j, struct journal_record *rec)
 	body[18] = (uint8_t)rec->topic_len;
 	body[19] = (uint8_t)(rec->topic_len >> 8);
 	put32(body + 20, rec->payload_len);
+	body[24] = (uint8_t)rec->mid;
+	body[25] = (uint8_t)(rec->mid >> 8);
 	memcpy(body + JOURNAL_RECORD_FIXED, rec->topic, rec->topic_len);
 	if (!(rec->flags & JOURNAL_OVERSIZE) && rec->payload_len > 0)
 		memcpy(body + JOURNAL_RECORD_FIXED + rec->topic_len, rec->payload,
@@ -1729,7 +1739,7 @@ journal_reader_next(struct journal_reader *r, struct journal_record *rec)
 		}
 		uint32_t len = got == JOURNAL_RECORD_HEAD ? get32(head + 4) : 0;
 		bool head_ok = got == JOURNAL_RECORD_HEAD &&
-		    get32(head) == JOURNAL_MAGIC_RECORD && len >= JOURNAL_RECORD_FIXED &&
+		    get32(head) == JOURNAL_MAGIC_RECORD && len >= JOURNAL_RECORD_FIXED_V2 &&
 		    len <= JOURNAL_RECORD_FIXED + UINT16_MAX + (256u << 20);
 		long long n = 0;
 		if (head_ok) {

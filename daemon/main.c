@@ -31,10 +31,13 @@
 
 /* Test hook: GRIDBRIDGE_CRASH_AT=before_append:N or after_append:N makes
  * the process SIGKILL itself at the N-th received message, before or after
- * appending it (after: buffered, not yet synced nor acknowledged). */
+ * appending it (after: buffered, not yet synced nor acknowledged);
+ * after_sync:N, once a sync has made the N-th durable, before any PUBACK
+ * it releases leaves. */
 struct crash_hook {
 	bool armed;
 	bool after;
+	bool synced;
 	unsigned long at;
 	unsigned long seen;
 };
@@ -319,7 +322,7 @@ check_journal(struct daemon *d)
 static void
 crash_point(struct crash_hook *h, bool after)
 {
-	if (h->armed && h->after == after && h->seen == h->at)
+	if (h->armed && !h->synced && h->after == after && h->seen == h->at)
 		raise(SIGKILL);
 }
 
@@ -341,6 +344,7 @@ sink_message(void *ctx, const struct mqtt_message *msg)
 	struct daemon *d = ctx;
 	struct journal_record rec = {
 		.qos = (uint8_t)msg->qos,
+		.mid = msg->mid,
 		.flags = (uint8_t)((msg->oversize ? JOURNAL_OVERSIZE : 0) |
 		    (msg->retain ? JOURNAL_RETAIN : 0)),
 		.topic = msg->topic,
@@ -370,6 +374,8 @@ sink_flush(void *ctx)
 		check_journal(d);
 		return -1;
 	}
+	if (d->crash.armed && d->crash.synced && d->crash.seen >= d->crash.at)
+		raise(SIGKILL);
 	pipeline_kick(d->pipeline);
 	return 0;
 }
@@ -382,6 +388,34 @@ sink_flush(void *ctx)
  * broker session, journal and acknowledge messages, and then stop, leaving
  * them in a journal nobody stores. A database that cannot be reached does
  * not hold ingest back: the journal takes the messages meanwhile. */
+/* The journal's last messages, so that the broker's redelivery of those
+ * whose PUBACK never left (a kill, a crash) is recognised (mqtt.c,
+ * is_redelivery). A failure to read only loses that: logged by the
+ * reader. */
+static void
+recall_journal_end(struct daemon *d)
+{
+	char dir[4096];
+	struct journal_stat st;
+	struct journal_record rec;
+
+	journal_stat(d->journal, &st);
+	if (st.last_seq == 0)
+		return;
+	snprintf(dir, sizeof(dir), "%s/journal", d->cfg->state_dir);
+	uint64_t from = st.last_seq > MQTT_RECALL_MAX ? st.last_seq - MQTT_RECALL_MAX + 1 : 1;
+	struct journal_reader *r = journal_reader_open(dir, from);
+	if (r == NULL)
+		return;
+	journal_reader_set_limit(r, st.last_seq);
+	int rc;
+	while ((rc = journal_reader_next(r, &rec)) == 1)
+		if (rec.qos > 0)
+			mqtt_recall(d->mqtt, rec.topic, rec.topic_len, rec.payload,
+			    rec.payload_len, rec.mid, rec.received_us);
+	journal_reader_free(r);
+}
+
 static void
 start_mqtt(struct daemon *d, const char *why)
 {
@@ -389,6 +423,7 @@ start_mqtt(struct daemon *d, const char *why)
 		return;
 	d->mqtt_started = true;
 	log_debug("main", "connecting to the broker", "after=%s", why);
+	recall_journal_end(d);
 	if (mqtt_start(d->mqtt) != 0)
 		fatal_stop(d, "cannot start the broker connection");
 }
@@ -499,6 +534,9 @@ parse_crash_hook(struct crash_hook *h)
 	} else if (strncmp(v, "after_append:", 13) == 0) {
 		n = v + 13;
 		h->after = true;
+	} else if (strncmp(v, "after_sync:", 11) == 0) {
+		n = v + 11;
+		h->synced = true;
 	} else {
 		log_warn("main", "ignoring malformed GRIDBRIDGE_CRASH_AT", "");
 		return;
@@ -507,8 +545,8 @@ parse_crash_hook(struct crash_hook *h)
 	h->at = strtoul(n, &end, 10);
 	h->armed = *end == '\0' && h->at > 0;
 	if (h->armed)
-		log_warn("main", "crash hook armed (testing only)", "after=%d at=%lu",
-		    h->after, h->at);
+		log_warn("main", "crash hook armed (testing only)", "after=%d synced=%d at=%lu",
+		    h->after, h->synced, h->at);
 }
 
 static int

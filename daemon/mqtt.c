@@ -58,6 +58,7 @@ struct mqtt {
 	bool redelivering;	/* every message of this connection so far was one */
 	int64_t cur_last_ms;	/* the last message of this connection */
 	int64_t prev_last_ms;	/* ... and of the one before */
+	int64_t recall_last_us;	/* mqtt_recall(): the newest receive time; 0: none */
 };
 
 /* A QoS 1 message received: its packet id, a digest of its topic and
@@ -69,7 +70,7 @@ struct seen {
 	uint16_t mid;
 	bool used;
 };
-#define SEEN_SLOTS 4096			/* by packet id modulo */
+#define SEEN_SLOTS MQTT_RECALL_MAX		/* by packet id modulo */
 #define REDELIVERY_WINDOW_MS 30000	/* received this close to the connection's end */
 /* Reads to the end of a dropped connection (a socket buffer's packets). */
 #define ABORT_READS 100000
@@ -98,18 +99,26 @@ seen_forget_unsynced(struct seen *s, uint64_t syncs)
 	return n;
 }
 
-/* FNV-1a, 64 bits, of the topic, a NUL and the payload. */
+/* FNV-1a, 64 bits, of the topic, a NUL and the payload; of an oversize
+ * message (payload NULL: the journal keeps none), its size instead. */
 static uint64_t
-message_digest(const char *topic, const void *payload, size_t len)
+message_digest(const char *topic, size_t topic_len, const void *payload, size_t len)
 {
 	uint64_t h = 0xcbf29ce484222325ULL;
 	const unsigned char *p = (const unsigned char *)topic;
+	unsigned char size[8];
 
-	for (; *p != '\0'; p++)
-		h = (h ^ *p) * 0x100000001b3ULL;
+	for (size_t i = 0; i < topic_len; i++)
+		h = (h ^ p[i]) * 0x100000001b3ULL;
 	h *= 0x100000001b3ULL;
 	p = payload;
-	for (size_t i = 0; p != NULL && i < len; i++)
+	if (p == NULL) {
+		for (int i = 0; i < 8; i++)
+			size[i] = (unsigned char)((uint64_t)len >> (8 * i));
+		p = size;
+		len = sizeof(size);
+	}
+	for (size_t i = 0; i < len; i++)
 		h = (h ^ p[i]) * 0x100000001b3ULL;
 	return h;
 }
@@ -123,7 +132,9 @@ message_digest(const char *topic, const void *payload, size_t len)
  * as a message of the resumed session's first run that has the packet id,
  * topic and payload of one received within REDELIVERY_WINDOW_MS of the last
  * message of the connection before. The first message that is not one ends the
- * run. Such a message is acknowledged (after the next sync, like every
+ * run. After a restart, "the connection before" is the previous process's:
+ * main.c hands over the journal's last messages (mqtt_recall), whose
+ * records keep the packet ids. Such a message is acknowledged (after the next sync, like every
  * PUBACK) and not journaled. A failed write or sync, which takes the
  * records since the last sync out of the journal, forgets the messages
  * kept since then first (remember() notes the sink's sync count once a
@@ -592,15 +603,19 @@ on_message(struct mosquitto *mosq, void *arg, const struct mosquitto_message *ms
 	if (m->abort)
 		return;		/* the connection is being dropped */
 	uint64_t d = 0;
+	bool oversize = (size_t)msg->payloadlen > m->max_message_size;
 	if (msg->qos > 0)
-		d = message_digest(msg->topic, msg->payload, (size_t)msg->payloadlen);
+		d = message_digest(msg->topic, strlen(msg->topic), oversize ? NULL : msg->payload,
+		    (size_t)msg->payloadlen);
 	if (is_redelivery(m, msg, d)) {
 		remember(m, msg, d, 0);
 		metrics.broker_redeliveries++;
 		log_debug("mqtt", "redelivered message already journaled", "mid=%d", msg->mid);
 		return;
 	}
-	if (mm.payload_len > m->max_message_size) {
+	if (msg->qos > 0)
+		mm.mid = (uint16_t)msg->mid;
+	if (oversize) {
 		mm.oversize = true;
 		mm.payload = NULL;
 		log_warn("mqtt", "message over max_message_size", "topic_bytes=%zu bytes=%zu max=%zu",
@@ -744,12 +759,49 @@ fail:
 	return NULL;
 }
 
+void
+mqtt_recall(struct mqtt *m, const char *topic, size_t topic_len, const void *payload,
+    size_t payload_len, uint16_t mid, int64_t received_us)
+{
+	if (m->started || mid == 0)
+		return;
+	uint64_t d = message_digest(topic, topic_len, payload, payload_len);
+	/* at_ms holds the receive time in ms until mqtt_start() makes it
+	 * monotonic, relative to the newest. */
+	m->seen_cur[mid % SEEN_SLOTS] = (struct seen){ .digest = d, .at_ms = received_us / 1000,
+		.mid = mid, .used = true };
+	if (received_us > m->recall_last_us)
+		m->recall_last_us = received_us;
+}
+
+/* The recalled messages as if received by a connection that ended now. */
+static void
+recall_end(struct mqtt *m)
+{
+	int64_t now = util_mono_ms(), last = m->recall_last_us / 1000;
+	size_t n = 0;
+
+	if (m->recall_last_us == 0)
+		return;
+	for (size_t i = 0; i < SEEN_SLOTS; i++) {
+		struct seen *s = &m->seen_cur[i];
+		if (!s->used)
+			continue;
+		int64_t age = last - s->at_ms;
+		s->at_ms = now - (age > 0 ? age : 0);
+		n++;
+	}
+	m->cur_last_ms = now;
+	log_debug("mqtt", "journal's last messages recalled", "messages=%zu", n);
+}
+
 int
 mqtt_start(struct mqtt *m)
 {
 	struct timeval sec = { .tv_sec = 1, .tv_usec = 0 };
 	struct timeval now = { 0, 0 };
 
+	recall_end(m);
 	if (event_add(m->misc, &sec) != 0 || evtimer_add(m->retry, &now) != 0) {
 		log_error("mqtt", "cannot start timers", "");
 		return -1;

@@ -20,26 +20,33 @@
  * new id and starts from its first record. When `id` is lost but segments
  * remain, the id is taken back from their headers.
  *
- * Segment layout (all integers little-endian), version 2:
+ * Segment layout (all integers little-endian), versions 2 and 3:
  *
  *   +------+---------+-----------+------------+------+------------+
  *   | GBJ1 | version | first_seq | journal id | seed | header crc |   40 bytes
- *   | 4 B  | u32 = 2 | u64       | 16 B       | u32  | u32        |
+ *   | 4 B  | u32 = 3 | u64       | 16 B       | u32  | u32        |
  *   +------+---------+-----------+------------+------+------------+
  *   record, record, ...
  *
- * Version 1 segments (16-byte header: magic, version, first_seq; record
- * CRCs from 0) written by earlier releases are still read; new records
- * always go to a version 2 segment.
+ * Segments written by earlier releases are still read: version 1 (16-byte
+ * header: magic, version, first_seq; record CRCs from 0) and version 2
+ * (records without packet id). New records always go to a version 3
+ * segment.
  *
- * Record layout:
+ * Record layout, version 3:
  *
- *   0        4        8        12            20                28   29    30          32           36
- *   +--------+--------+--------+-------------+-----------------+----+-----+-----------+------------+-------+---------+
- *   | magic  | len    | crc32c | seq         | received_us     |qos |flags| topic_len | payload_len| topic | payload |
- *   | "GBRJ" | u32    | u32    | u64         | i64 (UTC µs)    | u8 | u8  | u16       | u32        |       |         |
- *   +--------+--------+--------+-------------+-----------------+----+-----+-----------+------------+-------+---------+
- *                              \______________________ len bytes, covered by crc32c (Castagnoli) _______________/
+ *   0        4        8        12            20                28   29    30          32           36    38
+ *   +--------+--------+--------+-------------+-----------------+----+-----+-----------+------------+-----+-------+---------+
+ *   | magic  | len    | crc32c | seq         | received_us     |qos |flags| topic_len | payload_len| mid | topic | payload |
+ *   | "GBRJ" | u32    | u32    | u64         | i64 (UTC µs)    | u8 | u8  | u16       | u32        | u16 |       |         |
+ *   +--------+--------+--------+-------------+-----------------+----+-----+-----------+------------+-----+-------+---------+
+ *                              \______________________ len bytes, covered by crc32c (Castagnoli) _____________________/
+ *
+ *   mid: the MQTT packet id the broker gave a QoS 1 or 2 message (0 for
+ *   QoS 0). After a restart it recognises what the broker sends again
+ *   because our PUBACK never left (see mqtt.c, is_redelivery). Versions 1
+ *   and 2 have no mid field (24 fixed bytes instead of 26); their records
+ *   read back with mid 0.
  *
  *   flags bit 0 (JOURNAL_OVERSIZE): the message was larger than the
  *   configured limit; payload_len is its size and no payload follows.
@@ -111,11 +118,12 @@
 
 #define JOURNAL_MAGIC_SEGMENT "GBJ1"
 #define JOURNAL_MAGIC_RECORD 0x4A524247u	/* "GBRJ" in file order */
-#define JOURNAL_VERSION 2
-#define JOURNAL_HEADER_SIZE 40			/* version 2 */
+#define JOURNAL_VERSION 3
+#define JOURNAL_HEADER_SIZE 40			/* versions 2 and 3 */
 #define JOURNAL_HEADER_SIZE_V1 16
 #define JOURNAL_RECORD_HEAD 12			/* magic, len, crc */
-#define JOURNAL_RECORD_FIXED 24			/* seq .. payload_len */
+#define JOURNAL_RECORD_FIXED 26			/* seq .. mid */
+#define JOURNAL_RECORD_FIXED_V2 24		/* seq .. payload_len: versions 1, 2 */
 #define JOURNAL_OVERSIZE 0x01
 #define JOURNAL_RETAIN 0x02
 #define JOURNAL_ID_LEN 36			/* a UUID as text */
@@ -136,6 +144,7 @@ struct journal_record {
 	int64_t received_us;
 	uint8_t qos;
 	uint8_t flags;
+	uint16_t mid;		/* the MQTT packet id; 0 for QoS 0 and in old segments */
 	const char *topic;
 	size_t topic_len;
 	const void *payload;	/* NULL for oversize records */

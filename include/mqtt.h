@@ -51,6 +51,7 @@ struct mqtt_message {
 	const void *payload;	/* NULL when oversize */
 	size_t payload_len;	/* when oversize: the size of the message */
 	int qos;
+	uint16_t mid;		/* the broker's packet id (QoS 1, 2); 0 for QoS 0 */
 	bool retain;
 	bool oversize;		/* larger than max_message_size */
 };
@@ -93,6 +94,16 @@ struct mqtt_options {
 /* Copies what it needs from `o`. */
 struct mqtt *mqtt_new(struct event_base *base, const struct mqtt_options *o,
     const struct mqtt_sink *sink);
+/* Before mqtt_start(): one message of the journal's end, oldest first
+ * (`payload` NULL for an oversize one, `payload_len` then its size;
+ * `received_us` its receive time). The first connection's run of
+ * messages the broker sends again is recognised against these, as a
+ * reconnect's is against the connection before: a message journaled whose
+ * PUBACK never left before a crash is not journaled a second time.
+ * MQTT_RECALL_MAX messages are enough. */
+#define MQTT_RECALL_MAX 4096
+void mqtt_recall(struct mqtt *m, const char *topic, size_t topic_len, const void *payload,
+    size_t payload_len, uint16_t mid, int64_t received_us);
 /* Starts connecting; failures are retried in the background. */
 int mqtt_start(struct mqtt *m);
 bool mqtt_connected(const struct mqtt *m);

@@ -489,22 +489,23 @@ class JournalWatcher:
 # --------------------------------------------------------------------------
 # on-disk format (little-endian)
 #
-#   segment  %020llu.seg, version 2 (40 bytes):
-#            "GBJ1" | u32 version=2 | u64 first_seq | 16 B journal id |
+#   segment  %020llu.seg, versions 3 and 2 (40 bytes):
+#            "GBJ1" | u32 version | u64 first_seq | 16 B journal id |
 #            u32 seed | u32 crc32c(the 36 bytes before)
 #            version 1 (earlier releases, 16 bytes): "GBJ1" | u32 1 | u64 first_seq
 #   record:  u32 magic 0x4A524247 ("GBRJ") | u32 len | u32 crc32c(body),
 #            the CRC starting from the segment's seed (version 1: from 0)
 #            body (len bytes): u64 seq | i64 received_time_us | u8 qos |
 #            u8 flags (bit0 oversize, bit1 retained) | u16 topic_len |
-#            u32 payload_len | topic | payload
+#            u32 payload_len | u16 mid (version 3 only) | topic | payload
 
 SEG_MAGIC = b"GBJ1"
 SEG_HEADER = struct.Struct("<4sIQ")
 SEG_HEADER_V2 = struct.Struct("<4sIQ16sII")
 REC_MAGIC = 0x4A524247
 REC_HEAD = struct.Struct("<III")
-REC_FIXED = struct.Struct("<QqBBHI")
+REC_FIXED = struct.Struct("<QqBBHIH")       # version 3
+REC_FIXED_V2 = struct.Struct("<QqBBHI")     # versions 1, 2: no mid
 FLAG_OVERSIZE = 0x01
 FLAG_RETAIN = 0x02
 
@@ -543,6 +544,8 @@ class Record:
     topic: str
     payload: bytes
     payload_len: int
+    mid: int = 0
+    fixed: int = REC_FIXED.size
 
     @property
     def size(self) -> int:
@@ -551,42 +554,42 @@ class Record:
     @property
     def payload_offset(self) -> int:
         """File offset of the first payload byte."""
-        return self.offset + REC_HEAD.size + REC_FIXED.size + len(self.topic.encode())
+        return self.offset + REC_HEAD.size + self.fixed + len(self.topic.encode())
 
 
 @dataclass
 class SegmentHeader:
     version: int
     first_seq: int
-    journal_id: bytes      # version 2
-    seed: int              # version 2; 0 for version 1
+    journal_id: bytes      # versions 2, 3
+    seed: int              # versions 2, 3; 0 for version 1
     size: int
 
 
 def read_header(data: bytes) -> SegmentHeader:
     magic, version, first_seq = SEG_HEADER.unpack_from(data, 0)
-    if magic != SEG_MAGIC or version not in (1, 2):
+    if magic != SEG_MAGIC or version not in (1, 2, 3):
         raise AssertionError(f"bad segment header {data[:16]!r}")
     if version == 1:
         return SegmentHeader(1, first_seq, b"", 0, SEG_HEADER.size)
     _, _, _, jid, seed, crc = SEG_HEADER_V2.unpack_from(data, 0)
     if crc32c(data[:SEG_HEADER_V2.size - 4]) != crc:
         raise AssertionError(f"segment header CRC mismatch {data[:40]!r}")
-    return SegmentHeader(2, first_seq, jid, seed, SEG_HEADER_V2.size)
+    return SegmentHeader(version, first_seq, jid, seed, SEG_HEADER_V2.size)
 
 
 def encode_record(seq: int, topic: str, payload: bytes, qos: int = 1,
                   received_time_us: int | None = None, oversize_len: int | None = None,
-                  seed: int = 0, flags: int = 0) -> bytes:
-    """A record as the daemon writes it into a segment whose seed is `seed`
-    (oversize_len: an oversize record)."""
+                  seed: int = 0, flags: int = 0, mid: int = 0) -> bytes:
+    """A record as the daemon writes it into a version 3 segment whose seed
+    is `seed` (oversize_len: an oversize record)."""
     t = topic.encode()
     if received_time_us is None:
         received_time_us = int(time.time() * 1e6)
     plen = len(payload)
     if oversize_len is not None:
         flags, plen, payload = flags | FLAG_OVERSIZE, oversize_len, b""
-    body = REC_FIXED.pack(seq, received_time_us, qos, flags, len(t), plen) + t + payload
+    body = REC_FIXED.pack(seq, received_time_us, qos, flags, len(t), plen, mid) + t + payload
     return REC_HEAD.pack(REC_MAGIC, len(body), crc32c(body, seed)) + body
 
 
@@ -594,19 +597,21 @@ def read_segment(path: Path | str) -> tuple[int, list[Record], int]:
     """(first_seq, valid records from the start, offset where parsing stopped)."""
     data = Path(path).read_bytes()
     hdr = read_header(data)
+    fixed = REC_FIXED if hdr.version >= 3 else REC_FIXED_V2
     off, recs = hdr.size, []
     while off + REC_HEAD.size <= len(data):
         magic, length, crc = REC_HEAD.unpack_from(data, off)
         end = off + REC_HEAD.size + length
-        if magic != REC_MAGIC or length < REC_FIXED.size or end > len(data):
+        if magic != REC_MAGIC or length < fixed.size or end > len(data):
             break
         body = data[off + REC_HEAD.size:end]
         if crc32c(body, hdr.seed) != crc:
             break
-        seq, rtime, qos, flags, tlen, plen = REC_FIXED.unpack_from(body, 0)
-        topic = body[REC_FIXED.size:REC_FIXED.size + tlen].decode("utf-8", "replace")
-        payload = body[REC_FIXED.size + tlen:]
-        recs.append(Record(off, data[off:end], seq, rtime, qos, flags, topic, payload, plen))
+        seq, rtime, qos, flags, tlen, plen, *mid = fixed.unpack_from(body, 0)
+        topic = body[fixed.size:fixed.size + tlen].decode("utf-8", "replace")
+        payload = body[fixed.size + tlen:]
+        recs.append(Record(off, data[off:end], seq, rtime, qos, flags, topic, payload, plen,
+                           mid[0] if mid else 0, fixed.size))
         off = end
     return hdr.first_seq, recs, off
 

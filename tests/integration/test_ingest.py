@@ -157,6 +157,55 @@ def test_crash_in_on_message_then_broker_redelivers(daemon, ingest_broker, build
     assert daemon.stop(timeout=30) == 0
 
 
+@pytest.mark.parametrize("last", ["json", "oversize"])
+def test_crash_after_sync_then_broker_redelivers_journaled_once(daemon, ingest_broker,
+                                                                  build_dir, tmp_path, last):
+    """GRIDBRIDGE_CRASH_AT=after_sync:N kills the daemon once the journal's
+    sync has made message N durable, before the PUBACKs it releases leave.
+    The broker sends those messages again to the restarted daemon; they are
+    in the journal already and must not be journaled a second time (a
+    malformed one would otherwise be quarantined twice, a report without
+    device time or serial stored twice). The journal keeps each message's
+    packet id, and the restarted daemon recognises the redelivery by it."""
+    N = 5
+    conf = daemon.write_config(daemon_config(tmp_path, ingest_broker,
+                                             mqtt={"max_message_size": "1K"}))
+    ctl = ctl_for(build_dir, conf, daemon)
+    watcher = JournalWatcher(ctl)
+    start_daemon(daemon, conf, env={"GRIDBRIDGE_CRASH_AT": f"after_sync:{N}"},
+                 timeout=READY_TIMEOUT)
+
+    topic, big_topic = "sac/c1/door/dev1/event", "sac/c1/camera/cam1/event"
+    for seq in range(1, N):
+        ingest_broker.publish(topic, make_payload("crash", seq))
+    watcher.wait_for_keys({("crash", s) for s in range(1, N)}, timeout=30,
+                          alive=lambda: daemon.running)
+    if last == "oversize":
+        ingest_broker.publish(big_topic, b"{" + b"A" * 4095)
+    else:
+        ingest_broker.publish(topic, make_payload("crash", N))
+    assert daemon.wait(30) == -signal.SIGKILL, "the daemon did not kill itself after the sync"
+    watcher.poll()
+    assert len(watcher.records) == N, "message N is durable in the journal before the kill"
+
+    # restart without the fault: the broker sends message N again (no PUBACK
+    # left), then the marker published after it
+    start_daemon(daemon, conf, timeout=READY_TIMEOUT, subscribed=False)
+    ingest_broker.publish(topic, make_payload("after", 1))
+    watcher.wait_for_keys({("after", 1)}, timeout=30, alive=lambda: daemon.running,
+                          what="after the crash")
+    time.sleep(0.5)
+    watcher.poll()
+    records = ctl.dump()
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    dup = {k: n for k, n in watcher.counts.items() if n != 1}
+    assert not dup, f"journaled more than once: {dup}"
+    assert sum(1 for r in records if r["topic"] == big_topic) == (last == "oversize")
+    assert all(r["mid"] > 0 for r in records), records    # QoS 1: the broker's packet ids
+    assert len(records) == N + 1, [(r["seq"], r["topic"]) for r in records]
+    assert daemon.stop(timeout=30) == 0
+
+
 # --------------------------------------------------------------------------
 # 8. oversize messages
 

@@ -133,7 +133,7 @@ def test_mqtt5_client(broker_factory):
 def test_journal_format_helpers():
     assert ingest.crc32c(b"123456789") == 0xE3069283
     rec = ingest.encode_record(7, "a/b", b"hello", received_time_us=1)
-    assert rec[:4] == b"GBRJ" and len(rec) == 12 + 24 + 3 + 5
+    assert rec[:4] == b"GBRJ" and len(rec) == 12 + 26 + 3 + 5
 
 
 def test_publisher_group_counts_acknowledged_messages(broker_factory):

@@ -141,6 +141,7 @@ forge_frame(unsigned char *out, uint64_t seq, const char *topic, const char *pay
 	body[18] = (unsigned char)tl;
 	body[19] = 0;
 	put_le32(body + 20, (uint32_t)pl);
+	body[24] = body[25] = 0;	/* mid */
 	memcpy(body + JOURNAL_RECORD_FIXED, topic, tl);
 	memcpy(body + JOURNAL_RECORD_FIXED + tl, payload, pl);
 	put_le32(out + 8, journal_crc32c(0, body, len));
@@ -593,6 +594,97 @@ read_ahead_tests(void)
 	journal_free(j);
 }
 
+/* A version 2 record (no mid), its CRC from `seed`. */
+static size_t
+v2_frame(unsigned char *out, uint64_t seq, uint32_t seed, const char *topic, const char *payload)
+{
+	size_t tl = strlen(topic), pl = strlen(payload);
+	uint32_t len = (uint32_t)(JOURNAL_RECORD_FIXED_V2 + tl + pl);
+	unsigned char *body = out + JOURNAL_RECORD_HEAD;
+
+	put_le32(out, JOURNAL_MAGIC_RECORD);
+	put_le32(out + 4, len);
+	put_le64(body, seq);
+	put_le64(body + 8, 1700000000000000ull);
+	body[16] = 1;
+	body[17] = 0;
+	body[18] = (unsigned char)tl;
+	body[19] = 0;
+	put_le32(body + 20, (uint32_t)pl);
+	memcpy(body + JOURNAL_RECORD_FIXED_V2, topic, tl);
+	memcpy(body + JOURNAL_RECORD_FIXED_V2 + tl, payload, pl);
+	put_le32(out + 8, journal_crc32c(seed, body, len));
+	return JOURNAL_RECORD_HEAD + len;
+}
+
+/* Records keep the MQTT packet id (version 3); a version 2 segment left by
+ * an earlier release is still read (mid 0), and appends go to a new
+ * version 3 segment after it. */
+static void
+test_mid_and_version2(void)
+{
+	unsigned char seg[4096];
+	uint32_t seed = 0x5eed1234u;
+	size_t n = 0;
+
+	fresh_dir();
+	memcpy(seg, JOURNAL_MAGIC_SEGMENT, 4);
+	put_le32(seg + 4, 2);
+	put_le64(seg + 8, 1);
+	for (int i = 0; i < 16; i++)
+		seg[16 + i] = (unsigned char)(0xa0 + i);
+	seg[22] = (unsigned char)((seg[22] & 0x0f) | 0x40);
+	seg[24] = (unsigned char)((seg[24] & 0x3f) | 0x80);
+	put_le32(seg + 32, seed);
+	put_le32(seg + 36, journal_crc32c(0, seg, JOURNAL_HEADER_SIZE - 4));
+	n = JOURNAL_HEADER_SIZE;
+	n += v2_frame(seg + n, 1, seed, "sac/c1/door/d1/state", "{\"seq\":1}");
+	n += v2_frame(seg + n, 2, seed, "sac/c1/door/d1/state", "{\"seq\":2}");
+	char path[128];
+	snprintf(path, sizeof(path), "%s/%020d.seg", dir, 1);
+	FILE *f = fopen(path, "wb");
+	T_CHECK(f != NULL && fwrite(seg, 1, n, f) == n);
+	fclose(f);
+
+	struct journal *j = open_j(1 << 20, 1 << 30);
+	T_CHECK(j != NULL);
+	struct journal_record add = { .qos = 1, .mid = 4242, .topic = "sac/c1/door/d1/state",
+		.topic_len = 20, .payload = "{\"seq\":3}", .payload_len = 9 };
+	T_INTEQ(journal_append(j, &add), 0);
+	T_INTEQ(add.seq, 3);
+	struct journal_record q0 = { .qos = 0, .topic = "t", .topic_len = 1, .payload = "x",
+		.payload_len = 1 };
+	T_INTEQ(journal_append(j, &q0), 0);
+	journal_free(j);
+	T_INTEQ(count_files("", ".seg"), 2);
+
+	struct journal_reader *r = journal_reader_open(dir, 0);
+	struct journal_record rec;
+	uint16_t mids[4] = { 9, 9, 9, 9 };
+	int k = 0;
+	while (journal_reader_next(r, &rec) == 1 && k < 4) {
+		T_INTEQ(rec.seq, (uint64_t)k + 1);
+		mids[k++] = rec.mid;
+	}
+	journal_reader_free(r);
+	T_INTEQ(k, 4);
+	T_INTEQ(mids[0], 0);
+	T_INTEQ(mids[1], 0);
+	T_INTEQ(mids[2], 4242);
+	T_INTEQ(mids[3], 0);
+	int a, b;
+	T_INTEQ(read_all(0, &a, &b), 4);
+	T_INTEQ(a, 1);
+
+	/* The new segment is version 3. */
+	snprintf(path, sizeof(path), "%s/%020d.seg", dir, 3);
+	f = fopen(path, "rb");
+	T_CHECK(f != NULL && fread(seg, 1, 8, f) == 8);
+	fclose(f);
+	T_INTEQ(seg[4], JOURNAL_VERSION);
+	T_INTEQ(JOURNAL_VERSION, 3);
+}
+
 int
 main(void)
 {
@@ -746,6 +838,7 @@ main(void)
 	live_end_tests();
 	read_ahead_tests();
 	renumber_tests();
+	test_mid_and_version2();
 
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
