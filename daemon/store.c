@@ -17,8 +17,11 @@
 #include "store_int.h"
 #include "util.h"
 
-#define STORE_RETRY_BASE_MS 500
-#define STORE_RETRY_CAP_MS 5000	/* a database back up is found within 5 s */
+/* Reconnects wait up to a second (full jitter): a database back up is found
+ * within a second, so a backlog starts draining at once. An attempt costs
+ * a refused or timed-out connection; they are not made faster than that. */
+#define STORE_RETRY_BASE_MS 250
+#define STORE_RETRY_CAP_MS 1000
 
 /* A batch that fails for a reason neither about its data nor about the
  * connection is tried this often, then split like a refused one. */

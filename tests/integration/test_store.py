@@ -1141,6 +1141,8 @@ def test_database_down_during_stream(daemon, ingest_broker, private_postgres, bu
         (back_at - stopped_at) * 1000 + 500, (outage_ms, warn, back)
     # then the backlog of the outage was stored: "caught up" after "available again"
     assert_caught_up_since(daemon, back_index, "after the outage")
+    # found again within its retry cap (a second) plus the setup queries
+    assert back_at - started_at <= 3.0, f"back {back_at - started_at:.2f}s after the start"
     assert daemon.stop(timeout=30) == 0
 
 
