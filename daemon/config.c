@@ -688,7 +688,7 @@ const struct config_key config_keys[] = {
 	  .offset = CONFIG_FIELD(store_batch_ms),
 	  .help = "milliseconds a partial batch waits for more rows while others are in flight" },
 	{ .section = "store", .name = "linger_ms", .type = CFG_INT,
-	  .min = 0, .max = 60000, .def = "0",
+	  .min = 0, .max = 60000, .def = "50",
 	  .offset = CONFIG_FIELD(store_linger_ms),
 	  .help = "milliseconds a batch waits for more rows when nothing is in flight (0: sent at once; "
 	      "at most batch_ms)" },
