@@ -323,6 +323,11 @@ const struct config_key config_keys[] = {
 	  .min = 1, .max = 86400, .def = "300",
 	  .offset = TARGET_FIELD(retry_after_max), .instanced = true,
 	  .help = "longest Retry-After honoured, in seconds (a longer one is cut to this, logged)" },
+	{ .section = "forward.target", .name = "lease_margin", .type = CFG_INT,
+	  .min = 1, .max = 3600, .def = "30",
+	  .offset = TARGET_FIELD(lease_margin), .instanced = true,
+	  .help = "seconds added to connect_timeout + timeout for the lease on the rows a request "
+	      "sends: another daemon takes over a dead one's rows when it runs out" },
 	{ .section = "forward.target", .name = "alarm_priority", .type = CFG_INT,
 	  .min = 1, .max = 10, .def = "7",
 	  .offset = TARGET_FIELD(alarm_priority), .instanced = true,

@@ -631,6 +631,7 @@ new_forward(struct daemon *d)
 			.max_attempts = t->max_attempts,
 			.max_age = t->max_age,
 			.retry_after_max = t->retry_after_max,
+			.lease_margin = t->lease_margin,
 			.alarm_priority = (int)t->alarm_priority,
 			.allow_http = t->allow_http,
 			.viid = t->profile == FORWARD_PROFILE_VIID,

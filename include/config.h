@@ -141,6 +141,7 @@ struct config_target {
 	long long max_attempts;		/* 0: no limit */
 	long long max_age;		/* seconds; 0: no limit */
 	long long retry_after_max;	/* seconds */
+	long long lease_margin;		/* seconds */
 	long long alarm_priority;	/* this and above: the alarm lane; 10: none */
 	bool allow_http;
 	int profile;			/* enum forward_profile_kind */
