@@ -1023,6 +1023,9 @@ main(int argc, char **argv)
 	metrics_init();
 	log_info("main", "started", "version=%s config=%s pid=%ld node=%s", GRIDBRIDGE_VERSION,
 	    path, (long)getpid(), d.node);
+	if (d.cfg->mqtt_shared_group[0] != '\0')
+		log_notice("config", "key renamed, the former name still accepted",
+		    "section=mqtt key=shared_group new_key=share_group");
 
 	int rc = 0;
 	if (prepare_state_dir(d.cfg->state_dir) != 0)
