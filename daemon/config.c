@@ -1932,7 +1932,7 @@ client_id_walk(const char *tmpl, const char *host, const char *instance, bool ne
 				if (v == NULL && need_names) {
 					snprintf(why, whylen, *p == 'h' ? "%%h: the host name is not "
 					    "known" : "%%i needs an instance name: start gridbridged "
-					    "with -i NAME (gridbridged@NAME.service does)");
+					    "with -i NAME");
 					return -1;
 				}
 				add = v != NULL ? v : "x";	/* at least one byte */
