@@ -15,7 +15,8 @@ own state directory and admin listener.
      broker keeps for it (mosquitto 2.0 goes on queueing the dead member's
      share in its persistent session) comes when it returns, and its
      journal is replayed: nothing lost, nothing stored twice; only rows it
-     had leased when it died may have reached the platform twice.
+     had leased when it died may have reached the platform twice;
+  4. -i and client_id's %h/%i, checked before anything starts.
 
 GRIDBRIDGE_SCALE_MESSAGES sets the stream's size (default 6,000; the issue's
 60,000 takes a few minutes); GRIDBRIDGE_TEST_SEED fixes its random choices.
@@ -23,9 +24,9 @@ GRIDBRIDGE_SCALE_MESSAGES sets the stream's size (default 6,000; the issue's
 
 from __future__ import annotations
 
-import collections
 import os
 import re
+import subprocess
 import sys
 import time
 import urllib.request
@@ -286,3 +287,42 @@ def test_three_members_share_the_stream_and_take_over_a_dead_one(
     for m in members:
         assert not errors_of(m), f"{m.name} logged errors:\n" + "\n".join(errors_of(m)[:10])
         assert m.daemon.stop(timeout=30) == 0
+
+
+# --------------------------------------------------------------------------
+# 4. the instance name and the client id, as the operator meets them
+
+
+def test_instance_name_and_client_id_checked_at_start(build_dir, tmp_path):
+    binary = str(Path(build_dir) / "gridbridged")
+    conf = tmp_path / "gridbridge.conf"
+    conf.write_text(f"[daemon]\nstate_dir = {tmp_path / 'state'}\n\n[mqtt]\n"
+                    "client_id = gb-%h-%i\nshare_group = city\n")
+
+    def run(*args):
+        r = subprocess.run([binary, *args], capture_output=True, text=True, timeout=30)
+        return r.returncode, r.stdout + r.stderr
+
+    # %i without -i: the check and the start refuse, saying what to give
+    rc, out = run("-n", "-c", str(conf))
+    assert rc == 1 and "client_id: %i needs an instance name" in out and "-i NAME" in out, out
+    rc, out = run("-c", str(conf))
+    assert rc == 1 and 'msg="cannot start" stage=config' in out, out
+    assert not (tmp_path / "state").exists()
+    # a valid name passes; one with a character outside [A-Za-z0-9._-] is a usage error
+    rc, out = run("-n", "-i", "north-1", "-c", str(conf))
+    assert rc == 0, out
+    rc, out = run("-n", "-i", "a/b", "-c", str(conf))
+    assert rc == 2 and "-i: an instance name has only letters" in out, out
+    # longer than 64 bytes once expanded
+    rc, out = run("-n", "-i", "x" * 32, "-c", str(conf))
+    host = os.uname().nodename
+    if len(f"gb-{host}-{'x' * 32}") > 64:
+        assert rc == 1 and "more than the 64 a client id may have" in out, out
+    conf.write_text("[mqtt]\nclient_id = gb-" + "x" * 50 + "-%i\n")
+    rc, out = run("-n", "-i", "y" * 20, "-c", str(conf))
+    assert rc == 1 and "74 bytes once expanded, more than the 64" in out, out
+    # the former key name: still accepted, not with the new one
+    conf.write_text("[mqtt]\nshared_group = old\nshare_group = new\n")
+    rc, out = run("-n", "-c", str(conf))
+    assert rc == 1 and "share_group and shared_group are mutually exclusive" in out, out
