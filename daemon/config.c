@@ -95,9 +95,11 @@ const struct config_key config_keys[] = {
 	  .offset = CONFIG_FIELD(mqtt_port),
 	  .help = "broker TCP port" },
 	{ .section = "mqtt", .name = "client_id", .type = CFG_STRING,
-	  .min = 1, .max = 65535, .def = "gridbridge",
+	  .min = 1, .max = 255, .def = "gridbridge",
 	  .offset = CONFIG_FIELD(mqtt_client_id),
-	  .help = "MQTT client id; fixed, so the broker keeps our persistent session" },
+	  .help = "MQTT client id and node name, one per daemon and fixed, so the broker keeps our "
+	      "persistent session; %h: the host name, %i: the instance name (-i), %%: a %; at most "
+	      "64 bytes once expanded" },
 	{ .section = "mqtt", .name = "keepalive", .type = CFG_INT,
 	  .min = 5, .max = 3600, .def = "60",
 	  .offset = CONFIG_FIELD(mqtt_keepalive),
@@ -131,10 +133,15 @@ const struct config_key config_keys[] = {
 	  .min = 1, .max = 65535, .def = "#",
 	  .offset = CONFIG_FIELD(mqtt_subscribe),
 	  .help = "topic filter subscribed with QoS 1; repeat the key for more filters" },
+	{ .section = "mqtt", .name = "share_group", .type = CFG_STRING,
+	  .min = 0, .max = CONFIG_SHARE_GROUP_MAX, .def = "",
+	  .offset = CONFIG_FIELD(mqtt_share_group),
+	  .help = "when set, every filter is subscribed as $share/<group>/<filter>: the daemons of "
+	      "one group share the messages (no /, + or #); empty: off" },
 	{ .section = "mqtt", .name = "shared_group", .type = CFG_STRING,
-	  .min = 0, .max = 255, .def = "",
+	  .min = 0, .max = CONFIG_SHARE_GROUP_MAX, .def = "",
 	  .offset = CONFIG_FIELD(mqtt_shared_group),
-	  .help = "when set, subscribe as $share/<group>/<filter> so several daemons share the load" },
+	  .help = "the former name of share_group, still accepted; set one of them" },
 	{ .section = "mqtt", .name = "max_message_size", .type = CFG_SIZE,
 	  .min = 1024, .max = 256LL << 20, .def = "1M",
 	  .offset = CONFIG_FIELD(mqtt_max_message_size),
@@ -316,6 +323,11 @@ const struct config_key config_keys[] = {
 	  .min = 1, .max = 86400, .def = "300",
 	  .offset = TARGET_FIELD(retry_after_max), .instanced = true,
 	  .help = "longest Retry-After honoured, in seconds (a longer one is cut to this, logged)" },
+	{ .section = "forward.target", .name = "lease_margin", .type = CFG_INT,
+	  .min = 1, .max = 3600, .def = "30",
+	  .offset = TARGET_FIELD(lease_margin), .instanced = true,
+	  .help = "seconds added to connect_timeout + timeout for the lease on the rows a request "
+	      "sends: another daemon takes over a dead one's rows when it runs out" },
 	{ .section = "forward.target", .name = "alarm_priority", .type = CFG_INT,
 	  .min = 1, .max = 10, .def = "7",
 	  .offset = TARGET_FIELD(alarm_priority), .instanced = true,
@@ -1760,6 +1772,23 @@ validate(struct parse *p)
 		find_key("mqtt", "cert_file", &i);
 		add_error(p->errs, p->name, p->seen[i], "[mqtt] cert_file needs tls = true");
 	}
+	exclusive(p, "mqtt", "share_group", "shared_group");
+	for (int g = 0; g < 2; g++) {
+		const char *name = g == 0 ? "share_group" : "shared_group";
+		const char *v = g == 0 ? p->cfg->mqtt_share_group : p->cfg->mqtt_shared_group;
+		size_t i;
+		find_key("mqtt", name, &i);
+		if (v[0] != '\0' && strpbrk(v, "/+#") != NULL)
+			add_error(p->errs, p->name, p->seen[i],
+			    "[mqtt] %s: a group name has no '/', '+' or '#'", name);
+	}
+	{
+		char why[160];
+		size_t i;
+		find_key("mqtt", "client_id", &i);
+		if (config_client_id_check(p->cfg->mqtt_client_id, why, sizeof(why)) != 0)
+			add_error(p->errs, p->name, p->seen[i], "[mqtt] client_id: %s", why);
+	}
 	exclusive(p, "store", "password", "password_file");
 	if (p->cfg->store_sslmode >= SSLMODE_VERIFY_CA && p->cfg->store_sslrootcert[0] == '\0') {
 		size_t i;
@@ -1845,6 +1874,142 @@ config_load(const char *path, struct config_errors *errs)
 	struct config *cfg = config_load_stream(f, path, errs);
 	fclose(f);
 	return cfg;
+}
+
+const char *
+config_share_group(const struct config *cfg)
+{
+	return cfg->mqtt_share_group[0] != '\0' ? cfg->mqtt_share_group :
+	    cfg->mqtt_shared_group;
+}
+
+char **
+config_subscriptions(const struct config *cfg)
+{
+	const char *group = config_share_group(cfg);
+	size_t n = 0;
+
+	while (cfg->mqtt_subscribe != NULL && cfg->mqtt_subscribe[n] != NULL)
+		n++;
+	char **out = util_calloc(n + 1, sizeof(*out));
+	for (size_t i = 0; i < n; i++) {
+		const char *f = cfg->mqtt_subscribe[i];
+		if (group[0] == '\0') {
+			out[i] = util_strdup(f);
+			continue;
+		}
+		size_t len = strlen("$share/") + strlen(group) + 1 + strlen(f) + 1;
+		out[i] = util_malloc(len);
+		snprintf(out[i], len, "$share/%s/%s", group, f);
+	}
+	return out;
+}
+
+void
+config_subscriptions_free(char **list)
+{
+	list_free(list);
+}
+
+/* Walks a client_id template: the bytes it stands for once expanded,
+ * written to out when it is not NULL. -1 with why on a bad escape or a
+ * name that is needed but not known (NULL). */
+static int
+client_id_walk(const char *tmpl, const char *host, const char *instance, bool need_names,
+    char *out, size_t outlen, size_t *len, char *why, size_t whylen)
+{
+	size_t n = 0;
+
+	for (const char *p = tmpl; *p != '\0'; p++) {
+		const char *add = p;
+		size_t addlen = 1;
+		if (*p == '%') {
+			p++;
+			if (*p == '%') {
+				add = "%";
+			} else if (*p == 'h' || *p == 'i') {
+				const char *v = *p == 'h' ? host : instance;
+				if (v == NULL && need_names) {
+					snprintf(why, whylen, *p == 'h' ? "%%h: the host name is not "
+					    "known" : "%%i needs an instance name: start gridbridged "
+					    "with -i NAME");
+					return -1;
+				}
+				add = v != NULL ? v : "x";	/* at least one byte */
+				addlen = strlen(add);
+			} else {
+				snprintf(why, whylen, *p == '\0' ? "ends with a lone '%%' (%%%% "
+				    "for a %%)" : "unknown '%%%c': only %%h, %%i and %%%% are expanded",
+				    *p);
+				return -1;
+			}
+		}
+		if (out != NULL && n + addlen < outlen)
+			memcpy(out + n, add, addlen);
+		n += addlen;
+	}
+	if (out != NULL && outlen > 0)
+		out[n < outlen ? n : outlen - 1] = '\0';
+	*len = n;
+	return 0;
+}
+
+int
+config_client_id_check(const char *tmpl, char *why, size_t whylen)
+{
+	size_t len;
+
+	if (client_id_walk(tmpl, NULL, NULL, false, NULL, 0, &len, why, whylen) != 0)
+		return -1;
+	if (len > CONFIG_CLIENT_ID_MAX) {
+		snprintf(why, whylen, "longer than %d bytes even with one-character names",
+		    CONFIG_CLIENT_ID_MAX);
+		return -1;
+	}
+	return 0;
+}
+
+int
+config_client_id_expand(const char *tmpl, const char *host, const char *instance,
+    char *out, size_t outlen, char *why, size_t whylen)
+{
+	size_t len;
+
+	if (outlen > 0)
+		out[0] = '\0';
+	if (client_id_walk(tmpl, host, instance, true, out, outlen, &len, why, whylen) != 0)
+		return -1;
+	if (len == 0) {
+		snprintf(why, whylen, "empty once expanded");
+		return -1;
+	}
+	if (len > CONFIG_CLIENT_ID_MAX || len >= outlen) {
+		snprintf(why, whylen, "%zu bytes once expanded, more than the %d a client id may "
+		    "have", len, CONFIG_CLIENT_ID_MAX);
+		out[0] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
+int
+config_instance_check(const char *name, char *why, size_t whylen)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > CONFIG_INSTANCE_MAX) {
+		snprintf(why, whylen, "an instance name has 1 to %d characters", CONFIG_INSTANCE_MAX);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (!isalnum(c) && c != '.' && c != '_' && c != '-') {
+			snprintf(why, whylen, "an instance name has only letters, digits, '.', '_' "
+			    "and '-'");
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* `v` with the password of its user info replaced: the part between the

@@ -1909,7 +1909,8 @@ target_init(struct forward *f, struct target *t, const struct forward_target *c)
 	t->timeout = c->timeout;
 	t->batch_rows = c->batch_rows > 0 ? c->batch_rows : 1;
 	t->batch_bytes = c->batch_bytes;
-	t->lease_s = (int)(c->connect_timeout + c->timeout + LEASE_MARGIN_S);
+	t->lease_s = (int)(c->connect_timeout + c->timeout +
+	    (c->lease_margin > 0 ? c->lease_margin : LEASE_MARGIN_S));
 	t->max_attempts = c->max_attempts;
 	t->max_age_ms = c->max_age * 1000;
 	t->retry_after_max_s = c->retry_after_max > 0 ? c->retry_after_max : 1;

@@ -44,6 +44,7 @@ struct crash_hook {
 
 struct daemon {
 	char status[160];	/* last STATUS= sent to systemd */
+	char node[CONFIG_CLIENT_ID_MAX + 1];	/* [mqtt] client_id, expanded */
 	struct event_base *base;
 	struct config *cfg;
 	struct notify *notify;
@@ -75,15 +76,29 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: gridbridged [-c FILE] [-n [-v]]\n"
+	    "usage: gridbridged [-c FILE] [-i NAME] [-n [-v]]\n"
 	    "       gridbridged --version | -h\n"
 	    "\n"
 	    "  -c, --config FILE  configuration file (default %s)\n"
+	    "  -i, --instance NAME  this daemon's instance name, %%i in [mqtt] client_id\n"
 	    "  -n, --check        check the configuration and exit: 0 valid, 1 invalid\n"
 	    "  -v, --verbose      with -n: print the effective configuration\n"
 	    "      --version      print the version and exit\n"
 	    "  -h, --help         print this help and exit\n",
 	    GRIDBRIDGE_DEFAULT_CONFIG);
+}
+
+/* The node name: [mqtt] client_id with %h (this host's name) and %i (the
+ * instance name, -i) expanded. */
+static int
+node_name(struct daemon *d, const char *instance, char *why, size_t whylen)
+{
+	char host[256];
+	bool known = gethostname(host, sizeof(host)) == 0 && host[0] != '\0';
+
+	host[sizeof(host) - 1] = '\0';
+	return config_client_id_expand(d->cfg->mqtt_client_id, known ? host : NULL, instance,
+	    d->node, sizeof(d->node), why, whylen);
 }
 
 static void
@@ -654,6 +669,7 @@ new_forward(struct daemon *d)
 			.max_attempts = t->max_attempts,
 			.max_age = t->max_age,
 			.retry_after_max = t->retry_after_max,
+			.lease_margin = t->lease_margin,
 			.alarm_priority = (int)t->alarm_priority,
 			.allow_http = t->allow_http,
 			.viid = t->profile == FORWARD_PROFILE_VIID,
@@ -720,6 +736,7 @@ start_stages(struct daemon *d)
 {
 	const struct config *c = d->cfg;
 	char *mqtt_pw = NULL, *store_pw = NULL;
+	char **subscriptions = config_subscriptions(c);
 	int rc = -1;
 
 	mqtt_pw = secret_load(c->mqtt_password, c->mqtt_password_file, "mqtt");
@@ -740,15 +757,14 @@ start_stages(struct daemon *d)
 	struct mqtt_options mo = {
 		.host = c->mqtt_host,
 		.port = (int)c->mqtt_port,
-		.client_id = c->mqtt_client_id,
+		.client_id = d->node,
 		.keepalive = (int)c->mqtt_keepalive,
 		.username = c->mqtt_username,
 		.password = mqtt_pw,
 		.protocol = c->mqtt_protocol,
 		.session_expiry = (unsigned)c->mqtt_session_expiry,
 		.receive_maximum = (int)c->mqtt_receive_maximum,
-		.filters = c->mqtt_subscribe,
-		.shared_group = c->mqtt_shared_group,
+		.filters = subscriptions,
 		.max_message_size = (size_t)c->mqtt_max_message_size,
 		.sync_batch = (size_t)c->journal_sync_batch,
 		.tls = c->mqtt_tls,
@@ -774,7 +790,7 @@ start_stages(struct daemon *d)
 		.answer_timeout = (int)c->store_answer_timeout,
 		.partitions_ahead = (int)c->store_partitions_ahead,
 		.retention_days = (int)c->store_retention_days,
-		.node = c->mqtt_client_id,
+		.node = d->node,
 		.journal_id = journal_id(d->journal),
 		.max_reports = (size_t)c->decode_repeat_topics,
 		.max_inflight = (int)c->store_max_inflight,
@@ -838,7 +854,7 @@ start_stages(struct daemon *d)
 	}
 	struct pipeline_options po = {
 		.journal_dir = jdir,
-		.node = c->mqtt_client_id,
+		.node = d->node,
 		.routes = d->routes,
 		.nroutes = d->nroutes,
 		.batch_rows = (size_t)c->store_batch_rows,
@@ -871,6 +887,7 @@ start_stages(struct daemon *d)
 		forward_start(d->forward);
 	rc = 0;
 out:
+	config_subscriptions_free(subscriptions);
 	secret_free(mqtt_pw);
 	secret_free(store_pw);
 	return rc;
@@ -974,6 +991,7 @@ main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
+		{ "instance", required_argument, NULL, 'i' },
 		{ "check", no_argument, NULL, 'n' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -981,14 +999,16 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = GRIDBRIDGE_DEFAULT_CONFIG;
+	const char *instance = NULL;
 	bool check = false, verbose = false;
 	struct config_errors errs = { 0 };
 	struct daemon d = { 0 };
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "c:nvh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:i:nvh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': path = optarg; break;
+		case 'i': instance = optarg; break;
 		case 'n': check = true; break;
 		case 'v': verbose = true; break;
 		case 'h': usage(stdout); return 0;
@@ -997,6 +1017,12 @@ main(int argc, char **argv)
 		}
 	}
 	if (optind < argc || (verbose && !check)) {
+		usage(stderr);
+		return 2;
+	}
+	char why[256];
+	if (instance != NULL && config_instance_check(instance, why, sizeof(why)) != 0) {
+		fprintf(stderr, "gridbridged: -i: %s\n", why);
 		usage(stderr);
 		return 2;
 	}
@@ -1014,6 +1040,14 @@ main(int argc, char **argv)
 		config_errors_clear(&errs);
 		return 1;
 	}
+	if (node_name(&d, instance, why, sizeof(why)) != 0) {
+		fprintf(stderr, "%s: [mqtt] client_id: %s\n", path, why);
+		if (!check)
+			log_error("main", "cannot start", "stage=config file=%s key=\"[mqtt] client_id\" "
+			    "error=%s", path, why);
+		config_free(d.cfg);
+		return 1;
+	}
 	if (check) {
 		if (verbose)
 			config_print(d.cfg, stdout);
@@ -1024,8 +1058,11 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	log_apply(d.cfg);
 	metrics_init();
-	log_info("main", "started", "version=%s config=%s pid=%ld", GRIDBRIDGE_VERSION,
-	    path, (long)getpid());
+	log_info("main", "started", "version=%s config=%s pid=%ld node=%s", GRIDBRIDGE_VERSION,
+	    path, (long)getpid(), d.node);
+	if (d.cfg->mqtt_shared_group[0] != '\0')
+		log_notice("config", "key renamed, the former name still accepted",
+		    "section=mqtt key=shared_group new_key=share_group");
 
 	int rc = 0;
 	if (prepare_state_dir(d.cfg->state_dir) != 0)

@@ -36,7 +36,7 @@ struct mqtt {
 	int keepalive;
 	int protocol;
 	unsigned session_expiry;
-	char **filters;		/* as subscribed, with $share/ prefix */
+	char **filters;		/* as subscribed ($share/<group>/ included) */
 	int nfilters;
 	size_t max_message_size;
 	size_t sync_batch;
@@ -642,7 +642,7 @@ on_log(struct mosquitto *mosq, void *arg, int level, const char *text)
 }
 
 static int
-set_filters(struct mqtt *m, char *const *filters, const char *group)
+set_filters(struct mqtt *m, char *const *filters)
 {
 	int n = 0;
 
@@ -652,14 +652,7 @@ set_filters(struct mqtt *m, char *const *filters, const char *group)
 	if (m->filters == NULL)
 		return -1;
 	for (int i = 0; i < n; i++) {
-		if (group != NULL && group[0] != '\0') {
-			size_t len = strlen(group) + strlen(filters[i]) + 9;
-			m->filters[i] = malloc(len);
-			if (m->filters[i] != NULL)
-				snprintf(m->filters[i], len, "$share/%s/%s", group, filters[i]);
-		} else {
-			m->filters[i] = strdup(filters[i]);
-		}
+		m->filters[i] = strdup(filters[i]);
 		if (m->filters[i] == NULL)
 			return -1;
 		m->nfilters++;
@@ -715,7 +708,7 @@ mqtt_new(struct event_base *base, const struct mqtt_options *o,
 		goto fail;
 	backoff_init(&m->backoff, MQTT_RETRY_BASE_MS, MQTT_RETRY_CAP_MS);
 	m->host = strdup(o->host);
-	if (m->host == NULL || set_filters(m, o->filters, o->shared_group) != 0)
+	if (m->host == NULL || set_filters(m, o->filters) != 0)
 		goto fail;
 
 	/* clean_session=false: the broker keeps our subscriptions and queues

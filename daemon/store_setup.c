@@ -32,14 +32,23 @@ send_query(struct store *s, enum setup_step step, const char *sql)
 	store_flush(s);
 }
 
+/* Partitions and retention, by one daemon at a time: two creating the
+ * same partition at once would have one fail, and each moves rows out of
+ * the DEFAULT partition. A daemon that finds another at it skips this
+ * round (the other does the work; its own next round is an hour later).
+ * Both statements run in one implicit transaction, which holds the lock. */
 void
 store_maintain(struct store *s)
 {
-	char sql[256];
+	char sql[512];
 
-	snprintf(sql, sizeof(sql), "SELECT gridbridge_maintain_partitions(%d, %d);"
-	    "SELECT gridbridge_maintain_outbox(%d)",
-	    s->partitions_ahead, s->retention_days, s->retention_days);
+	snprintf(sql, sizeof(sql),
+	    "WITH l AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(%lld) AS ok)"
+	    " SELECT gridbridge_maintain_partitions(%d, %d) FROM l WHERE l.ok;"
+	    "WITH l AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(%lld) AS ok)"
+	    " SELECT gridbridge_maintain_outbox(%d) FROM l WHERE l.ok",
+	    SCHEMA_MAINTAIN_LOCK_KEY, s->partitions_ahead, s->retention_days,
+	    SCHEMA_MAINTAIN_LOCK_KEY, s->retention_days);
 	send_query(s, STEP_MAINTAIN, sql);
 }
 
@@ -273,17 +282,19 @@ store_setup_next(struct store *s)
 
 	switch (s->step) {
 	case STEP_NONE:
-		send_query(s, STEP_MIGRATIONS_TABLE,
+		/* Under the lock already: two daemons creating the table at
+		 * once on an empty database would have one of them fail
+		 * (IF NOT EXISTS does not stop a concurrent CREATE). */
+		snprintf(sql, sizeof(sql), "BEGIN;SELECT pg_advisory_xact_lock(%lld);"
 		    "CREATE TABLE IF NOT EXISTS schema_migrations ("
 		    " version integer PRIMARY KEY,"
 		    " applied_at timestamptz NOT NULL DEFAULT now(),"
-		    " description text NOT NULL)");
+		    " description text NOT NULL)", SCHEMA_LOCK_KEY);
+		send_query(s, STEP_MIGRATIONS_TABLE, sql);
 		break;
 	case STEP_MIGRATIONS_TABLE:
-		snprintf(sql, sizeof(sql), "BEGIN;SELECT pg_advisory_xact_lock(%lld);"
-		    "SELECT coalesce(max(version), 0) FROM schema_migrations",
-		    SCHEMA_LOCK_KEY);
-		send_query(s, STEP_READ_VERSION, sql);
+		send_query(s, STEP_READ_VERSION,
+		    "SELECT coalesce(max(version), 0) FROM schema_migrations");
 		break;
 	case STEP_READ_VERSION:
 		if (s->db_version > schema_version()) {

@@ -141,6 +141,7 @@ struct config_target {
 	long long max_attempts;		/* 0: no limit */
 	long long max_age;		/* seconds; 0: no limit */
 	long long retry_after_max;	/* seconds */
+	long long lease_margin;		/* seconds */
 	long long alarm_priority;	/* this and above: the alarm lane; 10: none */
 	bool allow_http;
 	int profile;			/* enum forward_profile_kind */
@@ -226,7 +227,8 @@ struct config {
 	long long mqtt_session_expiry;
 	long long mqtt_receive_maximum;
 	char **mqtt_subscribe;
-	char *mqtt_shared_group;
+	char *mqtt_share_group;		/* "": no shared subscription */
+	char *mqtt_shared_group;	/* its former name (config_share_group()) */
 	long long mqtt_max_message_size;
 	bool mqtt_tls;
 	char *mqtt_ca_file;
@@ -304,6 +306,15 @@ struct config {
 	char *path;
 };
 
+/* [mqtt] share_group: at most this many bytes. */
+#define CONFIG_SHARE_GROUP_MAX 64
+/* [mqtt] client_id once expanded (the node name): at most this many
+ * bytes, which every MQTT broker we know accepts. */
+#define CONFIG_CLIENT_ID_MAX 64
+/* An instance name (gridbridged -i NAME): at most this many bytes of
+ * letters, digits, '.', '_' and '-'. */
+#define CONFIG_INSTANCE_MAX 32
+
 extern const struct config_key config_keys[];
 extern const size_t config_nkeys;
 
@@ -344,6 +355,30 @@ void config_free(struct config *cfg);
 void config_errors_clear(struct config_errors *errs);
 /* Prints each error as `FILE:LINE: message` on `out`. */
 void config_errors_print(const struct config_errors *errs, FILE *out);
+
+/* The shared subscription group in effect: [mqtt] share_group, or its
+ * former name shared_group; "" for none. */
+const char *config_share_group(const struct config *cfg);
+
+/* The topic filters as they are subscribed: [mqtt] subscribe, each as
+ * $share/<group>/<filter> when a share group is set. A new
+ * NULL-terminated list; free with config_subscriptions_free(). */
+char **config_subscriptions(const struct config *cfg);
+void config_subscriptions_free(char **list);
+
+/* [mqtt] client_id: %h stands for the host name, %i for the instance name
+ * and %% for a %; nothing else may follow a %. config_client_id_check()
+ * checks a template (config_load() does): 0, or -1 with why. */
+int config_client_id_check(const char *tmpl, char *why, size_t whylen);
+/* Expands `tmpl` into `out` (at least CONFIG_CLIENT_ID_MAX + 1 bytes).
+ * `host` and `instance` may be NULL when not known; a template that needs
+ * one of them is refused then. Returns 0, or -1 with why (the result is
+ * empty or longer than CONFIG_CLIENT_ID_MAX bytes, a name is missing). */
+int config_client_id_expand(const char *tmpl, const char *host, const char *instance,
+    char *out, size_t outlen, char *why, size_t whylen);
+/* An instance name: 1 to CONFIG_INSTANCE_MAX letters, digits, '.', '_' or
+ * '-'. 0, or -1 with why. */
+int config_instance_check(const char *name, char *why, size_t whylen);
 
 /* Prints the effective configuration as INI, secrets redacted. */
 void config_print(const struct config *cfg, FILE *out);

@@ -101,6 +101,9 @@ struct forward_target {
 	long long max_attempts;		/* 0: no limit */
 	long long max_age;		/* seconds since the row was created; 0: no limit */
 	long long retry_after_max;	/* seconds: the longest Retry-After honoured */
+	long long lease_margin;		/* seconds: the lease on rows sent is
+					 * connect_timeout + timeout + this;
+					 * 0: 30 */
 	int alarm_priority;		/* this priority and above: the alarm lane */
 	bool allow_http;		/* http:// URLs (never with a token) */
 	/* profile = viid (else the gridbridge profile, `json` its format) */

@@ -83,8 +83,7 @@ struct mqtt_options {
 	int protocol;		/* 4 (3.1.1) or 5 */
 	unsigned session_expiry;	/* MQTT 5, seconds */
 	int receive_maximum;	/* MQTT 5 */
-	char *const *filters;	/* NULL-terminated */
-	const char *shared_group;	/* NULL or "" for none */
+	char *const *filters;	/* NULL-terminated, as subscribed (config_subscriptions) */
 	size_t max_message_size;
 	size_t sync_batch;
 	bool tls;

@@ -28,6 +28,9 @@
 /* Advisory lock key held while migrating (several daemons may start at
  * once). */
 #define SCHEMA_LOCK_KEY 7262000100LL
+/* Advisory lock key held (for one transaction) by the daemon that creates
+ * partitions and applies the retention: one at a time. */
+#define SCHEMA_MAINTAIN_LOCK_KEY 7262000101LL
 /* Session advisory locks of a running daemon: hashtextextended() of this
  * prefix and its node name, and of this prefix and its journal id. */
 #define SCHEMA_NODE_LOCK "gridbridge/node/"

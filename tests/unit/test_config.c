@@ -445,6 +445,114 @@ main(int argc, char **argv)
 	config_free(cfg);
 	config_errors_clear(&errs);
 
+	/* [mqtt] share_group: each filter subscribed as $share/<group>/<filter>;
+	 * its former name still works; a group with / + or # is refused. */
+	cfg = parse("[mqtt]\nsubscribe = sac/#\nsubscribe = zigbee2mqtt/+/x\n"
+	    "share_group = city\n", &errs);
+	T_CHECK(cfg != NULL);
+	if (cfg != NULL) {
+		char **subs = config_subscriptions(cfg);
+		T_STREQ(subs[0], "$share/city/sac/#");
+		T_STREQ(subs[1], "$share/city/zigbee2mqtt/+/x");
+		T_CHECK(subs[2] == NULL);
+		config_subscriptions_free(subs);
+	}
+	config_free(cfg);
+	config_errors_clear(&errs);
+	cfg = parse("[mqtt]\nshared_group = old\n", &errs);
+	T_CHECK(cfg != NULL);
+	if (cfg != NULL) {
+		T_STREQ(config_share_group(cfg), "old");
+		char **subs = config_subscriptions(cfg);
+		T_STREQ(subs[0], "$share/old/#");
+		config_subscriptions_free(subs);
+	}
+	config_free(cfg);
+	config_errors_clear(&errs);
+	cfg = config_defaults();
+	{
+		char **subs = config_subscriptions(cfg);
+		T_STREQ(subs[0], "#");
+		T_CHECK(subs[1] == NULL);
+		config_subscriptions_free(subs);
+	}
+	config_free(cfg);
+	cfg = parse("[mqtt]\nshare_group = a/b\n", &errs);
+	T_CHECK(cfg == NULL);
+	s = errors_text(&errs);
+	T_STREQ(s, "test.conf:2: [mqtt] share_group: a group name has no '/', '+' or '#'\n");
+	free(s);
+	config_errors_clear(&errs);
+	cfg = parse("[mqtt]\nshare_group = g+\nshared_group = g\n", &errs);
+	T_CHECK(cfg == NULL);
+	s = errors_text(&errs);
+	T_STREQ(s, "test.conf:3: [mqtt] share_group and shared_group are mutually exclusive\n"
+	    "test.conf:2: [mqtt] share_group: a group name has no '/', '+' or '#'\n");
+	free(s);
+	config_errors_clear(&errs);
+	cfg = parse("[mqtt]\nshare_group = 01234567890123456789012345678901234567890123456789"
+	    "01234567890123456789\n", &errs);
+	T_CHECK(cfg == NULL);
+	T_INTEQ(errs.n, 1);
+	config_errors_clear(&errs);
+
+	/* [mqtt] client_id: %h, %i and %% expanded, at most 64 bytes. */
+	{
+		char out[CONFIG_CLIENT_ID_MAX + 1], why[256];
+		T_INTEQ(config_client_id_expand("gb-%h-%i-100%%", "host1", "a", out, sizeof(out),
+		    why, sizeof(why)), 0);
+		T_STREQ(out, "gb-host1-a-100%");
+		T_INTEQ(config_client_id_expand("gridbridge", NULL, NULL, out, sizeof(out), why,
+		    sizeof(why)), 0);
+		T_STREQ(out, "gridbridge");
+		T_INTEQ(config_client_id_expand("gb-%i", "h", NULL, out, sizeof(out), why,
+		    sizeof(why)), -1);
+		T_CHECK(strstr(why, "-i NAME") != NULL);
+		T_INTEQ(config_client_id_expand("gb-%x", "h", "i", out, sizeof(out), why,
+		    sizeof(why)), -1);
+		T_STREQ(why, "unknown '%x': only %h, %i and %% are expanded");
+		T_INTEQ(config_client_id_expand("gb-%", "h", "i", out, sizeof(out), why,
+		    sizeof(why)), -1);
+		char host[80];
+		memset(host, 'h', sizeof(host) - 1);
+		host[sizeof(host) - 1] = '\0';
+		host[61] = '\0';	/* "gb-" + 61 = 64: the most */
+		T_INTEQ(config_client_id_expand("gb-%h", host, NULL, out, sizeof(out), why,
+		    sizeof(why)), 0);
+		T_INTEQ(strlen(out), 64);
+		host[61] = 'h';
+		host[62] = '\0';
+		T_INTEQ(config_client_id_expand("gb-%h", host, NULL, out, sizeof(out), why,
+		    sizeof(why)), -1);
+		T_STREQ(why, "65 bytes once expanded, more than the 64 a client id may have");
+		T_STREQ(out, "");
+		T_INTEQ(config_instance_check("north-1.a_b", why, sizeof(why)), 0);
+		T_INTEQ(config_instance_check("", why, sizeof(why)), -1);
+		T_INTEQ(config_instance_check("a/b", why, sizeof(why)), -1);
+		T_INTEQ(config_instance_check("a b", why, sizeof(why)), -1);
+		T_INTEQ(config_instance_check("0123456789012345678901234567890123", why,
+		    sizeof(why)), -1);
+	}
+	cfg = parse("[mqtt]\nclient_id = gb-%h-%i\n", &errs);
+	T_CHECK(cfg != NULL);
+	config_free(cfg);
+	config_errors_clear(&errs);
+	cfg = parse("[mqtt]\nclient_id = gb-%q\n", &errs);
+	T_CHECK(cfg == NULL);
+	s = errors_text(&errs);
+	T_STREQ(s, "test.conf:2: [mqtt] client_id: unknown '%q': only %h, %i and %% are "
+	    "expanded\n");
+	free(s);
+	config_errors_clear(&errs);
+	cfg = parse("[mqtt]\nclient_id = 0123456789012345678901234567890123456789"
+	    "012345678901234567890123456789\n", &errs);
+	T_CHECK(cfg == NULL);
+	s = errors_text(&errs);
+	T_STREQ(s, "test.conf:2: [mqtt] client_id: longer than 64 bytes even with "
+	    "one-character names\n");
+	free(s);
+	config_errors_clear(&errs);
+
 	/* The shipped example passes and documents every key with its default. */
 	cfg = config_load(argv[1], &errs);
 	T_CHECK(cfg != NULL);
