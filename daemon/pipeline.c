@@ -505,9 +505,10 @@ pump(struct pipeline *p)
 	if (!p->ready)
 		return;
 	/* A record observed while this instance does not know which shards
-	 * it evaluates would raise nothing, and its state move on: none read
-	 * until it knows. */
-	if (p->lease != NULL && !p->lease_known)
+	 * it evaluates, or while the rows of shards it took over are on their
+	 * way (they replace its state), would raise nothing and be lost: none
+	 * read until it knows and has them. */
+	if (p->lease != NULL && (!p->lease_known || p->reloading != 0))
 		return;
 	/* Only what an fdatasync covers: a record written but not synced could
 	 * vanish in a crash and its number be given to another message. */
@@ -1015,7 +1016,6 @@ void
 pipeline_lease_leases(void *ctx, bool known, uint64_t shards, uint64_t reload, int peers)
 {
 	struct pipeline *p = ctx;
-	bool was = p->lease_known;
 
 	p->lease_known = known;
 	p->lease_shards = known ? shards : 0;
@@ -1032,8 +1032,8 @@ pipeline_lease_leases(void *ctx, bool known, uint64_t shards, uint64_t reload, i
 		store_lease_reload(p->lease, reload);
 		p->followed_us = 0;
 	}
-	if (known && !was)
-		pipeline_kick(p);
+	if (known && p->reloading == 0)
+		pipeline_kick(p);	/* reading was held back until now, maybe */
 }
 
 void
@@ -1051,6 +1051,8 @@ pipeline_lease_rows(void *ctx, const char *devices, const char *welfare, const c
 	p->reloading &= ~shards;
 	derive_hold(d, p->lease_shards & ~p->reloading);
 	p->followed_us = 0;	/* what the last holder had not seen yet, at the next tick */
+	if (p->reloading == 0)
+		pipeline_kick(p);
 }
 
 void

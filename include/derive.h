@@ -99,7 +99,8 @@
  *   An instance renews its leases every third of that and takes the
  *   expired ones; it trusts them until its renewal's send time plus the
  *   lease less a fifth and a second (before the server's expiry), and
- *   reads no record while it does not know which shards it holds.
+ *   reads no record while it does not know which shards it holds or the
+ *   rows of shards it took over are on their way.
  * - An instance observes every event it stores, but raises and writes
  *   (events, devices / welfare_state / resident_reports rows) only for the
  *   shards it holds (derive_hold): the others' are another instance's.
@@ -107,7 +108,8 @@
  *   hold-down confirmed, an inactivity alert or its repeat, an overdue
  *   report), it observes the records the database has of the devices
  *   concerned since its last sighting (derive_wanted; newest 32 each,
- *   event time from the sighting less max_clock_skew and a minute); every
+ *   event time from the sighting less max_clock_skew and a minute, or
+ *   receive time for a device whose clock is off: clock_skewed); every
  *   5 s also those of offline devices and of households with an open
  *   alert, so that a message to another instance brings a device back
  *   or closes an alert. Observing is idempotent (a record seen twice is a

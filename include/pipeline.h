@@ -107,7 +107,7 @@ void pipeline_store_rejected(void *ctx, uint64_t first_seq, uint64_t last_seq,
 /* The derived events' leases (store_lease.h; main.c wires its callbacks
  * to these, with the pipeline as ctx). From this call on the pipeline
  * evaluates only the shards the lease holds, reads records only while it
- * knows which those are, and, with other instances alive, observes what
+ * knows which those are (and has the rows of those it took over), and, with other instances alive, observes what
  * they stored for a device before it raises a timer's event about it
  * (derive.h, "Several instances"). */
 struct store_lease;
