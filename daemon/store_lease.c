@@ -35,15 +35,24 @@ const char store_lease_renew_sql[] =
     "  WHERE holder <> $1 AND seen_at > now() - make_interval(secs => $2::int))"
     " SELECT took.shard, took.ours, peers.n FROM peers LEFT JOIN took ON true";
 
-/* The newest records of each device asked for (events_device_time), not
- * the derived ones (vendor gridbridge: ours, not the devices'). */
+/* The newest records of each device asked for, not the derived ones
+ * (vendor gridbridge: ours, not the devices'): by event time
+ * (events_device_time), and those of a device whose clock is off by
+ * receive time (events_skewed, schema version 9), in the order they came. */
 static const char fetch_sql[] =
     "SELECT e.record FROM unnest($1::text[], $2::text[], $3::int8[]) AS q(c, d, s)"
-    " CROSS JOIN LATERAL (SELECT record, event_time, id FROM events"
-    "  WHERE device_id = q.d AND community_id = q.c"
-    "   AND event_time > to_timestamp(q.s / 1000000.0::float8) AND vendor <> 'gridbridge'"
-    "  ORDER BY event_time DESC LIMIT $4::int) AS e"
-    " ORDER BY e.event_time, e.id";
+    " CROSS JOIN LATERAL ("
+    "  (SELECT record, received_at, id FROM events"
+    "   WHERE device_id = q.d AND community_id = q.c"
+    "    AND event_time > to_timestamp(q.s / 1000000.0::float8) AND vendor <> 'gridbridge'"
+    "   ORDER BY event_time DESC LIMIT $4::int)"
+    "  UNION ALL"
+    "  (SELECT record, received_at, id FROM events"
+    "   WHERE device_id = q.d AND community_id = q.c AND clock_skewed"
+    "    AND received_at > to_timestamp(q.s / 1000000.0::float8)"
+    "    AND event_time <= to_timestamp(q.s / 1000000.0::float8) AND vendor <> 'gridbridge'"
+    "   ORDER BY received_at DESC LIMIT $4::int)) AS e"
+    " ORDER BY e.received_at, e.id";
 
 enum query { Q_NONE, Q_RENEW, Q_RELOAD, Q_FETCH };
 
@@ -96,6 +105,16 @@ mono_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * US + (uint64_t)ts.tv_nsec / 1000;
+}
+
+uint64_t
+store_lease_trusted_until(uint64_t sent_us, int lease_s)
+{
+	if (lease_s < 3)
+		lease_s = 3;
+	/* A fifth of the lease for the clocks' rates, a second for our tick
+	 * to notice. */
+	return sent_us + (uint64_t)lease_s * US - (uint64_t)lease_s * US / 5 - US;
 }
 
 char *
@@ -266,10 +285,7 @@ renew_row(struct store_lease *l, PGresult *r)
 static void
 renew_done(struct store_lease *l)
 {
-	/* A fifth of the lease for the clocks' rates, a second for our tick
-	 * to notice. */
-	uint64_t until = l->renew_sent + (uint64_t)l->o.lease_s * US -
-	    (uint64_t)l->o.lease_s * US / 5 - US;
+	uint64_t until = store_lease_trusted_until(l->renew_sent, l->o.lease_s);
 
 	if (!l->r_ok || mono_us() >= until) {
 		lapse(l);

@@ -84,6 +84,11 @@ bool store_lease_fetch(struct store_lease *l, const char *const *communities,
 /* A fetch asked for and not answered yet. */
 bool store_lease_fetching(const struct store_lease *l);
 
+/* Until when (monotonic µs) shards a renewal sent at `sent_us` answered
+ * are trusted: before the server's expiry (sent + lease_s), by a fifth of
+ * the lease and the second the tick takes to notice; >= 3 s taken. */
+uint64_t store_lease_trusted_until(uint64_t sent_us, int lease_s);
+
 /* The text of a PostgreSQL array of `n` strings, {"a","b"} (quotes and
  * backslashes escaped): malloc'd. For the tests. */
 char *store_lease_text_array(const char *const *v, size_t n);

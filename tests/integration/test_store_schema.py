@@ -48,6 +48,7 @@ SCHEMA_VERSION = 9   # the last migration in daemon/schema.c
 
 # What migration 9 added, taken back: a database as version 8 left it.
 UNDO_9 = """
+    DROP INDEX events_skewed;
     DROP TABLE derive_leases;
     DROP TABLE derive_instances;
     DELETE FROM schema_migrations WHERE version > 8;
