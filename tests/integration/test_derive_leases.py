@@ -10,7 +10,11 @@ database, a real broker and PostgreSQL, the daemons' clock moved by
   2. the holder is killed (kill -9): another instance takes its shards
      over within a lease and a renewal, and raises the repeat once, at its
      time; the next opening closes the alert once, whichever instance
-     receives it.
+     receives it;
+  3. an access gate's heartbeats (its clock off: found by receive time)
+     spread over the three: the holder raises no timeout while another
+     instance got a heartbeat within it, and one device_offline, at its
+     time, once none came.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 
 import services
 from ingest import daemon_config, start_daemon
-from test_derived import HOUR, Clock, availability, door, publish, welfare
+from test_derived import GATE, HOUR, Clock, availability, derived, door, heartbeat, publish, welfare
 from test_forward import wait_until
 from test_store import db_query
 
@@ -64,28 +68,35 @@ def holders(pg) -> set[str]:
     return {r[0].split("/")[0] for r in db_query(pg, "SELECT DISTINCT holder FROM derive_leases")}
 
 
-def test_welfare_alert_once_with_three_instances_and_after_the_holder_dies(
-        daemon, mosquitto, private_postgres, build_dir, tmp_path):
-    pg = private_postgres
-    clock = Clock(tmp_path / "clock-offset")
+def three(daemon, mosquitto, pg, build_dir, tmp_path, clock) -> dict:
+    """gb-a, gb-b and gb-c started in turn: gb-a holds every shard (first
+    come), the others none, and gb-a knows it is not alone."""
     daemons = {"gb-a": daemon}
     for name in NAMES[1:]:
         d = services.Daemon(build_dir, tmp_path / name)
         d.check_binary()
         daemons[name] = d
+    for name in NAMES:
+        base = tmp_path if name == "gb-a" else tmp_path / f"{name}-conf"
+        base.mkdir(exist_ok=True)
+        conf = base / "gridbridge.conf"
+        conf.write_text(config(base, mosquitto, pg, clock, name))
+        start_daemon(daemons[name], conf)
+        daemons[name].wait_log(r'mod=lease msg="derived event shards"', timeout=20)
+    daemons["gb-a"].wait_log(r'held=64 of=64 .*other_instances=[12]', timeout=20)
+    for name in NAMES[1:]:
+        assert daemons[name].wait_log(r'msg="derived event shards" held=0 ', timeout=1)
+    assert holders(pg) == {"gb-a"}
+    return daemons
+
+
+def test_welfare_alert_once_with_three_instances_and_after_the_holder_dies(
+        daemon, mosquitto, private_postgres, build_dir, tmp_path, report):
+    pg = private_postgres
+    clock = Clock(tmp_path / "clock-offset")
+    daemons = {}
     try:
-        # a first: it takes every shard (first come); b and c hold none
-        for name in NAMES:
-            base = tmp_path if name == "gb-a" else tmp_path / f"{name}-conf"
-            base.mkdir(exist_ok=True)
-            conf = base / "gridbridge.conf"
-            conf.write_text(config(base, mosquitto, pg, clock, name))
-            start_daemon(daemons[name], conf)
-            daemons[name].wait_log(r'mod=lease msg="derived event shards"', timeout=20)
-        daemons["gb-a"].wait_log(r'held=64 of=64 .*other_instances=[12]', timeout=20)
-        for name in NAMES[1:]:
-            assert daemons[name].wait_log(r'msg="derived event shards" held=0 ', timeout=1)
-        assert holders(pg) == {"gb-a"}
+        daemons = three(daemon, mosquitto, pg, build_dir, tmp_path, clock)
 
         # the sensor's messages spread over the three instances, the last
         # opening not stored by the holder
@@ -151,8 +162,81 @@ def test_welfare_alert_once_with_three_instances_and_after_the_holder_dies(
         wait_until(lambda: len(welfare(pg, "ACTIVITY_RESUMED")) == 1, 20, "activity resumed")
         time.sleep(2.5)
         assert len(welfare(pg)) == 3, welfare(pg)
+        report(f"3 instances, {n} openings spread ({len(nodes_of(pg, DOOR))} instances stored "
+               f"some), the last one not the holder's: one alert from it; holder killed: "
+               f"the repeat raised {took:.1f}s later (lease {LEASE}s), once")
         for name in NAMES[1:]:
             assert daemons[name].stop() == 0
     finally:
         for name in NAMES[1:]:
-            daemons[name].close()
+            if name in daemons:
+                daemons[name].close()
+
+
+def gate_beats(pg) -> list[tuple[float, str]]:
+    """The gate's heartbeats stored: (receive time, the instance)."""
+    return [(r[0], r[1]) for r in db_query(
+        pg, "SELECT (extract(epoch FROM received_at))::float8, journal_node FROM events"
+            " WHERE device_id = %s AND vendor <> 'gridbridge' ORDER BY received_at", GATE)]
+
+
+def gate_offline(pg) -> list[dict]:
+    return [r for r in derived(pg, "registry")
+            if r["device"] == GATE and r["type"] == "device_offline"]
+
+
+def test_heartbeat_timeout_with_heartbeats_spread(daemon, mosquitto, private_postgres,
+                                                  build_dir, tmp_path, report):
+    pg = private_postgres
+    clock = Clock(tmp_path / "clock-offset")
+    timeout = 900       # [registry] heartbeat_timeout_access_gate's default
+    daemons = {}
+    try:
+        daemons = three(daemon, mosquitto, pg, build_dir, tmp_path, clock)
+        # the holder hears from the gate first...
+        n = 0
+        while not any(node == "gb-a" for _, node in gate_beats(pg)):
+            n += 1
+            assert n < 20, gate_beats(pg)
+            publish(mosquitto, heartbeat(n))
+            wait_until(lambda: len(gate_beats(pg)) == n, 20, "the heartbeat stored")
+        # ...then, 10 minutes on, another instance last (the holder's
+        # later ones each 10 s before it)
+        offset = 600
+        while True:
+            clock.set(offset)
+            time.sleep(1.2)     # every instance's clock read
+            n += 1
+            assert n < 40, gate_beats(pg)
+            publish(mosquitto, heartbeat(n))
+            wait_until(lambda: len(gate_beats(pg)) == n, 20, "the heartbeat stored")
+            if gate_beats(pg)[-1][1] != "gb-a":
+                break
+            offset += 10
+        assert db_query(pg, "SELECT bool_and(clock_skewed) FROM events WHERE device_id = %s",
+                        GATE) == [(True,)]      # its clock is off: found by receive time
+        last = gate_beats(pg)[-1][0]
+        last_a = max(t for t, node in gate_beats(pg) if node == "gb-a")
+        assert last - last_a >= 9, (last, last_a)
+
+        # past the timeout by the holder's own heartbeats, not by the last:
+        # nothing
+        clock.set(last_a + timeout + 5 - time.time())
+        time.sleep(3)
+        assert gate_offline(pg) == []
+        # past it by the last: one device_offline, at its time, from the holder
+        clock.set(last + timeout + 5 - time.time())
+        wait_until(lambda: len(gate_offline(pg)) == 1, 20, "the gate offline")
+        time.sleep(2.5)
+        off = gate_offline(pg)
+        assert len(off) == 1, off
+        assert abs(off[0]["time"] - (last + timeout)) < 0.01, (off[0]["time"], last)
+        assert stored_by(pg, off[0]["id"]) == "gb-a"
+        report(f"{n} heartbeats over 3 instances, the holder's last {last - last_a:.0f}s "
+               f"before the last: no timeout until the last's, then one device_offline")
+        for name in NAMES:
+            assert daemons[name].stop() == 0
+    finally:
+        for name in NAMES[1:]:
+            if name in daemons:
+                daemons[name].close()
