@@ -929,6 +929,8 @@ pipeline_store_back(void *ctx)
 
 	/* What piled up in the journal meanwhile is the new backlog. */
 	p->catching_up = true;
+	if (p->lease != NULL)
+		store_lease_poke(p->lease);	/* its connection back too, now */
 	pump(p);
 	check_caught_up(p);
 }
