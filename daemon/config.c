@@ -574,6 +574,11 @@ const struct config_key config_keys[] = {
 	  .min = 1, .max = 10000000, .def = "100000",
 	  .offset = CONFIG_FIELD(registry_max_devices),
 	  .help = "devices the registry holds at most; more are stored but not tracked (logged once)" },
+	{ .section = "registry", .name = "lease", .type = CFG_INT,
+	  .min = 3, .max = 3600, .def = "20",
+	  .offset = CONFIG_FIELD(registry_lease),
+	  .help = "seconds an instance's lease on its share of the derived events lasts: with "
+	      "several instances, another takes over that long after it died" },
 	{ .section = "registry", .name = "heartbeat_timeout_access_gate", .type = CFG_INT,
 	  .min = 0, .max = 2592000, .def = "900",
 	  .offset = CONFIG_FIELD(registry_timeout[1]),

@@ -64,8 +64,9 @@ struct device {
 	int pending_source;
 	int battery, lq;		/* -1: not known */
 	int household;			/* the household it is a sensor of; -1: none */
+	unsigned shard;			/* its household's, or its own (derive_device_shard) */
 	bool dirty;			/* to be written */
-	bool listed;			/* on the dirty list */
+	bool listed;			/* on the dirty list, or parked (shard not held) */
 	struct device *next_dirty;
 };
 
@@ -82,6 +83,7 @@ struct household {
 	int64_t night_start_us;		/* the night the openings were counted in */
 	int night_openings;
 	bool night_alerted;
+	unsigned shard;
 	bool dirty;
 };
 
@@ -91,8 +93,9 @@ struct report {
 	char *device, *building, *door, *category;
 	int64_t opened_us, deadline_us, handled_us, closed_us, overdue_us;
 	int64_t done_seen_us;		/* when it was known handled or closed (our clock) */
+	unsigned shard;
 	bool dirty;			/* to be written */
-	bool listed;			/* on the dirty list */
+	bool listed;			/* on the dirty list, or parked (shard not held) */
 	struct report *next_dirty;
 };
 
@@ -111,6 +114,12 @@ struct derive {
 	struct device *dirty_devices;
 	struct report *dirty_reports;
 	bool dirty_households;
+	/* Changed, of shards not held: written once they are held again
+	 * without being reloaded (derive_hold). */
+	struct device *parked_devices;
+	struct report *parked_reports;
+	uint64_t held;			/* the shards evaluated here (bit n: shard n) */
+	bool quiet;			/* observing what another instance evaluates */
 	Event **events;			/* derived, not yet taken */
 	size_t nevents, capevents;
 };
@@ -128,6 +137,38 @@ hash2(const char *a, const char *b)
 	for (const char *p = b; *p != '\0'; p++)
 		h = (h ^ (uint8_t)*p) * 16777619u;
 	return h;
+}
+
+static bool
+held(const struct derive *d, unsigned shard)
+{
+	return (d->held >> (shard % DERIVE_SHARDS)) & 1u;
+}
+
+unsigned
+derive_shard(const char *kind, const char *a, const char *b)
+{
+	uint32_t h = (hash2(kind, a) ^ 0xffu) * 16777619u;	/* kept apart from b */
+
+	for (const char *p = b; *p != '\0'; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	/* FNV's low bits mix poorly on their own: fold the high ones in. */
+	h ^= h >> 16;
+	h ^= h >> 8;
+	return h % DERIVE_SHARDS;
+}
+
+static int
+household_of(const struct derive *d, const char *community, const char *device, size_t *k);
+
+unsigned
+derive_device_shard(const struct derive *d, const char *community, const char *device)
+{
+	int h = household_of(d, community, device, NULL);
+
+	if (h >= 0)
+		return derive_shard("household", d->hdefs[h].name, "");
+	return derive_shard("device", community, device);
 }
 
 static int64_t
@@ -234,9 +275,10 @@ touch_device(struct derive *d, struct device *v)
 {
 	v->dirty = true;
 	if (!v->listed) {
+		struct device **list = held(d, v->shard) ? &d->dirty_devices : &d->parked_devices;
 		v->listed = true;
-		v->next_dirty = d->dirty_devices;
-		d->dirty_devices = v;
+		v->next_dirty = *list;
+		*list = v;
 	}
 }
 
@@ -245,9 +287,10 @@ touch_report(struct derive *d, struct report *r)
 {
 	r->dirty = true;
 	if (!r->listed) {
+		struct report **list = held(d, r->shard) ? &d->dirty_reports : &d->parked_reports;
 		r->listed = true;
-		r->next_dirty = d->dirty_reports;
-		d->dirty_reports = r;
+		r->next_dirty = *list;
+		*list = r;
 	}
 }
 
@@ -255,7 +298,8 @@ static void
 touch_household(struct derive *d, struct household *h)
 {
 	h->dirty = true;
-	d->dirty_households = true;
+	if (held(d, h->shard))
+		d->dirty_households = true;
 }
 
 /* ---- derived events ---------------------------------------------------- */
@@ -283,9 +327,16 @@ new_event(const uint8_t id[16], const char *community, const char *device, int c
 	return ev;
 }
 
+void derive_event_free(Event *ev);
+
 static void
 emit(struct derive *d, Event *ev)
 {
+	if (d->quiet) {
+		/* Another instance evaluates it (derive_hold). */
+		derive_event_free(ev);
+		return;
+	}
 	if (d->nevents == d->capevents) {
 		d->capevents = d->capevents ? 2 * d->capevents : 16;
 		d->events = util_realloc(d->events, d->capevents * sizeof(*d->events));
@@ -388,6 +439,7 @@ device_add(struct derive *d, const char *community, const char *id, int cls, int
 	 * the other is no household's. */
 	size_t k;
 	v->household = household_of(d, community, id, &k);
+	v->shard = derive_device_shard(d, community, id);
 	if (v->household >= 0 && d->households[v->household].sensors[k] == NULL)
 		d->households[v->household].sensors[k] = v;
 	else
@@ -772,6 +824,7 @@ report_get(struct derive *d, const char *community, const char *id)
 		r->building = dup("");
 		r->door = dup("");
 		r->category = dup("");
+		r->shard = derive_shard("report", community, id);
 		*at = r;
 	}
 	return *at;
@@ -865,6 +918,8 @@ report_tick(struct derive *d, struct report *r, int64_t now_us)
 
 /* ---- the interface ----------------------------------------------------- */
 
+static void observe_device(struct derive *d, const Event *ev, int64_t now_us);
+
 void
 derive_enrich(struct derive *d, Event *ev)
 {
@@ -887,9 +942,23 @@ derive_observe(struct derive *d, const Event *ev, int64_t now_us)
 {
 	now_us = clamp_us(now_us);
 	if (ev->body_case == GRIDBRIDGE__V1__EVENT__BODY_REPORT) {
+		const char *id = ev->report != NULL && ev->report->report_id != NULL ?
+		    ev->report->report_id : "";
+		d->quiet = !held(d, derive_shard("report", ev->community_id, id));
 		report_observe(d, ev, now_us);
+		d->quiet = false;
 		return;
 	}
+	const struct device *known = device_find(d, ev->community_id, ev->device_id);
+	d->quiet = !held(d, known != NULL ? known->shard :
+	    derive_device_shard(d, ev->community_id, ev->device_id));
+	observe_device(d, ev, now_us);
+	d->quiet = false;
+}
+
+static void
+observe_device(struct derive *d, const Event *ev, int64_t now_us)
+{
 	if (ev->device_class == GRIDBRIDGE__V1__DEVICE_CLASS__DEVICE_CLASS_REPORT_POINT)
 		return;		/* a QR code is not a device that comes and goes */
 	/* The opening first: when its message also brings the sensor back
@@ -912,14 +981,17 @@ derive_tick(struct derive *d, int64_t now_us)
 	now_us = clamp_us(now_us);
 	for (size_t b = 0; b < DEVICE_BUCKETS; b++)
 		for (struct device *v = d->devices[b]; v != NULL; v = v->next)
-			registry_tick(d, v, now_us);
+			if (held(d, v->shard))
+				registry_tick(d, v, now_us);
 	for (size_t i = 0; i < d->o.nhouseholds; i++)
-		welfare_tick(d, &d->households[i], now_us);
+		if (held(d, d->households[i].shard))
+			welfare_tick(d, &d->households[i], now_us);
 	for (size_t b = 0; b < REPORT_BUCKETS; b++) {
 		struct report **at = &d->reports[b];
 		while (*at != NULL) {
 			struct report *r = *at;
-			report_tick(d, r, now_us);
+			if (held(d, r->shard))
+				report_tick(d, r, now_us);
 			/* Handled or closed a while ago, and written: forgotten. */
 			if (r->done_seen_us != 0 && !r->listed &&
 			    now_us - r->done_seen_us >= REPORT_KEEP_US) {
@@ -1051,13 +1123,17 @@ derive_take(struct derive *d, Event ***events, char **devices, char **welfare, c
 		v->listed = false;
 		if (!v->dirty)
 			continue;
+		if (!held(d, v->shard)) {
+			touch_device(d, v);	/* parked */
+			continue;
+		}
 		json_array_append_new(dv, device_json(v));
 		v->dirty = false;
 		v->written_seen_us = v->last_seen_us;
 	}
 	for (size_t i = 0; d->dirty_households && i < d->o.nhouseholds; i++) {
 		struct household *h = &d->households[i];
-		if (!h->dirty)
+		if (!h->dirty || !held(d, h->shard))
 			continue;
 		json_t *o = json_object();
 		json_object_set_new(o, "household", json_string(h->def->name));
@@ -1078,7 +1154,9 @@ derive_take(struct derive *d, Event ***events, char **devices, char **welfare, c
 		struct report *r = d->dirty_reports;
 		d->dirty_reports = r->next_dirty;
 		r->listed = false;
-		if (r->dirty) {
+		if (r->dirty && !held(d, r->shard)) {
+			touch_report(d, r);	/* parked */
+		} else if (r->dirty) {
 			json_t *o = json_object();
 			json_object_set_new(o, "community_id", json_string(r->community));
 			json_object_set_new(o, "report_id", json_string(r->id));
@@ -1116,6 +1194,210 @@ derive_retake(struct derive *d)
 	for (size_t b = 0; b < REPORT_BUCKETS; b++)
 		for (struct report *r = d->reports[b]; r != NULL; r = r->next)
 			touch_report(d, r);
+}
+
+/* ---- shards (several instances) ---------------------------------------- */
+
+void
+derive_hold(struct derive *d, uint64_t shards)
+{
+	uint64_t gained = shards & ~d->held;
+
+	d->held = shards;
+	if (gained == 0)
+		return;
+	/* What changed while another instance had them is written now. */
+	struct device *pv = d->parked_devices;
+	d->parked_devices = NULL;
+	while (pv != NULL) {
+		struct device *v = pv;
+		pv = v->next_dirty;
+		v->listed = false;
+		if (v->dirty)
+			touch_device(d, v);
+	}
+	struct report *pr = d->parked_reports;
+	d->parked_reports = NULL;
+	while (pr != NULL) {
+		struct report *r = pr;
+		pr = r->next_dirty;
+		r->listed = false;
+		if (r->dirty)
+			touch_report(d, r);
+	}
+	for (size_t i = 0; i < d->o.nhouseholds; i++)
+		if (d->households[i].dirty && held(d, d->households[i].shard))
+			d->dirty_households = true;
+}
+
+uint64_t
+derive_held(const struct derive *d)
+{
+	return d->held;
+}
+
+static bool in_shards(uint64_t shards, unsigned shard)
+{
+	return (shards >> (shard % DERIVE_SHARDS)) & 1u;
+}
+
+static void load_device(struct derive *d, json_t *o, bool replace);
+static void load_household(struct derive *d, json_t *o);
+static void load_report(struct derive *d, json_t *o, int64_t now_us);
+static json_t *parse_array(const char *text);
+static bool sensors_online(const struct household *h);
+
+int
+derive_reload(struct derive *d, const char *devices, const char *welfare, const char *reports,
+    uint64_t shards, int64_t now_us)
+{
+	json_t *dv = parse_array(devices), *wf = parse_array(welfare), *rp = parse_array(reports);
+	size_t i;
+	json_t *o;
+
+	now_us = clamp_us(now_us);
+	if (dv == NULL || wf == NULL || rp == NULL) {
+		json_decref(dv);
+		json_decref(wf);
+		json_decref(rp);
+		return -1;
+	}
+	/* What this instance made of its share of the stream is no one's
+	 * word: the rows are. A device without a row is as if first heard
+	 * from (its next message sets its state, quietly). */
+	for (size_t b = 0; b < DEVICE_BUCKETS; b++) {
+		for (struct device *v = d->devices[b]; v != NULL; v = v->next) {
+			if (!in_shards(shards, v->shard))
+				continue;
+			if (v->state == ST_ONLINE)
+				d->nonline--;
+			v->state = ST_UNKNOWN;
+			v->pending = ST_NONE;
+			v->since_us = 0;
+			v->dirty = false;
+		}
+	}
+	json_array_foreach(dv, i, o) {
+		if (!json_is_object(o))
+			continue;
+		const char *community = json_str(o, "community_id"), *id = json_str(o, "device_id");
+		if (in_shards(shards, derive_device_shard(d, community, id)))
+			load_device(d, o, true);
+	}
+	for (size_t k = 0; k < d->o.nhouseholds; k++) {
+		struct household *h = &d->households[k];
+		if (!in_shards(shards, h->shard))
+			continue;
+		int64_t window = clamp_us(now_us);
+		h->last_activity_us = 0;
+		h->window_start_us = window;
+		h->alerts = 0;
+		h->alert_window_us = 0;
+		h->sensor_offline = false;
+		h->night_start_us = 0;
+		h->night_openings = 0;
+		h->night_alerted = false;
+		h->dirty = false;
+	}
+	json_array_foreach(wf, i, o) {
+		if (!json_is_object(o))
+			continue;
+		const char *name = json_str(o, "household");
+		if (in_shards(shards, derive_shard("household", name, "")))
+			load_household(d, o);
+	}
+	for (size_t k = 0; k < d->o.nhouseholds; k++) {
+		struct household *h = &d->households[k];
+		if (in_shards(shards, h->shard))
+			h->watching = sensors_online(h);
+	}
+	json_array_foreach(rp, i, o) {
+		if (!json_is_object(o))
+			continue;
+		const char *community = json_str(o, "community_id"), *id = json_str(o, "report_id");
+		if (in_shards(shards, derive_shard("report", community, id)))
+			load_report(d, o, now_us);
+	}
+	json_decref(dv);
+	json_decref(wf);
+	json_decref(rp);
+	return 0;
+}
+
+/* One entry of derive_wanted's list, when there is room. */
+static void
+want_records(struct derive_want *out, size_t max, size_t *n, const char *community,
+    const char *device, int64_t since_us)
+{
+	if (*n >= max || device == NULL || device[0] == '\0')
+		return;
+	out[*n].community = community;
+	out[*n].device = device;
+	out[*n].since_us = since_us;
+	(*n)++;
+}
+
+size_t
+derive_wanted(const struct derive *d, int64_t now_us, bool follow, struct derive_want *out,
+    size_t max)
+{
+	size_t n = 0;
+
+	now_us = clamp_us(now_us);
+	/* Due first: what the next tick would raise. */
+	for (size_t b = 0; b < DEVICE_BUCKETS; b++) {
+		for (const struct device *v = d->devices[b]; v != NULL; v = v->next) {
+			if (!held(d, v->shard))
+				continue;
+			int64_t to = timeout_of(d, v);
+			enum dstate going = v->pending != ST_NONE ? v->pending : v->state;
+			if (v->pending != ST_NONE && now_us >= v->pending_us + d->o.hold_down_us)
+				want_records(out, max, &n, v->community, v->id, v->pending_us);
+			else if (to > 0 && v->last_seen_us > 0 && going == ST_ONLINE &&
+			    now_us >= v->last_seen_us + to)
+				want_records(out, max, &n, v->community, v->id, v->last_seen_us);
+			else if (v->expected && v->first_seen_us == 0 && v->state == ST_UNKNOWN &&
+			    now_us >= v->created_us + d->o.expected_grace_us)
+				want_records(out, max, &n, v->community, v->id, v->created_us);
+		}
+	}
+	for (size_t i = 0; i < d->o.nhouseholds; i++) {
+		const struct household *h = &d->households[i];
+		const struct derive_household *def = h->def;
+		if (!held(d, h->shard))
+			continue;
+		/* As welfare_tick: an alert (or repeat) not raised yet. */
+		int64_t at = h->window_start_us + def->inactive_us;
+		bool due = h->watching && h->window_start_us != 0 && now_us >= at &&
+		    h->alerts <= (def->repeat_us > 0 ? (now_us - at) / def->repeat_us : 0);
+		if (!due && !(follow && h->alert_window_us != 0))
+			continue;
+		int64_t since = h->last_activity_us > 0 ? h->last_activity_us : h->window_start_us;
+		for (size_t k = 0; k < h->nsensors; k++) {
+			const struct device *v = h->sensors[k];
+			want_records(out, max, &n, v != NULL ? v->community : def->community,
+			    def->sensors[k], since);
+		}
+	}
+	for (size_t b = 0; b < REPORT_BUCKETS; b++) {
+		for (const struct report *r = d->reports[b]; r != NULL; r = r->next) {
+			if (!held(d, r->shard) || r->deadline_us == 0 || r->handled_us != 0 ||
+			    r->closed_us != 0 || r->overdue_us != 0 || now_us < r->deadline_us)
+				continue;
+			want_records(out, max, &n, r->community, r->device, r->opened_us);
+		}
+	}
+	if (!follow)
+		return n;
+	/* Then what a message elsewhere ends: an offline device coming back. */
+	for (size_t b = 0; b < DEVICE_BUCKETS; b++) {
+		for (const struct device *v = d->devices[b]; v != NULL; v = v->next) {
+			if (held(d, v->shard) && v->state == ST_OFFLINE && v->pending == ST_NONE)
+				want_records(out, max, &n, v->community, v->id,
+				    v->since_us > v->last_seen_us ? v->since_us : v->last_seen_us);
+		}
+	}
+	return n;
 }
 
 size_t
@@ -1177,24 +1459,40 @@ parse_array(const char *text)
 	return a;
 }
 
+/* A devices row. `replace` (derive_reload): a device already known takes
+ * the row's state (its own last sighting kept when later); else it is
+ * left as it is (one row per device). */
 static void
-load_device(struct derive *d, json_t *o)
+load_device(struct derive *d, json_t *o, bool replace)
 {
 	int cls = index_of(class_names, DERIVE_CLASSES, json_str(o, "device_class"));
 	const char *community = json_str(o, "community_id"), *id = json_str(o, "device_id");
+	struct device *v = device_find(d, community, id);
+	int64_t seen = 0, first = 0;
 
-	if (device_find(d, community, id) != NULL)
+	if (v != NULL && !replace)
 		return;		/* one row per device */
-	struct device *v = device_add(d, community, id, cls, json_us(o, "created_us"));
-	if (v == NULL)
+	if (v != NULL) {
+		seen = v->last_seen_us;
+		first = v->first_seen_us;
+		if (v->state == ST_ONLINE)
+			d->nonline--;
+		v->state = ST_UNKNOWN;
+		v->pending = ST_NONE;
+	} else if ((v = device_add(d, community, id, cls, json_us(o, "created_us"))) == NULL) {
 		return;
+	}
 	free(v->route);
 	free(v->vendor);
 	v->route = dup(json_str(o, "route"));
 	v->vendor = dup(json_str(o, "vendor"));
 	v->expected = json_is_true(json_object_get(o, "expected"));
 	v->first_seen_us = json_us(o, "first_seen_us");
+	if (first != 0 && (v->first_seen_us == 0 || first < v->first_seen_us))
+		v->first_seen_us = first;
 	v->last_seen_us = v->written_seen_us = json_us(o, "last_seen_us");
+	if (seen > v->last_seen_us)
+		v->last_seen_us = seen;
 	int s = index_of(state_names, 3, json_str(o, "state"));
 	v->state = s >= 0 ? (enum dstate)s : ST_UNKNOWN;
 	if (v->state == ST_ONLINE)
@@ -1275,7 +1573,7 @@ derive_load(struct derive *d, const char *devices, const char *welfare, const ch
 	}
 	json_array_foreach(dv, i, o)
 		if (json_is_object(o))
-			load_device(d, o);
+			load_device(d, o, false);
 	json_array_foreach(wf, i, o)
 		if (json_is_object(o))
 			load_household(d, o);
@@ -1334,6 +1632,7 @@ derive_new(const struct derive_options *o)
 	struct derive *d = util_calloc(1, sizeof(*d));
 
 	d->o = *o;
+	d->held = ~(uint64_t)0;		/* alone: every shard (derive_hold) */
 	if (d->o.max_devices == 0)
 		d->o.max_devices = 1;
 	d->defs = util_calloc(o->ndevices ? o->ndevices : 1, sizeof(*d->defs));
@@ -1365,6 +1664,7 @@ derive_new(const struct derive_options *o)
 		    dup(s->peephole) : NULL;
 		d->hdefs[i].sensors = (const char *const *)d->sensors[i];
 		d->households[i].def = &d->hdefs[i];
+		d->households[i].shard = derive_shard("household", s->name, "");
 		d->households[i].sensors = util_calloc(n ? n : 1, sizeof(struct device *));
 		d->households[i].nsensors = n;
 	}

@@ -25,6 +25,7 @@
 #include "routing.h"
 #include "secret.h"
 #include "store.h"
+#include "store_lease.h"
 #include "store_status.h"
 #include "util.h"
 #include "version.h"
@@ -65,6 +66,7 @@ struct daemon {
 	size_t nroutes;
 	struct admin *admin;
 	struct store_status *status_figures;	/* the status page's figures */
+	struct store_lease *lease;	/* the derived events' leases */
 	char *status_token;
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *tick;
@@ -879,6 +881,26 @@ start_stages(struct daemon *d)
 		start_failed(d, "pipeline");
 		goto out;
 	}
+	if (d->derive != NULL) {
+		/* Which instance evaluates which derived events: a connection of
+		 * its own, named by the client id and the journal (a restart with
+		 * the same journal keeps its leases). */
+		char holder[512];
+		snprintf(holder, sizeof(holder), "%s/%s", c->mqtt_client_id, journal_id(d->journal));
+		struct store_lease_options lo = {
+			.host = so.host, .port = so.port, .dbname = so.dbname, .user = so.user,
+			.password = so.password, .connect_timeout = so.connect_timeout,
+			.sslmode = so.sslmode, .sslrootcert = so.sslrootcert, .sslcert = so.sslcert,
+			.sslkey = so.sslkey, .holder = holder, .lease_s = (int)c->registry_lease,
+			.store = d->store, .leases = pipeline_lease_leases, .rows = pipeline_lease_rows,
+			.records = pipeline_lease_records, .ctx = d->pipeline,
+		};
+		if ((d->lease = store_lease_new(d->base, &lo)) == NULL) {
+			start_failed(d, "store");
+			goto out;
+		}
+		pipeline_set_lease(d->pipeline, d->lease);
+	}
 	if (store_start(d->store) != 0) {
 		start_failed(d, "store");
 		goto out;
@@ -961,6 +983,7 @@ daemon_free(struct daemon *d)
 {
 	admin_free(d->admin);
 	store_status_free(d->status_figures);
+	store_lease_free(d->lease);
 	secret_free(d->status_token);
 	mqtt_free(d->mqtt);	/* flushes into the journal first */
 	pipeline_free(d->pipeline);

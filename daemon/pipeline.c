@@ -22,10 +22,14 @@
 #include "sha256.h"
 #include "store.h"
 #include "store_batch.h"
+#include "store_lease.h"
 #include "util.h"
 
 /* The derived events' clock ticks this often. */
 #define TICK_MS 1000
+/* With other instances alive, the records they stored of the devices an
+ * open condition waits on (derive_wanted's `follow`) are read this often. */
+#define FOLLOW_US (5 * 1000000LL)
 /* Records handled per loop turn before yielding to other events. */
 #define PUMP_TURN 2000
 /* A record whose quarantine row the database refuses too is tried again
@@ -85,6 +89,14 @@ struct pipeline {
 	struct ratelimit *limits;	/* NULL: no route and no default has a limit */
 	uint64_t batch_serial;		/* the last batch's */
 	bool untracked_logged;		/* the rate limit's table was full: said once */
+	/* The derived events' leases (NULL: alone by configuration). */
+	struct store_lease *lease;
+	bool lease_known;		/* the shards held are known: records are read */
+	uint64_t lease_shards;		/* held */
+	uint64_t reloading;		/* held, their rows asked for: not evaluated yet */
+	int peers;			/* other instances alive */
+	int64_t followed_us;		/* monotonic; 0: follow at the next tick */
+	struct derive_want *wants;	/* derive_wanted() scratch */
 };
 
 static void submit_cur(struct pipeline *p);
@@ -492,6 +504,12 @@ pump(struct pipeline *p)
 
 	if (!p->ready)
 		return;
+	/* A record observed while this instance does not know which shards
+	 * it evaluates, or while the rows of shards it took over are on their
+	 * way (they replace its state), would raise nothing and be lost: none
+	 * read until it knows and has them. */
+	if (p->lease != NULL && (!p->lease_known || p->reloading != 0))
+		return;
 	/* Only what an fdatasync covers: a record written but not synced could
 	 * vanish in a crash and its number be given to another message. */
 	journal_reader_set_limit(p->reader, journal_durable_seq(p->journal));
@@ -674,6 +692,62 @@ check_clock(struct pipeline *p)
 		derive_clock_stepped(p->o.derive, step);
 }
 
+/* The derived events' tick, and what it raised written (not while a
+ * record batch fills: it goes first). */
+static void
+derive_now(struct pipeline *p)
+{
+	derive_tick(p->o.derive, util_wall_us());
+	if (p->cur == NULL)
+		flush_derived(p);
+}
+
+/* The clock moved on. With leases: nothing while the shards held are not
+ * known or a read-back is under way; with other instances alive, what
+ * the tick would raise is checked first against the records they stored
+ * (pipeline_lease_records ticks then). */
+static void
+derive_clock(struct pipeline *p)
+{
+	struct derive *d = p->o.derive;
+
+	if (p->lease == NULL) {
+		derive_now(p);
+		return;
+	}
+	if (!p->lease_known || store_lease_fetching(p->lease))
+		return;
+	if (p->peers == 0 || derive_held(d) == 0) {
+		derive_now(p);
+		return;
+	}
+	int64_t mono = (int64_t)util_mono_us();
+	bool follow = p->followed_us == 0 || mono - p->followed_us >= FOLLOW_US;
+	size_t n = derive_wanted(d, util_wall_us(), follow, p->wants, STORE_LEASE_FETCH_DEVICES);
+	if (follow)
+		p->followed_us = mono;
+	if (n == 0) {
+		derive_now(p);
+		return;
+	}
+	const char **c = util_calloc(n, sizeof(*c)), **v = util_calloc(n, sizeof(*v));
+	int64_t *since = util_calloc(n, sizeof(*since));
+	/* Before the device's own clock could have said, within the skew
+	 * decode accepts, and a minute for the batches in flight. */
+	int64_t slack = p->o.max_skew_us + 60 * 1000000LL;
+	for (size_t i = 0; i < n; i++) {
+		c[i] = p->wants[i].community;
+		v[i] = p->wants[i].device;
+		since[i] = p->wants[i].since_us > slack ? p->wants[i].since_us - slack : 0;
+	}
+	bool asked = store_lease_fetch(p->lease, c, v, since, n);
+	free(c);
+	free(v);
+	free(since);
+	if (!asked)
+		derive_now(p);
+}
+
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -699,10 +773,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 	 * there is not silent. The clock catches up once they are read. */
 	if (p->o.derive != NULL && p->derived_loaded && p->ready && !p->catching_up &&
 	    store_ready(p->store)) {
-		derive_tick(p->o.derive, util_wall_us());
-		/* Not while a record batch fills: it goes first. */
-		if (p->cur == NULL)
-			flush_derived(p);
+		derive_clock(p);
 		size_t online, n = derive_devices(p->o.derive, &online);
 		if (n >= p->o.max_devices && !p->full_logged) {
 			log_warn("pipeline", "device registry full, new devices not tracked",
@@ -824,6 +895,8 @@ pipeline_store_ready(void *ctx, uint64_t checkpoint)
 	}
 	p->ready = true;
 	p->catching_up = true;
+	if (p->lease != NULL)
+		store_lease_poke(p->lease);	/* no record is read before it answers */
 	log_info("pipeline", "replaying journal", "from_seq=%llu",
 	    (unsigned long long)checkpoint + 1);
 	pump(p);
@@ -856,6 +929,8 @@ pipeline_store_back(void *ctx)
 
 	/* What piled up in the journal meanwhile is the new backlog. */
 	p->catching_up = true;
+	if (p->lease != NULL)
+		store_lease_poke(p->lease);	/* its connection back too, now */
 	pump(p);
 	check_caught_up(p);
 }
@@ -924,6 +999,83 @@ pipeline_store_rejected(void *ctx, uint64_t first_seq, uint64_t last_seq,
 	    (unsigned long long)first_seq, (unsigned long long)last_seq);
 	resubmit(p, first_seq, mid, NULL);
 	resubmit(p, mid + 1, last_seq, NULL);
+}
+
+/* ---- the derived events' leases --------------------------------------- */
+
+void
+pipeline_set_lease(struct pipeline *p, struct store_lease *l)
+{
+	p->lease = l;
+	p->lease_known = false;
+	if (p->o.derive != NULL)
+		derive_hold(p->o.derive, 0);
+	if (p->wants == NULL)
+		p->wants = util_calloc(STORE_LEASE_FETCH_DEVICES, sizeof(*p->wants));
+}
+
+void
+pipeline_lease_leases(void *ctx, bool known, uint64_t shards, uint64_t reload, int peers)
+{
+	struct pipeline *p = ctx;
+
+	p->lease_known = known;
+	p->lease_shards = known ? shards : 0;
+	p->peers = peers;
+	if (p->o.derive == NULL)
+		return;
+	/* Taken over: evaluated once the rows the last holder wrote are in
+	 * (still to come after a lapse; not if another instance has it now:
+	 * taken back, it is reloaded again). */
+	if (known)
+		p->reloading = (p->reloading | reload) & shards;
+	derive_hold(p->o.derive, p->lease_shards & ~p->reloading);
+	if (reload != 0) {
+		store_lease_reload(p->lease, reload);
+		p->followed_us = 0;
+	}
+	if (known && p->reloading == 0)
+		pipeline_kick(p);	/* reading was held back until now, maybe */
+}
+
+void
+pipeline_lease_rows(void *ctx, const char *devices, const char *welfare, const char *reports,
+    uint64_t shards)
+{
+	struct pipeline *p = ctx;
+	struct derive *d = p->o.derive;
+
+	if (d == NULL)
+		return;
+	shards &= p->reloading;
+	if (derive_reload(d, devices, welfare, reports, shards, util_wall_us()) != 0)
+		log_error("pipeline", "derived state unreadable, shards taken over afresh", "");
+	p->reloading &= ~shards;
+	derive_hold(d, p->lease_shards & ~p->reloading);
+	p->followed_us = 0;	/* what the last holder had not seen yet, at the next tick */
+	if (p->reloading == 0)
+		pipeline_kick(p);
+}
+
+void
+pipeline_lease_records(void *ctx, bool ok, const uint8_t *const *recs, const size_t *lens,
+    size_t n)
+{
+	struct pipeline *p = ctx;
+	struct derive *d = p->o.derive;
+
+	if (d == NULL || !ok)
+		return;		/* no tick without them: again at the next one */
+	for (size_t i = 0; i < n; i++) {
+		Event *ev = gridbridge__v1__event__unpack(NULL, lens[i], recs[i]);
+		if (ev == NULL)
+			continue;
+		check_clock(p);
+		derive_observe(d, ev, util_wall_us());
+		gridbridge__v1__event__free_unpacked(ev, NULL);
+	}
+	if (p->derived_loaded && p->ready && !p->catching_up && store_ready(p->store))
+		derive_now(p);
 }
 
 /* ---- life -------------------------------------------------------------- */
@@ -1004,6 +1156,7 @@ pipeline_free(struct pipeline *p)
 	decode_out_free(&p->out);
 	free(p->pack);
 	free(p->matches);
+	free(p->wants);
 	free(p->outstanding);
 	free(p->dir);
 	free(p->node);

@@ -337,6 +337,28 @@ static const struct schema_migration migrations[] = {
 	   * bytes per alarm, finds them without reading the other events. */
 	  "CREATE INDEX events_alarms ON events (event_type, event_time)"
 	  "  WHERE event_type IN ('camera_alarm', 'welfare_alert');" },
+	{ 9, "leases of the derived event shards",
+	  /* Several instances on one database: each shard of the derived
+	   * events (derive.h, DERIVE_SHARDS: devices, households and reports
+	   * by a hash) is evaluated by the one instance holding its lease
+	   * (store_lease.h); expires_at is the server's clock. holder '':
+	   * never held. derive_instances: each instance's last renewal, so
+	   * an instance knows whether it is alone. events_skewed: below. */
+	  "CREATE TABLE derive_leases ("
+	  "  shard integer PRIMARY KEY CHECK (shard >= 0 AND shard < 64),"
+	  "  holder text NOT NULL DEFAULT '',"
+	  "  expires_at timestamptz NOT NULL DEFAULT '-infinity'"
+	  ");"
+	  "INSERT INTO derive_leases (shard) SELECT generate_series(0, 63);"
+	  "CREATE TABLE derive_instances ("
+	  "  holder text PRIMARY KEY,"
+	  "  seen_at timestamptz NOT NULL"
+	  ");"
+	  /* The read-back finds a device's records by event time
+	   * (events_device_time), but a device whose clock is off has its
+	   * records at its own time: those by receive time. Partial: only
+	   * such records pay for it. */
+	  "CREATE INDEX events_skewed ON events (device_id, received_at) WHERE clock_skewed;" },
 };
 
 const struct schema_migration *

@@ -162,6 +162,11 @@ void store_ctl_query_error(FILE *err, const char *message);
 
 /* ---- store_setup.c ---- */
 
+/* The derived state's rows (devices, welfare_state, resident_reports) as
+ * three JSON arrays, one row: read at start, and by store_lease.c when a
+ * shard is taken over. */
+extern const char store_derived_sql[];
+
 /* Setup moves on with the connection made (step STEP_NONE). */
 void store_setup_next(struct store *s);
 /* The setup queries' results, before STEP_READY. */

@@ -177,7 +177,7 @@ take_reports(struct store *s, PGresult *r)
  * households, the reports still open or done within the last 30 days (a
  * late duplicate of a done report's opening must not open it again). */
 #define US_OF(x) "(extract(epoch FROM " x ") * 1000000)::int8"
-static const char derived_sql[] =
+const char store_derived_sql[] =
     "SELECT (SELECT coalesce(json_agg(json_build_object('community_id', community_id,"
     "  'device_id', device_id, 'device_class', device_class, 'route', route,"
     "  'vendor', vendor, 'expected', expected, 'first_seen_us', " US_OF("first_seen") ","
@@ -231,7 +231,7 @@ load_derived(struct store *s)
 		become_ready(s);
 		return;
 	}
-	send_query(s, STEP_DERIVED, derived_sql);
+	send_query(s, STEP_DERIVED, store_derived_sql);
 }
 
 static void

@@ -295,6 +295,7 @@ struct config {
 	long long registry_hold_down;
 	long long registry_expected_grace;
 	long long registry_max_devices;
+	long long registry_lease;	/* seconds (store_lease.h) */
 	long long registry_timeout[8];	/* by gridbridge.v1.DeviceClass */
 	/* [device NAME], [welfare HOUSEHOLD] sections. */
 	struct config_device *devices;

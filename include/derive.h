@@ -84,6 +84,57 @@
  * far ahead, a timeout that much later, until the clock passes it); a
  * step while the daemon is stopped cannot be told from downtime (no
  * reference survives a restart), so the catch-up rules apply then.
+ *
+ * Several instances. Several daemons may share one MQTT subscription
+ * ([mqtt] shared_group) and one database: any of them may get any
+ * device's message, so each sees a part of every device's stream, and
+ * each one's view of a device or household is incomplete. So exactly one
+ * instance evaluates each of them, and it reads back what the others
+ * stored before a timer of its fires:
+ *
+ * - Devices, households and reports fall into DERIVE_SHARDS shards by a
+ *   hash of their names (derive_shard; a household's sensors in their
+ *   household's). Each shard has a lease in PostgreSQL (store_lease.h:
+ *   table derive_leases, [registry] lease seconds, on the server's clock).
+ *   An instance renews its leases every third of that and takes the
+ *   expired ones; it trusts them until its renewal's send time plus the
+ *   lease less a fifth and a second (before the server's expiry), and
+ *   reads no record while it does not know which shards it holds or the
+ *   rows of shards it took over are on their way.
+ * - An instance observes every event it stores, but raises and writes
+ *   (events, devices / welfare_state / resident_reports rows) only for the
+ *   shards it holds (derive_hold): the others' are another instance's.
+ * - Before the holder's tick raises a timer's event (a timeout, a
+ *   hold-down confirmed, an inactivity alert or its repeat, an overdue
+ *   report), it observes the records the database has of the devices
+ *   concerned since its last sighting (derive_wanted; newest 32 each,
+ *   event time from the sighting less max_clock_skew and a minute, or
+ *   receive time for a device whose clock is off: clock_skewed); every
+ *   5 s also those of offline devices and of households with an open
+ *   alert, so that a message to another instance brings a device back
+ *   or closes an alert. Observing is idempotent (a record seen twice is a
+ *   replay): its own records read back change nothing. Alone (no other
+ *   instance renewed within a lease), nothing is read back: one lease
+ *   renewal every few seconds is all a single instance pays.
+ * - A shard taken over from another instance (its holder died: its lease
+ *   expired) is reloaded from the rows that instance wrote
+ *   (derive_reload), then read back as above before the first tick. So
+ *   an alert due is raised by the new holder within a lease and a tick of
+ *   the death, once: the rows say what was raised (alerts, alert window,
+ *   state since), and a derived event computed twice has one id anyway.
+ *
+ * Limits: a record another instance stores later than a minute after
+ * its event time (its journal replayed after it was down or the database
+ * was away) may come after the holder raised a timer's event (then the
+ * record ends it, as a late message does for one instance); a state
+ * change or night-time opening that only another instance saw is learnt
+ * by the holder only when a timer or a follow-up reads that device back
+ * (an LWT seen elsewhere makes a timeout's offline event, later; night
+ * openings are counted by the holder's share only); a device only ever
+ * heard by non-holders is not in the registry; a batch of the old
+ * holder committed after its lease expired may write a row over the new
+ * holder's. Leases are taken first come: the first instance holds every
+ * shard until it dies (no balancing).
  */
 #ifndef GRIDBRIDGE_DERIVE_H
 #define GRIDBRIDGE_DERIVE_H
@@ -182,6 +233,49 @@ bool derive_pending(const struct derive *d);
  * take. The events of that take are not derived again (their state moved
  * on); the caller logs it. */
 void derive_retake(struct derive *d);
+
+/* ---- several instances (see "Several instances" above) ---- */
+
+#define DERIVE_SHARDS 64	/* bits of a uint64_t; rows of derive_leases */
+
+/* The shard (0..DERIVE_SHARDS-1) of `kind` "device" (community, device),
+ * "household" (name, "") or "report" (community, report id): FNV-1a, the
+ * same in every instance and release (the lease table is shared). */
+unsigned derive_shard(const char *kind, const char *a, const char *b);
+/* A device's shard: its household's when it is a household's sensor. */
+unsigned derive_device_shard(const struct derive *d, const char *community,
+    const char *device);
+
+/* The shards this instance evaluates (bit n: shard n; derive_new: all).
+ * The devices, households and reports of the others are still observed,
+ * but raise nothing, are not ticked, and their rows are not written: a
+ * change to one is kept and written when its shard is held again without
+ * a reload (derive_reload). */
+void derive_hold(struct derive *d, uint64_t shards);
+uint64_t derive_held(const struct derive *d);
+
+/* Taken over from another instance: the state of `shards` becomes the
+ * database's rows (as derive_load reads them); what this instance made of
+ * its own share of the stream is dropped, but for a device's last and
+ * first sighting. A device of those shards without a row is as if first
+ * heard from. Returns 0, or -1 (nothing taken) when a text is not an
+ * array. */
+int derive_reload(struct derive *d, const char *devices, const char *welfare,
+    const char *reports, uint64_t shards, int64_t now_us);
+
+/* A device whose stored records, from `since_us` (event time) on, the
+ * evaluating instance must have observed before its next tick. */
+struct derive_want {
+	const char *community, *device;	/* valid until the next call but this */
+	int64_t since_us;
+};
+/* What the next derive_tick would raise for the shards held, and with
+ * `follow` also what a record stored by another instance would end (an
+ * offline device coming back, an open inactivity alert's household),
+ * as the devices whose records to observe first: at most `max`,
+ * returns how many (the due ones first). */
+size_t derive_wanted(const struct derive *d, int64_t now_us, bool follow,
+    struct derive_want *out, size_t max);
 
 /* For the log and the status line: devices known, online. */
 size_t derive_devices(const struct derive *d, size_t *online);

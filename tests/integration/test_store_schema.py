@@ -44,10 +44,18 @@ def partitions(pg):
         WHERE i.inhparent = 'events'::regclass"""))
 
 
-SCHEMA_VERSION = 8   # the last migration in daemon/schema.c
+SCHEMA_VERSION = 9   # the last migration in daemon/schema.c
+
+# What migration 9 added, taken back: a database as version 8 left it.
+UNDO_9 = """
+    DROP INDEX events_skewed;
+    DROP TABLE derive_leases;
+    DROP TABLE derive_instances;
+    DELETE FROM schema_migrations WHERE version > 8;
+"""
 
 # What migration 8 added, taken back: a database as version 7 left it.
-UNDO_8 = """
+UNDO_8 = UNDO_9 + """
     DROP INDEX events_alarms;
     DELETE FROM schema_migrations WHERE version > 7;
 """

@@ -3096,9 +3096,259 @@ fixed_opening_at_time_zero_counted_again(void)
 	derive_free(d);
 }
 
+/* ---- several instances: shards and leases ------------------------------ */
+
+static void
+test_shards(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(two_sensors);
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	size_t per[DERIVE_SHARDS] = { 0 };
+	char id[32];
+
+	/* The same in every instance: a function of the names alone. */
+	T_INTEQ(derive_shard("device", "c-1", "gate-1"), derive_shard("device", "c-1", "gate-1"));
+	T_CHECK(derive_shard("device", "c-1", "gate-1") < DERIVE_SHARDS);
+	/* Known values: a change would move every shard of a running site
+	 * (the lease table is shared by instances of different releases). */
+	T_INTEQ(derive_shard("household", "h-1502", ""), 22);
+	T_INTEQ(derive_shard("device", "c-1", "gate-1"), 53);
+	T_INTEQ(derive_shard("report", "c-1", "r-1"), 16);
+	/* Spread: 6400 device ids, no shard empty or more than twice its share. */
+	for (int i = 0; i < 6400; i++) {
+		snprintf(id, sizeof(id), "b%02d/u%d/%04d/door", i % 40, i % 7, i);
+		per[derive_shard("device", "c-1", id)]++;
+	}
+	size_t lo = SIZE_MAX, hi = 0;
+	for (int i = 0; i < DERIVE_SHARDS; i++) {
+		lo = per[i] < lo ? per[i] : lo;
+		hi = per[i] > hi ? per[i] : hi;
+	}
+	T_CHECK(lo > 0);
+	T_CHECK(hi <= 2 * 6400 / DERIVE_SHARDS);
+	/* A household's sensors are in its shard: one instance sees all of
+	 * what its alerts depend on. */
+	unsigned hs = derive_shard("household", "h-1502", "");
+	T_INTEQ(derive_device_shard(d, "c-1", "door-1"), hs);
+	T_INTEQ(derive_device_shard(d, "c-1", "door-2"), hs);
+	T_INTEQ(derive_device_shard(d, "c-1", "gate-1"), derive_shard("device", "c-1", "gate-1"));
+	/* The key's parts are kept apart: ("ab", "c") is not ("a", "bc"). */
+	T_CHECK(derive_shard("device", "ab", "c") != derive_shard("device", "a", "bc") ||
+	    derive_shard("device", "ab", "d") != derive_shard("device", "a", "bd"));
+	derive_free(d);
+}
+
+/* Every shard but `s`. */
+#define ALL ((uint64_t)~0ULL)
+#define BIT(s) ((uint64_t)1 << (s))
+
+static void
+test_shards_not_held(void)
+{
+	struct derive_options o = opts();
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	unsigned g = derive_shard("device", "c-1", "gate-1");
+
+	T_INTEQ(derive_held(d), ALL);		/* alone: everything */
+	derive_hold(d, ALL & ~BIT(g));
+	/* Observed, but neither raised nor written: another instance's. */
+	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0), T0);
+	derive_observe(d, ev_lwt(&m, "gate-1", CLS(ACCESS_GATE), T0 + S), T0 + S);
+	T_CHECK(!derive_pending(d));
+	T_INTEQ(take(d, &out), 0);
+	T_CHECK(out.rows[ROWS_DEVICES] == NULL);
+	/* Not ticked: its timeout is not ours to raise. */
+	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0 + 2 * S), T0 + 2 * S);
+	T_INTEQ(tick_take(d, T0 + 10 * HOUR, &out), 0);
+	struct derive_want w[8];
+	T_INTEQ(derive_wanted(d, T0 + 10 * HOUR, true, w, 8), 0);
+	/* Held again without a reload (nobody else had it): the row that
+	 * waited is written. */
+	derive_hold(d, ALL);
+	T_CHECK(derive_pending(d));
+	T_INTEQ(take(d, &out), 0);
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "gate-1");
+	T_CHECK(r != NULL);
+	json_decref(r);
+	out_clear(&out);
+	derive_free(d);
+}
+
+static void
+test_wanted(void)
+{
+	struct derive_options o = opts();
+	o.class_timeout_us[CLS(ACCESS_GATE)] = 15 * MIN;
+	struct derive_household hh = household(one_sensor);
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct derive *d = fresh(&o, T0);
+	struct out out = { 0 };
+	struct msg m;
+	struct derive_want w[8];
+	const int64_t t1 = T0 + HOUR;
+
+	sensors_up(d, one_sensor, t1);
+	derive_observe(d, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), t1), t1);
+	take(d, &out);
+	/* Nothing due: nothing to read back (follow: nothing open). */
+	T_INTEQ(derive_wanted(d, t1 + MIN, true, w, 8), 0);
+	/* The gate's timeout due: its records since it was last seen. */
+	T_INTEQ(derive_wanted(d, t1 + 15 * MIN, false, w, 8), 1);
+	T_STREQ(w[0].device, "gate-1");
+	T_STREQ(w[0].community, "c-1");
+	T_INTEQ(w[0].since_us, t1);
+	/* The household due too: its sensors since the last opening. */
+	T_INTEQ(derive_wanted(d, t1 + 12 * HOUR, false, w, 8), 2);
+	T_STREQ(w[1].device, "door-1");
+	T_INTEQ(w[1].since_us, t1);
+	T_INTEQ(derive_wanted(d, t1 + 12 * HOUR, false, w, 1), 1);	/* bounded */
+	/* Once raised, an open alert and an offline device are followed. */
+	T_INTEQ(tick_take(d, t1 + 12 * HOUR, &out), 2);
+	T_INTEQ(derive_wanted(d, t1 + 12 * HOUR + S, false, w, 8), 0);
+	T_INTEQ(derive_wanted(d, t1 + 12 * HOUR + S, true, w, 8), 2);
+	/* Not for shards held elsewhere. */
+	derive_hold(d, 0);
+	T_INTEQ(derive_wanted(d, t1 + 12 * HOUR + S, true, w, 8), 0);
+	out_clear(&out);
+	derive_free(d);
+}
+
+/* Two instances, the stream split between them: the one holding the
+ * household's shard reads back what the other stored before its timer
+ * fires (as pipeline.c does through store_lease.c), raises the alert
+ * once; the other raises nothing. It dies: the other takes the shard
+ * over from the rows and raises the repeat, once, with the same id as the
+ * first would have. */
+static void
+test_split_stream_takeover(void)
+{
+	struct derive_options o = opts();
+	struct derive_household hh = household(one_sensor);
+	o.households = &hh;
+	o.nhouseholds = 1;
+	struct db db;
+	db_init(&db);
+	struct derive *a = fresh(&o, T0), *b = fresh(&o, T0), *solo = fresh(&o, T0);
+	struct out out = { 0 }, sout = { 0 };
+	struct msg m;
+	struct derive_want w[8];
+	const int64_t t1 = T0 + HOUR, t2 = T0 + 3 * HOUR;
+
+	derive_hold(a, ALL);
+	derive_hold(b, 0);
+	/* The sensor online, seen by both; the first opening by a, the
+	 * second by b only. solo sees everything (one instance). */
+	sensors_up(a, one_sensor, t1);
+	sensors_up(b, one_sensor, 0);
+	sensors_up(solo, one_sensor, t1);
+	Event *second = ev_door(&m, "door-1", true, t2);
+	derive_observe(b, second, t2);
+	derive_observe(solo, second, t2);
+	flush(a, &out, &db);
+	T_INTEQ(flush(b, &out, &db), 0);
+	T_CHECK(out.rows[ROWS_WELFARE] == NULL && out.rows[ROWS_DEVICES] == NULL);
+
+	/* At t1 + 12 h, a's view says inactive: it asks first. */
+	T_INTEQ(derive_wanted(a, t1 + 12 * HOUR, false, w, 8), 1);
+	T_INTEQ(w[0].since_us, t1);
+	derive_observe(a, second, t1 + 12 * HOUR);	/* read back: b stored it */
+	T_INTEQ(tick_flush(a, t1 + 12 * HOUR, &out, &db), 0);
+	T_INTEQ(tick_take(b, t1 + 12 * HOUR, &out), 0);
+	/* At t2 + 12 h: one alert, from a; none from b. */
+	T_INTEQ(tick_flush(a, t2 + 12 * HOUR, &out, &db), 1);
+	T_INTEQ(count_kind(&out, KIND(INACTIVITY)), 1);
+	T_INTEQ(out.ev[0]->welfare->window_start_us, t2);
+	T_INTEQ(tick_take(solo, t2 + 12 * HOUR, &sout), 1);
+	T_CHECK(memcmp(out.ev[0]->id.data, sout.ev[0]->id.data, 16) == 0);
+	T_INTEQ(tick_take(b, t2 + 12 * HOUR, &out), 0);
+
+	/* a dies. b's lease takes the shard over: the rows first, then it
+	 * evaluates. The alert is not raised again; the repeat is, once. */
+	derive_free(a);
+	char *dv, *wf, *rp;
+	db_read(&db, t2 + 13 * HOUR, &dv, &wf, &rp);
+	T_INTEQ(derive_reload(b, dv, wf, rp, ALL, t2 + 13 * HOUR), 0);
+	free(dv);
+	free(wf);
+	free(rp);
+	derive_hold(b, ALL);
+	T_INTEQ(tick_take(b, t2 + 13 * HOUR, &out), 0);
+	T_INTEQ(tick_take(b, t2 + 16 * HOUR, &out), 1);
+	T_INTEQ(out.ev[0]->welfare->repeat, 1);
+	T_INTEQ(out.ev[0]->welfare->window_start_us, t2);
+	T_INTEQ(tick_take(solo, t2 + 16 * HOUR, &sout), 1);
+	T_CHECK(memcmp(out.ev[0]->id.data, sout.ev[0]->id.data, 16) == 0);
+	T_INTEQ(tick_take(b, t2 + 16 * HOUR + S, &out), 0);
+	/* The next opening, seen by b: activity resumed, once. */
+	derive_observe(b, ev_door(&m, "door-1", true, t2 + 17 * HOUR), t2 + 17 * HOUR);
+	T_INTEQ(take(b, &out), 1);
+	T_INTEQ(count_kind(&out, KIND(ACTIVITY_RESUMED)), 1);
+	/* A text that is not an array: nothing taken. */
+	T_INTEQ(derive_reload(b, "{", NULL, NULL, ALL, t2), -1);
+	out_clear(&out);
+	out_clear(&sout);
+	derive_free(b);
+	derive_free(solo);
+	db_free(&db);
+}
+
+/* A reload drops what the instance made of its own share of a device's
+ * stream (a state it never raised), but keeps its latest sighting. */
+static void
+test_reload_device(void)
+{
+	struct derive_options o = opts();
+	struct derive *a = fresh(&o, T0), *b = fresh(&o, T0);
+	struct db db;
+	db_init(&db);
+	struct out out = { 0 };
+	struct msg m;
+
+	derive_hold(b, 0);
+	derive_observe(a, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0), T0);
+	flush(a, &out, &db);
+	/* b saw its last will (a did not): quietly offline in b's view. */
+	derive_observe(b, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0 + S), T0 + S);
+	derive_observe(b, ev_lwt(&m, "gate-1", CLS(ACCESS_GATE), T0 + 2 * S), T0 + 2 * S);
+	derive_observe(b, ev_plain(&m, "gate-1", CLS(ACCESS_GATE), T0 + 3 * S), T0 + 3 * S);
+	derive_observe(b, ev_lwt(&m, "gate-1", CLS(ACCESS_GATE), T0 + 4 * S), T0 + 4 * S);
+	char *dv, *wf, *rp;
+	db_read(&db, T0 + 5 * S, &dv, &wf, &rp);
+	T_INTEQ(derive_reload(b, dv, wf, rp, ALL, T0 + 5 * S), 0);
+	free(dv);
+	free(wf);
+	free(rp);
+	derive_hold(b, ALL);
+	size_t online = 0;
+	T_INTEQ(derive_devices(b, &online), 1);
+	T_INTEQ(online, 1);		/* the row's word */
+	/* The next last will, seen by b: raised. */
+	derive_observe(b, ev_lwt(&m, "gate-1", CLS(ACCESS_GATE), T0 + 6 * S), T0 + 6 * S);
+	T_INTEQ(take(b, &out), 1);
+	T_INTEQ(out.ev[0]->event_type, TYPE(DEVICE_OFFLINE));
+	json_t *r = row_of(out.rows[ROWS_DEVICES], "device_id", "gate-1");
+	T_INTEQ(jint(r, "last_seen_us"), T0 + 3 * S);	/* b's sighting kept */
+	json_decref(r);
+	out_clear(&out);
+	derive_free(a);
+	derive_free(b);
+	db_free(&db);
+}
+
 int
 main(void)
 {
+	test_shards();
+	test_shards_not_held();
+	test_wanted();
+	test_split_stream_takeover();
+	test_reload_device();
 	test_first_message();
 	test_lwt_and_availability();
 	test_repeated_state();
