@@ -104,23 +104,16 @@ seen_forget_unsynced(struct seen *s, uint64_t syncs)
 static uint64_t
 message_digest(const char *topic, size_t topic_len, const void *payload, size_t len)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-	const unsigned char *p = (const unsigned char *)topic;
+	uint64_t h = util_fnv1a64(UTIL_FNV1A64_INIT, topic, topic_len);
 	unsigned char size[8];
 
-	for (size_t i = 0; i < topic_len; i++)
-		h = (h ^ p[i]) * 0x100000001b3ULL;
-	h *= 0x100000001b3ULL;
-	p = payload;
-	if (p == NULL) {
+	h = util_fnv1a64(h, "", 1);
+	if (payload == NULL) {
 		for (int i = 0; i < 8; i++)
 			size[i] = (unsigned char)((uint64_t)len >> (8 * i));
-		p = size;
-		len = sizeof(size);
+		return util_fnv1a64(h, size, sizeof(size));
 	}
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ p[i]) * 0x100000001b3ULL;
-	return h;
+	return util_fnv1a64(h, payload, len);
 }
 
 /* A broker that resumes our session sends the messages whose PUBACK it did

@@ -15,16 +15,6 @@ struct ratelimit {
 	uint64_t untracked;
 };
 
-static uint64_t
-fnv(uint64_t h, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ p[i]) * 1099511628211ull;
-	return h;
-}
-
 struct ratelimit *
 ratelimit_new(size_t max_keys)
 {
@@ -110,8 +100,8 @@ ratelimit_check(struct ratelimit *rl, const char *route, const char *device, siz
 		route = "";
 	if (len > RL_DEVICE_MAX)
 		len = RL_DEVICE_MAX;
-	uint64_t h = fnv(14695981039346656037ull, route, strlen(route) + 1);
-	h = fnv(h, device, len);
+	uint64_t h = util_fnv1a64(UTIL_FNV1A64_INIT, route, strlen(route) + 1);
+	h = util_fnv1a64(h, device, len);
 	struct rl_entry **at = &rl->buckets[h & (rl->nbuckets - 1)];
 	struct rl_entry *e = *at;
 	while (e != NULL && (e->hash != h || strcmp(e->route, route) != 0 ||

@@ -58,6 +58,11 @@ int64_t util_clock_step_us(void);
 /* The value of a hexadecimal digit (either case), or -1. */
 int util_hex_digit(int c);
 
+/* FNV-1a, 64 bits, of `len` bytes, continuing from `h` (start:
+ * UTIL_FNV1A64_INIT). For in-memory tables only: never persisted. */
+#define UTIL_FNV1A64_INIT 14695981039346656037ull
+uint64_t util_fnv1a64(uint64_t h, const void *data, size_t len);
+
 /* ---- allocation with one out-of-memory policy ------------------------- */
 
 /* Writes the line above and aborts. For allocations made by a library. */

@@ -145,9 +145,26 @@ test_lists(void)
 	T_CHECK(*s == '\0');
 }
 
+/* FNV-1a 64 reference values; a hash continued over pieces equals the
+ * whole's; the hex digits. */
+static void
+test_text(void)
+{
+	T_CHECK(util_fnv1a64(UTIL_FNV1A64_INIT, "", 0) == 0xcbf29ce484222325ull);
+	T_CHECK(util_fnv1a64(UTIL_FNV1A64_INIT, "a", 1) == 0xaf63dc4c8601ec8cull);
+	T_CHECK(util_fnv1a64(UTIL_FNV1A64_INIT, "foobar", 6) == 0x85944171f73967e8ull);
+	T_CHECK(util_fnv1a64(util_fnv1a64(UTIL_FNV1A64_INIT, "foo", 3), "bar", 3) ==
+	    0x85944171f73967e8ull);
+	T_INTEQ(util_hex_digit('0'), 0);
+	T_INTEQ(util_hex_digit('f'), 15);
+	T_INTEQ(util_hex_digit('F'), 15);
+	T_INTEQ(util_hex_digit('g'), -1);
+}
+
 int
 main(void)
 {
+	test_text();
 	test_clock();
 	test_clock_step();
 	test_alloc();
