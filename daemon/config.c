@@ -37,6 +37,8 @@ static const char *const profile_choices[] = { "gridbridge", "viid", NULL };
 static const int profile_values[] = { FORWARD_PROFILE_GRIDBRIDGE, FORWARD_PROFILE_VIID };
 static const char *const mode_choices[] = { "upload", "cascade", NULL };
 static const int mode_values[] = { VIID_MODE_UPLOAD, VIID_MODE_CASCADE };
+static const char *const session_choices[] = { "own", "shared", NULL };
+static const int session_values[] = { VIID_SESSION_OWN, VIID_SESSION_SHARED };
 static const char *const auth_choices[] = { "digest", "basic", "none", NULL };
 static const int auth_values[] = { VIID_AUTH_DIGEST, VIID_AUTH_BASIC, VIID_AUTH_NONE };
 static const char *const picture_choices[] = { "url", "data", NULL };
@@ -345,6 +347,17 @@ const struct config_key config_keys[] = {
 	  .min = 0, .max = 64, .def = "",
 	  .offset = TARGET_FIELD(viid_device_id), .instanced = true,
 	  .help = "viid: our 20-digit GA/T 1400 id, sent as User-Identify; required with profile = viid" },
+	{ .section = "forward.target", .name = "session", .type = CFG_ENUM,
+	  .choices = session_choices, .choice_values = session_values, .def = "own",
+	  .offset = TARGET_FIELD(viid_session), .instanced = true,
+	  .help = "viid upload: own (this daemon registers with its viid_device_id) or shared "
+	      "(the daemons sharing the database register one viid_device_id in turn: the one "
+	      "holding the target's lease in the database registers, keeps alive and sends)" },
+	{ .section = "forward.target", .name = "session_lease", .type = CFG_INT,
+	  .min = 6, .max = 3600, .def = "60",
+	  .offset = TARGET_FIELD(session_lease), .instanced = true,
+	  .help = "viid, session = shared: seconds a daemon holds the session after its last "
+	      "renewal (every third of it); when it dies, another registers after that long" },
 	{ .section = "forward.target", .name = "username", .type = CFG_STRING,
 	  .min = 0, .max = 255, .def = "",
 	  .offset = TARGET_FIELD(username), .instanced = true,
@@ -1193,6 +1206,9 @@ refuse_viid_keys(struct parse *p, const struct config_target *t)
 	};
 
 	refuse_keys(p, t, "only with profile = viid", who, sizeof(who) / sizeof(who[0]));
+	if (t->viid_session == VIID_SESSION_SHARED)
+		add_error(p->errs, p->name, key_line(p, "session"),
+		    "[forward.target %s] session = shared: only with profile = viid", t->name);
 }
 
 /* The string keys only cascade mode reads. */
@@ -1319,6 +1335,10 @@ key_set(const struct parse *p, const char *key)
 static void
 finish_viid_target(struct parse *p, const struct config_target *t, bool http)
 {
+	if (t->viid_mode == VIID_MODE_CASCADE && t->viid_session == VIID_SESSION_SHARED)
+		add_error(p->errs, p->name, key_line(p, "session"),
+		    "[forward.target %s] session = shared: only with mode = upload (a cascade "
+		    "target's platform subscribes at one daemon's listener)", t->name);
 	if (t->viid_mode == VIID_MODE_CASCADE)
 		finish_cascade_target(p, t);
 	else

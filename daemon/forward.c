@@ -16,6 +16,7 @@
 #include "forward_profile.h"
 #include "forward_viid.h"
 #include "forward_viid_cascade.h"
+#include "forward_viid_lease.h"
 #include "forward_viid_picture.h"
 #include "forward_viid_profile.h"
 #include "forward_viid_session.h"
@@ -148,6 +149,7 @@ struct target {
 	const struct forward_profile *profile;
 	struct forward_profile *viid_profile;	/* profile viid: ours to free */
 	struct viid_session *session;	/* profile viid (a subscription's: its parent's) */
+	struct viid_lease *lease;	/* session = shared: held while ours */
 	struct viid_cascade *cascade;	/* mode = cascade: the listener, the subscriptions */
 	struct viid_fetcher *fetcher;	/* picture = data (a subscription: its parent's) */
 	struct target *parent;		/* a subscription's: the cascade target */
@@ -794,6 +796,7 @@ claim(struct lane *l, bool probing)
 		.max_rows = t->batch_rows,
 		.max_bytes = t->batch_bytes,
 		.lease_s = t->lease_s,
+		.fenced = t->lease != NULL,
 		.exclude = held,
 		.nexclude = k,
 	};
@@ -1456,6 +1459,42 @@ session_up(void *ctx)
 			target_resume(t->f->subs[i]);
 }
 
+/* A shared session's lease was taken (register) or lost (stop without
+ * UnRegister: the daemon holding it now may have registered the same id;
+ * batches in flight end as they end, their rows under their own leases). */
+static void
+lease_changed(void *ctx, bool held)
+{
+	struct target *t = ctx;
+
+	if (held)
+		viid_session_start(t->session);
+	else
+		viid_session_stop(t->session, false);
+}
+
+void
+forward_stop(struct forward *f)
+{
+	for (size_t i = 0; f != NULL && i < f->ntargets; i++) {
+		struct target *t = &f->targets[i];
+		if (t->lease == NULL)
+			continue;
+		if (viid_lease_held(t->lease))
+			viid_session_stop(t->session, true);
+		viid_lease_release(t->lease);
+	}
+}
+
+bool
+forward_stopping(const struct forward *f)
+{
+	for (size_t i = 0; f != NULL && i < f->ntargets; i++)
+		if (viid_lease_releasing(f->targets[i].lease))
+			return true;
+	return false;
+}
+
 /* ---- metrics ----------------------------------------------------------- */
 
 static void
@@ -1641,7 +1680,9 @@ forward_start(struct forward *f)
 		struct target *t = &f->targets[i];
 		log_info("forward", "target", "target=%s format=%s max_inflight=%zu alarm_priority=%d",
 		    t->name, t->profile->format, t->lanes[0].nslots, t->alarm_priority);
-		if (t->session != NULL)
+		if (t->lease != NULL)
+			viid_lease_start(t->lease);
+		else if (t->session != NULL)
 			viid_session_start(t->session);
 		if (t->cascade != NULL)
 			viid_cascade_start(t->cascade);
@@ -1654,6 +1695,8 @@ target_failing(const struct target *t)
 {
 	if (t->retired)
 		return false;
+	if (t->lease != NULL && !viid_lease_held(t->lease))
+		return false;		/* another daemon sends */
 	if (paused(t))
 		return true;
 	for (size_t j = 0; j < t->nlanes; j++)
@@ -1740,7 +1783,12 @@ target_viid(struct target *t, const struct forward_target *c)
 	t->user_identify = util_malloc(len);
 	snprintf(t->user_identify, len, "User-Identify: %s", c->viid_device_id);
 	t->session = viid_session_new(t->f->base, c, session_up, t);
-	return t->session != NULL ? 0 : -1;
+	if (t->session == NULL)
+		return -1;
+	if (c->shared_session && (t->lease = viid_lease_new(t->f->base, &t->f->outbox, t->name,
+	    c->session_lease_s, lease_changed, t)) == NULL)
+		return -1;
+	return 0;
 }
 
 /* ---- subscriptions of cascade targets ---------------------------------- */
@@ -2037,6 +2085,7 @@ target_free(struct forward *f, struct target *t)
 		lane_free(f, &t->lanes[j]);
 	if (t->parent == NULL) {
 		viid_cascade_free(t->cascade);
+		viid_lease_free(t->lease);
 		viid_session_free(t->session);
 		viid_fetcher_free(t->fetcher);
 	}

@@ -363,7 +363,8 @@ viid_session_lost(struct viid_session *s, const char *why)
 }
 
 /* Tells the platform we go, waiting at most UNREGISTER_TIMEOUT_S: the
- * daemon is stopping and its loop no longer runs. */
+ * daemon is stopping (or giving a shared session up) and its loop does
+ * not run meanwhile. */
 static void
 unregister(struct viid_session *s)
 {
@@ -384,6 +385,26 @@ unregister(struct viid_session *s)
 	else
 		log_warn("forward", "viid unregister failed", "target=%s status=%ld error=%s",
 		    s->target, status, code != CURLE_OK ? curl_easy_strerror(code) : rep.reason);
+}
+
+void
+viid_session_stop(struct viid_session *s, bool unregister_too)
+{
+	if (s->step != STEP_IDLE) {
+		forward_curl_remove(s->curl, s->easy);
+		s->step = STEP_IDLE;
+	}
+	evtimer_del(s->timer);
+	if (s->up && unregister_too)
+		unregister(s);
+	if (s->up) {
+		s->down_since_ms = util_mono_ms();
+		log_info("forward", "viid session stopped", "target=%s unregistered=%s", s->target,
+		    unregister_too ? "yes" : "no");
+	}
+	s->up = false;
+	s->lost = false;
+	backoff_reset(&s->retry);
 }
 
 void

@@ -201,7 +201,8 @@ drain_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	bool can_store = d->store != NULL && store_ready(d->store);
-	if (left == 0 || !can_store || util_mono_ms() >= d->stop_deadline_ms) {
+	bool forwarding = can_store && forward_stopping(d->forward);
+	if ((left == 0 && !forwarding) || !can_store || util_mono_ms() >= d->stop_deadline_ms) {
 		if (left > 0)
 			log_info("main", "stopping with records not stored yet", "records=%llu "
 			    "reason=%s", (unsigned long long)left,
@@ -231,6 +232,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	notify_stopping();
 	log_info("main", "stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
 	mqtt_quit(d->mqtt);
+	forward_stop(d->forward);
 	d->stop_deadline_ms = util_mono_ms() + STOP_DRAIN_MS;
 	drain_cb(-1, 0, d);
 }
@@ -676,6 +678,8 @@ new_forward(struct daemon *d)
 			.allow_http = t->allow_http,
 			.viid = t->profile == FORWARD_PROFILE_VIID,
 			.viid_device_id = t->viid_device_id,
+			.shared_session = t->viid_session == VIID_SESSION_SHARED,
+			.session_lease_s = (int)t->session_lease,
 			.username = t->username[0] != '\0' ? t->username : t->viid_device_id,
 			.password = passwords[i],
 			.auth = t->auth == VIID_AUTH_BASIC ? FORWARD_AUTH_BASIC :

@@ -359,6 +359,16 @@ static const struct schema_migration migrations[] = {
 	   * records at its own time: those by receive time. Partial: only
 	   * such records pay for it. */
 	  "CREATE INDEX events_skewed ON events (device_id, received_at) WHERE clock_skewed;" },
+	{ 10, "leases of GA/T 1400 sessions shared by several daemons",
+	  /* A viid target with session = shared: the daemon holding its row
+	   * registers, keeps alive and sends; the others wait for the lease
+	   * to run out (forward_leases_sql in store_outbox.c). */
+	  "CREATE TABLE forward_leases ("
+	  "  target text PRIMARY KEY,"
+	  "  holder text NOT NULL,"
+	  "  expires_at timestamptz NOT NULL,"
+	  "  taken_at timestamptz NOT NULL DEFAULT now()"
+	  ");" },
 };
 
 const struct schema_migration *

@@ -19,7 +19,7 @@ struct store_op {
 	const char *sql;
 	int nparams;
 	bool resend;			/* sent before, on a connection since lost */
-	char *text[6];			/* text parameters (NULL: SQL NULL) */
+	char *text[8];			/* text parameters (NULL: SQL NULL) */
 	struct pgarr ids;		/* $2 of settle, $7 of claim: uuid[] */
 	outbox_claim_fn claim_done;
 	outbox_subs_fn subs_done;	/* OP_SUBS; NULL: no answer wanted */
@@ -38,7 +38,8 @@ struct store_op {
  * first, and leases them to this node ($5) for $4 seconds: another daemon
  * (or this one after a restart, see release) takes them only when the
  * lease has run out. Each row comes with its age in milliseconds, by the
- * database's clock (max_age). */
+ * database's clock (max_age). $8 not NULL (a fenced claim): only while
+ * node $8 holds the target's session lease (forward_leases). */
 static const char outbox_claim_sql[] =
     "WITH c AS ("
     "  SELECT o.event_id, o.target, o.priority, o.created_at, e.record"
@@ -47,6 +48,8 @@ static const char outbox_claim_sql[] =
     "  WHERE o.target = $1 AND o.state = 'pending' AND o.next_attempt_at <= now()"
     "    AND o.priority BETWEEN ($6::int[])[1] AND ($6::int[])[2]"
     "    AND o.event_id <> ALL($7::uuid[])"
+    "    AND ($8::text IS NULL OR EXISTS (SELECT 1 FROM forward_leases f"
+    "      WHERE f.target = $1 AND f.holder = $8 AND f.expires_at > now()))"
     "  ORDER BY o.priority DESC, o.created_at"
     "  LIMIT $2::int FOR UPDATE OF o SKIP LOCKED"
     "), w AS ("
@@ -163,8 +166,8 @@ static const char subs_catalogue_sql[] =
 int
 store_op_send(struct store *s, struct store_op *op)
 {
-	const char *vals[7];
-	int lens[7], fmts[7];
+	const char *vals[8];
+	int lens[8], fmts[8];
 
 	free(op->rows);
 	free(op->data);
@@ -174,7 +177,7 @@ store_op_send(struct store *s, struct store_op *op)
 	op->answer = NULL;
 	op->nrows = 0;
 	for (int i = 0; i < op->nparams; i++) {
-		vals[i] = i < 6 ? op->text[i] : NULL;
+		vals[i] = op->text[i];
 		lens[i] = 0;
 		fmts[i] = 0;
 	}
@@ -270,7 +273,7 @@ static void
 outbox_claim(void *ctx, const struct outbox_claim *c, outbox_claim_fn done, void *done_ctx)
 {
 	struct store *s = ctx;
-	struct store_op *op = new_op(OP_CLAIM, outbox_claim_sql, 7);
+	struct store_op *op = new_op(OP_CLAIM, outbox_claim_sql, 8);
 	char range[48];
 
 	op->text[0] = util_strdup(c->target);
@@ -282,6 +285,7 @@ outbox_claim(void *ctx, const struct outbox_claim *c, outbox_claim_fn done, void
 	op->text[4] = util_strdup(token);
 	snprintf(range, sizeof(range), "{%d,%d}", c->min_priority, c->max_priority);
 	op->text[5] = util_strdup(range);
+	op->text[7] = c->fenced ? util_strdup(s->node) : NULL;
 	pgarr_init(&op->ids, OID_UUID);
 	for (size_t i = 0; i < c->nexclude; i++)
 		pgarr_add(&op->ids, c->exclude + 16 * i, 16);
@@ -397,6 +401,46 @@ outbox_pending(void *ctx, outbox_subs_fn done, void *done_ctx)
 	store_queue_op(ctx, op);
 }
 
+/* The session lease of a viid target with session = shared (outbox.h:
+ * session_lease): taken when free, run out or ours. The row is always
+ * written (the same values when another daemon holds it) so that the
+ * answer names the holder as committed, not as this statement's snapshot
+ * saw it; two daemons taking an expired lease at once conflict on the
+ * row, and the second, once the first commits, finds it neither expired
+ * nor its own. */
+#define LEASE_OURS "(l.holder = excluded.holder OR l.expires_at < now())"
+static const char lease_take_sql[] =
+    "INSERT INTO forward_leases AS l (target, holder, expires_at)"
+    " VALUES ($1::text, $2::text, now() + make_interval(secs => $3::int))"
+    " ON CONFLICT (target) DO UPDATE SET"
+    " holder = CASE WHEN " LEASE_OURS " THEN excluded.holder ELSE l.holder END,"
+    " expires_at = CASE WHEN " LEASE_OURS " THEN excluded.expires_at ELSE l.expires_at END,"
+    " taken_at = CASE WHEN l.holder <> excluded.holder AND l.expires_at < now() THEN now()"
+    "  ELSE l.taken_at END"
+    " RETURNING CASE WHEN l.holder = $2::text THEN '1' ELSE '0 ' || l.holder END";
+/* Given up: the next daemon to ask takes it at once. */
+static const char lease_release_sql[] =
+    "UPDATE forward_leases SET expires_at = '-infinity'"
+    " WHERE target = $1::text AND holder = $2::text RETURNING '0 '";
+
+static void
+session_lease(void *ctx, const char *target, int lease_s, bool release, outbox_subs_fn done,
+    void *done_ctx)
+{
+	struct store *s = ctx;
+	struct store_op *op = new_op(OP_SUBS, release ? lease_release_sql : lease_take_sql,
+	    release ? 2 : 3);
+
+	op->text[0] = util_strdup(target);
+	op->text[1] = util_strdup(s->node);
+	if (!release)
+		op->text[2] = fmt_ll(lease_s);
+	op->subs_done = done;
+	op->ctx = done_ctx;
+	op->what = "session lease";
+	store_queue_op(s, op);
+}
+
 void
 store_outbox(struct store *s, struct outbox *out)
 {
@@ -408,6 +452,7 @@ store_outbox(struct store *s, struct outbox *out)
 	out->subs_end = subs_end;
 	out->subs_catalogue = subs_catalogue;
 	out->pending = outbox_pending;
+	out->session_lease = session_lease;
 	out->ctx = s;
 }
 
@@ -432,8 +477,9 @@ void
 store_op_done(struct store_op *op, const struct store_txn *t)
 {
 	if (t->failed && op->kind == OP_SUBS)
-		log_error("store", op->what != NULL ? "outbox count failed" :
-		    "subscription query failed", "sqlstate=%s error=%s", t->sqlstate,
+		log_error("store", op->what == NULL ? "subscription query failed" :
+		    strcmp(op->what, "session lease") == 0 ? "session lease query failed" :
+		    "outbox count failed", "sqlstate=%s error=%s", t->sqlstate,
 		    store_loggable_error(t->sqlstate, t->error));
 	else if (t->failed)
 		log_error("store", "outbox query failed", "sqlstate=%s error=%s", t->sqlstate,
@@ -451,7 +497,7 @@ store_op_free(struct store_op *op)
 {
 	if (op == NULL)
 		return;
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 8; i++)
 		free(op->text[i]);
 	pgarr_free(&op->ids);
 	free(op->rows);

@@ -111,6 +111,7 @@ enum forward_format { FORWARD_PROTOBUF = 0, FORWARD_JSON = 1 };
 /* [forward.target] profile, mode, auth and picture (the viid profile's). */
 enum forward_profile_kind { FORWARD_PROFILE_GRIDBRIDGE = 0, FORWARD_PROFILE_VIID = 1 };
 enum viid_mode { VIID_MODE_UPLOAD = 0, VIID_MODE_CASCADE = 1 };
+enum viid_session { VIID_SESSION_OWN = 0, VIID_SESSION_SHARED = 1 };
 enum viid_auth { VIID_AUTH_DIGEST = 0, VIID_AUTH_BASIC = 1, VIID_AUTH_NONE = 2 };
 enum viid_picture_mode { VIID_PICTURE_URL = 0, VIID_PICTURE_DATA = 1 };
 
@@ -148,6 +149,8 @@ struct config_target {
 	/* profile = viid */
 	int viid_mode;			/* enum viid_mode */
 	char *viid_device_id;		/* our 20-digit id; "" with profile = gridbridge */
+	int viid_session;		/* enum viid_session */
+	long long session_lease;	/* seconds, session = shared */
 	char *username;			/* "": viid_device_id */
 	char *password_file;
 	int auth;			/* enum viid_auth */

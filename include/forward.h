@@ -109,6 +109,9 @@ struct forward_target {
 	/* profile = viid (else the gridbridge profile, `json` its format) */
 	bool viid;
 	const char *viid_device_id;	/* ours, 20 digits */
+	bool shared_session;		/* one session for the daemons sharing the
+					 * database, held under a lease */
+	int session_lease_s;		/* shared_session: the lease */
 	const char *username;		/* never "" with auth */
 	const char *password;		/* NULL or "" with FORWARD_AUTH_NONE */
 	enum forward_auth auth;
@@ -148,6 +151,13 @@ void forward_start(struct forward *f);
 void forward_kick(void *forward);
 /* The name of a target that is failing, or NULL when all are well. */
 const char *forward_unavailable(const struct forward *f);
+/* The daemon is stopping: each shared session it holds is unregistered
+ * and its lease given up, so another daemon takes it at once. NULL is
+ * fine. */
+void forward_stop(struct forward *f);
+/* A lease given up and not answered yet: the loop should run a little
+ * longer. */
+bool forward_stopping(const struct forward *f);
 /* Requests in flight are abandoned: their rows are leased to this daemon
  * and sent again after a restart. */
 void forward_free(struct forward *f);

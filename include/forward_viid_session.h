@@ -39,6 +39,13 @@ bool viid_session_is_up(const struct viid_session *s);
 uint64_t viid_session_epoch(const struct viid_session *s);
 /* An upload was answered 401: the platform forgot us. */
 void viid_session_lost(struct viid_session *s, const char *why);
+/* Ends the session: the request in flight is dropped, no Keepalive
+ * follows, and with `unregister_too` the platform is told (UnRegister,
+ * waiting at most two seconds) when it was up. viid_session_start()
+ * registers again. A shared session whose lease was lost is stopped
+ * without UnRegister: the daemon that holds it now may have registered
+ * the same id. */
+void viid_session_stop(struct viid_session *s, bool unregister_too);
 /* UnRegister when registered (waiting at most two seconds), then frees.
  * NULL is fine. */
 void viid_session_free(struct viid_session *s);

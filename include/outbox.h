@@ -33,6 +33,11 @@ struct outbox_claim {
 	int lease_s;
 	const uint8_t *exclude;
 	size_t nexclude;
+	/* Only while this daemon holds the target's session lease (a viid
+	 * target with session = shared): checked by the database in the
+	 * claim itself, so a daemon whose lease ran out claims nothing even
+	 * before it learns so. */
+	bool fenced;
 };
 
 /* `rows` live until the callback returns; ok false: the query failed
@@ -89,6 +94,16 @@ struct outbox {
 	 * NULL for none. */
 	void (*subs_catalogue)(void *ctx, const char *target, const char *id, const char *state,
 	    const char *error);
+
+	/* The lease on the GA/T 1400 session of `target` (session =
+	 * shared), held by one daemon of those sharing the database: taken
+	 * or renewed for `lease_s` seconds when it is free, has run out or
+	 * is this daemon's own (`release` false), or given up (`release`
+	 * true). Answers "1" when this daemon holds it now, else "0 " and
+	 * the holder's node name ("0 " alone: unknown); NULL when the query
+	 * failed (logged). `done` may be NULL. */
+	void (*session_lease)(void *ctx, const char *target, int lease_s, bool release,
+	    outbox_subs_fn done, void *done_ctx);
 
 	/* The pending rows per target: a JSON array of [target, rows,
 	 * seconds since the oldest was made], at most 256 targets. */

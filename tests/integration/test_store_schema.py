@@ -44,10 +44,16 @@ def partitions(pg):
         WHERE i.inhparent = 'events'::regclass"""))
 
 
-SCHEMA_VERSION = 9   # the last migration in daemon/schema.c
+SCHEMA_VERSION = 10   # the last migration in daemon/schema.c
+
+# What migration 10 added, taken back: a database as version 9 left it.
+UNDO_10 = """
+    DROP TABLE forward_leases;
+    DELETE FROM schema_migrations WHERE version > 9;
+"""
 
 # What migration 9 added, taken back: a database as version 8 left it.
-UNDO_9 = """
+UNDO_9 = UNDO_10 + """
     DROP INDEX events_skewed;
     DROP TABLE derive_leases;
     DROP TABLE derive_instances;
