@@ -676,7 +676,9 @@ const struct config_key config_keys[] = {
 	{ .section = "store", .name = "host", .type = CFG_STRING,
 	  .min = 1, .max = 255, .def = "127.0.0.1",
 	  .offset = CONFIG_FIELD(store_host),
-	  .help = "PostgreSQL server address (an IP address avoids a blocking DNS lookup) or socket directory" },
+	  .help = "PostgreSQL server address (an IP address avoids a blocking DNS lookup) or socket "
+	      "directory; or a comma-separated list (a primary and its standbys, one port): the "
+	      "first that takes writes is used" },
 	{ .section = "store", .name = "port", .type = CFG_INT,
 	  .min = 1, .max = 65535, .def = "5432",
 	  .offset = CONFIG_FIELD(store_port),

@@ -31,12 +31,26 @@ static void io_cb(evutil_socket_t fd, short what, void *arg);
 
 /* ---- the connection --------------------------------------------------- */
 
+/* An IP address, or a comma-separated list of them (libpq takes a list
+ * for host and hostaddr alike). */
 static bool
 is_ip_address(const char *s)
 {
 	unsigned char buf[16];
+	char one[64];
 
-	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+	for (;;) {
+		size_t n = strcspn(s, ",");
+		if (n == 0 || n >= sizeof(one))
+			return false;
+		memcpy(one, s, n);
+		one[n] = '\0';
+		if (inet_pton(AF_INET, one, buf) != 1 && inet_pton(AF_INET6, one, buf) != 1)
+			return false;
+		if (s[n] == '\0')
+			return true;
+		s += n + 1;
+	}
 }
 
 /* One host of a list: see store_host_is_local(). */
@@ -91,7 +105,11 @@ store_conn_param(struct conn_params *p, const char *key, const char *val)
 }
 
 /* An IP address is passed as hostaddr, so no DNS lookup blocks, and as
- * host, which sslmode verify-full checks the server's certificate against. */
+ * host, which sslmode verify-full checks the server's certificate against.
+ * `host` may list several servers (a primary and its standbys, by IP
+ * address, on one port): libpq tries them in turn and keeps the first that
+ * takes writes (target_session_attrs), so after a failover the daemon
+ * reconnects to the promoted standby. */
 void
 store_conn_params_init(struct conn_params *p, const char *host, const char *port,
     const char *dbname, const char *user, const char *password, const char *sslmode,
@@ -110,6 +128,7 @@ store_conn_params_init(struct conn_params *p, const char *host, const char *port
 	store_conn_param(p, "sslrootcert", sslrootcert);
 	store_conn_param(p, "sslcert", sslcert);
 	store_conn_param(p, "sslkey", sslkey);
+	store_conn_param(p, "target_session_attrs", "read-write");
 }
 
 void
@@ -255,8 +274,11 @@ poll_connect(struct store *s)
 			metrics.db_reconnects++;
 		s->down_logged = false;
 		backoff_reset(&s->backoff);
-		log_info("store", "connected", "host=%s port=%s dbname=%s server_version=%d",
-		    s->host, s->port, s->dbname, PQserverVersion(s->conn));
+		/* server: which of the hosts listed, after a failover the
+		 * promoted standby */
+		log_info("store", "connected", "host=%s port=%s dbname=%s server=%s "
+		    "server_version=%d", s->host, s->port, s->dbname,
+		    PQhost(s->conn) != NULL ? PQhost(s->conn) : "", PQserverVersion(s->conn));
 		watch(s, EV_READ | EV_PERSIST);
 		s->step = STEP_NONE;
 		store_setup_next(s);
