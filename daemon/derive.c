@@ -1244,24 +1244,20 @@ static bool in_shards(uint64_t shards, unsigned shard)
 static void load_device(struct derive *d, json_t *o, bool replace);
 static void load_household(struct derive *d, json_t *o);
 static void load_report(struct derive *d, json_t *o, int64_t now_us);
-static json_t *parse_array(const char *text);
+static int parse_rows(const char *devices, const char *welfare, const char *reports,
+    json_t **dv, json_t **wf, json_t **rp);
 static bool sensors_online(const struct household *h);
 
 int
 derive_reload(struct derive *d, const char *devices, const char *welfare, const char *reports,
     uint64_t shards, int64_t now_us)
 {
-	json_t *dv = parse_array(devices), *wf = parse_array(welfare), *rp = parse_array(reports);
+	json_t *dv, *wf, *rp, *o;
 	size_t i;
-	json_t *o;
 
-	now_us = clamp_us(now_us);
-	if (dv == NULL || wf == NULL || rp == NULL) {
-		json_decref(dv);
-		json_decref(wf);
-		json_decref(rp);
+	if (parse_rows(devices, welfare, reports, &dv, &wf, &rp) != 0)
 		return -1;
-	}
+	now_us = clamp_us(now_us);
 	/* What this instance made of its share of the stream is no one's
 	 * word: the rows are. A device without a row is as if first heard
 	 * from (its next message sets its state, quietly). */
@@ -1459,6 +1455,23 @@ parse_array(const char *text)
 	return a;
 }
 
+/* The derived state's rows as derive_load and derive_reload take them:
+ * 0, or -1 when one is not a JSON array (none is kept). */
+static int
+parse_rows(const char *devices, const char *welfare, const char *reports, json_t **dv,
+    json_t **wf, json_t **rp)
+{
+	*dv = parse_array(devices);
+	*wf = parse_array(welfare);
+	*rp = parse_array(reports);
+	if (*dv != NULL && *wf != NULL && *rp != NULL)
+		return 0;
+	json_decref(*dv);
+	json_decref(*wf);
+	json_decref(*rp);
+	return -1;
+}
+
 /* A devices row. `replace` (derive_reload): a device already known takes
  * the row's state (its own last sighting kept when later); else it is
  * left as it is (one row per device). */
@@ -1560,17 +1573,12 @@ int
 derive_load(struct derive *d, const char *devices, const char *welfare, const char *reports,
     int64_t now_us)
 {
-	json_t *dv = parse_array(devices), *wf = parse_array(welfare), *rp = parse_array(reports);
+	json_t *dv, *wf, *rp, *o;
 	size_t i;
-	json_t *o;
 
-	now_us = clamp_us(now_us);
-	if (dv == NULL || wf == NULL || rp == NULL) {
-		json_decref(dv);
-		json_decref(wf);
-		json_decref(rp);
+	if (parse_rows(devices, welfare, reports, &dv, &wf, &rp) != 0)
 		return -1;
-	}
+	now_us = clamp_us(now_us);
 	json_array_foreach(dv, i, o)
 		if (json_is_object(o))
 			load_device(d, o, false);

@@ -153,6 +153,52 @@ store_watch(struct event_base *base, PGconn *conn, short flags, struct event **i
 }
 
 static void
+quiet_notice(void *arg, const PGresult *r)
+{
+	(void)arg;
+	(void)r;
+}
+
+int
+store_connect_start(PGconn **conn, const struct conn_params *p, PQnoticeReceiver notice,
+    void *arg, struct event *deadline, int timeout_s)
+{
+	*conn = PQconnectStartParams(p->keys, p->vals, 0);
+	if (*conn == NULL || PQstatus(*conn) == CONNECTION_BAD)
+		return -1;
+	PQsetNoticeReceiver(*conn, notice != NULL ? notice : quiet_notice, arg);
+	struct timeval tv = { .tv_sec = timeout_s, .tv_usec = 0 };
+	evtimer_add(deadline, &tv);
+	return 0;
+}
+
+int
+store_poll_connect(PGconn *conn, struct event *deadline, short *flags, const char **why)
+{
+	*flags = 0;
+	*why = NULL;
+	switch (PQconnectPoll(conn)) {
+	case PGRES_POLLING_READING:
+		*flags = EV_READ | EV_PERSIST;
+		return 0;
+	case PGRES_POLLING_WRITING:
+		*flags = EV_WRITE | EV_PERSIST;
+		return 0;
+	case PGRES_POLLING_OK:
+		evtimer_del(deadline);
+		if (PQsetnonblocking(conn, 1) != 0) {
+			*why = "cannot set non-blocking mode";
+			return -1;
+		}
+		*flags = EV_READ | EV_PERSIST;
+		return 1;
+	case PGRES_POLLING_FAILED:
+	default:
+		return -1;
+	}
+}
+
+static void
 watch(struct store *s, short flags)
 {
 	store_watch(s->base, s->conn, flags, &s->io, &s->io_fd, &s->io_flags, io_cb, s, "store");
@@ -254,40 +300,31 @@ store_reconnect_quietly(struct store *s, const char *why)
 static void
 poll_connect(struct store *s)
 {
-	PostgresPollingStatusType st = PQconnectPoll(s->conn);
+	short flags;
+	const char *why;
+	int made = store_poll_connect(s->conn, s->deadline, &flags, &why);
 
-	switch (st) {
-	case PGRES_POLLING_READING:
-		watch(s, EV_READ | EV_PERSIST);
-		return;
-	case PGRES_POLLING_WRITING:
-		watch(s, EV_WRITE | EV_PERSIST);
-		return;
-	case PGRES_POLLING_OK:
-		evtimer_del(s->deadline);
-		if (PQsetnonblocking(s->conn, 1) != 0) {
-			store_schedule_retry(s, "cannot set non-blocking mode");
-			return;
-		}
-		s->connected = true;
-		if (s->connections++ > 0)
-			metrics.db_reconnects++;
-		s->down_logged = false;
-		backoff_reset(&s->backoff);
-		/* server: which of the hosts listed, after a failover the
-		 * promoted standby */
-		log_info("store", "connected", "host=%s port=%s dbname=%s server=%s "
-		    "server_version=%d", s->host, s->port, s->dbname,
-		    PQhost(s->conn) != NULL ? PQhost(s->conn) : "", PQserverVersion(s->conn));
-		watch(s, EV_READ | EV_PERSIST);
-		s->step = STEP_NONE;
-		store_setup_next(s);
-		return;
-	case PGRES_POLLING_FAILED:
-	default:
-		store_schedule_retry(s, NULL);
+	if (made < 0) {
+		store_schedule_retry(s, why);
 		return;
 	}
+	if (made == 0) {
+		watch(s, flags);
+		return;
+	}
+	s->connected = true;
+	if (s->connections++ > 0)
+		metrics.db_reconnects++;
+	s->down_logged = false;
+	backoff_reset(&s->backoff);
+	/* server: which of the hosts listed, after a failover the promoted
+	 * standby */
+	log_info("store", "connected", "host=%s port=%s dbname=%s server=%s server_version=%d",
+	    s->host, s->port, s->dbname, PQhost(s->conn) != NULL ? PQhost(s->conn) : "",
+	    PQserverVersion(s->conn));
+	watch(s, flags);
+	s->step = STEP_NONE;
+	store_setup_next(s);
 }
 
 /* Whether a query that was sent still waits for (part of) its answer. */
@@ -690,14 +727,11 @@ connect_now(evutil_socket_t fd, short what, void *arg)
 	    "-c tcp_keepalives_count=3");
 
 	s->prepared = false;
-	s->conn = PQconnectStartParams(p.keys, p.vals, 0);
-	if (s->conn == NULL || PQstatus(s->conn) == CONNECTION_BAD) {
+	if (store_connect_start(&s->conn, &p, store_notice, s, s->deadline,
+	    s->connect_timeout) != 0) {
 		store_schedule_retry(s, NULL);
 		return;
 	}
-	PQsetNoticeReceiver(s->conn, store_notice, s);
-	struct timeval tv = { .tv_sec = s->connect_timeout, .tv_usec = 0 };
-	evtimer_add(s->deadline, &tv);
 	poll_connect(s);
 }
 

@@ -184,11 +184,27 @@ void store_op_result(struct store_op *op, PGresult *r);
 void store_op_done(struct store_op *op, const struct store_txn *t);
 void store_op_free(struct store_op *op);
 
-/* Arms *io for `flags` on the socket of `conn` (store.c and
- * store_status.c drive their connections alike), making it again only
+/* ---- store.c: connecting on the event loop ---- */
+
+/* store.c, store_status.c and store_lease.c drive their connections alike:
+ * store_connect_start(), then store_poll_connect() on each event of the
+ * socket until it is made, watching it with store_watch(). */
+
+/* Arms *io for `flags` on the socket of `conn`, making it again only
  * when the socket (new with each connection) or the flags changed; no
  * event without a socket or with flags 0. */
 void store_watch(struct event_base *base, PGconn *conn, short flags, struct event **io,
     int *io_fd, short *io_flags, event_callback_fn cb, void *arg, const char *mod);
+/* Starts connecting with `p` (PQconnectStartParams), the server's notices
+ * going to `notice` (none kept when NULL), `deadline` (the connect
+ * timeout) armed for `timeout_s`: 0, or -1 when libpq refused at once,
+ * *conn then NULL or a connection whose message says why (to finish). */
+int store_connect_start(PGconn **conn, const struct conn_params *p, PQnoticeReceiver notice,
+    void *arg, struct event *deadline, int timeout_s);
+/* One step of PQconnectPoll() on a connection under way, *flags set to
+ * what its socket is to be watched for: 0 while under way; 1 once made,
+ * `deadline` stopped and the connection non-blocking; -1 when it failed,
+ * *why then the reason, or NULL when libpq's message says it. */
+int store_poll_connect(PGconn *conn, struct event *deadline, short *flags, const char **why);
 
 #endif

@@ -381,28 +381,21 @@ take_results(struct store_lease *l)
 static void
 poll_connect(struct store_lease *l)
 {
-	switch (PQconnectPoll(l->conn)) {
-	case PGRES_POLLING_READING:
-		watch(l, EV_READ | EV_PERSIST);
-		return;
-	case PGRES_POLLING_WRITING:
-		watch(l, EV_WRITE | EV_PERSIST);
-		return;
-	case PGRES_POLLING_OK:
-		evtimer_del(l->deadline);
-		if (PQsetnonblocking(l->conn, 1) != 0) {
-			drop(l, "cannot set non-blocking mode");
-			return;
-		}
-		l->connected = true;
-		watch(l, EV_READ | EV_PERSIST);
-		next_query(l);
-		return;
-	case PGRES_POLLING_FAILED:
-	default:
-		drop(l, NULL);
+	short flags;
+	const char *why;
+	int made = store_poll_connect(l->conn, l->deadline, &flags, &why);
+
+	if (made < 0) {
+		drop(l, why);
 		return;
 	}
+	if (made == 0) {
+		watch(l, flags);
+		return;
+	}
+	l->connected = true;
+	watch(l, flags);
+	next_query(l);
 }
 
 static void
@@ -428,13 +421,6 @@ io_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-quiet_notice(void *arg, const PGresult *r)
-{
-	(void)arg;
-	(void)r;
-}
-
-static void
 connect_now(struct store_lease *l)
 {
 	struct conn_params p;
@@ -447,15 +433,11 @@ connect_now(struct store_lease *l)
 	    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3",
 	    l->o.lease_s * 1000);
 	store_conn_param(&p, "options", opts);
-	l->conn = PQconnectStartParams(p.keys, p.vals, 0);
-	if (l->conn == NULL || PQstatus(l->conn) == CONNECTION_BAD) {
+	if (store_connect_start(&l->conn, &p, NULL, l, l->deadline,
+	    l->o.connect_timeout > 0 ? l->o.connect_timeout : 10) != 0) {
 		drop(l, NULL);
 		return;
 	}
-	PQsetNoticeReceiver(l->conn, quiet_notice, l);
-	struct timeval tv = { .tv_sec = l->o.connect_timeout > 0 ? l->o.connect_timeout : 10,
-		.tv_usec = 0 };
-	evtimer_add(l->deadline, &tv);
 	poll_connect(l);
 }
 

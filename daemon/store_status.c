@@ -224,28 +224,21 @@ take_results(struct store_status *s)
 static void
 poll_connect(struct store_status *s)
 {
-	switch (PQconnectPoll(s->conn)) {
-	case PGRES_POLLING_READING:
-		watch(s, EV_READ | EV_PERSIST);
-		return;
-	case PGRES_POLLING_WRITING:
-		watch(s, EV_WRITE | EV_PERSIST);
-		return;
-	case PGRES_POLLING_OK:
-		evtimer_del(s->deadline);
-		if (PQsetnonblocking(s->conn, 1) != 0) {
-			drop(s, "cannot set non-blocking mode");
-			return;
-		}
-		s->connected = true;
-		watch(s, EV_READ | EV_PERSIST);
-		send_query(s);
-		return;
-	case PGRES_POLLING_FAILED:
-	default:
-		drop(s, NULL);
+	short flags;
+	const char *why;
+	int made = store_poll_connect(s->conn, s->deadline, &flags, &why);
+
+	if (made < 0) {
+		drop(s, why);
 		return;
 	}
+	if (made == 0) {
+		watch(s, flags);
+		return;
+	}
+	s->connected = true;
+	watch(s, flags);
+	send_query(s);
 }
 
 static void
@@ -271,13 +264,6 @@ io_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-quiet_notice(void *arg, const PGresult *r)
-{
-	(void)arg;
-	(void)r;
-}
-
-static void
 connect_now(struct store_status *s)
 {
 	struct conn_params p;
@@ -291,15 +277,11 @@ connect_now(struct store_status *s)
 	    "-c statement_timeout=%d -c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 "
 	    "-c tcp_keepalives_count=3", (s->o.refresh_s * 2 + 5) * 1000);
 	store_conn_param(&p, "options", opts);
-	s->conn = PQconnectStartParams(p.keys, p.vals, 0);
-	if (s->conn == NULL || PQstatus(s->conn) == CONNECTION_BAD) {
+	if (store_connect_start(&s->conn, &p, NULL, s, s->deadline,
+	    s->o.connect_timeout > 0 ? s->o.connect_timeout : 10) != 0) {
 		drop(s, NULL);
 		return;
 	}
-	PQsetNoticeReceiver(s->conn, quiet_notice, s);
-	struct timeval tv = { .tv_sec = s->o.connect_timeout > 0 ? s->o.connect_timeout : 10,
-		.tv_usec = 0 };
-	evtimer_add(s->deadline, &tv);
 	poll_connect(s);
 }
 

@@ -123,13 +123,17 @@ put_le64(unsigned char *p, uint64_t v)
 	put_le32(p + 4, (uint32_t)(v >> 32));
 }
 
-/* A record as a device could write it into its payload: every field right,
- * the CRC computed from 0 (the device cannot know the segment's seed). */
+/* A record frame of journal `version` (3: with the mid, 0; 1 and 2:
+ * without), its CRC from `seed`. With seed 0 it is a record as a device
+ * could write it into its payload: every field right, the CRC computed
+ * from 0 (the device cannot know the segment's seed). */
 static size_t
-forge_frame(unsigned char *out, uint64_t seq, const char *topic, const char *payload)
+record_frame(unsigned char *out, int version, uint64_t seq, uint32_t seed, const char *topic,
+    const char *payload)
 {
+	size_t fixed = version >= 3 ? JOURNAL_RECORD_FIXED : JOURNAL_RECORD_FIXED_V2;
 	size_t tl = strlen(topic), pl = strlen(payload);
-	uint32_t len = (uint32_t)(JOURNAL_RECORD_FIXED + tl + pl);
+	uint32_t len = (uint32_t)(fixed + tl + pl);
 	unsigned char *body = out + JOURNAL_RECORD_HEAD;
 
 	put_le32(out, JOURNAL_MAGIC_RECORD);
@@ -141,10 +145,11 @@ forge_frame(unsigned char *out, uint64_t seq, const char *topic, const char *pay
 	body[18] = (unsigned char)tl;
 	body[19] = 0;
 	put_le32(body + 20, (uint32_t)pl);
-	body[24] = body[25] = 0;	/* mid */
-	memcpy(body + JOURNAL_RECORD_FIXED, topic, tl);
-	memcpy(body + JOURNAL_RECORD_FIXED + tl, payload, pl);
-	put_le32(out + 8, journal_crc32c(0, body, len));
+	if (version >= 3)
+		body[24] = body[25] = 0;	/* mid */
+	memcpy(body + fixed, topic, tl);
+	memcpy(body + fixed + tl, payload, pl);
+	put_le32(out + 8, journal_crc32c(seed, body, len));
 	return JOURNAL_RECORD_HEAD + len;
 }
 
@@ -245,7 +250,7 @@ forgery_tests(void)
 		append_n(j, 1, 2);
 		/* A payload holding a complete frame: a fake throwing alarm. */
 		unsigned char frame[512];
-		size_t fl = forge_frame(frame, seqs[k], "sac/other/camera/cam9/alarm",
+		size_t fl = record_frame(frame, 3, seqs[k], 0, "sac/other/camera/cam9/alarm",
 		    "{\"eventType\":\"HighAltitudeThrowing\"}");
 		unsigned char payload[1024];
 		memcpy(payload, "junk", 4);
@@ -287,7 +292,7 @@ forgery_tests(void)
 	struct journal *j = open_j(1 << 20, 1 << 30);
 	append_n(j, 1, 1);
 	unsigned char frame[512], payload[1024];
-	size_t fl = forge_frame(frame, 1000000, "sac/other/camera/cam9/alarm", "{}");
+	size_t fl = record_frame(frame, 3, 1000000, 0, "sac/other/camera/cam9/alarm", "{}");
 	memcpy(payload, frame, fl);
 	struct journal_record r = { .qos = 1, .topic = "t/a", .topic_len = 3,
 		.payload = payload, .payload_len = (uint32_t)fl };
@@ -594,29 +599,6 @@ read_ahead_tests(void)
 	journal_free(j);
 }
 
-/* A version 2 record (no mid), its CRC from `seed`. */
-static size_t
-v2_frame(unsigned char *out, uint64_t seq, uint32_t seed, const char *topic, const char *payload)
-{
-	size_t tl = strlen(topic), pl = strlen(payload);
-	uint32_t len = (uint32_t)(JOURNAL_RECORD_FIXED_V2 + tl + pl);
-	unsigned char *body = out + JOURNAL_RECORD_HEAD;
-
-	put_le32(out, JOURNAL_MAGIC_RECORD);
-	put_le32(out + 4, len);
-	put_le64(body, seq);
-	put_le64(body + 8, 1700000000000000ull);
-	body[16] = 1;
-	body[17] = 0;
-	body[18] = (unsigned char)tl;
-	body[19] = 0;
-	put_le32(body + 20, (uint32_t)pl);
-	memcpy(body + JOURNAL_RECORD_FIXED_V2, topic, tl);
-	memcpy(body + JOURNAL_RECORD_FIXED_V2 + tl, payload, pl);
-	put_le32(out + 8, journal_crc32c(seed, body, len));
-	return JOURNAL_RECORD_HEAD + len;
-}
-
 /* Records keep the MQTT packet id (version 3); a version 2 segment left by
  * an earlier release is still read (mid 0), and appends go to a new
  * version 3 segment after it. */
@@ -638,8 +620,8 @@ test_mid_and_version2(void)
 	put_le32(seg + 32, seed);
 	put_le32(seg + 36, journal_crc32c(0, seg, JOURNAL_HEADER_SIZE - 4));
 	n = JOURNAL_HEADER_SIZE;
-	n += v2_frame(seg + n, 1, seed, "sac/c1/door/d1/state", "{\"seq\":1}");
-	n += v2_frame(seg + n, 2, seed, "sac/c1/door/d1/state", "{\"seq\":2}");
+	n += record_frame(seg + n, 2, 1, seed, "sac/c1/door/d1/state", "{\"seq\":1}");
+	n += record_frame(seg + n, 2, 2, seed, "sac/c1/door/d1/state", "{\"seq\":2}");
 	char path[128];
 	snprintf(path, sizeof(path), "%s/%020d.seg", dir, 1);
 	FILE *f = fopen(path, "wb");
