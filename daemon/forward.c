@@ -1609,6 +1609,13 @@ write_target(FILE *out, const struct target *t, int what)
 		metrics_sample_u64(out, "gridbridge_forward_target_up", labels,
 		    target_failing(t) ? 0 : 1);
 		break;
+	case 6:
+		if (t->lease != NULL) {
+			snprintf(labels, sizeof(labels), "target=\"%s\"", name);
+			metrics_sample_u64(out, "gridbridge_forward_session_held", labels,
+			    viid_lease_held(t->lease) ? 1 : 0);
+		}
+		break;
 	case 5:
 		if (t->st.seconds.bounds != NULL) {
 			snprintf(labels, sizeof(labels), "target=\"%s\"", name);
@@ -1636,10 +1643,13 @@ forward_write_metrics(const struct forward *f, FILE *out)
 		  "1 while the target takes requests, 0 while it fails." },
 		{ "gridbridge_forward_request_duration_seconds", "histogram",
 		  "Request duration, from the start to the answer or the failure." },
+		{ "gridbridge_forward_session_held", "gauge",
+		  "1 while this daemon holds the target's GA/T 1400 session shared with other "
+		  "daemons (session = shared), 0 while another does." },
 	};
 	char name[256], labels[320];
 
-	for (int w = 0; w < 6; w++) {
+	for (int w = 0; w < 7; w++) {
 		metrics_head(out, heads[w][0], heads[w][1], heads[w][2]);
 		for (size_t i = 0; f != NULL && i < f->ntargets; i++)
 			write_target(out, &f->targets[i], w);

@@ -66,12 +66,17 @@ class Member:
     def logged(self, what: str) -> int:
         return sum(what in x for x in self.daemon.lines)
 
-    def sent(self) -> float:
+    def metric(self, name: str) -> float:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/metrics",
                                     timeout=5) as r:
             text = r.read().decode()
-        return sum(float(m.group(1)) for m in re.finditer(
-            r"^gridbridge_forward_events_sent_total\{[^}]*\} (\S+)$", text, re.M))
+        found = [float(m.group(1)) for m in re.finditer(
+            rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M)]
+        assert found, f"{name} not on /metrics"
+        return sum(found)
+
+    def sent(self) -> float:
+        return self.metric("gridbridge_forward_events_sent_total")
 
 
 @pytest.fixture
@@ -178,6 +183,10 @@ def test_one_daemon_holds_the_shared_session_and_another_takes_over(
                                 " WHERE event_type = 'person_passage' GROUP BY 1"))
     assert len(by_node) == 3, f"the group did not spread the stream: {by_node}"
     assert first.sent() == 60 and [m.sent() for m in others] == [0, 0]
+    assert [m.metric("gridbridge_forward_session_held") for m in members] == \
+        [1.0 if m is first else 0.0 for m in members]
+    # a daemon standing by is not a target down
+    assert [m.metric("gridbridge_forward_target_up") for m in members] == [1.0] * 3
     platform.wait_for(lambda: platform.keepalives >= 1, 12, "a keepalive")
 
     # 2. the holder dies: another takes the lease once it has run out
