@@ -822,9 +822,12 @@ def test_alarm_overtakes_routine_backlog(daemon, ingest_broker, private_postgres
     routine_before = sum(len(batch_ids(r)) for r in reqs[:k])
     after_commit = [r for r in reqs[:k] if r.received_at > committed]
     assert batch_ids(req)[0] == alarm_id, "the alarm is not first in its batch"
-    assert len(after_commit) <= 2, \
+    # A lane holds one batch more than its slots send (lane_full): the two
+    # requests in flight when the alarm commits, and the one ready batch that
+    # takes the first slot to come free before the alarm's claim is answered.
+    assert len(after_commit) <= 3, \
         f"{len(after_commit)} requests of routine events reached the endpoint after the " \
-        f"alarm was committed and before it (max_inflight = 2)"
+        f"alarm was committed and before it (max_inflight = 2, plus one batch held ready)"
     assert n - routine_before >= n // 2, \
         f"the alarm arrived after {routine_before} of {n} routine events"
     assert latency <= limit, f"the alarm reached the endpoint {latency * 1000:.0f} ms after " \
