@@ -678,7 +678,7 @@ const struct config_key config_keys[] = {
 	  .offset = CONFIG_FIELD(store_host),
 	  .help = "PostgreSQL server address (an IP address avoids a blocking DNS lookup) or socket "
 	      "directory; or a comma-separated list (a primary and its standbys, one port): the "
-	      "first that takes writes is used" },
+	      "first that is not a standby is used" },
 	{ .section = "store", .name = "port", .type = CFG_INT,
 	  .min = 1, .max = 65535, .def = "5432",
 	  .offset = CONFIG_FIELD(store_port),

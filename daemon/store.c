@@ -108,7 +108,7 @@ store_conn_param(struct conn_params *p, const char *key, const char *val)
  * host, which sslmode verify-full checks the server's certificate against.
  * `host` may list several servers (a primary and its standbys, by IP
  * address, on one port): libpq tries them in turn and keeps the first that
- * takes writes (target_session_attrs), so after a failover the daemon
+ * is not a standby (target_session_attrs), so after a failover the daemon
  * reconnects to the promoted standby. */
 void
 store_conn_params_init(struct conn_params *p, const char *host, const char *port,
@@ -128,7 +128,9 @@ store_conn_params_init(struct conn_params *p, const char *host, const char *port
 	store_conn_param(p, "sslrootcert", sslrootcert);
 	store_conn_param(p, "sslcert", sslcert);
 	store_conn_param(p, "sslkey", sslkey);
-	store_conn_param(p, "target_session_attrs", "read-write");
+	/* primary, not read-write: the status connection sets
+	 * default_transaction_read_only, which read-write would refuse */
+	store_conn_param(p, "target_session_attrs", "primary");
 }
 
 void

@@ -2,8 +2,8 @@
 (synchronous replication), both real, on 127.0.0.1 and 127.0.0.2 with one
 port; the daemon's `[store] host` lists both.
 
-  1. the daemon writes to the primary (the standby, read-only, is skipped:
-     target_session_attrs=read-write);
+  1. the daemon writes to the primary (the standby is skipped:
+     target_session_attrs=primary);
   2. mid-stream the primary crashes (pg_ctl stop -m immediate) and the
      standby is promoted: the daemon reconnects to it by itself, and the
      stream ends stored exactly once, the checkpoint at the journal's last
