@@ -13,7 +13,10 @@ subscription between them):
      the time of its last heartbeat plus the timeout;
   3. a Shelly door sensor the holder hears (its sensor topic), whose last
      will (its online topic) reaches another instance only: one
-     device_offline within seconds, not after a heartbeat timeout.
+     device_offline within seconds, not after a heartbeat timeout; again
+     after the lease connections were cut (the holder listens again);
+     only the holder follows;
+  4. a single instance follows nothing.
 """
 
 from __future__ import annotations
@@ -176,8 +179,34 @@ def test_device_heard_only_by_other_instances_is_tracked(
         close(daemons)
 
 
-def shelly_registry(pg) -> list[dict]:
-    return [r for r in derived(pg, "registry") if r["device"] == SHELLY]
+def shelly_registry(pg, device: str) -> list[dict]:
+    return [r for r in derived(pg, "registry") if r["device"] == device]
+
+
+def last_will(mosquitto, pg, device: str) -> float:
+    """The sensor online by a message to the holder, then its last will to
+    another instance: one device_offline from the holder, at the will's
+    time. Returns how long after the will it was stored."""
+    publish(mosquitto, (f"shellies/{device}/sensor/state", b"close"))
+    wait_until(lambda: db_query(pg, "SELECT state FROM devices WHERE device_id = %s",
+                                device) == [("online",)], 20, "the sensor online")
+    assert "gb-a" in nodes_of(pg, device)
+    assert shelly_registry(pg, device) == []
+    sent = time.monotonic()
+    publish(mosquitto, (f"shellies/{device}/online", b"false"))
+    wait_until(lambda: len(shelly_registry(pg, device)) == 1, 15, "the sensor offline")
+    took = time.monotonic() - sent
+    will = db_query(pg, "SELECT (extract(epoch FROM event_time))::float8, journal_node"
+                        " FROM events WHERE device_id = %s AND event_type <> 'door_closed'"
+                        " AND vendor <> 'gridbridge'", device)
+    assert len(will) == 1 and will[0][1] in ("gb-b", "gb-c"), will
+    off = shelly_registry(pg, device)[0]
+    assert off["type"] == "device_offline", off
+    assert off["attrs"]["status"]["source"] == "STATUS_SOURCE_AVAILABILITY", off
+    assert abs(off["time"] - will[0][0]) < 0.01, (off["time"], will)
+    assert stored_by(pg, off["id"]) == "gb-a"
+    assert took < 6, f"offline {took:.1f}s after its last will"
+    return took
 
 
 def test_last_will_to_another_instance_is_seen_within_seconds(
@@ -186,35 +215,44 @@ def test_last_will_to_another_instance_is_seen_within_seconds(
     clock = Clock(tmp_path / "clock-offset")
     daemons = {}
     try:
-        # the holder gets the sensor's states, not its online topic
+        # the holder gets the sensors' states, not their online topic
         daemons = three(daemon, mosquitto, pg, build_dir, tmp_path, clock,
                         ("shellies/+/sensor/state",))
-        publish(mosquitto, (f"shellies/{SHELLY}/sensor/state", b"close"))
-        wait_until(lambda: db_query(pg, "SELECT state FROM devices WHERE device_id = %s",
-                                    SHELLY) == [("online",)], 20, "the sensor online")
-        assert "gb-a" in nodes_of(pg, SHELLY)
-        assert shelly_registry(pg) == []
+        took = last_will(mosquitto, pg, SHELLY)
 
-        # its last will, to gb-b or gb-c: offline within seconds
-        sent = time.monotonic()
-        publish(mosquitto, (f"shellies/{SHELLY}/online", b"false"))
-        wait_until(lambda: len(shelly_registry(pg)) == 1, 15, "the sensor offline")
-        took = time.monotonic() - sent
-        will = db_query(pg, "SELECT (extract(epoch FROM event_time))::float8, journal_node"
-                            " FROM events WHERE device_id = %s AND event_type <> 'door_closed'"
-                            " AND vendor <> 'gridbridge'", SHELLY)
-        assert len(will) == 1 and will[0][1] in ("gb-b", "gb-c"), will
-        off = shelly_registry(pg)[0]
-        assert off["type"] == "device_offline", off
-        assert off["attrs"]["status"]["source"] == "STATUS_SOURCE_AVAILABILITY", off
-        assert abs(off["time"] - will[0][0]) < 0.01, (off["time"], will)
-        assert stored_by(pg, off["id"]) == "gb-a"
-        assert took < 6, f"offline {took:.1f}s after its last will"
+        # the lease connections cut: the holder listens again once back,
+        # and follows as before
+        since = len(daemons["gb-a"].lines)
+        db_query(pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                     " WHERE application_name = 'gridbridged-lease'")
+        daemons["gb-a"].wait_log(r'msg="following other instances\' records"', timeout=15,
+                                 since=since)
+        again = last_will(mosquitto, pg, "door-8")
         time.sleep(2.5)
-        assert len(shelly_registry(pg)) == 1, shelly_registry(pg)
+        assert len(shelly_registry(pg, SHELLY)) == 1, shelly_registry(pg, SHELLY)
+        assert len(shelly_registry(pg, "door-8")) == 1, shelly_registry(pg, "door-8")
+        # only the holder follows
+        for name in NAMES[1:]:
+            assert not [x for x in daemons[name].lines if "following other" in x]
         report(f"a last will delivered to another instance: device_offline from the "
-               f"holder {took:.1f}s later")
+               f"holder {took:.1f}s later; {again:.1f}s after the lease connections were cut")
         for name in NAMES:
             assert daemons[name].stop() == 0
     finally:
         close(daemons)
+
+
+def test_alone_follows_nothing(daemon, mosquitto, private_postgres, tmp_path):
+    """A single instance listens to nothing: it pays nothing for following."""
+    pg = private_postgres
+    clock = Clock(tmp_path / "clock-offset")
+    conf = tmp_path / "gridbridge.conf"
+    conf.write_text(config(tmp_path, mosquitto, pg, clock, "gb-a", ("#",)))
+    start_daemon(daemon, conf)
+    daemon.wait_log(r'msg="derived event shards" held=64 of=64 .*other_instances=0', timeout=20)
+    publish(mosquitto, (f"shellies/{SHELLY}/sensor/state", b"close"))
+    wait_until(lambda: db_query(pg, "SELECT state FROM devices WHERE device_id = %s",
+                                SHELLY) == [("online",)], 20, "the sensor online")
+    time.sleep(2 * LEASE / 3 + 1)     # a renewal or two
+    assert not [x for x in daemon.lines if "following other" in x]
+    assert daemon.stop() == 0
