@@ -897,7 +897,8 @@ start_stages(struct daemon *d)
 			.sslmode = so.sslmode, .sslrootcert = so.sslrootcert, .sslcert = so.sslcert,
 			.sslkey = so.sslkey, .holder = holder, .lease_s = (int)c->registry_lease,
 			.store = d->store, .leases = pipeline_lease_leases, .rows = pipeline_lease_rows,
-			.records = pipeline_lease_records, .ctx = d->pipeline,
+			.records = pipeline_lease_records, .followed = pipeline_lease_followed,
+			.node = d->node, .ctx = d->pipeline,
 		};
 		if ((d->lease = store_lease_new(d->base, &lo)) == NULL) {
 			start_failed(d, "store");

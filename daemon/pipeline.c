@@ -1078,6 +1078,47 @@ pipeline_lease_records(void *ctx, bool ok, const uint8_t *const *recs, const siz
 		derive_now(p);
 }
 
+void
+pipeline_lease_followed(void *ctx, bool gap, const uint8_t *const *recs, const size_t *lens,
+    size_t n)
+{
+	struct pipeline *p = ctx;
+	struct derive *d = p->o.derive;
+
+	if (d == NULL)
+		return;
+	if (gap)
+		p->followed_us = 0;	/* what may be missing: read back at the next tick */
+	/* Only the shards evaluated now (not those whose rows are on their
+	 * way: the reload replaces their state, then they are read back). */
+	uint64_t held = p->derived_loaded && p->lease_known ? derive_held(d) : 0;
+	if (held == 0)
+		return;
+	size_t observed = 0;
+	for (size_t i = 0; i < n; i++) {
+		Event *ev = gridbridge__v1__event__unpack(NULL, lens[i], recs[i]);
+		if (ev == NULL)
+			continue;
+		const char *c = ev->community_id != NULL ? ev->community_id : "";
+		const char *v = ev->device_id != NULL ? ev->device_id : "";
+		unsigned shard = ev->body_case == GRIDBRIDGE__V1__EVENT__BODY_REPORT ?
+		    derive_shard("report", c, ev->report != NULL && ev->report->report_id != NULL ?
+		    ev->report->report_id : "") : derive_device_shard(d, c, v);
+		bool derived = ev->vendor != NULL && strcmp(ev->vendor, "gridbridge") == 0;
+		if (!derived && (held & ((uint64_t)1 << shard)) != 0) {
+			check_clock(p);
+			derive_observe(d, ev, util_wall_us());
+			observed++;
+		}
+		gridbridge__v1__event__free_unpacked(ev, NULL);
+	}
+	/* What they raised (a night's alert, a device gone offline) goes out
+	 * now, not with the next tick (not while a record batch fills: it
+	 * goes with it). */
+	if (observed > 0 && p->ready && !p->catching_up && store_ready(p->store) && p->cur == NULL)
+		flush_derived(p);
+}
+
 /* ---- life -------------------------------------------------------------- */
 
 struct pipeline *

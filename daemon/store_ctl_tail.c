@@ -5,7 +5,8 @@
  * (store.h) with its transaction id and the ranges of its events' receive
  * and event times. PostgreSQL delivers a notification when its transaction
  * commits, in commit order, and never one of a transaction rolled back. So
- * the rows to show are exactly those each notified transaction inserted:
+ * the rows to show are exactly those each notified transaction inserted
+ * (STORE_NOTE_ROWS, store_int.h, shared with store_lease.c):
  * in events, the rows in both ranges (the BRIN index on received_at finds
  * the recent pages, the event time the partitions) whose event_ids row
  * has that transaction as its xmin (event_ids and events are written by
@@ -171,15 +172,11 @@ store_ctl_snapshot_clear(struct store_ctl_snapshot *s)
  * and the transaction id decides. */
 #define US(p) "to_timestamp(" p "::float8 / 1000000)"
 
-/* The rows of one notification: $6..$9 its ranges, $10 the low 32 bits
- * of its transaction id (the xmin of the rows it inserted). */
+/* The rows of one notification (STORE_NOTE_ROWS): $6 its transaction
+ * id, $7..$10 its ranges. */
 static const char note_sql[] =
     "SELECT e.id, e.record FROM events e"
-    " WHERE e.received_at BETWEEN " US("$6") " - interval '1 ms'"
-    "   AND " US("$7") " + interval '1 ms'"
-    "  AND e.event_time BETWEEN " US("$8") " - interval '1 ms'"
-    "   AND " US("$9") " + interval '1 ms'"
-    "  AND EXISTS (SELECT 1 FROM event_ids i WHERE i.id = e.id AND i.xmin = $10::xid)"
+    " WHERE" STORE_NOTE_ROWS("$6", "$7", "$8", "$9", "$10")
     FILTERS
     " ORDER BY e.received_at, e.id";
 
@@ -274,11 +271,11 @@ show_note(struct tail *t, const struct store_ctl_note *n)
 	const char *vals[NFILTERS + 5];
 
 	params(t->q, vals);
-	snprintf(num[0], sizeof(num[0]), "%" PRId64, n->recv_first);
-	snprintf(num[1], sizeof(num[1]), "%" PRId64, n->recv_last);
-	snprintf(num[2], sizeof(num[2]), "%" PRId64, n->time_first);
-	snprintf(num[3], sizeof(num[3]), "%" PRId64, n->time_last);
-	snprintf(num[4], sizeof(num[4]), "%" PRIu64, n->txid & 0xffffffffu);
+	snprintf(num[0], sizeof(num[0]), "%" PRIu64, n->txid);
+	snprintf(num[1], sizeof(num[1]), "%" PRId64, n->recv_first);
+	snprintf(num[2], sizeof(num[2]), "%" PRId64, n->recv_last);
+	snprintf(num[3], sizeof(num[3]), "%" PRId64, n->time_first);
+	snprintf(num[4], sizeof(num[4]), "%" PRId64, n->time_last);
 	for (int i = 0; i < 5; i++)
 		vals[NFILTERS + i] = num[i];
 	return rows(t, note_sql, NFILTERS + 5, vals);

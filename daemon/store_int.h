@@ -1,7 +1,7 @@
 /* store_int.h — what store.c (connection, transaction queue),
  * store_setup.c (schema, maintenance), store_outbox.c (the forwarder's
- * queries), store_ctl.c and store_ctl_derived.c (gridbridgectl) share.
- * Not for other files. */
+ * queries), store_ctl*.c (gridbridgectl), store_status.c and
+ * store_lease.c share. Not for other files. */
 #ifndef GRIDBRIDGE_STORE_INT_H
 #define GRIDBRIDGE_STORE_INT_H
 
@@ -159,6 +159,28 @@ PGresult *store_ctl_exec(PGconn *c, const char *sql, int n, const char *const *v
     FILE *err);
 /* "gridbridgectl: query failed: " and the first line of libpq's `message`. */
 void store_ctl_query_error(FILE *err, const char *message);
+
+/* ---- the rows a notified transaction inserted ---- */
+
+/* The condition that an events row `e` is one of those the batch
+ * transaction of a notification (STORE_NOTIFY_CHANNEL, store.h) inserted:
+ * in both of its ranges (widened by a millisecond: the times go through a
+ * float8) and with its event_ids row written by that transaction (the row
+ * inserted with it, whose xmin is the low 32 bits of the transaction id;
+ * event_ids rows never move, while maintenance may move an events row to
+ * another partition). The arguments are SQL expressions: the transaction
+ * id as txid_current() gave it (int8, or text of one), and the ranges in
+ * UTC µs since the epoch (int8, or text). gridbridgectl tail
+ * (store_ctl_tail.c) and the lease connection's following of other
+ * instances (store_lease.c) find a transaction's rows with this alone. */
+#define STORE_NOTE_US(x) "to_timestamp((" x ")::float8 / 1000000)"
+#define STORE_NOTE_ROWS(txid, recv_first, recv_last, time_first, time_last) \
+    " e.received_at BETWEEN " STORE_NOTE_US(recv_first) " - interval '1 ms'" \
+    "  AND " STORE_NOTE_US(recv_last) " + interval '1 ms'" \
+    " AND e.event_time BETWEEN " STORE_NOTE_US(time_first) " - interval '1 ms'" \
+    "  AND " STORE_NOTE_US(time_last) " + interval '1 ms'" \
+    " AND EXISTS (SELECT 1 FROM event_ids i WHERE i.id = e.id" \
+    "  AND i.xmin = ((" txid ")::int8 & 4294967295)::text::xid)"
 
 /* ---- store_setup.c ---- */
 

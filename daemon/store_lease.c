@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "store.h"
+#include "store_ctl.h"
 #include "store_int.h"
 #include "util.h"
 
@@ -54,7 +55,20 @@ static const char fetch_sql[] =
     "   ORDER BY received_at DESC LIMIT $4::int)) AS e"
     " ORDER BY e.received_at, e.id";
 
-enum query { Q_NONE, Q_RENEW, Q_RELOAD, Q_FETCH };
+/* The rows other instances inserted in the transactions notified: those
+ * of each transaction (STORE_NOTE_ROWS, as gridbridgectl tail finds them),
+ * not ours ($6, journal_node) nor derived, at most $7 in all, by event
+ * time (the order derive.c takes them in best). */
+static const char follow_sql[] =
+    "SELECT e.record FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[])"
+    "  AS n(x, rf, rl, tf, tl)"
+    " CROSS JOIN LATERAL (SELECT e.record, e.event_time, e.id FROM events e"
+    "  WHERE" STORE_NOTE_ROWS("n.x", "n.rf", "n.rl", "n.tf", "n.tl")
+    "   AND e.journal_node <> $6 AND e.vendor <> 'gridbridge'"
+    "  LIMIT $7::int) AS e"
+    " ORDER BY e.event_time, e.id LIMIT $7::int";
+
+enum query { Q_NONE, Q_RENEW, Q_RELOAD, Q_FETCH, Q_LISTEN, Q_FOLLOW };
 
 struct store_lease {
 	struct event_base *base;
@@ -93,6 +107,19 @@ struct store_lease {
 	uint8_t **recs;
 	size_t *lens;
 	size_t nrecs, caprecs;
+	size_t nrows;			/* rows answered (some records may be left out) */
+
+	/* following other instances (store_lease.h, "follow") */
+	char *node;			/* our journal_node */
+	bool listen;			/* LISTEN wanted: leases held, others alive */
+	bool listening;			/* LISTEN answered on this connection */
+	bool listen_sent;		/* LISTEN (not UNLISTEN) is under way */
+	struct store_ctl_note *notes;	/* notified, not fetched yet */
+	size_t nnotes;
+	size_t nsent;			/* of them, sent in the follow under way */
+	uint64_t next_follow;		/* monotonic µs */
+	bool overflow_logged;
+	char *wparams[7];		/* the follow's parameters */
 };
 
 static void io_cb(evutil_socket_t fd, short what, void *arg);
@@ -154,6 +181,7 @@ clear_records(struct store_lease *l)
 	for (size_t i = 0; i < l->nrecs; i++)
 		free(l->recs[i]);
 	l->nrecs = 0;
+	l->nrows = 0;
 }
 
 static void
@@ -163,6 +191,62 @@ fetch_done(struct store_lease *l, bool ok)
 		l->o.records(l->o.ctx, ok, (const uint8_t *const *)l->recs, l->lens,
 		    ok ? l->nrecs : 0);
 	clear_records(l);
+}
+
+/* Tells the pipeline what the follow brought (records `n` of l->recs),
+ * `gap`: a notification may have been missed. */
+static void
+followed(struct store_lease *l, bool gap, size_t n)
+{
+	if (l->o.followed != NULL)
+		l->o.followed(l->o.ctx, gap, (const uint8_t *const *)l->recs, l->lens, n);
+}
+
+/* The follow under way was answered (`ok`) or not: its notes are done
+ * with either way (failed: a gap, read back). */
+static void
+follow_done(struct store_lease *l, bool ok)
+{
+	size_t n = l->nsent <= l->nnotes ? l->nsent : l->nnotes;
+
+	memmove(l->notes, l->notes + n, (l->nnotes - n) * sizeof(*l->notes));
+	l->nnotes -= n;
+	l->nsent = 0;
+	bool full = l->nrows >= STORE_LEASE_FOLLOW_ROWS;
+	if (ok && full && !l->overflow_logged)
+		log_warn("lease", "other instances' records beyond a follow's bound, reading back "
+		    "instead", "rows=%d", STORE_LEASE_FOLLOW_ROWS);
+	l->overflow_logged = l->overflow_logged || (ok && full);
+	followed(l, !ok || full, ok ? l->nrecs : 0);
+	clear_records(l);
+}
+
+/* A notification on the lease connection: a batch transaction of any
+ * instance committed. Kept while following, up to a bound: beyond it the
+ * backlog is dropped and the pipeline reads back instead (said once). */
+static void
+take_notes(struct store_lease *l)
+{
+	PGnotify *n;
+
+	while ((n = PQnotifies(l->conn)) != NULL) {
+		struct store_ctl_note note;
+		if (l->listen && l->listening && store_ctl_note_parse(n->extra, &note) == 0) {
+			if (l->nnotes == STORE_LEASE_FOLLOW_BACKLOG) {
+				if (!l->overflow_logged)
+					log_warn("lease", "other instances' records notified faster than "
+					    "followed, reading back instead", "backlog=%d",
+					    STORE_LEASE_FOLLOW_BACKLOG);
+				l->overflow_logged = true;
+				l->nnotes = l->nsent;	/* those under way are answered */
+				followed(l, true, 0);
+			}
+			if (l->notes == NULL)
+				l->notes = util_calloc(STORE_LEASE_FOLLOW_BACKLOG, sizeof(*l->notes));
+			l->notes[l->nnotes++] = note;
+		}
+		PQfreemem(n);
+	}
 }
 
 static void
@@ -192,6 +276,20 @@ drop(struct store_lease *l, const char *why)
 	}
 	if (q == Q_FETCH)
 		fetch_done(l, false);
+	/* Listened again once back, then read back (a gap). */
+	l->listening = false;
+	if (q == Q_FOLLOW)
+		follow_done(l, false);
+}
+
+/* Whether to follow: the notes of a follow no longer wanted are dropped
+ * (but those under way), UNLISTEN is sent by next_query(). */
+static void
+set_listen(struct store_lease *l, bool listen)
+{
+	l->listen = listen && l->o.followed != NULL;
+	if (!l->listen)
+		l->nnotes = l->nsent;
 }
 
 static void
@@ -201,6 +299,7 @@ lapse(struct store_lease *l)
 
 	l->known = false;
 	l->shards = 0;
+	set_listen(l, false);
 	if (was) {
 		log_warn("lease", "derived event leases lapsed, evaluating none", "");
 		if (l->o.leases != NULL)
@@ -243,6 +342,39 @@ send_renew(struct store_lease *l)
 	send_query(l, Q_RENEW, store_lease_renew_sql, 2, vals, 0);
 }
 
+/* Up to STORE_LEASE_FOLLOW_XIDS of the notes, oldest first. */
+static void
+send_follow(struct store_lease *l)
+{
+	size_t n = l->nnotes < STORE_LEASE_FOLLOW_XIDS ? l->nnotes : STORE_LEASE_FOLLOW_XIDS;
+	size_t len = 3 + n * 22;
+
+	for (int c = 0; c < 5; c++) {
+		free(l->wparams[c]);
+		char *a = util_malloc(len), *p = a;
+		*p++ = '{';
+		for (size_t i = 0; i < n; i++) {
+			const struct store_ctl_note *t = &l->notes[i];
+			int64_t v = c == 0 ? (int64_t)t->txid : c == 1 ? t->recv_first :
+			    c == 2 ? t->recv_last : c == 3 ? t->time_first : t->time_last;
+			p += snprintf(p, len - (size_t)(p - a), "%s%lld", i > 0 ? "," : "",
+			    (long long)v);
+		}
+		snprintf(p, len - (size_t)(p - a), "}");
+		l->wparams[c] = a;
+	}
+	free(l->wparams[5]);
+	l->wparams[5] = util_strdup(l->node);
+	char rows[16];
+	snprintf(rows, sizeof(rows), "%d", STORE_LEASE_FOLLOW_ROWS);
+	free(l->wparams[6]);
+	l->wparams[6] = util_strdup(rows);
+	l->nsent = n;
+	l->next_follow = mono_us() + STORE_LEASE_FOLLOW_US - STORE_LEASE_FOLLOW_US / 10;
+	l->fetch_ok = true;
+	send_query(l, Q_FOLLOW, follow_sql, 7, (const char *const *)l->wparams, 1);
+}
+
 static void
 next_query(struct store_lease *l)
 {
@@ -256,10 +388,18 @@ next_query(struct store_lease *l)
 		l->reloading = l->reload;
 		l->reload = 0;
 		send_query(l, Q_RELOAD, store_derived_sql, 0, NULL, 0);
+	} else if (l->listen != l->listening) {
+		l->listen_sent = l->listen;
+		l->fetch_ok = true;
+		send_query(l, Q_LISTEN, l->listen ? "LISTEN " STORE_NOTIFY_CHANNEL :
+		    "UNLISTEN " STORE_NOTIFY_CHANNEL, 0, NULL, 0);
 	} else if (l->fetch_wanted) {
 		l->fetch_wanted = false;
 		l->fetch_ok = true;
 		send_query(l, Q_FETCH, fetch_sql, 4, (const char *const *)l->fparams, 1);
+	} else if (l->listening && l->nnotes > 0 &&
+	    (mono_us() >= l->next_follow || l->nnotes >= STORE_LEASE_FOLLOW_XIDS)) {
+		send_follow(l);
 	}
 }
 
@@ -300,6 +440,7 @@ renew_done(struct store_lease *l)
 	l->known = true;
 	l->shards = l->r_shards;
 	l->peers = l->r_peers;
+	set_listen(l, l->shards != 0 && l->peers > 0);
 	l->valid_until = until;
 	if (l->o.leases != NULL)
 		l->o.leases(l->o.ctx, true, l->shards, l->r_reload, l->peers);
@@ -309,6 +450,7 @@ static void
 fetch_row(struct store_lease *l, PGresult *r)
 {
 	for (int i = 0; i < PQntuples(r) && PQnfields(r) == 1; i++) {
+		l->nrows++;
 		size_t len = (size_t)PQgetlength(r, i, 0);
 		if (PQgetisnull(r, i, 0) || len == 0 || len > STORE_LEASE_RECORD_MAX)
 			continue;
@@ -347,6 +489,17 @@ take_results(struct store_lease *l)
 				}
 			} else if (q == Q_FETCH) {
 				fetch_done(l, l->fetch_ok);
+			} else if (q == Q_LISTEN) {
+				bool was = l->listening;
+				l->listening = l->fetch_ok ? l->listen_sent : !l->listen_sent;
+				if (l->listening != was)
+					log_info("lease", l->listening ? "following other instances' records" :
+					    "not following other instances' records", "");
+				/* What committed before was not notified: read back. */
+				if (l->fetch_ok && l->listening)
+					followed(l, true, 0);
+			} else if (q == Q_FOLLOW) {
+				follow_done(l, l->fetch_ok);
 			}
 			if (l->down_logged && l->known)
 				log_info("lease", "derived event leases available again", "");
@@ -362,7 +515,7 @@ take_results(struct store_lease *l)
 			else if (l->busy == Q_RELOAD && PQntuples(r) == 1 && PQnfields(r) == 3)
 				for (int i = 0; i < 3; i++)
 					l->rows[i] = util_strdup(PQgetvalue(r, 0, i));
-			else if (l->busy == Q_FETCH)
+			else if (l->busy == Q_FETCH || l->busy == Q_FOLLOW)
 				fetch_row(l, r);
 		} else if (st == PGRES_FATAL_ERROR) {
 			const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -414,10 +567,10 @@ io_cb(evutil_socket_t fd, short what, void *arg)
 		drop(l, NULL);
 		return;
 	}
-	PGnotify *n;
-	while ((n = PQnotifies(l->conn)) != NULL)
-		PQfreemem(n);
+	take_notes(l);
 	take_results(l);
+	if (l->conn != NULL)
+		take_notes(l);	/* those read with the results */
 }
 
 static void
@@ -535,8 +688,10 @@ store_lease_new(struct event_base *base, const struct store_lease_options *o)
 	l->sslcert = util_strdup(o->sslcert != NULL ? o->sslcert : "");
 	l->sslkey = util_strdup(o->sslkey != NULL ? o->sslkey : "");
 	l->holder = util_strdup(o->holder != NULL ? o->holder : "");
+	l->node = util_strdup(o->node != NULL ? o->node : "");
 	l->o.host = l->o.dbname = l->o.user = l->o.password = NULL;
 	l->o.sslmode = l->o.sslrootcert = l->o.sslcert = l->o.sslkey = l->o.holder = NULL;
+	l->o.node = NULL;
 	l->tick = event_new(base, -1, EV_PERSIST, tick_cb, l);
 	l->deadline = evtimer_new(base, deadline_cb, l);
 	if (l->tick == NULL || l->deadline == NULL) {
@@ -567,6 +722,10 @@ store_lease_free(struct store_lease *l)
 	free(l->lens);
 	for (int i = 0; i < 4; i++)
 		free(l->fparams[i]);
+	for (int i = 0; i < 7; i++)
+		free(l->wparams[i]);
+	free(l->notes);
+	free(l->node);
 	for (int i = 0; i < 3; i++)
 		free(l->rows[i]);
 	free(l->host);

@@ -89,8 +89,8 @@
  * ([mqtt] shared_group) and one database: any of them may get any
  * device's message, so each sees a part of every device's stream, and
  * each one's view of a device or household is incomplete. So exactly one
- * instance evaluates each of them, and it reads back what the others
- * stored before a timer of its fires:
+ * instance evaluates each of them, and it follows what the others store
+ * (and reads back what they stored before a timer of its fires):
  *
  * - Devices, households and reports fall into DERIVE_SHARDS shards by a
  *   hash of their names (derive_shard; a household's sensors in their
@@ -104,6 +104,18 @@
  * - An instance observes every event it stores, but raises and writes
  *   (events, devices / welfare_state / resident_reports rows) only for the
  *   shards it holds (derive_hold): the others' are another instance's.
+ * - The holder follows what the others store (store_lease.h, "follow"):
+ *   while it holds shards and another instance is alive, its lease
+ *   connection LISTENs on the store's channel, and at most every second
+ *   fetches the rows the notified transactions inserted that another
+ *   instance stored (not derived ones), as gridbridgectl tail finds them;
+ *   the pipeline observes those of the shards it evaluates. So an LWT, a
+ *   night-time opening or a device heard by another instance only is
+ *   observed by the holder about a second after it was stored. Bounded
+ *   (transactions and rows a fetch, notifications kept): what may have
+ *   been missed (before LISTEN answered, after the connection was lost,
+ *   a backlog dropped, a fetch cut at its bound) makes the next tick read
+ *   back as below.
  * - Before the holder's tick raises a timer's event (a timeout, a
  *   hold-down confirmed, an inactivity alert or its repeat, an overdue
  *   report), it observes the records the database has of the devices
@@ -114,8 +126,9 @@
  *   alert, so that a message to another instance brings a device back
  *   or closes an alert. Observing is idempotent (a record seen twice is a
  *   replay): its own records read back change nothing. Alone (no other
- *   instance renewed within a lease), nothing is read back: one lease
- *   renewal every few seconds is all a single instance pays.
+ *   instance renewed within a lease), nothing is read back or followed:
+ *   one lease renewal every few seconds is all a single instance pays;
+ *   an instance holding no shard follows nothing either.
  * - A shard taken over from another instance (its holder died: its lease
  *   expired) is reloaded from the rows that instance wrote
  *   (derive_reload), then read back as above before the first tick. So
@@ -126,15 +139,23 @@
  * Limits: a record another instance stores later than a minute after
  * its event time (its journal replayed after it was down or the database
  * was away) may come after the holder raised a timer's event (then the
- * record ends it, as a late message does for one instance); a state
- * change or night-time opening that only another instance saw is learnt
- * by the holder only when a timer or a follow-up reads that device back
- * (an LWT seen elsewhere makes a timeout's offline event, later; night
- * openings are counted by the holder's share only); a device only ever
- * heard by non-holders is not in the registry; a batch of the old
- * holder committed after its lease expired may write a row over the new
+ * record ends it, as a late message does for one instance). A record
+ * followed that is
+ * not later than what the holder already saw of the device or household
+ * is a replay: a night-time opening another instance stored within a
+ * second or two before one the holder received itself is not counted. What
+ * a gap missed (see above) is learnt only as the read-back finds it: an LWT
+ * then shows as a timeout's offline event, later; a night-time opening or
+ * a device heard only then is not counted or tracked until its next
+ * record. Batches notify nothing while the server's notification queue is
+ * over 90% full (store.h): the holder cannot tell those were missed. The
+ * records of a shard taken over are observed once its rows are in (then
+ * read back), not while they are on their way. The holder reads every
+ * record the others store once more (the database's work grows with the
+ * stream; a record over 1 MiB is left out). A batch of the old holder
+ * committed after its lease expired may write a row over the new
  * holder's. Leases are taken first come: the first instance holds every
- * shard until it dies (no balancing).
+ * shard until it dies (no balancing), and so follows the whole stream.
  */
 #ifndef GRIDBRIDGE_DERIVE_H
 #define GRIDBRIDGE_DERIVE_H

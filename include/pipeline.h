@@ -108,8 +108,8 @@ void pipeline_store_rejected(void *ctx, uint64_t first_seq, uint64_t last_seq,
  * to these, with the pipeline as ctx). From this call on the pipeline
  * evaluates only the shards the lease holds, reads records only while it
  * knows which those are (and has the rows of those it took over), and, with other instances alive, observes what
- * they stored for a device before it raises a timer's event about it
- * (derive.h, "Several instances"). */
+ * they store as they store it, and what they stored for a device before
+ * it raises a timer's event about it (derive.h, "Several instances"). */
 struct store_lease;
 void pipeline_set_lease(struct pipeline *p, struct store_lease *l);
 void pipeline_lease_leases(void *ctx, bool known, uint64_t shards, uint64_t reload, int peers);
@@ -117,5 +117,10 @@ void pipeline_lease_rows(void *ctx, const char *devices, const char *welfare,
     const char *reports, uint64_t shards);
 void pipeline_lease_records(void *ctx, bool ok, const uint8_t *const *recs, const size_t *lens,
     size_t n);
+/* What the lease connection followed of the other instances' records
+ * (store_lease.h, "follow"): those of the shards evaluated are observed
+ * as they come; a gap makes the next tick read back. */
+void pipeline_lease_followed(void *ctx, bool gap, const uint8_t *const *recs,
+    const size_t *lens, size_t n);
 
 #endif

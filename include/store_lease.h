@@ -18,6 +18,20 @@
  *   reload  after a takeover: the derived rows (store_derived_sql).
  *   fetch   the records of given devices since given times (derive.h,
  *           derive_wanted), newest first per device, bounded.
+ *   follow  while this instance holds shards and other instances are
+ *           alive: LISTEN on the store's channel (STORE_NOTIFY_CHANNEL,
+ *           store.h), keep the notified transactions, and at most every
+ *           second (at once when a fetch's worth waits) fetch the rows
+ *           they inserted that another instance stored (journal_node
+ *           not ours; not derived), found as gridbridgectl tail finds
+ *           them (STORE_NOTE_ROWS, store_int.h). Bounded: at most
+ *           STORE_LEASE_FOLLOW_XIDS transactions and
+ *           STORE_LEASE_FOLLOW_ROWS rows a fetch, a backlog of
+ *           STORE_LEASE_FOLLOW_BACKLOG notifications. What may have been
+ *           missed (before LISTEN answered, after the connection was
+ *           lost, a backlog dropped, a fetch cut at its bound or failed)
+ *           is said as a gap: the pipeline reads back instead. Alone, or
+ *           holding no shard, it does not listen: nothing more is sent.
  *
  * The shards held are trusted until the renewal's send time plus lease_s
  * less a fifth of it and a second, on the daemon's monotonic clock: before the server's
@@ -40,6 +54,10 @@ struct store_lease;
 #define STORE_LEASE_FETCH_DEVICES 1024	/* devices a fetch asks for at most */
 #define STORE_LEASE_FETCH_EACH 32	/* records of each at most (the newest) */
 #define STORE_LEASE_RECORD_MAX (1024 * 1024)	/* a larger record is left out */
+#define STORE_LEASE_FOLLOW_US 1000000		/* a follow fetch at most this often */
+#define STORE_LEASE_FOLLOW_XIDS 256		/* transactions a follow fetches at most */
+#define STORE_LEASE_FOLLOW_ROWS 2000		/* rows a follow fetches at most */
+#define STORE_LEASE_FOLLOW_BACKLOG 4096		/* notifications kept at most */
 
 struct store_lease_options {
 	/* As store_options (store.h); copied. */
@@ -51,6 +69,7 @@ struct store_lease_options {
 	int connect_timeout;		/* seconds */
 	const char *sslmode, *sslrootcert, *sslcert, *sslkey;
 	const char *holder;		/* this instance's name in the table; copied */
+	const char *node;		/* its journal_node (events it stores); copied */
 	int lease_s;			/* >= 3 */
 	const struct store *store;	/* nothing sent while it is not ready */
 	/* After each renewal answered, and when the lease lapsed (known
@@ -63,6 +82,11 @@ struct store_lease_options {
 	/* The fetch's answer: packed gridbridge.v1.Event records, oldest
 	 * first; n 0 when it failed (ok false). */
 	void (*records)(void *ctx, bool ok, const uint8_t *const *recs, const size_t *lens,
+	    size_t n);
+	/* What a follow brought: packed records other instances stored
+	 * (any shard), by event time. `gap`: records may have been missed
+	 * (see "follow" above), read back. NULL: no following. */
+	void (*followed)(void *ctx, bool gap, const uint8_t *const *recs, const size_t *lens,
 	    size_t n);
 	void *ctx;
 };
