@@ -709,14 +709,16 @@ static const char insert_events_noconflict[] =
     " journal_seq, clock_skewed, plate, record, attrs"
 
 /* The daemon's batch (store_batch.c) with one thing changed; the same
- * parameters ($1..$17 the events, $18..$21 the outbox rows). */
+ * parameters ($1..$17 the events, $18 by_primary_key, $19..$22 the
+ * outbox rows). */
 #define D_ROWS \
     "WITH r AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]," \
     "  $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]," \
     "  $11::text[], $12::text[], $13::int8[], $14::bool[], $15::text[], $16::bytea[]," \
-    "  $17::jsonb[]) WITH ORDINALITY AS r(id, event_time, received_at, community_id," \
-    "  device_id, device_class, event_type, severity, vendor, route, source_topic," \
-    "  journal_node, journal_seq, clock_skewed, plate, record, attrs, ord)),"
+    "  $17::jsonb[], $18::bool[]) WITH ORDINALITY AS r(id, event_time, received_at," \
+    "  community_id, device_id, device_class, event_type, severity, vendor, route," \
+    "  source_topic, journal_node, journal_seq, clock_skewed, plate, record, attrs, by_pk," \
+    "  ord)),"
 #define D_EVENTS_INSERT \
     " INSERT INTO events (id, event_time, received_at, community_id, device_id," \
     "  device_class, event_type, severity, vendor, route, source_topic, journal_node," \
@@ -728,7 +730,7 @@ static const char insert_events_noconflict[] =
 #define D_OUTBOX \
     " INSERT INTO forward_outbox (event_id, event_time, target, priority)" \
     " SELECT DISTINCT ON (o.event_id, o.target) o.event_id, o.event_time, o.target," \
-    "  o.priority FROM unnest($18::uuid[], $19::timestamptz[], $20::text[], $21::int2[])" \
+    "  o.priority FROM unnest($19::uuid[], $20::timestamptz[], $21::text[], $22::int2[])" \
     "  WITH ORDINALITY AS o(event_id, event_time, target, priority, ord)" \
     "  JOIN n ON n.id = o.event_id ORDER BY o.event_id, o.target, o.ord" \
     " ON CONFLICT DO NOTHING"
@@ -1228,6 +1230,8 @@ batch_daemon(PGconn *c, const struct variant *v, const struct row *rows, size_t 
 			.journal_seq = r->journal_seq, .clock_skewed = r->clock_skewed,
 			.plate = r->plate, .record = r->record, .record_len = r->record_len,
 			.attrs = v->attrs ? r->attrs : NULL,
+			/* device times of today, the clock right: as pipeline.c */
+			.by_primary_key = true,
 		};
 		store_batch_add_event(b, &ev);
 		int prio = v->outbox == OB_ALL ? (r->rule_priority >= 0 ? r->rule_priority : 1) :
