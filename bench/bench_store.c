@@ -38,6 +38,9 @@
  *   u                    r deduplicated as k
  *   x                    u with no outbox rows: the events insert alone
  *   y                    q without pg_notify and the checkpoint upsert
+ *   z                    q with an event_ids row for every event (the daemon's
+ *                        batch before by_primary_key; now only events without
+ *                        a device time, or with a clock that is off, get one)
  *   s  copy_raw_batch    COPY raw (topic text, payload text) FROM STDIN, the
  *                        received topic and payload, one transaction per batch
  *   t  copy_pipe         the same, every row in one COPY: what
@@ -923,6 +926,8 @@ struct variant {
 	bool no_notify, no_checkpoint;
 	bool prepared;			/* named statements, prepared once per connection */
 	bool no_secondary;		/* without events' three btree indexes */
+	bool ids_all;			/* an event_ids row for every event, as
+					 * before by_primary_key (store.h) */
 };
 
 /* events' secondary indexes (migration 1); events_received (BRIN) stays */
@@ -967,6 +972,8 @@ static const struct variant variants[] = {
 	  .outbox = OB_NONE },
 	{ V('y', "daemon_prepared_no_notify_no_checkpoint", M_DAEMON, true), .prepared = true,
 	  .no_notify = true, .no_checkpoint = true },
+	{ V('z', "daemon_prepared_event_ids_all", M_DAEMON, true), .prepared = true,
+	  .ids_all = true },
 };
 #undef V
 
@@ -1231,7 +1238,7 @@ batch_daemon(PGconn *c, const struct variant *v, const struct row *rows, size_t 
 			.plate = r->plate, .record = r->record, .record_len = r->record_len,
 			.attrs = v->attrs ? r->attrs : NULL,
 			/* device times of today, the clock right: as pipeline.c */
-			.by_primary_key = true,
+			.by_primary_key = !v->ids_all,
 		};
 		store_batch_add_event(b, &ev);
 		int prio = v->outbox == OB_ALL ? (r->rule_priority >= 0 ? r->rule_priority : 1) :
@@ -1493,7 +1500,7 @@ usage(void)
 	    " CONNINFO [ROWS [BATCH]]\n"
 	    "  VARIANTS: letters, default abcdef: a unnest_bin, b unnest_bin_noattrs,"
 	    " c copy_staging, d unnest_text, e copy_staging_noattrs, f copy_direct,"
-	    " g unnest_bin_noconflict; h..r, u, v the daemon's batch and changes of it;"
+	    " g unnest_bin_noconflict; h..r, u..z the daemon's batch and changes of it;"
 	    " s COPY raw per batch, t COPY pipe (see the top of bench_store.c)\n");
 	exit(2);
 }
