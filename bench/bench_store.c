@@ -38,6 +38,9 @@
  *   u                    r deduplicated as k
  *   x                    u with no outbox rows: the events insert alone
  *   y                    q without pg_notify and the checkpoint upsert
+ *   z                    q with an event_ids row for every event (the daemon's
+ *                        batch before by_primary_key; now only events without
+ *                        a device time, or with a clock that is off, get one)
  *   s  copy_raw_batch    COPY raw (topic text, payload text) FROM STDIN, the
  *                        received topic and payload, one transaction per batch
  *   t  copy_pipe         the same, every row in one COPY: what
@@ -709,14 +712,16 @@ static const char insert_events_noconflict[] =
     " journal_seq, clock_skewed, plate, record, attrs"
 
 /* The daemon's batch (store_batch.c) with one thing changed; the same
- * parameters ($1..$17 the events, $18..$21 the outbox rows). */
+ * parameters ($1..$17 the events, $18 by_primary_key, $19..$22 the
+ * outbox rows). */
 #define D_ROWS \
     "WITH r AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]," \
     "  $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]," \
     "  $11::text[], $12::text[], $13::int8[], $14::bool[], $15::text[], $16::bytea[]," \
-    "  $17::jsonb[]) WITH ORDINALITY AS r(id, event_time, received_at, community_id," \
-    "  device_id, device_class, event_type, severity, vendor, route, source_topic," \
-    "  journal_node, journal_seq, clock_skewed, plate, record, attrs, ord)),"
+    "  $17::jsonb[], $18::bool[]) WITH ORDINALITY AS r(id, event_time, received_at," \
+    "  community_id, device_id, device_class, event_type, severity, vendor, route," \
+    "  source_topic, journal_node, journal_seq, clock_skewed, plate, record, attrs, by_pk," \
+    "  ord)),"
 #define D_EVENTS_INSERT \
     " INSERT INTO events (id, event_time, received_at, community_id, device_id," \
     "  device_class, event_type, severity, vendor, route, source_topic, journal_node," \
@@ -728,7 +733,7 @@ static const char insert_events_noconflict[] =
 #define D_OUTBOX \
     " INSERT INTO forward_outbox (event_id, event_time, target, priority)" \
     " SELECT DISTINCT ON (o.event_id, o.target) o.event_id, o.event_time, o.target," \
-    "  o.priority FROM unnest($18::uuid[], $19::timestamptz[], $20::text[], $21::int2[])" \
+    "  o.priority FROM unnest($19::uuid[], $20::timestamptz[], $21::text[], $22::int2[])" \
     "  WITH ORDINALITY AS o(event_id, event_time, target, priority, ord)" \
     "  JOIN n ON n.id = o.event_id ORDER BY o.event_id, o.target, o.ord" \
     " ON CONFLICT DO NOTHING"
@@ -921,6 +926,8 @@ struct variant {
 	bool no_notify, no_checkpoint;
 	bool prepared;			/* named statements, prepared once per connection */
 	bool no_secondary;		/* without events' three btree indexes */
+	bool ids_all;			/* an event_ids row for every event, as
+					 * before by_primary_key (store.h) */
 };
 
 /* events' secondary indexes (migration 1); events_received (BRIN) stays */
@@ -965,6 +972,8 @@ static const struct variant variants[] = {
 	  .outbox = OB_NONE },
 	{ V('y', "daemon_prepared_no_notify_no_checkpoint", M_DAEMON, true), .prepared = true,
 	  .no_notify = true, .no_checkpoint = true },
+	{ V('z', "daemon_prepared_event_ids_all", M_DAEMON, true), .prepared = true,
+	  .ids_all = true },
 };
 #undef V
 
@@ -1228,6 +1237,8 @@ batch_daemon(PGconn *c, const struct variant *v, const struct row *rows, size_t 
 			.journal_seq = r->journal_seq, .clock_skewed = r->clock_skewed,
 			.plate = r->plate, .record = r->record, .record_len = r->record_len,
 			.attrs = v->attrs ? r->attrs : NULL,
+			/* device times of today, the clock right: as pipeline.c */
+			.by_primary_key = !v->ids_all,
 		};
 		store_batch_add_event(b, &ev);
 		int prio = v->outbox == OB_ALL ? (r->rule_priority >= 0 ? r->rule_priority : 1) :
@@ -1489,7 +1500,7 @@ usage(void)
 	    " CONNINFO [ROWS [BATCH]]\n"
 	    "  VARIANTS: letters, default abcdef: a unnest_bin, b unnest_bin_noattrs,"
 	    " c copy_staging, d unnest_text, e copy_staging_noattrs, f copy_direct,"
-	    " g unnest_bin_noconflict; h..r, u, v the daemon's batch and changes of it;"
+	    " g unnest_bin_noconflict; h..r, u..z the daemon's batch and changes of it;"
 	    " s COPY raw per batch, t COPY pipe (see the top of bench_store.c)\n");
 	exit(2);
 }

@@ -76,6 +76,7 @@ NAMES = {
     "w": "daemon, prepared + no secondary indexes",
     "x": "u with no outbox rows (the events insert alone)",
     "y": "daemon, prepared, without pg_notify and checkpoint upsert",
+    "z": "daemon, prepared, an event_ids row for every event (as before)",
 }
 
 

@@ -235,9 +235,10 @@ subscribe_detail(const Gridbridge__V1__Event *ev)
 	}
 }
 
-/* `ev` into `b`, with its outbox rows. */
+/* `ev` into `b`, with its outbox rows. by_pk: its id is made from its
+ * event time (store_event.by_primary_key). */
 static void
-add_event(struct pipeline *p, struct store_batch *b, const Event *ev)
+add_event(struct pipeline *p, struct store_batch *b, const Event *ev, bool by_pk)
 {
 	size_t n = gridbridge__v1__event__get_packed_size(ev);
 	if (n > p->packcap) {
@@ -260,6 +261,7 @@ add_event(struct pipeline *p, struct store_batch *b, const Event *ev)
 		.source_topic = ev->source_topic,
 		.journal_seq = ev->journal_seq,
 		.clock_skewed = ev->clock_skewed,
+		.by_primary_key = by_pk,
 		.plate = ev->body_case == GRIDBRIDGE__V1__EVENT__BODY_VEHICLE && ev->vehicle != NULL &&
 		    ev->vehicle->plate_normalized != NULL && ev->vehicle->plate_normalized[0] ?
 		    ev->vehicle->plate_normalized : NULL,
@@ -392,7 +394,12 @@ add_record(struct pipeline *p, struct store_batch *b, const struct journal_recor
 		check_repeat(p, rec, r, ev);
 	if (p->o.derive != NULL)
 		derive_enrich(p->o.derive, ev);
-	add_event(p, b, ev);
+	/* A device time is in the id (decode.c), so every copy has it: the
+	 * events' key is enough. Not when the clock is off: such a row may
+	 * sit in the DEFAULT partition or one past the retention, which
+	 * maintenance moves, and gridbridgectl tail finds a transaction's
+	 * moved rows by their event_ids row. */
+	add_event(p, b, ev, p->out.has_device_time && !ev->clock_skewed);
 	if (p->o.derive != NULL) {
 		check_clock(p);
 		derive_observe(p->o.derive, ev, util_wall_us());
@@ -440,7 +447,7 @@ submit_with(struct pipeline *p, struct store_batch *b, uint64_t first, uint64_t 
 		if (n > 0) {
 			derived = util_realloc(derived, (nderived + n) * sizeof(*derived));
 			for (size_t i = 0; i < n; i++) {
-				add_event(p, b, evs[i]);
+				add_event(p, b, evs[i], false);
 				derived[nderived++] = evs[i];
 			}
 		}
@@ -955,7 +962,7 @@ pipeline_store_rejected(void *ctx, uint64_t first_seq, uint64_t last_seq,
 		r->nderived = 0;
 		struct store_batch *b = new_batch(p);
 		for (size_t i = 0; i < nderived; i++)
-			add_event(p, b, derived[i]);
+			add_event(p, b, derived[i], false);
 		if (states && p->o.derive != NULL)
 			derive_retake(p->o.derive);
 		submit_with(p, b, p->read_through + 1, p->read_through, derived, nderived, false);

@@ -32,37 +32,41 @@ static const uint32_t r_oids[R_COLS] = {
 	OID_BYTEA, OID_BYTEA, OID_UUID, OID_TIMESTAMPTZ, OID_TIMESTAMPTZ,
 };
 
-/* Events and their outbox rows, in one statement: an id new to event_ids
- * makes one row in events (the first of its copies in the batch) and the
- * outbox rows of that copy; an id seen before makes nothing, whatever its
- * event_time (a message with no device time, delivered again, has another
- * one). */
+/* Events and their outbox rows, in one statement. An event whose id is
+ * made from its event time (a device time, by_primary_key: $18) is stored
+ * once by the events' primary key (id, event_time) alone: every copy has
+ * that time, so the same partition and key. Any other event (its time the
+ * receive time, which changes when it is delivered again; a device whose
+ * clock is off; derived events) needs its id new to event_ids. Of the
+ * copies of one id in the batch the first is stored, and the outbox rows
+ * go with the events this statement stored. */
 #define INSERT_EVENTS \
     "WITH r AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]," \
     "  $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]," \
     "  $11::text[], $12::text[], $13::int8[], $14::bool[], $15::text[], $16::bytea[]," \
-    "  $17::jsonb[]) WITH ORDINALITY AS r(id, event_time, received_at, community_id," \
-    "  device_id, device_class, event_type, severity, vendor, route, source_topic," \
-    "  journal_node, journal_seq, clock_skewed, plate, record, attrs, ord))," \
+    "  $17::jsonb[], $18::bool[]) WITH ORDINALITY AS r(id, event_time, received_at," \
+    "  community_id, device_id, device_class, event_type, severity, vendor, route," \
+    "  source_topic, journal_node, journal_seq, clock_skewed, plate, record, attrs, by_pk," \
+    "  ord))," \
     " n AS (INSERT INTO event_ids (id, received_at) SELECT id, received_at FROM r" \
-    "  ON CONFLICT DO NOTHING RETURNING id)," \
+    "  WHERE NOT r.by_pk ON CONFLICT DO NOTHING RETURNING id)," \
     " e AS (INSERT INTO events (id, event_time, received_at, community_id, device_id," \
     "  device_class, event_type, severity, vendor, route, source_topic, journal_node," \
     "  journal_seq, clock_skewed, plate, record, attrs)" \
     "  SELECT DISTINCT ON (r.id) r.id, r.event_time, r.received_at, r.community_id," \
     "  r.device_id, r.device_class, r.event_type, r.severity, r.vendor, r.route," \
     "  r.source_topic, r.journal_node, r.journal_seq, r.clock_skewed, r.plate, r.record," \
-    "  r.attrs FROM r JOIN n ON n.id = r.id ORDER BY r.id, r.ord" \
-    "  ON CONFLICT DO NOTHING)" \
+    "  r.attrs FROM r LEFT JOIN n ON n.id = r.id WHERE r.by_pk OR n.id IS NOT NULL" \
+    "  ORDER BY r.id, r.ord ON CONFLICT DO NOTHING RETURNING id)" \
     " INSERT INTO forward_outbox (event_id, event_time, target, priority)"
 static const char insert_events[] =
     INSERT_EVENTS
     " SELECT DISTINCT ON (o.event_id, o.target) o.event_id, o.event_time, o.target,"
-    "  o.priority FROM unnest($18::uuid[], $19::timestamptz[], $20::text[], $21::int2[])"
+    "  o.priority FROM unnest($19::uuid[], $20::timestamptz[], $21::text[], $22::int2[])"
     "  WITH ORDINALITY AS o(event_id, event_time, target, priority, ord)"
-    "  JOIN n ON n.id = o.event_id ORDER BY o.event_id, o.target, o.ord"
+    "  JOIN e ON e.id = o.event_id ORDER BY o.event_id, o.target, o.ord"
     " ON CONFLICT DO NOTHING";
-/* The same, when some outbox rows are for cascade targets (kind, $22, the
+/* The same, when some outbox rows are for cascade targets (kind, $23, the
  * SubscribeDetail code the event answers; 0 for other targets): such a
  * row becomes one row per active subscription of its target that asked
  * for its kind, covers its device and is within its time, as target
@@ -70,9 +74,9 @@ static const char insert_events[] =
 static const char insert_events_fanout[] =
     INSERT_EVENTS
     " SELECT DISTINCT ON (o.event_id, t.target) o.event_id, o.event_time, t.target,"
-    "  o.priority FROM unnest($18::uuid[], $19::timestamptz[], $20::text[], $21::int2[],"
-    "  $22::int2[]) WITH ORDINALITY AS o(event_id, event_time, target, priority, kind, ord)"
-    "  JOIN n ON n.id = o.event_id"
+    "  o.priority FROM unnest($19::uuid[], $20::timestamptz[], $21::text[], $22::int2[],"
+    "  $23::int2[]) WITH ORDINALITY AS o(event_id, event_time, target, priority, kind, ord)"
+    "  JOIN e ON e.id = o.event_id"
     "  CROSS JOIN LATERAL (SELECT o.target WHERE o.kind = 0"
     "   UNION ALL SELECT o.target || '/' || s.subscribe_id FROM viid_subscriptions s"
     "   WHERE o.kind <> 0 AND s.target = o.target AND s.state = 'active'"
@@ -358,6 +362,7 @@ store_batch_new(const char *node, const char *journal_id)
 	if (journal_id != NULL && store_uuid_parse(journal_id, b->journal_uuid) != 0)
 		abort();
 	cols_init(b->ev, ev_oids, EV_COLS);
+	pgarr_init(&b->by_pk, OID_BOOL);
 	cols_init(b->q, q_oids, Q_COLS);
 	cols_init(b->o, o_oids, O_COLS);
 	cols_init(b->r, r_oids, R_COLS);
@@ -371,6 +376,7 @@ store_batch_free(struct store_batch *b)
 	if (b == NULL)
 		return;
 	cols_free(b->ev, EV_COLS);
+	pgarr_free(&b->by_pk);
 	cols_free(b->q, Q_COLS);
 	cols_free(b->o, O_COLS);
 	cols_free(b->r, R_COLS);
@@ -391,8 +397,8 @@ void
 store_batch_add_event(struct store_batch *b, const struct store_event *e)
 {
 	struct pgarr *c = b->ev;
-	uint8_t skewed = e->clock_skewed ? 1 : 0;
-	size_t before = cols_len(c, EV_COLS);
+	uint8_t skewed = e->clock_skewed ? 1 : 0, by_pk = e->by_primary_key ? 1 : 0;
+	size_t before = cols_len(c, EV_COLS) + b->by_pk.len;
 
 	pgarr_add(&c[0], e->id, 16);
 	pgarr_add_time(&c[1], e->event_time_us);
@@ -411,7 +417,8 @@ store_batch_add_event(struct store_batch *b, const struct store_event *e)
 	pgarr_add_text(&c[14], e->plate);
 	pgarr_add(&c[15], e->record, e->record_len);
 	pgarr_add_jsonb(&c[16], e->attrs, e->attrs != NULL ? strlen(e->attrs) : 0);
-	b->bytes += cols_len(c, EV_COLS) - before;
+	pgarr_add(&b->by_pk, &by_pk, 1);
+	b->bytes += cols_len(c, EV_COLS) + b->by_pk.len - before;
 	if (b->nevents == 0) {
 		b->recv_first = b->recv_last = e->received_us;
 		b->time_first = b->time_last = e->event_time_us;
@@ -597,6 +604,7 @@ store_batch_statements(struct store_batch *b, uint64_t checkpoint, const char *n
 		/* Without cascade rows, the kinds (all 0) are not sent. */
 		st = stmt_next(out, b->nfanout > 0 ? insert_events_fanout : insert_events, true);
 		stmt_arrays(st, b->ev, EV_COLS);
+		stmt_arrays(st, &b->by_pk, 1);
 		stmt_arrays(st, b->o, b->nfanout > 0 ? O_COLS : O_COLS - 1);
 		snprintf(out->times, sizeof(out->times), "%lld %lld %lld %lld",
 		    (long long)b->recv_first, (long long)b->recv_last, (long long)b->time_first,

@@ -8,10 +8,16 @@
  * the rows to show are exactly those each notified transaction inserted
  * (STORE_NOTE_ROWS, store_int.h, shared with store_lease.c):
  * in events, the rows in both ranges (the BRIN index on received_at finds
- * the recent pages, the event time the partitions) whose event_ids row
- * has that transaction as its xmin (event_ids and events are written by
- * the same statement; event_ids rows never move, while a maintenance run
- * may move an events row to a new partition). No order of a column is
+ * the recent pages, the event time the partitions) that transaction
+ * inserted: the row's own xmin, or that of its event_ids row (written by
+ * the same statement) for an event that has one. event_ids rows never
+ * move, while a maintenance run may move an events row to another
+ * partition (a new transaction's row then). The rows it moves are those
+ * far from today: in the DEFAULT partition (no daily one for their event
+ * time yet) or in a daily one past the retention. Those of a device whose
+ * clock is off have an event_ids row; an event without one is within
+ * [decode] max_clock_skew of its receive time, so in the daily partition
+ * of about when it arrived (see pipeline.c). No order of a column is
  * trusted: receive times come from the daemons' clocks, a journal replayed
  * after an outage commits events received hours before, and several
  * daemons commit side by side; a monotonic column would cost every insert

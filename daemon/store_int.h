@@ -165,10 +165,12 @@ void store_ctl_query_error(FILE *err, const char *message);
 /* The condition that an events row `e` is one of those the batch
  * transaction of a notification (STORE_NOTIFY_CHANNEL, store.h) inserted:
  * in both of its ranges (widened by a millisecond: the times go through a
- * float8) and with its event_ids row written by that transaction (the row
- * inserted with it, whose xmin is the low 32 bits of the transaction id;
- * event_ids rows never move, while maintenance may move an events row to
- * another partition). The arguments are SQL expressions: the transaction
+ * float8) and inserted by that transaction: its own xmin is the low 32
+ * bits of the transaction id, or, for an event that has one, that of its
+ * event_ids row (written by the same statement; event_ids rows never move,
+ * while maintenance may move an events row to another partition, and the
+ * rows it moves are those of skewed clocks, which have an event_ids row:
+ * see store_ctl_tail.c). The arguments are SQL expressions: the transaction
  * id as txid_current() gave it (int8, or text of one), and the ranges in
  * UTC µs since the epoch (int8, or text). gridbridgectl tail
  * (store_ctl_tail.c) and the lease connection's following of other
@@ -179,8 +181,9 @@ void store_ctl_query_error(FILE *err, const char *message);
     "  AND " STORE_NOTE_US(recv_last) " + interval '1 ms'" \
     " AND e.event_time BETWEEN " STORE_NOTE_US(time_first) " - interval '1 ms'" \
     "  AND " STORE_NOTE_US(time_last) " + interval '1 ms'" \
-    " AND EXISTS (SELECT 1 FROM event_ids i WHERE i.id = e.id" \
-    "  AND i.xmin = ((" txid ")::int8 & 4294967295)::text::xid)"
+    " AND (e.xmin = ((" txid ")::int8 & 4294967295)::text::xid" \
+    "  OR EXISTS (SELECT 1 FROM event_ids i WHERE i.id = e.id" \
+    "   AND i.xmin = ((" txid ")::int8 & 4294967295)::text::xid))"
 
 /* ---- store_setup.c ---- */
 

@@ -9,8 +9,10 @@
  *   quarantine         messages no decoder took: raw bytes and the reason
  *   forward_outbox     one row per (event, target): what went to the police
  *                      platform and when
- *   event_ids          one row per event id (the partition key of events
- *                      is not a function of the id for every event)
+ *   event_ids          one row per id of the events whose event_time the
+ *                      id does not fix (no device time: the receive time;
+ *                      a clock that is off; derived events); the others
+ *                      are kept once by events' own key (store_batch.c)
  *   report_state       the last report of each topic whose messages carry
  *                      neither a device time nor a serial
  *   ingest_checkpoint  per journal (journal_id; journal_node names the

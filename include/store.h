@@ -45,6 +45,10 @@ struct store_event {
 	const char *vendor, *route, *source_topic;
 	uint64_t journal_seq;
 	bool clock_skewed;
+	/* Stored once by the events' primary key alone (id, event_time), no
+	 * event_ids row: its id is made from its event time, so every copy
+	 * has that time (see store_batch.c). false: an event_ids row. */
+	bool by_primary_key;
 	const char *plate;
 	const uint8_t *record;		/* packed gridbridge.v1.Event */
 	size_t record_len;

@@ -63,6 +63,7 @@ int store_uuid_parse(const char *s, uint8_t out[16]);
 
 /* Columns of the statements' arrays. */
 #define EV_COLS 17	/* events, in the table's column order */
+#define EV_PARAMS (EV_COLS + 1)	/* ... and by_primary_key (store_event) */
 #define Q_COLS 8	/* quarantine */
 #define O_COLS 5	/* forward_outbox: event_id, event_time, target, priority,
 			 * kind (see store_batch_add_outbox) */
@@ -87,6 +88,7 @@ struct store_held {
 
 struct store_batch {
 	struct pgarr ev[EV_COLS];
+	struct pgarr by_pk;		/* bool: by_primary_key of each event */
 	struct pgarr q[Q_COLS];
 	struct pgarr o[O_COLS];
 	struct pgarr r[R_COLS];
@@ -108,7 +110,7 @@ struct store_batch {
 };
 
 /* One statement of a batch's transaction, ready for PQsendQueryParams. */
-#define STORE_STMT_PARAMS (EV_COLS + O_COLS)
+#define STORE_STMT_PARAMS (EV_PARAMS + O_COLS)
 struct store_stmt {
 	const char *sql;
 	int nparams;
@@ -118,8 +120,8 @@ struct store_stmt {
 };
 
 /* A batch's transaction, in the order sent: the events with their outbox
- * rows ($1..$17 the events' columns, $18..$21 the outbox's, $22 their
- * kinds with cascade rows) and the notification of STORE_NOTIFY_CHANNEL
+ * rows ($1..$17 the events' columns, $18 by_primary_key, $19..$22 the
+ * outbox's, $23 their kinds with cascade rows) and the notification of STORE_NOTIFY_CHANNEL
  * (text: the payload's times, "RECEIVED_FIRST RECEIVED_LAST TIME_FIRST
  * TIME_LAST"; the server adds the transaction's id), the quarantine rows,
  * the rate-limited devices' summary rows, the report states, the derived states (text: a JSON array each; each

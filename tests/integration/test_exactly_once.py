@@ -6,6 +6,7 @@ crashing. Real mosquitto, PostgreSQL and gridbridged on loopback.
   * two daemons with one node name, or one journal (a copied state
     directory): the second refuses to start, naming the key to change;
   * a message delivered twice with a serial but no device time: one row;
+    with a device time: one row by the events' key, no event_ids row;
   * reports with neither (Shelly, Tasmota, availability): an identical
     report within the repeat window, or retained, is the same event;
   * a device clock reset to 2000: its events follow the receive time
@@ -32,7 +33,7 @@ import pytest
 
 import logfmt
 import services
-from ingest import JournalCtl, daemon_config, journal_dir_of, start_daemon
+from ingest import JournalCtl, daemon_config, free_port, journal_dir_of, start_daemon
 
 FIXTURES = {name: json.loads(payload) for name, _, payload in services.device_fixtures()}
 TOPICS = ("sac/#", "shellies/#", "tele/#", "zigbee2mqtt/#")
@@ -315,6 +316,47 @@ def test_serial_without_device_time_delivered_twice_is_one_row(daemon, mosquitto
                "checkpoint at 4", daemon)
     assert events(pg) == 2
     assert scalar(pg, "SELECT count(*) FROM event_ids") == 2
+    assert daemon.stop() == 0
+
+
+def test_device_time_delivered_twice_is_one_row_by_its_primary_key(daemon, mosquitto,
+                                                                    private_postgres,
+                                                                    tmp_path):
+    """A device time is in the event's id, so every copy has the same
+    event_time, partition and primary key (id, event_time): that key alone
+    stores it once, with its outbox rows once, and it gets no event_ids row
+    (one insert less per event). Without a device time, or from a clock that
+    is off (rows maintenance may move between partitions), it keeps one."""
+    pg = private_postgres
+    # passages selected for a platform where nothing listens: the outbox
+    # rows stay
+    conf = daemon.write_config(
+        config(tmp_path, mosquitto, pg)
+        + f"\n[forward.target police]\nurl = https://127.0.0.1:{free_port()}/events\n"
+        + "\n[forward.rule passages]\ntarget = police\nevent_type = person_passage\n")
+    start_daemon(daemon, conf)
+    daemon.wait_log(STORE_READY, timeout=30)
+    now = int(time.time()) - 60
+    msgs = [access_event(n, t=now) for n in range(5)]
+    msgs += [access_event(5, t=now, serial=False)]     # the time alone makes the id
+    msgs += [access_event(6), access_event(7, t=None)]  # a clock off (2025); no time
+    publish_all(mosquitto, msgs)
+    wait_stored(pg, daemon, len(msgs))
+    time.sleep(0.05)
+    # again, and twice in one go (copies in one batch)
+    publish_all(mosquitto, [m for m in msgs for _ in range(2)])
+    ctl = JournalCtl(daemon.build_dir, conf=conf)
+    last = 3 * len(msgs)
+    wait_until(lambda: ctl.stat()["last_seq"] == last, 10, f"{last} journal records", daemon)
+    wait_until(lambda: checkpoints(pg) and checkpoints(pg)[-1][2] == last, 10,
+               f"checkpoint at {last}", daemon)
+    assert events(pg) == len(msgs)
+    rows = query(pg, "SELECT e.clock_skewed, e.event_time = e.received_at,"
+                     " EXISTS (SELECT 1 FROM event_ids i WHERE i.id = e.id),"
+                     " (SELECT count(*) FROM forward_outbox o WHERE o.event_id = e.id)"
+                     " FROM events e WHERE e.vendor <> 'gridbridge' ORDER BY e.journal_seq")
+    assert rows == [(False, False, False, 1)] * 6 + [(True, False, True, 1),
+                                                     (False, True, True, 1)], rows
     assert daemon.stop() == 0
 
 

@@ -254,7 +254,7 @@ test_event_batch(void)
 	T_CHECK(st->binary && strstr(st->sql, "INSERT INTO events") != NULL);
 	/* No cascade row: the kinds are not sent, nor subscriptions read. */
 	T_CHECK(strstr(st->sql, "viid_subscriptions") == NULL);
-	T_INTEQ(st->nparams, EV_COLS + O_COLS - 1);
+	T_INTEQ(st->nparams, EV_PARAMS + O_COLS - 1);
 	size_t sum = 0;
 	for (int i = 0; i < st->nparams; i++) {
 		T_CHECK(st->fmts[i] == 1);
@@ -288,14 +288,19 @@ test_event_batch(void)
 	p = element(st, 16, 0, &len);
 	CHECK_BYTES("attrs as jsonb", p, len, attrs);
 
-	/* The outbox row: $18..$21. */
+	/* No device time in the id (the default): an event_ids row. */
+	static const uint8_t no[] = { 0 };
+	p = element(st, EV_COLS, 0, &len);
+	CHECK_BYTES("by_primary_key", p, len, no);
+
+	/* The outbox row: $19..$22. */
 	static const uint8_t prio[] = { 0, 9 };
 	static const uint8_t target[] = { 'p', 'l', 'a', 't', 'f', 'o', 'r', 'm' };
-	p = element(st, EV_COLS + 0, 0, &len);
+	p = element(st, EV_PARAMS + 0, 0, &len);
 	CHECK_BYTES_N("outbox event_id", p, len, id, 16);
-	p = element(st, EV_COLS + 2, 0, &len);
+	p = element(st, EV_PARAMS + 2, 0, &len);
 	CHECK_BYTES("outbox target", p, len, target);
-	p = element(st, EV_COLS + 3, 0, &len);
+	p = element(st, EV_PARAMS + 3, 0, &len);
 	CHECK_BYTES("outbox priority as int2", p, len, prio);
 
 	/* The notification, after the events: the times of the one event. */
@@ -316,7 +321,7 @@ test_event_batch(void)
 }
 
 /* Outbox rows of a cascade target: the statement that fans them out to
- * the subscriptions, with the kinds as $22. */
+ * the subscriptions, with the kinds as $23. */
 static void
 test_event_batch_fanout(void)
 {
@@ -325,6 +330,7 @@ test_event_batch_fanout(void)
 		.id = id, .community_id = "c", .device_id = "d", .device_class = "k",
 		.event_type = "t", .severity = "s", .vendor = "v", .route = "r",
 		.source_topic = "x", .record = (const uint8_t *)"", .attrs = NULL,
+		.by_primary_key = true,
 	};
 	struct store_batch *b = store_batch_new("n", JOURNAL);
 	struct store_stmts q;
@@ -336,12 +342,15 @@ test_event_batch_fanout(void)
 	store_batch_statements(b, 1, "n", JOURNAL, &q);
 	const struct store_stmt *st = &q.stmt[0];
 	T_CHECK(strstr(st->sql, "viid_subscriptions") != NULL);
-	T_CHECK(strstr(st->sql, "$22::int2[]") != NULL);
-	T_INTEQ(st->nparams, EV_COLS + O_COLS);
+	T_CHECK(strstr(st->sql, "$23::int2[]") != NULL);
+	T_INTEQ(st->nparams, EV_PARAMS + O_COLS);
+	static const uint8_t yes[] = { 1 };
+	const uint8_t *p = element(st, EV_COLS, 0, &len);
+	CHECK_BYTES("by_primary_key", p, len, yes);
 	static const uint8_t plain[] = { 0, 0 }, faces[] = { 0, 12 };
-	const uint8_t *p = element(st, EV_COLS + 4, 0, &len);
+	p = element(st, EV_PARAMS + 4, 0, &len);
 	CHECK_BYTES("kind of a plain target", p, len, plain);
-	p = element(st, EV_COLS + 4, 1, &len);
+	p = element(st, EV_PARAMS + 4, 1, &len);
 	CHECK_BYTES("kind of a cascade target: SubscribeDetail 12", p, len, faces);
 	store_batch_free(b);
 }
@@ -369,8 +378,8 @@ test_event_without_outbox(void)
 	/* No outbox rows: four empty arrays of their types. */
 	static const uint8_t empty_uuid[] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b, 0x86 };
 	static const uint8_t empty_int2[] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x15 };
-	CHECK_BYTES("empty outbox event_id", st->vals[EV_COLS], st->lens[EV_COLS], empty_uuid);
-	CHECK_BYTES("empty outbox priority", st->vals[EV_COLS + 3], st->lens[EV_COLS + 3],
+	CHECK_BYTES("empty outbox event_id", st->vals[EV_PARAMS], st->lens[EV_PARAMS], empty_uuid);
+	CHECK_BYTES("empty outbox priority", st->vals[EV_PARAMS + 3], st->lens[EV_PARAMS + 3],
 	    empty_int2);
 	T_STREQ(q.stmt[2].vals[2], "0");
 	store_batch_free(b);
