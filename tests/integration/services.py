@@ -467,8 +467,9 @@ class Postgres:
                                f"{r.stdout}\n--- {self.log_path}\n{log}")
         return r.stdout
 
-    def _init(self) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="gridbridge-pg-",
+    def _make_base(self, prefix: str = "gridbridge-pg-") -> None:
+        """The private directory and its socket directory, the server's own."""
+        self.base = Path(tempfile.mkdtemp(prefix=prefix,
                                           dir="/tmp" if self.as_postgres else None))
         self.socket_dir.mkdir()
         if self.as_postgres:
@@ -476,6 +477,9 @@ class Postgres:
             for p in (self.base, self.socket_dir):
                 os.chown(p, pw.pw_uid, pw.pw_gid)
         _register(self)
+
+    def _init(self) -> None:
+        self._make_base()
         self._run(str(PG_BIN_DIR / "initdb"), "-D", str(self.data_dir),
                   "-U", self.SUPERUSER, "-N", "-E", "UTF8", "--locale=C",
                   "--auth-local=trust", "--auth-host=scram-sha-256")

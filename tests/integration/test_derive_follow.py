@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import time
 
-import services
-from ingest import daemon_config, start_daemon
-from test_derive_leases import LEASE, NAMES, holders, nodes_of, stored_by
+from ingest import start_daemon
+from test_derive_leases import LEASE, NAMES, config, holders, nodes_of, stored_by
+from test_derive_leases import three as leases_three
 from test_derived import GATE, Clock, derived, door, heartbeat, publish, welfare
 from test_forward import wait_until
 from test_store import db_query
@@ -35,36 +35,12 @@ DOOR = "b03/u2/1502/entry_door"
 SHELLY = "door-7"
 
 
-def config(tmp_path, broker, pg, clock, name: str, subscribe: tuple[str, ...],
-           extra: str = "") -> str:
-    text = daemon_config(tmp_path, broker, store_db=pg, routes=True, subscribe=subscribe,
-                         client_id=name, mqtt={"shared_group": "g1"})
-    text = text.replace("[daemon]\n", f"[daemon]\nclock_offset_file = {clock.path}\n", 1)
-    text += f"\n[registry]\nhold_down = 0\nlease = {LEASE}\n"
-    return text + extra
-
-
 def three(daemon, mosquitto, pg, build_dir, tmp_path, clock, holder_subscribe: tuple[str, ...],
           extra: str = "") -> dict:
-    """gb-a (subscribed to `holder_subscribe`) started first: it holds
-    every shard; then gb-b and gb-c (subscribed to everything)."""
-    daemons = {"gb-a": daemon}
-    for name in NAMES[1:]:
-        d = services.Daemon(build_dir, tmp_path / name)
-        d.check_binary()
-        daemons[name] = d
-    for name in NAMES:
-        base = tmp_path if name == "gb-a" else tmp_path / f"{name}-conf"
-        base.mkdir(exist_ok=True)
-        conf = base / "gridbridge.conf"
-        conf.write_text(config(base, mosquitto, pg, clock, name,
-                               holder_subscribe if name == "gb-a" else ("#",), extra))
-        start_daemon(daemons[name], conf)
-        daemons[name].wait_log(r'mod=lease msg="derived event shards"', timeout=20)
-    daemons["gb-a"].wait_log(r'held=64 of=64 .*other_instances=[12]', timeout=20)
-    for name in NAMES[1:]:
-        assert daemons[name].wait_log(r'msg="derived event shards" held=0 ', timeout=1)
-    assert holders(pg) == {"gb-a"}
+    """test_derive_leases' three instances, gb-a holding every shard and
+    subscribed to `holder_subscribe`, once gb-a follows the others."""
+    daemons = leases_three(daemon, mosquitto, pg, build_dir, tmp_path, clock,
+                           holder_subscribe, extra)
     # The holder listens once it knows others are alive (a release without
     # following says nothing: the test then fails on what it checks).
     try:
@@ -247,7 +223,7 @@ def test_alone_follows_nothing(daemon, mosquitto, private_postgres, tmp_path):
     pg = private_postgres
     clock = Clock(tmp_path / "clock-offset")
     conf = tmp_path / "gridbridge.conf"
-    conf.write_text(config(tmp_path, mosquitto, pg, clock, "gb-a", ("#",)))
+    conf.write_text(config(tmp_path, mosquitto, pg, clock, "gb-a", ("#",), ""))
     start_daemon(daemon, conf)
     daemon.wait_log(r'msg="derived event shards" held=64 of=64 .*other_instances=0', timeout=20)
     publish(mosquitto, (f"shellies/{SHELLY}/sensor/state", b"close"))

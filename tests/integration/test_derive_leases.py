@@ -33,18 +33,21 @@ LEASE = 4
 NAMES = ("gb-a", "gb-b", "gb-c")
 
 
-def config(tmp_path, broker, pg, clock, name: str) -> str:
-    text = daemon_config(tmp_path, broker, store_db=pg, routes=True, subscribe=("#",),
+def config(tmp_path, broker, pg, clock, name: str, subscribe: tuple[str, ...] = ("#",),
+           extra: str | None = None) -> str:
+    """One instance's configuration: the shared group, the test clock, a
+    short lease; `extra` sections (default: the welfare household)."""
+    text = daemon_config(tmp_path, broker, store_db=pg, routes=True, subscribe=subscribe,
                          client_id=name, mqtt={"shared_group": "g1"})
     text = text.replace("[daemon]\n", f"[daemon]\nclock_offset_file = {clock.path}\n", 1)
     text += f"\n[registry]\nhold_down = 0\nlease = {LEASE}\n"
-    return text + f"""
+    return text + (extra if extra is not None else f"""
 [welfare grandma-1502]
 community = {COMMUNITY}
 door_sensors = {DOOR}
 inactive_hours = 1
 repeat_hours = 1
-"""
+""")
 
 
 def openings(pg) -> list[tuple[float, str]]:
@@ -68,9 +71,11 @@ def holders(pg) -> set[str]:
     return {r[0].split("/")[0] for r in db_query(pg, "SELECT DISTINCT holder FROM derive_leases")}
 
 
-def three(daemon, mosquitto, pg, build_dir, tmp_path, clock) -> dict:
+def three(daemon, mosquitto, pg, build_dir, tmp_path, clock,
+          holder_subscribe: tuple[str, ...] = ("#",), extra: str | None = None) -> dict:
     """gb-a, gb-b and gb-c started in turn: gb-a holds every shard (first
-    come), the others none, and gb-a knows it is not alone."""
+    come), the others none, and gb-a knows it is not alone. gb-a subscribes
+    to `holder_subscribe`, the others to everything; `extra`: config()."""
     daemons = {"gb-a": daemon}
     for name in NAMES[1:]:
         d = services.Daemon(build_dir, tmp_path / name)
@@ -80,7 +85,8 @@ def three(daemon, mosquitto, pg, build_dir, tmp_path, clock) -> dict:
         base = tmp_path if name == "gb-a" else tmp_path / f"{name}-conf"
         base.mkdir(exist_ok=True)
         conf = base / "gridbridge.conf"
-        conf.write_text(config(base, mosquitto, pg, clock, name))
+        conf.write_text(config(base, mosquitto, pg, clock, name,
+                               holder_subscribe if name == "gb-a" else ("#",), extra))
         start_daemon(daemons[name], conf)
         daemons[name].wait_log(r'mod=lease msg="derived event shards"', timeout=20)
     daemons["gb-a"].wait_log(r'held=64 of=64 .*other_instances=[12]', timeout=20)

@@ -14,9 +14,6 @@ port; the daemon's `[store] host` lists both.
 
 from __future__ import annotations
 
-import os
-import pwd
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,14 +40,7 @@ class Standby(services.Postgres):
         self.user, self.dbname, self.password = primary.user, primary.dbname, primary.password
 
     def _init(self) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="gridbridge-pg-standby-",
-                                          dir="/tmp" if self.as_postgres else None))
-        self.socket_dir.mkdir()
-        if self.as_postgres:
-            pw = pwd.getpwnam("postgres")
-            for p in (self.base, self.socket_dir):
-                os.chown(p, pw.pw_uid, pw.pw_gid)
-        services._register(self)
+        self._make_base("gridbridge-pg-standby-")
         self._run(str(services.PG_BIN_DIR / "pg_basebackup"), "-D", str(self.data_dir),
                   "-R", "-X", "stream", "-c", "fast", "-h", str(self.primary.socket_dir),
                   "-p", str(self.primary.port), "-U", self.SUPERUSER)

@@ -26,9 +26,8 @@ from pathlib import Path
 import pytest
 
 import services
-import viid
 from test_store import db_query
-from test_viid_upload import OUR_ID, PASSWORD, CLIENT_ID, person, viid_config
+from test_viid_upload import CLIENT_ID, person, platform, viid_config  # noqa: F401
 
 LEASE_S = 9           # session_lease: renewed or asked for every 3 s
 GROUP = "viid"
@@ -77,16 +76,6 @@ class Member:
 
     def sent(self) -> float:
         return self.metric("gridbridge_forward_events_sent_total")
-
-
-@pytest.fixture
-def platform():
-    p = viid.ViidPlatform(OUR_ID, password=PASSWORD)
-    p.start()
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 @pytest.fixture
