@@ -724,6 +724,10 @@ const struct config_key config_keys[] = {
 	  .offset = CONFIG_FIELD(store_linger_ms),
 	  .help = "milliseconds a batch waits for more rows when nothing is in flight (0: sent at once; "
 	      "at most batch_ms)" },
+	{ .section = "store", .name = "linger_rows", .type = CFG_INT,
+	  .min = 0, .max = 100000, .def = "100",
+	  .offset = CONFIG_FIELD(store_linger_rows),
+	  .help = "a batch with this many rows is sent without lingering (0: linger_ms always)" },
 	{ .section = "store", .name = "max_inflight", .type = CFG_INT,
 	  .min = 1, .max = 64, .def = "4",
 	  .offset = CONFIG_FIELD(store_max_inflight),

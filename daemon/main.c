@@ -867,6 +867,7 @@ start_stages(struct daemon *d)
 		.batch_bytes = (size_t)c->store_batch_bytes,
 		.batch_ms = (int)c->store_batch_ms,
 		.linger_ms = (int)c->store_linger_ms,
+		.linger_rows = (size_t)c->store_linger_rows,
 		.max_backlog = (size_t)c->store_max_inflight * 2,
 		.attrs = c->store_attrs,
 		.max_skew_us = c->decode_max_clock_skew * 1000000LL,

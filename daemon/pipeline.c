@@ -552,11 +552,14 @@ pump(struct pipeline *p)
 	/* At the end of what is durable: nothing in flight means nobody to
 	 * wait for, so send what there is now; or, with linger_ms, once the
 	 * batch is that old (at a few messages a second, one transaction for
-	 * several instead of one each: the database's cost is per commit). */
+	 * several instead of one each: the database's cost is per commit).
+	 * A batch of linger_rows has enough rows to share that cost: waiting
+	 * longer would only add latency (at 5,000/s, the whole linger). */
 	if (p->cur != NULL && store_backlog(p->store) == 0) {
 		int linger = p->o.linger_ms < p->o.batch_ms ? p->o.linger_ms : p->o.batch_ms;
 		uint64_t age = util_mono_us() - p->cur_started_us;
-		if (linger <= 0 || age >= (uint64_t)linger * 1000) {
+		if (linger <= 0 || age >= (uint64_t)linger * 1000 ||
+		    (p->o.linger_rows > 0 && store_batch_rows(p->cur) >= p->o.linger_rows)) {
 			submit_cur(p);
 		} else {
 			uint64_t left = (uint64_t)linger * 1000 - age;

@@ -257,6 +257,7 @@ struct config {
 	long long store_batch_bytes;
 	long long store_batch_ms;
 	long long store_linger_ms;
+	long long store_linger_rows;
 	long long store_max_inflight;
 	bool store_attrs;
 	long long store_retention_days;

@@ -52,6 +52,7 @@ struct pipeline_options {
 	int batch_ms;			/* a partial batch waits at most this long */
 	int linger_ms;			/* ... and at least this long when nothing is in
 					 * flight (0: sent at once) */
+	size_t linger_rows;		/* ... unless it has this many rows (0: always) */
 	size_t max_backlog;		/* batches queued in the store before reading pauses */
 	bool attrs;			/* also store the record as JSON */
 	int64_t max_skew_us;

@@ -34,3 +34,39 @@ def test_linger_groups_a_slow_stream(daemon, mosquitto, private_postgres, tmp_pa
     else:
         assert tx <= 6, tx                    # one per 300 ms or so
     assert daemon.stop(timeout=30) == 0
+
+
+@pytest.mark.parametrize("linger_rows", [0, 10])
+def test_a_batch_of_linger_rows_does_not_linger(daemon, mosquitto, private_postgres, tmp_path,
+                                                linger_rows):
+    """A burst fills batches of linger_rows long before linger_ms: they are
+    sent at once (the rate of thousands a second needs no linger to share a
+    commit, and would only wait). With linger_rows = 0 the burst waits the
+    whole linger."""
+    pg = private_postgres
+    text = daemon_config(tmp_path, mosquitto, store_db=pg, routes=True, subscribe=("#",),
+                         store={"linger_ms": 8000, "batch_ms": 10000,
+                                "linger_rows": linger_rows})
+    start_daemon(daemon, daemon.write_config(text))
+
+    def stored():
+        return db_query(pg, "SELECT count(*) FROM events WHERE device_id LIKE 'b09/%%'")[0][0]
+
+    for topic, payload in door_messages(40):
+        mosquitto.publish(topic, payload, qos=1)
+    t0 = time.monotonic()
+    if linger_rows:
+        # batches of about 10 go as they fill; only a last partial one lingers
+        wait_until(lambda: stored() >= 30, 5, "30 of 40 events stored before the linger")
+        assert time.monotonic() - t0 < 6
+    else:
+        time.sleep(3)
+        assert stored() == 0                  # all of them linger 8 s
+    wait_until(lambda: stored() == 40, 30, "40 events stored")
+    tx = db_query(pg, "SELECT count(DISTINCT xmin::text) FROM events"
+                      " WHERE device_id LIKE 'b09/%%'")[0][0]
+    if linger_rows:
+        assert tx >= 3, tx
+    else:
+        assert tx == 1, tx
+    assert daemon.stop(timeout=30) == 0
