@@ -20,8 +20,9 @@
  * (checked on 2.0.11); the integration tests that kill the daemon between
  * append and sync pin it.
  *
- * Group commit. Reads continue while the socket has more bytes (FIONREAD)
- * and fewer than sync_batch messages are pending; then one flush covers the
+ * Group commit. Reads continue while they bring messages (a read that
+ * finds the socket empty ends the burst) and fewer than sync_batch messages
+ * are pending; then one flush covers the
  * group and the PUBACKs go out together. The broker sends at most its
  * in-flight window of unacknowledged messages (mosquitto
  * max_inflight_messages, MQTT 5 Receive Maximum), so that window bounds the
