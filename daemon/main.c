@@ -714,7 +714,7 @@ new_forward(struct daemon *d)
 	d->forward = forward_new(d->base, &ob, ft, c->ntargets);
 	if (d->forward == NULL)
 		goto out;
-	store_set_outbox_hook(d->store, forward_kick, d->forward);
+	store_set_outbox_hook(d->store, forward_rows_committed, d->forward);
 	rc = 0;
 out:
 	for (size_t i = 0; tokens != NULL && i < c->ntargets; i++)

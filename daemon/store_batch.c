@@ -523,6 +523,8 @@ store_batch_add_outbox(struct store_batch *b, const uint8_t *event_id, int64_t e
 	/* The kinds are sent only with cascade rows: not counted. */
 	pgarr_add(&c[4], &k, 2);
 	b->bytes += cols_len(c, O_COLS - 1) - before;
+	if (b->nout == 0 || priority > b->out_max_priority)
+		b->out_max_priority = priority;
 	b->nout++;
 	if (kind != 0)
 		b->nfanout++;

@@ -147,8 +147,11 @@ struct forward *forward_new(struct event_base *base, const struct outbox *outbox
     const struct forward_target *targets, size_t ntargets);
 /* Makes this daemon's leased rows due again, and starts polling. */
 void forward_start(struct forward *f);
-/* New outbox rows were committed (the store's outbox hook). */
+/* The lanes look for due rows (the poll). */
 void forward_kick(void *forward);
+/* New outbox rows were committed, none above max_priority (the store's
+ * outbox hook): the lanes that take such rows look for them. */
+void forward_rows_committed(void *forward, int max_priority);
 /* The name of a target that is failing, or NULL when all are well. */
 const char *forward_unavailable(const struct forward *f);
 /* The daemon is stopping: each shared session it holds is unregistered

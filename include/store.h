@@ -204,8 +204,10 @@ void store_batch_add_outbox(struct store_batch *b, const uint8_t *event_id,
 /* The outbox for the forwarder (see outbox.h): its queries go ahead of
  * batches not yet sent, each its own transaction. */
 void store_outbox(struct store *s, struct outbox *out);
-/* Called after a batch with outbox rows committed. */
-void store_set_outbox_hook(struct store *s, void (*fn)(void *ctx), void *ctx);
+/* Called after a batch with outbox rows committed, with the highest
+ * priority among them. */
+void store_set_outbox_hook(struct store *s, void (*fn)(void *ctx, int max_priority),
+    void *ctx);
 
 /* Copies what it needs from `o`. */
 struct store *store_new(struct event_base *base, const struct store_options *o,

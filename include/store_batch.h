@@ -99,6 +99,7 @@ struct store_batch {
 	bool h_built;
 	size_t nevents, nquar, nout, nreports, bytes;
 	size_t nfanout;		/* outbox rows of kind != 0 */
+	int out_max_priority;	/* the highest of the outbox rows (nout > 0) */
 	/* The events' received and event times, earliest and latest (UTC
 	 * µs): the notification's payload. Valid when nevents > 0. */
 	int64_t recv_first, recv_last, time_first, time_last;
