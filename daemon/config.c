@@ -301,6 +301,12 @@ const struct config_key config_keys[] = {
 	  .min = 1024, .max = 64LL << 20, .def = "1M",
 	  .offset = TARGET_FIELD(batch_bytes), .instanced = true,
 	  .help = "bytes of records per request at most (a single larger record is sent alone)" },
+	{ .section = "forward.target", .name = "linger_ms", .type = CFG_INT,
+	  .min = 0, .max = 10000, .def = "200",
+	  .offset = TARGET_FIELD(linger_ms), .instanced = true,
+	  .help = "when a stored batch brings fewer events to forward than a quarter of batch_rows, "
+	      "the routine lane waits this long for more before it asks for them (0: at once); "
+	      "alarms never wait" },
 	{ .section = "forward.target", .name = "max_inflight", .type = CFG_INT,
 	  .min = 1, .max = 64, .def = "4",
 	  .offset = TARGET_FIELD(max_inflight), .instanced = true,

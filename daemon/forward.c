@@ -135,6 +135,7 @@ struct lane {
 					 * more may be due */
 	bool dirty;			/* rows may have become due since the last claim
 					 * began: committed, the poll, the lane back */
+	struct event *linger;		/* pending: the lane waits for more rows */
 	bool probe_claim;		/* that claim is the probe */
 	bool healthy;
 	struct backoff backoff;
@@ -168,6 +169,7 @@ struct target {
 	char *auth;			/* "Authorization: Bearer ..." or NULL */
 	long connect_timeout, timeout;
 	size_t batch_rows, batch_bytes;
+	int linger_ms;			/* the routine lane, after a small claim */
 	int lease_s;
 	long long max_attempts;
 	int64_t max_age_ms;		/* 0: no limit */
@@ -880,6 +882,8 @@ lane_pump(struct lane *l)
 	 * were most of the forwarder's queries and found nothing. */
 	if (!l->dirty && !l->claim_full)
 		return;
+	if (evtimer_pending(l->linger, NULL))
+		return;		/* gathering rows; linger_cb claims */
 	if (l->claiming) {
 		l->again = true;
 		return;
@@ -1476,30 +1480,68 @@ forward_kick(void *forward)
 		target_pump(f->subs[i]);
 }
 
+/* At a community's rate every batch the store commits holds a few rows
+ * to forward, and a request for each costs the database a claim and a
+ * settlement and the platform a request: when a batch brings fewer than a
+ * quarter of batch_rows, the routine lane waits linger_ms for more. Not
+ * the alarm lane, nor a routine lane that carries alarms too (a target
+ * without an alarm lane), nor at high rates (a batch of a quarter of
+ * batch_rows or more, or a claim that stopped at its bound: more are due). */
+static bool
+lane_lingers(const struct lane *l, size_t nrows)
+{
+	const struct target *t = l->t;
+
+	return t->linger_ms > 0 && t->nlanes > 1 && l->max_priority < t->alarm_priority &&
+	    nrows < t->batch_rows / 4 && !l->claim_full;
+}
+
+static void
+linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct lane *l = arg;
+
+	(void)fd;
+	(void)what;
+	l->dirty = true;
+	lane_pump(l);
+}
+
 /* A lane whose rows start above the batch's highest priority has nothing
  * new: it is not asked (an alarm lane would claim nothing after every
  * batch of routine rows, each claim a query that reads the leased rows). */
 static void
-target_rows_committed(struct target *t, int max_priority)
+target_rows_committed(struct target *t, int max_priority, size_t nrows)
 {
 	if (t->retired)
 		return;
-	for (size_t j = 0; j < t->nlanes; j++)
-		if (t->lanes[j].min_priority <= max_priority) {
-			t->lanes[j].dirty = true;
-			lane_pump(&t->lanes[j]);
+	for (size_t j = 0; j < t->nlanes; j++) {
+		struct lane *l = &t->lanes[j];
+		if (l->min_priority > max_priority)
+			continue;
+		l->dirty = true;
+		if (lane_lingers(l, nrows) && l->healthy && !l->claiming) {
+			if (!evtimer_pending(l->linger, NULL)) {
+				struct timeval tv = { .tv_sec = t->linger_ms / 1000,
+					.tv_usec = (t->linger_ms % 1000) * 1000 };
+				evtimer_add(l->linger, &tv);
+			}
+			continue;
 		}
+		evtimer_del(l->linger);		/* enough rows: no more waiting */
+		lane_pump(l);
+	}
 }
 
 void
-forward_rows_committed(void *forward, int max_priority)
+forward_rows_committed(void *forward, int max_priority, size_t nrows)
 {
 	struct forward *f = forward;
 
 	for (size_t i = 0; i < f->ntargets; i++)
-		target_rows_committed(&f->targets[i], max_priority);
+		target_rows_committed(&f->targets[i], max_priority, nrows);
 	for (size_t i = 0; i < f->nsubs; i++)
-		target_rows_committed(f->subs[i], max_priority);
+		target_rows_committed(f->subs[i], max_priority, nrows);
 }
 
 /* The lanes of `t` send again. */
@@ -1822,9 +1864,10 @@ lane_init(struct target *t, struct lane *l, const char *name, int min, int max, 
 	l->healthy = true;
 	backoff_init(&l->backoff, t->retry_base_ms, t->retry_cap_ms);
 	l->timer = evtimer_new(t->f->base, timer_cb, l);
+	l->linger = evtimer_new(t->f->base, linger_cb, l);
 	l->nslots = nslots;
 	l->slots = calloc(nslots, sizeof(*l->slots));
-	if (l->timer == NULL || l->slots == NULL)
+	if (l->timer == NULL || l->linger == NULL || l->slots == NULL)
 		return -1;
 	for (size_t i = 0; i < nslots; i++)
 		l->slots[i].l = l;
@@ -1975,6 +2018,7 @@ sub_target_new(struct target *p, const struct viid_subscription *s)
 	t->connect_timeout = p->connect_timeout;
 	t->timeout = p->timeout;
 	t->batch_rows = p->batch_rows;
+	t->linger_ms = p->linger_ms;
 	t->batch_bytes = p->batch_bytes;
 	t->lease_s = p->lease_s;
 	t->max_attempts = p->max_attempts;
@@ -2042,6 +2086,7 @@ target_init(struct forward *f, struct target *t, const struct forward_target *c)
 	t->timeout = c->timeout;
 	t->batch_rows = c->batch_rows > 0 ? c->batch_rows : 1;
 	t->batch_bytes = c->batch_bytes;
+	t->linger_ms = c->linger_ms;
 	t->lease_s = (int)(c->connect_timeout + c->timeout +
 	    (c->lease_margin > 0 ? c->lease_margin : LEASE_MARGIN_S));
 	t->max_attempts = c->max_attempts;
@@ -2145,6 +2190,8 @@ lane_free(struct forward *f, struct lane *l)
 	free(l->slots);
 	if (l->timer != NULL)
 		event_free(l->timer);
+	if (l->linger != NULL)
+		event_free(l->linger);
 }
 
 /* Logs the totals of `t` and frees what it holds (a subscription: also

@@ -667,6 +667,7 @@ new_forward(struct daemon *d)
 			.timeout = (long)t->timeout,
 			.batch_rows = (size_t)t->batch_rows,
 			.batch_bytes = (size_t)t->batch_bytes,
+			.linger_ms = (int)t->linger_ms,
 			.max_inflight = (size_t)t->max_inflight,
 			.retry_base_ms = (uint32_t)t->retry_base_ms,
 			.retry_cap_ms = (uint32_t)t->retry_cap_ms,

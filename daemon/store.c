@@ -564,7 +564,7 @@ batch_done(struct store *s, struct store_txn *t)
 		if (s->sink.committed != NULL)
 			s->sink.committed(s->sink.ctx, t->first_seq, t->last_seq, t->checkpoint);
 		if (b->nout > 0 && s->outbox_hook != NULL)
-			s->outbox_hook(s->outbox_ctx, b->out_max_priority);
+			s->outbox_hook(s->outbox_ctx, b->out_max_priority, b->nout);
 	}
 	return true;
 }

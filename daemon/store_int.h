@@ -105,7 +105,7 @@ struct store {
 	size_t batches;		/* of `queued`, the batches (store_backlog) */
 	bool outage;		/* an outage is going on (for its duration) */
 	int64_t outage_started_ms;
-	void (*outbox_hook)(void *ctx, int max_priority);
+	void (*outbox_hook)(void *ctx, int max_priority, size_t nrows);
 	uint32_t claims;		/* names the next claim's lease */
 	void *outbox_ctx;
 };

@@ -457,7 +457,8 @@ store_outbox(struct store *s, struct outbox *out)
 }
 
 void
-store_set_outbox_hook(struct store *s, void (*fn)(void *ctx, int max_priority), void *ctx)
+store_set_outbox_hook(struct store *s, void (*fn)(void *ctx, int max_priority, size_t nrows),
+    void *ctx)
 {
 	s->outbox_hook = fn;
 	s->outbox_ctx = ctx;

@@ -136,6 +136,7 @@ struct config_target {
 	long long timeout;		/* seconds, whole request */
 	long long batch_rows;
 	long long batch_bytes;
+	long long linger_ms;
 	long long max_inflight;
 	long long retry_base_ms;
 	long long retry_cap_ms;

@@ -95,6 +95,7 @@ struct forward_target {
 	long timeout;			/* seconds, whole request */
 	size_t batch_rows;
 	size_t batch_bytes;
+	int linger_ms;			/* the routine lane after a small claim */
 	size_t max_inflight;
 	uint32_t retry_base_ms;
 	uint32_t retry_cap_ms;
@@ -149,9 +150,9 @@ struct forward *forward_new(struct event_base *base, const struct outbox *outbox
 void forward_start(struct forward *f);
 /* The lanes look for due rows (the poll). */
 void forward_kick(void *forward);
-/* New outbox rows were committed, none above max_priority (the store's
- * outbox hook): the lanes that take such rows look for them. */
-void forward_rows_committed(void *forward, int max_priority);
+/* `nrows` new outbox rows were committed, none above max_priority (the
+ * store's outbox hook): the lanes that take such rows look for them. */
+void forward_rows_committed(void *forward, int max_priority, size_t nrows);
 /* The name of a target that is failing, or NULL when all are well. */
 const char *forward_unavailable(const struct forward *f);
 /* The daemon is stopping: each shared session it holds is unregistered

@@ -205,9 +205,9 @@ void store_batch_add_outbox(struct store_batch *b, const uint8_t *event_id,
  * batches not yet sent, each its own transaction. */
 void store_outbox(struct store *s, struct outbox *out);
 /* Called after a batch with outbox rows committed, with the highest
- * priority among them. */
-void store_set_outbox_hook(struct store *s, void (*fn)(void *ctx, int max_priority),
-    void *ctx);
+ * priority among them and their number. */
+void store_set_outbox_hook(struct store *s,
+    void (*fn)(void *ctx, int max_priority, size_t nrows), void *ctx);
 
 /* Copies what it needs from `o`. */
 struct store *store_new(struct event_base *base, const struct store_options *o,

@@ -1143,3 +1143,40 @@ def test_claim_sent_again_after_lost_connection(daemon, mosquitto, private_postg
                     ) == [(0,)]
     assert not logfmt.select(daemon.lines[mark:], logfmt.Match(msg="outbox query failed"))
     assert daemon.stop() == 0
+
+
+# --------------------------------------------------------------------------
+# [forward.target] linger_ms: a slow stream's routine events gathered into
+# few requests; alarms never wait
+
+
+@pytest.mark.parametrize("linger_ms", [0, 3000])
+def test_routine_lane_gathers_a_slow_stream_alarms_do_not_wait(
+        daemon, mosquitto, private_postgres, https_endpoint, tmp_path, report, linger_ms):
+    need_pb2()
+    ep, pg = https_endpoint, private_postgres
+    n = 40
+    stream = FwdStream(n, seed_of(), builder=RoutineBuilder)
+    conf = daemon.write_config(forward_config(
+        tmp_path, mosquitto, pg, ep, target={"linger_ms": linger_ms}))
+    start_forwarding(daemon, conf)
+    publish_all(stream, mosquitto, timeout=60, rate=20, n=1)     # 40 passages in 2 s
+    # an alarm while the routine lane waits: sent at once
+    t0 = time.monotonic()
+    alarm = one_alarm(mosquitto, pg, daemon)
+    wait_until(lambda: alarm in all_received(ep), 20, "the alarm sent")
+    alarm_s = time.monotonic() - t0
+    wait_all_sent(pg, daemon, n + 1, timeout=60)
+    routine = [r for r in ep.requests if lane_of(r) == "routine"]
+    got = all_received(ep)
+    assert sum(got.values()) == n + 1 and len(got) == n + 1, got
+    if linger_ms:
+        # one request per 3 s of passages, give or take the edges
+        assert len(routine) <= 4, len(routine)
+    else:
+        # a request for about every store batch (linger_ms 50: one or two events)
+        assert len(routine) >= 10, len(routine)
+    assert alarm_s < 2.5, f"the alarm took {alarm_s:.1f} s"
+    report(f"linger_ms={linger_ms}: {n} passages at 20/s in {len(routine)} routine requests; "
+           f"an alarm sent {alarm_s * 1000:.0f} ms after its publish")
+    assert daemon.stop(timeout=30) == 0

@@ -70,8 +70,11 @@ class Member:
         self.admin_port = services.free_port()
         text = forward_config(self.dir, broker, pg, endpoint, target=TARGET,
                               rules={"all": {"event_type": ", ".join(FORWARDED_TYPES)}},
+                              # batches wait a second for more rows, however
+                              # many they have (linger_rows 0): a member
+                              # killed mid-stream has records not yet stored
                               store={"batch_ms": 1000, "linger_ms": 1000,
-                                     "answer_timeout": 10})
+                                     "linger_rows": 0, "answer_timeout": 10})
         # one text for every member: the instance name makes the client id
         text = text.replace(f"client_id = {CLIENT_ID}\n", "client_id = gb-scale-%i\n", 1)
         text = text.replace("[mqtt]\n", f"[mqtt]\nshare_group = {GROUP}\n", 1)
