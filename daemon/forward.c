@@ -169,7 +169,7 @@ struct target {
 	char *auth;			/* "Authorization: Bearer ..." or NULL */
 	long connect_timeout, timeout;
 	size_t batch_rows, batch_bytes;
-	int linger_ms;			/* the routine lane, after a small claim */
+	int linger_ms;			/* the routine lane, after a small batch */
 	int lease_s;
 	long long max_attempts;
 	int64_t max_age_ms;		/* 0: no limit */
@@ -200,7 +200,6 @@ struct forward {
 };
 
 static void lane_pump(struct lane *l);
-static bool lane_send(struct lane *l);
 static void request_done(void *forward, CURL *easy, void *slot, CURLcode code);
 static void target_reap(struct target *t);
 static bool target_failing(const struct target *t);
@@ -576,16 +575,11 @@ rows_ready(struct lane *l, struct row *rs, size_t keep, bool ok, size_t n)
 		}
 		return;
 	}
-	/* More rows may be due (the claim was full, or rows were committed
-	 * while it ran): fill the other slots. A claim that took less than it
-	 * could took every due row, and another would find none: only the
-	 * batch just made is sent. The rest is found by the poll. */
-	if (ok && l->again)
+	/* Send the batch just made; claim again only if more rows may be due
+	 * (the claim was full, or rows were committed while it ran: lane_pump
+	 * tells). The rest is found by the poll. */
+	if (ok && (n > 0 || l->again))
 		lane_pump(l);
-	else if (ok && n > 0 && l->claim_full)
-		lane_pump(l);
-	else if (ok && n > 0)
-		lane_send(l);
 }
 
 /* ---- pictures (picture = data) ----------------------------------------- */
@@ -773,8 +767,6 @@ claimed(void *ctx, struct outbox_row *rows, size_t n, bool ok)
 			if (rows[i].order + (int64_t)rows[i].record_len > end)
 				end = rows[i].order + (int64_t)rows[i].record_len;
 		l->claim_full = n >= t->batch_rows || end >= (int64_t)t->batch_bytes;
-	}
-	if (ok && n > 0) {
 		qsort(rows, n, sizeof(*rows), cmp_rows);
 		rs = util_calloc(n, sizeof(*rs));
 		int64_t now = util_mono_ms();
@@ -856,26 +848,16 @@ make_room(struct lane *l)
 	}
 }
 
-/* A healthy lane sends what is ready. Returns false when a slot is
- * missing for it. */
-static bool
-lane_send(struct lane *l)
-{
-	if (!l->healthy || paused(l->t))
-		return false;
-	for (struct batch *b = l->batches; b != NULL; b = b->next)
-		if (b->state == BATCH_READY && !start_batch(b))
-			return false;		/* no slot free */
-	return true;
-}
-
 /* A healthy lane sends what is ready and claims rows for idle slots, one
  * claim at a time. */
 static void
 lane_pump(struct lane *l)
 {
-	if (!lane_send(l))
+	if (!l->healthy || paused(l->t))
 		return;
+	for (struct batch *b = l->batches; b != NULL; b = b->next)
+		if (b->state == BATCH_READY && !start_batch(b))
+			return;		/* no slot free */
 	/* A slot that comes free claims only when rows may be due: after a
 	 * claim that took every due row, nothing is until rows are committed
 	 * or time passes (the poll): at 5,000 events a second, such claims

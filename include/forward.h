@@ -95,7 +95,7 @@ struct forward_target {
 	long timeout;			/* seconds, whole request */
 	size_t batch_rows;
 	size_t batch_bytes;
-	int linger_ms;			/* the routine lane after a small claim */
+	int linger_ms;			/* the routine lane after a small batch */
 	size_t max_inflight;
 	uint32_t retry_base_ms;
 	uint32_t retry_cap_ms;
