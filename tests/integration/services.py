@@ -1201,13 +1201,30 @@ class Daemon:
             r, _, _ = select.select([sock], [], [], 0.1)
             if not r:
                 continue
-            try:
-                data = sock.recv(65536)
-            except OSError:
-                return
             with self._cond:
-                self._notifications.append(data.decode("utf-8", "replace"))
+                try:
+                    self._drain_notify()
+                except OSError:
+                    return
                 self._cond.notify_all()
+
+    def _drain_notify(self) -> None:
+        """Move the datagrams queued on the notify socket to _notifications.
+
+        Called with self._cond held, by the reader thread and by _wait once
+        the daemon has exited: a datagram is either in the list or still in
+        the socket, never in between, so a wait that ends with the process
+        sees every notification it sent.
+        """
+        sock = self._notify_sock
+        if sock is None:
+            return
+        while True:
+            try:
+                data = sock.recv(65536, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            self._notifications.append(data.decode("utf-8", "replace"))
 
     def _close_notify_socket(self) -> None:
         self._closing = True
@@ -1324,6 +1341,14 @@ class Daemon:
                 exited = self.proc is not None and self.proc.poll() is not None
                 reader_done = self._reader is None or not self._reader.is_alive()
                 left = deadline - time.monotonic()
+                if exited and reader_done:
+                    try:
+                        self._drain_notify()
+                    except OSError:
+                        pass
+                    found = find()
+                    if found is not None:
+                        return found
                 if left <= 0 or (exited and reader_done):
                     break
                 self._cond.wait(min(left, 0.1))

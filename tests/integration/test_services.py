@@ -377,3 +377,19 @@ def test_daemon_helper_spots_sanitizer_reports(tmp_path):
         d.signal(signal.SIGTERM)
         assert d.wait() == 0
         assert "runtime error: signed integer overflow" in d.sanitizer_reports()
+
+
+def test_daemon_helper_sees_a_notification_sent_just_before_exit(tmp_path):
+    # The daemon sends STOPPING=1 and exits at once; the datagram can still
+    # be queued on the socket when the wait sees the process gone. The
+    # reader thread is parked here so that it surely has not read it yet.
+    with _stand_in(tmp_path) as d:
+        d.start(d.write_config("[daemon]\n"))
+        assert d.wait_notify("READY=1") == "READY=1"
+        d._closing = True
+        d._notify_thread.join(2)
+        assert not d._notify_thread.is_alive()
+        d._closing = False
+        mark = len(d.notifications)
+        assert d.stop() == 0
+        assert d.wait_notify("STOPPING=1", timeout=2, since=mark) == "STOPPING=1"
