@@ -369,6 +369,30 @@ static const struct schema_migration migrations[] = {
 	  "  expires_at timestamptz NOT NULL,"
 	  "  taken_at timestamptz NOT NULL DEFAULT now()"
 	  ");" },
+	{ 11, "events per minute, for the status page",
+	  /* The status page shows today's events per class and type and the
+	   * last hour's per minute every few seconds: counting them in
+	   * events read a whole day's partition each time, millions of rows
+	   * by evening at a community's rate. The batch that inserts events
+	   * adds them here in the same statement (store_batch.c), so a row
+	   * stored once is counted once; journal_node in the key keeps
+	   * several instances off each other's rows. By event time, UTC
+	   * minutes: a day in any whole-minute time zone is a range of them.
+	   * Kept three days (store_maintain). Filled from the last three
+	   * days' events when created. */
+	  "CREATE TABLE event_counts ("
+	  "  minute timestamptz NOT NULL,"
+	  "  device_class text NOT NULL,"
+	  "  event_type text NOT NULL,"
+	  "  journal_node text NOT NULL,"
+	  "  n bigint NOT NULL,"
+	  "  PRIMARY KEY (minute, device_class, event_type, journal_node)"
+	  ") WITH (fillfactor = 50);"
+	  "INSERT INTO event_counts (minute, device_class, event_type, journal_node, n)"
+	  "  SELECT date_trunc('minute', event_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',"
+	  "    device_class, event_type, journal_node, count(*) FROM events"
+	  "  WHERE event_time >= now() - interval '3 days'"
+	  "  GROUP BY 1, 2, 3, 4;" },
 };
 
 const struct schema_migration *

@@ -39,7 +39,8 @@ static const uint32_t r_oids[R_COLS] = {
  * receive time, which changes when it is delivered again; a device whose
  * clock is off; derived events) needs its id new to event_ids. Of the
  * copies of one id in the batch the first is stored, and the outbox rows
- * go with the events this statement stored. */
+ * and the per-minute counts (event_counts, for the status page) go with
+ * the events this statement stored. */
 #define INSERT_EVENTS \
     "WITH r AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]," \
     "  $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[]," \
@@ -57,7 +58,13 @@ static const uint32_t r_oids[R_COLS] = {
     "  r.device_id, r.device_class, r.event_type, r.severity, r.vendor, r.route," \
     "  r.source_topic, r.journal_node, r.journal_seq, r.clock_skewed, r.plate, r.record," \
     "  r.attrs FROM r LEFT JOIN n ON n.id = r.id WHERE r.by_pk OR n.id IS NOT NULL" \
-    "  ORDER BY r.id, r.ord ON CONFLICT DO NOTHING RETURNING id)" \
+    "  ORDER BY r.id, r.ord ON CONFLICT DO NOTHING" \
+    "  RETURNING id, event_time, device_class, event_type, journal_node)," \
+    " c AS (INSERT INTO event_counts AS c (minute, device_class, event_type, journal_node, n)" \
+    "  SELECT date_trunc('minute', event_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'," \
+    "  device_class, event_type, journal_node, count(*) FROM e GROUP BY 1, 2, 3, 4" \
+    "  ORDER BY 1, 2, 3, 4 ON CONFLICT (minute, device_class, event_type, journal_node)" \
+    "  DO UPDATE SET n = c.n + excluded.n)" \
     " INSERT INTO forward_outbox (event_id, event_time, target, priority)"
 static const char insert_events[] =
     INSERT_EVENTS

@@ -36,7 +36,9 @@ send_query(struct store *s, enum setup_step step, const char *sql)
  * same partition at once would have one fail, and each moves rows out of
  * the DEFAULT partition. A daemon that finds another at it skips this
  * round (the other does the work; its own next round is an hour later).
- * Both statements run in one implicit transaction, which holds the lock. */
+ * The statements run in one implicit transaction, which holds the lock.
+ * The status page's counts (event_counts) are kept three days, whatever
+ * the retention: two deleting them at once is harmless. */
 void
 store_maintain(struct store *s)
 {
@@ -46,7 +48,8 @@ store_maintain(struct store *s)
 	    "WITH l AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(%lld) AS ok)"
 	    " SELECT gridbridge_maintain_partitions(%d, %d) FROM l WHERE l.ok;"
 	    "WITH l AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(%lld) AS ok)"
-	    " SELECT gridbridge_maintain_outbox(%d) FROM l WHERE l.ok",
+	    " SELECT gridbridge_maintain_outbox(%d) FROM l WHERE l.ok;"
+	    "DELETE FROM event_counts WHERE minute < now() - interval '3 days'",
 	    SCHEMA_MAINTAIN_LOCK_KEY, s->partitions_ahead, s->retention_days,
 	    SCHEMA_MAINTAIN_LOCK_KEY, s->retention_days);
 	send_query(s, STEP_MAINTAIN, sql);

@@ -16,17 +16,23 @@
 #define US 1000000LL
 
 /* Every column named; nothing else of a row leaves the database. The
- * alarm lists use the partial index events_alarms (schema version 8). */
+ * counts come from event_counts (schema version 11: per UTC minute of
+ * event time, a few dozen rows a minute), not from events: a day's
+ * partition is millions of rows by evening. The day starts at a minute
+ * ($1); the hour is the 59 minutes before the one $2 is in and that
+ * one, minute 59. The alarm lists use the partial index events_alarms
+ * (schema version 8). */
 const char store_status_sql[] =
     "WITH day AS ("
-    "  SELECT device_class, event_type, count(*) AS n FROM events"
-    "  WHERE event_time >= $1::timestamptz AND event_time < $1::timestamptz + interval '1 day'"
+    "  SELECT device_class, event_type, sum(n)::bigint AS n FROM event_counts"
+    "  WHERE minute >= $1::timestamptz AND minute < $1::timestamptz + interval '1 day'"
     "  GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 256),"
+    " now_minute AS MATERIALIZED (SELECT date_trunc('minute', $2::timestamptz AT TIME ZONE 'UTC')"
+    "  AT TIME ZONE 'UTC' - interval '59 minutes' AS t0),"
     " hour AS ("
-    "  SELECT device_class, floor(extract(epoch FROM event_time -"
-    "    ($2::timestamptz - interval '1 hour')) / 60)::int AS minute, count(*) AS n"
-    "  FROM events WHERE event_time >= $2::timestamptz - interval '1 hour'"
-    "    AND event_time < $2::timestamptz"
+    "  SELECT device_class, (extract(epoch FROM minute - t0) / 60)::int AS minute,"
+    "    sum(n)::bigint AS n"
+    "  FROM event_counts, now_minute WHERE minute >= t0 AND minute < t0 + interval '1 hour'"
     "  GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 1024),"
     " alarms AS ("
     "  SELECT id, event_time, community_id, device_id, device_class, severity,"

@@ -193,9 +193,10 @@ def sql_overdue(pg, now_ms: int) -> int:
 
 
 def sql_last_hour(pg, now_ms: int) -> int:
-    return db_query(pg, "SELECT count(*) FROM events WHERE event_time >= to_timestamp(%s / 1000.0)"
-                        " - interval '1 hour' AND event_time < to_timestamp(%s / 1000.0)",
-                    now_ms, now_ms)[0][0]
+    """The minute now_ms is in and the 59 before it, by event time."""
+    return db_query(pg, "WITH m AS (SELECT date_trunc('minute', to_timestamp(%s / 1000.0)) AS m)"
+                        " SELECT count(*) FROM events, m WHERE event_time >= m - interval"
+                        " '59 minutes' AND event_time < m + interval '1 minute'", now_ms)[0][0]
 
 
 def api_today(s: dict) -> dict:
@@ -381,6 +382,35 @@ def write_token(tmp_path, token: str):
     p.write_text(token + "\n")
     p.chmod(0o600)
     return p
+
+
+def test_status_counts_an_event_delivered_twice_once(daemon, mosquitto, private_postgres,
+                                                      tmp_path):
+    # The broker delivers again what it was not sure we had: the figures
+    # count what is stored (one row per event), not what arrived.
+    pg = private_postgres
+    port = free_port()
+    start_daemon(daemon, daemon.write_config(config(tmp_path, mosquitto, pg, port)))
+    msgs = messages(time.time())
+    publish(mosquitto, msgs)
+    publish(mosquitto, msgs)
+    wait_until(lambda: db_query(pg, "SELECT coalesce(max(journal_seq), 0) FROM "
+                                    "ingest_checkpoint")[0][0] >= 2 * len(msgs),
+               30, "both copies taken")
+    assert stored(pg) == len(msgs)
+    last = {}
+
+    def agrees():
+        last["s"] = s = status(port)
+        last["diffs"] = matches_database(pg, s)
+        return not last["diffs"]
+    try:
+        wait_until(agrees, 30, "status figures equal to the database")
+    except AssertionError:
+        raise AssertionError(f"differs: {last.get('diffs')}")
+    today = api_today(last["s"])
+    assert today["person_passage"] == 3 and today["vehicle_passage"] == 2, today
+    assert today["camera_alarm"] == 1, today
 
 
 def test_status_token(daemon, mosquitto, private_postgres, tmp_path):

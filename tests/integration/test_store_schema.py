@@ -3,6 +3,7 @@ recorded, a newer schema refused, daily partitions made ahead, retention
 dropping old partitions with a log line."""
 
 import datetime
+import time
 import textwrap
 
 import logfmt
@@ -44,10 +45,16 @@ def partitions(pg):
         WHERE i.inhparent = 'events'::regclass"""))
 
 
-SCHEMA_VERSION = 10   # the last migration in daemon/schema.c
+SCHEMA_VERSION = 11   # the last migration in daemon/schema.c
+
+# What migration 11 added, taken back: a database as version 10 left it.
+UNDO_11 = """
+    DROP TABLE event_counts;
+    DELETE FROM schema_migrations WHERE version > 10;
+"""
 
 # What migration 10 added, taken back: a database as version 9 left it.
-UNDO_10 = """
+UNDO_10 = UNDO_11 + """
     DROP TABLE forward_leases;
     DELETE FROM schema_migrations WHERE version > 9;
 """
@@ -119,7 +126,8 @@ def test_migrations_applied_once_with_partitions(daemon, mosquitto, private_post
         SELECT tablename FROM pg_tables WHERE schemaname = 'public'""")}
     assert {"events", "quarantine", "forward_outbox", "ingest_checkpoint",
             "schema_migrations", "events_default", "event_ids", "report_state",
-            "viid_subscriptions", "devices", "welfare_state", "resident_reports"} <= tables
+            "viid_subscriptions", "devices", "welfare_state", "resident_reports",
+            "event_counts"} <= tables
     cols = {r[0] for r in query(private_postgres, """
         SELECT column_name FROM information_schema.columns WHERE table_name = 'events'""")}
     assert {"id", "event_time", "received_at", "community_id", "device_id", "device_class",
@@ -210,4 +218,55 @@ def test_retention_drops_old_partitions(daemon, mosquitto, private_postgres, tmp
     line = daemon.wait_log(r'msg="partition dropped by retention"', timeout=5)
     assert f"partition={name}" in line and "days=30" in line
     assert name not in partitions(private_postgres)
+    assert daemon.stop() == 0
+
+
+def _event(pg, age: str, device_class: str, event_type: str, node: str = "n1"):
+    query(pg, f"""INSERT INTO events (id, event_time, received_at, community_id, device_id,
+        device_class, event_type, severity, vendor, route, source_topic, journal_node,
+        journal_seq, record)
+        VALUES (gen_random_uuid(), now() - interval '{age}', now(), 'c1', 'd1',
+        '{device_class}', '{event_type}', 'info', 'v', 'r', 't', '{node}', 1, '\\x00')""")
+
+
+def test_version_10_database_gets_event_counts(daemon, mosquitto, private_postgres, tmp_path):
+    """Migration 11 counts the last three days' events per minute into
+    event_counts (the status page's figures); older counts are deleted by
+    the maintenance at start."""
+    conf = daemon.write_config(config(tmp_path, mosquitto, private_postgres))
+    daemon.start(conf)
+    daemon.wait_log(READY, timeout=30)
+    assert daemon.stop() == 0
+    query(private_postgres, UNDO_11)
+    for age, cls, typ, node in [("10 minutes", "gate", "person_passage", "n1"),
+                                ("10 minutes", "gate", "person_passage", "n1"),
+                                ("10 minutes", "gate", "person_passage", "n2"),
+                                ("2 hours", "barrier", "vehicle_passage", "n1"),
+                                ("5 days", "gate", "person_passage", "n1")]:
+        _event(private_postgres, age, cls, typ, node)
+
+    daemon.start(conf)
+    daemon.wait_log(READY, timeout=30)
+    assert daemon.wait_log(r'msg="schema migrated" from=10 to=11', timeout=1)
+    got = query(private_postgres, """
+        SELECT minute, device_class, event_type, journal_node, n FROM event_counts
+        ORDER BY 1, 2, 3, 4""")
+    want = query(private_postgres, """
+        SELECT date_trunc('minute', event_time), device_class, event_type, journal_node,
+               count(*) FROM events WHERE event_time > now() - interval '4 days'
+        GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4""")
+    assert got == want and [r[3:] for r in got] in (
+        [("n1", 1), ("n1", 2), ("n2", 1)], [("n1", 1), ("n1", 1), ("n1", 1), ("n2", 1)]), got
+    assert daemon.stop() == 0
+
+    # Counts older than three days go at the next maintenance (each start).
+    query(private_postgres, """INSERT INTO event_counts VALUES
+        (date_trunc('minute', now() - interval '4 days'), 'gate', 'person_passage', 'n1', 7)""")
+    daemon.start(conf)
+    daemon.wait_log(READY, timeout=30)
+    deadline = time.monotonic() + 10
+    while query(private_postgres, "SELECT count(*) FROM event_counts WHERE n = 7") != [(0,)]:
+        assert time.monotonic() < deadline, "4-day-old counts not deleted"
+        time.sleep(0.1)
+    assert query(private_postgres, "SELECT sum(n) FROM event_counts") == [(4,)]
     assert daemon.stop() == 0
