@@ -8,7 +8,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -958,15 +957,20 @@ close_later(struct closing *c)
 }
 
 /* Deletes segments wholly at or behind the durable checkpoint, except the
- * one being appended to while it has unsynced data. Each is opened before
- * its name is removed, so that unlinkat only takes the name and the
- * freeing waits for the close (close_later). */
+ * one being appended to while it has unsynced data. A segment of
+ * CLOSE_LATER_BYTES (512 KiB) or more is opened before its name is removed, so that
+ * unlinkat only takes the name and the freeing waits for the close
+ * (close_later); at most CLOSE_LATER_MAX at a time, the rest (and small
+ * ones: the current segment deleted after each commit when the journal is
+ * full) the old way. */
+#define CLOSE_LATER_BYTES (1u << 19)
+#define CLOSE_LATER_MAX 16
 static void
 reclaim(struct journal *j)
 {
 	size_t out = 0;
 	bool freed = false;
-	struct closing *c = malloc(sizeof(*c) + j->nsegs * sizeof(int));
+	struct closing *c = malloc(sizeof(*c) + CLOSE_LATER_MAX * sizeof(int));
 
 	if (c != NULL)
 		c->n = 0;
@@ -976,14 +980,16 @@ reclaim(struct journal *j)
 		if (segment_behind(j, i, j->checkpoint_synced)) {
 			char name[64];
 			seg_name(name, sizeof(name), s->first_seq);
-			int fd = is_cur ? j->fd : c != NULL ?
+			bool later = c != NULL && c->n < CLOSE_LATER_MAX &&
+			    (is_cur ? j->written : s->bytes) >= CLOSE_LATER_BYTES;
+			int fd = is_cur ? j->fd : later ?
 			    openat(j->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
 			if (unlinkat(j->dirfd, name, 0) == 0 || errno == ENOENT) {
 				log_debug("journal", "segment deleted", "file=%s last_seq=%" PRIu64,
 				    name, s->last_seq);
 				if (is_cur)
 					j->fd = -1;
-				if (fd >= 0 && c != NULL)
+				if (fd >= 0 && later)
 					c->fd[c->n++] = fd;
 				else if (fd >= 0)
 					close(fd);
@@ -998,10 +1004,20 @@ reclaim(struct journal *j)
 		j->segs[out++] = *s;
 	}
 	j->nsegs = out;
+	bool pending_close = c != NULL && c->n > 0;
 	close_later(c);
 	if (freed && j->nospace_until_ms != 0) {
-		log_info("journal", "journal disk has room again", "dir=%s", j->dir);
-		j->nospace_until_ms = 0;
+		if (pending_close) {
+			/* The space comes back with the close: journal_full()
+			 * asks the file system until then, and the next sync
+			 * says there is room. */
+			j->nospace_until_ms = util_mono_ms();
+			if (j->nospace_until_ms == 0)
+				j->nospace_until_ms = 1;
+		} else {
+			log_info("journal", "journal disk has room again", "dir=%s", j->dir);
+			j->nospace_until_ms = 0;
+		}
 	}
 }
 

@@ -378,8 +378,10 @@ static const struct schema_migration migrations[] = {
 	   * stored once is counted once; journal_node in the key keeps
 	   * several instances off each other's rows. By event time, UTC
 	   * minutes: a day in any whole-minute time zone is a range of them.
-	   * Kept three days (store_maintain). Filled from the last three
-	   * days' events when created. */
+	   * Kept three days (store_maintain). Filled when created from the
+	   * last 25 hours' events, all a status page shows (today in any
+	   * time zone, the last hour): one pass over a day or two of
+	   * partitions, not three. */
 	  "CREATE TABLE event_counts ("
 	  "  minute timestamptz NOT NULL,"
 	  "  device_class text NOT NULL,"
@@ -391,7 +393,7 @@ static const struct schema_migration migrations[] = {
 	  "INSERT INTO event_counts (minute, device_class, event_type, journal_node, n)"
 	  "  SELECT date_trunc('minute', event_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',"
 	  "    device_class, event_type, journal_node, count(*) FROM events"
-	  "  WHERE event_time >= now() - interval '3 days'"
+	  "  WHERE event_time >= now() - interval '25 hours'"
 	  "  GROUP BY 1, 2, 3, 4;" },
 };
 

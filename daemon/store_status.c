@@ -19,16 +19,16 @@
  * counts come from event_counts (schema version 11: per UTC minute of
  * event time, a few dozen rows a minute), not from events: a day's
  * partition is millions of rows by evening. The day starts at a minute
- * ($1); the hour is the 59 minutes before the one $2 is in and that
- * one, minute 59. The alarm lists use the partial index events_alarms
- * (schema version 8). */
+ * ($1); the hour is the 60 whole minutes before the one $2 is in (which
+ * is not over yet: a chart would show it falling). The alarm lists use
+ * the partial index events_alarms (schema version 8). */
 const char store_status_sql[] =
     "WITH day AS ("
     "  SELECT device_class, event_type, sum(n)::bigint AS n FROM event_counts"
     "  WHERE minute >= $1::timestamptz AND minute < $1::timestamptz + interval '1 day'"
     "  GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 256),"
     " now_minute AS MATERIALIZED (SELECT date_trunc('minute', $2::timestamptz AT TIME ZONE 'UTC')"
-    "  AT TIME ZONE 'UTC' - interval '59 minutes' AS t0),"
+    "  AT TIME ZONE 'UTC' - interval '1 hour' AS t0),"
     " hour AS ("
     "  SELECT device_class, (extract(epoch FROM minute - t0) / 60)::int AS minute,"
     "    sum(n)::bigint AS n"

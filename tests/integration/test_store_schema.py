@@ -230,9 +230,9 @@ def _event(pg, age: str, device_class: str, event_type: str, node: str = "n1"):
 
 
 def test_version_10_database_gets_event_counts(daemon, mosquitto, private_postgres, tmp_path):
-    """Migration 11 counts the last three days' events per minute into
-    event_counts (the status page's figures); older counts are deleted by
-    the maintenance at start."""
+    """Migration 11 counts the last 25 hours' events per minute into
+    event_counts (the status page's figures: today in any time zone); counts
+    older than three days are deleted by the maintenance at start."""
     conf = daemon.write_config(config(tmp_path, mosquitto, private_postgres))
     daemon.start(conf)
     daemon.wait_log(READY, timeout=30)
@@ -242,6 +242,7 @@ def test_version_10_database_gets_event_counts(daemon, mosquitto, private_postgr
                                 ("10 minutes", "gate", "person_passage", "n1"),
                                 ("10 minutes", "gate", "person_passage", "n2"),
                                 ("2 hours", "barrier", "vehicle_passage", "n1"),
+                                ("30 hours", "gate", "person_passage", "n1"),
                                 ("5 days", "gate", "person_passage", "n1")]:
         _event(private_postgres, age, cls, typ, node)
 
@@ -253,7 +254,7 @@ def test_version_10_database_gets_event_counts(daemon, mosquitto, private_postgr
         ORDER BY 1, 2, 3, 4""")
     want = query(private_postgres, """
         SELECT date_trunc('minute', event_time), device_class, event_type, journal_node,
-               count(*) FROM events WHERE event_time > now() - interval '4 days'
+               count(*) FROM events WHERE event_time > now() - interval '25 hours'
         GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4""")
     assert got == want and [r[3:] for r in got] in (
         [("n1", 1), ("n1", 2), ("n2", 1)], [("n1", 1), ("n1", 1), ("n1", 1), ("n2", 1)]), got

@@ -353,6 +353,57 @@ checkpoint_file_tests(void)
 	T_INTEQ(file_size("checkpoint"), 32);
 }
 
+static int
+open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	if (d == NULL)
+		return -1;
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* Segments of a MiB or more are closed after their name is gone (on a
+ * thread of their own): the names go at once, the descriptors soon after,
+ * and the journal goes on. */
+static void
+big_segment_tests(void)
+{
+	struct journal_stat st;
+	int a, b;
+
+	fresh_dir();
+	struct journal *j = open_j(1 << 20, 1 << 30);
+	append_n(j, 1, 40000);
+	T_INTEQ(journal_sync(j), 0);
+	journal_stat(j, &st);
+	T_CHECK(st.segments >= 3);
+	int segs = count_files(".", ".seg"), fds = open_fds();
+	T_INTEQ(segs, (int)st.segments);
+	T_CHECK(fds > 0);
+	T_INTEQ(journal_checkpoint(j, 39999), 0);
+	T_INTEQ(journal_flush_checkpoint(j), 0);
+	T_INTEQ(count_files(".", ".seg"), 1);
+	journal_stat(j, &st);
+	T_INTEQ(st.segments, 1);
+	int now = open_fds();
+	for (int i = 0; i < 500 && now > fds; i++) {
+		usleep(10000);
+		now = open_fds();
+	}
+	T_CHECK(now <= fds);
+	append_n(j, 40001, 10);
+	T_INTEQ(journal_sync(j), 0);
+	journal_free(j);
+	T_INTEQ(read_all(40000, &a, &b), 11);
+	T_INTEQ(a, 40000);
+	T_INTEQ(b, 40010);
+}
+
 /* The live end and a full journal, in a directory of their own. */
 static void
 live_end_tests(void)
@@ -817,6 +868,7 @@ main(void)
 	identity_tests();
 	forgery_tests();
 	checkpoint_file_tests();
+	big_segment_tests();
 	live_end_tests();
 	read_ahead_tests();
 	renumber_tests();
