@@ -231,6 +231,21 @@ def matches_database(pg, s: dict) -> list[str]:
     return diffs
 
 
+def agreeing_status(port: int, pg) -> dict:
+    """/api/status once it says what the database says (within 30 s)."""
+    last = {}
+
+    def agrees():
+        last["s"] = s = status(port)
+        last["diffs"] = matches_database(pg, s)
+        return not last["diffs"]
+    try:
+        wait_until(agrees, 30, "status figures equal to the database")
+    except AssertionError:
+        raise AssertionError(f"differs: {last.get('diffs')}")
+    return last["s"]
+
+
 def leaks(text: str) -> list[str]:
     found = []
     for secret in SECRETS:
@@ -257,17 +272,7 @@ def test_status_figures_match_database(daemon, mosquitto, private_postgres, http
     now = time.time()
 
     # the numbers, once the registry and the cache have caught up
-    last = {}
-
-    def agrees():
-        last["s"] = s = status(port)
-        last["diffs"] = matches_database(pg, s)
-        return not last["diffs"]
-    try:
-        wait_until(agrees, 30, "status figures equal to the database")
-    except AssertionError:
-        raise AssertionError(f"differs: {last.get('diffs')}")
-    s = last["s"]
+    s = agreeing_status(port, pg)
     f = s["db"]["figures"]
     assert f["day_start_ms"] == day_start_ms(now) or f["day_start_ms"] == day_start_ms(time.time())
     assert s["timezone"] == "+08:00"
@@ -399,17 +404,7 @@ def test_status_counts_an_event_delivered_twice_once(daemon, mosquitto, private_
                                     "ingest_checkpoint")[0][0] >= 2 * len(msgs),
                30, "both copies taken")
     assert stored(pg) == len(msgs)
-    last = {}
-
-    def agrees():
-        last["s"] = s = status(port)
-        last["diffs"] = matches_database(pg, s)
-        return not last["diffs"]
-    try:
-        wait_until(agrees, 30, "status figures equal to the database")
-    except AssertionError:
-        raise AssertionError(f"differs: {last.get('diffs')}")
-    today = api_today(last["s"])
+    today = api_today(agreeing_status(port, pg))
     assert today["person_passage"] == 3 and today["vehicle_passage"] == 2, today
     assert today["camera_alarm"] == 1, today
 
