@@ -913,22 +913,49 @@ struct closing {
 	int fd[];
 };
 
+/* A deleted segment's blocks are given back FREE_STEP at a time, FREE_PAUSE
+ * apart, before the close frees the rest. Freed at once, the 64 MiB of a
+ * segment made the next fdatasync of the segment being appended to wait
+ * 20-40 ms on a file system mounted with online discard (ext4 -o discard):
+ * it waits for the file system's journal commit, which frees and discards
+ * them. A slice at a time, each commit carries a MiB of it. */
+#define FREE_STEP ((off_t)1 << 20)
+#define FREE_PAUSE_NS 2500000L
+
+static void
+close_fds(struct closing *c, bool paced)
+{
+	const struct timespec pause = { 0, FREE_PAUSE_NS };
+	struct stat st;
+
+	for (size_t i = 0; i < c->n; i++) {
+		if (paced && fstat(c->fd[i], &st) == 0) {
+			off_t size = st.st_size;
+			while (size > FREE_STEP) {
+				size -= FREE_STEP;
+				if (ftruncate(c->fd[i], size) != 0)
+					break;
+				nanosleep(&pause, NULL);
+			}
+		}
+		close(c->fd[i]);
+	}
+	free(c);
+}
+
 static void *
 close_all(void *arg)
 {
-	struct closing *c = arg;
-
-	for (size_t i = 0; i < c->n; i++)
-		close(c->fd[i]);
-	free(c);
+	close_fds(arg, true);
 	return NULL;
 }
 
 /* Closes the descriptors of deleted segments on a thread of its own: the
  * last close of an unlinked file is where the file system frees its
  * blocks and drops its cached pages, 20-100 ms for a 64 MiB segment,
- * which the event loop (PUBACKs, batches) must not wait for. Inline when
- * no thread can be made. */
+ * which the event loop (PUBACKs, batches) must not wait for; the thread
+ * gives the blocks back a slice at a time (close_fds). Inline, at once,
+ * when no thread can be made. */
 static void
 close_later(struct closing *c)
 {
@@ -942,7 +969,7 @@ close_later(struct closing *c)
 		return;
 	}
 	if (pthread_attr_init(&a) != 0) {
-		close_all(c);
+		close_fds(c, false);
 		return;
 	}
 	sigfillset(&all);
@@ -953,7 +980,7 @@ close_later(struct closing *c)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&a);
 	if (rc != 0)
-		close_all(c);
+		close_fds(c, false);
 }
 
 /* Deletes segments wholly at or behind the durable checkpoint, except the
@@ -983,7 +1010,7 @@ reclaim(struct journal *j)
 			bool later = c != NULL && c->n < CLOSE_LATER_MAX &&
 			    (is_cur ? j->written : s->bytes) >= CLOSE_LATER_BYTES;
 			int fd = is_cur ? j->fd : later ?
-			    openat(j->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+			    openat(j->dirfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
 			if (unlinkat(j->dirfd, name, 0) == 0 || errno == ENOENT) {
 				log_debug("journal", "segment deleted", "file=%s last_seq=%" PRIu64,
 				    name, s->last_seq);
