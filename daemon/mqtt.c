@@ -14,6 +14,7 @@
 #include "backoff.h"
 #include "log.h"
 #include "metrics.h"
+#include "mqtt_readahead.h"
 #include "util.h"
 
 #define MQTT_RETRY_BASE_MS 500
@@ -184,6 +185,8 @@ update_io(struct mqtt *m)
 		event_free(m->io);
 		m->io = NULL;
 	}
+	if (fd != m->io_fd)
+		mqtt_readahead_attach(fd);	/* a new socket, or none */
 	m->io_fd = fd;
 	m->io_flags = flags;
 	if (fd < 0)
@@ -341,6 +344,7 @@ graceful_close(struct mqtt *m, int timeout_ms)
 	if (!m->tls)
 		(void)!send(fd, "\xe0\x00", 2, MSG_NOSIGNAL);	/* DISCONNECT */
 	shutdown(fd, SHUT_WR);
+	mqtt_readahead_drop(fd);	/* discarded like the rest */
 	for (;;) {
 		int64_t left = deadline - util_mono_ms();
 		struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -393,6 +397,9 @@ after_io(struct mqtt *m, int rc)
 		return;
 	}
 	update_io(m);
+	/* Bytes read ahead do not make the socket readable: read on. */
+	if (m->io != NULL && mqtt_readahead_pending(m->io_fd) > 0)
+		event_active(m->io, EV_READ, 1);
 }
 
 static void
@@ -582,6 +589,7 @@ on_disconnect(struct mosquitto *mosq, void *arg, int rc)
 		m->down_logged = true;
 	}
 	m->connected = false;
+	mqtt_readahead_attach(-1);	/* the library has closed the socket */
 }
 
 static void

@@ -543,6 +543,24 @@ def test_failed_fdatasync_loses_and_skips_nothing(daemon, ingest_broker, private
     assert daemon.stop() == 0
 
 
+def test_messages_read_ahead_are_taken_without_more_coming(daemon, ingest_broker,
+                                                          private_postgres, tmp_path):
+    """The broker sends a burst and then nothing (all its messages in
+    flight to us); with [journal] sync_batch = 1 every message ends a read
+    burst. The daemon reads the broker's socket many packets at a time, so
+    the rest of the burst waits in its own buffer, where the socket's read
+    event does not see it: the daemon must go on reading by itself, or the
+    messages wait for the next keepalive."""
+    pg = private_postgres
+    conf = daemon.write_config(config(tmp_path, ingest_broker, pg, journal={"sync_batch": 1}))
+    start_daemon(daemon, conf)
+    daemon.wait_log(STORE_READY, timeout=30)
+    daemon.wait_log(r'msg="subscribed"', timeout=30)
+    publish_all(ingest_broker, [access_event(n) for n in range(300)], timeout=60)
+    wait_stored(pg, daemon, 300, timeout=20)
+    assert daemon.stop() == 0
+
+
 @pytest.fixture
 def small_fs(tmp_path):
     """A 2 MiB tmpfs for the state directory (needs CAP_SYS_ADMIN)."""

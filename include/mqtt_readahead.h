@@ -1,0 +1,20 @@
+/* mqtt_readahead.h — the broker connection's bytes read ahead: one read(2)
+ * of the socket serves many of libmosquitto's reads. See mqtt_readahead.c. */
+#ifndef GRIDBRIDGE_MQTT_READAHEAD_H
+#define GRIDBRIDGE_MQTT_READAHEAD_H
+
+#include <stddef.h>
+
+/* Reads of `fd` go through the buffer from now on, and whatever it held
+ * (of an earlier socket) is dropped. -1: no descriptor is buffered. */
+void mqtt_readahead_attach(int fd);
+
+/* Bytes of `fd` waiting in the buffer: while there are any, the socket may
+ * not be readable although libmosquitto has more to read. */
+size_t mqtt_readahead_pending(int fd);
+
+/* Drops what waits in the buffer for `fd` (the caller is about to discard
+ * the rest of the stream with recv(2)); the descriptor stays attached. */
+void mqtt_readahead_drop(int fd);
+
+#endif
