@@ -14,8 +14,10 @@ struct json_t;
 struct json_t *event_json(const ProtobufCMessage *msg);
 
 /* The same as compact text, fields in order: what the database's attrs
- * column keeps. The caller frees it; NULL when out of memory. For callers
- * that want the text only and have no other use for jansson. */
+ * column keeps. Written directly, without jansson values, and byte for
+ * byte what json_dumps(event_json(msg), JSON_COMPACT |
+ * JSON_PRESERVE_ORDER) gives. The caller frees it; NULL when out of
+ * memory. */
 char *event_json_text(const ProtobufCMessage *msg);
 
 /* Takes the personal data out of `event`, the JSON object of a

@@ -1,6 +1,9 @@
 /* Unit tests for event_json.c: an Event as compact JSON text, and its
  * personal data masked (event_json_mask). */
 #include <jansson.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -267,10 +270,160 @@ test_every_string_field_decided(void)
 	T_CHECK(fields >= 29);	/* as event.proto has them now */
 }
 
+/* ---- the attrs text against jansson's dump --------------------------------
+ *
+ * event_json_text() writes the text directly; it must be what
+ * json_dumps(event_json(), JSON_COMPACT | JSON_PRESERVE_ORDER) makes, for
+ * every type a field can have (the Event has no reals: a message of its
+ * own, with a descriptor made here, has every type). */
+
+struct all {
+	ProtobufCMessage base;
+	int32_t i32;
+	uint32_t u32;
+	int64_t i64;
+	uint64_t u64;
+	float f;
+	double d;
+	protobuf_c_boolean b;
+	int e;
+	char *s;
+	ProtobufCBinaryData by;
+	size_t n_rs;
+	char **rs;
+	size_t n_rd;
+	double *rd;
+	size_t n_ri;
+	int32_t *ri;
+	uint32_t which;
+	char *o_s;
+	double o_d;
+	ProtobufCMessage *sub;
+};
+
+#define F(nm, num, lab, ty, q, off, desc, fl) \
+	{ nm, num, PROTOBUF_C_LABEL_##lab, PROTOBUF_C_TYPE_##ty, q, off, desc, NULL, fl, 0, NULL, NULL }
+static const ProtobufCFieldDescriptor all_fields[] = {
+	F("i32", 1, NONE, INT32, 0, offsetof(struct all, i32), NULL, 0),
+	F("u32", 2, NONE, UINT32, 0, offsetof(struct all, u32), NULL, 0),
+	F("i64", 3, NONE, INT64, 0, offsetof(struct all, i64), NULL, 0),
+	F("u64", 4, NONE, UINT64, 0, offsetof(struct all, u64), NULL, 0),
+	F("f", 5, NONE, FLOAT, 0, offsetof(struct all, f), NULL, 0),
+	F("d", 6, NONE, DOUBLE, 0, offsetof(struct all, d), NULL, 0),
+	F("b", 7, NONE, BOOL, 0, offsetof(struct all, b), NULL, 0),
+	F("e", 8, NONE, ENUM, 0, offsetof(struct all, e), &gridbridge__v1__severity__descriptor, 0),
+	F("some_string", 9, NONE, STRING, 0, offsetof(struct all, s), NULL, 0),
+	F("by", 10, NONE, BYTES, 0, offsetof(struct all, by), NULL, 0),
+	F("rs", 11, REPEATED, STRING, offsetof(struct all, n_rs), offsetof(struct all, rs), NULL, 0),
+	F("rd", 12, REPEATED, DOUBLE, offsetof(struct all, n_rd), offsetof(struct all, rd), NULL, 0),
+	F("ri", 13, REPEATED, INT32, offsetof(struct all, n_ri), offsetof(struct all, ri), NULL, 0),
+	F("o_s", 14, NONE, STRING, offsetof(struct all, which), offsetof(struct all, o_s), NULL,
+	    PROTOBUF_C_FIELD_FLAG_ONEOF),
+	F("o_d", 15, NONE, DOUBLE, offsetof(struct all, which), offsetof(struct all, o_d), NULL,
+	    PROTOBUF_C_FIELD_FLAG_ONEOF),
+	F("sub", 16, NONE, MESSAGE, 0, offsetof(struct all, sub), &gridbridge__v1__event__descriptor, 0),
+};
+#undef F
+
+static const ProtobufCMessageDescriptor all_descriptor = {
+	PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC, "test.All", "All", "All", "test",
+	sizeof(struct all), sizeof(all_fields) / sizeof(all_fields[0]), all_fields,
+	NULL, 0, NULL, NULL, NULL, NULL, NULL,
+};
+
+/* 1 when the direct text is jansson's; prints both otherwise. */
+static int
+same_as_jansson(const ProtobufCMessage *m)
+{
+	char *direct = event_json_text(m);
+	json_t *j = event_json(m);
+	char *dumped = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	int ok = direct != NULL && dumped != NULL && strcmp(direct, dumped) == 0;
+
+	if (!ok)
+		printf("# direct:  %s\n# jansson: %s\n", direct != NULL ? direct : "(null)",
+		    dumped != NULL ? dumped : "(null)");
+	json_decref(j);
+	free(direct);
+	free(dumped);
+	return ok;
+}
+
+static void
+test_text_as_jansson(void)
+{
+	static const char *strings[] = {
+		"", "plain", "quote \" backslash \\ slash /", "\b\f\n\r\t \x01\x1f\x7f end",
+		"皖A12345", "emoji \xF0\x9F\x98\x80 4 bytes", "\xC3\xA9t\xC3\xA9",
+		"\xC0\x80 overlong", "\xED\xA0\x80 surrogate", "cut \xE7\x9A", "\xF5\x80\x80\x80",
+		"\xF4\x90\x80\x80 above U+10FFFF", "\xE0\x80\xAF overlong 3", "lone \x80",
+	};
+	static const double reals[] = {
+		0.0, 1.0, -1.5, 3.0, 0.1, 1e20, 1e-5, 123456789012345678.0, 1e300, -2.5e-300,
+		5e-324, 1.7976931348623157e308, NAN, INFINITY, -INFINITY, 100.0, 1e16, 1e17,
+	};
+	static const int enums[] = { 0, 1, 3, 77, -2 };
+	uint8_t bytes[] = { 0x00, 0xfb, 0xff, '"', '\\' };
+	char *rs[3];
+	double rd[3];
+	int32_t ri[2] = { INT32_MIN, INT32_MAX };
+	Gridbridge__V1__Event sub = GRIDBRIDGE__V1__EVENT__INIT;
+	size_t ns = sizeof(strings) / sizeof(strings[0]), nr = sizeof(reals) / sizeof(reals[0]);
+	int bad = 0, n = 0;
+
+	sub.community_id = "c \"1\"";
+	sub.journal_seq = UINT64_MAX;
+	for (size_t i = 0; i < ns * nr; i++) {
+		struct all a;
+		memset(&a, 0, sizeof(a));
+		a.base.descriptor = &all_descriptor;
+		a.s = (char *)strings[i % ns];
+		a.d = reals[i % nr];
+		a.f = (float)reals[(i + 3) % nr];
+		a.i32 = i % 3 == 0 ? INT32_MIN : (int32_t)i - 5;
+		a.u32 = i % 4 == 0 ? UINT32_MAX : (uint32_t)i;
+		a.i64 = i % 5 == 0 ? INT64_MIN : (int64_t)i * 1000003 - 7;
+		a.u64 = i % 6 == 0 ? UINT64_MAX : (uint64_t)i;
+		a.b = i % 2;
+		a.e = enums[i % 5];
+		a.by.data = bytes;
+		a.by.len = i % (sizeof(bytes) + 1);
+		/* repeated: some elements left out (not UTF-8, not finite) */
+		for (size_t k = 0; k < 3; k++) {
+			rs[k] = (char *)strings[(i + 5 * k) % ns];
+			rd[k] = reals[(i + 7 * k) % nr];
+		}
+		a.n_rs = i % 4;
+		a.rs = rs;
+		a.n_rd = (i + 1) % 4;
+		a.rd = rd;
+		a.n_ri = i % 3;
+		a.ri = ri;
+		a.which = (uint32_t)(i % 3 == 0 ? 0 : 13 + i % 3);
+		a.o_s = (char *)strings[(i + 1) % ns];
+		a.o_d = reals[(i + 2) % nr];
+		a.sub = i % 2 == 0 ? &sub.base : NULL;
+		n++;
+		if (!same_as_jansson(&a.base))
+			bad++;
+	}
+	T_INTEQ(bad, 0);
+	T_INTEQ(n, (int)(ns * nr));
+	/* A message with nothing set, and an Event with every body. */
+	struct all empty;
+	memset(&empty, 0, sizeof(empty));
+	empty.base.descriptor = &all_descriptor;
+	T_CHECK(same_as_jansson(&empty.base));
+	char *t = event_json_text(&empty.base);
+	T_STREQ(t, "{}");
+	free(t);
+}
+
 int
 main(void)
 {
 	test_text();
+	test_text_as_jansson();
 	test_vehicle();
 	test_person();
 	test_other_bodies();
