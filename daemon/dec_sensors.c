@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "decode.h"
+#include "util.h"
 
 /* ---- shared helpers ----------------------------------------------------- */
 
@@ -43,7 +44,7 @@ text_payload(const struct decode_in *in, struct decode_out *out, const uint8_t *
 
 	if (len == 0 || p == NULL)
 		return decode_reject(out, "empty");
-	if (!utf8_valid(p, len))
+	if (!util_utf8_valid(p, len))
 		return decode_reject(out, "bad_utf8");
 	while (len > 0 && is_space(p[0])) {
 		p++;

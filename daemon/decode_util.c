@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "decode.h"
+#include "util.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define DECODE_ASAN 1
@@ -137,46 +138,6 @@ decode_json_free(json_t *j)
 		json_decref(j);
 }
 
-bool
-utf8_valid(const uint8_t *p, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		uint8_t c = p[i];
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		size_t len;
-		uint32_t cp;
-		if (c >= 0xc2 && c <= 0xdf) {
-			len = 2;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			len = 3;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			len = 4;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (n - i < len)
-			return false;
-		for (size_t k = 1; k < len; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (p[i + k] & 0x3f);
-		}
-		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += len;
-	}
-	return true;
-}
-
 json_t *
 decode_json_object(const struct decode_in *in, struct decode_out *out)
 {
@@ -190,7 +151,7 @@ decode_json_object(const struct decode_in *in, struct decode_out *out)
 	 * to tell bad_utf8 from bad_json as before. */
 	json_t *j = json_loadb((const char *)in->payload, in->payload_len, 0, NULL);
 	if (j == NULL) {
-		decode_reject(out, utf8_valid(in->payload, in->payload_len) ?
+		decode_reject(out, util_utf8_valid(in->payload, in->payload_len) ?
 		    "bad_json" : "bad_utf8");
 		return NULL;
 	}

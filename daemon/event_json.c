@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 static void
 camel(const char *name, char *out, size_t len)
 {
@@ -240,45 +242,6 @@ put_s(struct text *t, const char *s)
 	put(t, s, strlen(s));
 }
 
-/* As jansson's utf8_check_string(): what json_string() accepts. */
-static bool
-utf8_valid(const unsigned char *s, size_t len)
-{
-	for (size_t i = 0; i < len;) {
-		unsigned char u = s[i];
-		size_t n;
-		uint32_t v;
-		if (u < 0x80) {
-			i++;
-			continue;
-		}
-		if (u >= 0xC2 && u <= 0xDF) {
-			n = 2;
-			v = u & 0x1F;
-		} else if (u >= 0xE0 && u <= 0xEF) {
-			n = 3;
-			v = u & 0x0F;
-		} else if (u >= 0xF0 && u <= 0xF4) {
-			n = 4;
-			v = u & 0x07;
-		} else {
-			return false;
-		}
-		if (n > len - i)
-			return false;
-		for (size_t k = 1; k < n; k++) {
-			if (s[i + k] < 0x80 || s[i + k] > 0xBF)
-				return false;
-			v = (v << 6) | (s[i + k] & 0x3F);
-		}
-		if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) ||
-		    (n == 2 && v < 0x80) || (n == 3 && v < 0x800) || (n == 4 && v < 0x10000))
-			return false;
-		i += n;
-	}
-	return true;
-}
-
 /* A JSON string as json_dumps() writes it: '"', '\\' and control
  * characters escaped, everything else as it is. */
 static void
@@ -410,7 +373,7 @@ text_value(struct text *t, const ProtobufCFieldDescriptor *f, const void *p, boo
 			return false;
 		const ProtobufCEnumValue *ev =
 		    protobuf_c_enum_descriptor_get_value(f->descriptor, v);
-		if (ev != NULL && utf8_valid((const unsigned char *)ev->name, strlen(ev->name))) {
+		if (ev != NULL && util_utf8_valid(ev->name, strlen(ev->name))) {
 			put_string(t, ev->name, strlen(ev->name));
 		} else {
 			snprintf(buf, sizeof(buf), "%d", v);
@@ -423,7 +386,7 @@ text_value(struct text *t, const ProtobufCFieldDescriptor *f, const void *p, boo
 		if (s == NULL || (skip_default && s[0] == '\0'))
 			return false;
 		size_t len = strlen(s);
-		if (!utf8_valid((const unsigned char *)s, len))
+		if (!util_utf8_valid(s, len))
 			return false;
 		put_string(t, s, len);
 		return true;

@@ -40,6 +40,7 @@
 #include "routing.h"
 #include "secret.h"
 #include "store_ctl.h"
+#include "util.h"
 #include "version.h"
 
 static void
@@ -499,7 +500,7 @@ strings_valid(const ProtobufCMessage *m)
 			if (v[k] == NULL)
 				continue;
 			if (f->type == PROTOBUF_C_TYPE_STRING ?
-			    !utf8_valid(v[k], strlen(v[k])) : !strings_valid(v[k]))
+			    !util_utf8_valid(v[k], strlen(v[k])) : !strings_valid(v[k]))
 				return false;
 		}
 	}

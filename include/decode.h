@@ -150,9 +150,6 @@ struct json_t;
 int decode_reject(struct decode_out *out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* True when the bytes are valid UTF-8. */
-bool utf8_valid(const uint8_t *p, size_t n);
-
 /* Parses a JSON object payload; on failure sets the reason (bad_json or
  * bad_utf8) and returns NULL. The caller releases the result with
  * decode_json_free() (json_decref() also works). */

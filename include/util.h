@@ -87,6 +87,10 @@ char *util_strndup(const char *s, size_t n);
  * NUL-terminated), moves *s past it and returns true; false at the end. */
 bool util_list_next(const char **s, const char **item, size_t *len);
 
+/* True when the `n` bytes at `s` are valid UTF-8 (no overlong forms, no
+ * surrogates, nothing above U+10FFFF): what jansson accepts as a string. */
+bool util_utf8_valid(const void *s, size_t n);
+
 /* All the items, copied, in a NULL-terminated vector; NULL when there are
  * none. Free with util_strv_free(). */
 char **util_split_list(const char *list);

@@ -10,6 +10,7 @@
 
 #include "decode.h"
 #include "fuzz.h"
+#include "util.h"
 
 #define MAX_US 253402300799999999LL	/* 9999-12-31T23:59:59.999999Z */
 
@@ -50,8 +51,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t i = 0; i < n; i++)
 			if ((p[i] >= 'a' && p[i] <= 'z') || p[i] == ' ' || p[i] == '-' || p[i] == '.')
 				abort();
-		if (utf8_valid((const uint8_t *)s, strlen(s)) &&
-		    !utf8_valid((const uint8_t *)p, n))
+		if (util_utf8_valid((const uint8_t *)s, strlen(s)) &&
+		    !util_utf8_valid((const uint8_t *)p, n))
 			abort();
 	}
 	arena_free(&a);

@@ -10,6 +10,7 @@
 #include "decode.h"
 #include "forward_outcome.h"
 #include "fuzz.h"
+#include "util.h"
 
 static long long
 take(const uint8_t **p, size_t *n, int bytes)
@@ -58,7 +59,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t len = strnlen(o.text, sizeof(o.text));
 	if (len == sizeof(o.text))
 		abort();
-	if (!utf8_valid((const uint8_t *)o.text, len))
+	if (!util_utf8_valid((const uint8_t *)o.text, len))
 		abort();
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)o.text[i] < 0x20 || o.text[i] == 0x7f)

@@ -8,6 +8,7 @@
 
 #include "decode.h"
 #include "t.h"
+#include "util.h"
 
 static const char access_json[] =
     "{\"dateTime\":\"2025-03-18T07:42:15+08:00\",\"eventType\":\"AccessControllerEvent\","
@@ -251,11 +252,11 @@ main(void)
 	arena_free(&ar);
 
 	/* UTF-8. */
-	T_CHECK(utf8_valid((const uint8_t *)"皖A", 4));
-	T_CHECK(!utf8_valid((const uint8_t *)"\xff", 1));
-	T_CHECK(!utf8_valid((const uint8_t *)"\xc0\xaf", 2));	/* overlong */
-	T_CHECK(!utf8_valid((const uint8_t *)"\xed\xa0\x80", 3));	/* surrogate */
-	T_CHECK(!utf8_valid((const uint8_t *)"\xe7\x9a", 2));	/* cut short */
+	T_CHECK(util_utf8_valid((const uint8_t *)"皖A", 4));
+	T_CHECK(!util_utf8_valid((const uint8_t *)"\xff", 1));
+	T_CHECK(!util_utf8_valid((const uint8_t *)"\xc0\xaf", 2));	/* overlong */
+	T_CHECK(!util_utf8_valid((const uint8_t *)"\xed\xa0\x80", 3));	/* surrogate */
+	T_CHECK(!util_utf8_valid((const uint8_t *)"\xe7\x9a", 2));	/* cut short */
 
 	/* Identity: the same message twice (redelivery, journal replay) has
 	 * the same id, whatever the receive time and journal position. */
