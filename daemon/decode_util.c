@@ -145,11 +145,11 @@ decode_json_object(const struct decode_in *in, struct decode_out *out)
 		decode_reject(out, "empty");
 		return NULL;
 	}
-	/* jansson checks UTF-8 as it reads, every byte up to the end (it
-	 * requires nothing but whitespace after the value): when it accepts
-	 * the payload, the payload is UTF-8. Only a failure needs our check,
-	 * to tell bad_utf8 from bad_json as before. */
-	json_t *j = json_loadb((const char *)in->payload, in->payload_len, 0, NULL);
+	/* Both readers check UTF-8, every byte up to the end (they require
+	 * nothing but whitespace after the value): when they accept the
+	 * payload, the payload is UTF-8. Only a failure needs our check, to
+	 * tell bad_utf8 from bad_json as before. */
+	json_t *j = decode_json_parse(in->payload, in->payload_len);
 	if (j == NULL) {
 		decode_reject(out, util_utf8_valid(in->payload, in->payload_len) ?
 		    "bad_json" : "bad_utf8");

@@ -150,6 +150,13 @@ struct json_t;
 int decode_reject(struct decode_out *out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* What json_loadb(p, n, 0, NULL) returns (NULL or an equal value, keys in
+ * the same order), read by yajl when the bytes allow and by jansson
+ * otherwise (decode_json.c). _fast returns NULL also when it leaves the
+ * bytes to jansson. */
+struct json_t *decode_json_parse(const void *p, size_t n);
+struct json_t *decode_json_parse_fast(const void *p, size_t n);
+
 /* Parses a JSON object payload; on failure sets the reason (bad_json or
  * bad_utf8) and returns NULL. The caller releases the result with
  * decode_json_free() (json_decref() also works). */
