@@ -3,6 +3,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -304,6 +305,95 @@ put_real(struct text *t, double v)
 	return true;
 }
 
+/* An integer in decimal, in quotes for the 64-bit types (proto3 JSON):
+ * as printf's %d, %u, %lld, %llu write it. */
+static void
+put_int(struct text *t, uint64_t magnitude, bool negative, bool quoted)
+{
+	char buf[24];	/* '"', '-', 20 digits, '"' */
+	char *end = buf + sizeof(buf), *p = end;
+
+	if (quoted)
+		*--p = '"';
+	do {
+		*--p = (char)('0' + magnitude % 10);
+		magnitude /= 10;
+	} while (magnitude != 0);
+	if (negative)
+		*--p = '-';
+	if (quoted)
+		*--p = '"';
+	put(t, p, (size_t)(end - p));
+}
+
+static void
+put_signed(struct text *t, int64_t v, bool quoted)
+{
+	put_int(t, v < 0 ? 0 - (uint64_t)v : (uint64_t)v, v < 0, quoted);
+}
+
+/* ---- member names ------------------------------------------------------
+ *
+ * A message type's member names as written, quoted and with the colon
+ * ("\"communityId\":"), made once per type: camel-casing and escaping
+ * them again for every field of every record was a fifth of the text's
+ * instructions. The table only grows; an entry never changes once made. */
+
+struct names {
+	const ProtobufCMessageDescriptor *d;
+	char **text;		/* per field */
+	size_t *len;
+};
+
+#define NAMES_MAX 64
+
+static struct names names_table[NAMES_MAX];
+static size_t names_n;
+static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void put_string(struct text *t, const char *s, size_t len);
+
+/* The names of d's fields, or NULL (out of memory, or more types than the
+ * table holds: the caller makes each name itself). */
+static const struct names *
+names_of(const ProtobufCMessageDescriptor *d)
+{
+	const struct names *found = NULL;
+
+	pthread_mutex_lock(&names_lock);
+	for (size_t i = 0; i < names_n; i++)
+		if (names_table[i].d == d) {
+			found = &names_table[i];
+			break;
+		}
+	if (found == NULL && names_n < NAMES_MAX) {
+		struct names nm = { d, calloc(d->n_fields + 1, sizeof(char *)),
+			calloc(d->n_fields + 1, sizeof(size_t)) };
+		bool ok = nm.text != NULL && nm.len != NULL;
+		for (unsigned i = 0; ok && i < d->n_fields; i++) {
+			char name[128];
+			struct text one = { 0 };
+			camel(d->fields[i].name, name, sizeof(name));
+			put_string(&one, name, strlen(name));
+			put(&one, ":", 1);
+			ok = !one.oom;
+			nm.text[i] = one.p;
+			nm.len[i] = one.len;
+		}
+		if (ok) {
+			names_table[names_n] = nm;
+			found = &names_table[names_n++];
+		} else {
+			for (unsigned i = 0; nm.text != NULL && i < d->n_fields; i++)
+				free(nm.text[i]);
+			free(nm.text);
+			free(nm.len);
+		}
+	}
+	pthread_mutex_unlock(&names_lock);
+	return found;
+}
+
 static void text_message(struct text *t, const ProtobufCMessage *msg);
 
 /* Writes one value of field `f` at `p`; false (nothing written) where
@@ -311,8 +401,6 @@ static void text_message(struct text *t, const ProtobufCMessage *msg);
 static bool
 text_value(struct text *t, const ProtobufCFieldDescriptor *f, const void *p, bool skip_default)
 {
-	char buf[32];
-
 	switch (f->type) {
 	case PROTOBUF_C_TYPE_INT32:
 	case PROTOBUF_C_TYPE_SINT32:
@@ -320,8 +408,7 @@ text_value(struct text *t, const ProtobufCFieldDescriptor *f, const void *p, boo
 		int32_t v = *(const int32_t *)p;
 		if (skip_default && v == 0)
 			return false;
-		snprintf(buf, sizeof(buf), "%d", v);
-		put_s(t, buf);
+		put_signed(t, v, false);
 		return true;
 	}
 	case PROTOBUF_C_TYPE_UINT32:
@@ -329,8 +416,7 @@ text_value(struct text *t, const ProtobufCFieldDescriptor *f, const void *p, boo
 		uint32_t v = *(const uint32_t *)p;
 		if (skip_default && v == 0)
 			return false;
-		snprintf(buf, sizeof(buf), "%u", v);
-		put_s(t, buf);
+		put_int(t, v, false, false);
 		return true;
 	}
 	case PROTOBUF_C_TYPE_INT64:
@@ -339,8 +425,7 @@ text_value(struct text *t, const ProtobufCFieldDescriptor *f, const void *p, boo
 		int64_t v = *(const int64_t *)p;
 		if (skip_default && v == 0)
 			return false;
-		snprintf(buf, sizeof(buf), "\"%lld\"", (long long)v);
-		put_s(t, buf);
+		put_signed(t, v, true);
 		return true;
 	}
 	case PROTOBUF_C_TYPE_UINT64:
@@ -348,8 +433,7 @@ text_value(struct text *t, const ProtobufCFieldDescriptor *f, const void *p, boo
 		uint64_t v = *(const uint64_t *)p;
 		if (skip_default && v == 0)
 			return false;
-		snprintf(buf, sizeof(buf), "\"%llu\"", (unsigned long long)v);
-		put_s(t, buf);
+		put_int(t, v, false, true);
 		return true;
 	}
 	case PROTOBUF_C_TYPE_FLOAT: {
@@ -376,8 +460,7 @@ text_value(struct text *t, const ProtobufCFieldDescriptor *f, const void *p, boo
 		if (ev != NULL && util_utf8_valid(ev->name, strlen(ev->name))) {
 			put_string(t, ev->name, strlen(ev->name));
 		} else {
-			snprintf(buf, sizeof(buf), "%d", v);
-			put_s(t, buf);
+			put_signed(t, v, false);
 		}
 		return true;
 	}
@@ -420,6 +503,7 @@ static void
 text_message(struct text *t, const ProtobufCMessage *msg)
 {
 	const ProtobufCMessageDescriptor *d = msg->descriptor;
+	const struct names *nm = names_of(d);
 	const char *base = (const char *)msg;
 	bool first = true;
 	char name[128];
@@ -437,9 +521,13 @@ text_message(struct text *t, const ProtobufCMessage *msg)
 			continue;
 		if (!first)
 			put(t, ",", 1);
-		camel(f->name, name, sizeof(name));
-		put_string(t, name, strlen(name));
-		put(t, ":", 1);
+		if (nm != NULL) {
+			put(t, nm->text[i], nm->len[i]);
+		} else {
+			camel(f->name, name, sizeof(name));
+			put_string(t, name, strlen(name));
+			put(t, ":", 1);
+		}
 		bool wrote;
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
 			size_t n = *(const size_t *)(base + f->quantifier_offset);
