@@ -195,8 +195,14 @@ const struct route *
 decode_find_route(const struct route *routes, size_t n, const char *topic,
     size_t topic_len, struct route_match *m)
 {
+	struct route_levels l;
+
+	if (!route_split(topic, topic_len, &l)) {
+		memset(m, 0, sizeof(*m));
+		return NULL;
+	}
 	for (size_t i = 0; i < n; i++)
-		if (route_matches(&routes[i].pattern, topic, topic_len, m))
+		if (route_matches_levels(&routes[i].pattern, &l, m))
 			return &routes[i];
 	return NULL;
 }
@@ -246,23 +252,28 @@ struct field_limit {
 
 #define LIMIT_DEFAULT 256
 #define LIMIT_ITEMS 16
+/* No limit is shorter: a shorter string (most of them) needs no lookup.
+ * LIMIT() refuses to compile a shorter one. */
+#define LIMIT_SHORTEST 32
+#define LIMIT(name, max, items, cut) \
+	{ name, (max) + 0 * sizeof(char[(max) >= LIMIT_SHORTEST ? 1 : -1]), items, cut }
 
 static const struct field_limit field_limits[] = {
-	{ "community_id", 64, 0, false },
-	{ "device_id", 128, 0, false },
-	{ "source_topic", 1024, 0, false },
-	{ "plate", 32, 0, false },
-	{ "plate_normalized", 32, 0, false },
-	{ "plate_color", 32, 0, false },
-	{ "vehicle_type", 64, 0, false },
-	{ "vehicle_color", 32, 0, false },
-	{ "picture_url", 2048, 0, false },
-	{ "picture_urls", 2048, 8, false },
-	{ "clip_url", 2048, 0, false },
-	{ "snapshot_url", 2048, 0, false },
-	{ "reason", 256, 0, true },
-	{ "offline_devices", 128, 256, true },
-	{ "report_id", 64, 0, false },
+	LIMIT("community_id", 64, 0, false),
+	LIMIT("device_id", 128, 0, false),
+	LIMIT("source_topic", 1024, 0, false),
+	LIMIT("plate", 32, 0, false),
+	LIMIT("plate_normalized", 32, 0, false),
+	LIMIT("plate_color", 32, 0, false),
+	LIMIT("vehicle_type", 64, 0, false),
+	LIMIT("vehicle_color", 32, 0, false),
+	LIMIT("picture_url", 2048, 0, false),
+	LIMIT("picture_urls", 2048, 8, false),
+	LIMIT("clip_url", 2048, 0, false),
+	LIMIT("snapshot_url", 2048, 0, false),
+	LIMIT("reason", 256, 0, true),
+	LIMIT("offline_devices", 128, 256, true),
+	LIMIT("report_id", 64, 0, false),
 };
 
 static const struct field_limit *
@@ -304,8 +315,8 @@ check_limits(ProtobufCMessage *m, struct decode_out *out)
 		}
 		if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
 			continue;
-		const struct field_limit *lim = limit_of(f->name);
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			const struct field_limit *lim = limit_of(f->name);
 			size_t *n = (size_t *)((char *)m + f->quantifier_offset);
 			if (*n > lim->items) {
 				if (!lim->cut)
@@ -332,7 +343,10 @@ check_limits(ProtobufCMessage *m, struct decode_out *out)
 			continue;
 		}
 		char **sp = (char **)member;
-		if (*sp != NULL && strlen(*sp) > lim->max) {
+		if (*sp == NULL || strnlen(*sp, LIMIT_SHORTEST + 1) <= LIMIT_SHORTEST)
+			continue;
+		const struct field_limit *lim = limit_of(f->name);
+		if (strlen(*sp) > lim->max) {
 			if (!lim->cut)
 				return decode_reject(out, "too_long:%s", f->name);
 			*sp = cut_utf8(&out->arena, *sp, lim->max);

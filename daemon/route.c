@@ -171,16 +171,30 @@ match_from(const struct route_pattern *p, int si, const struct route_capture *lv
 }
 
 bool
+route_split(const char *topic, size_t topic_len, struct route_levels *l)
+{
+	l->n = split(topic, topic_len, l->lv);
+	return l->n >= 0;
+}
+
+bool
+route_matches_levels(const struct route_pattern *p, const struct route_levels *l,
+    struct route_match *m)
+{
+	memset(m, 0, sizeof(*m));
+	if (l->n < 0 || p->nsegs == 0)
+		return false;
+	return match_from(p, 0, l->lv, l->n, 0, m);
+}
+
+bool
 route_matches(const struct route_pattern *p, const char *topic, size_t topic_len,
     struct route_match *m)
 {
-	struct route_capture lv[ROUTE_MAX_LEVELS * 2];
-	int n = split(topic, topic_len, lv);
+	struct route_levels l;
 
-	memset(m, 0, sizeof(*m));
-	if (n < 0 || p->nsegs == 0)
-		return false;
-	return match_from(p, 0, lv, n, 0, m);
+	route_split(topic, topic_len, &l);
+	return route_matches_levels(p, &l, m);
 }
 
 const struct route_capture *

@@ -57,6 +57,17 @@ void route_pattern_free(struct route_pattern *p);
 bool route_matches(const struct route_pattern *p, const char *topic, size_t topic_len,
     struct route_match *m);
 
+/* The same for many patterns: the topic split into its levels once
+ * (route_split: false when it has too many), then matched against each
+ * (route_matches_levels). */
+struct route_levels {
+	int n;
+	struct route_capture lv[ROUTE_MAX_LEVELS * 2];
+};
+bool route_split(const char *topic, size_t topic_len, struct route_levels *l);
+bool route_matches_levels(const struct route_pattern *p, const struct route_levels *l,
+    struct route_match *m);
+
 /* The capture called `name`, or NULL when the pattern has none. */
 const struct route_capture *route_capture(const struct route_pattern *p,
     const struct route_match *m, const char *name);
