@@ -151,6 +151,7 @@ class Publisher:
         self.payload_size, self.window, self.tls = payload_size, window, tls
         self.gate = threading.Event()
         self.gate.set()
+        self.parked = threading.Event()   # the thread waits at the closed gate
         self.error: str | None = None
         self.sent: list[tuple[int, str, object]] = []  # (seq, topic, MQTTMessageInfo)
         self._sem = threading.Semaphore(window)
@@ -177,8 +178,10 @@ class Publisher:
             if self._stop:
                 return
             while not self.gate.wait(0.1):
+                self.parked.set()
                 if self._stop:
                     return
+            self.parked.clear()
             if interval:
                 now = time.monotonic()
                 if next_at > now:
@@ -283,9 +286,19 @@ class PublisherGroup:
             p.start()
         return self
 
-    def pause(self) -> None:
+    def pause(self, timeout: float = 10) -> None:
+        """Hold every publisher, and return once none can publish any more:
+        a thread already past the gate (sleeping for its rate) publishes one
+        more message first, which wait_idle() must see."""
         for p in self.publishers:
             p.gate.clear()
+        deadline = time.monotonic() + timeout
+        for p in self.publishers:
+            while not p.parked.is_set() and not p.done_publishing and p._thread is not None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"publisher {p.name} still publishing {timeout}s "
+                                       "after the pause")
+                time.sleep(0.01)
 
     def resume(self) -> None:
         for p in self.publishers:

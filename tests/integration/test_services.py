@@ -146,6 +146,29 @@ def test_publisher_group_counts_acknowledged_messages(broker_factory):
                                            for k in (0, 1) for x in "ab"}
 
 
+def test_publisher_group_pause_holds_a_publisher_waiting_for_its_rate(broker_factory):
+    """pause() returns once nothing more is published: a publisher already
+    past its gate, sleeping for its rate, sends that message first. Before,
+    pause() returned at once and the message went out after wait_idle() had
+    found nothing outstanding (the scale-out test then counted an
+    acknowledged message as lost, 0.5 s before the daemon stored it)."""
+    broker = broker_factory(extra_conf=services.INGEST_BROKER_CONF, save_every_change=False)
+    with ingest.PublisherGroup(broker, n=1, per_publisher=10, rate=2) as pubs:
+        pubs.start()
+        deadline = time.monotonic() + 10
+        while pubs.published_count() < 1:      # the first goes at once,
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.1)                        # the second 0.5 s later
+        pubs.pause()
+        pubs.wait_idle(timeout=10)
+        n = pubs.published_count()
+        time.sleep(0.8)
+        assert pubs.published_count() == n == 2, "published after pause() returned"
+        pubs.resume()
+        assert pubs.finish(timeout=30) == pubs.expected()
+
+
 # --------------------------------------------------------------------------
 # PostgreSQL
 
