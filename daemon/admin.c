@@ -339,44 +339,11 @@ stats_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the status page: its JSON and its token (pure) -------------------- */
 
-/* The length of the UTF-8 sequence at `s` (1..4), or 0 when it is not a
- * valid one (overlong, surrogate, beyond U+10FFFF, cut). */
-static size_t
-utf8_len(const unsigned char *s)
-{
-	unsigned char c = s[0];
-	size_t n;
-	uint32_t cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 void
 admin_json_string(FILE *f, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
+	const unsigned char *end = p + strlen((const char *)p);
 
 	fputc('"', f);
 	while (*p != '\0') {
@@ -389,7 +356,7 @@ admin_json_string(FILE *f, const char *s)
 			fprintf(f, "\\u%04x", c);
 			p++;
 		} else {
-			size_t n = utf8_len(p);
+			size_t n = util_utf8_len(p, (size_t)(end - p));
 			if (n == 0) {
 				fputs("\\ufffd", f);
 				p++;

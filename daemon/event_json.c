@@ -396,6 +396,26 @@ names_of(const ProtobufCMessageDescriptor *d)
 
 static void text_message(struct text *t, const ProtobufCMessage *msg);
 
+/* An integer value, 64-bit ones quoted; false (nothing written) for a
+ * default left out. */
+static bool
+text_uint(struct text *t, uint64_t v, bool quoted, bool skip_default)
+{
+	if (skip_default && v == 0)
+		return false;
+	put_int(t, v, false, quoted);
+	return true;
+}
+
+static bool
+text_int(struct text *t, int64_t v, bool quoted, bool skip_default)
+{
+	if (skip_default && v == 0)
+		return false;
+	put_signed(t, v, quoted);
+	return true;
+}
+
 /* Writes one value of field `f` at `p`; false (nothing written) where
  * value() gives NULL. */
 static bool
@@ -404,38 +424,18 @@ text_value(struct text *t, const ProtobufCFieldDescriptor *f, const void *p, boo
 	switch (f->type) {
 	case PROTOBUF_C_TYPE_INT32:
 	case PROTOBUF_C_TYPE_SINT32:
-	case PROTOBUF_C_TYPE_SFIXED32: {
-		int32_t v = *(const int32_t *)p;
-		if (skip_default && v == 0)
-			return false;
-		put_signed(t, v, false);
-		return true;
-	}
+	case PROTOBUF_C_TYPE_SFIXED32:
+		return text_int(t, *(const int32_t *)p, false, skip_default);
 	case PROTOBUF_C_TYPE_UINT32:
-	case PROTOBUF_C_TYPE_FIXED32: {
-		uint32_t v = *(const uint32_t *)p;
-		if (skip_default && v == 0)
-			return false;
-		put_int(t, v, false, false);
-		return true;
-	}
+	case PROTOBUF_C_TYPE_FIXED32:
+		return text_uint(t, *(const uint32_t *)p, false, skip_default);
 	case PROTOBUF_C_TYPE_INT64:
 	case PROTOBUF_C_TYPE_SINT64:
-	case PROTOBUF_C_TYPE_SFIXED64: {
-		int64_t v = *(const int64_t *)p;
-		if (skip_default && v == 0)
-			return false;
-		put_signed(t, v, true);
-		return true;
-	}
+	case PROTOBUF_C_TYPE_SFIXED64:
+		return text_int(t, *(const int64_t *)p, true, skip_default);
 	case PROTOBUF_C_TYPE_UINT64:
-	case PROTOBUF_C_TYPE_FIXED64: {
-		uint64_t v = *(const uint64_t *)p;
-		if (skip_default && v == 0)
-			return false;
-		put_int(t, v, false, true);
-		return true;
-	}
+	case PROTOBUF_C_TYPE_FIXED64:
+		return text_uint(t, *(const uint64_t *)p, true, skip_default);
 	case PROTOBUF_C_TYPE_FLOAT: {
 		float v = *(const float *)p;
 		return !(skip_default && v == 0) && put_real(t, v);

@@ -90,6 +90,9 @@ bool util_list_next(const char **s, const char **item, size_t *len);
 /* True when the `n` bytes at `s` are valid UTF-8 (no overlong forms, no
  * surrogates, nothing above U+10FFFF): what jansson accepts as a string. */
 bool util_utf8_valid(const void *s, size_t n);
+/* The length (1..4) of the UTF-8 sequence starting the `n` bytes at `s`,
+ * by the same rules; 0 when it is not valid or is cut short. */
+size_t util_utf8_len(const void *s, size_t n);
 
 /* All the items, copied, in a NULL-terminated vector; NULL when there are
  * none. Free with util_strv_free(). */
