@@ -178,6 +178,16 @@ const struct config_key config_keys[] = {
 	  .min = 1, .max = 100000, .def = "1000",
 	  .offset = CONFIG_FIELD(journal_sync_batch),
 	  .help = "records appended before an fdatasync even if the broker is still sending" },
+	{ .section = "journal", .name = "sync_delay_ms", .type = CFG_INT,
+	  .min = 0, .max = 1000, .def = "50",
+	  .offset = CONFIG_FIELD(journal_sync_delay_ms),
+	  .help = "milliseconds a message that came alone waits for others to share its fdatasync "
+	      "and PUBACK (0: synced at once)" },
+	{ .section = "journal", .name = "sync_delay_rows", .type = CFG_INT,
+	  .min = 1, .max = 65535, .def = "10",
+	  .offset = CONFIG_FIELD(journal_sync_delay_rows),
+	  .help = "the wait ends once about this many messages could have come at the recent rate; "
+	      "keep it below the broker's in-flight window" },
 
 	{ .section = "decode", .name = "max_clock_skew", .type = CFG_INT,
 	  .min = 1, .max = 31536000, .def = "300",

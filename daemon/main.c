@@ -774,6 +774,8 @@ start_stages(struct daemon *d)
 		.filters = subscriptions,
 		.max_message_size = (size_t)c->mqtt_max_message_size,
 		.sync_batch = (size_t)c->journal_sync_batch,
+		.sync_delay_ms = (int)c->journal_sync_delay_ms,
+		.sync_delay_rows = (size_t)c->journal_sync_delay_rows,
 		.tls = c->mqtt_tls,
 		.ca_file = c->mqtt_ca_file,
 		.cert_file = c->mqtt_cert_file,

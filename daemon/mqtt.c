@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "backoff.h"
@@ -42,6 +44,19 @@ struct mqtt {
 	size_t max_message_size;
 	size_t sync_batch;
 	bool tls;
+
+	/* The sync delay (see hold_group): a group that ends with the socket
+	 * empty waits up to hold_max_us for company, the socket unread. */
+	int64_t hold_max_us;
+	size_t hold_rows;	/* ... while about this many could come meanwhile */
+	struct event *hold;	/* the held group's time is up */
+	bool held;		/* the socket is not read until then */
+	bool group_open;	/* messages are pending since group_start_us */
+	int64_t group_start_us;
+	int64_t group_hold_us;	/* how long this group may wait, from its start */
+	int64_t last_flush_us;
+	double rate;		/* messages a second, smoothed over the last flushes */
+	size_t last_group;	/* messages the last flush made durable */
 
 	bool started;		/* the first connect was made */
 	bool connected;
@@ -77,6 +92,7 @@ struct seen {
 #define ABORT_READS 100000
 
 static void io_cb(evutil_socket_t fd, short what, void *arg);
+static void end_hold(struct mqtt *m);
 
 static void
 seen_clear(struct seen *s)
@@ -181,11 +197,15 @@ static void
 update_io(struct mqtt *m)
 {
 	int fd = mosquitto_socket(m->mosq);
-	short flags = EV_READ | EV_PERSIST;
+	short flags = EV_PERSIST;
 
-	if (fd >= 0 && mosquitto_want_write(m->mosq))
+	/* Held: the PUBACKs queued wait for the flush at the hold's end. */
+	if (fd >= 0 && !m->held)
+		flags |= EV_READ;
+	if (fd >= 0 && !m->held && mosquitto_want_write(m->mosq))
 		flags |= EV_WRITE;
-	if (fd == m->io_fd && flags == m->io_flags && (fd < 0 || m->io != NULL))
+	bool want = (flags & (EV_READ | EV_WRITE)) != 0;
+	if (fd == m->io_fd && flags == m->io_flags && (m->io != NULL) == want)
 		return;
 	if (m->io != NULL) {
 		event_free(m->io);
@@ -195,7 +215,7 @@ update_io(struct mqtt *m)
 		mqtt_readahead_attach(fd);	/* a new socket, or none */
 	m->io_fd = fd;
 	m->io_flags = flags;
-	if (fd < 0)
+	if (!want)
 		return;
 	m->io = event_new(m->base, fd, flags, io_cb, m);
 	if (m->io == NULL || event_add(m->io, NULL) != 0)
@@ -231,6 +251,7 @@ connection_failed(struct mqtt *m, int rc)
 	}
 	m->last_lib_error[0] = '\0';
 	m->connected = false;
+	end_hold(m);
 	update_io(m);
 	schedule_retry(m);
 }
@@ -263,6 +284,7 @@ abort_connection(struct mqtt *m)
 			break;
 	m->abort = false;
 	m->connected = false;
+	end_hold(m);
 	update_io(m);
 	/* The journal's disk is full: wait for room (misc_cb) instead of
 	 * taking the redelivered messages only to fail again. */
@@ -275,12 +297,44 @@ abort_connection(struct mqtt *m)
 	schedule_retry(m);
 }
 
+static void
+end_hold(struct mqtt *m)
+{
+	if (m->held) {
+		evtimer_del(m->hold);
+		m->held = false;
+	}
+}
+
+/* Messages a second, smoothed: each flush's group over the time since the
+ * flush before (the first one's, since its first message). */
+static void
+note_rate(struct mqtt *m, size_t n, int64_t now)
+{
+	int64_t since = m->last_flush_us > 0 ? m->last_flush_us :
+	    m->group_open ? m->group_start_us : 0;
+
+	if (since > 0 && now > since) {
+		double r = (double)n * 1e6 / (double)(now - since);
+		m->rate = m->rate > 0 ? 0.5 * m->rate + 0.5 * r : r;
+	}
+	m->last_flush_us = now;
+}
+
 /* Everything handed to the sink becomes durable before any byte goes to
- * the broker: this is the PUBACK hold. */
+ * the broker: this is the PUBACK hold. It ends the sync delay's wait. */
 static int
 flush_sink(struct mqtt *m)
 {
-	if (m->sink.pending(m->sink.ctx) == 0)
+	size_t n = m->sink.pending(m->sink.ctx);
+
+	end_hold(m);
+	if (n > 0) {
+		note_rate(m, n, (int64_t)util_mono_us());
+		m->last_group = n;
+	}
+	m->group_open = false;
+	if (n == 0)
 		return 0;
 	return m->sink.flush(m->sink.ctx);
 }
@@ -294,7 +348,16 @@ write_out(struct mqtt *m)
 		m->abort = true;
 		return MOSQ_ERR_SUCCESS;
 	}
-	return mosquitto_loop_write(m->mosq, 1);
+	/* The group's PUBACKs in as few segments as they fit: each one sent
+	 * alone costs the loopback's delivery to the broker. */
+	int fd = mosquitto_socket(m->mosq), on = 1, off = 0;
+	bool cork = m->last_group > 1;
+	if (cork)
+		setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+	int rc = mosquitto_loop_write(m->mosq, 1);
+	if (cork && mosquitto_socket(m->mosq) == fd)
+		setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
+	return rc;
 }
 
 /* Reads while messages come and the group is not too big. libmosquitto
@@ -404,8 +467,54 @@ after_io(struct mqtt *m, int rc)
 	}
 	update_io(m);
 	/* Bytes read ahead do not make the socket readable: read on. */
-	if (m->io != NULL && mqtt_readahead_pending(m->io_fd) > 0)
+	if (m->io != NULL && !m->held && mqtt_readahead_pending(m->io_fd) > 0)
 		event_active(m->io, EV_READ, 1);
+}
+
+/* The sync delay. At a community's rate a message comes alone: its own
+ * fdatasync, PUBACK and wake-ups cost hundreds of microseconds. A group
+ * that ends with the socket empty therefore waits, the socket unread, for
+ * the messages of the next moments to share them: up to hold_max_us from
+ * its first message, and no longer than about hold_rows messages take at
+ * the recent rate, for the broker sends only its in-flight window of
+ * messages not yet acknowledged (at thousands a second the wait is a few
+ * milliseconds, or none). Returns true when the group waits. */
+static bool
+hold_group(struct mqtt *m)
+{
+	size_t n = m->sink.pending(m->sink.ctx);
+
+	if (m->hold_max_us <= 0 || n == 0 || n >= m->hold_rows || n >= m->sync_batch ||
+	    m->stopping || m->paused || !m->connected)
+		return false;
+	int64_t now = (int64_t)util_mono_us();
+	if (!m->group_open) {
+		m->group_open = true;
+		m->group_start_us = now;
+		m->group_hold_us = m->hold_max_us;
+		if (m->rate > 0 && (double)m->hold_rows * 1e6 / m->rate < (double)m->hold_max_us)
+			m->group_hold_us = (int64_t)((double)m->hold_rows * 1e6 / m->rate);
+	}
+	int64_t left = m->group_start_us + m->group_hold_us - now;
+	if (left < 1000)
+		return false;	/* not worth a wake-up */
+	struct timeval tv = { .tv_sec = (time_t)(left / 1000000),
+		.tv_usec = (suseconds_t)(left % 1000000) };
+	if (evtimer_add(m->hold, &tv) != 0)
+		return false;
+	m->held = true;
+	return true;
+}
+
+static void
+hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct mqtt *m = arg;
+
+	(void)fd;
+	(void)what;
+	m->held = false;
+	io_cb(m->io_fd, EV_READ, m);
 }
 
 static void
@@ -417,6 +526,10 @@ io_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	if (what & EV_READ)
 		rc = read_burst(m);
+	if (rc == MOSQ_ERR_SUCCESS && !m->abort && hold_group(m)) {
+		after_io(m, rc);
+		return;
+	}
 	/* The group is complete: one sync covers it, then the PUBACKs. */
 	if (rc == MOSQ_ERR_SUCCESS && !m->abort && flush_sink(m) != 0)
 		m->abort = true;
@@ -446,8 +559,8 @@ misc_cb(evutil_socket_t fd, short what, void *arg)
 	int rc = mosquitto_loop_misc(m->mosq);
 	if (rc == MOSQ_ERR_NO_CONN)
 		rc = MOSQ_ERR_SUCCESS;
-	else if (rc == MOSQ_ERR_SUCCESS)
-		rc = write_out(m);	/* PINGREQ, after the hold */
+	else if (rc == MOSQ_ERR_SUCCESS && !m->held)
+		rc = write_out(m);	/* PINGREQ, after the hold; held: at its end */
 	after_io(m, rc);
 }
 
@@ -713,6 +826,8 @@ mqtt_new(struct event_base *base, const struct mqtt_options *o,
 	m->max_message_size = o->max_message_size;
 	m->sync_batch = o->sync_batch > 0 ? o->sync_batch : 1;
 	m->tls = o->tls;
+	m->hold_max_us = (int64_t)o->sync_delay_ms * 1000;
+	m->hold_rows = o->sync_delay_rows > 0 ? o->sync_delay_rows : 1;
 	m->seen_cur = calloc(SEEN_SLOTS, sizeof(*m->seen_cur));
 	m->seen_prev = calloc(SEEN_SLOTS, sizeof(*m->seen_prev));
 	if (m->seen_cur == NULL || m->seen_prev == NULL)
@@ -755,7 +870,8 @@ mqtt_new(struct event_base *base, const struct mqtt_options *o,
 		goto fail;
 	m->misc = event_new(base, -1, EV_PERSIST, misc_cb, m);
 	m->retry = evtimer_new(base, retry_cb, m);
-	if (m->misc == NULL || m->retry == NULL)
+	m->hold = evtimer_new(base, hold_cb, m);
+	if (m->misc == NULL || m->retry == NULL || m->hold == NULL)
 		goto fail;
 	return m;
 fail:
@@ -865,6 +981,8 @@ mqtt_free(struct mqtt *m)
 		event_free(m->misc);
 	if (m->retry != NULL)
 		event_free(m->retry);
+	if (m->hold != NULL)
+		event_free(m->hold);
 	for (int i = 0; m->filters != NULL && i < m->nfilters; i++)
 		free(m->filters[i]);
 	free(m->filters);

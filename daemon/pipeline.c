@@ -503,6 +503,23 @@ maybe_idle_checkpoint(struct pipeline *p)
 	submit(p, new_batch(p), p->read_through + 1, p->read_through);
 }
 
+/* A batch's age counts from its first record's receipt: a record that
+ * waited in the journal (ingest's sync delay, a backlog) has used up that
+ * much of the linger. The wall clock only says how long ago that was; a
+ * clock step is clipped to now and to a second ago. */
+static uint64_t
+batch_start_us(const struct journal_record *rec)
+{
+	uint64_t now = util_mono_us();
+	int64_t ago = util_wall_us() - rec->received_us;
+
+	if (ago <= 0)
+		return now;
+	if (ago > 1000000)
+		ago = 1000000;
+	return now > (uint64_t)ago ? now - (uint64_t)ago : 0;
+}
+
 static void
 pump(struct pipeline *p)
 {
@@ -537,7 +554,7 @@ pump(struct pipeline *p)
 		if (p->cur == NULL) {
 			p->cur = new_batch(p);
 			p->cur_first = rec.seq;
-			p->cur_started_us = util_mono_us();
+			p->cur_started_us = batch_start_us(&rec);
 			struct timeval tv = { .tv_sec = p->o.batch_ms / 1000,
 				.tv_usec = (p->o.batch_ms % 1000) * 1000 };
 			evtimer_add(p->age, &tv);

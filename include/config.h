@@ -243,6 +243,8 @@ struct config {
 	long long journal_segment_size;
 	long long journal_disk_cap;
 	long long journal_sync_batch;
+	long long journal_sync_delay_ms;
+	long long journal_sync_delay_rows;
 
 	/* [store] */
 	char *store_host;

@@ -71,7 +71,8 @@
  * Ack after durable: journal_append() only buffers; journal_sync() writes
  * and fdatasync()s (and fsyncs the directory when a segment was created).
  * The MQTT stage calls sync as soon as the socket has nothing more to read
- * (or sync_batch records are pending), and before every write to the broker
+ * (after its sync delay, see mqtt.h; or once sync_batch records are
+ * pending), and before every write to the broker
  * — PUBACKs wait in libmosquitto's queue until then.
  *
  * A failed write or fdatasync (EIO, ENOSPC, ...): the records since the

@@ -23,11 +23,21 @@
  * Group commit. Reads continue while they bring messages (a read that
  * finds the socket empty ends the burst) and fewer than sync_batch messages
  * are pending; then one flush covers the
- * group and the PUBACKs go out together. The broker sends at most its
- * in-flight window of unacknowledged messages (mosquitto
- * max_inflight_messages, MQTT 5 Receive Maximum), so that window bounds the
- * group: see conf/gridbridge.conf for the settings. The hold lasts one
- * read burst plus one fdatasync, far below any keepalive.
+ * group and the PUBACKs go out together (in one TCP segment where they
+ * fit: TCP_CORK around the write). The broker sends at most its in-flight
+ * window of unacknowledged messages (mosquitto max_inflight_messages,
+ * MQTT 5 Receive Maximum), so that window bounds the group: see
+ * conf/gridbridge.conf for the settings.
+ *
+ * Sync delay. A group that ends with the socket empty and fewer than
+ * sync_delay_rows messages waits, the socket unread and nothing synced or
+ * acknowledged, until sync_delay_ms after its first message; then the
+ * socket is read again and one flush covers all. At a community's rate
+ * that turns a sync and several wake-ups per message into one per few
+ * messages. The wait is cut to about sync_delay_rows messages' time at the
+ * rate of the last flushes, so a broker's in-flight window never holds the
+ * stream at the delay's pace. The hold lasts at most the delay plus one
+ * read burst and one fdatasync, far below any keepalive.
  *
  * Back-pressure. When sink->full() turns true the client flushes, sends the
  * held PUBACKs and disconnects cleanly: the broker keeps the persistent
@@ -87,6 +97,8 @@ struct mqtt_options {
 	char *const *filters;	/* NULL-terminated, as subscribed (config_subscriptions) */
 	size_t max_message_size;
 	size_t sync_batch;
+	int sync_delay_ms;	/* 0: none */
+	size_t sync_delay_rows;
 	bool tls;
 	const char *ca_file, *cert_file, *key_file;
 };

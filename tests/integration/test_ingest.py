@@ -8,6 +8,7 @@ import re
 import signal
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -437,4 +438,105 @@ def test_shared_group_subscription(daemon, ingest_broker, build_dir, tmp_path):
         f"delivered to both the daemon and the other group member: {sorted(mine & set(other))}"
     assert mine, "the daemon journaled none of the messages to its shared subscription"
     assert other, "the other member of $share/g1 got nothing: is the daemon in group g1?"
+    assert daemon.stop(timeout=30) == 0
+
+
+# --------------------------------------------------------------------------
+# 10. the sync delay: a quiet moment's messages share one fdatasync
+
+
+def sync_messages(admin_port: int) -> tuple[float, float]:
+    """(fdatasyncs, messages they made durable) from the daemon's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    got = {}
+    for name in ("count", "sum"):
+        m = re.search(rf"^gridbridge_journal_sync_messages_{name} (\S+)$", text, re.M)
+        assert m, f"no gridbridge_journal_sync_messages_{name} on /metrics"
+        got[name] = float(m.group(1))
+    return got["count"], got["sum"]
+
+
+def with_admin(conf_text: str) -> tuple[str, int]:
+    port = services.free_port()
+    return conf_text + f"\n[admin]\nlisten = 127.0.0.1:{port}\n", port
+
+
+@pytest.mark.parametrize("delay_ms", [0, 1000])
+def test_sync_delay_gathers_messages_that_come_apart(daemon, ingest_broker, build_dir,
+                                                     tmp_path, delay_ms):
+    """Four messages 50 ms apart, each alone on the socket when it comes: with
+    [journal] sync_delay_ms = 0 each has its own fdatasync; with 1000 the
+    first waits, unacknowledged, and one fdatasync covers all four."""
+    text, port = with_admin(daemon_config(tmp_path, ingest_broker,
+                                          journal={"sync_delay_ms": delay_ms}))
+    conf = daemon.write_config(text)
+    start_daemon(daemon, conf, timeout=READY_TIMEOUT)
+    watcher = JournalWatcher(ctl_for(build_dir, conf, daemon))
+    syncs0, msgs0 = sync_messages(port)
+
+    c = ingest_broker.client()
+    try:
+        for seq in range(4):
+            c.publish("sac/c1/door/dev1/event", make_payload("apart", seq), qos=1)
+            time.sleep(0.05)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    watcher.wait_for_keys({("apart", s) for s in range(4)}, timeout=30,
+                          alive=lambda: daemon.running)
+    syncs, msgs = sync_messages(port)
+    assert msgs - msgs0 == 4, (syncs0, msgs0, syncs, msgs)
+    if delay_ms == 0:
+        assert syncs - syncs0 >= 3, f"{syncs - syncs0:.0f} fdatasyncs for 4 messages 50 ms apart"
+    else:
+        assert syncs - syncs0 == 1, f"{syncs - syncs0:.0f} fdatasyncs for 4 messages in 150 ms"
+    assert daemon.stop(timeout=30) == 0
+
+
+def test_sync_delay_shrinks_at_a_steady_rate(daemon, ingest_broker, build_dir, tmp_path):
+    """At a steady 1,000 messages a second each read of the socket finds a
+    message or two, fewer than sync_delay_rows (10). Waiting the whole
+    sync_delay_ms (1 s) each time would hold every message up to a second;
+    the daemon waits only as long as about 10 messages take at the rate it
+    sees, so one fdatasync covers about 10, not about 1,000."""
+    text, port = with_admin(daemon_config(tmp_path, ingest_broker,
+                                          journal={"sync_delay_ms": 1000}))
+    conf = daemon.write_config(text)
+    start_daemon(daemon, conf, timeout=READY_TIMEOUT)
+    watcher = JournalWatcher(ctl_for(build_dir, conf, daemon))
+
+    with PublisherGroup(ingest_broker, n=2, per_publisher=1500, rate=1000) as group:
+        group.start()
+        watcher.wait_for_keys(group.expected(), timeout=INGEST_TIMEOUT,
+                              alive=lambda: daemon.running)
+    syncs, msgs = sync_messages(port)
+    assert msgs == 3000, (syncs, msgs)
+    assert msgs / syncs <= 100, \
+        f"{msgs:.0f} messages in {syncs:.0f} fdatasyncs at 1,000/s: the wait did not shrink"
+    assert daemon.stop(timeout=30) == 0
+
+
+def test_kill_during_the_sync_delay_then_broker_redelivers(daemon, ingest_broker, build_dir,
+                                                           tmp_path):
+    """A message waiting for company is neither durable nor acknowledged: a
+    daemon killed then finds it again from the broker, journaled once."""
+    text, _ = with_admin(daemon_config(tmp_path, ingest_broker,
+                                       journal={"sync_delay_ms": 1000}))
+    conf = daemon.write_config(text)
+    ctl = ctl_for(build_dir, conf, daemon)
+    watcher = JournalWatcher(ctl)
+    start_daemon(daemon, conf, timeout=READY_TIMEOUT)
+    ingest_broker.publish("sac/c1/door/dev3/event", make_payload("held", 1))
+    time.sleep(0.3)
+    daemon.kill()
+    watcher.poll()
+    assert ("held", 1) not in watcher.counts, "journaled before its wait was over"
+
+    start_daemon(daemon, conf, timeout=READY_TIMEOUT, subscribed=False)
+    watcher.wait_for_keys({("held", 1)}, timeout=30, alive=lambda: daemon.running,
+                          what="after the kill")
+    time.sleep(1.5)
+    watcher.poll()
+    assert watcher.counts[("held", 1)] == 1, watcher.counts
     assert daemon.stop(timeout=30) == 0

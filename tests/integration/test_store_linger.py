@@ -17,8 +17,11 @@ from test_store import db_query
 @pytest.mark.parametrize("linger_ms", [0, 300])
 def test_linger_groups_a_slow_stream(daemon, mosquitto, private_postgres, tmp_path, linger_ms):
     pg = private_postgres
+    # linger_ms 0: without the journal's sync delay too, one sync and one
+    # transaction per message (the delay would pair messages 50 ms apart).
     text = daemon_config(tmp_path, mosquitto, store_db=pg, routes=True, subscribe=("#",),
-                         store={"linger_ms": linger_ms, "batch_ms": 1000})
+                         store={"linger_ms": linger_ms, "batch_ms": 1000},
+                         journal={"sync_delay_ms": 0 if linger_ms == 0 else 50})
     start_daemon(daemon, daemon.write_config(text))
     msgs = door_messages(20)
     for topic, payload in msgs:               # 20 messages/s for a second
@@ -69,4 +72,23 @@ def test_a_batch_of_linger_rows_does_not_linger(daemon, mosquitto, private_postg
         tx = db_query(pg, "SELECT count(DISTINCT xmin::text) FROM events"
                           " WHERE device_id LIKE 'b09/%%'")[0][0]
         assert tx == 1, tx
+    assert daemon.stop(timeout=30) == 0
+
+
+def test_linger_counts_from_receipt(daemon, mosquitto, private_postgres, tmp_path):
+    """A message that waited in the journal (here the sync delay, 1 s) has
+    used up that much of linger_ms (2 s): it is stored about 2 s after it
+    came, not 3."""
+    pg = private_postgres
+    text = daemon_config(tmp_path, mosquitto, store_db=pg, routes=True, subscribe=("#",),
+                         store={"linger_ms": 2000, "batch_ms": 5000},
+                         journal={"sync_delay_ms": 1000})
+    start_daemon(daemon, daemon.write_config(text))
+    (topic, payload), = door_messages(1)
+    t0 = time.monotonic()
+    mosquitto.publish(topic, payload, qos=1)
+    wait_until(lambda: db_query(pg, "SELECT count(*) FROM events WHERE device_id LIKE 'b09/%%'")
+               [0][0] == 1, 20, "the event stored", interval=0.02)
+    took = time.monotonic() - t0
+    assert 1.9 <= took < 2.6, f"stored {took:.2f} s after it was published"
     assert daemon.stop(timeout=30) == 0
