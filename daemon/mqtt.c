@@ -10,8 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "backoff.h"
@@ -56,7 +54,6 @@ struct mqtt {
 	int64_t group_hold_us;	/* how long this group may wait, from its start */
 	int64_t last_flush_us;
 	double rate;		/* messages a second, smoothed over the last flushes */
-	size_t last_group;	/* messages the last flush made durable */
 
 	bool started;		/* the first connect was made */
 	bool connected;
@@ -202,7 +199,8 @@ update_io(struct mqtt *m)
 	/* Held: the PUBACKs queued wait for the flush at the hold's end. */
 	if (fd >= 0 && !m->held)
 		flags |= EV_READ;
-	if (fd >= 0 && !m->held && mosquitto_want_write(m->mosq))
+	if (fd >= 0 && !m->held &&
+	    (mosquitto_want_write(m->mosq) || mqtt_writebehind_pending(fd) > 0))
 		flags |= EV_WRITE;
 	bool want = (flags & (EV_READ | EV_WRITE)) != 0;
 	if (fd == m->io_fd && flags == m->io_flags && (m->io != NULL) == want)
@@ -329,35 +327,44 @@ flush_sink(struct mqtt *m)
 	size_t n = m->sink.pending(m->sink.ctx);
 
 	end_hold(m);
-	if (n > 0) {
+	if (n > 0)
 		note_rate(m, n, (int64_t)util_mono_us());
-		m->last_group = n;
-	}
 	m->group_open = false;
 	if (n == 0)
 		return 0;
 	return m->sink.flush(m->sink.ctx);
 }
 
+/* libmosquitto's queue written: the group's PUBACKs with one write(2)
+ * (mqtt_readahead.c gathers them), what the kernel does not take yet
+ * waiting first in line. A socket that fails here is found by
+ * libmosquitto at its next read or write, which closes it. */
+static int
+loop_write(struct mqtt *m)
+{
+	int fd = mosquitto_socket(m->mosq);
+
+	(void)mqtt_writebehind_flush(fd);
+	if (mqtt_writebehind_pending(fd) > 0 || !mosquitto_want_write(m->mosq))
+		return MOSQ_ERR_SUCCESS;
+	mqtt_writebehind_begin(fd);
+	int rc = mosquitto_loop_write(m->mosq, 1);
+	(void)mqtt_writebehind_end(fd);
+	return rc;
+}
+
 static int
 write_out(struct mqtt *m)
 {
-	if (mosquitto_socket(m->mosq) < 0 || !mosquitto_want_write(m->mosq))
+	int fd = mosquitto_socket(m->mosq);
+
+	if (fd < 0 || (!mosquitto_want_write(m->mosq) && mqtt_writebehind_pending(fd) == 0))
 		return MOSQ_ERR_SUCCESS;
 	if (flush_sink(m) != 0) {
 		m->abort = true;
 		return MOSQ_ERR_SUCCESS;
 	}
-	/* The group's PUBACKs in as few segments as they fit: each one sent
-	 * alone costs the loopback's delivery to the broker. */
-	int fd = mosquitto_socket(m->mosq), on = 1, off = 0;
-	bool cork = m->last_group > 1;
-	if (cork)
-		setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
-	int rc = mosquitto_loop_write(m->mosq, 1);
-	if (cork && mosquitto_socket(m->mosq) == fd)
-		setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
-	return rc;
+	return loop_write(m);
 }
 
 /* Reads while messages come and the group is not too big. libmosquitto
@@ -402,10 +409,11 @@ graceful_close(struct mqtt *m, int timeout_ms)
 		return 0;
 	if (flush_sink(m) != 0)
 		return -1;
-	while (mosquitto_want_write(m->mosq) && util_mono_ms() < deadline) {
-		if (mosquitto_loop_write(m->mosq, 1) != MOSQ_ERR_SUCCESS)
+	while ((mosquitto_want_write(m->mosq) || mqtt_writebehind_pending(fd) > 0) &&
+	    util_mono_ms() < deadline) {
+		if (loop_write(m) != MOSQ_ERR_SUCCESS)
 			return 0;	/* the connection is gone already */
-		if (mosquitto_want_write(m->mosq)) {
+		if (mosquitto_want_write(m->mosq) || mqtt_writebehind_pending(fd) > 0) {
 			struct pollfd p = { .fd = fd, .events = POLLOUT };
 			poll(&p, 1, 50);
 		}

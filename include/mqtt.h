@@ -23,8 +23,8 @@
  * Group commit. Reads continue while they bring messages (a read that
  * finds the socket empty ends the burst) and fewer than sync_batch messages
  * are pending; then one flush covers the
- * group and the PUBACKs go out together (in one TCP segment where they
- * fit: TCP_CORK around the write). The broker sends at most its in-flight
+ * group and the PUBACKs go out together (with one write(2):
+ * mqtt_readahead.c gathers libmosquitto's writes). The broker sends at most its in-flight
  * window of unacknowledged messages (mosquitto max_inflight_messages,
  * MQTT 5 Receive Maximum), so that window bounds the group: see
  * conf/gridbridge.conf for the settings.

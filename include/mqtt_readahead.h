@@ -1,5 +1,6 @@
-/* mqtt_readahead.h — the broker connection's bytes read ahead: one read(2)
- * of the socket serves many of libmosquitto's reads. See mqtt_readahead.c. */
+/* mqtt_readahead.h — the broker connection's bytes read ahead (one read(2)
+ * of the socket serves many of libmosquitto's reads) and written behind
+ * (one write(2) sends a group's PUBACKs). See mqtt_readahead.c. */
 #ifndef GRIDBRIDGE_MQTT_READAHEAD_H
 #define GRIDBRIDGE_MQTT_READAHEAD_H
 
@@ -16,5 +17,17 @@ size_t mqtt_readahead_pending(int fd);
 /* Drops what waits in the buffer for `fd` (the caller is about to discard
  * the rest of the stream with recv(2)); the descriptor stays attached. */
 void mqtt_readahead_drop(int fd);
+
+/* From begin() to end(), writes of the attached `fd` are gathered (up to
+ * 64 KiB; past that refused with EAGAIN); end() sends them with one
+ * write. Whatever the kernel did not take waits, first in line, until
+ * flush() sends it: pending() says how many bytes. end() and flush()
+ * return 0, or -1 with errno when the socket failed: the bytes are
+ * dropped, and libmosquitto finds the failure at its next read or write.
+ * The event loop thread only. */
+void mqtt_writebehind_begin(int fd);
+int mqtt_writebehind_end(int fd);
+int mqtt_writebehind_flush(int fd);
+size_t mqtt_writebehind_pending(int fd);
 
 #endif

@@ -1,5 +1,7 @@
 /* test_mqtt_readahead.c — reads of the attached socket come from one read
- * of it, in order, and nothing else's reads are touched. */
+ * of it, in order, and nothing else's reads are touched; its writes,
+ * gathered, leave with one write, in order, the kernel's refusal kept
+ * first in line. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -95,6 +97,92 @@ main(void)
 	T_INTEQ(read(a, big, 1 << 17), 1000);
 	T_INTEQ(mqtt_readahead_pending(a), 0);
 	free(big);
+
+	/* Writes behind: gathered between begin and end, sent with one write,
+	 * in order; other descriptors' writes go straight through. */
+	int w[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, w) != 0)
+		return 99;
+	T_INTEQ(write(w[0], "-", 1), 1);		/* not attached */
+	T_INTEQ(in_kernel(w[1]), 1);
+	T_INTEQ(read(w[1], buf, 1), 1);
+	mqtt_readahead_attach(w[0]);
+	T_INTEQ(write(w[0], "0", 1), 1);		/* not gathering: at once */
+	T_INTEQ(in_kernel(w[1]), 1);
+	mqtt_writebehind_begin(w[0]);
+	T_INTEQ(write(w[0], "ab", 2), 2);
+	T_INTEQ(write(w[0], "cd", 2), 2);
+	T_INTEQ(write(pp[1], "p", 1), 1);		/* another descriptor: at once */
+	T_INTEQ(read(pp[0], buf, 1), 1);
+	T_CHECK(buf[0] == 'p');
+	T_INTEQ(in_kernel(w[1]), 1);			/* still only "0" */
+	T_INTEQ(mqtt_writebehind_pending(w[0]), 4);
+	T_INTEQ(mqtt_writebehind_end(w[0]), 0);
+	T_INTEQ(mqtt_writebehind_pending(w[0]), 0);
+	T_INTEQ(recv(w[1], buf, sizeof(buf), MSG_DONTWAIT), 5);
+	T_CHECK(memcmp(buf, "0abcd", 5) == 0);
+
+	/* More than the buffer holds: the rest is refused (EAGAIN), for
+	 * the caller to write again later. */
+	char *chunk = malloc(40000);
+	if (chunk == NULL)
+		return 99;
+	memset(chunk, 'q', 40000);
+	mqtt_writebehind_begin(w[0]);
+	T_INTEQ(write(w[0], chunk, 40000), 40000);
+	errno = 0;
+	T_INTEQ(write(w[0], chunk, 40000), -1);
+	T_INTEQ(errno, EAGAIN);
+	T_INTEQ(write(w[0], "e", 1), 1);
+
+	/* What the kernel does not take waits, first in line: a write of
+	 * the socket is refused until it is sent. */
+	int small = 4096;
+	setsockopt(w[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	setsockopt(w[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	T_INTEQ(mqtt_writebehind_end(w[0]), 0);
+	size_t left = mqtt_writebehind_pending(w[0]);
+	T_CHECK(left > 0 && left < 40001);
+	errno = 0;
+	T_INTEQ(write(w[0], "f", 1), -1);
+	T_INTEQ(errno, EAGAIN);
+	size_t got = 0;
+	char *all = malloc(50000);
+	if (all == NULL)
+		return 99;
+	for (int i = 0; i < 100000 && mqtt_writebehind_pending(w[0]) > 0; i++) {
+		ssize_t n = recv(w[1], all + got, 50000 - got, MSG_DONTWAIT);
+		if (n > 0)
+			got += (size_t)n;
+		T_CHECK(mqtt_writebehind_flush(w[0]) == 0);
+	}
+	T_INTEQ(mqtt_writebehind_pending(w[0]), 0);
+	for (int i = 0; i < 1000 && got < 40001; i++) {
+		ssize_t n = recv(w[1], all + got, 50000 - got, MSG_DONTWAIT);
+		if (n > 0)
+			got += (size_t)n;
+	}
+	T_INTEQ(write(w[0], "f", 1), 1);		/* the line is clear */
+	for (int i = 0; i < 1000 && got < 40002; i++) {
+		ssize_t n = recv(w[1], all + got, 50000 - got, MSG_DONTWAIT);
+		if (n > 0)
+			got += (size_t)n;
+	}
+	T_INTEQ(got, 40002);
+	T_CHECK(memcmp(all, chunk, 40000) == 0 && all[40000] == 'e' && all[40001] == 'f');
+
+	/* Attaching anew drops what waited to be sent. */
+	mqtt_writebehind_begin(w[0]);
+	T_INTEQ(write(w[0], "g", 1), 1);
+	mqtt_readahead_attach(-1);
+	T_INTEQ(mqtt_writebehind_pending(w[0]), 0);
+	T_INTEQ(mqtt_writebehind_end(w[0]), 0);
+	T_INTEQ(in_kernel(w[1]), 0);
+	free(all);
+	free(chunk);
+	close(w[0]);
+	close(w[1]);
+	mqtt_readahead_attach(a);
 
 	/* The end of the stream is the kernel's: 0. */
 	T_INTEQ(write(b, "g", 1), 1);
