@@ -7,6 +7,8 @@
 #include <poll.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +59,7 @@ struct mqtt {
 
 	bool started;		/* the first connect was made */
 	bool connected;
+	bool sock_dead;		/* a connect that failed, until the next attempt */
 	uint64_t connections;	/* made since start */
 	bool subscribed_once;	/* subscribed since the process started */
 	bool stopping;
@@ -197,6 +200,8 @@ update_io(struct mqtt *m)
 	short flags = EV_PERSIST;
 
 	/* Held: the PUBACKs queued wait for the flush at the hold's end. */
+	if (m->sock_dead)
+		fd = -1;
 	if (fd >= 0 && !m->held)
 		flags |= EV_READ;
 	if (fd >= 0 && !m->held &&
@@ -525,13 +530,44 @@ hold_cb(evutil_socket_t fd, short what, void *arg)
 	io_cb(m->io_fd, EV_READ, m);
 }
 
+/* Whether the connection being made is already over: refused, reset or
+ * closed before the broker accepted us. Over TLS, libmosquitto 2.0 takes
+ * the failed handshake that follows (SSL_ERROR_SYSCALL) for one still
+ * under way and never gives the socket up: the socket stays readable and
+ * the loop would spin until the keepalive ran out, with no new attempt
+ * meanwhile (a broker restarted: a core busy and no reconnect for that
+ * long). Asked before the library reads, for its read takes the error. */
+static bool
+connect_failed(int fd)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
+		errno = err;
+		return true;
+	}
+	struct tcp_info ti;
+	len = sizeof(ti);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+	    ti.tcpi_state == TCP_CLOSE) {
+		errno = ECONNRESET;
+		return true;
+	}
+	return false;
+}
+
 static void
 io_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct mqtt *m = arg;
 	int rc = MOSQ_ERR_SUCCESS;
 
-	(void)fd;
+	if (!m->connected && connect_failed((int)fd)) {
+		m->sock_dead = true;	/* until retry_cb: reconnecting closes it */
+		connection_failed(m, MOSQ_ERR_ERRNO);
+		return;
+	}
 	if (what & EV_READ)
 		rc = read_burst(m);
 	if (rc == MOSQ_ERR_SUCCESS && !m->abort && hold_group(m)) {
@@ -624,6 +660,7 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	/* libmosquitto resolves the name synchronously here; the host string
 	 * is also what TLS checks, so it is passed as it was configured. */
+	m->sock_dead = false;	/* the library closes it now */
 	if (!m->started) {
 		rc = first_connect(m);
 		if (rc == MOSQ_ERR_SUCCESS)

@@ -2,6 +2,7 @@
 a certificate signed by the test CA; the daemon presents one and verifies
 the broker's; publishers use TLS too."""
 
+import os
 import re
 import time
 
@@ -60,3 +61,40 @@ def test_tls_with_wrong_ca_does_not_connect_and_says_why(daemon, broker_factory,
     broker.publish("sac/c3/vehicle/anpr1/event", make_payload("tls", 2), tls=True)
     assert daemon.stop(timeout=30) == 0
     assert JournalCtl(build_dir, conf=conf).stat()["records"] == 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_tls_broker_restart_reconnects_without_spinning(daemon, broker_factory, pki,
+                                                        build_dir, tmp_path):
+    """A TLS connect refused while the broker is down (libmosquitto 2.0 takes
+    the failed handshake for one under way) must count as a failed attempt:
+    no busy loop until the keepalive (30 s here) runs out, and the broker
+    back up is found within the reconnect backoff's cap (5 s)."""
+    broker = broker_factory(extra_conf=services.INGEST_BROKER_CONF, tls=pki,
+                            save_every_change=False)
+    conf = daemon.write_config(daemon_config(tmp_path, broker, tls=True))
+    ctl = JournalCtl(build_dir, conf=conf, log_path=daemon.dir / "gridbridgectl.log")
+    start_daemon(daemon, conf, timeout=READY_TIMEOUT)
+    daemon.wait_log(r'mod=mqtt msg="connected"', timeout=15)
+
+    broker.stop()
+    daemon.wait_log(r'mod=mqtt msg="disconnected"', timeout=15)
+    before = _cpu_seconds(daemon.pid)
+    time.sleep(3.0)     # a few attempts, each refused
+    spent = _cpu_seconds(daemon.pid) - before
+    assert spent < 0.5, f"{spent:.2f} s of CPU in 3 s with the broker down"
+
+    mark = len(daemon.lines)
+    back = broker_factory(extra_conf=services.INGEST_BROKER_CONF, tls=pki,
+                          tls_port=broker.tls_port, port=broker.port,
+                          save_every_change=False)
+    started = time.monotonic()
+    _, at = daemon.wait_log_timed(r'mod=mqtt msg="connected"', timeout=30, since=mark)
+    assert at - started < 8.0, f"reconnected {at - started:.1f} s after the broker was back"
+    back.publish("sac/c3/vehicle/anpr1/event", make_payload("tls", 3), tls=True)
+    JournalWatcher(ctl).wait_for_keys({("tls", 3)}, timeout=30, alive=lambda: daemon.running)
+    assert daemon.stop(timeout=30) == 0
