@@ -93,6 +93,7 @@ struct seen {
 
 static void io_cb(evutil_socket_t fd, short what, void *arg);
 static void end_hold(struct mqtt *m);
+static void on_log(struct mosquitto *mosq, void *arg, int level, const char *text);
 
 static void
 seen_clear(struct seen *s)
@@ -659,8 +660,10 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	/* libmosquitto resolves the name synchronously here; the host string
-	 * is also what TLS checks, so it is passed as it was configured. */
+	 * is also what TLS checks, so it is passed as it was configured. Its
+	 * own messages are wanted while it connects (see on_log). */
 	m->sock_dead = false;	/* the library closes it now */
+	mosquitto_log_callback_set(m->mosq, on_log);
 	if (!m->started) {
 		rc = first_connect(m);
 		if (rc == MOSQ_ERR_SUCCESS)
@@ -698,6 +701,7 @@ on_connect(struct mosquitto *mosq, void *arg, int rc, int flags)
 		return;
 	}
 	m->connected = true;
+	mosquitto_log_callback_set(m->mosq, NULL);	/* see on_log */
 	if (m->connections++ > 0)
 		metrics.broker_reconnects++;
 	struct seen *t = m->seen_prev;
@@ -797,7 +801,14 @@ on_message(struct mosquitto *mosq, void *arg, const struct mosquitto_message *ms
 }
 
 /* libmosquitto's own messages: its errors (TLS above all) explain what
- * mosquitto_strerror() cannot. */
+ * mosquitto_strerror() cannot. They come while a connection is made (the
+ * CA, the certificates, the handshake, the broker's name), so the callback
+ * is set for each attempt and taken away once the broker has accepted us:
+ * with a callback set, libmosquitto formats a debug line into a fresh
+ * allocation for every packet (a PUBLISH in, its PUBACK out) that we would
+ * throw away, a tenth of the daemon's CPU per message at full speed. What
+ * an established session loses is the OpenSSL error text of a read or
+ * write that fails; "disconnected" still gives the library's error. */
 static void
 on_log(struct mosquitto *mosq, void *arg, int level, const char *text)
 {
@@ -901,7 +912,6 @@ mqtt_new(struct event_base *base, const struct mqtt_options *o,
 	mosquitto_disconnect_callback_set(m->mosq, on_disconnect);
 	mosquitto_subscribe_callback_set(m->mosq, on_subscribe);
 	mosquitto_message_callback_set(m->mosq, on_message);
-	mosquitto_log_callback_set(m->mosq, on_log);
 	if (o->username != NULL && o->username[0] != '\0') {
 		int rc = mosquitto_username_pw_set(m->mosq, o->username,
 		    o->password != NULL && o->password[0] != '\0' ? o->password : NULL);

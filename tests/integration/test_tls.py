@@ -63,6 +63,32 @@ def test_tls_with_wrong_ca_does_not_connect_and_says_why(daemon, broker_factory,
     assert JournalCtl(build_dir, conf=conf).stat()["records"] == 0
 
 
+def test_tls_failure_after_a_session_still_says_why(daemon, broker_factory, pki, build_dir,
+                                                    tmp_path):
+    """libmosquitto's own messages are listened to while a connection is made
+    (not during a session: it formats a line per packet); a reconnect to a
+    broker whose certificate the daemon does not trust still gets its reason."""
+    broker = broker_factory(extra_conf=services.INGEST_BROKER_CONF, tls=pki,
+                            save_every_change=False)
+    conf = daemon.write_config(daemon_config(tmp_path, broker, tls=True))
+    start_daemon(daemon, conf, timeout=READY_TIMEOUT)
+    daemon.wait_log(r'mod=mqtt msg="connected"', timeout=15)
+    assert not logfmt.select(daemon.lines, mod="mqtt", msg="library error")
+
+    broker.stop()
+    other = services.TestPKI(tmp_path / "other-pki")
+    impostor = broker_factory(extra_conf=services.INGEST_BROKER_CONF, tls=other,
+                              tls_port=broker.tls_port, port=broker.port,
+                              save_every_change=False)
+    assert impostor.tls_port == broker.tls_port
+    err = logfmt.fields(daemon.wait_log(r'mod=mqtt msg="library error"', timeout=30))
+    assert err["level"] == "error", err
+    assert "certificate verify failed" in err["error"], err
+    assert len(logfmt.select(daemon.lines, mod="mqtt", msg="connected")) == 1
+    assert daemon.running
+    assert daemon.stop(timeout=30) == 0
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
