@@ -108,6 +108,17 @@ on_number(void *ctx, const char *s, size_t n)
 
 	if (n == 0 || n >= sizeof(text))
 		return 0;
+	/* Most are short integers (ids, counts, codes): up to 18 digits fit
+	 * an int64_t whatever they are, read in place. yajl has checked the
+	 * syntax (no '+', no leading zero), so this is strtoll's value. */
+	size_t i = s[0] == '-';
+	if (i < n && n - i <= 18) {
+		long long v = 0;
+		for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+			v = v * 10 + (s[i] - '0');
+		if (i == n)
+			return add(ctx, json_integer(s[0] == '-' ? -v : v));
+	}
 	memcpy(text, s, n);
 	text[n] = '\0';
 	errno = 0;

@@ -60,6 +60,12 @@ test_plain(void)
 	SAME("{\"a\": 1, \"b\": 2, \"a\": 3}", FAST);	/* the last value, first place */
 	SAME("{\"\": \"\", \"x\": \"\"}", FAST);
 	SAME("{\"i\": 9223372036854775807, \"j\": -9223372036854775808, \"z\": -0}", FAST);
+	/* integers read in place up to 18 digits, by strtoll beyond */
+	SAME("[999999999999999999, -999999999999999999, 1000000000000000000, "
+	    "-1000000000000000000, 0, -0, 7, -7, 1234567890123456789]", FAST);
+	SAME("[9223372036854775808]", JANSSON);	/* out of range: jansson says no */
+	SAME("[-9223372036854775809]", JANSSON);
+	SAME("[1.5, -0.5, 1e3, -2E-2, 10.0]", FAST);
 	SAME("{\"r\": -0.0, \"e\": 1E5, \"f\": 1e+2, \"g\": 0.1, \"h\": 123456789.123456789}", FAST);
 	SAME("{\"tiny\": 1e-400}", JANSSON);	/* underflow: jansson takes it, as 0 */
 	SAME("{\"pair\": \"\\ud83d\\ude00\"}", JANSSON);
