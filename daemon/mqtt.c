@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "backoff.h"
@@ -541,9 +542,13 @@ hold_cb(evutil_socket_t fd, short what, void *arg)
 static bool
 connect_failed(int fd)
 {
-	int err = 0;
+	int err = 0, unread = 0;
 	socklen_t len = sizeof(err);
 
+	/* What the broker sent first (a CONNACK that says why) is read
+	 * first: the library reports it. */
+	if (mqtt_readahead_pending(fd) > 0 || (ioctl(fd, FIONREAD, &unread) == 0 && unread > 0))
+		return false;
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
 		errno = err;
 		return true;

@@ -6,10 +6,14 @@ work: the store gets ready, SIGHUP and SIGTERM are answered at once. Once a
 broker listens there, the daemon connects with MQTT 5 and the Session
 Expiry Interval it was configured with, so its session outlives it."""
 
+import os
 import signal
 import socket
+import subprocess
 import time
 import uuid
+
+import pytest
 
 import logfmt
 import services
@@ -135,3 +139,29 @@ def test_mqtt5_connects_with_its_session_once_the_broker_answers(daemon, postgre
         assert daemon.stop() == 0
     finally:
         broker.stop()
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_refused_credentials_are_reported_with_the_brokers_reason(daemon, broker_factory,
+                                                                 tmp_path, tls):
+    """The broker's CONNACK that refuses us is read and reported, over TLS
+    too, before the closed socket counts as a failed attempt: the operator
+    learns that the password is wrong, not only that the connection went."""
+    pki = services.TestPKI(tmp_path / "pki")
+    pwfile = tmp_path / "mosquitto.passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "gridbridge", "right"],
+                   check=True, stdin=subprocess.DEVNULL, capture_output=True)
+    os.chmod(pwfile, 0o644)
+    broker = broker_factory(extra_conf=[*services.INGEST_BROKER_CONF,
+                                        "allow_anonymous false", f"password_file {pwfile}"],
+                            tls=pki, save_every_change=False)
+    conf = daemon_config(tmp_path, broker, tls=tls,
+                         mqtt={"username": "gridbridge", "password": "wrong"})
+    daemon.start(daemon.write_config(conf))
+    daemon.wait_notify("READY=1", timeout=READY_TIMEOUT)
+    refused = logfmt.fields(daemon.wait_log(r'mod=mqtt msg="connection refused"', timeout=15))
+    assert refused["level"] == "error", refused
+    assert "not authori" in refused["reason"].lower(), refused
+    assert "wrong" not in " ".join(daemon.lines)
+    assert daemon.running
+    assert daemon.stop(timeout=30) == 0
