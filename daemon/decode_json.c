@@ -28,11 +28,11 @@
  *    second one it was not asked to read, and says nothing: only white
  *    space may follow the value's closing bracket (where yajl stood when
  *    it reported the close);
+ *  - a \u0000 escape (a NUL in a key or a string) goes to jansson;
  *  - anything yajl itself refuses, a top-level value that is not an
  *    object or an array (jansson wants one without JSON_DECODE_ANY),
- *    nesting deeper than DEPTH_MAX, a key longer than KEY_MAX, a NUL in
- *    a key or a string, or a failed allocation: jansson reads it again
- *    and decides.
+ *    nesting deeper than DEPTH_MAX, a key longer than KEY_MAX, or a
+ *    failed allocation: jansson reads it again and decides.
  *
  * Duplicate keys: both keep the last value at the first one's place
  * (json_object_setn_new_nocheck, as jansson's reader). */
@@ -140,11 +140,11 @@ on_number(void *ctx, const char *s, size_t n)
 	return add(ctx, json_real(v));
 }
 
+/* No NUL in s: plain() sent every payload with one (raw or \u0000) to
+ * jansson. */
 static int
 on_string(void *ctx, const unsigned char *s, size_t n)
 {
-	if (memchr(s, '\0', n) != NULL)
-		return 0;
 	return add(ctx, json_stringn_nocheck((const char *)s, n));
 }
 
@@ -174,7 +174,7 @@ static int
 on_map_key(void *ctx, const unsigned char *k, size_t n)
 {
 	struct builder *b = ctx;
-	if (n > sizeof(b->key) || memchr(k, '\0', n) != NULL)
+	if (n > sizeof(b->key))
 		return 0;
 	memcpy(b->key, k, n);
 	b->key_len = n;
@@ -254,6 +254,11 @@ plain(const unsigned char *p, size_t n)
 			if (i + 3 < n && p[i + 1] == 'u' && (p[i + 2] | 0x20) == 'd' &&
 			    ((p[i + 3] >= '8' && p[i + 3] <= '9') ||
 			    ((p[i + 3] | 0x20) >= 'a' && (p[i + 3] | 0x20) <= 'f')))
+				return false;
+			/* \u0000: a NUL in a key or a string (so the callbacks
+			 * need not look for one) */
+			if (i + 5 < n && p[i + 1] == 'u' && p[i + 2] == '0' && p[i + 3] == '0' &&
+			    p[i + 4] == '0' && p[i + 5] == '0')
 				return false;
 		} else if (c >= 0x80) {
 			ascii = false;
