@@ -243,6 +243,20 @@ put_s(struct text *t, const char *s)
 	put(t, s, strlen(s));
 }
 
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* Whether any of the 8 bytes in w is below 0x20, '"' or '\\' (the bit
+ * tricks for "a byte less than n" and "a zero byte" of Hacker's Delight,
+ * 6-1; bytes from 0x80 up are never taken for one): most strings have
+ * nothing to escape and are passed 8 bytes at a time. */
+static inline bool
+escape8(uint64_t w)
+{
+	uint64_t q = w ^ (ONES * '"'), b = w ^ (ONES * '\\');
+	return (((w - ONES * 0x20) & ~w) | ((q - ONES) & ~q) | ((b - ONES) & ~b)) & HIGHS;
+}
+
 /* A JSON string as json_dumps() writes it: '"', '\\' and control
  * characters escaped, everything else as it is. */
 static void
@@ -252,6 +266,11 @@ put_string(struct text *t, const char *s, size_t len)
 
 	put(t, "\"", 1);
 	for (size_t i = 0; i < len; i++) {
+		uint64_t w;
+		while (i + 8 <= len && (memcpy(&w, s + i, 8), !escape8(w)))
+			i += 8;
+		if (i >= len)
+			break;
 		unsigned char c = (unsigned char)s[i];
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;

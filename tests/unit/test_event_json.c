@@ -409,6 +409,38 @@ test_text_as_jansson(void)
 	}
 	T_INTEQ(bad, 0);
 	T_INTEQ(n, (int)(ns * nr));
+	/* Every character to escape at every place of strings up to 24
+	 * bytes (the text passes 8 plain bytes at a time), among ASCII and
+	 * among bytes from 0x80 up (a 2-byte UTF-8 character, é). */
+	static const char specials[] = { '"', '\\', '\n', '\x01', '\x1f', ' ', '~', '\x7f' };
+	int scanned = 0, scanned_bad = 0;
+	for (size_t len = 1; len <= 24; len++)
+		for (size_t pos = 0; pos < len; pos++)
+			for (size_t k = 0; k < sizeof(specials); k++)
+				for (int utf8 = 0; utf8 < 2; utf8++) {
+					char buf[64];
+					size_t o = 0;
+					for (size_t c = 0; c < len; c++) {
+						if (c == pos) {
+							buf[o++] = specials[k];
+						} else if (utf8 && c % 2 == 0) {
+							buf[o++] = '\xC3';
+							buf[o++] = '\xA9';
+						} else {
+							buf[o++] = 'a';
+						}
+					}
+					buf[o] = '\0';
+					struct all a;
+					memset(&a, 0, sizeof(a));
+					a.base.descriptor = &all_descriptor;
+					a.s = buf;
+					scanned++;
+					if (!same_as_jansson(&a.base))
+						scanned_bad++;
+				}
+	T_INTEQ(scanned_bad, 0);
+	T_INTEQ(scanned, 24 * 25 / 2 * 8 * 2);
 	/* A message with nothing set, and an Event with every body. */
 	struct all empty;
 	memset(&empty, 0, sizeof(empty));
