@@ -900,7 +900,9 @@ mqtt_new(struct event_base *base, const struct mqtt_options *o,
 
 	/* clean_session=false: the broker keeps our subscriptions and queues
 	 * QoS 1 messages while we are away. */
+	mqtt_socketpair_refuse(true);	/* its wake-up pair: see mqtt_readahead.c */
 	m->mosq = mosquitto_new(o->client_id, false, m);
+	mqtt_socketpair_refuse(false);
 	if (m->mosq == NULL) {
 		log_errno(LOG_LVL_ERROR, "mqtt", "cannot create client", "");
 		goto fail;

@@ -28,6 +28,15 @@
  * socket (gathered or not) first tries to send them, and is refused with
  * EAGAIN while they wait. mqtt.c watches for the socket's room while
  * mqtt_writebehind_pending() is not 0 and calls mqtt_writebehind_flush().
+ *
+ * And socketpair(): mosquitto_new() makes a pair of sockets to wake its
+ * own select() loop, which the daemon does not use, and libmosquitto
+ * writes a byte to it for every packet it queues: a system call per
+ * PUBACK that nobody reads (refused with EAGAIN once the pair is full).
+ * Made while mqtt_socketpair_refuse(true) is in force on the calling
+ * thread, the pair fails (EMFILE) and libmosquitto does without it, as it
+ * is written to (libmosquitto 2.0: a warning, sent to no log callback at
+ * that point, and no more writes).
  */
 #undef _FORTIFY_SOURCE	/* read() is defined here, not wrapped */
 #include "mqtt_readahead.h"
@@ -35,6 +44,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -159,6 +169,24 @@ size_t
 mqtt_writebehind_pending(int fd)
 {
 	return fd >= 0 && fd == ra.fd ? wb.len - wb.off : 0;
+}
+
+static __thread bool refuse_pair;
+
+int
+socketpair(int domain, int type, int protocol, int sv[2])
+{
+	if (refuse_pair) {
+		errno = EMFILE;
+		return -1;
+	}
+	return (int)syscall(SYS_socketpair, domain, type, protocol, sv);
+}
+
+void
+mqtt_socketpair_refuse(bool on)
+{
+	refuse_pair = on;
 }
 
 void

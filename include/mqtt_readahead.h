@@ -1,9 +1,11 @@
 /* mqtt_readahead.h — the broker connection's bytes read ahead (one read(2)
  * of the socket serves many of libmosquitto's reads) and written behind
- * (one write(2) sends a group's PUBACKs). See mqtt_readahead.c. */
+ * (one write(2) sends a group's PUBACKs), and libmosquitto's wake-up pair
+ * left unmade. See mqtt_readahead.c. */
 #ifndef GRIDBRIDGE_MQTT_READAHEAD_H
 #define GRIDBRIDGE_MQTT_READAHEAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Reads of `fd` go through the buffer from now on, and whatever it held
@@ -29,5 +31,9 @@ void mqtt_writebehind_begin(int fd);
 int mqtt_writebehind_end(int fd);
 int mqtt_writebehind_flush(int fd);
 size_t mqtt_writebehind_pending(int fd);
+
+/* While on, socketpair(2) on this thread fails with EMFILE: around
+ * mosquitto_new(), whose wake-up pair would cost a write per packet. */
+void mqtt_socketpair_refuse(bool on);
 
 #endif

@@ -2,8 +2,10 @@
  * of it, in order, and nothing else's reads are touched; its writes,
  * gathered, leave with one write, in order, the kernel's refusal kept
  * first in line. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <mosquitto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,54 @@
 
 #include "mqtt_readahead.h"
 #include "t.h"
+
+/* Open descriptors of this process. */
+static int
+open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	if (d == NULL)
+		return -1;
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* libmosquitto's wake-up pair: made by mosquitto_new() as a rule, not
+ * while refused (and libmosquitto still works without it). */
+static void
+test_socketpair_refused(void)
+{
+	int sv[2];
+
+	mqtt_socketpair_refuse(true);
+	errno = 0;
+	T_INTEQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), -1);
+	T_INTEQ(errno, EMFILE);
+	mqtt_socketpair_refuse(false);
+	T_INTEQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	close(sv[0]);
+	close(sv[1]);
+
+	mosquitto_lib_init();
+	int before = open_fds();
+	struct mosquitto *m = mosquitto_new("t", true, NULL);
+	T_CHECK(m != NULL);
+	T_INTEQ(open_fds(), before + 2);	/* the pair, as libmosquitto 2.0 makes it */
+	mosquitto_destroy(m);
+	T_INTEQ(open_fds(), before);
+	mqtt_socketpair_refuse(true);
+	m = mosquitto_new("t", true, NULL);
+	mqtt_socketpair_refuse(false);
+	T_CHECK(m != NULL);
+	T_INTEQ(open_fds(), before);	/* none */
+	T_INTEQ(mosquitto_publish(m, NULL, "t", 1, "x", 0, false), MOSQ_ERR_NO_CONN);
+	mosquitto_destroy(m);
+	mosquitto_lib_cleanup();
+}
 
 /* Bytes the kernel still holds for `fd` (0 when none: EAGAIN). */
 static int
@@ -193,5 +243,6 @@ main(void)
 	close(a);
 	close(pp[0]);
 	close(pp[1]);
+	test_socketpair_refused();
 	return t_done();
 }
