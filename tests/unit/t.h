@@ -4,10 +4,12 @@
  *   T_STREQ(a, b)            string equality, prints both on failure
  *   T_INTEQ(a, b)            integer equality, prints both on failure
  *   return t_done();         at the end of main: plan line, exit status
+ *   t_open_fds()             this process's open descriptors (-1: unknown)
  */
 #ifndef GRIDBRIDGE_T_H
 #define GRIDBRIDGE_T_H
 
+#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,6 +45,20 @@ t_report(int ok, const char *what, const char *file, int line)
 	if (t_a_ != t_b_) \
 		printf("#   got:      %lld\n#   expected: %lld\n", t_a_, t_b_); \
 } while (0)
+
+static inline int
+t_open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	if (d == NULL)
+		return -1;
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n;
+}
 
 static inline int
 t_done(void)

@@ -353,20 +353,6 @@ checkpoint_file_tests(void)
 	T_INTEQ(file_size("checkpoint"), 32);
 }
 
-static int
-open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	if (d == NULL)
-		return -1;
-	while (readdir(d) != NULL)
-		n++;
-	closedir(d);
-	return n;
-}
-
 /* Segments of a MiB or more are closed after their name is gone (on a
  * thread of their own): the names go at once, the descriptors soon after,
  * and the journal goes on. */
@@ -382,7 +368,7 @@ big_segment_tests(void)
 	T_INTEQ(journal_sync(j), 0);
 	journal_stat(j, &st);
 	T_CHECK(st.segments >= 3);
-	int segs = count_files(".", ".seg"), fds = open_fds();
+	int segs = count_files(".", ".seg"), fds = t_open_fds();
 	T_INTEQ(segs, (int)st.segments);
 	T_CHECK(fds > 0);
 	T_INTEQ(journal_checkpoint(j, 39999), 0);
@@ -390,10 +376,10 @@ big_segment_tests(void)
 	T_INTEQ(count_files(".", ".seg"), 1);
 	journal_stat(j, &st);
 	T_INTEQ(st.segments, 1);
-	int now = open_fds();
+	int now = t_open_fds();
 	for (int i = 0; i < 500 && now > fds; i++) {
 		usleep(10000);
-		now = open_fds();
+		now = t_open_fds();
 	}
 	T_CHECK(now <= fds);
 	append_n(j, 40001, 10);

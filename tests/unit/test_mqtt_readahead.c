@@ -2,7 +2,6 @@
  * of it, in order, and nothing else's reads are touched; its writes,
  * gathered, leave with one write, in order, the kernel's refusal kept
  * first in line. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <mosquitto.h>
@@ -14,21 +13,6 @@
 
 #include "mqtt_readahead.h"
 #include "t.h"
-
-/* Open descriptors of this process. */
-static int
-open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	if (d == NULL)
-		return -1;
-	while (readdir(d) != NULL)
-		n++;
-	closedir(d);
-	return n;
-}
 
 /* libmosquitto's wake-up pair: made by mosquitto_new() as a rule, not
  * while refused (and libmosquitto still works without it). */
@@ -47,17 +31,17 @@ test_socketpair_refused(void)
 	close(sv[1]);
 
 	mosquitto_lib_init();
-	int before = open_fds();
+	int before = t_open_fds();
 	struct mosquitto *m = mosquitto_new("t", true, NULL);
 	T_CHECK(m != NULL);
-	T_INTEQ(open_fds(), before + 2);	/* the pair, as libmosquitto 2.0 makes it */
+	T_INTEQ(t_open_fds(), before + 2);	/* the pair, as libmosquitto 2.0 makes it */
 	mosquitto_destroy(m);
-	T_INTEQ(open_fds(), before);
+	T_INTEQ(t_open_fds(), before);
 	mqtt_socketpair_refuse(true);
 	m = mosquitto_new("t", true, NULL);
 	mqtt_socketpair_refuse(false);
 	T_CHECK(m != NULL);
-	T_INTEQ(open_fds(), before);	/* none */
+	T_INTEQ(t_open_fds(), before);	/* none */
 	T_INTEQ(mosquitto_publish(m, NULL, "t", 1, "x", 0, false), MOSQ_ERR_NO_CONN);
 	mosquitto_destroy(m);
 	mosquitto_lib_cleanup();
