@@ -17,6 +17,7 @@
 #include "journal.h"
 #include "forward.h"
 #include "log.h"
+#include "loop.h"
 #include "metrics.h"
 #include "mqtt.h"
 #include "notify.h"
@@ -929,7 +930,7 @@ run(struct daemon *d)
 {
 	struct timeval sec = { .tv_sec = 1, .tv_usec = 0 };
 
-	d->base = event_base_new();
+	d->base = loop_new();
 	if (d->base == NULL) {
 		log_error("main", "cannot create event loop", "");
 		return start_failed(d, "event_loop");

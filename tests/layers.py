@@ -59,6 +59,7 @@ MODULES = [
     Module("sha256", "base", ["sha256", "sha256_*"], set(), ["openssl/*"]),
     Module("config", "base", ["config", "config_*"], set(), ["ini.h"]),
     Module("notify", "base", ["notify"], set(), ["event2/*", "systemd/*"]),
+    Module("loop", "base", ["loop"], set(), ["event2/*"]),  # the event base (main.c)
     # The record every stage passes on (event.proto) and its enum names.
     Module("event", "base", ["event.pb-c", "event_names"], set(), ["protobuf-c/*"]),
     # The stages, in the order the data flows.
