@@ -386,7 +386,7 @@ sink_message(void *ctx, const struct mqtt_message *msg)
 }
 
 static int
-sink_flush(void *ctx)
+sink_flush(void *ctx, uint64_t since_us)
 {
 	struct daemon *d = ctx;
 
@@ -396,7 +396,7 @@ sink_flush(void *ctx)
 	}
 	if (d->crash.armed && d->crash.synced && d->crash.seen >= d->crash.at)
 		raise(SIGKILL);
-	pipeline_kick(d->pipeline);
+	pipeline_durable(d->pipeline, since_us);
 	return 0;
 }
 

@@ -52,7 +52,8 @@ struct mqtt {
 	size_t hold_rows;	/* ... while about this many could come meanwhile */
 	struct event *hold;	/* the held group's time is up */
 	bool held;		/* the socket is not read until then */
-	bool group_open;	/* messages are pending since group_start_us */
+	bool group_open;	/* a group: messages pending (or, resting, to come) since group_start_us */
+	bool group_held;	/* this group waited (hold_group, rest) */
 	int64_t group_start_us;
 	int64_t group_hold_us;	/* how long this group may wait, from its start */
 	int64_t last_flush_us;
@@ -333,13 +334,16 @@ flush_sink(struct mqtt *m)
 {
 	size_t n = m->sink.pending(m->sink.ctx);
 
+	uint64_t since = m->group_open ? (uint64_t)m->group_start_us : 0;
+
 	end_hold(m);
 	if (n > 0)
 		note_rate(m, n, (int64_t)util_mono_us());
 	m->group_open = false;
+	m->group_held = false;
 	if (n == 0)
 		return 0;
-	return m->sink.flush(m->sink.ctx);
+	return m->sink.flush(m->sink.ctx, since);
 }
 
 /* libmosquitto's queue written: the group's PUBACKs with one write(2)
@@ -486,6 +490,30 @@ after_io(struct mqtt *m, int rc)
 		event_active(m->io, EV_READ, 1);
 }
 
+/* How long a group may wait for company: hold_max_us, or about hold_rows
+ * messages' time at the recent rate if that is shorter. */
+static int64_t
+group_wait_us(const struct mqtt *m)
+{
+	if (m->rate > 0 && (double)m->hold_rows * 1e6 / m->rate < (double)m->hold_max_us)
+		return (int64_t)((double)m->hold_rows * 1e6 / m->rate);
+	return m->hold_max_us;
+}
+
+/* The socket unread for `us`, then hold_cb. */
+static bool
+hold_for(struct mqtt *m, int64_t us)
+{
+	struct timeval tv = { .tv_sec = (time_t)(us / 1000000),
+		.tv_usec = (suseconds_t)(us % 1000000) };
+
+	if (evtimer_add(m->hold, &tv) != 0)
+		return false;
+	m->held = true;
+	m->group_held = true;
+	return true;
+}
+
 /* The sync delay. At a community's rate a message comes alone: its own
  * fdatasync, PUBACK and wake-ups cost hundreds of microseconds. A group
  * that ends with the socket empty therefore waits, the socket unread, for
@@ -506,19 +534,55 @@ hold_group(struct mqtt *m)
 	if (!m->group_open) {
 		m->group_open = true;
 		m->group_start_us = now;
-		m->group_hold_us = m->hold_max_us;
-		if (m->rate > 0 && (double)m->hold_rows * 1e6 / m->rate < (double)m->hold_max_us)
-			m->group_hold_us = (int64_t)((double)m->hold_rows * 1e6 / m->rate);
+		m->group_hold_us = group_wait_us(m);
 	}
 	int64_t left = m->group_start_us + m->group_hold_us - now;
-	if (left < 1000)
+	if (left < 1000 || !hold_for(m, left))
 		return false;	/* not worth a wake-up */
-	struct timeval tv = { .tv_sec = (time_t)(left / 1000000),
-		.tv_usec = (suseconds_t)(left % 1000000) };
-	if (evtimer_add(m->hold, &tv) != 0)
-		return false;
-	m->held = true;
 	return true;
+}
+
+/* After a group that waited, its n messages flushed: the socket is left
+ * unread for the next group's wait, from now. Otherwise the next group's
+ * first message would wake the loop only to start that wait (a wake-up,
+ * and the socket's watch taken off and put back: two epoll_ctl, per
+ * group); now one wake-up at the end of the wait reads the messages that
+ * came meanwhile, and a wait that finds none watches the socket again.
+ * Only while messages keep coming: at fewer than about four per wait
+ * (the time to the next one then a good part of the wait) the socket is
+ * watched at once. The messages read at its end were waited for since it
+ * began: the store's linger counts from then (flush_sink's since_us), not
+ * from their read. The PUBACKs are all written (flush_sink, write_out)
+ * when this starts, and what is read at its end is synced before any more
+ * leave. */
+static void
+rest(struct mqtt *m, size_t n)
+{
+	int fd = mosquitto_socket(m->mosq);
+
+	if (n == 0 || m->hold_max_us <= 0 || m->stopping || m->paused || !m->connected ||
+	    m->abort || fd < 0 || mosquitto_want_write(m->mosq) ||
+	    mqtt_writebehind_pending(fd) > 0)
+		return;
+	int64_t wait = group_wait_us(m);
+	if (wait < 1000 || m->rate * (double)wait < 4e6)
+		return;	/* fewer than four messages to expect */
+	/* A held group waits from its first message, which came some time
+	 * after the flush before: as many messages per sync take the wait
+	 * and one message's time. */
+	wait += (int64_t)(1e6 / m->rate);
+	if (!hold_for(m, wait))
+		return;
+	m->group_open = true;
+	m->group_start_us = (int64_t)util_mono_us();
+	m->group_hold_us = wait;
+	/* Our PUBACKs just sent put the socket in interactive mode, where the
+	 * kernel delays its ACK of what comes next (up to 40 ms) for a reply
+	 * to carry it. Unread, nothing replies; a broker with Nagle on (the
+	 * mosquitto default) then holds its next messages back until that
+	 * ACK, and they miss this wait. Quick ACKs let them come. */
+	int one = 1;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 }
 
 static void
@@ -581,10 +645,14 @@ io_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	/* The group is complete: one sync covers it, then the PUBACKs. */
+	bool waited = m->group_held;
+	size_t n = m->sink.pending(m->sink.ctx);
 	if (rc == MOSQ_ERR_SUCCESS && !m->abort && flush_sink(m) != 0)
 		m->abort = true;
 	if (rc == MOSQ_ERR_SUCCESS && !m->abort)
 		rc = write_out(m);
+	if (rc == MOSQ_ERR_SUCCESS && !m->abort && waited)
+		rest(m, n);
 	after_io(m, rc);
 }
 

@@ -65,6 +65,7 @@ struct pipeline {
 	struct store_batch *cur;
 	uint64_t cur_first, cur_last;
 	uint64_t cur_started_us;	/* monotonic, when cur was begun */
+	uint64_t durable_since_us;	/* pipeline_durable(): the last sync's */
 	struct event *age;	/* submits a partial batch */
 	struct event *pump;	/* deferred reading */
 
@@ -506,7 +507,10 @@ maybe_idle_checkpoint(struct pipeline *p)
 /* A batch's age counts from its first record's receipt: a record that
  * waited in the journal (ingest's sync delay, a backlog) has used up that
  * much of the linger. The wall clock only says how long ago that was; a
- * clock step is clipped to now and to a second ago. */
+ * clock step is clipped to now and to a second ago. Messages that waited
+ * unread in the broker's socket (the sync delay's rest, mqtt.c) used up
+ * that wait too: pump() takes the earlier of this and the sync's
+ * since_us (pipeline_durable). */
 static uint64_t
 batch_start_us(const struct journal_record *rec)
 {
@@ -555,6 +559,8 @@ pump(struct pipeline *p)
 			p->cur = new_batch(p);
 			p->cur_first = rec.seq;
 			p->cur_started_us = batch_start_us(&rec);
+			if (p->durable_since_us > 0 && p->durable_since_us < p->cur_started_us)
+				p->cur_started_us = p->durable_since_us;
 			struct timeval tv = { .tv_sec = p->o.batch_ms / 1000,
 				.tv_usec = (p->o.batch_ms % 1000) * 1000 };
 			evtimer_add(p->age, &tv);
@@ -611,6 +617,15 @@ pipeline_kick(struct pipeline *p)
 {
 	if (p != NULL && p->ready)
 		event_active(p->pump, 0, 0);
+}
+
+void
+pipeline_durable(struct pipeline *p, uint64_t since_us)
+{
+	if (p == NULL)
+		return;
+	p->durable_since_us = since_us;
+	pipeline_kick(p);
 }
 
 /* Re-reads [first, last] from the journal into a new batch. */

@@ -72,8 +72,11 @@ struct mqtt_sink {
 	/* Keeps one message (not yet durably). 0, or -1: it could not be
 	 * kept; the connection is dropped without acknowledging anything. */
 	int (*message)(void *ctx, const struct mqtt_message *msg);
-	/* Makes every message kept so far durable. 0, or -1 as above. */
-	int (*flush)(void *ctx);
+	/* Makes every message kept so far durable. 0, or -1 as above.
+	 * `since_us` (util_mono_us(); 0: not known): from when they were
+	 * waited for: the first one's receipt, or the start of the sync
+	 * delay's wait in which they came, the socket unread (mqtt.c, rest). */
+	int (*flush)(void *ctx, uint64_t since_us);
 	/* Messages kept since the last flush. */
 	size_t (*pending)(void *ctx);
 	/* Syncs that made kept messages durable so far: a message kept when

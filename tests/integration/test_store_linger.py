@@ -92,3 +92,62 @@ def test_linger_counts_from_receipt(daemon, mosquitto, private_postgres, tmp_pat
     took = time.monotonic() - t0
     assert 1.9 <= took < 2.6, f"stored {took:.2f} s after it was published"
     assert daemon.stop(timeout=30) == 0
+
+
+def test_linger_counts_from_the_wait_of_a_steady_stream(daemon, mosquitto, private_postgres,
+                                                        tmp_path):
+    """A steady stream (20/s, here with a 1 s sync delay): after a group's
+    sync the socket is left unread for the next group's wait, and the
+    messages read at its end were waited for since it began. linger_ms
+    (3 s) counts from then: every message is stored within about 3 s of
+    its publication, none 3 s after it was read. Then, the stream over, a
+    wait that finds nothing watches the socket again: a lone message comes
+    through."""
+    pg = private_postgres
+    text = daemon_config(tmp_path, mosquitto, store_db=pg, routes=True, subscribe=("#",),
+                         store={"linger_ms": 3000, "batch_ms": 5000},
+                         journal={"sync_delay_ms": 1000, "sync_delay_rows": 100})
+    start_daemon(daemon, daemon.write_config(text))
+    msgs = door_messages(81)
+    published: dict[str, float] = {}
+    stored: dict[str, float] = {}
+
+    def poll() -> int:
+        now = time.monotonic()
+        for (dev,) in db_query(pg, "SELECT device_id FROM events WHERE device_id LIKE 'b09/%%'"):
+            stored.setdefault(dev, now)
+        return len(stored)
+
+    c = mosquitto.client()
+    try:
+        t0 = time.monotonic()
+        for i, (topic, payload) in enumerate(msgs[:80]):      # 20/s for 4 s
+            while time.monotonic() < t0 + i * 0.05:
+                time.sleep(0.005)
+            published[topic] = time.monotonic()
+            c.publish(topic, payload, qos=1)
+            if i % 5 == 0:
+                poll()
+        while poll() < 80 and time.monotonic() < t0 + 30:
+            time.sleep(0.02)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    assert len(stored) == 80, len(stored)
+    late = {}
+    for topic, t in published.items():
+        unit = topic.split("/")[3]                    # zigbee2mqtt/b09/u1/<unit>/entry_door
+        dev, = [d for d in stored if unit in d.split("/")]
+        late[dev] = stored[dev] - t
+    worst = max(late.values())
+    assert worst < 3.6, f"stored up to {worst:.2f} s after publication (linger 3 s)"
+    assert min(late.values()) > 0.5, late            # they did linger
+
+    time.sleep(2.5)                                    # the stream is over
+    topic, payload = msgs[80]
+    t1 = time.monotonic()
+    mosquitto.publish(topic, payload, qos=1)
+    wait_until(lambda: poll() == 81, 10, "the lone message stored", interval=0.02)
+    took = time.monotonic() - t1
+    assert took < 4.5, f"the lone message stored {took:.2f} s after publication"
+    assert daemon.stop(timeout=30) == 0
