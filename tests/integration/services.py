@@ -20,6 +20,7 @@ Standard library, paho-mqtt and psycopg2 only. Run with Debian's
 from __future__ import annotations
 
 import atexit
+import errno
 import http.server
 import json
 import os
@@ -945,7 +946,18 @@ class HttpsEndpoint:
         if self._server is not None:
             raise ServiceError("endpoint is already serving")
         self._closing = False
-        self._server = _TLSServer((self.host, self.port or 0), self)
+        # Listening again on the same port (reopen): while it was closed the
+        # kernel may have given it to another test's outgoing connection as
+        # its local port; such a connection is short-lived, so try again.
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                self._server = _TLSServer((self.host, self.port or 0), self)
+                break
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE or not self.port or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05},
