@@ -612,7 +612,8 @@ age_cb(evutil_socket_t fd, short what, void *arg)
 	submit_cur(p);
 }
 
-void
+/* Run the pump: there may be records to batch. */
+static void
 pipeline_kick(struct pipeline *p)
 {
 	if (p != NULL && p->ready)

@@ -82,11 +82,9 @@ bool pipeline_catching_up(const struct pipeline *p);
  * checkpoint. */
 uint64_t pipeline_unstored(const struct pipeline *p);
 
-/* New records are durable in the journal. */
-void pipeline_kick(struct pipeline *p);
-/* The same, after ingest's sync: `since_us` (util_mono_us(); 0: not
- * known) is from when those records were waited for (struct mqtt_sink's
- * flush). A batch begun with them lingers from then, if that is earlier
+/* New records are durable in the journal (after ingest's sync).
+ * `since_us` (util_mono_us(); 0: not known) is from when those records
+ * were waited for (struct mqtt_sink's flush). A batch begun with them lingers from then, if that is earlier
  * than its first record's receipt. */
 void pipeline_durable(struct pipeline *p, uint64_t since_us);
 

@@ -1,9 +1,7 @@
 /* test_loop.c — loop_new(): timers on the precise clock, no timerfd. */
 #include <event2/event.h>
-#include <stdbool.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/timerfd.h>
 #include <time.h>
