@@ -924,6 +924,7 @@ class HttpsEndpoint:
         self._server: _TLSServer | None = None
         self._closing = False
         self._thread: threading.Thread | None = None
+        self._held: socket.socket | None = None  # the port, while closed
 
     # files and address
     ca_file = property(lambda self: self.pki.ca_file)
@@ -946,9 +947,11 @@ class HttpsEndpoint:
         if self._server is not None:
             raise ServiceError("endpoint is already serving")
         self._closing = False
-        # Listening again on the same port (reopen): while it was closed the
-        # kernel may have given it to another test's outgoing connection as
-        # its local port; such a connection is short-lived, so try again.
+        # Listening again on the same port (reopen): close_port() kept it
+        # bound meanwhile (see _hold_port), and the listener binds next to
+        # that socket (both SO_REUSEADDR, neither listening) before it is
+        # let go. Should the port have been lost all the same (its socket
+        # could not be made), a connection that took it is tried past.
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -958,6 +961,7 @@ class HttpsEndpoint:
                 if e.errno != errno.EADDRINUSE or not self.port or time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+        self._release_port()
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05},
@@ -970,6 +974,7 @@ class HttpsEndpoint:
         """Stop listening and cut every open connection."""
         server, self._server = self._server, None
         if server is None:
+            self._release_port()
             return
         self._closing = True
         server.shutdown()
@@ -987,6 +992,29 @@ class HttpsEndpoint:
     def close_port(self) -> None:
         """Simulate the endpoint going down: connections are refused from now on."""
         self.stop()
+        self._hold_port()
+
+    def _hold_port(self) -> None:
+        """Keep the closed port bound, not listening: connections to it are
+        refused as to any closed port, and the kernel gives no outgoing
+        connection a port that a socket is bound to. Unbound, another test's
+        connection could take it as its local port and keep it for as long
+        as it lives, and reopen() would fail with EADDRINUSE."""
+        if not self.port or self._held is not None:
+            return
+        held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            held.bind((self.host, self.port))
+        except OSError:
+            held.close()  # taken in the instant since the listener closed
+            return
+        self._held = held
+
+    def _release_port(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
 
     def reopen(self) -> "HttpsEndpoint":
         """Listen again on the same port."""

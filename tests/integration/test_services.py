@@ -1,6 +1,7 @@
 """The test harness itself: real broker, database and HTTPS endpoint behave as
 the daemon's tests will assume."""
 
+import errno
 import http.client
 import os
 import signal
@@ -336,6 +337,28 @@ def test_https_endpoint_close_port_then_reopen(https_endpoint):
     assert ep.port == port
     assert _post(ep, ctx)[0] == 200
     assert [r.method for r in ep.requests] == ["GET", "POST"]
+
+
+def test_https_endpoint_closed_port_is_not_given_to_another_socket(https_endpoint):
+    """While closed (close_port), the endpoint's port stays its own: no other
+    socket, such as another test's outgoing connection, can be given it as
+    its local port, which would make reopen() fail with EADDRINUSE for as
+    long as that connection lives. Connections to it are still refused."""
+    ep = https_endpoint
+    port = ep.port
+    ep.close_port()
+    with pytest.raises(ConnectionRefusedError):
+        _post(ep, ep.client_context())
+    other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        with pytest.raises(OSError) as e:
+            other.bind(("127.0.0.1", port))
+        assert e.value.errno == errno.EADDRINUSE
+    finally:
+        other.close()
+    ep.reopen()
+    assert ep.port == port
+    assert _post(ep, ep.client_context())[0] == 200
 
 
 # --------------------------------------------------------------------------
