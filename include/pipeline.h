@@ -84,8 +84,8 @@ uint64_t pipeline_unstored(const struct pipeline *p);
 
 /* New records are durable in the journal (after ingest's sync).
  * `since_us` (util_mono_us(); 0: not known) is from when those records
- * were waited for (struct mqtt_sink's flush). A batch begun with them lingers from then, if that is earlier
- * than its first record's receipt. */
+ * were waited for (struct mqtt_sink's flush). A batch begun with them
+ * lingers from then, if that is earlier than its first record's receipt. */
 void pipeline_durable(struct pipeline *p, uint64_t since_us);
 
 /* [decode] settings changed by a reload: used for the records decoded
