@@ -422,6 +422,17 @@ add_sat(int64_t a, int64_t b)
 	return a + b;
 }
 
+/* a - b, held at the ends of int64_t likewise. */
+static int64_t
+sub_sat(int64_t a, int64_t b)
+{
+	if (b < 0 && a > INT64_MAX + b)
+		return INT64_MAX;
+	if (b > 0 && a < INT64_MIN + b)
+		return INT64_MIN;
+	return a - b;
+}
+
 static int64_t
 offset(const uint8_t *op, int64_t base)
 {
@@ -514,7 +525,7 @@ apply(struct derive *d, const struct derive_options *o, const uint8_t *op, int64
 		derive_tick(d, *now);
 		break;
 	case 11:		/* the system clock steps there */
-		derive_clock_stepped(d, at - *now);
+		derive_clock_stepped(d, sub_sat(at, *now));
 		*now = at;
 		derive_tick(d, *now);
 		break;
