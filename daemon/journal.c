@@ -64,6 +64,7 @@ struct journal {
 	int dirfd;
 	uint64_t segment_size;
 	uint64_t disk_cap;
+	uint64_t keep_records;	/* the last this many are kept (journal.h) */
 	uint8_t id[16];
 	char id_text[JOURNAL_ID_LEN + 1];
 
@@ -892,7 +893,9 @@ bool journal_full(const struct journal *j);
  * deleting it after every commit that catches up would cost a file
  * created, a directory synced and a file deleted per commit at a
  * community's rate; past half the cap (a small cap) the space counts
- * more, and ingest must never pause for a segment already stored. */
+ * more, and ingest must never pause for a segment already stored. So
+ * for the last two segments while they hold any of the last keep_records
+ * records (journal.h). */
 static bool
 segment_behind(const struct journal *j, size_t i, uint64_t seq)
 {
@@ -902,8 +905,12 @@ segment_behind(const struct journal *j, size_t i, uint64_t seq)
 
 	if (i + 1 < j->nsegs && last == 0)
 		last = j->segs[i + 1].first_seq - 1;
-	if (is_cur && (j->buflen > 0 || j->pending > 0 ||
-	    (!journal_full(j) && total_bytes(j) < j->disk_cap / 2)))
+	bool roomy = !journal_full(j) && total_bytes(j) < j->disk_cap / 2;
+	if (is_cur && (j->buflen > 0 || j->pending > 0 || roomy))
+		return false;
+	/* One of the last keep_records records, in one of the last two
+	 * segments: the next start's recall. */
+	if (roomy && i + 2 >= j->nsegs && last != 0 && last + j->keep_records >= j->next_seq)
 		return false;
 	return last != 0 && last <= seq;
 }
@@ -1060,6 +1067,7 @@ journal_open(const struct journal_options *o)
 	j->ckfd = -1;
 	j->segment_size = o->segment_size;
 	j->disk_cap = o->disk_cap;
+	j->keep_records = o->keep_records;
 	j->dir = strdup(o->dir);
 	if (j->dir == NULL)
 		goto fail;

@@ -580,6 +580,7 @@ open_journal(struct daemon *d)
 		.dir = dir,
 		.segment_size = (uint64_t)c->journal_segment_size,
 		.disk_cap = (uint64_t)c->journal_disk_cap,
+		.keep_records = MQTT_RECALL_MAX,	/* recall_journal_end() */
 	};
 	d->journal = journal_open(&jo);
 	return d->journal != NULL ? 0 : -1;

@@ -109,6 +109,15 @@
  * catches up, and deleting it each time would create a file, sync the
  * directory and delete a file per commit. It goes once the next segment
  * is rolled.
+ *
+ * So are the last two segments while they hold any of the last
+ * `keep_records` records (under half the cap, and at open too: at most
+ * two segments' space): a message can be stored while the
+ * broker never got its PUBACK (a kill between the two), and the broker
+ * then sends it again to the next process, which recognises it from the
+ * journal's last records (main.c, mqtt_recall). Deleted because they
+ * were stored, those records would be missing there, and the message
+ * journaled and stored a second time.
  */
 #ifndef GRIDBRIDGE_JOURNAL_H
 #define GRIDBRIDGE_JOURNAL_H
@@ -136,6 +145,11 @@ struct journal_options {
 	const char *dir;	/* created if missing */
 	uint64_t segment_size;	/* bytes; a segment is rolled past this */
 	uint64_t disk_cap;	/* bytes; journal_full() at or above */
+	/* The last two segments are kept behind the checkpoint while they
+	 * hold any of the last this many records and the journal is under
+	 * half its cap (0: none), also at open: the daemon's next start
+	 * reads them (mqtt_recall). */
+	uint64_t keep_records;
 };
 
 /* One message, as appended and as read back. `topic` and `payload` point

@@ -207,6 +207,59 @@ def test_crash_after_sync_then_broker_redelivers_journaled_once(daemon, ingest_b
     assert daemon.stop(timeout=30) == 0
 
 
+def test_redelivery_after_everything_was_stored_is_journaled_once(daemon, ingest_broker,
+                                                                  private_postgres, build_dir,
+                                                                  tmp_path):
+    """The journal's last messages must outlive the checkpoint. A daemon
+    killed after its sync, before its PUBACKs left, is started again while
+    the broker is down: it stores the whole journal (the database's
+    checkpoint reaches the journal's end) and stops. At the next start the
+    journal's last segment is wholly behind the checkpoint, and the broker
+    sends the unacknowledged messages again: the restarted daemon must
+    recognise them from the journal's end (mqtt_recall), which is only
+    there if that segment was kept. Deleted at the journal's open, the
+    messages were journaled, and stored, a second time (seen as 6,017
+    messages accounted for 6,000 in test_ratelimit's kill -9 test)."""
+    from test_store import db_progress
+    N = 5
+    pg = private_postgres
+    conf = daemon.write_config(daemon_config(tmp_path, ingest_broker,
+                                             client_id="gridbridge-store-test", store_db=pg))
+    ctl = ctl_for(build_dir, conf, daemon)
+    start_daemon(daemon, conf, env={"GRIDBRIDGE_CRASH_AT": f"after_sync:{N}"},
+                 timeout=READY_TIMEOUT)
+    topic = "sac/c1/door/dev1/event"
+    for seq in range(1, N + 1):
+        ingest_broker.publish(topic, make_payload("stored", seq))
+    assert daemon.wait(30) == -signal.SIGKILL, "the daemon did not kill itself after the sync"
+
+    # the broker keeps what was not acknowledged in our session
+    ingest_broker.stop()
+    daemon.start(conf)
+    daemon.wait_notify("READY=1", timeout=READY_TIMEOUT)
+    deadline = time.monotonic() + INGEST_TIMEOUT
+    while db_progress(pg) != (N, N):
+        assert time.monotonic() < deadline, f"not stored: {db_progress(pg)}"
+        assert daemon.running
+        time.sleep(0.1)
+    assert daemon.stop(timeout=30) == 0
+    assert ctl.stat()["checkpoint_seq"] == N
+
+    ingest_broker.start()
+    start_daemon(daemon, conf, timeout=READY_TIMEOUT, subscribed=False)
+    ingest_broker.publish(topic, make_payload("after", 1))
+    while db_progress(pg)[1] < N + 1:
+        assert time.monotonic() < deadline, f"the marker not stored: {db_progress(pg)}"
+        assert daemon.running
+        time.sleep(0.1)
+    time.sleep(1.0)
+    rows, checkpoint = db_progress(pg)
+    assert (rows, checkpoint) == (N + 1, N + 1), \
+        f"{rows} rows, checkpoint {checkpoint} for {N} messages and a marker: journaled twice"
+    assert ctl.stat()["last_seq"] == N + 1
+    assert daemon.stop(timeout=30) == 0
+
+
 # --------------------------------------------------------------------------
 # 8. oversize messages
 

@@ -770,6 +770,83 @@ test_mid_and_version2(void)
 	T_INTEQ(JOURNAL_VERSION, 3);
 }
 
+/* keep_records: the last two segments stay behind the checkpoint while
+ * they hold any of the journal's last keep_records records, at open as
+ * well, and while the journal is under half its cap. The daemon's next
+ * start recognises the broker's redelivery of messages stored but never
+ * acknowledged from them (mqtt_recall); deleted at open because
+ * everything was stored, they were journaled again. */
+static void
+keep_tests(void)
+{
+	/* about 40 records a segment: the last 30 are in at most two */
+	struct journal_options o = { .dir = dir, .segment_size = 4096, .disk_cap = 1 << 30,
+		.keep_records = 30 };
+	struct journal_stat st;
+	int a, b;
+
+	fresh_dir();
+	struct journal *j = journal_open(&o);
+	T_CHECK(j != NULL);
+	append_n(j, 1, 400);
+	T_INTEQ(journal_sync(j), 0);
+	T_INTEQ(journal_checkpoint(j, 400), 0);
+	journal_stat(j, &st);
+	T_CHECK(st.segments >= 1 && st.segments <= 2);
+	/* the segment with record 371 and the one after it, if any */
+	int kept = read_all(0, &a, &b);
+	T_CHECK(a >= 300 && a <= 371);
+	T_INTEQ(b, 400);
+	T_INTEQ(kept, 400 - a + 1);
+	journal_free(j);
+
+	/* Reopened with every record behind the checkpoint: still there. */
+	j = journal_open(&o);
+	T_CHECK(j != NULL);
+	T_INTEQ(read_all(0, &a, &b), kept);
+	T_INTEQ(b, 400);
+	/* What is kept moves on with the appends. */
+	append_n(j, 401, 200);
+	T_INTEQ(journal_sync(j), 0);
+	T_INTEQ(journal_checkpoint(j, 600), 0);
+	read_all(0, &a, &b);
+	T_CHECK(a >= 500 && a <= 571);
+	T_INTEQ(b, 600);
+	/* Past half the cap the space comes first: all of it goes. */
+	journal_stat(j, &st);
+	journal_set_disk_cap(j, st.bytes);
+	T_INTEQ(journal_flush_checkpoint(j), 0);
+	T_INTEQ(read_all(0, &a, &b), 0);
+	journal_free(j);
+
+	/* Never more than two segments, however many records are asked for. */
+	fresh_dir();
+	o.keep_records = 100000;
+	j = journal_open(&o);
+	append_n(j, 1, 400);
+	T_INTEQ(journal_sync(j), 0);
+	T_INTEQ(journal_checkpoint(j, 400), 0);
+	journal_stat(j, &st);
+	T_CHECK(st.segments <= 2);
+	T_CHECK(read_all(0, &a, &b) < 100);
+	T_INTEQ(b, 400);
+	journal_free(j);
+
+	/* Without keep_records, the open deletes what is behind the checkpoint. */
+	fresh_dir();
+	o.keep_records = 0;
+	j = journal_open(&o);
+	append_n(j, 1, 100);
+	T_INTEQ(journal_sync(j), 0);
+	T_INTEQ(journal_checkpoint(j, 100), 0);
+	journal_free(j);
+	j = journal_open(&o);
+	T_INTEQ(read_all(0, &a, &b), 0);
+	journal_stat(j, &st);
+	T_INTEQ(st.last_seq, 100);
+	journal_free(j);
+}
+
 int
 main(void)
 {
@@ -925,6 +1002,7 @@ main(void)
 	live_end_tests();
 	read_ahead_tests();
 	renumber_tests();
+	keep_tests();
 	test_mid_and_version2();
 
 	char cmd[128];
