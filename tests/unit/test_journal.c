@@ -770,6 +770,21 @@ test_mid_and_version2(void)
 	T_INTEQ(JOURNAL_VERSION, 3);
 }
 
+/* A new journal with records 1..n, synced, all behind the checkpoint. */
+static struct journal *
+stored_journal(const struct journal_options *o, int n)
+{
+	fresh_dir();
+	struct journal *j = journal_open(o);
+	T_CHECK(j != NULL);
+	if (j == NULL)
+		abort();
+	append_n(j, 1, n);
+	T_INTEQ(journal_sync(j), 0);
+	T_INTEQ(journal_checkpoint(j, (uint64_t)n), 0);
+	return j;
+}
+
 /* keep_records: the last two segments stay behind the checkpoint while
  * they hold any of the journal's last keep_records records, at open as
  * well, and while the journal is under half its cap. The daemon's next
@@ -785,12 +800,7 @@ keep_tests(void)
 	struct journal_stat st;
 	int a, b;
 
-	fresh_dir();
-	struct journal *j = journal_open(&o);
-	T_CHECK(j != NULL);
-	append_n(j, 1, 400);
-	T_INTEQ(journal_sync(j), 0);
-	T_INTEQ(journal_checkpoint(j, 400), 0);
+	struct journal *j = stored_journal(&o, 400);
 	journal_stat(j, &st);
 	T_CHECK(st.segments >= 1 && st.segments <= 2);
 	/* the segment with record 371 and the one after it, if any */
@@ -820,12 +830,8 @@ keep_tests(void)
 	journal_free(j);
 
 	/* Never more than two segments, however many records are asked for. */
-	fresh_dir();
 	o.keep_records = 100000;
-	j = journal_open(&o);
-	append_n(j, 1, 400);
-	T_INTEQ(journal_sync(j), 0);
-	T_INTEQ(journal_checkpoint(j, 400), 0);
+	j = stored_journal(&o, 400);
 	journal_stat(j, &st);
 	T_CHECK(st.segments <= 2);
 	T_CHECK(read_all(0, &a, &b) < 100);
@@ -833,13 +839,8 @@ keep_tests(void)
 	journal_free(j);
 
 	/* Without keep_records, the open deletes what is behind the checkpoint. */
-	fresh_dir();
 	o.keep_records = 0;
-	j = journal_open(&o);
-	append_n(j, 1, 100);
-	T_INTEQ(journal_sync(j), 0);
-	T_INTEQ(journal_checkpoint(j, 100), 0);
-	journal_free(j);
+	journal_free(stored_journal(&o, 100));
 	j = journal_open(&o);
 	T_INTEQ(read_all(0, &a, &b), 0);
 	journal_stat(j, &st);
