@@ -88,7 +88,7 @@ struct seen {
 	uint16_t mid;
 	bool used;
 };
-#define SEEN_SLOTS MQTT_RECALL_MAX		/* by packet id modulo */
+#define SEEN_SLOTS MQTT_RECALL_MAX		/* by packet id (2 MiB a table) */
 #define REDELIVERY_WINDOW_MS 30000	/* received this close to the connection's end */
 /* Reads to the end of a dropped connection (a socket buffer's packets). */
 #define ABORT_READS 100000

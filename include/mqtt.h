@@ -115,8 +115,13 @@ struct mqtt *mqtt_new(struct event_base *base, const struct mqtt_options *o,
  * messages the broker sends again is recognised against these, as a
  * reconnect's is against the connection before: a message journaled whose
  * PUBACK never left before a crash is not journaled a second time.
- * MQTT_RECALL_MAX messages are enough. */
-#define MQTT_RECALL_MAX 4096
+ * MQTT_RECALL_MAX: one per packet id. What the broker sends again can
+ * reach far back: after a reconnect it resends everything unacknowledged
+ * (measured: 4,000 messages with max_inflight_messages 1000), and a kill
+ * before those PUBACKs got through leaves them unacknowledged under the
+ * next run's new messages. With 4,096 the recall missed them after
+ * repeated kills and they were journaled again. */
+#define MQTT_RECALL_MAX 65536
 void mqtt_recall(struct mqtt *m, const char *topic, size_t topic_len, const void *payload,
     size_t payload_len, uint16_t mid, int64_t received_us);
 /* Starts connecting; failures are retried in the background. */

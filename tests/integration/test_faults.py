@@ -64,11 +64,12 @@ def test_kill9_daemon_ten_times_while_publishing(daemon, ingest_broker, build_di
     missing = acked - set(counts)
     assert not missing, f"seed {seed}: {describe_missing(missing)}"
     dups = len(records) - len(counts)
-    bound = kills * services.INGEST_BROKER_INFLIGHT
     report(f"kill -9 x{kills} (seed {seed}, at s/published {moments}): "
-           f"{len(counts)} messages, {dups} duplicate record(s) (bound {bound})")
-    assert dups <= bound, f"seed {seed}: {dups} duplicates, more than {kills} x the " \
-                          f"broker's in-flight window ({services.INGEST_BROKER_INFLIGHT})"
+           f"{len(counts)} messages, {dups} duplicate record(s)")
+    # What the broker sends again after a kill is recognised from the
+    # journal's last records, however far back it reaches (with a recall of
+    # 4,096 records: thousands of duplicates in 2 of 12 runs)
+    assert dups == 0, f"seed {seed}: {dups} messages journaled twice"
     assert set(counts) == acked, "records that no publisher sent"
     assert_contiguous(records)
     st = ctl.stat()

@@ -592,7 +592,7 @@ def wait_stored(pg, ctl, daemon, min_seq: int, min_rows: int, timeout: float) ->
 
 def wait_segments_reclaimed(ctl, daemon, timeout: float = 10.0) -> dict:
     """Reclaimed: at most the last two segments are left, which the journal
-    keeps while they hold any of its last 4,096 records (the next start's
+    keeps while they hold any of its last 65,536 records (the next start's
     recall of messages stored whose PUBACK may not have left)."""
     deadline = time.monotonic() + timeout
     while True:
