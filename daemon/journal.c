@@ -905,12 +905,15 @@ segment_behind(const struct journal *j, size_t i, uint64_t seq)
 
 	if (i + 1 < j->nsegs && last == 0)
 		last = j->segs[i + 1].first_seq - 1;
-	bool roomy = !journal_full(j) && total_bytes(j) < j->disk_cap / 2;
+	/* Only the last two segments ask how full the journal is (a walk of
+	 * the segments, and a statfs after ENOSPC): reclaim asks per segment. */
+	bool recent = i + 2 >= j->nsegs;
+	bool roomy = recent && !journal_full(j) && total_bytes(j) < j->disk_cap / 2;
 	if (is_cur && (j->buflen > 0 || j->pending > 0 || roomy))
 		return false;
 	/* One of the last keep_records records, in one of the last two
 	 * segments: the next start's recall. */
-	if (roomy && i + 2 >= j->nsegs && last != 0 && last + j->keep_records >= j->next_seq)
+	if (roomy && last != 0 && last + j->keep_records >= j->next_seq)
 		return false;
 	return last != 0 && last <= seq;
 }
